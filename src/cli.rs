@@ -1,0 +1,159 @@
+//! Command-line definitions (clap): raw arguments only.
+//!
+//! Values that flags2 checks with its own messages (`--limit`, `--max-req`,
+//! `--server`, the codes) are taken as text here and checked in
+//! [`crate::config`], so every usage error reads `*** Usage error: …` and
+//! exits with status 2 before any request.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::testserver::{DelayRange, parse_rate};
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0    every code downloaded or not found
+  1    at least one code ended in an error
+  2    usage or configuration error (nothing was downloaded)
+  3    fatal runtime error (output directory not writable, server could not bind, ...)
+  130  interrupted (Ctrl-C); the final report for what finished is still printed";
+
+/// flagsd: downloads country flags by two-letter code, concurrently.
+#[derive(Debug, Parser)]
+#[command(name = "flagsd", version, after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    /// Diagnostics level on stderr, as an EnvFilter (`debug`, `flagsd=trace`, ...)
+    /// [default: warn]
+    #[arg(long, global = true, env = "FLAGSD_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download flags, as flags2 does.
+    Fetch(FetchArgs),
+    /// Serve the bundled flags over HTTP, for tests, demos and benchmarks.
+    Testserver(TestServerArgs),
+}
+
+/// `flagsd fetch`: the flags2 command line.
+#[derive(Debug, Args)]
+#[command(after_help = FETCH_AFTER_HELP)]
+pub struct FetchArgs {
+    /// Country codes: two letters are one code, one letter X is XA to XZ (any case).
+    /// Default: the 20 most populous countries
+    #[arg(value_name = "CC")]
+    pub codes: Vec<String>,
+
+    /// Get all 194 flags of the country list (overrides CC)
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Get flags for every code AA to ZZ, 676 requests (overrides --all)
+    #[arg(short, long)]
+    pub every: bool,
+
+    /// Keep only the first N codes (after sorting)
+    #[arg(short, long, value_name = "N", allow_negative_numbers = true)]
+    pub limit: Option<String>,
+
+    /// Maximum concurrent requests; the pool is min(N, 1000, number of codes)
+    #[arg(
+        short,
+        long = "max-req",
+        alias = "max_req",
+        value_name = "N",
+        default_value = "30",
+        allow_negative_numbers = true
+    )]
+    pub max_req: String,
+
+    /// Server: LOCAL, REMOTE, DELAY, ERROR, DEMO (any case) or an http(s):// base URL
+    #[arg(short, long, value_name = "LABEL|URL", default_value = "LOCAL")]
+    pub server: String,
+
+    /// Print one line per country instead of the progress bar
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Directory for the downloaded files (created if missing)
+    #[arg(short, long, value_name = "DIR", default_value = "downloaded")]
+    pub output: PathBuf,
+}
+
+const FETCH_AFTER_HELP: &str = "\
+Servers:
+  LOCAL   http://localhost:8000/flags
+  REMOTE  https://www.fluentpython.com/data/flags
+  DELAY   http://localhost:8001/flags
+  ERROR   http://localhost:8002/flags
+  DEMO    the built-in flag server, started in-process on a free loopback port (works offline)
+
+Each code is requested as GET {base}/{cc}/{cc}.gif and saved as {CC}.gif.
+
+Exit status:
+  0    every code downloaded or not found
+  1    at least one code ended in an error
+  2    usage error (nothing was requested)
+  3    fatal runtime error (output directory not writable, ...)
+  130  interrupted (Ctrl-C); the final report for what finished is still printed";
+
+/// `flagsd testserver`: the built-in flag server.
+#[derive(Debug, Args)]
+pub struct TestServerArgs {
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+
+    /// Serve DIR/{cc}/{cc}.gif and DIR/{cc}/metadata.json instead of the bundled data set
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Seconds to wait before each answer: MIN, or MIN..MAX for a uniform random delay
+    #[arg(long, value_name = "MIN[..MAX]")]
+    pub delay: Option<DelayRange>,
+
+    /// Fraction of requests answered with 418 I'm a Teapot (0 to 1)
+    #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
+    pub error_rate: f64,
+
+    /// Fraction of flag responses whose body is cut off half way (0 to 1)
+    #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
+    pub truncate_rate: f64,
+
+    /// Seed of the random fault and delay generator
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Server threads
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn max_req_has_an_underscore_alias() {
+        let cli = Cli::try_parse_from(["flagsd", "fetch", "--max_req", "5"]).unwrap();
+        let Command::Fetch(args) = cli.command else {
+            panic!("not fetch")
+        };
+        assert_eq!(args.max_req, "5");
+    }
+}

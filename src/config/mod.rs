@@ -1,0 +1,224 @@
+//! Checked settings: raw arguments in, one typed configuration out.
+//!
+//! Everything a user controls is checked here, once, before any request:
+//! later code never re-parses text. Each failure is a [`UsageError`] whose
+//! message names the argument, and the binary exits with status 2.
+
+use std::path::PathBuf;
+
+use crate::cli::FetchArgs;
+use crate::codes::{CountryCode, Selection, expand_argument};
+use crate::download::Timeouts;
+
+/// Largest worker pool, whatever `--max-req` says.
+pub const MAX_CONCURRENCY: usize = 1000;
+
+/// The built-in server labels and their base URLs.
+pub const SERVER_LABELS: [(&str, &str); 4] = [
+    ("LOCAL", "http://localhost:8000/flags"),
+    ("REMOTE", "https://www.fluentpython.com/data/flags"),
+    ("DELAY", "http://localhost:8001/flags"),
+    ("ERROR", "http://localhost:8002/flags"),
+];
+
+/// A command-line value that flagsd cannot use; the text is the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Where the flags come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerTarget {
+    /// A base URL (`http://…/flags`).
+    Url(String),
+    /// The built-in server, started in-process on a free loopback port.
+    Demo,
+}
+
+/// A server as chosen on the command line: its label and target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// `LOCAL`, `REMOTE`, …, `DEMO`, or `CUSTOM` for a URL.
+    pub label: String,
+    /// Where requests go.
+    pub target: ServerTarget,
+}
+
+impl Server {
+    /// Resolves a `--server` value: a label in any case, or an http(s) URL.
+    pub fn parse(value: &str) -> Result<Self, UsageError> {
+        let upper = value.to_ascii_uppercase();
+        if upper == "DEMO" {
+            return Ok(Self {
+                label: upper,
+                target: ServerTarget::Demo,
+            });
+        }
+        if let Some((label, url)) = SERVER_LABELS.iter().find(|(label, _)| *label == upper) {
+            return Ok(Self {
+                label: (*label).to_owned(),
+                target: ServerTarget::Url((*url).to_owned()),
+            });
+        }
+        let lower = value.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return match reqwest::Url::parse(value) {
+                Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(Self {
+                    label: "CUSTOM".to_owned(),
+                    target: ServerTarget::Url(value.to_owned()),
+                }),
+                Ok(_) => Err(UsageError(format!("--server URL '{value}' has no host"))),
+                Err(e) => Err(UsageError(format!(
+                    "--server URL '{value}' is not valid: {e}"
+                ))),
+            };
+        }
+        let labels: Vec<&str> = SERVER_LABELS
+            .iter()
+            .map(|(l, _)| *l)
+            .chain(["DEMO"])
+            .collect();
+        Err(UsageError(format!(
+            "--server LABEL must be one of {}, or an http:// or https:// URL (got '{value}')",
+            labels.join(", ")
+        )))
+    }
+}
+
+/// Everything `flagsd fetch` needs, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchConfig {
+    /// The codes to download, sorted, unique, limited.
+    pub codes: Vec<CountryCode>,
+    /// Number of workers: min(--max-req, 1000, number of codes).
+    pub pool_size: usize,
+    /// Where the flags come from.
+    pub server: Server,
+    /// One line per code instead of a progress bar.
+    pub verbose: bool,
+    /// Output directory.
+    pub output: PathBuf,
+    /// HTTP timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// Parses a count that must be at least 1; `message` is the flags2 error.
+fn positive(value: &str, message: &str) -> Result<usize, UsageError> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Ok(_) => Err(UsageError(message.to_owned())),
+        Err(_) => Err(UsageError(format!(
+            "{message} (got '{value}', not a whole number)"
+        ))),
+    }
+}
+
+/// The pool size for a run: at most `max_req`, [`MAX_CONCURRENCY`] and the
+/// number of codes, and at least one.
+pub fn pool_size(max_req: usize, codes: usize) -> usize {
+    max_req.min(MAX_CONCURRENCY).min(codes).max(1)
+}
+
+impl FetchConfig {
+    /// Checks the `fetch` arguments.
+    pub fn from_args(args: &FetchArgs) -> Result<Self, UsageError> {
+        let mut explicit = Vec::new();
+        for arg in &args.codes {
+            let codes = expand_argument(arg).map_err(|e| UsageError(e.to_string()))?;
+            explicit.extend(codes);
+        }
+        let limit = args
+            .limit
+            .as_deref()
+            .map(|l| positive(l, "--limit N must be >= 1"))
+            .transpose()?;
+        let max_req = positive(&args.max_req, "--max_req CONCURRENT must be >= 1")?;
+        let server = Server::parse(&args.server)?;
+        let codes = Selection::from_flags(args.every, args.all, explicit).resolve(limit);
+        Ok(Self {
+            pool_size: pool_size(max_req, codes.len()),
+            codes,
+            server,
+            verbose: args.verbose,
+            output: args.output.clone(),
+            timeouts: Timeouts::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn config(args: &[&str]) -> Result<FetchConfig, UsageError> {
+        let argv = ["flagsd", "fetch"].iter().chain(args).copied();
+        let Command::Fetch(fetch) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not fetch")
+        };
+        FetchConfig::from_args(&fetch)
+    }
+
+    #[test]
+    fn pool_size_is_clamped_to_1000_and_to_the_codes() {
+        assert_eq!(pool_size(5000, 676), 676);
+        assert_eq!(pool_size(5000, 5000), 1000);
+        assert_eq!(pool_size(30, 676), 30);
+        assert_eq!(pool_size(30, 3), 3);
+        assert_eq!(pool_size(1, 0), 1);
+    }
+
+    #[test]
+    fn defaults_are_local_pop20_and_30_requests() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.codes.len(), 20);
+        assert_eq!(c.pool_size, 20);
+        assert_eq!(c.server.label, "LOCAL");
+        assert_eq!(c.output, PathBuf::from("downloaded"));
+        assert!(!c.verbose);
+    }
+
+    #[test]
+    fn every_beats_all_beats_codes_and_limit_cuts() {
+        assert_eq!(config(&["-e", "-a", "BR"]).unwrap().codes.len(), 676);
+        assert_eq!(config(&["-a", "BR"]).unwrap().codes.len(), 194);
+        let c = config(&["-e", "-l", "30", "-m", "100"]).unwrap();
+        assert_eq!(c.codes.len(), 30);
+        assert_eq!(c.pool_size, 30);
+    }
+
+    #[test]
+    fn labels_are_case_insensitive_and_urls_are_custom() {
+        assert_eq!(
+            Server::parse("remote").unwrap().target,
+            ServerTarget::Url(SERVER_LABELS[1].1.to_owned())
+        );
+        assert_eq!(Server::parse("Demo").unwrap().target, ServerTarget::Demo);
+        let custom = Server::parse("http://127.0.0.1:9/flags/").unwrap();
+        assert_eq!(custom.label, "CUSTOM");
+        assert_eq!(
+            custom.target,
+            ServerTarget::Url("http://127.0.0.1:9/flags/".to_owned())
+        );
+    }
+
+    #[test]
+    fn bad_values_have_the_flags2_messages() {
+        let message = |args: &[&str]| config(args).unwrap_err().0;
+        assert_eq!(
+            message(&["ABC"]),
+            "each CC argument must be A to Z or AA to ZZ."
+        );
+        assert_eq!(message(&["-l", "0"]), "--limit N must be >= 1");
+        assert_eq!(message(&["-l", "-3"]), "--limit N must be >= 1");
+        assert_eq!(message(&["-m", "0"]), "--max_req CONCURRENT must be >= 1");
+        assert!(
+            message(&["-m", "lots"]).starts_with("--max_req CONCURRENT must be >= 1 (got 'lots'")
+        );
+        assert!(message(&["-s", "NOWHERE"]).starts_with("--server LABEL must be one of LOCAL"));
+        assert!(message(&["-s", "ftp://x/flags"]).starts_with("--server LABEL must be one of"));
+        assert!(message(&["-s", "http://"]).contains("is not valid"));
+    }
+}

@@ -1,0 +1,243 @@
+//! One request, one outcome: the HTTP side of a worker.
+//!
+//! [`HttpFetcher`] asks `GET {base}/{cc}/{cc}.gif` and turns whatever happens
+//! into an [`Outcome`]. Bodies are streamed into a temporary file in the
+//! output directory and renamed over `{CC}.gif` only once complete, so a
+//! target file is never half written: a failed or abandoned download drops
+//! its temporary file, which deletes it (see [`OutputDir`]).
+//!
+//! The [`Fetch`] trait is the seam between the actors and HTTP: workers hold a
+//! `dyn Fetch`, so the coordinator's guarantees (one outcome per code, also
+//! when a worker panics or hangs) are tested with fetchers that misbehave on
+//! purpose.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::codes::CountryCode;
+use crate::outcome::{DownloadError, Outcome};
+use crate::output::OutputDir;
+
+/// A boxed, single-threaded future yielding one outcome.
+pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
+
+/// Turns a country code into an outcome.
+pub trait Fetch: 'static {
+    /// The URL that `fetch` requests for `code` (also used in reports).
+    fn url(&self, code: CountryCode) -> String;
+    /// Downloads `code` from `url` and says how it ended. Never panics on
+    /// anything a server or the disk does.
+    fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture;
+}
+
+/// How much of an unwanted body (404, errors) is read so that the
+/// connection can go back to the pool; larger bodies close the connection.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Timeouts of the HTTP client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Limit for establishing a connection.
+    pub connect: Duration,
+    /// Limit for any single read of the response.
+    pub read: Duration,
+    /// Limit for the whole request, body included.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(10),
+            total: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Settings for the HTTP client shared by a pool of workers.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Connections kept open per host; at least the pool size.
+    pub pool_size: usize,
+    /// Request timeouts.
+    pub timeouts: Timeouts,
+    /// Ignore proxy environment variables (used for the in-process server).
+    pub no_proxy: bool,
+}
+
+/// The HTTP client could not be built (TLS set-up).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
+
+/// Builds the `reqwest::Client` a pool of workers shares.
+pub fn build_client(options: &ClientOptions) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("flagsd/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(options.pool_size)
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .connect_timeout(options.timeouts.connect)
+        .read_timeout(options.timeouts.read)
+        .timeout(options.timeouts.total);
+    if options.no_proxy {
+        builder = builder.no_proxy();
+    }
+    Ok(builder.build()?)
+}
+
+/// Downloads flags over HTTP into an output directory.
+#[derive(Clone)]
+pub struct HttpFetcher {
+    client: reqwest::Client,
+    base: Arc<str>,
+    output: Arc<OutputDir>,
+}
+
+impl HttpFetcher {
+    /// A fetcher for `base_url` (one trailing slash is ignored) saving into `output`.
+    pub fn new(client: reqwest::Client, base_url: &str, output: Arc<OutputDir>) -> Self {
+        let base = base_url.strip_suffix('/').unwrap_or(base_url);
+        Self {
+            client,
+            base: base.into(),
+            output,
+        }
+    }
+}
+
+impl Fetch for HttpFetcher {
+    fn url(&self, code: CountryCode) -> String {
+        let cc = code.lower();
+        format!("{}/{cc}/{cc}.gif", self.base)
+    }
+
+    fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture {
+        let client = self.client.clone();
+        let target = self.output.target_path(code);
+        let output = Arc::clone(&self.output);
+        Box::pin(async move {
+            match download(&client, &url, &output, code, target).await {
+                Ok(outcome) => outcome,
+                Err(error) => Outcome::Failed(error),
+            }
+        })
+    }
+}
+
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    output: &OutputDir,
+    code: CountryCode,
+    target: PathBuf,
+) -> Result<Outcome, DownloadError> {
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| connection_error(&e))?;
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND {
+        drain(&mut response).await;
+        return Ok(Outcome::NotFound);
+    }
+    if !status.is_success() {
+        let reason = reason_phrase(&response);
+        drain(&mut response).await;
+        return Err(DownloadError::Http {
+            status: status.as_u16(),
+            reason,
+        });
+    }
+
+    let io_error = |e: std::io::Error| DownloadError::Io {
+        detail: format!("{}: {e}", target.display()),
+    };
+    let mut file = output.temp_file(code).map_err(io_error)?;
+    let mut bytes = 0u64;
+    while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(&e))? {
+        file.write_all(&chunk).map_err(io_error)?;
+        bytes += chunk.len() as u64;
+    }
+    file.persist(&target).map_err(|e| io_error(e.error))?;
+    Ok(Outcome::Downloaded { bytes })
+}
+
+/// Reads a small unwanted body to the end so the connection can be reused.
+async fn drain(response: &mut reqwest::Response) {
+    let mut read = 0;
+    while read < DRAIN_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+/// The reason phrase as the server sent it; the canonical one when the
+/// server sent the canonical one (hyper only keeps non-canonical phrases).
+fn reason_phrase(response: &reqwest::Response) -> String {
+    match response.extensions().get::<hyper::ext::ReasonPhrase>() {
+        Some(reason) => String::from_utf8_lossy(reason.as_bytes()).into_owned(),
+        None => response
+            .status()
+            .canonical_reason()
+            .unwrap_or("")
+            .to_owned(),
+    }
+}
+
+/// Classifies a transport failure. Timeouts first: a timed-out connect is
+/// also a connect error, and "timed out" is the more useful detail.
+fn connection_error(error: &reqwest::Error) -> DownloadError {
+    let detail = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if let Some(io) = find_source::<std::io::Error>(error) {
+        io_detail(io)
+    } else {
+        innermost_message(error)
+    };
+    DownloadError::Connection {
+        detail: Some(detail),
+    }
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+fn io_detail(error: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match error.kind() {
+        ConnectionRefused => "connection refused".to_owned(),
+        ConnectionReset => "connection reset".to_owned(),
+        ConnectionAborted => "connection aborted".to_owned(),
+        TimedOut => "timed out".to_owned(),
+        UnexpectedEof => "connection closed early".to_owned(),
+        _ => error.to_string(),
+    }
+}

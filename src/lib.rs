@@ -1,0 +1,31 @@
+//! flagsd: downloads country flag images by two-letter code.
+//!
+//! The Rust, actor-based, long-running form of the classic "flags2" exercise.
+//! Module map, from the command line inwards:
+//!
+//! - [`cli`]: clap definitions, raw arguments only;
+//! - [`config`]: raw arguments checked into typed settings ([`config::UsageError`] otherwise);
+//! - [`codes`]: country codes, the code lists and flags2's selection rules;
+//! - [`fetch`]: the `fetch` command from settings to exit status;
+//! - [`actors`]: the coordinator and its fixed pool of workers (actix);
+//! - [`download`]: one request to one [`outcome::Outcome`] (reqwest);
+//! - [`output`]: the output directory, temporary files and atomic renames;
+//! - [`outcome`]: outcomes, error kinds and status counts;
+//! - [`report`]: the flags2 report text, verbose lines, progress bar;
+//! - [`testserver`] and [`dataset`]: the built-in flag server and its embedded data;
+//! - [`signals`], [`logging`], [`exit`]: process plumbing.
+
+pub mod actors;
+pub mod cli;
+pub mod codes;
+pub mod config;
+pub mod dataset;
+pub mod download;
+pub mod exit;
+pub mod fetch;
+pub mod logging;
+pub mod outcome;
+pub mod output;
+pub mod report;
+pub mod signals;
+pub mod testserver;

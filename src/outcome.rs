@@ -1,0 +1,175 @@
+//! What became of one code, and the counts of a whole run.
+//!
+//! Every code of a run ends in exactly one [`Outcome`]: downloaded, not found,
+//! or an error whose [`DownloadError`] says why. [`StatusCounts`] adds them up
+//! for the final report; the invariant `downloaded + not_found + errors ==
+//! codes` holds whatever the server or the disk does.
+
+use crate::codes::CountryCode;
+
+/// The end of one code's download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx response whose body was saved; `bytes` is the file size.
+    Downloaded {
+        /// Size of the saved file in bytes.
+        bytes: u64,
+    },
+    /// The server answered 404.
+    NotFound,
+    /// Anything else: the code was not saved.
+    Failed(DownloadError),
+}
+
+impl Outcome {
+    /// A short, stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Downloaded { .. } => "downloaded",
+            Self::NotFound => "not_found",
+            Self::Failed(e) => e.kind(),
+        }
+    }
+
+    /// The HTTP status, where a response was received.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Downloaded { .. } => Some(200),
+            Self::NotFound => Some(404),
+            Self::Failed(DownloadError::Http { status, .. }) => Some(*status),
+            Self::Failed(_) => None,
+        }
+    }
+}
+
+/// Why a code was not saved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DownloadError {
+    /// A response with a status other than 2xx and 404.
+    #[error("HTTP {status} - {reason}")]
+    Http {
+        /// The status code received.
+        status: u16,
+        /// The reason phrase as received (the canonical one if none came).
+        reason: String,
+    },
+    /// No usable response: refused, reset, DNS, TLS, timeout, truncated body.
+    #[error("Connection error{}", detail_suffix(.detail))]
+    Connection {
+        /// What went wrong, in a few words, when known.
+        detail: Option<String>,
+    },
+    /// The file could not be written.
+    #[error("I/O error ({detail})")]
+    Io {
+        /// The operating system's message, with the path.
+        detail: String,
+    },
+    /// The worker handling the code failed (panicked) before answering.
+    #[error("Internal error ({detail})")]
+    Internal {
+        /// What the coordinator observed.
+        detail: String,
+    },
+}
+
+impl DownloadError {
+    /// A short, stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Http { .. } => "http_error",
+            Self::Connection { .. } => "connection_error",
+            Self::Io { .. } => "io_error",
+            Self::Internal { .. } => "internal_error",
+        }
+    }
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    detail
+        .as_ref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
+
+/// One finished code: what was asked, where, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeOutcome {
+    /// The country code.
+    pub code: CountryCode,
+    /// The URL requested.
+    pub url: String,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// The counts of a run, as the final report shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Codes saved.
+    pub downloaded: usize,
+    /// Codes the server did not have (404).
+    pub not_found: usize,
+    /// Codes that ended in any error.
+    pub errors: usize,
+}
+
+impl StatusCounts {
+    /// Counts one outcome.
+    pub fn record(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Downloaded { .. } => self.downloaded += 1,
+            Outcome::NotFound => self.not_found += 1,
+            Outcome::Failed(_) => self.errors += 1,
+        }
+    }
+
+    /// Number of codes finished.
+    pub fn total(&self) -> usize {
+        self.downloaded + self.not_found + self.errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_match_the_spec() {
+        let http = DownloadError::Http {
+            status: 418,
+            reason: "I'm a Teapot".into(),
+        };
+        assert_eq!(http.to_string(), "HTTP 418 - I'm a Teapot");
+        assert_eq!(
+            DownloadError::Connection { detail: None }.to_string(),
+            "Connection error"
+        );
+        let refused = DownloadError::Connection {
+            detail: Some("connection refused".into()),
+        };
+        assert_eq!(refused.to_string(), "Connection error (connection refused)");
+        let io = DownloadError::Io {
+            detail: "disk full".into(),
+        };
+        assert_eq!(io.to_string(), "I/O error (disk full)");
+    }
+
+    #[test]
+    fn counts_add_up_every_kind() {
+        let mut counts = StatusCounts::default();
+        counts.record(&Outcome::Downloaded { bytes: 1 });
+        counts.record(&Outcome::NotFound);
+        counts.record(&Outcome::NotFound);
+        counts.record(&Outcome::Failed(DownloadError::Connection { detail: None }));
+        assert_eq!(
+            counts,
+            StatusCounts {
+                downloaded: 1,
+                not_found: 2,
+                errors: 1
+            }
+        );
+        assert_eq!(counts.total(), 4);
+    }
+}

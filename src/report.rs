@@ -1,0 +1,216 @@
+//! The text flags2 prints: the initial and final reports, the verbose line
+//! of each code, and the progress bar.
+//!
+//! Reports go to stdout byte for byte as flags2 prints them (see SPEC.md);
+//! the progress bar goes to stderr, and only when stderr is a terminal.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::actors::OutcomeSink;
+use crate::codes::CountryCode;
+use crate::outcome::{CodeOutcome, Outcome, StatusCounts};
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The lines printed before the downloads start.
+pub fn initial_report(label: &str, url: &str, codes: &[CountryCode], connections: usize) -> String {
+    let list = match codes {
+        [first, .., last] if codes.len() > 10 => format!("from {first} to {last}"),
+        _ => codes
+            .iter()
+            .map(CountryCode::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(text, "{label} site: {url}");
+    let _ = writeln!(
+        text,
+        "Searching for {} flag{}: {list}",
+        codes.len(),
+        plural(codes.len())
+    );
+    let _ = writeln!(
+        text,
+        "{connections} concurrent connection{} will be used.",
+        plural(connections)
+    );
+    text
+}
+
+/// The lines printed after the downloads end.
+pub fn final_report(counts: &StatusCounts, elapsed: Duration) -> String {
+    let mut text = String::from("--------------------\n");
+    let _ = writeln!(
+        text,
+        "{:3} flag{} downloaded.",
+        counts.downloaded,
+        plural(counts.downloaded)
+    );
+    if counts.not_found > 0 {
+        let _ = writeln!(text, "{:3} not found.", counts.not_found);
+    }
+    if counts.errors > 0 {
+        let _ = writeln!(text, "{:3} error{}.", counts.errors, plural(counts.errors));
+    }
+    let _ = writeln!(text, "Elapsed time: {:.2}s", elapsed.as_secs_f64());
+    text
+}
+
+/// The verbose line for one code (`BR OK`, `ZZ not found: URL`,
+/// `*** Error for XX: …`).
+pub fn verbose_line(outcome: &CodeOutcome) -> String {
+    match &outcome.outcome {
+        Outcome::Downloaded { .. } => format!("{} OK", outcome.code),
+        Outcome::NotFound => format!("{} not found: {}", outcome.code, outcome.url),
+        Outcome::Failed(error) => format!("*** Error for {}: {error}", outcome.code),
+    }
+}
+
+/// Logs one outcome as a structured event at debug level: `fetch` already
+/// shows errors in its verbose lines.
+pub fn log_outcome(outcome: &CodeOutcome) {
+    let status = outcome.outcome.http_status();
+    match &outcome.outcome {
+        Outcome::Failed(error) => tracing::debug!(
+            cc = %outcome.code, url = %outcome.url, kind = outcome.outcome.kind(), status, %error, "download failed"
+        ),
+        _ => {
+            tracing::debug!(cc = %outcome.code, url = %outcome.url, kind = outcome.outcome.kind(), status, "download finished")
+        }
+    }
+}
+
+/// Shows outcomes on the console: verbose lines on stdout, or a progress bar
+/// on stderr when that is a terminal; nothing else in pipes and files.
+pub struct ConsoleSink {
+    verbose: bool,
+    progress: Option<ProgressBar>,
+}
+
+impl ConsoleSink {
+    /// A sink for `total` codes.
+    pub fn new(verbose: bool, total: usize) -> Self {
+        let progress = (!verbose && std::io::stderr().is_terminal()).then(|| progress_bar(total));
+        Self { verbose, progress }
+    }
+}
+
+fn progress_bar(total: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    let template = "{wide_bar} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}]";
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+impl OutcomeSink for ConsoleSink {
+    fn record(&mut self, outcome: &CodeOutcome) {
+        log_outcome(outcome);
+        if self.verbose {
+            // A closed stdout (`| head`) must not stop the run.
+            let _ = writeln!(std::io::stdout().lock(), "{}", verbose_line(outcome));
+        }
+        if let Some(bar) = &self.progress {
+            bar.inc(1);
+            if bar.length() == Some(bar.position()) {
+                bar.finish();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::expand_argument;
+    use crate::outcome::DownloadError;
+
+    fn codes(args: &[&str]) -> Vec<CountryCode> {
+        args.iter()
+            .flat_map(|a| expand_argument(a).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn initial_report_lists_up_to_ten_codes() {
+        let text = initial_report(
+            "LOCAL",
+            "http://localhost:8000/flags",
+            &codes(&["BR", "CN"]),
+            2,
+        );
+        assert_eq!(
+            text,
+            "LOCAL site: http://localhost:8000/flags\nSearching for 2 flags: BR, CN\n2 concurrent connections will be used.\n"
+        );
+    }
+
+    #[test]
+    fn initial_report_gives_a_range_for_more_than_ten_and_singulars_for_one() {
+        let text = initial_report("LOCAL", "u", &codes(&["B"]), 26);
+        assert!(text.contains(
+            "Searching for 26 flags: from BA to BZ\n26 concurrent connections will be used.\n"
+        ));
+        let one = initial_report("CUSTOM", "u", &codes(&["BR"]), 1);
+        assert!(
+            one.ends_with("Searching for 1 flag: BR\n1 concurrent connection will be used.\n"),
+            "{one}"
+        );
+    }
+
+    #[test]
+    fn final_report_aligns_counts_and_omits_zeros() {
+        let counts = StatusCounts {
+            downloaded: 17,
+            not_found: 9,
+            errors: 0,
+        };
+        assert_eq!(
+            final_report(&counts, Duration::from_millis(50)),
+            "--------------------\n 17 flags downloaded.\n  9 not found.\nElapsed time: 0.05s\n"
+        );
+        let counts = StatusCounts {
+            downloaded: 1,
+            not_found: 0,
+            errors: 1,
+        };
+        assert_eq!(
+            final_report(&counts, Duration::from_secs(2)),
+            "--------------------\n  1 flag downloaded.\n  1 error.\nElapsed time: 2.00s\n"
+        );
+    }
+
+    #[test]
+    fn verbose_lines_match_the_spec() {
+        let code = codes(&["BR"])[0];
+        let line = |outcome| {
+            verbose_line(&CodeOutcome {
+                code,
+                url: "http://h/flags/br/br.gif".into(),
+                outcome,
+            })
+        };
+        assert_eq!(line(Outcome::Downloaded { bytes: 3 }), "BR OK");
+        assert_eq!(
+            line(Outcome::NotFound),
+            "BR not found: http://h/flags/br/br.gif"
+        );
+        let teapot = DownloadError::Http {
+            status: 418,
+            reason: "I'm a Teapot".into(),
+        };
+        assert_eq!(
+            line(Outcome::Failed(teapot)),
+            "*** Error for BR: HTTP 418 - I'm a Teapot"
+        );
+    }
+}
