@@ -45,7 +45,7 @@ pub enum Command {
 
 /// `flagsd fetch`: the flags2 command line.
 #[derive(Debug, Args)]
-#[command(after_help = FETCH_AFTER_HELP)]
+#[command(after_help = FETCH_AFTER_HELP, args_override_self = true)]
 pub struct FetchArgs {
     /// Country codes: two letters are one code, one letter X is XA to XZ (any case).
     /// Default: the 20 most populous countries

@@ -162,7 +162,7 @@ mod tests {
         ));
         let one = initial_report("CUSTOM", "u", &codes(&["BR"]), 1);
         assert!(
-            one.ends_with("Searching for 1 flag: BR\n1 concurrent connection will be used.\n"),
+            one.ends_with("Searching for 1 flag: BR\n1 connection will be used.\n"),
             "{one}"
         );
     }

@@ -1,0 +1,10 @@
+//! Integration tests: the `flagsd` binary against the built-in flag server,
+//! started in-process on a free loopback port by each test.
+
+mod helpers;
+
+mod fetch;
+mod interrupt;
+mod selection;
+mod testserver;
+mod usage;
