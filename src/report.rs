@@ -37,11 +37,11 @@ pub fn initial_report(label: &str, url: &str, codes: &[CountryCode], connections
         codes.len(),
         plural(codes.len())
     );
-    let _ = writeln!(
-        text,
-        "{connections} concurrent connection{} will be used.",
-        plural(connections)
-    );
+    if connections == 1 {
+        text.push_str("1 connection will be used.\n");
+    } else {
+        let _ = writeln!(text, "{connections} concurrent connections will be used.");
+    }
     text
 }
 
