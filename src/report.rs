@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::actors::OutcomeSink;
 use crate::codes::CountryCode;
@@ -105,9 +105,14 @@ impl ConsoleSink {
 
 fn progress_bar(total: usize) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    let template = "{wide_bar} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}]";
+    let template = "{wide_bar} {pos}/{len} [{elapsed_precise}<{eta_precise}, {rate}]";
     if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style);
+        bar.set_style(style.with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} flags/s", state.per_sec());
+            },
+        ));
     }
     bar
 }
