@@ -29,6 +29,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "FLAGSD_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
 
+    /// Diagnostics format: human-readable lines, or one JSON object per line
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -39,9 +43,72 @@ pub struct Cli {
 pub enum Command {
     /// Download flags, as flags2 does.
     Fetch(FetchArgs),
+    /// Run configured batches once, each with its own report.
+    Run(RunArgs),
+    /// Run scheduled batches as a daemon (systemd Type=notify).
+    Serve(ConfigArgs),
+    /// Check the configuration and report every problem found.
+    CheckConfig(ConfigArgs),
     /// Serve the bundled flags over HTTP, for tests, demos and benchmarks.
     Testserver(TestServerArgs),
 }
+
+/// Format of the diagnostics on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (no colours or timestamps under the journal).
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Where the configuration comes from, and the flags that override it.
+#[derive(Debug, Args)]
+#[command(args_override_self = true)]
+pub struct ConfigArgs {
+    /// Configuration file [default: /etc/flagsd/flagsd.toml when present]
+    #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Override defaults.max_req
+    #[arg(
+        short,
+        long = "max-req",
+        alias = "max_req",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub max_req: Option<String>,
+
+    /// Override defaults.output
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Override defaults.verbose (per-country lines or warnings)
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// `flagsd run`: configured batches, once.
+#[derive(Debug, Args)]
+#[command(after_help = RUN_AFTER_HELP)]
+pub struct RunArgs {
+    /// Configuration and overrides.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Batches to run, by name [default: all]
+    #[arg(value_name = "BATCH")]
+    pub batches: Vec<String>,
+}
+
+const RUN_AFTER_HELP: &str = "\
+Exit status: the worst of the batches
+  0    every code of every batch downloaded or not found
+  1    at least one code ended in an error
+  2    configuration error (nothing was downloaded)
+  3    fatal runtime error in at least one batch (output directory, ...)
+  130  interrupted (Ctrl-C)";
 
 /// `flagsd fetch`: the flags2 command line.
 #[derive(Debug, Args)]

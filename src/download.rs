@@ -11,16 +11,19 @@
 //! when a worker panics or hangs) are tested with fetchers that misbehave on
 //! purpose.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::Path;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
 use crate::codes::CountryCode;
+use crate::naming::NameRegistry;
 use crate::outcome::{DownloadError, Outcome};
 use crate::output::OutputDir;
 
@@ -92,22 +95,112 @@ pub fn build_client(options: &ClientOptions) -> Result<reqwest::Client, ClientEr
     Ok(builder.build()?)
 }
 
+/// Largest `metadata.json` read when naming files by country.
+const METADATA_LIMIT: usize = 64 * 1024;
+
 /// Downloads flags over HTTP into an output directory.
 #[derive(Clone)]
 pub struct HttpFetcher {
     client: reqwest::Client,
-    base: Arc<str>,
+    base: Rc<str>,
     output: Arc<OutputDir>,
+    /// `Some` when files are named by country (`naming = "country"`).
+    country_names: Option<Rc<RefCell<NameRegistry>>>,
 }
 
 impl HttpFetcher {
-    /// A fetcher for `base_url` (one trailing slash is ignored) saving into `output`.
+    /// A fetcher for `base_url` (one trailing slash is ignored) saving into
+    /// `output` as `{CC}.gif`.
     pub fn new(client: reqwest::Client, base_url: &str, output: Arc<OutputDir>) -> Self {
         let base = base_url.strip_suffix('/').unwrap_or(base_url);
         Self {
             client,
             base: base.into(),
             output,
+            country_names: None,
+        }
+    }
+
+    /// Names files by the `country` of the server's `{cc}/metadata.json`.
+    pub fn naming_by_country(mut self) -> Self {
+        self.country_names = Some(Rc::default());
+        self
+    }
+
+    async fn download(&self, code: CountryCode, url: &str) -> Result<Outcome, DownloadError> {
+        let mut response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| connection_error(&e))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            drain(&mut response).await;
+            return Ok(Outcome::NotFound);
+        }
+        if !status.is_success() {
+            let reason = reason_phrase(&response);
+            drain(&mut response).await;
+            return Err(DownloadError::Http {
+                status: status.as_u16(),
+                reason,
+            });
+        }
+
+        let mut target = self.output.target_path(code);
+        let io_error = |path: &Path, e: std::io::Error| DownloadError::Io {
+            detail: format!("{}: {e}", path.display()),
+        };
+        let mut file = self
+            .output
+            .temp_file(code)
+            .map_err(|e| io_error(&target, e))?;
+        let mut bytes = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(&e))? {
+            file.write_all(&chunk).map_err(|e| io_error(&target, e))?;
+            bytes += chunk.len() as u64;
+        }
+        if let Some(names) = &self.country_names {
+            let country = self.country_name(code).await?;
+            target = self
+                .output
+                .path()
+                .join(names.borrow_mut().claim(code, &country));
+        }
+        file.persist(&target)
+            .map_err(|e| io_error(&target, e.error))?;
+        Ok(Outcome::Downloaded { bytes })
+    }
+
+    /// The `country` field of `{base}/{cc}/metadata.json`.
+    async fn country_name(&self, code: CountryCode) -> Result<String, DownloadError> {
+        let cc = code.lower();
+        let url = format!("{}/{cc}/metadata.json", self.base);
+        let fail = |detail: String| DownloadError::Metadata { detail };
+        let transport = |e: reqwest::Error| fail(connection_error(&e).to_string());
+        let mut response = self.client.get(&url).send().await.map_err(transport)?;
+        if !response.status().is_success() {
+            let detail = format!(
+                "HTTP {} - {}",
+                response.status().as_u16(),
+                reason_phrase(&response)
+            );
+            drain(&mut response).await;
+            return Err(fail(detail));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > METADATA_LIMIT {
+                return Err(fail(format!("larger than {METADATA_LIMIT} bytes")));
+            }
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))?;
+        match json.get("country").and_then(serde_json::Value::as_str) {
+            Some(country) => Ok(country.to_owned()),
+            None => Err(fail("no \"country\" string".to_owned())),
         }
     }
 }
@@ -119,55 +212,14 @@ impl Fetch for HttpFetcher {
     }
 
     fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture {
-        let client = self.client.clone();
-        let target = self.output.target_path(code);
-        let output = Arc::clone(&self.output);
+        let me = self.clone();
         Box::pin(async move {
-            match download(&client, &url, &output, code, target).await {
+            match me.download(code, &url).await {
                 Ok(outcome) => outcome,
                 Err(error) => Outcome::Failed(error),
             }
         })
     }
-}
-
-async fn download(
-    client: &reqwest::Client,
-    url: &str,
-    output: &OutputDir,
-    code: CountryCode,
-    target: PathBuf,
-) -> Result<Outcome, DownloadError> {
-    let mut response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| connection_error(&e))?;
-    let status = response.status();
-    if status == StatusCode::NOT_FOUND {
-        drain(&mut response).await;
-        return Ok(Outcome::NotFound);
-    }
-    if !status.is_success() {
-        let reason = reason_phrase(&response);
-        drain(&mut response).await;
-        return Err(DownloadError::Http {
-            status: status.as_u16(),
-            reason,
-        });
-    }
-
-    let io_error = |e: std::io::Error| DownloadError::Io {
-        detail: format!("{}: {e}", target.display()),
-    };
-    let mut file = output.temp_file(code).map_err(io_error)?;
-    let mut bytes = 0u64;
-    while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(&e))? {
-        file.write_all(&chunk).map_err(io_error)?;
-        bytes += chunk.len() as u64;
-    }
-    file.persist(&target).map_err(|e| io_error(e.error))?;
-    Ok(Outcome::Downloaded { bytes })
 }
 
 /// Reads a small unwanted body to the end so the connection can be reused.

@@ -10,6 +10,7 @@
 
 use crate::actors::{CoordinatorLost, RunSummary};
 use crate::config::UsageError;
+use crate::config::file::ConfigError;
 use crate::download::ClientError;
 use crate::output::OutputDirError;
 use crate::testserver::TestServerError;
@@ -53,6 +54,9 @@ pub enum FatalError {
     /// A bad argument or setting (status 2).
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// The configuration cannot be used (status 2): one problem a line.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The output directory cannot be used (status 3).
     #[error(transparent)]
     OutputDir(#[from] OutputDirError),
@@ -74,7 +78,7 @@ impl FatalError {
     /// The exit status this error leads to.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Usage(_) => ExitStatus::Usage,
+            Self::Usage(_) | Self::Config(_) => ExitStatus::Usage,
             _ => ExitStatus::Fatal,
         }
     }

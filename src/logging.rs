@@ -1,24 +1,35 @@
 //! Diagnostics through tracing-subscriber, always on stderr.
 //!
-//! stdout carries the flags2 report and nothing else. The level comes from
-//! `--log-level` or `FLAGSD_LOG` (EnvFilter syntax) and defaults to `warn`,
-//! so a normal run prints no diagnostics at all.
+//! stdout carries reports and nothing else. The level comes from
+//! `--log-level` or `FLAGSD_LOG` (EnvFilter syntax); each command has its
+//! own default (`warn` for `fetch` and `run`, so a normal run prints no
+//! diagnostics; `info` for `serve`). Human format by default: colours only
+//! on a terminal, and under systemd's journal (`JOURNAL_STREAM` set) neither
+//! colours nor timestamps, since the journal adds its own. `--log-format
+//! json` writes one JSON object per line for log shippers.
 
 use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
+use crate::cli::LogFormat;
 use crate::config::UsageError;
 
 /// Installs the global subscriber. A filter that does not parse is a usage error.
-pub fn init(filter: Option<&str>) -> Result<(), UsageError> {
-    let filter = EnvFilter::try_new(filter.unwrap_or("warn"))
+pub fn init(filter: Option<&str>, default: &str, format: LogFormat) -> Result<(), UsageError> {
+    let filter = EnvFilter::try_new(filter.unwrap_or(default))
         .map_err(|e| UsageError(format!("--log-level / FLAGSD_LOG: {e}")))?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init()
-        .map_err(|e| UsageError(format!("cannot set up logging: {e}")))
+        .with_target(false);
+    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let installed = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human if under_journal => builder.with_ansi(false).without_time().try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+    installed.map_err(|e| UsageError(format!("cannot set up logging: {e}")))
 }

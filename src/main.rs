@@ -1,8 +1,8 @@
 //! The `flagsd` binary: parse, set up logging, run a command, exit with its status.
 
 use clap::Parser as _;
-use flagsd::cli::{Cli, Command, FetchArgs, TestServerArgs};
-use flagsd::config::FetchConfig;
+use flagsd::cli::{Cli, Command, TestServerArgs};
+use flagsd::config::{ConfigSource, FetchConfig};
 use flagsd::exit::{ExitStatus, FatalError};
 use flagsd::testserver::{TestServerOptions, serve_forever};
 
@@ -10,12 +10,16 @@ const FETCH_USAGE: &str = "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL
 
 fn main() {
     let cli = Cli::parse();
+    let fetching = matches!(cli.command, Command::Fetch(_));
     let status = run(cli).unwrap_or_else(|error| {
         match &error {
             FatalError::Usage(usage) => {
                 eprintln!("*** Usage error: {usage}");
-                eprintln!("{FETCH_USAGE}");
+                if fetching {
+                    eprintln!("{FETCH_USAGE}");
+                }
             }
+            FatalError::Config(problems) => eprintln!("{problems}"),
             other => eprintln!("*** Error: {other}"),
         }
         error.exit_status()
@@ -24,19 +28,47 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
-    flagsd::logging::init(cli.log_level.as_deref())?;
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    flagsd::logging::init(cli.log_level.as_deref(), default_level, cli.log_format)?;
     // The system (and with it every abandoned download and its temporary
     // file) is dropped before `main` exits.
     let system = actix_rt::System::new();
     match cli.command {
-        Command::Fetch(args) => system.block_on(fetch(args)),
+        Command::Fetch(args) => {
+            let config = FetchConfig::from_args(&args)?;
+            system.block_on(flagsd::fetch::run(config))
+        }
+        Command::Run(args) => {
+            let settings = ConfigSource::from_args(&args.config)?.load()?;
+            system.block_on(flagsd::run::run(settings, &args.batches))
+        }
+        Command::Serve(args) => {
+            system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?))
+        }
+        Command::CheckConfig(args) => check_config(&ConfigSource::from_args(&args)?),
         Command::Testserver(args) => system.block_on(testserver(args)),
     }
 }
 
-async fn fetch(args: FetchArgs) -> Result<ExitStatus, FatalError> {
-    let config = FetchConfig::from_args(&args)?;
-    flagsd::fetch::run(config).await
+/// `flagsd check-config`: every problem on its own line, status 0 or 2.
+fn check_config(source: &ConfigSource) -> Result<ExitStatus, FatalError> {
+    let settings = source.load()?;
+    settings.check_output_dirs(&source.origin())?;
+    let scheduled = settings
+        .batches
+        .iter()
+        .filter(|b| b.every.is_some())
+        .count();
+    println!(
+        "{}: OK ({} batches, {scheduled} scheduled)",
+        source.origin(),
+        settings.batches.len()
+    );
+    Ok(ExitStatus::Success)
 }
 
 async fn testserver(args: TestServerArgs) -> Result<ExitStatus, FatalError> {

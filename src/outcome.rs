@@ -65,6 +65,13 @@ pub enum DownloadError {
         /// The operating system's message, with the path.
         detail: String,
     },
+    /// The flag was downloaded but its `metadata.json` (needed to name the
+    /// file by country) was not usable; nothing was saved.
+    #[error("Metadata error ({detail})")]
+    Metadata {
+        /// What went wrong with the metadata.
+        detail: String,
+    },
     /// The worker handling the code failed (panicked) before answering.
     #[error("Internal error ({detail})")]
     Internal {
@@ -80,6 +87,7 @@ impl DownloadError {
             Self::Http { .. } => "http_error",
             Self::Connection { .. } => "connection_error",
             Self::Io { .. } => "io_error",
+            Self::Metadata { .. } => "metadata_error",
             Self::Internal { .. } => "internal_error",
         }
     }

@@ -4,9 +4,12 @@
 //! later code never re-parses text. Each failure is a [`UsageError`] whose
 //! message names the argument, and the binary exits with status 2.
 
-use std::path::PathBuf;
+pub mod file;
+pub mod settings;
 
-use crate::cli::FetchArgs;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{ConfigArgs, FetchArgs};
 use crate::codes::{CountryCode, Selection, expand_argument};
 use crate::download::Timeouts;
 
@@ -85,21 +88,76 @@ impl Server {
     }
 }
 
-/// Everything `flagsd fetch` needs, checked.
+/// One download job: which codes, from where, into where, how.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchConfig {
+pub struct JobConfig {
     /// The codes to download, sorted, unique, limited.
     pub codes: Vec<CountryCode>,
-    /// Number of workers: min(--max-req, 1000, number of codes).
+    /// Number of workers: min(max_req, 1000, number of codes).
     pub pool_size: usize,
     /// Where the flags come from.
     pub server: Server,
-    /// One line per code instead of a progress bar.
-    pub verbose: bool,
     /// Output directory.
     pub output: PathBuf,
     /// HTTP timeouts.
     pub timeouts: Timeouts,
+    /// File naming.
+    pub naming: file::Naming,
+}
+
+/// Everything `flagsd fetch` needs, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchConfig {
+    /// What to download.
+    pub job: JobConfig,
+    /// One line per code instead of a progress bar.
+    pub verbose: bool,
+}
+
+/// The configuration file used when neither `--config` nor `FLAGSD_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/flagsd/flagsd.toml";
+
+/// Where a configuration comes from and how to read it again (on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    /// The file, if any: `--config`, `FLAGSD_CONFIG`, or the default path when present.
+    pub path: Option<PathBuf>,
+    /// Command-line values, the top layer.
+    pub overrides: file::Overrides,
+}
+
+impl ConfigSource {
+    /// The source chosen by the command line.
+    pub fn from_args(args: &ConfigArgs) -> Result<Self, UsageError> {
+        let max_req = args
+            .max_req
+            .as_deref()
+            .map(|m| positive(m, "--max_req CONCURRENT must be >= 1"))
+            .transpose()?;
+        let path = args.config.clone().or_else(|| {
+            let default = Path::new(DEFAULT_CONFIG_PATH);
+            default.exists().then(|| default.to_owned())
+        });
+        Ok(Self {
+            path,
+            overrides: file::Overrides {
+                max_req: max_req.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                output: args.output.clone(),
+                verbose: args.verbose,
+            },
+        })
+    }
+
+    /// The name problems are reported under.
+    pub fn origin(&self) -> String {
+        file::origin_name(self.path.as_deref())
+    }
+
+    /// Reads, layers and checks the configuration (environment from this process).
+    pub fn load(&self) -> Result<settings::Settings, file::ConfigError> {
+        let raw = file::load(self.path.as_deref(), std::env::vars(), &self.overrides)?;
+        settings::Settings::check(&raw, &self.origin())
+    }
 }
 
 /// Parses a count that must be at least 1; `message` is the flags2 error.
@@ -135,13 +193,17 @@ impl FetchConfig {
         let max_req = positive(&args.max_req, "--max_req CONCURRENT must be >= 1")?;
         let server = Server::parse(&args.server)?;
         let codes = Selection::from_flags(args.every, args.all, explicit).resolve(limit);
-        Ok(Self {
+        let job = JobConfig {
             pool_size: pool_size(max_req, codes.len()),
             codes,
             server,
-            verbose: args.verbose,
             output: args.output.clone(),
             timeouts: Timeouts::default(),
+            naming: file::Naming::Code,
+        };
+        Ok(Self {
+            job,
+            verbose: args.verbose,
         })
     }
 }
@@ -173,18 +235,19 @@ mod tests {
     #[test]
     fn defaults_are_local_pop20_and_30_requests() {
         let c = config(&[]).unwrap();
+        let (c, verbose) = (c.job, c.verbose);
         assert_eq!(c.codes.len(), 20);
         assert_eq!(c.pool_size, 20);
         assert_eq!(c.server.label, "LOCAL");
         assert_eq!(c.output, PathBuf::from("downloaded"));
-        assert!(!c.verbose);
+        assert!(!verbose);
     }
 
     #[test]
     fn every_beats_all_beats_codes_and_limit_cuts() {
-        assert_eq!(config(&["-e", "-a", "BR"]).unwrap().codes.len(), 676);
-        assert_eq!(config(&["-a", "BR"]).unwrap().codes.len(), 194);
-        let c = config(&["-e", "-l", "30", "-m", "100"]).unwrap();
+        assert_eq!(config(&["-e", "-a", "BR"]).unwrap().job.codes.len(), 676);
+        assert_eq!(config(&["-a", "BR"]).unwrap().job.codes.len(), 194);
+        let c = config(&["-e", "-l", "30", "-m", "100"]).unwrap().job;
         assert_eq!(c.codes.len(), 30);
         assert_eq!(c.pool_size, 30);
     }

@@ -1,0 +1,456 @@
+//! The configuration file format and its layers (the `config` crate).
+//!
+//! Layers, lowest first: built-in defaults (serde defaults below), the TOML
+//! file, environment variables `FLAGSD_{TABLE}__{KEY}` (for example
+//! `FLAGSD_DEFAULTS__MAX_REQ=50`), then command-line flags. Only environment
+//! variables with a `__` are configuration: `FLAGSD_LOG` and `FLAGSD_CONFIG`
+//! are read elsewhere. Keys are lower case, because the `config` crate
+//! lower-cases environment keys; server labels are compared in upper case.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`): a typo must not be
+//! silently ignored in a file that a daemon runs from for months.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Labels to base URLs, overriding or adding to the built-in labels.
+    #[serde(default)]
+    pub servers: BTreeMap<String, String>,
+    /// Settings every batch inherits.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// Settings of `flagsd serve`.
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    /// The batches.
+    #[serde(default)]
+    pub batch: Vec<RawBatch>,
+}
+
+/// `[defaults]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDefaults {
+    /// Concurrent requests of a batch.
+    pub max_req: i64,
+    /// Base output directory: a batch writes to `{output}/{name}` unless it
+    /// sets its own `output` (relative to this one, or absolute).
+    pub output: PathBuf,
+    /// Per-country lines (`run`) or per-country warnings (`serve`).
+    pub verbose: bool,
+    /// Connect timeout.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Idle-read timeout.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Total per-request deadline.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for RawDefaults {
+    fn default() -> Self {
+        let timeouts = crate::download::Timeouts::default();
+        Self {
+            max_req: 30,
+            output: PathBuf::from("downloaded"),
+            verbose: false,
+            connect_timeout: timeouts.connect,
+            read_timeout: timeouts.read,
+            timeout: timeouts.total,
+        }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDaemon {
+    /// How long in-flight downloads may take to finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `codes = [...]`, `codes = "all"` or `codes = "every"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawCodes {
+    /// Codes and single letters, as on the `fetch` command line.
+    List(Vec<String>),
+    /// `"all"` or `"every"`.
+    Keyword(String),
+}
+
+/// How saved files are named.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Naming {
+    /// `{CC}.gif`, as flags2.
+    #[default]
+    Code,
+    /// `{country}.gif`, from the server's `{cc}/metadata.json`, as flags3.
+    Country,
+}
+
+/// One `[[batch]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    /// Unique name: used in reports, logs and the default output directory.
+    pub name: String,
+    /// Which codes (default: the 20 most populous countries).
+    pub codes: Option<RawCodes>,
+    /// Keep only the first N codes.
+    pub limit: Option<i64>,
+    /// Label or URL (default `LOCAL`).
+    pub server: Option<String>,
+    /// Output directory (default `{defaults.output}/{name}`).
+    pub output: Option<PathBuf>,
+    /// Concurrent requests (default `defaults.max_req`).
+    pub max_req: Option<i64>,
+    /// Schedule interval for `serve`; absent: run only on demand.
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    /// File naming.
+    #[serde(default)]
+    pub naming: Naming,
+    /// Per-country output (default `defaults.verbose`).
+    pub verbose: Option<bool>,
+}
+
+/// One thing wrong with a configuration: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or `environment`) it comes from.
+    pub origin: String,
+    /// Line in the file, where known.
+    pub line: Option<usize>,
+    /// Key path such as `batch[2].max_req`, where known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A configuration that cannot be used: every problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    /// The problems, in file order where known.
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    /// A configuration error with a single problem.
+    pub fn single(origin: &str, key: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            problems: vec![Problem {
+                origin: origin.to_owned(),
+                line: None,
+                key: key.map(str::to_owned),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// The name a problem in `path` is reported under: the file name as given.
+pub fn origin_name(path: Option<&Path>) -> String {
+    path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string())
+}
+
+/// Values set on the command line, the top layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--max-req`: `defaults.max_req`.
+    pub max_req: Option<i64>,
+    /// `--output`: `defaults.output`.
+    pub output: Option<PathBuf>,
+    /// `--verbose`: `defaults.verbose = true`.
+    pub verbose: bool,
+}
+
+/// Reads and layers the configuration: `path`'s file (if any), the
+/// `FLAGSD_…__…` variables of `env`, then `overrides`.
+pub fn load(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<RawConfig, ConfigError> {
+    let origin = origin_name(path);
+    let mut builder = config::Config::builder();
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::single(&origin, None, format!("cannot read the file: {e}"))
+        })?;
+        // Parse once here for a precise syntax message (line and column).
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(syntax_error(&origin, &text, &e));
+        }
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+    }
+    let env_vars: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("FLAGSD_") && k.contains("__"))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("FLAGSD")
+            .prefix_separator("_")
+            .separator("__")
+            .source(Some(env_vars)),
+    );
+    let overridden = (|| -> Result<_, config::ConfigError> {
+        let mut b = builder;
+        if let Some(n) = overrides.max_req {
+            b = b.set_override("defaults.max_req", n)?;
+        }
+        if let Some(dir) = &overrides.output {
+            b = b.set_override("defaults.output", dir.display().to_string())?;
+        }
+        if overrides.verbose {
+            b = b.set_override("defaults.verbose", true)?;
+        }
+        b.build()?.try_deserialize::<RawConfig>()
+    })();
+    overridden.map_err(|e| from_config_error(&origin, e))
+}
+
+fn syntax_error(origin: &str, text: &str, error: &toml::de::Error) -> ConfigError {
+    let line = error
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let message = error.message().trim().to_owned();
+    ConfigError {
+        problems: vec![Problem {
+            origin: origin.to_owned(),
+            line,
+            key: None,
+            message: format!("TOML syntax error: {message}"),
+        }],
+    }
+}
+
+/// Turns the `config` crate's error into a problem naming the key.
+fn from_config_error(origin: &str, error: config::ConfigError) -> ConfigError {
+    let (key, message) = describe(error);
+    let (origin, key) = match key.map(|k| dotted(&k)) {
+        Some(k) if k.starts_with("environment ") => (
+            "environment".to_owned(),
+            Some(k["environment ".len()..].to_owned()),
+        ),
+        other => (origin.to_owned(), other),
+    };
+    ConfigError {
+        problems: vec![Problem {
+            origin,
+            line: None,
+            key,
+            message,
+        }],
+    }
+}
+
+/// `batch[0]max_req` (as the `config` crate writes some paths) to `batch[0].max_req`.
+fn dotted(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    let mut after_bracket = false;
+    for c in key.chars() {
+        if after_bracket && c != '.' && c != '[' {
+            out.push('.');
+        }
+        after_bracket = c == ']';
+        out.push(c);
+    }
+    out
+}
+
+fn describe(error: config::ConfigError) -> (Option<String>, String) {
+    match error {
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key,
+            origin,
+        } => {
+            let key = match (origin, key) {
+                (Some(o), Some(k)) if o.contains("environment") => Some(format!("environment {k}")),
+                (_, k) => k,
+            };
+            (key, format!("expected {expected}, found {unexpected}"))
+        }
+        config::ConfigError::At { error, key, .. } => {
+            let (inner_key, message) = describe(*error);
+            (key.or(inner_key), message)
+        }
+        config::ConfigError::NotFound(key) => (Some(key), "missing".to_owned()),
+        other => (None, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(
+        text: &str,
+        env: &[(&str, &str)],
+        overrides: &Overrides,
+    ) -> Result<RawConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flagsd.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        load(Some(&path), env, overrides).map_err(|mut e| {
+            for p in &mut e.problems {
+                p.origin = p.origin.replace(&path.display().to_string(), "flagsd.toml");
+            }
+            e
+        })
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let raw = load(None, Vec::new(), &Overrides::default()).unwrap();
+        assert_eq!(raw.defaults.max_req, 30);
+        assert_eq!(raw.daemon.shutdown_timeout, Duration::from_secs(10));
+        assert!(raw.batch.is_empty());
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let file = "[defaults]\nmax_req = 5\noutput = \"from-file\"\n";
+        let raw = load_str(file, &[], &Overrides::default()).unwrap();
+        assert_eq!(
+            (raw.defaults.max_req, raw.defaults.output.clone()),
+            (5, PathBuf::from("from-file"))
+        );
+
+        let env = [
+            ("FLAGSD_DEFAULTS__MAX_REQ", "7"),
+            ("FLAGSD_LOG", "debug"),
+            ("FLAGSD_CONFIG", "x"),
+        ];
+        let raw = load_str(file, &env, &Overrides::default()).unwrap();
+        assert_eq!(raw.defaults.max_req, 7);
+
+        let flags = Overrides {
+            max_req: Some(9),
+            output: Some("from-flag".into()),
+            verbose: true,
+        };
+        let raw = load_str(file, &env, &flags).unwrap();
+        assert_eq!(raw.defaults.max_req, 9);
+        assert_eq!(raw.defaults.output, PathBuf::from("from-flag"));
+        assert!(raw.defaults.verbose);
+    }
+
+    #[test]
+    fn batches_parse_with_codes_lists_and_keywords() {
+        let file = r#"
+            [[batch]]
+            name = "a"
+            codes = ["BR", "c"]
+            every = "6h"
+            naming = "country"
+
+            [[batch]]
+            name = "b"
+            codes = "every"
+        "#;
+        let raw = load_str(file, &[], &Overrides::default()).unwrap();
+        assert_eq!(
+            raw.batch[0].codes,
+            Some(RawCodes::List(vec!["BR".into(), "c".into()]))
+        );
+        assert_eq!(raw.batch[0].every, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(raw.batch[0].naming, Naming::Country);
+        assert_eq!(raw.batch[1].codes, Some(RawCodes::Keyword("every".into())));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = load_str("[defaults]\nmax_req = \n", &[], &Overrides::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("flagsd.toml:2: TOML syntax error: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err =
+            load_str("[defaults]\nmax_requests = 3\n", &[], &Overrides::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("flagsd.toml: defaults: unknown field `max_requests`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let err = load_str(
+            "[[batch]]\nname = \"a\"\nmax_req = \"lots\"\n",
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("flagsd.toml: batch[0].max_req: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn key_paths_are_dotted() {
+        assert_eq!(dotted("batch[0]max_req"), "batch[0].max_req");
+        assert_eq!(dotted("batch[0].codes[1]"), "batch[0].codes[1]");
+        assert_eq!(dotted("a[1][2]b"), "a[1][2].b");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = load(
+            Some(Path::new("/nonexistent/flagsd.toml")),
+            Vec::new(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/flagsd.toml: cannot read the file: "),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,450 @@
+//! The checked configuration of `run`, `serve` and `check-config`.
+//!
+//! [`Settings::check`] turns a [`RawConfig`] into typed settings, collecting
+//! every problem it finds (not only the first), each naming its key path:
+//! `flagsd.toml: batch[2].max_req: must be >= 1`. Batch indices count from 0,
+//! as in the `config` crate's own messages.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::file::{ConfigError, Problem, RawBatch, RawCodes, RawConfig};
+use super::{JobConfig, SERVER_LABELS, Server, ServerTarget, pool_size};
+use crate::codes::{CountryCode, Selection, expand_argument};
+use crate::download::Timeouts;
+
+/// One batch, ready to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Unique name.
+    pub name: String,
+    /// What to download.
+    pub job: JobConfig,
+    /// Schedule interval for `serve`; `None`: on demand only.
+    pub every: Option<Duration>,
+    /// Per-country lines or warnings.
+    pub verbose: bool,
+}
+
+/// The whole checked configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Batches in file order.
+    pub batches: Vec<BatchConfig>,
+    /// Grace period for in-flight downloads after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+/// Collects problems while checking.
+struct Checker {
+    origin: String,
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn problem(&mut self, key: String, message: impl Into<String>) {
+        self.problems.push(Problem {
+            origin: self.origin.clone(),
+            line: None,
+            key: Some(key),
+            message: message.into(),
+        });
+    }
+
+    fn at_least_one(&mut self, key: String, value: i64) -> usize {
+        if value < 1 {
+            self.problem(key, "must be >= 1");
+        }
+        usize::try_from(value.max(1)).unwrap_or(usize::MAX)
+    }
+
+    fn positive_duration(&mut self, key: &str, value: Duration) {
+        if value.is_zero() {
+            self.problem(key.to_owned(), "must be longer than 0s");
+        }
+    }
+}
+
+/// A batch name: letters, digits, `.`, `_`, `-`; not starting with a dot
+/// (it names a directory and a systemd instance).
+fn valid_batch_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl Settings {
+    /// Checks `raw`, read from `origin` (a file name, for messages).
+    pub fn check(raw: &RawConfig, origin: &str) -> Result<Self, ConfigError> {
+        let mut checker = Checker {
+            origin: origin.to_owned(),
+            problems: Vec::new(),
+        };
+        let servers = check_servers(&mut checker, &raw.servers);
+        let d = &raw.defaults;
+        let default_max_req = checker.at_least_one("defaults.max_req".into(), d.max_req);
+        checker.positive_duration("defaults.connect_timeout", d.connect_timeout);
+        checker.positive_duration("defaults.read_timeout", d.read_timeout);
+        checker.positive_duration("defaults.timeout", d.timeout);
+        checker.positive_duration("daemon.shutdown_timeout", raw.daemon.shutdown_timeout);
+        let timeouts = Timeouts {
+            connect: d.connect_timeout,
+            read: d.read_timeout,
+            total: d.timeout,
+        };
+
+        let mut first_index: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut batches = Vec::new();
+        for (i, batch) in raw.batch.iter().enumerate() {
+            let key = |field: &str| format!("batch[{i}].{field}");
+            if !valid_batch_name(&batch.name) {
+                checker.problem(
+                    key("name"),
+                    format!("'{}' must be 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'", batch.name),
+                );
+            }
+            if let Some(first) = first_index.insert(&batch.name, i) {
+                checker.problem(
+                    key("name"),
+                    format!(
+                        "duplicate batch name '{}' (also batch[{first}])",
+                        batch.name
+                    ),
+                );
+            }
+            let codes = check_codes(&mut checker, &key("codes"), batch);
+            let max_req = batch
+                .max_req
+                .map_or(default_max_req, |n| checker.at_least_one(key("max_req"), n));
+            let server = check_server(
+                &mut checker,
+                &key("server"),
+                batch.server.as_deref().unwrap_or("LOCAL"),
+                &servers,
+            );
+            if let Some(every) = batch.every {
+                checker.positive_duration(&key("every"), every);
+            }
+            let output = match &batch.output {
+                Some(dir) => d.output.join(dir),
+                None => d.output.join(&batch.name),
+            };
+            if let Some(server) = server {
+                let job = JobConfig {
+                    pool_size: pool_size(max_req, codes.len()),
+                    codes,
+                    server,
+                    output,
+                    timeouts,
+                    naming: batch.naming,
+                };
+                batches.push(BatchConfig {
+                    name: batch.name.clone(),
+                    job,
+                    every: batch.every,
+                    verbose: batch.verbose.unwrap_or(d.verbose),
+                });
+            }
+        }
+        if checker.problems.is_empty() {
+            Ok(Self {
+                batches,
+                shutdown_timeout: raw.daemon.shutdown_timeout,
+            })
+        } else {
+            Err(ConfigError {
+                problems: checker.problems,
+            })
+        }
+    }
+
+    /// The batches named in `names` (all when empty), in file order; an
+    /// unknown name is an error.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&BatchConfig>, String> {
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !self.batches.iter().any(|b| &b.name == *n))
+        {
+            let known: Vec<&str> = self.batches.iter().map(|b| b.name.as_str()).collect();
+            return Err(format!(
+                "no batch named '{unknown}' (configured: {})",
+                known.join(", ")
+            ));
+        }
+        Ok(self
+            .batches
+            .iter()
+            .filter(|b| names.is_empty() || names.contains(&b.name))
+            .collect())
+    }
+
+    /// Problems with the output directories: each must be writable, or
+    /// creatable below a writable ancestor. Nothing is created.
+    pub fn check_output_dirs(&self, origin: &str) -> Result<(), ConfigError> {
+        let problems: Vec<Problem> = self
+            .batches
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                writable_or_creatable(&b.job.output)
+                    .err()
+                    .map(|message| Problem {
+                        origin: origin.to_owned(),
+                        line: None,
+                        key: Some(format!("batch[{i}].output")),
+                        message,
+                    })
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn check_servers(
+    checker: &mut Checker,
+    raw: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut servers: BTreeMap<String, String> = SERVER_LABELS
+        .iter()
+        .map(|(l, u)| ((*l).to_owned(), (*u).to_owned()))
+        .collect();
+    for (label, url) in raw {
+        let key = format!("servers.{label}");
+        let upper = label.to_ascii_uppercase();
+        if upper == "DEMO" || upper == "CUSTOM" {
+            checker.problem(key, format!("'{label}' is reserved"));
+            continue;
+        }
+        match Server::parse(url) {
+            Ok(Server {
+                target: ServerTarget::Url(_),
+                label,
+                ..
+            }) if label == "CUSTOM" => {
+                servers.insert(upper, url.clone());
+            }
+            _ => checker.problem(key, format!("'{url}' is not an http:// or https:// URL")),
+        }
+    }
+    servers
+}
+
+fn check_server(
+    checker: &mut Checker,
+    key: &str,
+    value: &str,
+    servers: &BTreeMap<String, String>,
+) -> Option<Server> {
+    let upper = value.to_ascii_uppercase();
+    if let Some(url) = servers.get(&upper) {
+        return Some(Server {
+            label: upper,
+            target: ServerTarget::Url(url.clone()),
+        });
+    }
+    match Server::parse(value) {
+        Ok(server) => Some(server),
+        Err(_) => {
+            let labels: Vec<&str> = servers.keys().map(String::as_str).chain(["DEMO"]).collect();
+            checker.problem(
+                key.to_owned(),
+                format!(
+                    "unknown server label '{value}' (known: {}; or an http(s):// URL)",
+                    labels.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn check_codes(checker: &mut Checker, key: &str, batch: &RawBatch) -> Vec<CountryCode> {
+    let selection = match &batch.codes {
+        None => Selection::Explicit(Vec::new()),
+        Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("all") => Selection::All,
+        Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("every") => Selection::Every,
+        Some(RawCodes::Keyword(k)) => {
+            checker.problem(
+                key.to_owned(),
+                format!("'{k}' must be \"all\", \"every\" or a list of codes"),
+            );
+            Selection::Explicit(Vec::new())
+        }
+        Some(RawCodes::List(list)) => {
+            let mut codes = Vec::new();
+            for (j, arg) in list.iter().enumerate() {
+                match expand_argument(arg) {
+                    Ok(c) => codes.extend(c),
+                    Err(e) => checker.problem(format!("{key}[{j}]"), format!("'{arg}': {e}")),
+                }
+            }
+            if list.is_empty() {
+                checker.problem(
+                    key.to_owned(),
+                    "is empty (leave it out for the 20 most populous countries)",
+                );
+            }
+            Selection::Explicit(codes)
+        }
+    };
+    let limit = batch
+        .limit
+        .map(|n| checker.at_least_one(key.replace(".codes", ".limit"), n));
+    selection.resolve(limit)
+}
+
+/// `Ok` if `dir` is a writable directory or could be created below one.
+fn writable_or_creatable(dir: &Path) -> Result<(), String> {
+    let mut probe = dir;
+    loop {
+        if probe.is_dir() {
+            return tempfile::tempfile_in(probe)
+                .map(drop)
+                .map_err(|e| format!("'{}' is not writable: {e}", probe.display()));
+        }
+        if probe.exists() {
+            return Err(format!("'{}' is not a directory", probe.display()));
+        }
+        match probe.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => probe = parent,
+            _ => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    use crate::config::file::{Naming, RawDaemon, RawDefaults};
+
+    fn batch(name: &str) -> RawBatch {
+        RawBatch {
+            name: name.to_owned(),
+            codes: None,
+            limit: None,
+            server: None,
+            output: None,
+            max_req: None,
+            every: None,
+            naming: Naming::Code,
+            verbose: None,
+        }
+    }
+
+    fn raw(batches: Vec<RawBatch>) -> RawConfig {
+        RawConfig {
+            servers: BTreeMap::new(),
+            defaults: RawDefaults::default(),
+            daemon: RawDaemon::default(),
+            batch: batches,
+        }
+    }
+
+    fn messages(raw: &RawConfig) -> Vec<String> {
+        Settings::check(raw, "flagsd.toml")
+            .unwrap_err()
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn batches_inherit_defaults() {
+        let mut r = raw(vec![batch("pop")]);
+        r.defaults.max_req = 7;
+        r.defaults.verbose = true;
+        let s = Settings::check(&r, "f").unwrap();
+        let b = &s.batches[0];
+        assert_eq!(
+            (b.job.pool_size, b.job.codes.len(), b.verbose),
+            (7, 20, true)
+        );
+        assert_eq!(b.job.output, PathBuf::from("downloaded/pop"));
+        assert_eq!(b.job.server.label, "LOCAL");
+        assert_eq!(b.every, None);
+    }
+
+    #[test]
+    fn servers_override_and_extend_labels() {
+        let mut r = raw(vec![batch("a"), batch("b")]);
+        r.servers
+            .insert("local".into(), "http://127.0.0.1:9/flags".into());
+        r.servers
+            .insert("Mirror".into(), "https://mirror.example/flags".into());
+        r.batch[1].server = Some("mirror".into());
+        let s = Settings::check(&r, "f").unwrap();
+        assert_eq!(
+            s.batches[0].job.server.target,
+            ServerTarget::Url("http://127.0.0.1:9/flags".into())
+        );
+        assert_eq!(s.batches[1].job.server.label, "MIRROR");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let mut r = raw(vec![batch("a"), batch("a"), batch("../x")]);
+        r.batch[0].max_req = Some(0);
+        r.batch[0].codes = Some(RawCodes::List(vec!["BR".into(), "BRA".into()]));
+        r.batch[1].server = Some("NOWHERE".into());
+        r.batch[1].limit = Some(0);
+        r.batch[2].codes = Some(RawCodes::Keyword("most".into()));
+        r.servers.insert("demo".into(), "http://x/flags".into());
+        let m = messages(&r);
+        let expected_prefixes = [
+            "flagsd.toml: servers.demo: 'demo' is reserved",
+            "flagsd.toml: batch[0].codes[1]: 'BRA': each CC argument",
+            "flagsd.toml: batch[0].max_req: must be >= 1",
+            "flagsd.toml: batch[1].name: duplicate batch name 'a' (also batch[0])",
+            "flagsd.toml: batch[1].limit: must be >= 1",
+            "flagsd.toml: batch[1].server: unknown server label 'NOWHERE'",
+            "flagsd.toml: batch[2].name: '../x' must be",
+            "flagsd.toml: batch[2].codes: 'most' must be",
+        ];
+        assert_eq!(m.len(), expected_prefixes.len(), "{m:#?}");
+        for prefix in expected_prefixes {
+            assert!(
+                m.iter().any(|l| l.starts_with(prefix)),
+                "no {prefix:?} in {m:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn selecting_unknown_batches_fails() {
+        let s = Settings::check(&raw(vec![batch("a"), batch("b")]), "f").unwrap();
+        assert_eq!(s.select(&[]).unwrap().len(), 2);
+        assert_eq!(s.select(&["b".into()]).unwrap()[0].name, "b");
+        assert_eq!(
+            s.select(&["c".into()]).unwrap_err(),
+            "no batch named 'c' (configured: a, b)"
+        );
+    }
+
+    #[test]
+    fn output_dirs_below_a_file_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let mut r = raw(vec![batch("ok"), batch("bad")]);
+        r.defaults.output = dir.path().to_owned();
+        r.batch[1].output = Some(file.join("sub"));
+        let s = Settings::check(&r, "f").unwrap();
+        let err = s.check_output_dirs("f").unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert!(
+            err.to_string().starts_with("f: batch[1].output: '"),
+            "{err}"
+        );
+    }
+}
