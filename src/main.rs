@@ -28,8 +28,9 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
+    // actix-web's own start/stop lines are noise in a daemon's log.
     let default_level = if matches!(cli.command, Command::Serve(_)) {
-        "info"
+        "info,actix_server=warn,actix_web=warn"
     } else {
         "warn"
     };

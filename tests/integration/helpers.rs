@@ -38,6 +38,7 @@ pub fn flagsd() -> Command {
         "HTTPS_PROXY",
         "ALL_PROXY",
         "FLAGSD_LOG",
+        "FLAGSD_CONFIG",
     ] {
         cmd.env_remove(var);
     }
@@ -143,4 +144,41 @@ pub fn assert_only_complete_flags(dir: &Path) -> usize {
         assert!(saved == expected, "{name} differs from the data set");
     }
     names.len()
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Writes `text` as `name` in `dir` and returns its path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
+/// Runs `flagsd ARGS` in `cwd` with extra environment; returns (status, stdout, stderr).
+pub fn flagsd_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = flagsd();
+    cmd.current_dir(cwd).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("flagsd runs");
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("utf-8 output");
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
 }

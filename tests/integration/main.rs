@@ -3,8 +3,11 @@
 
 mod helpers;
 
+mod config;
+mod daemon;
 mod fetch;
 mod interrupt;
+mod naming;
 mod selection;
 mod testserver;
 mod usage;

@@ -110,3 +110,55 @@ fn help_documents_labels_and_exit_statuses() {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = flagsd()
+        .args([
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "fetch",
+            "-s",
+            "DEMO",
+            "BR",
+            "-o",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let finished = events
+        .iter()
+        .find(|e| e["message"] == "download finished")
+        .expect("an outcome event");
+    assert_eq!(
+        (finished["cc"].as_str(), finished["kind"].as_str()),
+        (Some("BR"), Some("downloaded"))
+    );
+}
+
+#[test]
+fn under_the_journal_logs_have_no_timestamps_or_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = flagsd()
+        .env("JOURNAL_STREAM", "8:12345")
+        .args(["--log-level", "debug", "fetch", "-s", "DEMO", "BR", "-o"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("download finished"))
+        .expect("an outcome line");
+    assert!(line.starts_with("DEBUG download finished cc=BR"), "{line}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr}");
+}

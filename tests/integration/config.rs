@@ -1,0 +1,269 @@
+//! Configuration files: layering, every kind of bad file, and `flagsd run`.
+
+use std::path::Path;
+
+use flagsd::testserver::TestServerOptions;
+
+use crate::helpers::*;
+
+/// A configuration with one batch `b` fetching `codes` from `url`.
+fn one_batch(url: &str, extra_defaults: &str) -> String {
+    format!(
+        "[defaults]\noutput = \"out\"\n{extra_defaults}\n[[batch]]\nname = \"b\"\ncodes = \"every\"\nserver = \"{url}\"\n"
+    )
+}
+
+/// The "N concurrent connections" figure of the first report in `stdout`.
+fn connections(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_suffix(" concurrent connections will be used.")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no connections line in {stdout}"))
+}
+
+#[test]
+fn the_example_configuration_passes_check_config() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/flagsd.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = flagsd_in(
+        dir.path(),
+        &["check-config", "--config", example.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stdout.ends_with(": OK (3 batches, 2 scheduled)\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_file_is_overridden_by_the_environment_and_both_by_flags() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(
+        dir.path(),
+        "flagsd.toml",
+        &one_batch(&server.url(), "max_req = 5"),
+    );
+    let config = config.to_str().unwrap();
+    let env = [("FLAGSD_DEFAULTS__MAX_REQ", "7")];
+
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", config], &[]);
+    assert_eq!((status, connections(&stdout)), (0, 5), "{stderr}");
+    let (status, stdout, _) = flagsd_in(dir.path(), &["run", "--config", config], &env);
+    assert_eq!((status, connections(&stdout)), (0, 7));
+    let (status, stdout, _) = flagsd_in(dir.path(), &["run", "--config", config, "-m", "9"], &env);
+    assert_eq!((status, connections(&stdout)), (0, 9));
+}
+
+#[test]
+fn flagsd_config_names_the_file_when_no_flag_does() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(dir.path(), "via-env.toml", &one_batch(&server.url(), ""));
+    let (status, stdout, stderr) = flagsd_in(
+        dir.path(),
+        &["check-config"],
+        &[("FLAGSD_CONFIG", config.to_str().unwrap())],
+    );
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stdout.contains("via-env.toml: OK (1 batches, 0 scheduled)"),
+        "{stdout}"
+    );
+}
+
+/// Asserts that `check-config` and `run` both reject `text` with exit
+/// status 2, printing `expected` (after the file name) and sending nothing.
+fn assert_rejected(text: &str, expected: &str) {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let text = text.replace("URL", &server.url());
+    write_file(dir.path(), "flagsd.toml", &text);
+    for command in ["check-config", "run"] {
+        let (status, stdout, stderr) =
+            flagsd_in(dir.path(), &[command, "--config", "flagsd.toml"], &[]);
+        assert_eq!(status, 2, "{command}: {stderr}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("flagsd.toml{expected}"))),
+            "{command}: {stderr}"
+        );
+        assert_eq!(stdout, "", "{command}");
+    }
+    assert_eq!(server.hits(), 0);
+}
+
+#[test]
+fn a_missing_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) =
+        flagsd_in(dir.path(), &["check-config", "--config", "nope.toml"], &[]);
+    assert_eq!(status, 2);
+    assert!(
+        stderr.starts_with("nope.toml: cannot read the file: No such file or directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_syntax_error_names_its_line() {
+    assert_rejected(
+        "[defaults]\nmax_req = 3\n\n[[batch]\nname = \"b\"\n",
+        ":4: TOML syntax error: ",
+    );
+}
+
+#[test]
+fn an_unknown_key_is_rejected() {
+    assert_rejected(
+        "[[batch]]\nname = \"b\"\nserver = \"URL\"\ncountries = [\"BR\"]\n",
+        ": batch[0]: unknown field `countries`",
+    );
+}
+
+#[test]
+fn a_wrong_type_is_rejected() {
+    assert_rejected(
+        "[defaults]\nverbose = \"very\"\n",
+        ": defaults.verbose: expected a boolean",
+    );
+    assert_rejected(
+        "[[batch]]\nname = \"b\"\nserver = \"URL\"\nevery = \"often\"\n",
+        ": batch[0].every: ",
+    );
+}
+
+#[test]
+fn an_out_of_range_value_is_rejected() {
+    assert_rejected(
+        "[[batch]]\nname = \"a\"\nserver = \"URL\"\n[[batch]]\nname = \"b\"\nserver = \"URL\"\nmax_req = 0\n",
+        ": batch[1].max_req: must be >= 1",
+    );
+}
+
+#[test]
+fn a_duplicate_batch_is_rejected() {
+    assert_rejected(
+        "[[batch]]\nname = \"a\"\nserver = \"URL\"\n[[batch]]\nname = \"a\"\nserver = \"URL\"\n",
+        ": batch[1].name: duplicate batch name 'a' (also batch[0])",
+    );
+}
+
+#[test]
+fn an_unknown_server_label_is_rejected() {
+    assert_rejected(
+        "[[batch]]\nname = \"a\"\nserver = \"MIRROR\"\n",
+        ": batch[0].server: unknown server label 'MIRROR'",
+    );
+}
+
+#[test]
+fn an_unwritable_output_directory_is_rejected_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "a-file", "x");
+    let output = file.join("sub");
+    let text = format!(
+        "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\noutput = \"{}\"\n",
+        output.display()
+    );
+    write_file(dir.path(), "flagsd.toml", &text);
+    let (status, _, stderr) = flagsd_in(
+        dir.path(),
+        &["check-config", "--config", "flagsd.toml"],
+        &[],
+    );
+    assert_eq!(status, 2);
+    let expected = format!(
+        "flagsd.toml: batch[0].output: '{}' is not a directory",
+        file.display()
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
+}
+
+#[test]
+fn an_unknown_batch_name_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "flagsd.toml",
+        "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n",
+    );
+    let (status, _, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml", "zz"], &[]);
+    assert_eq!(status, 2);
+    assert!(
+        stderr.contains("no batch named 'zz' (configured: a)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_reports_each_batch_and_exits_with_the_worst_status() {
+    let good = clean_server();
+    let bad = server(TestServerOptions {
+        error_rate: 1.0,
+        ..TestServerOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[batch]]\nname = \"good\"\ncodes = [\"b\"]\nserver = \"{}\"\n\n\
+         [[batch]]\nname = \"bad\"\ncodes = [\"AR\", \"BR\"]\nserver = \"{}\"\nverbose = true\n\n\
+         [[batch]]\nname = \"unused\"\nserver = \"{}\"\n",
+        good.url(),
+        bad.url(),
+        good.url()
+    );
+    write_file(dir.path(), "flagsd.toml", &text);
+    let (status, stdout, stderr) = flagsd_in(
+        dir.path(),
+        &["run", "--config", "flagsd.toml", "good", "bad"],
+        &[],
+    );
+    assert_eq!(status, 1, "{stderr}");
+    let expected = [
+        "== batch good ==".to_owned(),
+        format!("CUSTOM site: {}", good.url()),
+        "Searching for 26 flags: from BA to BZ".to_owned(),
+        "26 concurrent connections will be used.".to_owned(),
+        "--------------------".to_owned(),
+        " 17 flags downloaded.".to_owned(),
+        "  9 not found.".to_owned(),
+        "Elapsed time: *".to_owned(),
+        String::new(),
+        "== batch bad ==".to_owned(),
+        format!("CUSTOM site: {}", bad.url()),
+        "Searching for 2 flags: AR, BR".to_owned(),
+        "2 concurrent connections will be used.".to_owned(),
+    ];
+    let lines = report_lines(&stdout);
+    assert_eq!(lines[..expected.len()], expected);
+    let mut teapots: Vec<&String> = lines[expected.len()..expected.len() + 2].iter().collect();
+    teapots.sort();
+    assert_eq!(
+        teapots,
+        [
+            "*** Error for AR: HTTP 418 - I'm a Teapot",
+            "*** Error for BR: HTTP 418 - I'm a Teapot"
+        ]
+    );
+    assert!(
+        stdout.ends_with("  0 flags downloaded.\n  2 errors.\n")
+            || stdout.contains("  2 errors.\nElapsed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        assert_only_complete_flags(&dir.path().join("downloaded/good")),
+        17
+    );
+    assert_eq!(
+        files_in(&dir.path().join("downloaded/bad")),
+        Vec::<String>::new()
+    );
+    assert!(!dir.path().join("downloaded/unused").exists());
+}

@@ -1,0 +1,248 @@
+//! `flagsd serve` as a child process: schedules, SIGHUP, SIGTERM, sd_notify.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flagsd::testserver::TestServerOptions;
+
+use crate::helpers::*;
+
+/// A running `flagsd serve`, its log going to a file.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let log = dir.join("daemon.log");
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("flagsd"));
+        cmd.current_dir(dir)
+            .args(["serve", "--config", "flagsd.toml"])
+            .env_remove("FLAGSD_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env("NO_PROXY", "127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit; `None` if it takes longer than `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.map(|s| s.code().unwrap_or(-1))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn batch(name: &str, codes: &str, url: &str, every: &str) -> String {
+    format!(
+        "[[batch]]\nname = \"{name}\"\ncodes = {codes}\nserver = \"{url}\"\nevery = \"{every}\"\n"
+    )
+}
+
+const LONG: Duration = Duration::from_secs(20);
+
+#[test]
+fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "flagsd.toml",
+        &batch("a", "[\"BR\"]", &server.url(), "300ms"),
+    );
+    let mut daemon = Daemon::start(dir.path(), &[]);
+
+    // The first run at start, then more on schedule.
+    assert!(wait_until(LONG, || server.hits() >= 3), "{}", daemon.log());
+    assert_eq!(
+        assert_only_complete_flags(&dir.path().join("downloaded/a")),
+        1
+    );
+    assert!(
+        daemon.log().contains("run finished batch=a downloaded=1"),
+        "{}",
+        daemon.log()
+    );
+
+    // A good file adds a batch.
+    let two = format!(
+        "{}{}",
+        batch("a", "[\"BR\"]", &server.url(), "300ms"),
+        batch("b", "[\"AR\", \"ZZ\"]", &server.url(), "1h")
+    );
+    write_file(dir.path(), "flagsd.toml", &two);
+    daemon.signal("HUP");
+    assert!(
+        wait_until(LONG, || dir.path().join("downloaded/b/AR.gif").exists()),
+        "{}",
+        daemon.log()
+    );
+
+    // A bad file is logged and the old schedule keeps running.
+    write_file(
+        dir.path(),
+        "flagsd.toml",
+        "[[batch]]\nname = \"a\"\nmax_req = 0\nserver = \"LOCAL\"\n",
+    );
+    daemon.signal("HUP");
+    assert!(
+        wait_until(LONG, || daemon
+            .log()
+            .contains("flagsd.toml: batch[0].max_req: must be >= 1")),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.log().contains("configuration not reloaded"));
+    let before = server.hits();
+    assert!(
+        wait_until(LONG, || server.hits() >= before + 2),
+        "schedule stopped after a bad reload"
+    );
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
+}
+
+#[test]
+fn sigterm_during_a_run_exits_0_within_the_shutdown_timeout_leaving_no_partial_file() {
+    let server = server(TestServerOptions {
+        delay: Some("1..4".parse().unwrap()),
+        workers: 2,
+        ..TestServerOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[daemon]\nshutdown_timeout = \"1500ms\"\n[defaults]\nmax_req = 100\n{}",
+        batch("slow", "\"every\"", &server.url(), "1h")
+    );
+    write_file(dir.path(), "flagsd.toml", &text);
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    assert!(
+        wait_until(LONG, || server.hits() >= 100),
+        "{}",
+        daemon.log()
+    );
+    // Some downloads finished, the rest are in flight.
+    let out = dir.path().join("downloaded/slow");
+    assert!(wait_until(LONG, || !files_in(&out).is_empty()));
+
+    let stopping = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon.wait(LONG);
+    let took = stopping.elapsed();
+    assert_eq!(status, Some(0), "{}", daemon.log());
+    // Only a bound against hanging: 1.5 s timeout plus start-up slack.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(daemon.log().contains("abandoning it"), "{}", daemon.log());
+    let saved = assert_only_complete_flags(&out);
+    assert!(saved > 0 && saved < 194, "{saved}");
+}
+
+#[test]
+fn a_bad_configuration_at_start_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", "[defaults]\nmax_req = -1\n");
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    assert_eq!(daemon.wait(LONG), Some(2));
+    assert!(
+        daemon
+            .log()
+            .starts_with("flagsd.toml: defaults.max_req: must be >= 1"),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// Reads notify datagrams until one contains `wanted`; returns all states seen.
+fn receive_until(socket: &UnixDatagram, wanted: &str, seen: &mut Vec<String>) {
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + LONG;
+    loop {
+        assert!(Instant::now() < deadline, "no {wanted} in {seen:?}");
+        let Ok(n) = socket.recv(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let done = text.lines().any(|l| l == wanted);
+        seen.extend(text.lines().map(str::to_owned));
+        if done {
+            return;
+        }
+    }
+}
+
+#[test]
+fn the_notify_socket_hears_ready_reloading_stopping_and_watchdog() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "flagsd.toml",
+        &batch("a", "[\"BR\"]", &server.url(), "1h"),
+    );
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "200000"),
+    ];
+    let mut daemon = Daemon::start(dir.path(), &env);
+
+    let mut seen = Vec::new();
+    receive_until(&socket, "READY=1", &mut seen);
+    receive_until(&socket, "WATCHDOG=1", &mut seen);
+    daemon.signal("HUP");
+    receive_until(&socket, "RELOADING=1", &mut seen);
+    receive_until(&socket, "READY=1", &mut seen);
+    daemon.signal("TERM");
+    receive_until(&socket, "STOPPING=1", &mut seen);
+    assert_eq!(daemon.wait(LONG), Some(0));
+
+    let order: Vec<&str> = seen
+        .iter()
+        .map(String::as_str)
+        .filter(|s| ["READY=1", "RELOADING=1", "STOPPING=1"].contains(s))
+        .collect();
+    assert_eq!(
+        order,
+        ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"],
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|s| s.starts_with("STATUS=")), "{seen:?}");
+}

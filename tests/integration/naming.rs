@@ -1,0 +1,75 @@
+//! `naming = "country"`: files named by the server's metadata, safely.
+
+use std::collections::BTreeSet;
+
+use flagsd::testserver::TestServerOptions;
+
+use crate::helpers::*;
+
+/// A data-set root where each code's metadata names the given country.
+fn hostile_root(countries: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for (cc, country) in countries {
+        let dir = root.path().join(cc);
+        std::fs::create_dir(&dir).unwrap();
+        let gif = flagsd::dataset::get(&format!("flags/{cc}/{cc}.gif")).unwrap();
+        std::fs::write(dir.join(format!("{cc}.gif")), gif).unwrap();
+        let json = format!(
+            "{{\"iso_cc\": \"{}\", \"country\": {country}}}",
+            cc.to_uppercase()
+        );
+        std::fs::write(dir.join("metadata.json"), json).unwrap();
+    }
+    root
+}
+
+#[test]
+fn files_are_named_by_country_and_never_leave_the_output_directory() {
+    let root = hostile_root(&[
+        ("ad", r#""../../etc/x""#),
+        ("ae", r#""/abs""#),
+        ("af", r#""evil\u0007name\n""#),
+        ("ag", r#""Same""#),
+        ("al", r#""Same""#),
+        ("ci", r#""Côte d'Ivoire""#),
+        ("am", r#""..""#),
+        ("ao", r#"42"#),
+    ]);
+    let server = server(TestServerOptions {
+        root: Some(root.path().to_owned()),
+        ..TestServerOptions::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[defaults]\noutput = \"out\"\n[[batch]]\nname = \"named\"\ncodes = [\"AD\", \"AE\", \"AF\", \"AG\", \"AL\", \"CI\", \"AM\", \"AO\"]\n\
+         server = \"{}\"\nnaming = \"country\"\nverbose = true\n",
+        server.url()
+    );
+    write_file(work.path(), "flagsd.toml", &config);
+    let (status, stdout, stderr) = flagsd_in(work.path(), &["run", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("*** Error for AO: Metadata error (no \"country\" string)"),
+        "{stdout}"
+    );
+
+    let out = work.path().join("out/named");
+    let names: BTreeSet<String> = files_in(&out).into_iter().collect();
+    let same_twice = names.contains("Same (AG).gif") || names.contains("Same (AL).gif");
+    assert!(same_twice && names.contains("Same.gif"), "{names:?}");
+    for expected in [
+        "_._etc_x.gif",
+        "_abs.gif",
+        "evilname.gif",
+        "Côte d'Ivoire.gif",
+        "AM.gif",
+    ] {
+        assert!(names.contains(expected), "no {expected} in {names:?}");
+    }
+    assert_eq!(names.len(), 7, "{names:?}");
+    // Nothing was written anywhere else.
+    assert_eq!(files_in(work.path()), ["flagsd.toml", "out"]);
+    assert_eq!(files_in(&work.path().join("out")), ["named"]);
+    let civ = std::fs::read(out.join("Côte d'Ivoire.gif")).unwrap();
+    assert_eq!(civ, flagsd::dataset::get("flags/ci/ci.gif").unwrap());
+}
