@@ -263,10 +263,11 @@ fn syntax_error(origin: &str, text: &str, error: &toml::de::Error) -> ConfigErro
 fn from_config_error(origin: &str, error: config::ConfigError) -> ConfigError {
     let (key, message) = describe(error);
     let (origin, key) = match key.map(|k| dotted(&k)) {
-        Some(k) if k.starts_with("environment ") => (
-            "environment".to_owned(),
-            Some(k["environment ".len()..].to_owned()),
-        ),
+        Some(k) if k.starts_with("environment ") => {
+            let key = k["environment ".len()..].to_owned();
+            let var = format!("FLAGSD_{}", key.replace('.', "__").to_ascii_uppercase());
+            (format!("environment {var}"), Some(key))
+        }
         other => (origin.to_owned(), other),
     };
     ConfigError {
@@ -361,6 +362,13 @@ mod tests {
         ];
         let raw = load_str(file, &env, &Overrides::default()).unwrap();
         assert_eq!(raw.defaults.max_req, 7);
+
+        let bad_env = [("FLAGSD_DEFAULTS__MAX_REQ", "many")];
+        let err = load_str(file, &bad_env, &Overrides::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment FLAGSD_DEFAULTS__MAX_REQ: defaults.max_req: expected an integer, found string \"many\""
+        );
 
         let flags = Overrides {
             max_req: Some(9),

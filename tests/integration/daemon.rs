@@ -246,3 +246,32 @@ fn the_notify_socket_hears_ready_reloading_stopping_and_watchdog() {
     );
     assert!(seen.iter().any(|s| s.starts_with("STATUS=")), "{seen:?}");
 }
+
+#[test]
+fn an_overdue_tick_is_skipped_not_run_twice() {
+    let server = server(TestServerOptions {
+        delay: Some("1".parse().unwrap()),
+        ..TestServerOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "flagsd.toml",
+        &batch("slow", "[\"BR\"]", &server.url(), "200ms"),
+    );
+    let started = Instant::now();
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    assert!(wait_until(LONG, || daemon
+        .log()
+        .contains("previous run still in progress; skipping this tick")));
+    // Each run takes a second; overlapping runs would request five times a second.
+    let allowed = started.elapsed().as_secs() + 2;
+    assert!(
+        server.hits() <= allowed,
+        "{} requests in {:?}",
+        server.hits(),
+        started.elapsed()
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0));
+}
