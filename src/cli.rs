@@ -12,13 +12,19 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::testserver::{DelayRange, parse_rate};
 
-const EXIT_STATUS_HELP: &str = "\
-Exit status:
+/// The exit statuses, as a literal so that help texts can `concat!` it.
+macro_rules! exit_status_help {
+    () => {
+        "Exit status:
   0    every code downloaded or not found
   1    at least one code ended in an error
   2    usage or configuration error (nothing was downloaded)
   3    fatal runtime error (output directory not writable, server could not bind, ...)
-  130  interrupted (Ctrl-C); the final report for what finished is still printed";
+  130  interrupted (Ctrl-C); the final report for what finished is still printed"
+    };
+}
+
+const EXIT_STATUS_HELP: &str = exit_status_help!();
 
 /// flagsd: downloads country flags by two-letter code, concurrently.
 #[derive(Debug, Parser)]
@@ -155,7 +161,8 @@ pub struct FetchArgs {
     pub output: PathBuf,
 }
 
-const FETCH_AFTER_HELP: &str = "\
+const FETCH_AFTER_HELP: &str = concat!(
+    "\
 Servers:
   LOCAL   http://localhost:8000/flags
   REMOTE  https://www.fluentpython.com/data/flags
@@ -165,12 +172,9 @@ Servers:
 
 Each code is requested as GET {base}/{cc}/{cc}.gif and saved as {CC}.gif.
 
-Exit status:
-  0    every code downloaded or not found
-  1    at least one code ended in an error
-  2    usage error (nothing was requested)
-  3    fatal runtime error (output directory not writable, ...)
-  130  interrupted (Ctrl-C); the final report for what finished is still printed";
+",
+    exit_status_help!()
+);
 
 /// `flagsd testserver`: the built-in flag server.
 #[derive(Debug, Args)]

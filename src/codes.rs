@@ -68,10 +68,16 @@ pub fn expand_argument(arg: &str) -> Result<Vec<CountryCode>, BadCodeArgument> {
                 .collect();
             codes.ok_or_else(bad)
         }
-        [first, second] => CountryCode::new(first, second)
-            .map(|cc| vec![cc])
-            .ok_or_else(bad),
+        [_, _] => two_letters(arg).map(|cc| vec![cc]).ok_or_else(bad),
         _ => Err(bad()),
+    }
+}
+
+/// A two-letter word as a code (`None` for anything else).
+fn two_letters(word: &str) -> Option<CountryCode> {
+    match *word.as_bytes() {
+        [a, b] => CountryCode::new(a, b),
+        _ => None,
     }
 }
 
@@ -79,10 +85,7 @@ pub fn expand_argument(arg: &str) -> Result<Vec<CountryCode>, BadCodeArgument> {
 pub fn all_countries() -> Vec<CountryCode> {
     COUNTRY_CODES_TXT
         .split_ascii_whitespace()
-        .filter_map(|word| match *word.as_bytes() {
-            [a, b] => CountryCode::new(a, b),
-            _ => None,
-        })
+        .filter_map(two_letters)
         .collect()
 }
 
@@ -95,13 +98,7 @@ pub fn every_code() -> Vec<CountryCode> {
 
 /// The 20 most populous countries ([`POP20`]) as codes.
 pub fn pop20() -> Vec<CountryCode> {
-    POP20
-        .iter()
-        .filter_map(|s| match *s.as_bytes() {
-            [a, b] => CountryCode::new(a, b),
-            _ => None,
-        })
-        .collect()
+    POP20.iter().copied().filter_map(two_letters).collect()
 }
 
 /// Which codes a run asks for, before sorting and limiting.

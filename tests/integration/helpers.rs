@@ -112,6 +112,15 @@ pub fn count(stdout: &str, suffix: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The (downloaded, not found, errors) counts of a final report.
+pub fn final_counts(stdout: &str) -> (usize, usize, usize) {
+    (
+        count(stdout, "flag"),
+        count(stdout, "not found."),
+        count(stdout, "error"),
+    )
+}
+
 /// Names of the files in `dir`, sorted.
 pub fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
