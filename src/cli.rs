@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -195,9 +196,49 @@ pub struct TestServerArgs {
     #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
     pub error_rate: f64,
 
-    /// Fraction of flag responses whose body is cut off half way (0 to 1)
+    /// Fraction of flag bodies cut off half way (the connection closes early)
     #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
     pub truncate_rate: f64,
+
+    /// Fraction of flag responses reset (RST) right after the headers
+    #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
+    pub reset_rate: f64,
+
+    /// Fraction of requests accepted and never answered
+    #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
+    pub hang_rate: f64,
+
+    /// Fraction of flag bodies sent in ten pieces, --slow-interval apart
+    #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
+    pub slow_rate: f64,
+
+    /// Pause between the pieces of a slow body
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub slow_interval: Duration,
+
+    /// Fraction of requests answered with the fixed --status
+    #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
+    pub status_rate: f64,
+
+    /// Status code of --status-rate answers
+    #[arg(long, value_name = "CODE", default_value_t = 500, value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub status: u16,
+
+    /// Fraction of requests answered 503 with a Retry-After header
+    #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
+    pub unavailable_rate: f64,
+
+    /// Seconds in the Retry-After header of --unavailable-rate answers
+    #[arg(long, value_name = "SECONDS", default_value_t = 1)]
+    pub retry_after: u64,
+
+    /// Fraction of paths that flap: their first --flap-failures requests get 503
+    #[arg(long, value_name = "P", default_value = "0", value_parser = parse_rate)]
+    pub flap_rate: f64,
+
+    /// Failures of a flapping path before it succeeds
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub flap_failures: u32,
 
     /// Seed of the random fault and delay generator
     #[arg(long, value_name = "N", default_value_t = 0)]

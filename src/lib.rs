@@ -30,6 +30,7 @@ pub mod logging;
 pub mod naming;
 pub mod outcome;
 pub mod output;
+pub mod random;
 pub mod report;
 pub mod run;
 pub mod signals;

@@ -4,7 +4,7 @@ use clap::Parser as _;
 use flagsd::cli::{Cli, Command, TestServerArgs};
 use flagsd::config::{ConfigSource, FetchConfig};
 use flagsd::exit::{ExitStatus, FatalError};
-use flagsd::testserver::{TestServerOptions, serve_forever};
+use flagsd::testserver::{Faults, TestServerOptions, serve_forever};
 
 const FETCH_USAGE: &str = "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
 
@@ -76,10 +76,23 @@ async fn testserver(args: TestServerArgs) -> Result<ExitStatus, FatalError> {
     let options = TestServerOptions {
         root: args.root,
         delay: args.delay,
-        error_rate: args.error_rate,
-        truncate_rate: args.truncate_rate,
+        faults: Faults {
+            hang_rate: args.hang_rate,
+            unavailable_rate: args.unavailable_rate,
+            retry_after: args.retry_after,
+            status_rate: args.status_rate,
+            status: args.status,
+            error_rate: args.error_rate,
+            flap_rate: args.flap_rate,
+            flap_failures: args.flap_failures,
+            reset_rate: args.reset_rate,
+            truncate_rate: args.truncate_rate,
+            slow_rate: args.slow_rate,
+            slow_interval: args.slow_interval,
+        },
         seed: args.seed,
         workers: usize::from(args.workers),
+        record: false,
     };
     serve_forever(args.bind, options).await?;
     Ok(ExitStatus::Success)

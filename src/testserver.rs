@@ -3,19 +3,23 @@
 //! Serves `/flags/{cc}/{cc}.gif` and `/flags/{cc}/metadata.json` from the
 //! embedded data set or from a directory laid out the same way (`--root`),
 //! and 404 for anything else. Like the book's `slow_server.py` it can delay
-//! answers and fail a fraction of requests: `418 I'm a Teapot`, or a body cut
-//! off half way (the connection closes before `Content-Length` bytes). Faults
-//! are drawn from a seeded generator, so a seed gives a reproducible mix.
+//! answers, and behind explicit options it injects [`Faults`], each into a
+//! given fraction of requests: `418 I'm a Teapot`, a fixed status, `503` with
+//! `Retry-After`, flapping paths (fail first, then succeed), a hang, a body
+//! cut off half way, a reset connection, a body trickled slowly. Faults are
+//! drawn from a seeded generator, so a seed gives a reproducible mix.
 //!
 //! [`TestServer::spawn`] runs it on its own thread and actix system, for
 //! in-process use; [`serve_forever`] runs it in the foreground.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use std::{fmt, io, thread};
 
 use actix_web::body::SizedStream;
@@ -24,6 +28,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 
 use crate::dataset;
+use crate::random::{Dice, mix};
 
 /// Concurrent connections the server is meant to hold.
 pub const TARGET_CONNECTIONS: u64 = 1000;
@@ -87,35 +92,75 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// What the server serves and how it misbehaves.
+/// Faults injected into a fraction of requests each (0 = never, 1 = always).
+///
+/// Checked in this order, the first that applies wins: hang, unavailable,
+/// status, teapot (`error_rate`), flap; then, for files that exist, reset,
+/// truncate, slow.
 #[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    /// Accept the request and never answer.
+    pub hang_rate: f64,
+    /// Answer `503 Service Unavailable` with `Retry-After: {retry_after}`.
+    pub unavailable_rate: f64,
+    /// Seconds in the `Retry-After` header of `unavailable` answers.
+    pub retry_after: u64,
+    /// Answer with the fixed `status`.
+    pub status_rate: f64,
+    /// The status of `status_rate` answers.
+    pub status: u16,
+    /// Answer `418 I'm a Teapot` (flags2's error server).
+    pub error_rate: f64,
+    /// Fraction of paths that flap: their first `flap_failures` requests get
+    /// `503`, later ones succeed.
+    pub flap_rate: f64,
+    /// Failures of a flapping path before it succeeds.
+    pub flap_failures: u32,
+    /// Send the headers, then reset the connection (RST) before the body.
+    pub reset_rate: f64,
+    /// Send half of the body, then close the connection.
+    pub truncate_rate: f64,
+    /// Trickle the body in ten pieces, `slow_interval` apart.
+    pub slow_rate: f64,
+    /// Pause between the pieces of a slow body.
+    pub slow_interval: Duration,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            hang_rate: 0.0,
+            unavailable_rate: 0.0,
+            retry_after: 1,
+            status_rate: 0.0,
+            status: 500,
+            error_rate: 0.0,
+            flap_rate: 0.0,
+            flap_failures: 2,
+            reset_rate: 0.0,
+            truncate_rate: 0.0,
+            slow_rate: 0.0,
+            slow_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the server serves and how it misbehaves.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TestServerOptions {
     /// Serve `{root}/{cc}/{cc}.gif` and `{root}/{cc}/metadata.json` instead
     /// of the embedded data set.
     pub root: Option<PathBuf>,
     /// Wait this long before each answer.
     pub delay: Option<DelayRange>,
-    /// Fraction of requests answered `418 I'm a Teapot`.
-    pub error_rate: f64,
-    /// Fraction of flag requests whose body is cut off half way.
-    pub truncate_rate: f64,
+    /// Faults to inject.
+    pub faults: Faults,
     /// Seed of the fault generator.
     pub seed: u64,
-    /// Server threads.
+    /// Server threads (0 means 1).
     pub workers: usize,
-}
-
-impl Default for TestServerOptions {
-    fn default() -> Self {
-        Self {
-            root: None,
-            delay: None,
-            error_rate: 0.0,
-            truncate_rate: 0.0,
-            seed: 0,
-            workers: 1,
-        }
-    }
+    /// Keep the path and time of every request (for tests).
+    pub record: bool,
 }
 
 /// The server could not start.
@@ -138,24 +183,19 @@ pub enum TestServerError {
     Thread(String),
 }
 
-/// A fast, lock-free pseudo-random stream (SplitMix64) shared by all threads.
-struct FaultDice(AtomicU64);
-
-impl FaultDice {
-    /// A uniform number in `[0, 1)`.
-    fn roll(&self) -> f64 {
-        let mut z = self.0.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// Requests received: how many, and (when recording) which and when.
+#[derive(Debug, Default)]
+pub struct Hits {
+    count: AtomicU64,
+    log: Mutex<Vec<(String, Instant)>>,
 }
 
 struct State {
     options: TestServerOptions,
-    dice: FaultDice,
-    hits: Arc<AtomicU64>,
+    dice: Dice,
+    hits: Arc<Hits>,
+    /// Requests seen per flapping path.
+    flaps: Mutex<HashMap<String, u32>>,
 }
 
 impl State {
@@ -182,29 +222,107 @@ impl State {
     }
 }
 
+impl State {
+    fn roll(&self, rate: f64) -> bool {
+        rate > 0.0 && self.dice.roll() < rate
+    }
+
+    /// Whether this request of a flapping path still fails.
+    fn flaps(&self, path: &str) -> bool {
+        let faults = &self.options.faults;
+        if faults.flap_rate <= 0.0 {
+            return false;
+        }
+        let hash = path
+            .bytes()
+            .fold(self.options.seed, |h, b| mix(h ^ u64::from(b)));
+        if (hash >> 11) as f64 / (1u64 << 53) as f64 >= faults.flap_rate {
+            return false;
+        }
+        let mut seen = self.flaps.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = seen.entry(path.to_owned()).or_insert(0);
+        *count += 1;
+        *count <= faults.flap_failures
+    }
+}
+
+fn with_reason(status: StatusCode, reason: &'static str) -> HttpResponse {
+    let mut response = HttpResponse::new(status);
+    response.head_mut().reason = Some(reason);
+    response
+}
+
+fn unavailable(retry_after: u64) -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("Retry-After", retry_after.to_string()))
+        .finish()
+}
+
 async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    state.hits.fetch_add(1, Ordering::Relaxed);
+    state.hits.count.fetch_add(1, Ordering::Relaxed);
+    if state.options.record {
+        let mut log = state
+            .hits
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        log.push((req.path().to_owned(), Instant::now()));
+    }
     let options = &state.options;
+    let faults = &options.faults;
     if let Some(delay) = options.delay {
         actix_rt::time::sleep(delay.sample(state.dice.roll())).await;
     }
-    if options.error_rate > 0.0 && state.dice.roll() < options.error_rate {
-        let mut response = HttpResponse::new(StatusCode::IM_A_TEAPOT);
-        response.head_mut().reason = Some("I'm a Teapot");
-        return response;
+    if state.roll(faults.hang_rate) {
+        std::future::pending::<()>().await;
+    }
+    if state.roll(faults.unavailable_rate) {
+        return unavailable(faults.retry_after);
+    }
+    if state.roll(faults.status_rate) {
+        return HttpResponse::new(
+            StatusCode::from_u16(faults.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        );
+    }
+    if state.roll(faults.error_rate) {
+        return with_reason(StatusCode::IM_A_TEAPOT, "I'm a Teapot");
+    }
+    if state.flaps(req.path()) {
+        return unavailable(0);
     }
     let Some((body, content_type)) = state.lookup(req.path()) else {
         return HttpResponse::NotFound().finish();
     };
-    if options.truncate_rate > 0.0 && state.dice.roll() < options.truncate_rate {
-        let full = body.len() as u64;
-        let half = body.slice(..body.len() / 2);
-        let parts = [Ok(half), Err(io::Error::other("truncated on purpose"))];
-        return HttpResponse::Ok()
-            .content_type(content_type)
-            .body(SizedStream::new(full, futures_util::stream::iter(parts)));
+    let full = body.len() as u64;
+    let mut ok = HttpResponse::Ok();
+    ok.content_type(content_type);
+    if state.roll(faults.reset_rate) {
+        // The connection has SO_LINGER 0 (see `build`): dropping it on this
+        // error sends RST after the headers.
+        let parts = [Err(io::Error::other("reset on purpose"))];
+        return ok.body(SizedStream::new(full, futures_util::stream::iter(parts)));
     }
-    HttpResponse::Ok().content_type(content_type).body(body)
+    if state.roll(faults.truncate_rate) {
+        let parts = [
+            Ok(body.slice(..body.len() / 2)),
+            Err(io::Error::other("truncated on purpose")),
+        ];
+        return ok.body(SizedStream::new(full, futures_util::stream::iter(parts)));
+    }
+    if state.roll(faults.slow_rate) {
+        let interval = faults.slow_interval;
+        let piece = body.len().div_ceil(10).max(1);
+        let pieces = futures_util::stream::unfold(body, move |mut rest| async move {
+            if rest.is_empty() {
+                return None;
+            }
+            actix_rt::time::sleep(interval).await;
+            let next = rest.split_to(piece.min(rest.len()));
+            Some((Ok::<_, io::Error>(next), rest))
+        });
+        return ok.body(SizedStream::new(full, pieces));
+    }
+    ok.body(body)
 }
 
 fn check_root(options: &TestServerOptions) -> Result<(), TestServerError> {
@@ -231,19 +349,30 @@ pub fn raise_open_files_limit() {
 fn build(
     bind: SocketAddr,
     options: TestServerOptions,
-    hits: Arc<AtomicU64>,
+    hits: Arc<Hits>,
 ) -> Result<(actix_web::dev::Server, SocketAddr), TestServerError> {
     check_root(&options)?;
     let workers = options.workers.max(1);
+    let resets = options.faults.reset_rate > 0.0;
     let state = web::Data::new(State {
-        dice: FaultDice(AtomicU64::new(options.seed)),
+        dice: Dice::new(options.seed),
         options,
         hits,
+        flaps: Mutex::default(),
     });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .default_service(web::to(answer))
+    })
+    .on_connect(move |conn, _| {
+        // Only with reset faults: an aborted connection then ends in RST.
+        if let Some(tcp) = conn
+            .downcast_ref::<actix_rt::net::TcpStream>()
+            .filter(|_| resets)
+        {
+            let _ = tcp.set_zero_linger();
+        }
     })
     .workers(workers)
     .backlog(4096)
@@ -261,14 +390,14 @@ pub fn base_url(addr: SocketAddr) -> String {
 /// A test server running on its own thread; stopped when dropped.
 pub struct TestServer {
     addr: SocketAddr,
-    hits: Arc<AtomicU64>,
+    hits: Arc<Hits>,
     handle: actix_web::dev::ServerHandle,
 }
 
 impl TestServer {
     /// Binds `bind` (port 0 for a free port) and serves on a new thread.
     pub fn spawn(bind: SocketAddr, options: TestServerOptions) -> Result<Self, TestServerError> {
-        let hits = Arc::new(AtomicU64::new(0));
+        let hits = Arc::new(Hits::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_hits = Arc::clone(&hits);
         thread::Builder::new()
@@ -307,7 +436,16 @@ impl TestServer {
 
     /// Requests received so far.
     pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
+        self.hits.count.load(Ordering::Relaxed)
+    }
+
+    /// When each request for `path` arrived (only with `record`).
+    pub fn requests_for(&self, path: &str) -> Vec<Instant> {
+        let log = self.hits.log.lock().unwrap_or_else(PoisonError::into_inner);
+        log.iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, t)| *t)
+            .collect()
     }
 }
 
@@ -324,7 +462,7 @@ pub async fn serve_forever(
     options: TestServerOptions,
 ) -> Result<(), TestServerError> {
     raise_open_files_limit();
-    let (server, addr) = build(bind, options, Arc::new(AtomicU64::new(0)))?;
+    let (server, addr) = build(bind, options, Arc::default())?;
     println!("Serving flags at {}", base_url(addr));
     let handle = server.handle();
     let stop = async move {
@@ -359,22 +497,12 @@ mod tests {
     }
 
     #[test]
-    fn dice_are_uniform_enough_and_seeded() {
-        let dice = FaultDice(AtomicU64::new(7));
-        let rolls: Vec<f64> = (0..10_000).map(|_| dice.roll()).collect();
-        assert!(rolls.iter().all(|r| (0.0..1.0).contains(r)));
-        let below = rolls.iter().filter(|r| **r < 0.25).count();
-        assert!((2_200..2_800).contains(&below), "{below}");
-        let again = FaultDice(AtomicU64::new(7));
-        assert_eq!(again.roll(), rolls[0]);
-    }
-
-    #[test]
     fn only_flag_paths_are_served() {
         let state = State {
             options: TestServerOptions::default(),
-            dice: FaultDice(AtomicU64::new(0)),
+            dice: Dice::new(0),
             hits: Arc::default(),
+            flaps: Mutex::default(),
         };
         assert_eq!(
             state.lookup("/flags/br/br.gif").map(|(_, t)| t),

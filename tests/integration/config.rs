@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use flagsd::testserver::TestServerOptions;
+use flagsd::testserver::Faults;
 
 use crate::helpers::*;
 
@@ -206,9 +206,9 @@ fn an_unknown_batch_name_is_a_usage_error() {
 #[test]
 fn run_reports_each_batch_and_exits_with_the_worst_status() {
     let good = clean_server();
-    let bad = server(TestServerOptions {
+    let bad = faulty(Faults {
         error_rate: 1.0,
-        ..TestServerOptions::default()
+        ..Faults::default()
     });
     let dir = tempfile::tempdir().unwrap();
     let text = format!(

@@ -1,6 +1,6 @@
 //! `flagsd fetch` against good, failing and absent servers.
 
-use flagsd::testserver::TestServerOptions;
+use flagsd::testserver::{Faults, TestServerOptions};
 
 use crate::helpers::*;
 
@@ -87,9 +87,9 @@ fn a_trailing_slash_on_the_base_url_is_not_doubled() {
 
 #[test]
 fn error_rate_one_makes_every_code_a_teapot_error() {
-    let server = server(TestServerOptions {
+    let server = faulty(Faults {
         error_rate: 1.0,
-        ..TestServerOptions::default()
+        ..Faults::default()
     });
     let dir = tempfile::tempdir().unwrap();
     let (status, stdout, _) = fetch(dir.path(), &["-v", "B", "-s", &server.url()]);
@@ -111,7 +111,10 @@ fn error_rate_one_makes_every_code_a_teapot_error() {
 #[test]
 fn a_quarter_of_errors_still_adds_up() {
     let server = server(TestServerOptions {
-        error_rate: 0.25,
+        faults: Faults {
+            error_rate: 0.25,
+            ..Faults::default()
+        },
         seed: 11,
         ..TestServerOptions::default()
     });
@@ -150,8 +153,11 @@ fn a_closed_port_is_a_connection_error_for_every_code() {
 fn accounting_holds_over_mixed_faults_for_several_seeds() {
     for seed in [1, 2, 3, 42] {
         let server = server(TestServerOptions {
-            error_rate: 0.2,
-            truncate_rate: 0.3,
+            faults: Faults {
+                error_rate: 0.2,
+                truncate_rate: 0.3,
+                ..Faults::default()
+            },
             delay: Some("0..0.005".parse().unwrap()),
             seed,
             workers: 2,

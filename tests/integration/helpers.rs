@@ -6,12 +6,20 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 
 use assert_cmd::Command;
-use flagsd::testserver::{TestServer, TestServerOptions};
+use flagsd::testserver::{Faults, TestServer, TestServerOptions};
 
 /// Starts a test server on a free loopback port.
 pub fn server(options: TestServerOptions) -> TestServer {
     TestServer::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), options)
         .expect("test server starts")
+}
+
+/// A test server injecting `faults`.
+pub fn faulty(faults: Faults) -> TestServer {
+    server(TestServerOptions {
+        faults,
+        ..TestServerOptions::default()
+    })
 }
 
 /// A test server serving the bundled data set, without faults.
