@@ -32,26 +32,16 @@ fn main() {
     let mut entries: Vec<(String, PathBuf)> = files
         .into_iter()
         .map(|p| {
-            let rel = p
-                .strip_prefix(&assets)
-                .expect("under assets")
-                .to_string_lossy()
-                .replace('\\', "/");
+            let rel = p.strip_prefix(&assets).expect("under assets").to_string_lossy().replace('\\', "/");
             (rel, p)
         })
         .collect();
     entries.sort();
 
-    let mut code =
-        String::from("/// Embedded data set: `(path under assets/, contents)`, sorted by path.\n");
+    let mut code = String::from("/// Embedded data set: `(path under assets/, contents)`, sorted by path.\n");
     code.push_str("pub static FILES: &[(&str, &[u8])] = &[\n");
     for (rel, path) in &entries {
-        writeln!(
-            code,
-            "    ({rel:?}, include_bytes!({:?})),",
-            path.display().to_string()
-        )
-        .expect("write to string");
+        writeln!(code, "    ({rel:?}, include_bytes!({:?})),", path.display().to_string()).expect("write to string");
     }
     code.push_str("];\n");
 

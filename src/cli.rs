@@ -78,13 +78,7 @@ pub struct ConfigArgs {
     pub config: Option<PathBuf>,
 
     /// Override defaults.max_req
-    #[arg(
-        short,
-        long = "max-req",
-        alias = "max_req",
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
+    #[arg(short, long = "max-req", alias = "max_req", value_name = "N", allow_negative_numbers = true)]
     pub max_req: Option<String>,
 
     /// Override defaults.output
@@ -156,6 +150,42 @@ pub struct FetchArgs {
     /// Print one line per country instead of the progress bar
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Limit for establishing a connection (humantime: 500ms, 5s, 1m)
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub connect_timeout: String,
+
+    /// Limit for any single read of a response (a stalled server)
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub read_timeout: String,
+
+    /// Limit for a whole request, body included
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub timeout: String,
+
+    /// Further attempts for connection errors, timeouts, 408, 429, 500, 502, 503, 504
+    #[arg(long, value_name = "N", default_value = "0", allow_negative_numbers = true)]
+    pub retries: String,
+
+    /// Backoff before the first retry; it doubles each time, with full jitter
+    #[arg(long, value_name = "DURATION", default_value = "250ms")]
+    pub retry_base: String,
+
+    /// Longest backoff between two attempts
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub retry_cap: String,
+
+    /// Longest wait a server's Retry-After header can ask for
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub retry_after_cap: String,
+
+    /// Largest body saved: bytes, or with a unit (512KiB, 10MB)
+    #[arg(long, value_name = "SIZE", default_value = "10MiB")]
+    pub max_size: String,
+
+    /// Most requests to the server per second, minute or hour (50/s, 100/m)
+    #[arg(long, value_name = "N/UNIT")]
+    pub rate: Option<String>,
 
     /// Directory for the downloaded files (created if missing)
     #[arg(short, long, value_name = "DIR", default_value = "downloaded")]
@@ -263,9 +293,7 @@ mod tests {
     #[test]
     fn max_req_has_an_underscore_alias() {
         let cli = Cli::try_parse_from(["flagsd", "fetch", "--max_req", "5"]).unwrap();
-        let Command::Fetch(args) = cli.command else {
-            panic!("not fetch")
-        };
+        let Command::Fetch(args) = cli.command else { panic!("not fetch") };
         assert_eq!(args.max_req, "5");
     }
 }

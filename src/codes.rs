@@ -14,8 +14,8 @@ const COUNTRY_CODES_TXT: &str = include_str!("../assets/country_codes.txt");
 
 /// The 20 most populous countries: the flags2 default when no code is given.
 pub const POP20: [&str; 20] = [
-    "CN", "IN", "US", "ID", "BR", "PK", "NG", "BD", "RU", "JP", "MX", "PH", "VN", "ET", "EG", "DE",
-    "IR", "TR", "CD", "FR",
+    "CN", "IN", "US", "ID", "BR", "PK", "NG", "BD", "RU", "JP", "MX", "PH", "VN", "ET", "EG", "DE", "IR", "TR", "CD",
+    "FR",
 ];
 
 /// A two-letter country code, always upper case.
@@ -63,9 +63,7 @@ pub fn expand_argument(arg: &str) -> Result<Vec<CountryCode>, BadCodeArgument> {
     let bad = || BadCodeArgument(arg.to_owned());
     match *arg.as_bytes() {
         [first] => {
-            let codes: Option<Vec<_>> = (b'A'..=b'Z')
-                .map(|second| CountryCode::new(first, second))
-                .collect();
+            let codes: Option<Vec<_>> = (b'A'..=b'Z').map(|second| CountryCode::new(first, second)).collect();
             codes.ok_or_else(bad)
         }
         [_, _] => two_letters(arg).map(|cc| vec![cc]).ok_or_else(bad),
@@ -83,17 +81,12 @@ fn two_letters(word: &str) -> Option<CountryCode> {
 
 /// The 194 codes of the country list (`--all`), sorted.
 pub fn all_countries() -> Vec<CountryCode> {
-    COUNTRY_CODES_TXT
-        .split_ascii_whitespace()
-        .filter_map(two_letters)
-        .collect()
+    COUNTRY_CODES_TXT.split_ascii_whitespace().filter_map(two_letters).collect()
 }
 
 /// Every code `AA`…`ZZ` (`--every`): 676 codes, most of them not countries.
 pub fn every_code() -> Vec<CountryCode> {
-    (b'A'..=b'Z')
-        .flat_map(|a| (b'A'..=b'Z').filter_map(move |b| CountryCode::new(a, b)))
-        .collect()
+    (b'A'..=b'Z').flat_map(|a| (b'A'..=b'Z').filter_map(move |b| CountryCode::new(a, b))).collect()
 }
 
 /// The 20 most populous countries ([`POP20`]) as codes.
@@ -134,10 +127,7 @@ impl Selection {
             Self::Explicit(list) => list.clone(),
         };
         let sorted: BTreeSet<CountryCode> = codes.into_iter().collect();
-        sorted
-            .into_iter()
-            .take(limit.unwrap_or(usize::MAX))
-            .collect()
+        sorted.into_iter().take(limit.unwrap_or(usize::MAX)).collect()
     }
 }
 
@@ -166,11 +156,7 @@ mod tests {
     #[test]
     fn anything_else_is_rejected() {
         for bad in ["", "ABC", "1", "a1", "é", "-", "b r"] {
-            assert_eq!(
-                expand_argument(bad),
-                Err(BadCodeArgument(bad.to_owned())),
-                "{bad:?}"
-            );
+            assert_eq!(expand_argument(bad), Err(BadCodeArgument(bad.to_owned())), "{bad:?}");
         }
     }
 
@@ -194,18 +180,9 @@ mod tests {
     #[test]
     fn precedence_is_every_then_all_then_explicit() {
         let br = expand_argument("BR").unwrap();
-        assert_eq!(
-            Selection::from_flags(true, true, br.clone()),
-            Selection::Every
-        );
-        assert_eq!(
-            Selection::from_flags(false, true, br.clone()),
-            Selection::All
-        );
-        assert_eq!(
-            Selection::from_flags(false, false, br.clone()),
-            Selection::Explicit(br)
-        );
+        assert_eq!(Selection::from_flags(true, true, br.clone()), Selection::Every);
+        assert_eq!(Selection::from_flags(false, true, br.clone()), Selection::All);
+        assert_eq!(Selection::from_flags(false, false, br.clone()), Selection::Explicit(br));
     }
 
     #[test]
@@ -215,8 +192,8 @@ mod tests {
         assert_eq!(
             strs(&codes),
             [
-                "BD", "BR", "CD", "CN", "DE", "EG", "ET", "FR", "ID", "IN", "IR", "JP", "MX", "NG",
-                "PH", "PK", "RU", "TR", "US", "VN"
+                "BD", "BR", "CD", "CN", "DE", "EG", "ET", "FR", "ID", "IN", "IR", "JP", "MX", "NG", "PH", "PK", "RU",
+                "TR", "US", "VN"
             ]
         );
     }
@@ -230,9 +207,6 @@ mod tests {
         assert_eq!(codes.len(), 27);
         assert_eq!(codes[0].as_str(), "BA");
         assert_eq!(codes[26].as_str(), "ZW");
-        assert_eq!(
-            strs(&Selection::Explicit(list).resolve(Some(3))),
-            ["BA", "BB", "BC"]
-        );
+        assert_eq!(strs(&Selection::Explicit(list).resolve(Some(3))), ["BA", "BB", "BC"]);
     }
 }

@@ -31,6 +31,7 @@ use crate::config::settings::{BatchConfig, Settings};
 use crate::exit::{ExitStatus, FatalError};
 use crate::job::PreparedJob;
 use crate::outcome::{CodeOutcome, Outcome};
+use crate::rate::RateLimiters;
 use crate::run::stopped;
 
 /// Tells systemd what the daemon is doing; silent without `NOTIFY_SOCKET`.
@@ -67,6 +68,8 @@ struct Shared {
     running: RefCell<BTreeMap<String, JoinHandle<()>>>,
     /// Turns true when in-flight runs must be abandoned.
     abandon: watch::Receiver<bool>,
+    /// Rate limits, shared by every batch that uses a server.
+    limiters: RateLimiters,
 }
 
 impl Shared {
@@ -79,36 +82,23 @@ impl Shared {
         }
         let me = Rc::clone(self);
         let batch = Rc::clone(batch);
-        running.insert(
-            batch.name.clone(),
-            actix_rt::spawn(async move { me.run(&batch).await }),
-        );
+        running.insert(batch.name.clone(), actix_rt::spawn(async move { me.run(&batch).await }));
     }
 
     async fn run(&self, batch: &BatchConfig) {
         let job = &batch.job;
         tracing::info!(batch = %batch.name, codes = job.codes.len(), server = %job.server.label, "run started");
         let started = Instant::now();
-        let prepared = match PreparedJob::prepare(job) {
+        let prepared = match PreparedJob::prepare(job, &self.limiters) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(batch = %batch.name, error = %e, "run failed to start");
-                notify(&[sd_notify::NotifyState::Status(&format!(
-                    "{}: {e}",
-                    batch.name
-                ))]);
+                notify(&[sd_notify::NotifyState::Status(&format!("{}: {e}", batch.name))]);
                 return;
             }
         };
-        let sink = Box::new(LogSink {
-            batch: batch.name.as_str().into(),
-            verbose: batch.verbose,
-        });
-        match prepared
-            .start(job, sink)
-            .finish_or_interrupt(stopped(self.abandon.clone()))
-            .await
-        {
+        let sink = Box::new(LogSink { batch: batch.name.as_str().into(), verbose: batch.verbose });
+        match prepared.start(job, sink).finish_or_interrupt(stopped(self.abandon.clone())).await {
             Ok(summary) => {
                 let c = summary.counts;
                 let elapsed = started.elapsed().as_secs_f64();
@@ -150,12 +140,8 @@ impl Schedules {
     /// fresh schedule (first run now), removed ones lose theirs. Runs in
     /// progress are not touched.
     fn apply(&mut self, settings: &Settings) {
-        let wanted: HashSet<&str> = settings
-            .batches
-            .iter()
-            .filter(|b| b.every.is_some())
-            .map(|b| b.name.as_str())
-            .collect();
+        let wanted: HashSet<&str> =
+            settings.batches.iter().filter(|b| b.every.is_some()).map(|b| b.name.as_str()).collect();
         self.tasks.retain(|name, (_, task)| {
             let keep = wanted.contains(name.as_str());
             if !keep {
@@ -166,11 +152,7 @@ impl Schedules {
         });
         for batch in &settings.batches {
             let Some(every) = batch.every else { continue };
-            if self
-                .tasks
-                .get(&batch.name)
-                .is_some_and(|(old, _)| **old == *batch)
-            {
+            if self.tasks.get(&batch.name).is_some_and(|(old, _)| **old == *batch) {
                 continue;
             }
             tracing::info!(batch = %batch.name, every = %humantime::format_duration(every), "batch scheduled");
@@ -196,10 +178,7 @@ impl Schedules {
 /// Sends `WATCHDOG=1` at half the interval systemd asked for.
 fn start_watchdog() {
     if let Some(interval) = sd_notify::watchdog_enabled() {
-        tracing::debug!(
-            interval_ms = interval.as_millis() as u64,
-            "watchdog enabled"
-        );
+        tracing::debug!(interval_ms = interval.as_millis() as u64, "watchdog enabled");
         actix_rt::spawn(async move {
             let mut ticks = actix_rt::time::interval(interval / 2);
             loop {
@@ -221,27 +200,18 @@ fn log_config_error(error: &crate::config::file::ConfigError, action: &str) {
 /// load at start is an error (status 2) before `READY=1`.
 pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
     let settings = source.load()?;
-    crate::testserver::raise_open_files_limit();
+    crate::limits::raise_open_files_limit();
     let mut hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
     let terminated = crate::signals::terminated();
     tokio::pin!(terminated);
 
     let (abandon_tx, abandon) = watch::channel(false);
-    let shared = Rc::new(Shared {
-        running: RefCell::default(),
-        abandon,
-    });
-    let mut schedules = Schedules {
-        shared: Rc::clone(&shared),
-        tasks: BTreeMap::new(),
-    };
+    let shared = Rc::new(Shared { running: RefCell::default(), abandon, limiters: RateLimiters::default() });
+    let mut schedules = Schedules { shared: Rc::clone(&shared), tasks: BTreeMap::new() };
     schedules.apply(&settings);
     let mut shutdown_timeout = settings.shutdown_timeout;
     start_watchdog();
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("serving"),
-    ]);
+    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
     tracing::info!(config = %source.origin(), batches = settings.batches.len(), "serving");
 
     loop {
@@ -264,9 +234,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
 
     notify(&[sd_notify::NotifyState::Stopping]);
     schedules.stop();
-    let runs: Vec<(String, JoinHandle<()>)> = std::mem::take(&mut *shared.running.borrow_mut())
-        .into_iter()
-        .collect();
+    let runs: Vec<(String, JoinHandle<()>)> = std::mem::take(&mut *shared.running.borrow_mut()).into_iter().collect();
     let in_flight = runs.iter().filter(|(_, h)| !h.is_finished()).count();
     tracing::info!(in_flight, timeout = %humantime::format_duration(shutdown_timeout), "stopping");
     let deadline = tokio::time::Instant::now() + shutdown_timeout;

@@ -7,10 +7,7 @@ include!(concat!(env!("OUT_DIR"), "/dataset.rs"));
 
 /// The embedded file at `path` (for example `flags/br/br.gif`).
 pub fn get(path: &str) -> Option<&'static [u8]> {
-    FILES
-        .binary_search_by(|(p, _)| p.cmp(&path))
-        .ok()
-        .map(|i| FILES[i].1)
+    FILES.binary_search_by(|(p, _)| p.cmp(&path)).ok().map(|i| FILES[i].1)
 }
 
 #[cfg(test)]
@@ -20,10 +17,7 @@ mod tests {
     #[test]
     fn holds_a_gif_and_metadata_for_each_of_the_194_countries() {
         let gifs = FILES.iter().filter(|(p, _)| p.ends_with(".gif")).count();
-        let metas = FILES
-            .iter()
-            .filter(|(p, _)| p.ends_with("/metadata.json"))
-            .count();
+        let metas = FILES.iter().filter(|(p, _)| p.ends_with("/metadata.json")).count();
         assert_eq!((gifs, metas), (194, 194));
         for cc in crate::codes::all_countries() {
             let cc = cc.lower();

@@ -26,17 +26,35 @@ use crate::codes::CountryCode;
 use crate::naming::NameRegistry;
 use crate::outcome::{DownloadError, Outcome};
 use crate::output::OutputDir;
+use crate::rate::RateLimiter;
 
 /// A boxed, single-threaded future yielding one outcome.
 pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
 
 /// Turns a country code into an outcome.
 pub trait Fetch: 'static {
-    /// The URL that `fetch` requests for `code` (also used in reports).
+    /// The URL that `fetch` requests for `code`.
     fn url(&self, code: CountryCode) -> String;
+    /// The URL as reports and logs show it: credentials masked.
+    fn display_url(&self, code: CountryCode) -> String {
+        redact_credentials(&self.url(code))
+    }
     /// Downloads `code` from `url` and says how it ended. Never panics on
     /// anything a server or the disk does.
     fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture;
+}
+
+/// `url` with any user name and password replaced by `***`, so that
+/// credentials never reach a report or a log.
+pub fn redact_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("***");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// How much of an unwanted body (404, errors) is read so that the
@@ -56,11 +74,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(5),
-            read: Duration::from_secs(10),
-            total: Duration::from_secs(30),
-        }
+        Self { connect: Duration::from_secs(5), read: Duration::from_secs(10), total: Duration::from_secs(30) }
     }
 }
 
@@ -80,12 +94,29 @@ pub struct ClientOptions {
 #[error("cannot set up the HTTP client: {0}")]
 pub struct ClientError(#[from] reqwest::Error);
 
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, and only to http(s) URLs.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if !matches!(attempt.url().scheme(), "http" | "https") {
+            let scheme = attempt.url().scheme().to_owned();
+            attempt.error(format!("redirect to a {scheme}: URL"))
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// Builds the `reqwest::Client` a pool of workers shares.
 pub fn build_client(options: &ClientOptions) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("flagsd/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(options.pool_size)
-        .redirect(reqwest::redirect::Policy::limited(10))
+        .redirect(redirect_policy())
         .connect_timeout(options.timeouts.connect)
         .read_timeout(options.timeouts.read)
         .timeout(options.timeouts.total);
@@ -104,8 +135,12 @@ pub struct HttpFetcher {
     client: reqwest::Client,
     base: Rc<str>,
     output: Arc<OutputDir>,
+    /// Largest body saved, in bytes.
+    max_size: u64,
     /// `Some` when files are named by country (`naming = "country"`).
     country_names: Option<Rc<RefCell<NameRegistry>>>,
+    /// `Some` when the server has a request rate limit.
+    limiter: Option<Rc<RateLimiter>>,
 }
 
 impl HttpFetcher {
@@ -113,12 +148,27 @@ impl HttpFetcher {
     /// `output` as `{CC}.gif`.
     pub fn new(client: reqwest::Client, base_url: &str, output: Arc<OutputDir>) -> Self {
         let base = base_url.strip_suffix('/').unwrap_or(base_url);
-        Self {
-            client,
-            base: base.into(),
-            output,
-            country_names: None,
+        Self { client, base: base.into(), output, max_size: u64::MAX, country_names: None, limiter: None }
+    }
+
+    /// Refuses bodies larger than `bytes`.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Spaces this fetcher's requests through `limiter` (shared per server).
+    pub fn rate_limited(mut self, limiter: Option<Rc<RateLimiter>>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// Sends a GET, after waiting for the rate limiter's slot.
+    async fn get(&self, url: &str) -> Result<reqwest::Response, reqwest::Error> {
+        if let Some(limiter) = &self.limiter {
+            limiter.wait().await;
         }
+        self.client.get(url).send().await
     }
 
     /// Names files by the `country` of the server's `{cc}/metadata.json`.
@@ -128,12 +178,7 @@ impl HttpFetcher {
     }
 
     async fn download(&self, code: CountryCode, url: &str) -> Result<Outcome, DownloadError> {
-        let mut response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| connection_error(&e))?;
+        let mut response = self.get(url).await.map_err(|e| connection_error(&e))?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             drain(&mut response).await;
@@ -141,35 +186,32 @@ impl HttpFetcher {
         }
         if !status.is_success() {
             let reason = reason_phrase(&response);
+            let retry_after = retry_after(&response);
             drain(&mut response).await;
-            return Err(DownloadError::Http {
-                status: status.as_u16(),
-                reason,
-            });
+            return Err(DownloadError::Http { status: status.as_u16(), reason, retry_after });
+        }
+        let too_large = DownloadError::TooLarge { limit: self.max_size };
+        if response.content_length().is_some_and(|len| len > self.max_size) {
+            return Err(too_large);
         }
 
         let mut target = self.output.target_path(code);
-        let io_error = |path: &Path, e: std::io::Error| DownloadError::Io {
-            detail: format!("{}: {e}", path.display()),
-        };
-        let mut file = self
-            .output
-            .temp_file(code)
-            .map_err(|e| io_error(&target, e))?;
+        let io_error =
+            |path: &Path, e: std::io::Error| DownloadError::Io { detail: format!("{}: {e}", path.display()) };
+        let mut file = self.output.temp_file(code).map_err(|e| io_error(&target, e))?;
         let mut bytes = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(&e))? {
-            file.write_all(&chunk).map_err(|e| io_error(&target, e))?;
             bytes += chunk.len() as u64;
+            if bytes > self.max_size {
+                return Err(too_large);
+            }
+            file.write_all(&chunk).map_err(|e| io_error(&target, e))?;
         }
         if let Some(names) = &self.country_names {
             let country = self.country_name(code).await?;
-            target = self
-                .output
-                .path()
-                .join(names.borrow_mut().claim(code, &country));
+            target = self.output.path().join(names.borrow_mut().claim(code, &country));
         }
-        file.persist(&target)
-            .map_err(|e| io_error(&target, e.error))?;
+        file.persist(&target).map_err(|e| io_error(&target, e.error))?;
         Ok(Outcome::Downloaded { bytes })
     }
 
@@ -179,13 +221,9 @@ impl HttpFetcher {
         let url = format!("{}/{cc}/metadata.json", self.base);
         let fail = |detail: String| DownloadError::Metadata { detail };
         let transport = |e: reqwest::Error| fail(connection_error(&e).to_string());
-        let mut response = self.client.get(&url).send().await.map_err(transport)?;
+        let mut response = self.get(&url).await.map_err(transport)?;
         if !response.status().is_success() {
-            let detail = format!(
-                "HTTP {} - {}",
-                response.status().as_u16(),
-                reason_phrase(&response)
-            );
+            let detail = format!("HTTP {} - {}", response.status().as_u16(), reason_phrase(&response));
             drain(&mut response).await;
             return Err(fail(detail));
         }
@@ -196,8 +234,7 @@ impl HttpFetcher {
                 return Err(fail(format!("larger than {METADATA_LIMIT} bytes")));
             }
         }
-        let json: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))?;
+        let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))?;
         match json.get("country").and_then(serde_json::Value::as_str) {
             Some(country) => Ok(country.to_owned()),
             None => Err(fail("no \"country\" string".to_owned())),
@@ -238,12 +275,18 @@ async fn drain(response: &mut reqwest::Response) {
 fn reason_phrase(response: &reqwest::Response) -> String {
     match response.extensions().get::<hyper::ext::ReasonPhrase>() {
         Some(reason) => String::from_utf8_lossy(reason.as_bytes()).into_owned(),
-        None => response
-            .status()
-            .canonical_reason()
-            .unwrap_or("")
-            .to_owned(),
+        None => response.status().canonical_reason().unwrap_or("").to_owned(),
     }
+}
+
+/// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 /// Classifies a transport failure. Timeouts first: a timed-out connect is
@@ -256,14 +299,10 @@ fn connection_error(error: &reqwest::Error) -> DownloadError {
     } else {
         innermost_message(error)
     };
-    DownloadError::Connection {
-        detail: Some(detail),
-    }
+    DownloadError::Connection { detail: Some(detail) }
 }
 
-fn find_source<'a, T: std::error::Error + 'static>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
+fn find_source<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<T>() {

@@ -5,38 +5,25 @@ use std::time::Instant;
 use crate::config::FetchConfig;
 use crate::exit::{ExitStatus, FatalError};
 use crate::job::PreparedJob;
+use crate::limits::raise_open_files_limit;
+use crate::rate::RateLimiters;
 use crate::report::{ConsoleSink, final_report, initial_report};
-use crate::testserver::raise_open_files_limit;
 
 /// Runs `fetch` on the current actix system: checks the output directory,
 /// prints the initial report, downloads, prints the final report.
 pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     let job = &config.job;
-    let prepared = PreparedJob::prepare(job)?;
+    let prepared = PreparedJob::prepare(job, &RateLimiters::default())?;
     raise_open_files_limit();
     let interrupted = crate::signals::interrupted().map_err(FatalError::Signals)?;
 
-    print!(
-        "{}",
-        initial_report(
-            &job.server.label,
-            &prepared.base_url,
-            &job.codes,
-            job.pool_size
-        )
-    );
+    print!("{}", initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size));
     let started = Instant::now();
     let sink = Box::new(ConsoleSink::new(config.verbose, job.codes.len()));
-    let summary = prepared
-        .start(job, sink)
-        .finish_or_interrupt(interrupted)
-        .await?;
+    let summary = prepared.start(job, sink).finish_or_interrupt(interrupted).await?;
     print!("{}", final_report(&summary.counts, started.elapsed()));
     if summary.interrupted {
-        eprintln!(
-            "*** Interrupted: {} codes did not finish.",
-            summary.unfinished
-        );
+        eprintln!("*** Interrupted: {} codes did not finish.", summary.unfinished);
     }
     Ok(ExitStatus::of_run(&summary))
 }

@@ -12,9 +12,11 @@ use std::time::Duration;
 use crate::actors::{OutcomeSink, PoolOptions, Run};
 use crate::config::file::Naming;
 use crate::config::{JobConfig, ServerTarget};
-use crate::download::{ClientOptions, Fetch, HttpFetcher, build_client};
+use crate::download::{ClientOptions, Fetch, HttpFetcher, build_client, redact_credentials};
 use crate::exit::FatalError;
+use crate::limits;
 use crate::output::OutputDir;
+use crate::rate::RateLimiters;
 use crate::testserver::{TestServer, TestServerOptions};
 
 /// How much longer than the client's own total timeout the coordinator waits
@@ -23,8 +25,11 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(5);
 
 /// A job whose output directory, server and client are ready.
 pub struct PreparedJob {
-    /// The base URL requests go to.
-    pub base_url: String,
+    /// The base URL requests go to, credentials masked (for reports).
+    pub display_url: String,
+    /// Workers in the pool: the job's pool size, lowered if the open-files
+    /// limit cannot hold it.
+    pub pool_size: usize,
     fetcher: Rc<dyn Fetch>,
     options: PoolOptions,
     /// The in-process server of `DEMO`, kept alive as long as the job.
@@ -32,48 +37,34 @@ pub struct PreparedJob {
 }
 
 impl PreparedJob {
-    /// Prepares `job`; nothing has been requested when this fails.
-    pub fn prepare(job: &JobConfig) -> Result<Self, FatalError> {
+    /// Prepares `job`, with `limiters` shared by the jobs of this process;
+    /// nothing has been requested when this fails.
+    pub fn prepare(job: &JobConfig, limiters: &RateLimiters) -> Result<Self, FatalError> {
         let output = Arc::new(OutputDir::prepare(&job.output)?);
         let (base_url, demo) = match &job.server.target {
             ServerTarget::Url(url) => (url.clone(), None),
             ServerTarget::Demo => {
-                let server = TestServer::spawn(
-                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                    TestServerOptions::default(),
-                )?;
+                let server =
+                    TestServer::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), TestServerOptions::default())?;
                 (server.url(), Some(server))
             }
         };
-        let client = build_client(&ClientOptions {
-            pool_size: job.pool_size,
-            timeouts: job.timeouts,
-            no_proxy: demo.is_some(),
-        })?;
-        let fetcher = HttpFetcher::new(client, &base_url, output);
+        // A socket and a temporary file per worker; the DEMO server's end too.
+        let fds_per_worker = if demo.is_some() { 3 } else { 2 };
+        let pool_size = limits::fit_pool(job.pool_size, fds_per_worker);
+        let client = build_client(&ClientOptions { pool_size, timeouts: job.timeouts, no_proxy: demo.is_some() })?;
+        let limiter = job.server.rate.map(|rate| limiters.get(&job.server.label, rate));
+        let fetcher = HttpFetcher::new(client, &base_url, output).max_size(job.max_size).rate_limited(limiter);
         let fetcher: Rc<dyn Fetch> = match job.naming {
             Naming::Code => Rc::new(fetcher),
             Naming::Country => Rc::new(fetcher.naming_by_country()),
         };
-        let options = PoolOptions {
-            pool_size: job.pool_size,
-            deadline: job.timeouts.total + DEADLINE_GRACE,
-        };
-        Ok(Self {
-            base_url,
-            fetcher,
-            options,
-            _demo: demo,
-        })
+        let options = PoolOptions { pool_size, deadline: job.timeouts.total + DEADLINE_GRACE, retry: job.retry };
+        Ok(Self { display_url: redact_credentials(&base_url), pool_size, fetcher, options, _demo: demo })
     }
 
     /// Starts the coordinator for `job`'s codes on the current arbiter.
     pub fn start(&self, job: &JobConfig, sink: Box<dyn OutcomeSink>) -> Run {
-        Run::start(
-            job.codes.clone(),
-            Rc::clone(&self.fetcher),
-            self.options,
-            sink,
-        )
+        Run::start(job.codes.clone(), Rc::clone(&self.fetcher), self.options, sink)
     }
 }

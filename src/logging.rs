@@ -19,17 +19,12 @@ use crate::config::UsageError;
 pub fn init(filter: Option<&str>, default: &str, format: LogFormat) -> Result<(), UsageError> {
     let filter = EnvFilter::try_new(filter.unwrap_or(default))
         .map_err(|e| UsageError(format!("--log-level / FLAGSD_LOG: {e}")))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human if under_journal => builder.with_ansi(false).without_time().try_init(),
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
     installed.map_err(|e| UsageError(format!("cannot set up logging: {e}")))
 }

@@ -6,7 +6,8 @@ use flagsd::config::{ConfigSource, FetchConfig};
 use flagsd::exit::{ExitStatus, FatalError};
 use flagsd::testserver::{Faults, TestServerOptions, serve_forever};
 
-const FETCH_USAGE: &str = "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
+const FETCH_USAGE: &str =
+    "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
 
 fn main() {
     let cli = Cli::parse();
@@ -29,11 +30,8 @@ fn main() {
 
 fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
     // actix-web's own start/stop lines are noise in a daemon's log.
-    let default_level = if matches!(cli.command, Command::Serve(_)) {
-        "info,actix_server=warn,actix_web=warn"
-    } else {
-        "warn"
-    };
+    let default_level =
+        if matches!(cli.command, Command::Serve(_)) { "info,actix_server=warn,actix_web=warn" } else { "warn" };
     flagsd::logging::init(cli.log_level.as_deref(), default_level, cli.log_format)?;
     // The system (and with it every abandoned download and its temporary
     // file) is dropped before `main` exits.
@@ -47,9 +45,7 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
             let settings = ConfigSource::from_args(&args.config)?.load()?;
             system.block_on(flagsd::run::run(settings, &args.batches))
         }
-        Command::Serve(args) => {
-            system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?))
-        }
+        Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),
         Command::CheckConfig(args) => check_config(&ConfigSource::from_args(&args)?),
         Command::Testserver(args) => system.block_on(testserver(args)),
     }
@@ -59,16 +55,8 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
 fn check_config(source: &ConfigSource) -> Result<ExitStatus, FatalError> {
     let settings = source.load()?;
     settings.check_output_dirs(&source.origin())?;
-    let scheduled = settings
-        .batches
-        .iter()
-        .filter(|b| b.every.is_some())
-        .count();
-    println!(
-        "{}: OK ({} batches, {scheduled} scheduled)",
-        source.origin(),
-        settings.batches.len()
-    );
+    let scheduled = settings.batches.iter().filter(|b| b.every.is_some()).count();
+    println!("{}: OK ({} batches, {scheduled} scheduled)", source.origin(), settings.batches.len());
     Ok(ExitStatus::Success)
 }
 

@@ -18,18 +18,12 @@ const MAX_STEM_CHARS: usize = 60;
 
 /// A safe file stem for `raw`, or `None` if nothing usable is left.
 pub fn sanitize_stem(raw: &str) -> Option<String> {
-    let mut stem: String = raw
-        .chars()
-        .filter(|c| !c.is_control())
-        .map(|c| if c == '/' || c == '\\' { '_' } else { c })
-        .collect();
+    let mut stem: String =
+        raw.chars().filter(|c| !c.is_control()).map(|c| if c == '/' || c == '\\' { '_' } else { c }).collect();
     while stem.contains("..") {
         stem = stem.replace("..", ".");
     }
-    let trim = |s: &str| {
-        s.trim_matches(|c: char| c == '.' || c.is_whitespace())
-            .to_owned()
-    };
+    let trim = |s: &str| s.trim_matches(|c: char| c == '.' || c.is_whitespace()).to_owned();
     let stem: String = trim(&stem).chars().take(MAX_STEM_CHARS).collect();
     let stem = trim(&stem);
     (!stem.is_empty()).then_some(stem)
@@ -50,11 +44,7 @@ impl NameRegistry {
         let mut n = 1;
         while self.taken.get(&name).is_some_and(|owner| *owner != code) {
             n += 1;
-            name = if n == 2 {
-                format!("{stem} ({code}).gif")
-            } else {
-                format!("{stem} ({code}-{n}).gif")
-            };
+            name = if n == 2 { format!("{stem} ({code}).gif") } else { format!("{stem} ({code}-{n}).gif") };
         }
         self.taken.insert(name.clone(), code);
         name
@@ -67,10 +57,7 @@ mod tests {
 
     #[test]
     fn unicode_is_kept() {
-        assert_eq!(
-            sanitize_stem("Côte d'Ivoire").as_deref(),
-            Some("Côte d'Ivoire")
-        );
+        assert_eq!(sanitize_stem("Côte d'Ivoire").as_deref(), Some("Côte d'Ivoire"));
     }
 
     #[test]
@@ -79,23 +66,14 @@ mod tests {
         assert_eq!(sanitize_stem("/abs/path").as_deref(), Some("_abs_path"));
         assert_eq!(sanitize_stem("..").as_deref(), None);
         assert_eq!(sanitize_stem(".hidden").as_deref(), Some("hidden"));
-        assert_eq!(
-            sanitize_stem("a\u{0}b\nc\u{1b}[31m").as_deref(),
-            Some("abc[31m")
-        );
+        assert_eq!(sanitize_stem("a\u{0}b\nc\u{1b}[31m").as_deref(), Some("abc[31m"));
         assert_eq!(sanitize_stem("C:\\win").as_deref(), Some("C:_win"));
         assert_eq!(sanitize_stem(" \t ").as_deref(), None);
         let long = "é".repeat(500);
-        assert_eq!(
-            sanitize_stem(&long).map(|s| s.chars().count()),
-            Some(MAX_STEM_CHARS)
-        );
+        assert_eq!(sanitize_stem(&long).map(|s| s.chars().count()), Some(MAX_STEM_CHARS));
         for raw in ["../../etc/x", "/abs", "a/../../b", "....//....//x"] {
             let stem = sanitize_stem(raw).unwrap();
-            assert!(
-                !stem.contains('/') && !stem.contains("..") && !stem.starts_with('.'),
-                "{raw} -> {stem}"
-            );
+            assert!(!stem.contains('/') && !stem.contains("..") && !stem.starts_with('.'), "{raw} -> {stem}");
         }
     }
 

@@ -5,6 +5,8 @@
 //! for the final report; the invariant `downloaded + not_found + errors ==
 //! codes` holds whatever the server or the disk does.
 
+use std::time::Duration;
+
 use crate::codes::CountryCode;
 
 /// The end of one code's download.
@@ -52,12 +54,21 @@ pub enum DownloadError {
         status: u16,
         /// The reason phrase as received (the canonical one if none came).
         reason: String,
+        /// How long the server asked to wait (`Retry-After`), if it did.
+        retry_after: Option<Duration>,
     },
     /// No usable response: refused, reset, DNS, TLS, timeout, truncated body.
     #[error("Connection error{}", detail_suffix(.detail))]
     Connection {
         /// What went wrong, in a few words, when known.
         detail: Option<String>,
+    },
+    /// The body is larger than the size cap (by `Content-Length`, or while
+    /// streaming); nothing was saved.
+    #[error("Response too large (over {limit} bytes)")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: u64,
     },
     /// The file could not be written.
     #[error("I/O error ({detail})")]
@@ -86,6 +97,7 @@ impl DownloadError {
         match self {
             Self::Http { .. } => "http_error",
             Self::Connection { .. } => "connection_error",
+            Self::TooLarge { .. } => "too_large",
             Self::Io { .. } => "io_error",
             Self::Metadata { .. } => "metadata_error",
             Self::Internal { .. } => "internal_error",
@@ -94,10 +106,7 @@ impl DownloadError {
 }
 
 fn detail_suffix(detail: &Option<String>) -> String {
-    detail
-        .as_ref()
-        .map(|d| format!(" ({d})"))
-        .unwrap_or_default()
+    detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
 }
 
 /// One finished code: what was asked, where, and what became of it.
@@ -105,10 +114,12 @@ fn detail_suffix(detail: &Option<String>) -> String {
 pub struct CodeOutcome {
     /// The country code.
     pub code: CountryCode,
-    /// The URL requested.
+    /// The URL requested (credentials masked).
     pub url: String,
-    /// What happened.
+    /// What happened (at the last attempt).
     pub outcome: Outcome,
+    /// Requests made for this code (1 without retries).
+    pub attempts: u32,
 }
 
 /// The counts of a run, as the final report shows them.
@@ -144,22 +155,12 @@ mod tests {
 
     #[test]
     fn error_messages_match_the_spec() {
-        let http = DownloadError::Http {
-            status: 418,
-            reason: "I'm a Teapot".into(),
-        };
+        let http = DownloadError::Http { status: 418, reason: "I'm a Teapot".into(), retry_after: None };
         assert_eq!(http.to_string(), "HTTP 418 - I'm a Teapot");
-        assert_eq!(
-            DownloadError::Connection { detail: None }.to_string(),
-            "Connection error"
-        );
-        let refused = DownloadError::Connection {
-            detail: Some("connection refused".into()),
-        };
+        assert_eq!(DownloadError::Connection { detail: None }.to_string(), "Connection error");
+        let refused = DownloadError::Connection { detail: Some("connection refused".into()) };
         assert_eq!(refused.to_string(), "Connection error (connection refused)");
-        let io = DownloadError::Io {
-            detail: "disk full".into(),
-        };
+        let io = DownloadError::Io { detail: "disk full".into() };
         assert_eq!(io.to_string(), "I/O error (disk full)");
     }
 
@@ -170,14 +171,7 @@ mod tests {
         counts.record(&Outcome::NotFound);
         counts.record(&Outcome::NotFound);
         counts.record(&Outcome::Failed(DownloadError::Connection { detail: None }));
-        assert_eq!(
-            counts,
-            StatusCounts {
-                downloaded: 1,
-                not_found: 2,
-                errors: 1
-            }
-        );
+        assert_eq!(counts, StatusCounts { downloaded: 1, not_found: 2, errors: 1 });
         assert_eq!(counts.total(), 4);
     }
 }

@@ -42,15 +42,9 @@ impl OutputDir {
     /// Creates `path` if missing, proves it writable by creating and removing
     /// a temporary file, and removes temporary files left by dead processes.
     pub fn prepare(path: &Path) -> Result<Self, OutputDirError> {
-        let fail = |source| OutputDirError {
-            path: path.to_owned(),
-            source,
-        };
+        let fail = |source| OutputDirError { path: path.to_owned(), source };
         fs::create_dir_all(path).map_err(fail)?;
-        let dir = Self {
-            path: path.to_owned(),
-            temp_suffix: format!(".{}{TEMP_SUFFIX}", std::process::id()),
-        };
+        let dir = Self { path: path.to_owned(), temp_suffix: format!(".{}{TEMP_SUFFIX}", std::process::id()) };
         drop(dir.new_temp(".probe.").map_err(fail)?);
         dir.remove_stale_temp_files();
         Ok(dir)
@@ -132,9 +126,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A pid that cannot be alive (beyond the kernel's pid_max) and our own.
         let stale = dir.path().join(".BR.gif.xyz.4294967295.flagsd-tmp");
-        let live = dir
-            .path()
-            .join(format!(".AR.gif.xyz.{}.flagsd-tmp", std::process::id()));
+        let live = dir.path().join(format!(".AR.gif.xyz.{}.flagsd-tmp", std::process::id()));
         let other = dir.path().join("notes.txt");
         for p in [&stale, &live, &other] {
             fs::write(p, b"x").unwrap();
@@ -162,10 +154,6 @@ mod tests {
         let file = dir.path().join("file");
         fs::write(&file, b"x").unwrap();
         let err = OutputDir::prepare(&file.join("sub")).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("cannot write to output directory '"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("cannot write to output directory '"), "{err}");
     }
 }

@@ -17,9 +17,8 @@ impl Dice {
 
     /// A stream seeded from the clock and the process id.
     pub fn from_entropy() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         Self::new(nanos ^ (u64::from(std::process::id()) << 32))
     }
 

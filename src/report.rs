@@ -22,21 +22,12 @@ fn plural(n: usize) -> &'static str {
 pub fn initial_report(label: &str, url: &str, codes: &[CountryCode], connections: usize) -> String {
     let list = match codes {
         [first, .., last] if codes.len() > 10 => format!("from {first} to {last}"),
-        _ => codes
-            .iter()
-            .map(CountryCode::as_str)
-            .collect::<Vec<_>>()
-            .join(", "),
+        _ => codes.iter().map(CountryCode::as_str).collect::<Vec<_>>().join(", "),
     };
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(text, "{label} site: {url}");
-    let _ = writeln!(
-        text,
-        "Searching for {} flag{}: {list}",
-        codes.len(),
-        plural(codes.len())
-    );
+    let _ = writeln!(text, "Searching for {} flag{}: {list}", codes.len(), plural(codes.len()));
     if connections == 1 {
         text.push_str("1 connection will be used.\n");
     } else {
@@ -48,12 +39,7 @@ pub fn initial_report(label: &str, url: &str, codes: &[CountryCode], connections
 /// The lines printed after the downloads end.
 pub fn final_report(counts: &StatusCounts, elapsed: Duration) -> String {
     let mut text = String::from("--------------------\n");
-    let _ = writeln!(
-        text,
-        "{:3} flag{} downloaded.",
-        counts.downloaded,
-        plural(counts.downloaded)
-    );
+    let _ = writeln!(text, "{:3} flag{} downloaded.", counts.downloaded, plural(counts.downloaded));
     if counts.not_found > 0 {
         let _ = writeln!(text, "{:3} not found.", counts.not_found);
     }
@@ -70,6 +56,9 @@ pub fn verbose_line(outcome: &CodeOutcome) -> String {
     match &outcome.outcome {
         Outcome::Downloaded { .. } => format!("{} OK", outcome.code),
         Outcome::NotFound => format!("{} not found: {}", outcome.code, outcome.url),
+        Outcome::Failed(error) if outcome.attempts > 1 => {
+            format!("*** Error for {}: {error} (after {} attempts)", outcome.code, outcome.attempts)
+        }
         Outcome::Failed(error) => format!("*** Error for {}: {error}", outcome.code),
     }
 }
@@ -107,12 +96,9 @@ fn progress_bar(total: usize) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
     let template = "{wide_bar} {pos}/{len} [{elapsed_precise}<{eta_precise}, {rate}]";
     if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.with_key(
-            "rate",
-            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0} flags/s", state.per_sec());
-            },
-        ));
+        bar.set_style(style.with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} flags/s", state.per_sec());
+        }));
     }
     bar
 }
@@ -140,19 +126,12 @@ mod tests {
     use crate::outcome::DownloadError;
 
     fn codes(args: &[&str]) -> Vec<CountryCode> {
-        args.iter()
-            .flat_map(|a| expand_argument(a).unwrap())
-            .collect()
+        args.iter().flat_map(|a| expand_argument(a).unwrap()).collect()
     }
 
     #[test]
     fn initial_report_lists_up_to_ten_codes() {
-        let text = initial_report(
-            "LOCAL",
-            "http://localhost:8000/flags",
-            &codes(&["BR", "CN"]),
-            2,
-        );
+        let text = initial_report("LOCAL", "http://localhost:8000/flags", &codes(&["BR", "CN"]), 2);
         assert_eq!(
             text,
             "LOCAL site: http://localhost:8000/flags\nSearching for 2 flags: BR, CN\n2 concurrent connections will be used.\n"
@@ -162,32 +141,19 @@ mod tests {
     #[test]
     fn initial_report_gives_a_range_for_more_than_ten_and_singulars_for_one() {
         let text = initial_report("LOCAL", "u", &codes(&["B"]), 26);
-        assert!(text.contains(
-            "Searching for 26 flags: from BA to BZ\n26 concurrent connections will be used.\n"
-        ));
+        assert!(text.contains("Searching for 26 flags: from BA to BZ\n26 concurrent connections will be used.\n"));
         let one = initial_report("CUSTOM", "u", &codes(&["BR"]), 1);
-        assert!(
-            one.ends_with("Searching for 1 flag: BR\n1 connection will be used.\n"),
-            "{one}"
-        );
+        assert!(one.ends_with("Searching for 1 flag: BR\n1 connection will be used.\n"), "{one}");
     }
 
     #[test]
     fn final_report_aligns_counts_and_omits_zeros() {
-        let counts = StatusCounts {
-            downloaded: 17,
-            not_found: 9,
-            errors: 0,
-        };
+        let counts = StatusCounts { downloaded: 17, not_found: 9, errors: 0 };
         assert_eq!(
             final_report(&counts, Duration::from_millis(50)),
             "--------------------\n 17 flags downloaded.\n  9 not found.\nElapsed time: 0.05s\n"
         );
-        let counts = StatusCounts {
-            downloaded: 1,
-            not_found: 0,
-            errors: 1,
-        };
+        let counts = StatusCounts { downloaded: 1, not_found: 0, errors: 1 };
         assert_eq!(
             final_report(&counts, Duration::from_secs(2)),
             "--------------------\n  1 flag downloaded.\n  1 error.\nElapsed time: 2.00s\n"
@@ -197,25 +163,13 @@ mod tests {
     #[test]
     fn verbose_lines_match_the_spec() {
         let code = codes(&["BR"])[0];
-        let line = |outcome| {
-            verbose_line(&CodeOutcome {
-                code,
-                url: "http://h/flags/br/br.gif".into(),
-                outcome,
-            })
-        };
+        let line =
+            |outcome| verbose_line(&CodeOutcome { code, url: "http://h/flags/br/br.gif".into(), outcome, attempts: 1 });
         assert_eq!(line(Outcome::Downloaded { bytes: 3 }), "BR OK");
-        assert_eq!(
-            line(Outcome::NotFound),
-            "BR not found: http://h/flags/br/br.gif"
-        );
-        let teapot = DownloadError::Http {
-            status: 418,
-            reason: "I'm a Teapot".into(),
-        };
-        assert_eq!(
-            line(Outcome::Failed(teapot)),
-            "*** Error for BR: HTTP 418 - I'm a Teapot"
-        );
+        assert_eq!(line(Outcome::NotFound), "BR not found: http://h/flags/br/br.gif");
+        let teapot = DownloadError::Http { status: 418, reason: "I'm a Teapot".into(), retry_after: None };
+        assert_eq!(line(Outcome::Failed(teapot.clone())), "*** Error for BR: HTTP 418 - I'm a Teapot");
+        let retried = CodeOutcome { code, url: String::new(), outcome: Outcome::Failed(teapot), attempts: 3 };
+        assert_eq!(verbose_line(&retried), "*** Error for BR: HTTP 418 - I'm a Teapot (after 3 attempts)");
     }
 }

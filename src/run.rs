@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use std::rc::Rc;
+
 use tokio::sync::watch;
 
 use crate::actors::{OutcomeSink, RunSummary};
@@ -13,6 +15,7 @@ use crate::config::settings::{BatchConfig, Settings};
 use crate::exit::{ExitStatus, FatalError};
 use crate::job::PreparedJob;
 use crate::outcome::CodeOutcome;
+use crate::rate::RateLimiters;
 use crate::report::{final_report, initial_report, log_outcome, verbose_line};
 
 /// Keeps a batch's verbose lines until its report is printed.
@@ -41,32 +44,25 @@ pub async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 /// Runs one batch to the end (or `stop`), returning its whole report text.
-async fn run_batch(batch: BatchConfig, stop: watch::Receiver<bool>) -> (String, ExitStatus) {
+async fn run_batch(
+    batch: BatchConfig,
+    limiters: Rc<RateLimiters>,
+    stop: watch::Receiver<bool>,
+) -> (String, ExitStatus) {
     let mut report = format!("== batch {} ==\n", batch.name);
     let job = &batch.job;
-    let prepared = match PreparedJob::prepare(job) {
+    let prepared = match PreparedJob::prepare(job, &limiters) {
         Ok(p) => p,
         Err(e) => {
             report.push_str(&format!("*** Error: {e}\n"));
             return (report, e.exit_status());
         }
     };
-    report.push_str(&initial_report(
-        &job.server.label,
-        &prepared.base_url,
-        &job.codes,
-        job.pool_size,
-    ));
+    report.push_str(&initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size));
     let lines = std::rc::Rc::default();
-    let sink = Box::new(BufferedSink {
-        verbose: batch.verbose,
-        lines: std::rc::Rc::clone(&lines),
-    });
+    let sink = Box::new(BufferedSink { verbose: batch.verbose, lines: std::rc::Rc::clone(&lines) });
     let started = Instant::now();
-    let summary: Result<RunSummary, _> = prepared
-        .start(job, sink)
-        .finish_or_interrupt(stopped(stop))
-        .await;
+    let summary: Result<RunSummary, _> = prepared.start(job, sink).finish_or_interrupt(stopped(stop)).await;
     report.push_str(&lines.borrow());
     match summary {
         Ok(summary) => {
@@ -105,25 +101,20 @@ pub async fn run(settings: Settings, names: &[String]) -> Result<ExitStatus, Fat
             "no batch is configured: add a [[batch]] table to the configuration file".to_owned(),
         )));
     }
-    crate::testserver::raise_open_files_limit();
+    crate::limits::raise_open_files_limit();
+    let limiters = Rc::new(RateLimiters::default());
     let interrupted = crate::signals::interrupted().map_err(FatalError::Signals)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     actix_rt::spawn(async move {
         interrupted.await;
         let _ = stop_tx.send(true);
     });
-    let tasks: Vec<_> = batches
-        .into_iter()
-        .map(|b| actix_rt::spawn(run_batch(b, stop_rx.clone())))
-        .collect();
+    let tasks: Vec<_> =
+        batches.into_iter().map(|b| actix_rt::spawn(run_batch(b, Rc::clone(&limiters), stop_rx.clone()))).collect();
     let mut status = ExitStatus::Success;
     for (i, task) in tasks.into_iter().enumerate() {
-        let (report, batch_status) = task.await.unwrap_or_else(|e| {
-            (
-                format!("*** Error: batch task failed: {e}\n"),
-                ExitStatus::Fatal,
-            )
-        });
+        let (report, batch_status) =
+            task.await.unwrap_or_else(|e| (format!("*** Error: batch task failed: {e}\n"), ExitStatus::Fatal));
         if i > 0 {
             println!();
         }

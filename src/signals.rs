@@ -20,10 +20,7 @@ pub fn interrupted() -> io::Result<impl Future<Output = ()>> {
 /// Completes at the first SIGINT or SIGTERM. If the handlers cannot be
 /// installed the default dispositions stay, and this never completes.
 pub async fn terminated() {
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}

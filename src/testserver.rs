@@ -52,12 +52,8 @@ impl FromStr for DelayRange {
     /// Parses `MIN` or `MIN..MAX`, in seconds (`0.5`, `0.1..0.5`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let seconds = |part: &str| -> Result<Duration, String> {
-            let value: f64 = part
-                .trim()
-                .parse()
-                .map_err(|_| format!("'{part}' is not a number of seconds"))?;
-            Duration::try_from_secs_f64(value)
-                .map_err(|_| format!("'{part}' must be a number of seconds >= 0"))
+            let value: f64 = part.trim().parse().map_err(|_| format!("'{part}' is not a number of seconds"))?;
+            Duration::try_from_secs_f64(value).map_err(|_| format!("'{part}' must be a number of seconds >= 0"))
         };
         let (min, max) = match s.split_once("..") {
             Some((lo, hi)) => (seconds(lo)?, seconds(hi)?),
@@ -233,9 +229,7 @@ impl State {
         if faults.flap_rate <= 0.0 {
             return false;
         }
-        let hash = path
-            .bytes()
-            .fold(self.options.seed, |h, b| mix(h ^ u64::from(b)));
+        let hash = path.bytes().fold(self.options.seed, |h, b| mix(h ^ u64::from(b)));
         if (hash >> 11) as f64 / (1u64 << 53) as f64 >= faults.flap_rate {
             return false;
         }
@@ -253,19 +247,13 @@ fn with_reason(status: StatusCode, reason: &'static str) -> HttpResponse {
 }
 
 fn unavailable(retry_after: u64) -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .insert_header(("Retry-After", retry_after.to_string()))
-        .finish()
+    HttpResponse::ServiceUnavailable().insert_header(("Retry-After", retry_after.to_string())).finish()
 }
 
 async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     state.hits.count.fetch_add(1, Ordering::Relaxed);
     if state.options.record {
-        let mut log = state
-            .hits
-            .log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut log = state.hits.log.lock().unwrap_or_else(PoisonError::into_inner);
         log.push((req.path().to_owned(), Instant::now()));
     }
     let options = &state.options;
@@ -280,9 +268,7 @@ async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
         return unavailable(faults.retry_after);
     }
     if state.roll(faults.status_rate) {
-        return HttpResponse::new(
-            StatusCode::from_u16(faults.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        );
+        return HttpResponse::new(StatusCode::from_u16(faults.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     }
     if state.roll(faults.error_rate) {
         return with_reason(StatusCode::IM_A_TEAPOT, "I'm a Teapot");
@@ -303,10 +289,7 @@ async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
         return ok.body(SizedStream::new(full, futures_util::stream::iter(parts)));
     }
     if state.roll(faults.truncate_rate) {
-        let parts = [
-            Ok(body.slice(..body.len() / 2)),
-            Err(io::Error::other("truncated on purpose")),
-        ];
+        let parts = [Ok(body.slice(..body.len() / 2)), Err(io::Error::other("truncated on purpose"))];
         return ok.body(SizedStream::new(full, futures_util::stream::iter(parts)));
     }
     if state.roll(faults.slow_rate) {
@@ -335,14 +318,12 @@ fn check_root(options: &TestServerOptions) -> Result<(), TestServerError> {
 /// Raises the soft open-files limit to the hard limit, as servers do, and
 /// says so when it is still too low for [`TARGET_CONNECTIONS`].
 pub fn raise_open_files_limit() {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < TARGET_CONNECTIONS + 64 => tracing::warn!(
+    if let Some(limit) = crate::limits::raise_open_files_limit().filter(|l| *l < TARGET_CONNECTIONS + 64) {
+        tracing::warn!(
             limit,
             "the open-files limit is {limit}: fewer than {TARGET_CONNECTIONS} concurrent connections fit; \
              raise it (ulimit -n, or LimitNOFILE= under systemd)"
-        ),
-        Ok(limit) => tracing::debug!(limit, "open-files limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-files limit"),
+        );
     }
 }
 
@@ -354,30 +335,18 @@ fn build(
     check_root(&options)?;
     let workers = options.workers.max(1);
     let resets = options.faults.reset_rate > 0.0;
-    let state = web::Data::new(State {
-        dice: Dice::new(options.seed),
-        options,
-        hits,
-        flaps: Mutex::default(),
-    });
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .default_service(web::to(answer))
-    })
-    .on_connect(move |conn, _| {
-        // Only with reset faults: an aborted connection then ends in RST.
-        if let Some(tcp) = conn
-            .downcast_ref::<actix_rt::net::TcpStream>()
-            .filter(|_| resets)
-        {
-            let _ = tcp.set_zero_linger();
-        }
-    })
-    .workers(workers)
-    .backlog(4096)
-    .bind(bind)
-    .map_err(|source| TestServerError::Bind { addr: bind, source })?;
+    let state = web::Data::new(State { dice: Dice::new(options.seed), options, hits, flaps: Mutex::default() });
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).default_service(web::to(answer)))
+        .on_connect(move |conn, _| {
+            // Only with reset faults: an aborted connection then ends in RST.
+            if let Some(tcp) = conn.downcast_ref::<actix_rt::net::TcpStream>().filter(|_| resets) {
+                let _ = tcp.set_zero_linger();
+            }
+        })
+        .workers(workers)
+        .backlog(4096)
+        .bind(bind)
+        .map_err(|source| TestServerError::Bind { addr: bind, source })?;
     let addr = server.addrs().first().copied().unwrap_or(bind);
     Ok((server.disable_signals().run(), addr))
 }
@@ -418,9 +387,9 @@ impl TestServer {
                 });
             })
             .map_err(|e| TestServerError::Thread(e.to_string()))?;
-        let (handle, addr) = ready_rx.recv().map_err(|_| {
-            TestServerError::Thread("the server thread ended during start-up".into())
-        })??;
+        let (handle, addr) = ready_rx
+            .recv()
+            .map_err(|_| TestServerError::Thread("the server thread ended during start-up".into()))??;
         Ok(Self { addr, hits, handle })
     }
 
@@ -442,10 +411,7 @@ impl TestServer {
     /// When each request for `path` arrived (only with `record`).
     pub fn requests_for(&self, path: &str) -> Vec<Instant> {
         let log = self.hits.log.lock().unwrap_or_else(PoisonError::into_inner);
-        log.iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, t)| *t)
-            .collect()
+        log.iter().filter(|(p, _)| p == path).map(|(_, t)| *t).collect()
     }
 }
 
@@ -457,10 +423,7 @@ impl Drop for TestServer {
 }
 
 /// Serves in the foreground until SIGINT or SIGTERM, printing the URL first.
-pub async fn serve_forever(
-    bind: SocketAddr,
-    options: TestServerOptions,
-) -> Result<(), TestServerError> {
+pub async fn serve_forever(bind: SocketAddr, options: TestServerOptions) -> Result<(), TestServerError> {
     raise_open_files_limit();
     let (server, addr) = build(bind, options, Arc::default())?;
     println!("Serving flags at {}", base_url(addr));
@@ -504,21 +467,9 @@ mod tests {
             hits: Arc::default(),
             flaps: Mutex::default(),
         };
-        assert_eq!(
-            state.lookup("/flags/br/br.gif").map(|(_, t)| t),
-            Some("image/gif")
-        );
-        assert_eq!(
-            state.lookup("/flags/br/metadata.json").map(|(_, t)| t),
-            Some("application/json")
-        );
-        for path in [
-            "/flags/zz/zz.gif",
-            "/flags/br/ar.gif",
-            "/flags/BR/BR.gif",
-            "/flags/../br.gif",
-            "/br/br.gif",
-        ] {
+        assert_eq!(state.lookup("/flags/br/br.gif").map(|(_, t)| t), Some("image/gif"));
+        assert_eq!(state.lookup("/flags/br/metadata.json").map(|(_, t)| t), Some("application/json"));
+        for path in ["/flags/zz/zz.gif", "/flags/br/ar.gif", "/flags/BR/BR.gif", "/flags/../br.gif", "/br/br.gif"] {
             assert!(state.lookup(path).is_none(), "{path}");
         }
     }

@@ -23,6 +23,8 @@ use super::worker::{Download, Worker};
 use crate::codes::CountryCode;
 use crate::download::Fetch;
 use crate::outcome::{CodeOutcome, DownloadError, Outcome, StatusCounts};
+use crate::random::Dice;
+use crate::retry::RetryPolicy;
 
 /// Receives each outcome as it arrives (report lines, progress, logs).
 pub trait OutcomeSink {
@@ -30,14 +32,16 @@ pub trait OutcomeSink {
     fn record(&mut self, outcome: &CodeOutcome);
 }
 
-/// Size and deadline of the worker pool.
+/// Size, deadline and retries of the worker pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolOptions {
     /// Number of workers (at most the number of codes are started).
     pub pool_size: usize,
-    /// Longest the coordinator waits for one code before counting it as an
-    /// error; a backstop above the HTTP client's own timeouts.
+    /// Longest the coordinator waits for one attempt before counting it as
+    /// an error; a backstop above the HTTP client's own timeouts.
     pub deadline: Duration,
+    /// When to try a failed code again.
+    pub retry: RetryPolicy,
 }
 
 /// The result of a run.
@@ -47,7 +51,8 @@ pub struct RunSummary {
     pub counts: StatusCounts,
     /// The run was interrupted before every code finished.
     pub interrupted: bool,
-    /// Codes that did not finish (queued or in flight at the interruption).
+    /// Codes that did not finish (queued, waiting for a retry or in flight
+    /// at the interruption).
     pub unfinished: usize,
 }
 
@@ -61,15 +66,27 @@ pub struct CoordinatorLost;
 #[rtype(result = "()")]
 struct Interrupt;
 
+/// A code waiting in the queue, with the attempts it has had.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    code: CountryCode,
+    attempts: u32,
+}
+
 /// Owns the queue of codes, the pool and the counts of one run.
 pub struct Coordinator {
     fetcher: Rc<dyn Fetch>,
-    queue: VecDeque<CountryCode>,
+    queue: VecDeque<Pending>,
+    /// Workers with nothing to do while codes wait for their retry time.
+    idle: Vec<Addr<Worker>>,
     options: PoolOptions,
     in_flight: usize,
+    /// Codes waiting for their retry time (not in the queue yet).
+    waiting: usize,
     counts: StatusCounts,
     sink: Box<dyn OutcomeSink>,
     done: Option<oneshot::Sender<RunSummary>>,
+    dice: Dice,
 }
 
 impl Actor for Coordinator {
@@ -89,62 +106,69 @@ impl Coordinator {
         Worker::new(Rc::clone(&self.fetcher)).start()
     }
 
-    /// Gives `worker` the next code, or lets it go when the queue is empty.
+    /// Gives `worker` the next code; parks it when the queue is empty but
+    /// retries are pending, and lets it go when the run is over.
     fn dispatch(&mut self, worker: Addr<Worker>, ctx: &mut Context<Self>) {
-        let Some(code) = self.queue.pop_front() else {
+        let Some(Pending { code, attempts }) = self.queue.pop_front() else {
+            if self.waiting > 0 {
+                self.idle.push(worker);
+            }
             self.finish_if_done(ctx);
             return;
         };
-        let url = self.fetcher.url(code);
         let deadline = self.options.deadline;
         self.in_flight += 1;
-        let request = worker
-            .send(Download {
-                code,
-                url: url.clone(),
-            })
-            .timeout(deadline);
+        let request = worker.send(Download { code, url: self.fetcher.url(code) }).timeout(deadline);
         ctx.spawn(request.into_actor(self).map(move |answer, act, ctx| {
             act.in_flight -= 1;
             let (outcome, worker) = match answer {
                 Ok(outcome) => (outcome, worker),
                 Err(MailboxError::Timeout) => {
                     let detail = format!("no answer within {}s", deadline.as_secs_f64());
-                    let error = DownloadError::Connection {
-                        detail: Some(detail),
-                    };
+                    let error = DownloadError::Connection { detail: Some(detail) };
                     (Outcome::Failed(error), act.new_worker())
                 }
                 Err(MailboxError::Closed) => {
                     tracing::error!(cc = %code, "worker failed; starting a new one");
-                    let error = DownloadError::Internal {
-                        detail: "worker failed".to_owned(),
-                    };
+                    let error = DownloadError::Internal { detail: "worker failed".to_owned() };
                     (Outcome::Failed(error), act.new_worker())
                 }
             };
-            act.record(CodeOutcome { code, url, outcome });
+            act.settle(code, attempts + 1, outcome, ctx);
             act.dispatch(worker, ctx);
         }));
     }
 
-    fn record(&mut self, outcome: CodeOutcome) {
-        self.counts.record(&outcome.outcome);
-        self.sink.record(&outcome);
+    /// Records the outcome of an attempt, or queues the code again after
+    /// the retry delay (no worker waits for it meanwhile).
+    fn settle(&mut self, code: CountryCode, attempts: u32, outcome: Outcome, ctx: &mut Context<Self>) {
+        let Some(delay) = self.options.retry.delay(&outcome, attempts, &self.dice) else {
+            let url = self.fetcher.display_url(code);
+            let outcome = CodeOutcome { code, url, outcome, attempts };
+            self.counts.record(&outcome.outcome);
+            self.sink.record(&outcome);
+            return;
+        };
+        tracing::debug!(cc = %code, attempts, delay_ms = delay.as_millis() as u64, kind = outcome.kind(), "will retry");
+        self.waiting += 1;
+        ctx.run_later(delay, move |act, ctx| {
+            act.waiting -= 1;
+            act.queue.push_back(Pending { code, attempts });
+            if let Some(worker) = act.idle.pop() {
+                act.dispatch(worker, ctx);
+            }
+        });
     }
 
     fn finish_if_done(&mut self, ctx: &mut Context<Self>) {
-        if self.queue.is_empty() && self.in_flight == 0 {
+        if self.queue.is_empty() && self.in_flight == 0 && self.waiting == 0 {
             self.resolve(ctx);
         }
     }
 
     fn resolve(&mut self, ctx: &mut Context<Self>) {
-        let summary = RunSummary {
-            counts: self.counts,
-            interrupted: !self.queue.is_empty() || self.in_flight > 0,
-            unfinished: self.queue.len() + self.in_flight,
-        };
+        let unfinished = self.queue.len() + self.in_flight + self.waiting;
+        let summary = RunSummary { counts: self.counts, interrupted: unfinished > 0, unfinished };
         if let Some(done) = self.done.take() {
             // The caller may have gone away; then nobody needs the summary.
             let _ = done.send(summary);
@@ -180,9 +204,12 @@ impl Run {
         let (tx, done) = oneshot::channel();
         let coordinator = Coordinator {
             fetcher,
-            queue: codes.into(),
+            queue: codes.into_iter().map(|code| Pending { code, attempts: 0 }).collect(),
+            idle: Vec::new(),
             options,
             in_flight: 0,
+            waiting: 0,
+            dice: Dice::from_entropy(),
             counts: StatusCounts::default(),
             sink,
             done: Some(tx),
@@ -193,10 +220,7 @@ impl Run {
 
     /// Waits for the run to end, or for `stop` to complete first: then the
     /// run is interrupted and resolves with the codes that had finished.
-    pub async fn finish_or_interrupt(
-        mut self,
-        stop: impl Future<Output = ()>,
-    ) -> Result<RunSummary, CoordinatorLost> {
+    pub async fn finish_or_interrupt(mut self, stop: impl Future<Output = ()>) -> Result<RunSummary, CoordinatorLost> {
         tokio::select! {
             summary = &mut self.done => return summary.map_err(|_| CoordinatorLost),
             () = stop => {}
@@ -255,27 +279,17 @@ mod tests {
     }
 
     fn codes(letters: &[&str]) -> Vec<CountryCode> {
-        letters
-            .iter()
-            .flat_map(|l| crate::codes::expand_argument(l).unwrap())
-            .collect()
+        letters.iter().flat_map(|l| crate::codes::expand_argument(l).unwrap()).collect()
     }
 
     fn run(codes: Vec<CountryCode>, pool_size: usize) -> (RunSummary, Vec<CodeOutcome>, usize) {
         let fetcher = Rc::new(ScriptedFetcher::default());
         let sink = Collect::default();
-        let options = PoolOptions {
-            pool_size,
-            deadline: Duration::from_millis(200),
-        };
+        let options = PoolOptions { pool_size, deadline: Duration::from_millis(200), retry: RetryPolicy::default() };
         let summary = actix_rt::System::new().block_on({
             let fetcher: Rc<dyn Fetch> = Rc::new(Rc::clone(&fetcher));
             let sink = sink.clone();
-            async move {
-                Run::start(codes, fetcher, options, Box::new(sink))
-                    .finish_or_interrupt(pending())
-                    .await
-            }
+            async move { Run::start(codes, fetcher, options, Box::new(sink)).finish_or_interrupt(pending()).await }
         });
         let peak = *fetcher.peak.borrow();
         let outcomes = sink.0.borrow().clone();
@@ -291,21 +305,11 @@ mod tests {
         let mut seen: Vec<_> = outcomes.iter().map(|o| o.code).collect();
         seen.sort();
         assert_eq!(seen, input);
-        assert_eq!(
-            summary.counts,
-            StatusCounts {
-                downloaded: 26,
-                not_found: 26,
-                errors: 52
-            }
-        );
+        assert_eq!(summary.counts, StatusCounts { downloaded: 26, not_found: 26, errors: 52 });
         assert!(!summary.interrupted);
         let kinds = |prefix: char| -> Vec<&'static str> {
-            let mut k: Vec<_> = outcomes
-                .iter()
-                .filter(|o| o.code.as_str().starts_with(prefix))
-                .map(|o| o.outcome.kind())
-                .collect();
+            let mut k: Vec<_> =
+                outcomes.iter().filter(|o| o.code.as_str().starts_with(prefix)).map(|o| o.outcome.kind()).collect();
             k.dedup();
             k
         };
@@ -338,17 +342,12 @@ mod tests {
     fn interrupting_resolves_with_what_finished() {
         let input = codes(&["H"]);
         let sink = Collect::default();
-        let options = PoolOptions {
-            pool_size: 2,
-            deadline: Duration::from_secs(60),
-        };
+        let options = PoolOptions { pool_size: 2, deadline: Duration::from_secs(60), retry: RetryPolicy::default() };
         let summary = actix_rt::System::new()
             .block_on(async move {
                 let fetcher: Rc<dyn Fetch> = Rc::new(Rc::new(ScriptedFetcher::default()));
                 let stop = actix_rt::time::sleep(Duration::from_millis(50));
-                Run::start(input, fetcher, options, Box::new(sink))
-                    .finish_or_interrupt(stop)
-                    .await
+                Run::start(input, fetcher, options, Box::new(sink)).finish_or_interrupt(stop).await
             })
             .unwrap();
         assert!(summary.interrupted);

@@ -40,8 +40,6 @@ impl Handler<Download> for Worker {
     type Result = AtomicResponse<Self, Outcome>;
 
     fn handle(&mut self, msg: Download, _ctx: &mut Self::Context) -> Self::Result {
-        AtomicResponse::new(Box::pin(
-            self.fetcher.fetch(msg.code, msg.url).into_actor(self),
-        ))
+        AtomicResponse::new(Box::pin(self.fetcher.fetch(msg.code, msg.url).into_actor(self)))
     }
 }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 pub struct RawConfig {
     /// Labels to base URLs, overriding or adding to the built-in labels.
     #[serde(default)]
-    pub servers: BTreeMap<String, String>,
+    pub servers: BTreeMap<String, RawServer>,
     /// Settings every batch inherits.
     #[serde(default)]
     pub defaults: RawDefaults,
@@ -33,6 +33,48 @@ pub struct RawConfig {
     /// The batches.
     #[serde(default)]
     pub batch: Vec<RawBatch>,
+}
+
+/// A `[servers]` entry: `LABEL = "URL"`, or `LABEL = { url = "URL", rate = "50/s" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawServer {
+    /// Just the base URL.
+    Url(String),
+    /// The base URL and a politeness limit.
+    Table {
+        /// Base URL.
+        url: String,
+        /// Most requests per second/minute/hour (`"50/s"`), shared by every batch.
+        rate: Option<String>,
+    },
+}
+
+impl RawServer {
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Url(url) | Self::Table { url, .. } => url,
+        }
+    }
+
+    /// The rate limit, as written.
+    pub fn rate(&self) -> Option<&str> {
+        match self {
+            Self::Url(_) => None,
+            Self::Table { rate, .. } => rate.as_deref(),
+        }
+    }
+}
+
+/// A size: a number of bytes, or text with a unit (`"512KiB"`, `"10MB"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    /// Bytes.
+    Bytes(u64),
+    /// With a unit.
+    Text(String),
 }
 
 /// `[defaults]`.
@@ -55,11 +97,25 @@ pub struct RawDefaults {
     /// Total per-request deadline.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Further attempts for transient failures.
+    pub retries: i64,
+    /// Backoff before the first retry.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest backoff.
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    /// Longest `Retry-After` honoured.
+    #[serde(with = "humantime_serde")]
+    pub retry_after_cap: Duration,
+    /// Largest body saved.
+    pub max_size: RawSize,
 }
 
 impl Default for RawDefaults {
     fn default() -> Self {
         let timeouts = crate::download::Timeouts::default();
+        let retry = crate::retry::RetryPolicy::default();
         Self {
             max_req: 30,
             output: PathBuf::from("downloaded"),
@@ -67,6 +123,12 @@ impl Default for RawDefaults {
             connect_timeout: timeouts.connect,
             read_timeout: timeouts.read,
             timeout: timeouts.total,
+            // Unattended batches retry by default; `fetch` keeps flags2's 0.
+            retries: 2,
+            retry_base: retry.base,
+            retry_cap: retry.cap,
+            retry_after_cap: retry.retry_after_cap,
+            max_size: RawSize::Bytes(super::DEFAULT_MAX_SIZE),
         }
     }
 }
@@ -82,9 +144,7 @@ pub struct RawDaemon {
 
 impl Default for RawDaemon {
     fn default() -> Self {
-        Self {
-            shutdown_timeout: Duration::from_secs(10),
-        }
+        Self { shutdown_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -209,24 +269,18 @@ pub fn load(
     let origin = origin_name(path);
     let mut builder = config::Config::builder();
     if let Some(path) = path {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::single(&origin, None, format!("cannot read the file: {e}"))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::single(&origin, None, format!("cannot read the file: {e}")))?;
         // Parse once here for a precise syntax message (line and column).
         if let Err(e) = text.parse::<toml::Table>() {
             return Err(syntax_error(&origin, &text, &e));
         }
         builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
     }
-    let env_vars: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("FLAGSD_") && k.contains("__"))
-        .collect();
+    let env_vars: config::Map<String, String> =
+        env.into_iter().filter(|(k, _)| k.starts_with("FLAGSD_") && k.contains("__")).collect();
     builder = builder.add_source(
-        config::Environment::with_prefix("FLAGSD")
-            .prefix_separator("_")
-            .separator("__")
-            .source(Some(env_vars)),
+        config::Environment::with_prefix("FLAGSD").prefix_separator("_").separator("__").source(Some(env_vars)),
     );
     let overridden = (|| -> Result<_, config::ConfigError> {
         let mut b = builder;
@@ -245,9 +299,7 @@ pub fn load(
 }
 
 fn syntax_error(origin: &str, text: &str, error: &toml::de::Error) -> ConfigError {
-    let line = error
-        .span()
-        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let line = error.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
     let message = error.message().trim().to_owned();
     ConfigError {
         problems: vec![Problem {
@@ -270,14 +322,7 @@ fn from_config_error(origin: &str, error: config::ConfigError) -> ConfigError {
         }
         other => (origin.to_owned(), other),
     };
-    ConfigError {
-        problems: vec![Problem {
-            origin,
-            line: None,
-            key,
-            message,
-        }],
-    }
+    ConfigError { problems: vec![Problem { origin, line: None, key, message }] }
 }
 
 /// `batch[0]max_req` (as the `config` crate writes some paths) to `batch[0].max_req`.
@@ -296,12 +341,7 @@ fn dotted(key: &str) -> String {
 
 fn describe(error: config::ConfigError) -> (Option<String>, String) {
     match error {
-        config::ConfigError::Type {
-            unexpected,
-            expected,
-            key,
-            origin,
-        } => {
+        config::ConfigError::Type { unexpected, expected, key, origin } => {
             let key = match (origin, key) {
                 (Some(o), Some(k)) if o.contains("environment") => Some(format!("environment {k}")),
                 (_, k) => k,
@@ -321,11 +361,7 @@ fn describe(error: config::ConfigError) -> (Option<String>, String) {
 mod tests {
     use super::*;
 
-    fn load_str(
-        text: &str,
-        env: &[(&str, &str)],
-        overrides: &Overrides,
-    ) -> Result<RawConfig, ConfigError> {
+    fn load_str(text: &str, env: &[(&str, &str)], overrides: &Overrides) -> Result<RawConfig, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("flagsd.toml");
         std::fs::write(&path, text).unwrap();
@@ -350,16 +386,9 @@ mod tests {
     fn file_then_env_then_flags() {
         let file = "[defaults]\nmax_req = 5\noutput = \"from-file\"\n";
         let raw = load_str(file, &[], &Overrides::default()).unwrap();
-        assert_eq!(
-            (raw.defaults.max_req, raw.defaults.output.clone()),
-            (5, PathBuf::from("from-file"))
-        );
+        assert_eq!((raw.defaults.max_req, raw.defaults.output.clone()), (5, PathBuf::from("from-file")));
 
-        let env = [
-            ("FLAGSD_DEFAULTS__MAX_REQ", "7"),
-            ("FLAGSD_LOG", "debug"),
-            ("FLAGSD_CONFIG", "x"),
-        ];
+        let env = [("FLAGSD_DEFAULTS__MAX_REQ", "7"), ("FLAGSD_LOG", "debug"), ("FLAGSD_CONFIG", "x")];
         let raw = load_str(file, &env, &Overrides::default()).unwrap();
         assert_eq!(raw.defaults.max_req, 7);
 
@@ -370,11 +399,7 @@ mod tests {
             "environment FLAGSD_DEFAULTS__MAX_REQ: defaults.max_req: expected an integer, found string \"many\""
         );
 
-        let flags = Overrides {
-            max_req: Some(9),
-            output: Some("from-flag".into()),
-            verbose: true,
-        };
+        let flags = Overrides { max_req: Some(9), output: Some("from-flag".into()), verbose: true };
         let raw = load_str(file, &env, &flags).unwrap();
         assert_eq!(raw.defaults.max_req, 9);
         assert_eq!(raw.defaults.output, PathBuf::from("from-flag"));
@@ -395,10 +420,7 @@ mod tests {
             codes = "every"
         "#;
         let raw = load_str(file, &[], &Overrides::default()).unwrap();
-        assert_eq!(
-            raw.batch[0].codes,
-            Some(RawCodes::List(vec!["BR".into(), "c".into()]))
-        );
+        assert_eq!(raw.batch[0].codes, Some(RawCodes::List(vec!["BR".into(), "c".into()])));
         assert_eq!(raw.batch[0].every, Some(Duration::from_secs(6 * 3600)));
         assert_eq!(raw.batch[0].naming, Naming::Country);
         assert_eq!(raw.batch[1].codes, Some(RawCodes::Keyword("every".into())));
@@ -408,36 +430,21 @@ mod tests {
     fn syntax_errors_name_the_line() {
         let err = load_str("[defaults]\nmax_req = \n", &[], &Overrides::default()).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.starts_with("flagsd.toml:2: TOML syntax error: "),
-            "{text}"
-        );
+        assert!(text.starts_with("flagsd.toml:2: TOML syntax error: "), "{text}");
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let err =
-            load_str("[defaults]\nmax_requests = 3\n", &[], &Overrides::default()).unwrap_err();
+        let err = load_str("[defaults]\nmax_requests = 3\n", &[], &Overrides::default()).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.starts_with("flagsd.toml: defaults: unknown field `max_requests`"),
-            "{text}"
-        );
+        assert!(text.starts_with("flagsd.toml: defaults: unknown field `max_requests`"), "{text}");
     }
 
     #[test]
     fn wrong_types_are_named() {
-        let err = load_str(
-            "[[batch]]\nname = \"a\"\nmax_req = \"lots\"\n",
-            &[],
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err = load_str("[[batch]]\nname = \"a\"\nmax_req = \"lots\"\n", &[], &Overrides::default()).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.starts_with("flagsd.toml: batch[0].max_req: "),
-            "{text}"
-        );
+        assert!(text.starts_with("flagsd.toml: batch[0].max_req: "), "{text}");
     }
 
     #[test]
@@ -449,16 +456,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_named() {
-        let err = load(
-            Some(Path::new("/nonexistent/flagsd.toml")),
-            Vec::new(),
-            &Overrides::default(),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("/nonexistent/flagsd.toml: cannot read the file: "),
-            "{err}"
-        );
+        let err = load(Some(Path::new("/nonexistent/flagsd.toml")), Vec::new(), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent/flagsd.toml: cannot read the file: "), "{err}");
     }
 }

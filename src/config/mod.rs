@@ -8,10 +8,16 @@ pub mod file;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cli::{ConfigArgs, FetchArgs};
 use crate::codes::{CountryCode, Selection, expand_argument};
 use crate::download::Timeouts;
+use crate::rate::Rate;
+use crate::retry::RetryPolicy;
+
+/// Default body-size cap: 10 MiB.
+pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
 
 /// Largest worker pool, whatever `--max-req` says.
 pub const MAX_CONCURRENCY: usize = 1000;
@@ -45,6 +51,8 @@ pub struct Server {
     pub label: String,
     /// Where requests go.
     pub target: ServerTarget,
+    /// Most requests per unit of time to this server, if limited.
+    pub rate: Option<Rate>,
 }
 
 impl Server {
@@ -52,35 +60,22 @@ impl Server {
     pub fn parse(value: &str) -> Result<Self, UsageError> {
         let upper = value.to_ascii_uppercase();
         if upper == "DEMO" {
-            return Ok(Self {
-                label: upper,
-                target: ServerTarget::Demo,
-            });
+            return Ok(Self { label: upper, target: ServerTarget::Demo, rate: None });
         }
         if let Some((label, url)) = SERVER_LABELS.iter().find(|(label, _)| *label == upper) {
-            return Ok(Self {
-                label: (*label).to_owned(),
-                target: ServerTarget::Url((*url).to_owned()),
-            });
+            return Ok(Self { label: (*label).to_owned(), target: ServerTarget::Url((*url).to_owned()), rate: None });
         }
         let lower = value.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             return match reqwest::Url::parse(value) {
-                Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(Self {
-                    label: "CUSTOM".to_owned(),
-                    target: ServerTarget::Url(value.to_owned()),
-                }),
+                Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {
+                    Ok(Self { label: "CUSTOM".to_owned(), target: ServerTarget::Url(value.to_owned()), rate: None })
+                }
                 Ok(_) => Err(UsageError(format!("--server URL '{value}' has no host"))),
-                Err(e) => Err(UsageError(format!(
-                    "--server URL '{value}' is not valid: {e}"
-                ))),
+                Err(e) => Err(UsageError(format!("--server URL '{value}' is not valid: {e}"))),
             };
         }
-        let labels: Vec<&str> = SERVER_LABELS
-            .iter()
-            .map(|(l, _)| *l)
-            .chain(["DEMO"])
-            .collect();
+        let labels: Vec<&str> = SERVER_LABELS.iter().map(|(l, _)| *l).chain(["DEMO"]).collect();
         Err(UsageError(format!(
             "--server LABEL must be one of {}, or an http:// or https:// URL (got '{value}')",
             labels.join(", ")
@@ -101,6 +96,10 @@ pub struct JobConfig {
     pub output: PathBuf,
     /// HTTP timeouts.
     pub timeouts: Timeouts,
+    /// When to try failed codes again.
+    pub retry: RetryPolicy,
+    /// Largest body saved, in bytes.
+    pub max_size: u64,
     /// File naming.
     pub naming: file::Naming,
 }
@@ -129,11 +128,7 @@ pub struct ConfigSource {
 impl ConfigSource {
     /// The source chosen by the command line.
     pub fn from_args(args: &ConfigArgs) -> Result<Self, UsageError> {
-        let max_req = args
-            .max_req
-            .as_deref()
-            .map(|m| positive(m, "--max_req CONCURRENT must be >= 1"))
-            .transpose()?;
+        let max_req = args.max_req.as_deref().map(|m| positive(m, "--max_req CONCURRENT must be >= 1")).transpose()?;
         let path = args.config.clone().or_else(|| {
             let default = Path::new(DEFAULT_CONFIG_PATH);
             default.exists().then(|| default.to_owned())
@@ -160,14 +155,46 @@ impl ConfigSource {
     }
 }
 
+/// Parses a size: bytes, or a number with a unit (`512KiB`, `10MB`, `1.5GiB`;
+/// `K`/`M`/`G` and `KB`/`MB`/`GB` are powers of 1000, `KiB`/`MiB`/`GiB` of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("'{text}' is not a size such as 1048576, \"512KiB\" or \"10MB\"");
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let bytes = number * multiplier as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses a humantime duration longer than zero; `flag` names it in errors.
+fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(UsageError(format!("{flag} must be longer than 0s"))),
+        Err(e) => Err(UsageError(format!("{flag}: '{text}' is not a duration such as 500ms, 5s or 2m ({e})"))),
+    }
+}
+
 /// Parses a count that must be at least 1; `message` is the flags2 error.
 fn positive(value: &str, message: &str) -> Result<usize, UsageError> {
     match value.trim().parse::<i64>() {
         Ok(n) if n >= 1 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
         Ok(_) => Err(UsageError(message.to_owned())),
-        Err(_) => Err(UsageError(format!(
-            "{message} (got '{value}', not a whole number)"
-        ))),
+        Err(_) => Err(UsageError(format!("{message} (got '{value}', not a whole number)"))),
     }
 }
 
@@ -185,26 +212,38 @@ impl FetchConfig {
             let codes = expand_argument(arg).map_err(|e| UsageError(e.to_string()))?;
             explicit.extend(codes);
         }
-        let limit = args
-            .limit
-            .as_deref()
-            .map(|l| positive(l, "--limit N must be >= 1"))
-            .transpose()?;
+        let limit = args.limit.as_deref().map(|l| positive(l, "--limit N must be >= 1")).transpose()?;
         let max_req = positive(&args.max_req, "--max_req CONCURRENT must be >= 1")?;
-        let server = Server::parse(&args.server)?;
+        let mut server = Server::parse(&args.server)?;
+        server.rate =
+            args.rate.as_deref().map(|r| r.parse().map_err(|e| UsageError(format!("--rate: {e}")))).transpose()?;
+        let timeouts = Timeouts {
+            connect: duration("--connect-timeout", &args.connect_timeout)?,
+            read: duration("--read-timeout", &args.read_timeout)?,
+            total: duration("--timeout", &args.timeout)?,
+        };
+        let retry =
+            RetryPolicy {
+                retries: args.retries.trim().parse().map_err(|_| {
+                    UsageError(format!("--retries must be a whole number >= 0 (got '{}')", args.retries))
+                })?,
+                base: duration("--retry-base", &args.retry_base)?,
+                cap: duration("--retry-cap", &args.retry_cap)?,
+                retry_after_cap: duration("--retry-after-cap", &args.retry_after_cap)?,
+            };
+        let max_size = parse_size(&args.max_size).map_err(|e| UsageError(format!("--max-size: {e}")))?;
         let codes = Selection::from_flags(args.every, args.all, explicit).resolve(limit);
         let job = JobConfig {
             pool_size: pool_size(max_req, codes.len()),
             codes,
             server,
             output: args.output.clone(),
-            timeouts: Timeouts::default(),
+            timeouts,
+            retry,
+            max_size,
             naming: file::Naming::Code,
         };
-        Ok(Self {
-            job,
-            verbose: args.verbose,
-        })
+        Ok(Self { job, verbose: args.verbose })
     }
 }
 
@@ -217,10 +256,20 @@ mod tests {
 
     fn config(args: &[&str]) -> Result<FetchConfig, UsageError> {
         let argv = ["flagsd", "fetch"].iter().chain(args).copied();
-        let Command::Fetch(fetch) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not fetch")
-        };
+        let Command::Fetch(fetch) = Cli::try_parse_from(argv).unwrap().command else { panic!("not fetch") };
         FetchConfig::from_args(&fetch)
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1048576"), Ok(1_048_576));
+        assert_eq!(parse_size("512KiB"), Ok(524_288));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("1.5 GiB"), Ok(1_610_612_736));
+        assert_eq!(parse_size("2k"), Ok(2000));
+        for bad in ["", "MB", "0", "-1", "10XB", "1e3"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -241,6 +290,9 @@ mod tests {
         assert_eq!(c.server.label, "LOCAL");
         assert_eq!(c.output, PathBuf::from("downloaded"));
         assert!(!verbose);
+        assert_eq!(c.retry.retries, 0);
+        assert_eq!(c.max_size, DEFAULT_MAX_SIZE);
+        assert_eq!(c.timeouts, Timeouts::default());
     }
 
     #[test]
@@ -254,34 +306,28 @@ mod tests {
 
     #[test]
     fn labels_are_case_insensitive_and_urls_are_custom() {
-        assert_eq!(
-            Server::parse("remote").unwrap().target,
-            ServerTarget::Url(SERVER_LABELS[1].1.to_owned())
-        );
+        assert_eq!(Server::parse("remote").unwrap().target, ServerTarget::Url(SERVER_LABELS[1].1.to_owned()));
         assert_eq!(Server::parse("Demo").unwrap().target, ServerTarget::Demo);
         let custom = Server::parse("http://127.0.0.1:9/flags/").unwrap();
         assert_eq!(custom.label, "CUSTOM");
-        assert_eq!(
-            custom.target,
-            ServerTarget::Url("http://127.0.0.1:9/flags/".to_owned())
-        );
+        assert_eq!(custom.target, ServerTarget::Url("http://127.0.0.1:9/flags/".to_owned()));
     }
 
     #[test]
     fn bad_values_have_the_flags2_messages() {
         let message = |args: &[&str]| config(args).unwrap_err().0;
-        assert_eq!(
-            message(&["ABC"]),
-            "each CC argument must be A to Z or AA to ZZ."
-        );
+        assert_eq!(message(&["ABC"]), "each CC argument must be A to Z or AA to ZZ.");
         assert_eq!(message(&["-l", "0"]), "--limit N must be >= 1");
         assert_eq!(message(&["-l", "-3"]), "--limit N must be >= 1");
         assert_eq!(message(&["-m", "0"]), "--max_req CONCURRENT must be >= 1");
-        assert!(
-            message(&["-m", "lots"]).starts_with("--max_req CONCURRENT must be >= 1 (got 'lots'")
-        );
+        assert!(message(&["-m", "lots"]).starts_with("--max_req CONCURRENT must be >= 1 (got 'lots'"));
         assert!(message(&["-s", "NOWHERE"]).starts_with("--server LABEL must be one of LOCAL"));
         assert!(message(&["-s", "ftp://x/flags"]).starts_with("--server LABEL must be one of"));
         assert!(message(&["-s", "http://"]).contains("is not valid"));
+        assert!(message(&["--timeout", "soon"]).starts_with("--timeout: 'soon' is not a duration"));
+        assert_eq!(message(&["--read-timeout", "0s"]), "--read-timeout must be longer than 0s");
+        assert!(message(&["--retries", "-1"]).starts_with("--retries must be a whole number >= 0"));
+        assert!(message(&["--max-size", "big"]).starts_with("--max-size: 'big' is not a size"));
+        assert!(message(&["--rate", "fast"]).starts_with("--rate: 'fast' is not a rate"));
     }
 }

@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::file::{ConfigError, Problem, RawBatch, RawCodes, RawConfig};
-use super::{JobConfig, SERVER_LABELS, Server, ServerTarget, pool_size};
+use super::file::{ConfigError, Problem, RawBatch, RawCodes, RawConfig, RawServer, RawSize};
+use super::{JobConfig, SERVER_LABELS, Server, ServerTarget, parse_size, pool_size};
 use crate::codes::{CountryCode, Selection, expand_argument};
 use crate::download::Timeouts;
+use crate::rate::Rate;
+use crate::retry::RetryPolicy;
 
 /// One batch, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,18 +74,13 @@ fn valid_batch_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 impl Settings {
     /// Checks `raw`, read from `origin` (a file name, for messages).
     pub fn check(raw: &RawConfig, origin: &str) -> Result<Self, ConfigError> {
-        let mut checker = Checker {
-            origin: origin.to_owned(),
-            problems: Vec::new(),
-        };
+        let mut checker = Checker { origin: origin.to_owned(), problems: Vec::new() };
         let servers = check_servers(&mut checker, &raw.servers);
         let d = &raw.defaults;
         let default_max_req = checker.at_least_one("defaults.max_req".into(), d.max_req);
@@ -91,10 +88,24 @@ impl Settings {
         checker.positive_duration("defaults.read_timeout", d.read_timeout);
         checker.positive_duration("defaults.timeout", d.timeout);
         checker.positive_duration("daemon.shutdown_timeout", raw.daemon.shutdown_timeout);
-        let timeouts = Timeouts {
-            connect: d.connect_timeout,
-            read: d.read_timeout,
-            total: d.timeout,
+        let timeouts = Timeouts { connect: d.connect_timeout, read: d.read_timeout, total: d.timeout };
+        let retries = u32::try_from(d.retries).unwrap_or_else(|_| {
+            checker.problem("defaults.retries".into(), "must be from 0 to 4294967295");
+            0
+        });
+        checker.positive_duration("defaults.retry_base", d.retry_base);
+        checker.positive_duration("defaults.retry_cap", d.retry_cap);
+        let retry = RetryPolicy { retries, base: d.retry_base, cap: d.retry_cap, retry_after_cap: d.retry_after_cap };
+        let max_size = match &d.max_size {
+            RawSize::Bytes(0) => {
+                checker.problem("defaults.max_size".into(), "must be >= 1");
+                1
+            }
+            RawSize::Bytes(n) => *n,
+            RawSize::Text(text) => parse_size(text).unwrap_or_else(|e| {
+                checker.problem("defaults.max_size".into(), e);
+                1
+            }),
         };
 
         let mut first_index: BTreeMap<&str, usize> = BTreeMap::new();
@@ -108,24 +119,12 @@ impl Settings {
                 );
             }
             if let Some(first) = first_index.insert(&batch.name, i) {
-                checker.problem(
-                    key("name"),
-                    format!(
-                        "duplicate batch name '{}' (also batch[{first}])",
-                        batch.name
-                    ),
-                );
+                checker.problem(key("name"), format!("duplicate batch name '{}' (also batch[{first}])", batch.name));
             }
             let codes = check_codes(&mut checker, &key("codes"), batch);
-            let max_req = batch
-                .max_req
-                .map_or(default_max_req, |n| checker.at_least_one(key("max_req"), n));
-            let server = check_server(
-                &mut checker,
-                &key("server"),
-                batch.server.as_deref().unwrap_or("LOCAL"),
-                &servers,
-            );
+            let max_req = batch.max_req.map_or(default_max_req, |n| checker.at_least_one(key("max_req"), n));
+            let server =
+                check_server(&mut checker, &key("server"), batch.server.as_deref().unwrap_or("LOCAL"), &servers);
             if let Some(every) = batch.every {
                 checker.positive_duration(&key("every"), every);
             }
@@ -140,6 +139,8 @@ impl Settings {
                     server,
                     output,
                     timeouts,
+                    retry,
+                    max_size,
                     naming: batch.naming,
                 };
                 batches.push(BatchConfig {
@@ -151,35 +152,20 @@ impl Settings {
             }
         }
         if checker.problems.is_empty() {
-            Ok(Self {
-                batches,
-                shutdown_timeout: raw.daemon.shutdown_timeout,
-            })
+            Ok(Self { batches, shutdown_timeout: raw.daemon.shutdown_timeout })
         } else {
-            Err(ConfigError {
-                problems: checker.problems,
-            })
+            Err(ConfigError { problems: checker.problems })
         }
     }
 
     /// The batches named in `names` (all when empty), in file order; an
     /// unknown name is an error.
     pub fn select(&self, names: &[String]) -> Result<Vec<&BatchConfig>, String> {
-        if let Some(unknown) = names
-            .iter()
-            .find(|n| !self.batches.iter().any(|b| &b.name == *n))
-        {
+        if let Some(unknown) = names.iter().find(|n| !self.batches.iter().any(|b| &b.name == *n)) {
             let known: Vec<&str> = self.batches.iter().map(|b| b.name.as_str()).collect();
-            return Err(format!(
-                "no batch named '{unknown}' (configured: {})",
-                known.join(", ")
-            ));
+            return Err(format!("no batch named '{unknown}' (configured: {})", known.join(", ")));
         }
-        Ok(self
-            .batches
-            .iter()
-            .filter(|b| names.is_empty() || names.contains(&b.name))
-            .collect())
+        Ok(self.batches.iter().filter(|b| names.is_empty() || names.contains(&b.name)).collect())
     }
 
     /// Problems with the output directories: each must be writable, or
@@ -190,65 +176,53 @@ impl Settings {
             .iter()
             .enumerate()
             .filter_map(|(i, b)| {
-                writable_or_creatable(&b.job.output)
-                    .err()
-                    .map(|message| Problem {
-                        origin: origin.to_owned(),
-                        line: None,
-                        key: Some(format!("batch[{i}].output")),
-                        message,
-                    })
+                writable_or_creatable(&b.job.output).err().map(|message| Problem {
+                    origin: origin.to_owned(),
+                    line: None,
+                    key: Some(format!("batch[{i}].output")),
+                    message,
+                })
             })
             .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
     }
 }
 
-fn check_servers(
-    checker: &mut Checker,
-    raw: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let mut servers: BTreeMap<String, String> = SERVER_LABELS
-        .iter()
-        .map(|(l, u)| ((*l).to_owned(), (*u).to_owned()))
-        .collect();
-    for (label, url) in raw {
+/// A server label's base URL and rate limit.
+type ServerTable = BTreeMap<String, (String, Option<Rate>)>;
+
+fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawServer>) -> ServerTable {
+    let mut servers: ServerTable =
+        SERVER_LABELS.iter().map(|(l, u)| ((*l).to_owned(), ((*u).to_owned(), None))).collect();
+    for (label, entry) in raw {
         let key = format!("servers.{label}");
         let upper = label.to_ascii_uppercase();
         if upper == "DEMO" || upper == "CUSTOM" {
             checker.problem(key, format!("'{label}' is reserved"));
             continue;
         }
-        match Server::parse(url) {
-            Ok(Server {
-                target: ServerTarget::Url(_),
-                label,
-                ..
-            }) if label == "CUSTOM" => {
-                servers.insert(upper, url.clone());
-            }
-            _ => checker.problem(key, format!("'{url}' is not an http:// or https:// URL")),
+        let url = entry.url();
+        let url_ok = matches!(Server::parse(url), Ok(Server { target: ServerTarget::Url(_), ref label, .. }) if label == "CUSTOM");
+        if !url_ok {
+            checker.problem(key.clone(), format!("'{url}' is not an http:// or https:// URL"));
         }
+        let rate = match entry.rate().map(str::parse::<Rate>) {
+            Some(Err(e)) => {
+                checker.problem(format!("{key}.rate"), e);
+                None
+            }
+            Some(Ok(rate)) => Some(rate),
+            None => None,
+        };
+        servers.insert(upper, (url.to_owned(), rate));
     }
     servers
 }
 
-fn check_server(
-    checker: &mut Checker,
-    key: &str,
-    value: &str,
-    servers: &BTreeMap<String, String>,
-) -> Option<Server> {
+fn check_server(checker: &mut Checker, key: &str, value: &str, servers: &ServerTable) -> Option<Server> {
     let upper = value.to_ascii_uppercase();
-    if let Some(url) = servers.get(&upper) {
-        return Some(Server {
-            label: upper,
-            target: ServerTarget::Url(url.clone()),
-        });
+    if let Some((url, rate)) = servers.get(&upper) {
+        return Some(Server { label: upper, target: ServerTarget::Url(url.clone()), rate: *rate });
     }
     match Server::parse(value) {
         Ok(server) => Some(server),
@@ -256,10 +230,7 @@ fn check_server(
             let labels: Vec<&str> = servers.keys().map(String::as_str).chain(["DEMO"]).collect();
             checker.problem(
                 key.to_owned(),
-                format!(
-                    "unknown server label '{value}' (known: {}; or an http(s):// URL)",
-                    labels.join(", ")
-                ),
+                format!("unknown server label '{value}' (known: {}; or an http(s):// URL)", labels.join(", ")),
             );
             None
         }
@@ -272,10 +243,7 @@ fn check_codes(checker: &mut Checker, key: &str, batch: &RawBatch) -> Vec<Countr
         Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("all") => Selection::All,
         Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("every") => Selection::Every,
         Some(RawCodes::Keyword(k)) => {
-            checker.problem(
-                key.to_owned(),
-                format!("'{k}' must be \"all\", \"every\" or a list of codes"),
-            );
+            checker.problem(key.to_owned(), format!("'{k}' must be \"all\", \"every\" or a list of codes"));
             Selection::Explicit(Vec::new())
         }
         Some(RawCodes::List(list)) => {
@@ -287,17 +255,12 @@ fn check_codes(checker: &mut Checker, key: &str, batch: &RawBatch) -> Vec<Countr
                 }
             }
             if list.is_empty() {
-                checker.problem(
-                    key.to_owned(),
-                    "is empty (leave it out for the 20 most populous countries)",
-                );
+                checker.problem(key.to_owned(), "is empty (leave it out for the 20 most populous countries)");
             }
             Selection::Explicit(codes)
         }
     };
-    let limit = batch
-        .limit
-        .map(|n| checker.at_least_one(key.replace(".codes", ".limit"), n));
+    let limit = batch.limit.map(|n| checker.at_least_one(key.replace(".codes", ".limit"), n));
     selection.resolve(limit)
 }
 
@@ -351,12 +314,7 @@ mod tests {
     }
 
     fn messages(raw: &RawConfig) -> Vec<String> {
-        Settings::check(raw, "flagsd.toml")
-            .unwrap_err()
-            .problems
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        Settings::check(raw, "flagsd.toml").unwrap_err().problems.iter().map(ToString::to_string).collect()
     }
 
     #[test]
@@ -366,10 +324,7 @@ mod tests {
         r.defaults.verbose = true;
         let s = Settings::check(&r, "f").unwrap();
         let b = &s.batches[0];
-        assert_eq!(
-            (b.job.pool_size, b.job.codes.len(), b.verbose),
-            (7, 20, true)
-        );
+        assert_eq!((b.job.pool_size, b.job.codes.len(), b.verbose), (7, 20, true));
         assert_eq!(b.job.output, PathBuf::from("downloaded/pop"));
         assert_eq!(b.job.server.label, "LOCAL");
         assert_eq!(b.every, None);
@@ -378,17 +333,17 @@ mod tests {
     #[test]
     fn servers_override_and_extend_labels() {
         let mut r = raw(vec![batch("a"), batch("b")]);
-        r.servers
-            .insert("local".into(), "http://127.0.0.1:9/flags".into());
-        r.servers
-            .insert("Mirror".into(), "https://mirror.example/flags".into());
+        r.servers.insert("local".into(), RawServer::Url("http://127.0.0.1:9/flags".into()));
+        let mirror = RawServer::Table { url: "https://mirror.example/flags".into(), rate: Some("5/s".into()) };
+        r.servers.insert("Mirror".into(), mirror);
         r.batch[1].server = Some("mirror".into());
         let s = Settings::check(&r, "f").unwrap();
-        assert_eq!(
-            s.batches[0].job.server.target,
-            ServerTarget::Url("http://127.0.0.1:9/flags".into())
-        );
+        assert_eq!(s.batches[0].job.server.target, ServerTarget::Url("http://127.0.0.1:9/flags".into()));
         assert_eq!(s.batches[1].job.server.label, "MIRROR");
+        assert_eq!(s.batches[1].job.server.rate, "5/s".parse().ok());
+        assert_eq!(s.batches[0].job.retry.retries, 2);
+        assert_eq!(s.batches[1].job.server.rate, "5/s".parse().ok());
+        assert_eq!(s.batches[0].job.retry.retries, 2);
     }
 
     #[test]
@@ -399,7 +354,7 @@ mod tests {
         r.batch[1].server = Some("NOWHERE".into());
         r.batch[1].limit = Some(0);
         r.batch[2].codes = Some(RawCodes::Keyword("most".into()));
-        r.servers.insert("demo".into(), "http://x/flags".into());
+        r.servers.insert("demo".into(), RawServer::Url("http://x/flags".into()));
         let m = messages(&r);
         let expected_prefixes = [
             "flagsd.toml: servers.demo: 'demo' is reserved",
@@ -413,10 +368,7 @@ mod tests {
         ];
         assert_eq!(m.len(), expected_prefixes.len(), "{m:#?}");
         for prefix in expected_prefixes {
-            assert!(
-                m.iter().any(|l| l.starts_with(prefix)),
-                "no {prefix:?} in {m:#?}"
-            );
+            assert!(m.iter().any(|l| l.starts_with(prefix)), "no {prefix:?} in {m:#?}");
         }
     }
 
@@ -425,10 +377,7 @@ mod tests {
         let s = Settings::check(&raw(vec![batch("a"), batch("b")]), "f").unwrap();
         assert_eq!(s.select(&[]).unwrap().len(), 2);
         assert_eq!(s.select(&["b".into()]).unwrap()[0].name, "b");
-        assert_eq!(
-            s.select(&["c".into()]).unwrap_err(),
-            "no batch named 'c' (configured: a, b)"
-        );
+        assert_eq!(s.select(&["c".into()]).unwrap_err(), "no batch named 'c' (configured: a, b)");
     }
 
     #[test]
@@ -442,9 +391,6 @@ mod tests {
         let s = Settings::check(&r, "f").unwrap();
         let err = s.check_output_dirs("f").unwrap_err();
         assert_eq!(err.problems.len(), 1);
-        assert!(
-            err.to_string().starts_with("f: batch[1].output: '"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("f: batch[1].output: '"), "{err}");
     }
 }

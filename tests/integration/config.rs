@@ -17,11 +17,7 @@ fn one_batch(url: &str, extra_defaults: &str) -> String {
 fn connections(stdout: &str) -> usize {
     stdout
         .lines()
-        .find_map(|l| {
-            l.strip_suffix(" concurrent connections will be used.")?
-                .parse()
-                .ok()
-        })
+        .find_map(|l| l.strip_suffix(" concurrent connections will be used.")?.parse().ok())
         .unwrap_or_else(|| panic!("no connections line in {stdout}"))
 }
 
@@ -29,27 +25,16 @@ fn connections(stdout: &str) -> usize {
 fn the_example_configuration_passes_check_config() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/flagsd.toml");
     let dir = tempfile::tempdir().unwrap();
-    let (status, stdout, stderr) = flagsd_in(
-        dir.path(),
-        &["check-config", "--config", example.to_str().unwrap()],
-        &[],
-    );
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["check-config", "--config", example.to_str().unwrap()], &[]);
     assert_eq!(status, 0, "{stderr}");
-    assert!(
-        stdout.ends_with(": OK (3 batches, 2 scheduled)\n"),
-        "{stdout}"
-    );
+    assert!(stdout.ends_with(": OK (3 batches, 2 scheduled)\n"), "{stdout}");
 }
 
 #[test]
 fn the_file_is_overridden_by_the_environment_and_both_by_flags() {
     let server = clean_server();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_file(
-        dir.path(),
-        "flagsd.toml",
-        &one_batch(&server.url(), "max_req = 5"),
-    );
+    let config = write_file(dir.path(), "flagsd.toml", &one_batch(&server.url(), "max_req = 5"));
     let config = config.to_str().unwrap();
     let env = [("FLAGSD_DEFAULTS__MAX_REQ", "7")];
 
@@ -66,16 +51,10 @@ fn flagsd_config_names_the_file_when_no_flag_does() {
     let server = clean_server();
     let dir = tempfile::tempdir().unwrap();
     let config = write_file(dir.path(), "via-env.toml", &one_batch(&server.url(), ""));
-    let (status, stdout, stderr) = flagsd_in(
-        dir.path(),
-        &["check-config"],
-        &[("FLAGSD_CONFIG", config.to_str().unwrap())],
-    );
+    let (status, stdout, stderr) =
+        flagsd_in(dir.path(), &["check-config"], &[("FLAGSD_CONFIG", config.to_str().unwrap())]);
     assert_eq!(status, 0, "{stderr}");
-    assert!(
-        stdout.contains("via-env.toml: OK (1 batches, 0 scheduled)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("via-env.toml: OK (1 batches, 0 scheduled)"), "{stdout}");
 }
 
 /// Asserts that `check-config` and `run` both reject `text` with exit
@@ -86,15 +65,9 @@ fn assert_rejected(text: &str, expected: &str) {
     let text = text.replace("URL", &server.url());
     write_file(dir.path(), "flagsd.toml", &text);
     for command in ["check-config", "run"] {
-        let (status, stdout, stderr) =
-            flagsd_in(dir.path(), &[command, "--config", "flagsd.toml"], &[]);
+        let (status, stdout, stderr) = flagsd_in(dir.path(), &[command, "--config", "flagsd.toml"], &[]);
         assert_eq!(status, 2, "{command}: {stderr}");
-        assert!(
-            stderr
-                .lines()
-                .any(|l| l.starts_with(&format!("flagsd.toml{expected}"))),
-            "{command}: {stderr}"
-        );
+        assert!(stderr.lines().any(|l| l.starts_with(&format!("flagsd.toml{expected}"))), "{command}: {stderr}");
         assert_eq!(stdout, "", "{command}");
     }
     assert_eq!(server.hits(), 0);
@@ -103,21 +76,14 @@ fn assert_rejected(text: &str, expected: &str) {
 #[test]
 fn a_missing_file_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, _, stderr) =
-        flagsd_in(dir.path(), &["check-config", "--config", "nope.toml"], &[]);
+    let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "nope.toml"], &[]);
     assert_eq!(status, 2);
-    assert!(
-        stderr.starts_with("nope.toml: cannot read the file: No such file or directory"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("nope.toml: cannot read the file: No such file or directory"), "{stderr}");
 }
 
 #[test]
 fn a_syntax_error_names_its_line() {
-    assert_rejected(
-        "[defaults]\nmax_req = 3\n\n[[batch]\nname = \"b\"\n",
-        ":4: TOML syntax error: ",
-    );
+    assert_rejected("[defaults]\nmax_req = 3\n\n[[batch]\nname = \"b\"\n", ":4: TOML syntax error: ");
 }
 
 #[test]
@@ -130,14 +96,8 @@ fn an_unknown_key_is_rejected() {
 
 #[test]
 fn a_wrong_type_is_rejected() {
-    assert_rejected(
-        "[defaults]\nverbose = \"very\"\n",
-        ": defaults.verbose: expected a boolean",
-    );
-    assert_rejected(
-        "[[batch]]\nname = \"b\"\nserver = \"URL\"\nevery = \"often\"\n",
-        ": batch[0].every: ",
-    );
+    assert_rejected("[defaults]\nverbose = \"very\"\n", ": defaults.verbose: expected a boolean");
+    assert_rejected("[[batch]]\nname = \"b\"\nserver = \"URL\"\nevery = \"often\"\n", ": batch[0].every: ");
 }
 
 #[test]
@@ -169,47 +129,27 @@ fn an_unwritable_output_directory_is_rejected_by_check_config() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_file(dir.path(), "a-file", "x");
     let output = file.join("sub");
-    let text = format!(
-        "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\noutput = \"{}\"\n",
-        output.display()
-    );
+    let text = format!("[[batch]]\nname = \"a\"\nserver = \"DEMO\"\noutput = \"{}\"\n", output.display());
     write_file(dir.path(), "flagsd.toml", &text);
-    let (status, _, stderr) = flagsd_in(
-        dir.path(),
-        &["check-config", "--config", "flagsd.toml"],
-        &[],
-    );
+    let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 2);
-    let expected = format!(
-        "flagsd.toml: batch[0].output: '{}' is not a directory",
-        file.display()
-    );
+    let expected = format!("flagsd.toml: batch[0].output: '{}' is not a directory", file.display());
     assert!(stderr.starts_with(&expected), "{stderr}");
 }
 
 #[test]
 fn an_unknown_batch_name_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "flagsd.toml",
-        "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n",
-    );
+    write_file(dir.path(), "flagsd.toml", "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n");
     let (status, _, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml", "zz"], &[]);
     assert_eq!(status, 2);
-    assert!(
-        stderr.contains("no batch named 'zz' (configured: a)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no batch named 'zz' (configured: a)"), "{stderr}");
 }
 
 #[test]
 fn run_reports_each_batch_and_exits_with_the_worst_status() {
     let good = clean_server();
-    let bad = faulty(Faults {
-        error_rate: 1.0,
-        ..Faults::default()
-    });
+    let bad = faulty(Faults { error_rate: 1.0, ..Faults::default() });
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[[batch]]\nname = \"good\"\ncodes = [\"b\"]\nserver = \"{}\"\n\n\
@@ -220,11 +160,7 @@ fn run_reports_each_batch_and_exits_with_the_worst_status() {
         good.url()
     );
     write_file(dir.path(), "flagsd.toml", &text);
-    let (status, stdout, stderr) = flagsd_in(
-        dir.path(),
-        &["run", "--config", "flagsd.toml", "good", "bad"],
-        &[],
-    );
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml", "good", "bad"], &[]);
     assert_eq!(status, 1, "{stderr}");
     let expected = [
         "== batch good ==".to_owned(),
@@ -245,25 +181,12 @@ fn run_reports_each_batch_and_exits_with_the_worst_status() {
     assert_eq!(lines[..expected.len()], expected);
     let mut teapots: Vec<&String> = lines[expected.len()..expected.len() + 2].iter().collect();
     teapots.sort();
-    assert_eq!(
-        teapots,
-        [
-            "*** Error for AR: HTTP 418 - I'm a Teapot",
-            "*** Error for BR: HTTP 418 - I'm a Teapot"
-        ]
-    );
+    assert_eq!(teapots, ["*** Error for AR: HTTP 418 - I'm a Teapot", "*** Error for BR: HTTP 418 - I'm a Teapot"]);
     assert!(
-        stdout.ends_with("  0 flags downloaded.\n  2 errors.\n")
-            || stdout.contains("  2 errors.\nElapsed"),
+        stdout.ends_with("  0 flags downloaded.\n  2 errors.\n") || stdout.contains("  2 errors.\nElapsed"),
         "{stdout}"
     );
-    assert_eq!(
-        assert_only_complete_flags(&dir.path().join("downloaded/good")),
-        17
-    );
-    assert_eq!(
-        files_in(&dir.path().join("downloaded/bad")),
-        Vec::<String>::new()
-    );
+    assert_eq!(assert_only_complete_flags(&dir.path().join("downloaded/good")), 17);
+    assert_eq!(files_in(&dir.path().join("downloaded/bad")), Vec::<String>::new());
     assert!(!dir.path().join("downloaded/unused").exists());
 }

@@ -30,10 +30,7 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Self {
-            child: cmd.spawn().unwrap(),
-            log,
-        }
+        Self { child: cmd.spawn().unwrap(), log }
     }
 
     fn log(&self) -> String {
@@ -41,10 +38,7 @@ impl Daemon {
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
     }
 
@@ -67,9 +61,7 @@ impl Drop for Daemon {
 }
 
 fn batch(name: &str, codes: &str, url: &str, every: &str) -> String {
-    format!(
-        "[[batch]]\nname = \"{name}\"\ncodes = {codes}\nserver = \"{url}\"\nevery = \"{every}\"\n"
-    )
+    format!("[[batch]]\nname = \"{name}\"\ncodes = {codes}\nserver = \"{url}\"\nevery = \"{every}\"\n")
 }
 
 const LONG: Duration = Duration::from_secs(20);
@@ -78,24 +70,13 @@ const LONG: Duration = Duration::from_secs(20);
 fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {
     let server = clean_server();
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "flagsd.toml",
-        &batch("a", "[\"BR\"]", &server.url(), "300ms"),
-    );
+    write_file(dir.path(), "flagsd.toml", &batch("a", "[\"BR\"]", &server.url(), "300ms"));
     let mut daemon = Daemon::start(dir.path(), &[]);
 
     // The first run at start, then more on schedule.
     assert!(wait_until(LONG, || server.hits() >= 3), "{}", daemon.log());
-    assert_eq!(
-        assert_only_complete_flags(&dir.path().join("downloaded/a")),
-        1
-    );
-    assert!(
-        daemon.log().contains("run finished batch=a downloaded=1"),
-        "{}",
-        daemon.log()
-    );
+    assert_eq!(assert_only_complete_flags(&dir.path().join("downloaded/a")), 1);
+    assert!(daemon.log().contains("run finished batch=a downloaded=1"), "{}", daemon.log());
 
     // A good file adds a batch.
     let two = format!(
@@ -105,32 +86,19 @@ fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {
     );
     write_file(dir.path(), "flagsd.toml", &two);
     daemon.signal("HUP");
-    assert!(
-        wait_until(LONG, || dir.path().join("downloaded/b/AR.gif").exists()),
-        "{}",
-        daemon.log()
-    );
+    assert!(wait_until(LONG, || dir.path().join("downloaded/b/AR.gif").exists()), "{}", daemon.log());
 
     // A bad file is logged and the old schedule keeps running.
-    write_file(
-        dir.path(),
-        "flagsd.toml",
-        "[[batch]]\nname = \"a\"\nmax_req = 0\nserver = \"LOCAL\"\n",
-    );
+    write_file(dir.path(), "flagsd.toml", "[[batch]]\nname = \"a\"\nmax_req = 0\nserver = \"LOCAL\"\n");
     daemon.signal("HUP");
     assert!(
-        wait_until(LONG, || daemon
-            .log()
-            .contains("flagsd.toml: batch[0].max_req: must be >= 1")),
+        wait_until(LONG, || daemon.log().contains("flagsd.toml: batch[0].max_req: must be >= 1")),
         "{}",
         daemon.log()
     );
     assert!(daemon.log().contains("configuration not reloaded"));
     let before = server.hits();
-    assert!(
-        wait_until(LONG, || server.hits() >= before + 2),
-        "schedule stopped after a bad reload"
-    );
+    assert!(wait_until(LONG, || server.hits() >= before + 2), "schedule stopped after a bad reload");
 
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
@@ -138,11 +106,8 @@ fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {
 
 #[test]
 fn sigterm_during_a_run_exits_0_within_the_shutdown_timeout_leaving_no_partial_file() {
-    let server = server(TestServerOptions {
-        delay: Some("1..4".parse().unwrap()),
-        workers: 2,
-        ..TestServerOptions::default()
-    });
+    let server =
+        server(TestServerOptions { delay: Some("1..4".parse().unwrap()), workers: 2, ..TestServerOptions::default() });
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[daemon]\nshutdown_timeout = \"1500ms\"\n[defaults]\nmax_req = 100\n{}",
@@ -150,11 +115,7 @@ fn sigterm_during_a_run_exits_0_within_the_shutdown_timeout_leaving_no_partial_f
     );
     write_file(dir.path(), "flagsd.toml", &text);
     let mut daemon = Daemon::start(dir.path(), &[]);
-    assert!(
-        wait_until(LONG, || server.hits() >= 100),
-        "{}",
-        daemon.log()
-    );
+    assert!(wait_until(LONG, || server.hits() >= 100), "{}", daemon.log());
     // Some downloads finished, the rest are in flight.
     let out = dir.path().join("downloaded/slow");
     assert!(wait_until(LONG, || !files_in(&out).is_empty()));
@@ -177,13 +138,7 @@ fn a_bad_configuration_at_start_exits_2() {
     write_file(dir.path(), "flagsd.toml", "[defaults]\nmax_req = -1\n");
     let mut daemon = Daemon::start(dir.path(), &[]);
     assert_eq!(daemon.wait(LONG), Some(2));
-    assert!(
-        daemon
-            .log()
-            .starts_with("flagsd.toml: defaults.max_req: must be >= 1"),
-        "{}",
-        daemon.log()
-    );
+    assert!(daemon.log().starts_with("flagsd.toml: defaults.max_req: must be >= 1"), "{}", daemon.log());
 }
 
 /// Reads notify datagrams until one contains `wanted`; returns all states seen.
@@ -208,20 +163,11 @@ fn receive_until(socket: &UnixDatagram, wanted: &str, seen: &mut Vec<String>) {
 fn the_notify_socket_hears_ready_reloading_stopping_and_watchdog() {
     let server = clean_server();
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "flagsd.toml",
-        &batch("a", "[\"BR\"]", &server.url(), "1h"),
-    );
+    write_file(dir.path(), "flagsd.toml", &batch("a", "[\"BR\"]", &server.url(), "1h"));
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let env = [
-        ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
-        ("WATCHDOG_USEC", "200000"),
-    ];
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let env = [("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")];
     let mut daemon = Daemon::start(dir.path(), &env);
 
     let mut seen = Vec::new();
@@ -234,44 +180,23 @@ fn the_notify_socket_hears_ready_reloading_stopping_and_watchdog() {
     receive_until(&socket, "STOPPING=1", &mut seen);
     assert_eq!(daemon.wait(LONG), Some(0));
 
-    let order: Vec<&str> = seen
-        .iter()
-        .map(String::as_str)
-        .filter(|s| ["READY=1", "RELOADING=1", "STOPPING=1"].contains(s))
-        .collect();
-    assert_eq!(
-        order,
-        ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"],
-        "{seen:?}"
-    );
+    let order: Vec<&str> =
+        seen.iter().map(String::as_str).filter(|s| ["READY=1", "RELOADING=1", "STOPPING=1"].contains(s)).collect();
+    assert_eq!(order, ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], "{seen:?}");
     assert!(seen.iter().any(|s| s.starts_with("STATUS=")), "{seen:?}");
 }
 
 #[test]
 fn an_overdue_tick_is_skipped_not_run_twice() {
-    let server = server(TestServerOptions {
-        delay: Some("1".parse().unwrap()),
-        ..TestServerOptions::default()
-    });
+    let server = server(TestServerOptions { delay: Some("1".parse().unwrap()), ..TestServerOptions::default() });
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "flagsd.toml",
-        &batch("slow", "[\"BR\"]", &server.url(), "200ms"),
-    );
+    write_file(dir.path(), "flagsd.toml", &batch("slow", "[\"BR\"]", &server.url(), "200ms"));
     let started = Instant::now();
     let mut daemon = Daemon::start(dir.path(), &[]);
-    assert!(wait_until(LONG, || daemon
-        .log()
-        .contains("previous run still in progress; skipping this tick")));
+    assert!(wait_until(LONG, || daemon.log().contains("previous run still in progress; skipping this tick")));
     // Each run takes a second; overlapping runs would request five times a second.
     let allowed = started.elapsed().as_secs() + 2;
-    assert!(
-        server.hits() <= allowed,
-        "{} requests in {:?}",
-        server.hits(),
-        started.elapsed()
-    );
+    assert!(server.hits() <= allowed, "{} requests in {:?}", server.hits(), started.elapsed());
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0));
 }

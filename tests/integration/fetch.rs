@@ -32,15 +32,8 @@ fn elapsed_time_has_two_decimals() {
     let dir = tempfile::tempdir().unwrap();
     let (_, stdout, _) = fetch(dir.path(), &["BR", "-s", &server.url()]);
     let last = stdout.lines().last().unwrap();
-    let seconds = last
-        .strip_prefix("Elapsed time: ")
-        .and_then(|s| s.strip_suffix('s'))
-        .unwrap();
-    assert_eq!(
-        seconds.split_once('.').map(|(_, d)| d.len()),
-        Some(2),
-        "{last}"
-    );
+    let seconds = last.strip_prefix("Elapsed time: ").and_then(|s| s.strip_suffix('s')).unwrap();
+    assert_eq!(seconds.split_once('.').map(|(_, d)| d.len()), Some(2), "{last}");
 }
 
 #[test]
@@ -48,10 +41,7 @@ fn demo_server_works_offline_for_all_countries() {
     let dir = tempfile::tempdir().unwrap();
     let (status, stdout, stderr) = fetch(dir.path(), &["-s", "demo", "-a"]);
     assert_eq!(status, 0, "{stderr}");
-    assert!(
-        stdout.starts_with("DEMO site: http://127.0.0.1:"),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with("DEMO site: http://127.0.0.1:"), "{stdout}");
     assert_eq!(count(&stdout, "flags downloaded."), 194);
     assert_eq!(assert_only_complete_flags(dir.path()), 194);
 }
@@ -64,10 +54,7 @@ fn verbose_mode_prints_one_line_per_code() {
     assert_eq!(status, 0);
     let lines = verbose_lines(&stdout);
     assert_eq!(lines["BR"], ["BR OK"]);
-    assert_eq!(
-        lines["ZZ"],
-        [format!("ZZ not found: {}/zz/zz.gif", server.url())]
-    );
+    assert_eq!(lines["ZZ"], [format!("ZZ not found: {}/zz/zz.gif", server.url())]);
     assert_eq!(lines.len(), 2);
 }
 
@@ -79,28 +66,19 @@ fn a_trailing_slash_on_the_base_url_is_not_doubled() {
     let (status, stdout, _) = fetch(dir.path(), &["-v", "BR", "-s", &url]);
     assert_eq!(status, 0);
     assert!(stdout.contains("BR OK"), "{stdout}");
-    assert!(
-        stdout.starts_with(&format!("CUSTOM site: {url}\n")),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with(&format!("CUSTOM site: {url}\n")), "{stdout}");
 }
 
 #[test]
 fn error_rate_one_makes_every_code_a_teapot_error() {
-    let server = faulty(Faults {
-        error_rate: 1.0,
-        ..Faults::default()
-    });
+    let server = faulty(Faults { error_rate: 1.0, ..Faults::default() });
     let dir = tempfile::tempdir().unwrap();
     let (status, stdout, _) = fetch(dir.path(), &["-v", "B", "-s", &server.url()]);
     assert_eq!(status, 1);
     let lines = verbose_lines(&stdout);
     assert_eq!(lines.len(), 26);
     for (cc, lines) in &lines {
-        assert_eq!(
-            lines,
-            &[format!("*** Error for {cc}: HTTP 418 - I'm a Teapot")]
-        );
+        assert_eq!(lines, &[format!("*** Error for {cc}: HTTP 418 - I'm a Teapot")]);
     }
     assert_eq!(count(&stdout, "flags downloaded."), 0);
     assert_eq!(count(&stdout, "errors."), 26);
@@ -111,10 +89,7 @@ fn error_rate_one_makes_every_code_a_teapot_error() {
 #[test]
 fn a_quarter_of_errors_still_adds_up() {
     let server = server(TestServerOptions {
-        faults: Faults {
-            error_rate: 0.25,
-            ..Faults::default()
-        },
+        faults: Faults { error_rate: 0.25, ..Faults::default() },
         seed: 11,
         ..TestServerOptions::default()
     });
@@ -139,12 +114,7 @@ fn a_closed_port_is_a_connection_error_for_every_code() {
     let lines = verbose_lines(&stdout);
     assert_eq!(lines.len(), 26);
     for (cc, lines) in &lines {
-        assert_eq!(
-            lines,
-            &[format!(
-                "*** Error for {cc}: Connection error (connection refused)"
-            )]
-        );
+        assert_eq!(lines, &[format!("*** Error for {cc}: Connection error (connection refused)")]);
     }
     assert_eq!(count(&stdout, "errors."), 26);
 }
@@ -153,11 +123,7 @@ fn a_closed_port_is_a_connection_error_for_every_code() {
 fn accounting_holds_over_mixed_faults_for_several_seeds() {
     for seed in [1, 2, 3, 42] {
         let server = server(TestServerOptions {
-            faults: Faults {
-                error_rate: 0.2,
-                truncate_rate: 0.3,
-                ..Faults::default()
-            },
+            faults: Faults { error_rate: 0.2, truncate_rate: 0.3, ..Faults::default() },
             delay: Some("0..0.005".parse().unwrap()),
             seed,
             workers: 2,
@@ -165,23 +131,14 @@ fn accounting_holds_over_mixed_faults_for_several_seeds() {
         });
         let dir = tempfile::tempdir().unwrap();
         let max_req = ["1", "7", "100", "1000"][seed as usize % 4];
-        let (status, stdout, _) = fetch(
-            dir.path(),
-            &["-e", "-v", "-m", max_req, "-s", &server.url()],
-        );
+        let (status, stdout, _) = fetch(dir.path(), &["-e", "-v", "-m", max_req, "-s", &server.url()]);
         let lines = verbose_lines(&stdout);
         assert_eq!(lines.len(), 676, "seed {seed}");
-        assert!(
-            lines.values().all(|l| l.len() == 1),
-            "seed {seed}: a code with several lines"
-        );
+        assert!(lines.values().all(|l| l.len() == 1), "seed {seed}: a code with several lines");
         let (ok, nf, err) = final_counts(&stdout);
         assert_eq!(ok + nf + err, 676, "seed {seed}");
         assert_eq!(lines.values().filter(|l| l[0].ends_with(" OK")).count(), ok);
-        assert!(
-            lines.values().any(|l| l[0].contains("Connection error")),
-            "seed {seed}: no truncation seen"
-        );
+        assert!(lines.values().any(|l| l[0].contains("Connection error")), "seed {seed}: no truncation seen");
         assert_eq!(status, 1, "seed {seed}");
         assert_eq!(assert_only_complete_flags(dir.path()), ok, "seed {seed}");
     }

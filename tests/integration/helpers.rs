@@ -10,16 +10,12 @@ use flagsd::testserver::{Faults, TestServer, TestServerOptions};
 
 /// Starts a test server on a free loopback port.
 pub fn server(options: TestServerOptions) -> TestServer {
-    TestServer::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), options)
-        .expect("test server starts")
+    TestServer::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), options).expect("test server starts")
 }
 
 /// A test server injecting `faults`.
 pub fn faulty(faults: Faults) -> TestServer {
-    server(TestServerOptions {
-        faults,
-        ..TestServerOptions::default()
-    })
+    server(TestServerOptions { faults, ..TestServerOptions::default() })
 }
 
 /// A test server serving the bundled data set, without faults.
@@ -55,32 +51,16 @@ pub fn flagsd() -> Command {
 
 /// Runs `flagsd fetch ARGS -o DIR` and returns (status, stdout, stderr).
 pub fn fetch(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = flagsd()
-        .arg("fetch")
-        .args(args)
-        .arg("-o")
-        .arg(dir)
-        .output()
-        .expect("flagsd runs");
+    let out = flagsd().arg("fetch").args(args).arg("-o").arg(dir).output().expect("flagsd runs");
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("utf-8 output");
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
 /// The report's lines with the elapsed time blanked out.
 pub fn report_lines(stdout: &str) -> Vec<String> {
     stdout
         .lines()
-        .map(|l| {
-            if l.starts_with("Elapsed time: ") {
-                "Elapsed time: *".to_owned()
-            } else {
-                l.to_owned()
-            }
-        })
+        .map(|l| if l.starts_with("Elapsed time: ") { "Elapsed time: *".to_owned() } else { l.to_owned() })
         .collect()
 }
 
@@ -91,19 +71,13 @@ pub fn verbose_lines(stdout: &str) -> BTreeMap<String, Vec<String>> {
     for line in stdout.lines() {
         let code = if let Some(rest) = line.strip_prefix("*** Error for ") {
             rest.split(':').next()
-        } else if line.len() >= 3
-            && line.as_bytes()[2] == b' '
-            && line[..2].bytes().all(|b| b.is_ascii_uppercase())
-        {
+        } else if line.len() >= 3 && line.as_bytes()[2] == b' ' && line[..2].bytes().all(|b| b.is_ascii_uppercase()) {
             Some(&line[..2])
         } else {
             None
         };
         if let Some(code) = code {
-            by_code
-                .entry(code.to_owned())
-                .or_default()
-                .push(line.to_owned());
+            by_code.entry(code.to_owned()).or_default().push(line.to_owned());
         }
     }
     by_code
@@ -122,21 +96,13 @@ pub fn count(stdout: &str, suffix: &str) -> usize {
 
 /// The (downloaded, not found, errors) counts of a final report.
 pub fn final_counts(stdout: &str) -> (usize, usize, usize) {
-    (
-        count(stdout, "flag"),
-        count(stdout, "not found."),
-        count(stdout, "error"),
-    )
+    (count(stdout, "flag"), count(stdout, "not found."), count(stdout, "error"))
 }
 
 /// Names of the files in `dir`, sorted.
 pub fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|entries| entries.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     names.sort();
     names
@@ -147,16 +113,10 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 pub fn assert_only_complete_flags(dir: &Path) -> usize {
     let names = files_in(dir);
     for name in &names {
-        let cc = name
-            .strip_suffix(".gif")
-            .unwrap_or_else(|| panic!("unexpected file {name}"));
-        assert!(
-            cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()),
-            "unexpected file {name}"
-        );
+        let cc = name.strip_suffix(".gif").unwrap_or_else(|| panic!("unexpected file {name}"));
+        assert!(cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()), "unexpected file {name}");
         let lower = cc.to_ascii_lowercase();
-        let expected =
-            flagsd::dataset::get(&format!("flags/{lower}/{lower}.gif")).expect("a known flag");
+        let expected = flagsd::dataset::get(&format!("flags/{lower}/{lower}.gif")).expect("a known flag");
         let saved = std::fs::read(dir.join(name)).expect("read saved flag");
         assert!(saved == expected, "{name} differs from the data set");
     }
@@ -193,9 +153,5 @@ pub fn flagsd_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Strin
     }
     let out = cmd.output().expect("flagsd runs");
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("utf-8 output");
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }

@@ -9,10 +9,7 @@ use crate::helpers::*;
 
 #[test]
 fn sigint_prints_the_final_report_and_leaves_no_partial_file() {
-    let server = server(TestServerOptions {
-        delay: Some("0.2..2".parse().unwrap()),
-        ..TestServerOptions::default()
-    });
+    let server = server(TestServerOptions { delay: Some("0.2..2".parse().unwrap()), ..TestServerOptions::default() });
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flagsd"))
         .env("NO_PROXY", "127.0.0.1")
@@ -27,20 +24,13 @@ fn sigint_prints_the_final_report_and_leaves_no_partial_file() {
     let mut seen = String::new();
     loop {
         let mut line = String::new();
-        assert_ne!(
-            stdout.read_line(&mut line).unwrap(),
-            0,
-            "flagsd ended early: {seen}"
-        );
+        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "flagsd ended early: {seen}");
         seen.push_str(&line);
         if line.ends_with(" OK\n") || line.contains("not found") {
             break;
         }
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
     stdout.read_to_string(&mut seen).unwrap();
@@ -50,9 +40,6 @@ fn sigint_prints_the_final_report_and_leaves_no_partial_file() {
     assert!(finished < 676, "the run was not interrupted");
     let (ok, nf, _) = final_counts(&seen);
     assert_eq!(ok + nf, finished, "{seen}");
-    assert!(
-        seen.contains("--------------------\n") && seen.contains("Elapsed time: "),
-        "{seen}"
-    );
+    assert!(seen.contains("--------------------\n") && seen.contains("Elapsed time: "), "{seen}");
     assert_eq!(assert_only_complete_flags(dir.path()), ok);
 }

@@ -12,17 +12,8 @@ fn assert_usage_error(args: &[&str], message: &str) {
     let (status, stdout, stderr) = fetch(&out_dir, &full);
     assert_eq!(status, 2, "{args:?}: {stderr}");
     let mut lines = stderr.lines();
-    assert_eq!(
-        lines.next(),
-        Some(format!("*** Usage error: {message}").as_str()),
-        "{args:?}"
-    );
-    assert!(
-        lines
-            .next()
-            .is_some_and(|l| l.starts_with("usage: flagsd fetch")),
-        "{stderr}"
-    );
+    assert_eq!(lines.next(), Some(format!("*** Usage error: {message}").as_str()), "{args:?}");
+    assert!(lines.next().is_some_and(|l| l.starts_with("usage: flagsd fetch")), "{stderr}");
     assert_eq!(stdout, "");
     assert_eq!(server.hits(), 0, "{args:?} reached the server");
     assert!(!out_dir.exists(), "{args:?} created the output directory");
@@ -65,10 +56,7 @@ fn unknown_options_exit_with_status_2() {
 
 #[test]
 fn a_bad_log_filter_is_a_usage_error() {
-    let out = flagsd()
-        .args(["--log-level", "=bad=", "fetch", "-s", "DEMO"])
-        .output()
-        .unwrap();
+    let out = flagsd().args(["--log-level", "=bad=", "fetch", "-s", "DEMO"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("*** Usage error: --log-level"));
 }
@@ -83,10 +71,7 @@ fn unwritable_output_directory_exits_3_before_any_request() {
     let (status, stdout, stderr) = fetch(&file.join("out"), &["-e", "-s", &server.url()]);
     assert_eq!(status, 3, "{stderr}");
     assert_eq!(stdout, "");
-    assert!(
-        stderr.starts_with("*** Error: cannot write to output directory '"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("*** Error: cannot write to output directory '"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(server.hits(), 0);
 }
@@ -95,18 +80,9 @@ fn unwritable_output_directory_exits_3_before_any_request() {
 fn help_documents_labels_and_exit_statuses() {
     let out = flagsd().args(["fetch", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "--max-req",
-        "--every",
-        "--all",
-        "--limit",
-        "--server",
-        "--verbose",
-        "--output",
-        "DEMO",
-        "REMOTE",
-        "130",
-    ] {
+    for needle in
+        ["--max-req", "--every", "--all", "--limit", "--server", "--verbose", "--output", "DEMO", "REMOTE", "130"]
+    {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
 }
@@ -115,34 +91,15 @@ fn help_documents_labels_and_exit_statuses() {
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = flagsd()
-        .args([
-            "--log-format",
-            "json",
-            "--log-level",
-            "debug",
-            "fetch",
-            "-s",
-            "DEMO",
-            "BR",
-            "-o",
-        ])
+        .args(["--log-format", "json", "--log-level", "debug", "fetch", "-s", "DEMO", "BR", "-o"])
         .arg(dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    let events: Vec<serde_json::Value> = stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let finished = events
-        .iter()
-        .find(|e| e["message"] == "download finished")
-        .expect("an outcome event");
-    assert_eq!(
-        (finished["cc"].as_str(), finished["kind"].as_str()),
-        (Some("BR"), Some("downloaded"))
-    );
+    let events: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let finished = events.iter().find(|e| e["message"] == "download finished").expect("an outcome event");
+    assert_eq!((finished["cc"].as_str(), finished["kind"].as_str()), (Some("BR"), Some("downloaded")));
 }
 
 #[test]
@@ -155,10 +112,7 @@ fn under_the_journal_logs_have_no_timestamps_or_colours() {
         .output()
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("download finished"))
-        .expect("an outcome line");
+    let line = stderr.lines().find(|l| l.contains("download finished")).expect("an outcome line");
     assert!(line.starts_with("DEBUG download finished cc=BR"), "{line}");
     assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr}");
 }

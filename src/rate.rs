@@ -1,0 +1,135 @@
+//! Per-server politeness: at most N requests per second (or minute, hour).
+//!
+//! A [`RateLimiter`] spaces requests evenly: each caller takes the next free
+//! slot and sleeps until it. Limiters are shared by server label through
+//! [`RateLimiters`], so every batch that uses one server in a process (the
+//! daemon, or `flagsd run`) shares one budget.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A request rate such as `50/s`, kept as the interval between requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    interval: Duration,
+}
+
+impl Rate {
+    /// The time between two requests.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    /// Parses `N/s`, `N/m` or `N/h` (`N` > 0, decimals allowed).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("'{s}' is not a rate such as \"50/s\", \"100/m\" or \"10/h\"");
+        let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: f64 = count.trim().parse().map_err(|_| bad())?;
+        let per = match unit.trim() {
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        if !(count.is_finite() && count > 0.0) {
+            return Err(bad());
+        }
+        let interval = Duration::try_from_secs_f64(per / count).map_err(|_| bad())?;
+        Ok(Self { interval })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.3}/s", 1.0 / self.interval.as_secs_f64())
+    }
+}
+
+/// Spaces requests at least one interval apart.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    next_free: Cell<Option<Instant>>,
+}
+
+impl RateLimiter {
+    /// A limiter for `rate`.
+    pub fn new(rate: Rate) -> Self {
+        Self { interval: rate.interval, next_free: Cell::new(None) }
+    }
+
+    /// Takes the next free slot at or after `now`.
+    fn reserve(&self, now: Instant) -> Instant {
+        let slot = self.next_free.get().map_or(now, |next| next.max(now));
+        self.next_free.set(Some(slot + self.interval));
+        slot
+    }
+
+    /// Waits for this caller's slot.
+    pub async fn wait(&self) {
+        let now = Instant::now();
+        let slot = self.reserve(now);
+        if slot > now {
+            tokio::time::sleep_until(slot).await;
+        }
+    }
+}
+
+/// The limiters of one process, by server label and rate.
+#[derive(Debug, Default)]
+pub struct RateLimiters {
+    by_label: RefCell<HashMap<(String, Rate), Rc<RateLimiter>>>,
+}
+
+impl RateLimiters {
+    /// The shared limiter for `label` at `rate` (created on first use).
+    pub fn get(&self, label: &str, rate: Rate) -> Rc<RateLimiter> {
+        let mut map = self.by_label.borrow_mut();
+        Rc::clone(map.entry((label.to_owned(), rate)).or_insert_with(|| Rc::new(RateLimiter::new(rate))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!("50/s".parse::<Rate>().unwrap().interval(), Duration::from_millis(20));
+        assert_eq!("2/m".parse::<Rate>().unwrap().interval(), Duration::from_secs(30));
+        assert_eq!("0.5/s".parse::<Rate>().unwrap().interval(), Duration::from_secs(2));
+        for bad in ["50", "0/s", "-1/s", "x/s", "5/d", "inf/s"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limiters_are_shared_by_label_and_rate() {
+        let limiters = RateLimiters::default();
+        let rate: Rate = "10/s".parse().unwrap();
+        assert!(Rc::ptr_eq(&limiters.get("LOCAL", rate), &limiters.get("LOCAL", rate)));
+        assert!(!Rc::ptr_eq(&limiters.get("LOCAL", rate), &limiters.get("OTHER", rate)));
+    }
+
+    #[test]
+    fn requests_are_spaced_by_the_interval() {
+        let limiter = RateLimiter::new("100/s".parse().unwrap());
+        let start = Instant::now();
+        let slots: Vec<Instant> = (0..11).map(|_| limiter.reserve(start)).collect();
+        assert_eq!(slots[0], start);
+        assert_eq!(slots[10] - start, Duration::from_millis(100));
+        // After a quiet spell the next request goes at once.
+        let later = start + Duration::from_secs(5);
+        assert_eq!(limiter.reserve(later), later);
+    }
+}
