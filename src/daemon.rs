@@ -33,6 +33,7 @@ use crate::job::PreparedJob;
 use crate::outcome::{CodeOutcome, Outcome};
 use crate::rate::RateLimiters;
 use crate::run::stopped;
+use crate::signals::StopSignals;
 
 /// Tells systemd what the daemon is doing; silent without `NOTIFY_SOCKET`.
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
@@ -66,6 +67,11 @@ impl OutcomeSink for LogSink {
 struct Shared {
     /// Runs in progress, by batch name.
     running: RefCell<BTreeMap<String, JoinHandle<()>>>,
+    /// Batches whose settings changed while they ran: run again, with the
+    /// new settings, as soon as the current run ends.
+    deferred: RefCell<BTreeMap<String, Rc<BatchConfig>>>,
+    /// Batches whose skipped tick has been logged during the current run.
+    skip_logged: RefCell<HashSet<String>>,
     /// Turns true when in-flight runs must be abandoned.
     abandon: watch::Receiver<bool>,
     /// Rate limits, shared by every batch that uses a server.
@@ -73,16 +79,33 @@ struct Shared {
 }
 
 impl Shared {
-    /// Starts a run of `batch` unless one is in progress.
-    fn start_run(self: &Rc<Self>, batch: &Rc<BatchConfig>) {
+    /// Starts a run of `batch` unless one is in progress. If one is, the
+    /// tick is skipped (logged once per run), or with `defer` the run starts
+    /// as soon as the current one ends.
+    fn start_run(self: &Rc<Self>, batch: &Rc<BatchConfig>, defer: bool) {
         let mut running = self.running.borrow_mut();
         if running.get(&batch.name).is_some_and(|h| !h.is_finished()) {
-            tracing::warn!(batch = %batch.name, "previous run still in progress; skipping this tick");
+            if defer {
+                tracing::info!(batch = %batch.name, "run in progress; the new settings apply when it ends");
+                self.deferred.borrow_mut().insert(batch.name.clone(), Rc::clone(batch));
+            } else if self.skip_logged.borrow_mut().insert(batch.name.clone()) {
+                tracing::warn!(batch = %batch.name, "previous run still in progress; skipping ticks until it ends");
+            }
             return;
         }
         let me = Rc::clone(self);
         let batch = Rc::clone(batch);
-        running.insert(batch.name.clone(), actix_rt::spawn(async move { me.run(&batch).await }));
+        let name = batch.name.clone();
+        let task = actix_rt::spawn(async move {
+            me.run(&batch).await;
+            me.skip_logged.borrow_mut().remove(&batch.name);
+            let next = me.deferred.borrow_mut().remove(&batch.name);
+            if let Some(next) = next {
+                // Let this task finish first, so `start_run` sees it done.
+                actix_rt::spawn(async move { me.start_run(&next, false) });
+            }
+        });
+        running.insert(name, task);
     }
 
     async fn run(&self, batch: &BatchConfig) {
@@ -104,7 +127,7 @@ impl Shared {
                 let elapsed = started.elapsed().as_secs_f64();
                 tracing::info!(
                     batch = %batch.name, downloaded = c.downloaded, not_found = c.not_found, errors = c.errors,
-                    abandoned = summary.unfinished, elapsed_s = elapsed, exit_status = ExitStatus::of_run(&summary).code(),
+                    abandoned = summary.unfinished, elapsed_s = elapsed, exit_status = ExitStatus::of_run(&summary, None).code(),
                     "run finished"
                 );
                 let status = format!(
@@ -123,9 +146,13 @@ async fn schedule(shared: Rc<Shared>, batch: Rc<BatchConfig>, every: Duration) {
     let mut ticks = actix_rt::time::interval(every);
     // A tick missed while the thread was busy is dropped, not caught up.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The first tick (at start or after a reload) waits for a run in
+    // progress instead of being skipped, so changed settings apply at once.
+    ticks.tick().await;
+    shared.start_run(&batch, true);
     loop {
         ticks.tick().await;
-        shared.start_run(&batch);
+        shared.start_run(&batch, false);
     }
 }
 
@@ -199,14 +226,19 @@ fn log_config_error(error: &crate::config::file::ConfigError, action: &str) {
 /// Runs the daemon until SIGTERM or SIGINT. A configuration that does not
 /// load at start is an error (status 2) before `READY=1`.
 pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
-    let settings = source.load()?;
+    let settings = source.load_checked()?;
     crate::limits::raise_open_files_limit();
     let mut hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
-    let terminated = crate::signals::terminated();
-    tokio::pin!(terminated);
+    let mut stops = StopSignals::install().map_err(FatalError::Signals)?;
 
     let (abandon_tx, abandon) = watch::channel(false);
-    let shared = Rc::new(Shared { running: RefCell::default(), abandon, limiters: RateLimiters::default() });
+    let shared = Rc::new(Shared {
+        running: RefCell::default(),
+        deferred: RefCell::default(),
+        skip_logged: RefCell::default(),
+        abandon,
+        limiters: RateLimiters::default(),
+    });
     let mut schedules = Schedules { shared: Rc::clone(&shared), tasks: BTreeMap::new() };
     schedules.apply(&settings);
     let mut shutdown_timeout = settings.shutdown_timeout;
@@ -218,7 +250,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
         tokio::select! {
             _ = hangups.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading]);
-                match source.load() {
+                match source.load_checked() {
                     Ok(new) => {
                         schedules.apply(&new);
                         shutdown_timeout = new.shutdown_timeout;
@@ -228,7 +260,10 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
                 }
                 notify(&[sd_notify::NotifyState::Ready]);
             }
-            () = &mut terminated => break,
+            signal = stops.recv() => {
+                tracing::info!(?signal, "stop requested");
+                break;
+            }
         }
     }
 

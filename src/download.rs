@@ -200,7 +200,7 @@ impl HttpFetcher {
             |path: &Path, e: std::io::Error| DownloadError::Io { detail: format!("{}: {e}", path.display()) };
         let mut file = self.output.temp_file(code).map_err(|e| io_error(&target, e))?;
         let mut bytes = 0u64;
-        while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| body_error(&e))? {
             bytes += chunk.len() as u64;
             if bytes > self.max_size {
                 return Err(too_large);
@@ -300,6 +300,16 @@ fn connection_error(error: &reqwest::Error) -> DownloadError {
         innermost_message(error)
     };
     DownloadError::Connection { detail: Some(detail) }
+}
+
+/// A failure while reading a body: the response is cut short.
+fn body_error(error: &reqwest::Error) -> DownloadError {
+    match connection_error(error) {
+        DownloadError::Connection { detail: Some(d) } if d != "timed out" => {
+            DownloadError::Connection { detail: Some(format!("truncated body: {d}")) }
+        }
+        other => other,
+    }
 }
 
 fn find_source<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {

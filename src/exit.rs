@@ -6,13 +6,15 @@
 //! | 1 | at least one error outcome |
 //! | 2 | usage or configuration error (nothing was downloaded) |
 //! | 3 | fatal runtime error: output directory, client set-up, server bind |
-//! | 130 | interrupted (Ctrl-C) |
+//! | 130 | interrupted (Ctrl-C, SIGINT) |
+//! | 143 | terminated (SIGTERM) |
 
 use crate::actors::{CoordinatorLost, RunSummary};
 use crate::config::UsageError;
 use crate::config::file::ConfigError;
 use crate::download::ClientError;
 use crate::output::OutputDirError;
+use crate::signals::StopSignal;
 use crate::testserver::TestServerError;
 
 /// How a command ended, as the process exit status.
@@ -28,13 +30,19 @@ pub enum ExitStatus {
     Fatal = 3,
     /// Interrupted by SIGINT.
     Interrupted = 130,
+    /// Stopped by SIGTERM.
+    Terminated = 143,
 }
 
 impl ExitStatus {
-    /// The status of a finished (or interrupted) run.
-    pub fn of_run(summary: &RunSummary) -> Self {
+    /// The status of a finished (or interrupted) run; `signal` is what
+    /// stopped it, if anything did.
+    pub fn of_run(summary: &RunSummary, signal: Option<StopSignal>) -> Self {
         if summary.interrupted {
-            Self::Interrupted
+            match signal {
+                Some(StopSignal::Terminate) => Self::Terminated,
+                _ => Self::Interrupted,
+            }
         } else if summary.counts.errors > 0 {
             Self::SomeErrors
         } else {

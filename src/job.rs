@@ -19,9 +19,8 @@ use crate::output::OutputDir;
 use crate::rate::RateLimiters;
 use crate::testserver::{TestServer, TestServerOptions};
 
-/// How much longer than the client's own total timeout the coordinator waits
-/// for a worker before giving up on it.
-const DEADLINE_GRACE: Duration = Duration::from_secs(5);
+/// Slack on top of the client's own total timeouts for one attempt.
+const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 
 /// A job whose output directory, server and client are ready.
 pub struct PreparedJob {
@@ -59,7 +58,10 @@ impl PreparedJob {
             Naming::Code => Rc::new(fetcher),
             Naming::Country => Rc::new(fetcher.naming_by_country()),
         };
-        let options = PoolOptions { pool_size, deadline: job.timeouts.total + DEADLINE_GRACE, retry: job.retry };
+        // Naming by country costs a second request (metadata.json) per code.
+        let requests = if job.naming == Naming::Country { 2 } else { 1 };
+        let deadline = job.timeouts.total * requests + DEADLINE_GRACE;
+        let options = PoolOptions { pool_size, deadline, retry: job.retry };
         Ok(Self { display_url: redact_credentials(&base_url), pool_size, fetcher, options, _demo: demo })
     }
 

@@ -53,8 +53,7 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
 
 /// `flagsd check-config`: every problem on its own line, status 0 or 2.
 fn check_config(source: &ConfigSource) -> Result<ExitStatus, FatalError> {
-    let settings = source.load()?;
-    settings.check_output_dirs(&source.origin())?;
+    let settings = source.load_checked()?;
     let scheduled = settings.batches.iter().filter(|b| b.every.is_some()).count();
     println!("{}: OK ({} batches, {scheduled} scheduled)", source.origin(), settings.batches.len());
     Ok(ExitStatus::Success)

@@ -18,6 +18,13 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// Writes report text to stdout. A closed stdout (`| head`) is not an
+/// error worth stopping a download for: the text is dropped.
+pub fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// The lines printed before the downloads start.
 pub fn initial_report(label: &str, url: &str, codes: &[CountryCode], connections: usize) -> String {
     let list = match codes {
@@ -107,8 +114,9 @@ impl OutcomeSink for ConsoleSink {
     fn record(&mut self, outcome: &CodeOutcome) {
         log_outcome(outcome);
         if self.verbose {
-            // A closed stdout (`| head`) must not stop the run.
-            let _ = writeln!(std::io::stdout().lock(), "{}", verbose_line(outcome));
+            let mut line = verbose_line(outcome);
+            line.push('\n');
+            emit(&line);
         }
         if let Some(bar) = &self.progress {
             bar.inc(1);

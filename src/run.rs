@@ -6,22 +6,24 @@
 
 use std::time::Instant;
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use tokio::sync::watch;
 
-use crate::actors::{OutcomeSink, RunSummary};
+use crate::actors::OutcomeSink;
 use crate::config::settings::{BatchConfig, Settings};
 use crate::exit::{ExitStatus, FatalError};
 use crate::job::PreparedJob;
 use crate::outcome::CodeOutcome;
 use crate::rate::RateLimiters;
-use crate::report::{final_report, initial_report, log_outcome, verbose_line};
+use crate::report::{emit, final_report, initial_report, log_outcome, verbose_line};
+use crate::signals::{StopSignal, StopSignals};
 
 /// Keeps a batch's verbose lines until its report is printed.
 struct BufferedSink {
     verbose: bool,
-    lines: std::rc::Rc<std::cell::RefCell<String>>,
+    lines: Rc<RefCell<String>>,
 }
 
 impl OutcomeSink for BufferedSink {
@@ -43,36 +45,44 @@ pub async fn stopped(mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Runs one batch to the end (or `stop`), returning its whole report text.
+/// What a batch run leaves to print: its report (stdout) and any fatal
+/// error (stderr), and its exit status.
+struct BatchReport {
+    report: String,
+    error: Option<String>,
+    status: ExitStatus,
+}
+
+/// Runs one batch to the end (or `stop`), keeping its report text.
 async fn run_batch(
     batch: BatchConfig,
     limiters: Rc<RateLimiters>,
     stop: watch::Receiver<bool>,
-) -> (String, ExitStatus) {
+    signal: Rc<Cell<Option<StopSignal>>>,
+) -> BatchReport {
     let mut report = format!("== batch {} ==\n", batch.name);
     let job = &batch.job;
+    let failed = |report, e: FatalError| BatchReport {
+        report,
+        error: Some(format!("*** Error in batch {}: {e}", batch.name)),
+        status: e.exit_status(),
+    };
     let prepared = match PreparedJob::prepare(job, &limiters) {
         Ok(p) => p,
-        Err(e) => {
-            report.push_str(&format!("*** Error: {e}\n"));
-            return (report, e.exit_status());
-        }
+        Err(e) => return failed(report, e),
     };
     report.push_str(&initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size));
-    let lines = std::rc::Rc::default();
-    let sink = Box::new(BufferedSink { verbose: batch.verbose, lines: std::rc::Rc::clone(&lines) });
+    let lines = Rc::default();
+    let sink = Box::new(BufferedSink { verbose: batch.verbose, lines: Rc::clone(&lines) });
     let started = Instant::now();
-    let summary: Result<RunSummary, _> = prepared.start(job, sink).finish_or_interrupt(stopped(stop)).await;
+    let summary = prepared.start(job, sink).finish_or_interrupt(stopped(stop)).await;
     report.push_str(&lines.borrow());
     match summary {
         Ok(summary) => {
             report.push_str(&final_report(&summary.counts, started.elapsed()));
-            (report, ExitStatus::of_run(&summary))
+            BatchReport { report, error: None, status: ExitStatus::of_run(&summary, signal.get()) }
         }
-        Err(e) => {
-            report.push_str(&format!("*** Error: {e}\n"));
-            (report, ExitStatus::Fatal)
-        }
+        Err(e) => failed(report, e.into()),
     }
 }
 
@@ -83,7 +93,7 @@ pub fn worst(a: ExitStatus, b: ExitStatus) -> ExitStatus {
         ExitStatus::SomeErrors => 1,
         ExitStatus::Usage => 2,
         ExitStatus::Fatal => 3,
-        ExitStatus::Interrupted => 4,
+        ExitStatus::Interrupted | ExitStatus::Terminated => 4,
     };
     if rank(b) > rank(a) { b } else { a }
 }
@@ -103,23 +113,32 @@ pub async fn run(settings: Settings, names: &[String]) -> Result<ExitStatus, Fat
     }
     crate::limits::raise_open_files_limit();
     let limiters = Rc::new(RateLimiters::default());
-    let interrupted = crate::signals::interrupted().map_err(FatalError::Signals)?;
+    let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
+    let received = Rc::new(Cell::new(None));
     let (stop_tx, stop_rx) = watch::channel(false);
-    actix_rt::spawn(async move {
-        interrupted.await;
-        let _ = stop_tx.send(true);
-    });
-    let tasks: Vec<_> =
-        batches.into_iter().map(|b| actix_rt::spawn(run_batch(b, Rc::clone(&limiters), stop_rx.clone()))).collect();
+    {
+        let received = Rc::clone(&received);
+        actix_rt::spawn(async move {
+            received.set(Some(signals.recv().await));
+            let _ = stop_tx.send(true);
+        });
+    }
+    let tasks: Vec<_> = batches
+        .into_iter()
+        .map(|b| actix_rt::spawn(run_batch(b, Rc::clone(&limiters), stop_rx.clone(), Rc::clone(&received))))
+        .collect();
     let mut status = ExitStatus::Success;
     for (i, task) in tasks.into_iter().enumerate() {
-        let (report, batch_status) =
-            task.await.unwrap_or_else(|e| (format!("*** Error: batch task failed: {e}\n"), ExitStatus::Fatal));
-        if i > 0 {
-            println!();
+        let batch = task.await.unwrap_or_else(|e| BatchReport {
+            report: String::new(),
+            error: Some(format!("*** Error: batch task failed: {e}")),
+            status: ExitStatus::Fatal,
+        });
+        emit(&format!("{}{}", if i > 0 { "\n" } else { "" }, batch.report));
+        if let Some(error) = batch.error {
+            eprintln!("{error}");
         }
-        print!("{report}");
-        status = worst(status, batch_status);
+        status = worst(status, batch.status);
     }
     Ok(status)
 }

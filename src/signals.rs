@@ -1,35 +1,40 @@
 //! Unix signals as futures.
 //!
-//! Handlers are installed when the listener is created, not when it is first
-//! polled, so a signal that arrives between start-up and the first poll is
-//! not lost (and does not kill the process with the default disposition).
+//! Handlers are installed when [`StopSignals::install`] is called, not when a
+//! future is first polled, so a signal that arrives between start-up and the
+//! first poll is neither lost nor fatal (the default disposition would kill
+//! the process and leave its temporary files behind).
 
-use std::future::Future;
 use std::io;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Completes at the first SIGINT (Ctrl-C). The handler is installed now.
-pub fn interrupted() -> io::Result<impl Future<Output = ()>> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        sigint.recv().await;
-    })
+/// Which signal asked the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (`kill`, `systemctl stop`).
+    Terminate,
 }
 
-/// Completes at the first SIGINT or SIGTERM. If the handlers cannot be
-/// installed the default dispositions stay, and this never completes.
-pub async fn terminated() {
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "cannot listen for signals");
-            std::future::pending::<()>().await;
+/// Listeners for SIGINT and SIGTERM.
+pub struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers now.
+    pub fn install() -> io::Result<Self> {
+        Ok(Self { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    }
+
+    /// Waits for the next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.interrupt.recv() => StopSignal::Interrupt,
+            _ = self.terminate.recv() => StopSignal::Terminate,
         }
     }
 }

@@ -29,6 +29,7 @@ use bytes::Bytes;
 
 use crate::dataset;
 use crate::random::{Dice, mix};
+use crate::signals::StopSignals;
 
 /// Concurrent connections the server is meant to hold.
 pub const TARGET_CONNECTIONS: u64 = 1000;
@@ -425,11 +426,12 @@ impl Drop for TestServer {
 /// Serves in the foreground until SIGINT or SIGTERM, printing the URL first.
 pub async fn serve_forever(bind: SocketAddr, options: TestServerOptions) -> Result<(), TestServerError> {
     raise_open_files_limit();
+    let mut stops = StopSignals::install().map_err(|e| TestServerError::Thread(format!("signal handlers: {e}")))?;
     let (server, addr) = build(bind, options, Arc::default())?;
     println!("Serving flags at {}", base_url(addr));
     let handle = server.handle();
     let stop = async move {
-        crate::signals::terminated().await;
+        stops.recv().await;
         handle.stop(true).await;
     };
     let (result, ()) = tokio::join!(server, stop);

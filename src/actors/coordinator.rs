@@ -26,6 +26,10 @@ use crate::outcome::{CodeOutcome, DownloadError, Outcome, StatusCounts};
 use crate::random::Dice;
 use crate::retry::RetryPolicy;
 
+/// How much longer than the attempt deadline the coordinator waits for a
+/// worker's answer before it gives up on that worker.
+const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Receives each outcome as it arrives (report lines, progress, logs).
 pub trait OutcomeSink {
     /// Called once per finished code, in completion order.
@@ -37,8 +41,9 @@ pub trait OutcomeSink {
 pub struct PoolOptions {
     /// Number of workers (at most the number of codes are started).
     pub pool_size: usize,
-    /// Longest the coordinator waits for one attempt before counting it as
-    /// an error; a backstop above the HTTP client's own timeouts.
+    /// Longest one attempt may take, all its requests included; the worker
+    /// enforces it, and the coordinator waits a little longer (in case the
+    /// worker itself is stuck) before replacing the worker.
     pub deadline: Duration,
     /// When to try a failed code again.
     pub retry: RetryPolicy,
@@ -103,7 +108,7 @@ impl Actor for Coordinator {
 
 impl Coordinator {
     fn new_worker(&self) -> Addr<Worker> {
-        Worker::new(Rc::clone(&self.fetcher)).start()
+        Worker::new(Rc::clone(&self.fetcher), self.options.deadline).start()
     }
 
     /// Gives `worker` the next code; parks it when the queue is empty but
@@ -116,7 +121,7 @@ impl Coordinator {
             self.finish_if_done(ctx);
             return;
         };
-        let deadline = self.options.deadline;
+        let deadline = self.options.deadline + BACKSTOP_GRACE;
         self.in_flight += 1;
         let request = worker.send(Download { code, url: self.fetcher.url(code) }).timeout(deadline);
         ctx.spawn(request.into_actor(self).map(move |answer, act, ctx| {

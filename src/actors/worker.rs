@@ -1,12 +1,17 @@
 //! A worker: downloads the one code it is given and answers with its outcome.
+//!
+//! The worker bounds each attempt by a deadline of its own: when it passes,
+//! the download future is dropped (and with it any temporary file) and the
+//! worker answers with a connection error, ready for its next code.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::codes::CountryCode;
 use crate::download::Fetch;
-use crate::outcome::Outcome;
+use crate::outcome::{DownloadError, Outcome};
 
 /// Asks a worker to download one code from `url`.
 #[derive(Debug, Message)]
@@ -21,12 +26,14 @@ pub struct Download {
 /// A pool member: one download at a time, through a shared fetcher.
 pub struct Worker {
     fetcher: Rc<dyn Fetch>,
+    deadline: Duration,
 }
 
 impl Worker {
-    /// A worker using `fetcher` (shared with the rest of the pool).
-    pub fn new(fetcher: Rc<dyn Fetch>) -> Self {
-        Self { fetcher }
+    /// A worker using `fetcher` (shared with the rest of the pool), giving
+    /// each attempt at most `deadline`.
+    pub fn new(fetcher: Rc<dyn Fetch>, deadline: Duration) -> Self {
+        Self { fetcher, deadline }
     }
 }
 
@@ -40,6 +47,14 @@ impl Handler<Download> for Worker {
     type Result = AtomicResponse<Self, Outcome>;
 
     fn handle(&mut self, msg: Download, _ctx: &mut Self::Context) -> Self::Result {
-        AtomicResponse::new(Box::pin(self.fetcher.fetch(msg.code, msg.url).into_actor(self)))
+        let deadline = self.deadline;
+        let attempt = tokio::time::timeout(deadline, self.fetcher.fetch(msg.code, msg.url));
+        let outcome = async move {
+            attempt.await.unwrap_or_else(|_| {
+                let detail = format!("no answer within {}s", deadline.as_secs_f64());
+                Outcome::Failed(DownloadError::Connection { detail: Some(detail) })
+            })
+        };
+        AtomicResponse::new(Box::pin(outcome.into_actor(self)))
     }
 }

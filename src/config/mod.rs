@@ -153,6 +153,14 @@ impl ConfigSource {
         let raw = file::load(self.path.as_deref(), std::env::vars(), &self.overrides)?;
         settings::Settings::check(&raw, &self.origin())
     }
+
+    /// [`load`](Self::load), then checks that every output directory is
+    /// writable or can be created (as `check-config` and `serve` do).
+    pub fn load_checked(&self) -> Result<settings::Settings, file::ConfigError> {
+        let settings = self.load()?;
+        settings.check_output_dirs(&self.origin())?;
+        Ok(settings)
+    }
 }
 
 /// Parses a size: bytes, or a number with a unit (`512KiB`, `10MB`, `1.5GiB`;

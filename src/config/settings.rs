@@ -38,6 +38,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
 }
 
+/// The shortest schedule interval.
+const MIN_EVERY: Duration = Duration::from_secs(1);
+
 /// Collects problems while checking.
 struct Checker {
     origin: String,
@@ -125,8 +128,8 @@ impl Settings {
             let max_req = batch.max_req.map_or(default_max_req, |n| checker.at_least_one(key("max_req"), n));
             let server =
                 check_server(&mut checker, &key("server"), batch.server.as_deref().unwrap_or("LOCAL"), &servers);
-            if let Some(every) = batch.every {
-                checker.positive_duration(&key("every"), every);
+            if batch.every.is_some_and(|every| every < MIN_EVERY) {
+                checker.problem(key("every"), "must be at least 1s");
             }
             let output = match &batch.output {
                 Some(dir) => d.output.join(dir),
@@ -277,8 +280,10 @@ fn writable_or_creatable(dir: &Path) -> Result<(), String> {
             return Err(format!("'{}' is not a directory", probe.display()));
         }
         match probe.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => probe = parent,
-            _ => return Ok(()),
+            // A relative path ends in the working directory: probe it too.
+            Some(parent) if parent.as_os_str().is_empty() => probe = Path::new("."),
+            Some(parent) => probe = parent,
+            None => return Ok(()),
         }
     }
 }

@@ -31,19 +31,34 @@ pub fn closed_port_url() -> String {
     format!("http://{addr}/flags")
 }
 
-/// The binary, with no proxy or log settings inherited from the caller.
+/// Variables of the caller's environment that would change what flagsd
+/// does: its own settings, proxies, and systemd's.
+pub fn leaked_vars() -> Vec<String> {
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            let lower = k.to_ascii_lowercase();
+            k.starts_with("FLAGSD_")
+                || lower.ends_with("_proxy")
+                || ["JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"].contains(&k.as_str())
+        })
+        .collect()
+}
+
+/// The binary, with none of [`leaked_vars`] inherited from the caller.
 pub fn flagsd() -> Command {
     let mut cmd = Command::cargo_bin("flagsd").expect("binary built");
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "FLAGSD_LOG",
-        "FLAGSD_CONFIG",
-    ] {
+    for var in leaked_vars() {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// The binary as a `std` command (for children that run in the
+/// background), with a clean environment like [`flagsd`].
+pub fn flagsd_child() -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("flagsd"));
+    for var in leaked_vars() {
         cmd.env_remove(var);
     }
     cmd

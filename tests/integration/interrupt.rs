@@ -11,8 +11,7 @@ use crate::helpers::*;
 fn sigint_prints_the_final_report_and_leaves_no_partial_file() {
     let server = server(TestServerOptions { delay: Some("0.2..2".parse().unwrap()), ..TestServerOptions::default() });
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flagsd"))
-        .env("NO_PROXY", "127.0.0.1")
+    let mut child = flagsd_child()
         .args(["fetch", "-e", "-v", "-m", "50", "-s", &server.url(), "-o"])
         .arg(dir.path())
         .stdout(Stdio::piped())

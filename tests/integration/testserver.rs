@@ -7,7 +7,7 @@ use crate::helpers::*;
 
 #[test]
 fn serves_the_bundled_flags_until_sigterm() {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("flagsd"))
+    let mut child = flagsd_child()
         .args(["testserver", "--bind", "127.0.0.1:0", "--workers", "1"])
         .stdout(Stdio::piped())
         .spawn()
