@@ -187,6 +187,11 @@ pub struct FetchArgs {
     #[arg(long, value_name = "N/UNIT")]
     pub rate: Option<String>,
 
+    /// Configuration file whose [servers] labels apply
+    /// [default: $FLAGSD_CONFIG, else /etc/flagsd/flagsd.toml when present]
+    #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Directory for the downloaded files (created if missing)
     #[arg(short, long, value_name = "DIR", default_value = "downloaded")]
     pub output: PathBuf,

@@ -8,24 +8,39 @@ use flagsd::testserver::{Faults, TestServerOptions, serve_forever};
 
 const FETCH_USAGE: &str =
     "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
+const GENERAL_USAGE: &str = "usage: flagsd <fetch|run|serve|check-config|testserver> [OPTIONS]  (see flagsd --help)";
 
 fn main() {
-    let cli = Cli::parse();
-    let fetching = matches!(cli.command, Command::Fetch(_));
-    let status = run(cli).unwrap_or_else(|error| {
-        match &error {
-            FatalError::Usage(usage) => {
-                eprintln!("*** Usage error: {usage}");
-                if fetching {
-                    eprintln!("{FETCH_USAGE}");
-                }
+    let fetching = std::env::args().skip(1).any(|a| a == "fetch");
+    let usage_error = |message: &str| {
+        eprintln!("*** Usage error: {message}");
+        eprintln!("{}", if fetching { FETCH_USAGE } else { GENERAL_USAGE });
+        ExitStatus::Usage
+    };
+    let status = match Cli::try_parse() {
+        Ok(cli) => run(cli).unwrap_or_else(|error| match &error {
+            FatalError::Usage(usage) => usage_error(&usage.to_string()),
+            FatalError::Config(problems) => {
+                eprintln!("{problems}");
+                error.exit_status()
             }
-            FatalError::Config(problems) => eprintln!("{problems}"),
-            other => eprintln!("*** Error: {other}"),
-        }
-        error.exit_status()
-    });
+            other => {
+                eprintln!("*** Error: {other}");
+                error.exit_status()
+            }
+        }),
+        Err(e) if e.use_stderr() => usage_error(clap_message(&e).as_str()),
+        // --help and --version: clap prints them and exits 0.
+        Err(e) => e.exit(),
+    };
     std::process::exit(status.code());
+}
+
+/// The first line of a clap error, without its `error: ` prefix.
+fn clap_message(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
 fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
@@ -38,7 +53,11 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
     let system = actix_rt::System::new();
     match cli.command {
         Command::Fetch(args) => {
-            let config = FetchConfig::from_args(&args)?;
+            let source = ConfigSource {
+                path: ConfigSource::file_or_default(args.config.clone()),
+                overrides: Default::default(),
+            };
+            let config = FetchConfig::from_args(&args, &source.servers()?)?;
             system.block_on(flagsd::fetch::run(config))
         }
         Command::Run(args) => {

@@ -16,10 +16,20 @@ use crate::codes::CountryCode;
 /// even at four bytes a character).
 const MAX_STEM_CHARS: usize = 60;
 
+/// Invisible formatting characters that can disguise a name: bidi
+/// overrides and isolates (`U+202E` turns `gif.exe` around), zero-width
+/// characters, the soft hyphen and the byte-order mark.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// A safe file stem for `raw`, or `None` if nothing usable is left.
 pub fn sanitize_stem(raw: &str) -> Option<String> {
-    let mut stem: String =
-        raw.chars().filter(|c| !c.is_control()).map(|c| if c == '/' || c == '\\' { '_' } else { c }).collect();
+    let mut stem: String = raw
+        .chars()
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
+        .map(|c| if c == '/' || c == '\\' { '_' } else { c })
+        .collect();
     while stem.contains("..") {
         stem = stem.replace("..", ".");
     }
@@ -68,6 +78,7 @@ mod tests {
         assert_eq!(sanitize_stem(".hidden").as_deref(), Some("hidden"));
         assert_eq!(sanitize_stem("a\u{0}b\nc\u{1b}[31m").as_deref(), Some("abc[31m"));
         assert_eq!(sanitize_stem("C:\\win").as_deref(), Some("C:_win"));
+        assert_eq!(sanitize_stem("Evil\u{202E}fig.exe\u{200B}").as_deref(), Some("Evilfig.exe"));
         assert_eq!(sanitize_stem(" \t ").as_deref(), None);
         let long = "é".repeat(500);
         assert_eq!(sanitize_stem(&long).map(|s| s.chars().count()), Some(MAX_STEM_CHARS));

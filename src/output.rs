@@ -7,11 +7,18 @@
 //! leftovers of a killed process (removed at start) from the live files of a
 //! concurrent one (kept). A temporary file is deleted when dropped, so a
 //! download abandoned at any point (error, timeout, Ctrl-C) leaves nothing.
+//!
+//! A leftover is removed only when its process is gone *and* it has not been
+//! written for [`STALE_AFTER`]: under systemd's `ProtectProc=invisible` one
+//! unit cannot see another's processes, so a live download elsewhere could
+//! look orphaned; it cannot look idle that long, since the read timeout ends
+//! any download that stops writing.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tempfile::NamedTempFile;
 
@@ -19,6 +26,9 @@ use crate::codes::CountryCode;
 
 /// Suffix that marks flagsd's temporary files.
 const TEMP_SUFFIX: &str = ".flagsd-tmp";
+
+/// How long a leftover temporary file must have been idle to be removed.
+pub const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// The output directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +95,8 @@ impl OutputDir {
             let Some(pid) = name.to_str().and_then(temp_file_pid) else {
                 continue;
             };
-            if process_alive(pid) {
+            let idle = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if process_alive(pid) || idle.is_none_or(|idle| idle < STALE_AFTER) {
                 continue;
             }
             let path = entry.path();
@@ -111,6 +122,8 @@ fn process_alive(pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     #[test]
@@ -126,13 +139,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A pid that cannot be alive (beyond the kernel's pid_max) and our own.
         let stale = dir.path().join(".BR.gif.xyz.4294967295.flagsd-tmp");
+        let recent = dir.path().join(".CL.gif.xyz.4294967295.flagsd-tmp");
         let live = dir.path().join(format!(".AR.gif.xyz.{}.flagsd-tmp", std::process::id()));
         let other = dir.path().join("notes.txt");
-        for p in [&stale, &live, &other] {
+        let long_ago = SystemTime::now() - STALE_AFTER - Duration::from_secs(60);
+        for p in [&stale, &recent, &live, &other] {
             fs::write(p, b"x").unwrap();
+            if p != &recent {
+                fs::File::options().write(true).open(p).unwrap().set_modified(long_ago).unwrap();
+            }
         }
         OutputDir::prepare(dir.path()).unwrap();
         assert!(!stale.exists());
+        assert!(recent.exists(), "a recently written file may belong to a live process");
         assert!(live.exists());
         assert!(other.exists());
     }

@@ -126,13 +126,18 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
+    /// The file named by `path`, else the default file when present.
+    pub fn file_or_default(path: Option<PathBuf>) -> Option<PathBuf> {
+        path.or_else(|| {
+            let default = Path::new(DEFAULT_CONFIG_PATH);
+            default.exists().then(|| default.to_owned())
+        })
+    }
+
     /// The source chosen by the command line.
     pub fn from_args(args: &ConfigArgs) -> Result<Self, UsageError> {
         let max_req = args.max_req.as_deref().map(|m| positive(m, "--max_req CONCURRENT must be >= 1")).transpose()?;
-        let path = args.config.clone().or_else(|| {
-            let default = Path::new(DEFAULT_CONFIG_PATH);
-            default.exists().then(|| default.to_owned())
-        });
+        let path = Self::file_or_default(args.config.clone());
         Ok(Self {
             path,
             overrides: file::Overrides {
@@ -146,6 +151,13 @@ impl ConfigSource {
     /// The name problems are reported under.
     pub fn origin(&self) -> String {
         file::origin_name(self.path.as_deref())
+    }
+
+    /// The server labels for `fetch`: built-in, overridden by the file's and
+    /// the environment's `[servers]`.
+    pub fn servers(&self) -> Result<settings::ServerTable, file::ConfigError> {
+        let raw = file::load(self.path.as_deref(), std::env::vars(), &self.overrides)?;
+        settings::configured_servers(&raw, &self.origin())
     }
 
     /// Reads, layers and checks the configuration (environment from this process).
@@ -213,8 +225,9 @@ pub fn pool_size(max_req: usize, codes: usize) -> usize {
 }
 
 impl FetchConfig {
-    /// Checks the `fetch` arguments.
-    pub fn from_args(args: &FetchArgs) -> Result<Self, UsageError> {
+    /// Checks the `fetch` arguments; `servers` resolves server labels (the
+    /// built-in ones, as overridden by the configuration).
+    pub fn from_args(args: &FetchArgs, servers: &settings::ServerTable) -> Result<Self, UsageError> {
         let mut explicit = Vec::new();
         for arg in &args.codes {
             let codes = expand_argument(arg).map_err(|e| UsageError(e.to_string()))?;
@@ -222,9 +235,15 @@ impl FetchConfig {
         }
         let limit = args.limit.as_deref().map(|l| positive(l, "--limit N must be >= 1")).transpose()?;
         let max_req = positive(&args.max_req, "--max_req CONCURRENT must be >= 1")?;
-        let mut server = Server::parse(&args.server)?;
-        server.rate =
-            args.rate.as_deref().map(|r| r.parse().map_err(|e| UsageError(format!("--rate: {e}")))).transpose()?;
+        let mut server = match servers.get(&args.server.to_ascii_uppercase()) {
+            Some((url, rate)) => {
+                Server { label: args.server.to_ascii_uppercase(), target: ServerTarget::Url(url.clone()), rate: *rate }
+            }
+            None => Server::parse(&args.server)?,
+        };
+        if let Some(rate) = &args.rate {
+            server.rate = Some(rate.parse().map_err(|e| UsageError(format!("--rate: {e}")))?);
+        }
         let timeouts = Timeouts {
             connect: duration("--connect-timeout", &args.connect_timeout)?,
             read: duration("--read-timeout", &args.read_timeout)?,
@@ -265,7 +284,8 @@ mod tests {
     fn config(args: &[&str]) -> Result<FetchConfig, UsageError> {
         let argv = ["flagsd", "fetch"].iter().chain(args).copied();
         let Command::Fetch(fetch) = Cli::try_parse_from(argv).unwrap().command else { panic!("not fetch") };
-        FetchConfig::from_args(&fetch)
+        let servers = ConfigSource { path: None, overrides: file::Overrides::default() }.servers().unwrap();
+        FetchConfig::from_args(&fetch, &servers)
     }
 
     #[test]

@@ -191,8 +191,16 @@ impl Settings {
     }
 }
 
-/// A server label's base URL and rate limit.
-type ServerTable = BTreeMap<String, (String, Option<Rate>)>;
+/// Base URL and rate limit by server label (upper case).
+pub type ServerTable = BTreeMap<String, (String, Option<Rate>)>;
+
+/// The built-in labels, overridden and extended by `raw`'s `[servers]`
+/// (what `fetch` uses of a configuration).
+pub fn configured_servers(raw: &RawConfig, origin: &str) -> Result<ServerTable, ConfigError> {
+    let mut checker = Checker { origin: origin.to_owned(), problems: Vec::new() };
+    let servers = check_servers(&mut checker, &raw.servers);
+    if checker.problems.is_empty() { Ok(servers) } else { Err(ConfigError { problems: checker.problems }) }
+}
 
 fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawServer>) -> ServerTable {
     let mut servers: ServerTable =

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flagsd::testserver::TestServerOptions;
+use flagsd::testserver::{Faults, TestServerOptions};
 
 use crate::helpers::*;
 
@@ -71,7 +71,9 @@ fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {
 
     // The first run at start, then more on schedule.
     assert!(wait_until(LONG, || server.hits() >= 3), "{}", daemon.log());
-    assert_eq!(assert_only_complete_flags(&dir.path().join("downloaded/a")), 1);
+    // A run may be writing right now: check the finished file only.
+    let saved = std::fs::read(dir.path().join("downloaded/a/BR.gif")).unwrap();
+    assert_eq!(saved, flagsd::dataset::get("flags/br/br.gif").unwrap());
     assert!(daemon.log().contains("run finished batch=a downloaded=1"), "{}", daemon.log());
 
     // A good file adds a batch.
@@ -98,6 +100,7 @@ fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {
 
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
+    assert_eq!(assert_only_complete_flags(&dir.path().join("downloaded/a")), 1);
 }
 
 #[test]
@@ -121,8 +124,8 @@ fn sigterm_during_a_run_exits_0_within_the_shutdown_timeout_leaving_no_partial_f
     let status = daemon.wait(LONG);
     let took = stopping.elapsed();
     assert_eq!(status, Some(0), "{}", daemon.log());
-    // Only a bound against hanging: 1.5 s timeout plus start-up slack.
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // The 1.5 s shutdown timeout plus slack for a loaded machine.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(daemon.log().contains("abandoning it"), "{}", daemon.log());
     let saved = assert_only_complete_flags(&out);
     assert!(saved > 0 && saved < 194, "{saved}");
@@ -198,6 +201,48 @@ fn an_overdue_tick_is_skipped_not_run_twice() {
     assert!(log.matches(skipped).count() <= log.matches("run finished").count() + 1, "{log}");
     let allowed = started.elapsed().as_secs_f64() / 2.5 + 2.0;
     assert!(server.hits() as f64 <= allowed, "{} requests in {:?}", server.hits(), started.elapsed());
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0));
+}
+
+#[test]
+fn reload_reruns_changed_batches_and_drops_removed_ones() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let both =
+        format!("{}{}", batch("keep", "[\"BR\"]", &server.url(), "1h"), batch("gone", "[\"AR\"]", &server.url(), "1s"));
+    write_file(dir.path(), "flagsd.toml", &both);
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    assert!(wait_until(LONG, || dir.path().join("downloaded/keep/BR.gif").exists()), "{}", daemon.log());
+    assert!(wait_until(LONG, || dir.path().join("downloaded/gone/AR.gif").exists()), "{}", daemon.log());
+
+    // `keep` changes its codes; `gone` is removed.
+    write_file(dir.path(), "flagsd.toml", &batch("keep", "[\"CL\"]", &server.url(), "1h"));
+    daemon.signal("HUP");
+    assert!(wait_until(LONG, || dir.path().join("downloaded/keep/CL.gif").exists()), "{}", daemon.log());
+    assert!(wait_until(LONG, || daemon.log().contains("batch removed from the schedule batch=gone")));
+    let gone_runs = |log: &str| log.matches("run started batch=gone").count();
+    let before = gone_runs(&daemon.log());
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(gone_runs(&daemon.log()), before, "a removed batch still runs");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0));
+}
+
+#[test]
+fn verbose_batches_log_each_failed_code_as_a_warning() {
+    let server = faulty(Faults { error_rate: 1.0, ..Faults::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}verbose = true\n", batch("loud", "[\"BR\", \"AR\"]", &server.url(), "1h"));
+    write_file(dir.path(), "flagsd.toml", &text);
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    assert!(wait_until(LONG, || daemon.log().contains("run finished batch=loud")), "{}", daemon.log());
+    let log = daemon.log();
+    for cc in ["AR", "BR"] {
+        let line = log.lines().find(|l| l.contains(&format!("cc={cc}"))).unwrap_or_else(|| panic!("{log}"));
+        assert!(line.contains("WARN") && line.contains("download failed batch=loud"), "{line}");
+        assert!(line.contains("kind=\"http_error\"") && line.contains("status=418"), "{line}");
+    }
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0));
 }

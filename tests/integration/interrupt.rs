@@ -7,6 +7,75 @@ use flagsd::testserver::TestServerOptions;
 
 use crate::helpers::*;
 
+/// Starts `flagsd ARGS` against a slow server, waits for the first finished
+/// code, sends `signal`, and returns (status, stdout).
+fn stop_midway(dir: &std::path::Path, args: &[&str], signal: &str) -> (Option<i32>, String) {
+    let server = server(TestServerOptions { delay: Some("0.2..2".parse().unwrap()), ..TestServerOptions::default() });
+    let mut child = flagsd_child()
+        .current_dir(dir)
+        .args(args.iter().map(|a| a.replace("URL", &server.url())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "flagsd ended early: {seen}");
+        seen.push_str(&line);
+        if line.ends_with(" OK\n") || line.contains("not found") {
+            break;
+        }
+    }
+    let killed = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    stdout.read_to_string(&mut seen).unwrap();
+    (status.code(), seen)
+}
+
+#[test]
+fn sigterm_stops_fetch_cleanly_with_status_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (status, stdout) =
+        stop_midway(dir.path(), &["fetch", "-e", "-v", "-m", "50", "-s", "URL", "-o", "out"], "-TERM");
+    assert_eq!(status, Some(143), "{stdout}");
+    assert!(stdout.contains("Elapsed time: "), "{stdout}");
+    assert_eq!(assert_only_complete_flags(&out), final_counts(&stdout).0);
+}
+
+#[test]
+fn sigint_stops_every_batch_of_run_with_status_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let two = "[defaults]\nverbose = true\nmax_req = 50\n[[batch]]\nname = \"one\"\ncodes = \"every\"\nserver = \"URL\"\n\
+               [[batch]]\nname = \"two\"\ncodes = \"all\"\nserver = \"URL\"\n";
+    write_file(dir.path(), "flagsd.toml", two);
+    // `run` prints reports at the end; -v lines come with them, so wait on a
+    // file instead of a line: start it, then interrupt once files appear.
+    let server = server(TestServerOptions { delay: Some("0.2..2".parse().unwrap()), ..TestServerOptions::default() });
+    let text = std::fs::read_to_string(dir.path().join("flagsd.toml")).unwrap().replace("URL", &server.url());
+    write_file(dir.path(), "flagsd.toml", &text);
+    let mut child = flagsd_child()
+        .current_dir(dir.path())
+        .args(["run", "--config", "flagsd.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let one = dir.path().join("downloaded/one");
+    assert!(wait_until(std::time::Duration::from_secs(20), || !files_in(&one).is_empty()));
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{stdout}");
+    assert!(stdout.contains("== batch one ==") && stdout.contains("== batch two =="), "{stdout}");
+    assert_eq!(stdout.matches("Elapsed time: ").count(), 2, "{stdout}");
+    assert_only_complete_flags(&one);
+    assert_only_complete_flags(&dir.path().join("downloaded/two"));
+}
+
 #[test]
 fn sigint_prints_the_final_report_and_leaves_no_partial_file() {
     let server = server(TestServerOptions { delay: Some("0.2..2".parse().unwrap()), ..TestServerOptions::default() });
