@@ -26,6 +26,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 
 use crate::dataset;
 use crate::random::{Dice, mix};
@@ -251,6 +252,21 @@ fn unavailable(retry_after: u64) -> HttpResponse {
     HttpResponse::ServiceUnavailable().insert_header(("Retry-After", retry_after.to_string())).finish()
 }
 
+/// A body stream that yields `first`, pauses (so that it is flushed to the
+/// client), then fails, which makes the server drop the connection.
+fn cut_short(first: Bytes, why: &'static str) -> impl futures_util::Stream<Item = Result<Bytes, io::Error>> {
+    let steps: [Option<Bytes>; 2] = [Some(first), None];
+    futures_util::stream::iter(steps).then(move |step| async move {
+        match step {
+            Some(bytes) => Ok(bytes),
+            None => {
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+                Err(io::Error::other(why))
+            }
+        }
+    })
+}
+
 async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     state.hits.count.fetch_add(1, Ordering::Relaxed);
     if state.options.record {
@@ -285,13 +301,11 @@ async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     ok.content_type(content_type);
     if state.roll(faults.reset_rate) {
         // The connection has SO_LINGER 0 (see `build`): dropping it on this
-        // error sends RST after the headers.
-        let parts = [Err(io::Error::other("reset on purpose"))];
-        return ok.body(SizedStream::new(full, futures_util::stream::iter(parts)));
+        // error sends RST, after the headers and a first byte went out.
+        return ok.body(SizedStream::new(full, cut_short(body.slice(..1), "reset on purpose")));
     }
     if state.roll(faults.truncate_rate) {
-        let parts = [Ok(body.slice(..body.len() / 2)), Err(io::Error::other("truncated on purpose"))];
-        return ok.body(SizedStream::new(full, futures_util::stream::iter(parts)));
+        return ok.body(SizedStream::new(full, cut_short(body.slice(..body.len() / 2), "truncated on purpose")));
     }
     if state.roll(faults.slow_rate) {
         let interval = faults.slow_interval;
@@ -409,10 +423,14 @@ impl TestServer {
         self.hits.count.load(Ordering::Relaxed)
     }
 
+    /// Every request's path and arrival time, in order (only with `record`).
+    pub fn requests(&self) -> Vec<(String, Instant)> {
+        self.hits.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// When each request for `path` arrived (only with `record`).
     pub fn requests_for(&self, path: &str) -> Vec<Instant> {
-        let log = self.hits.log.lock().unwrap_or_else(PoisonError::into_inner);
-        log.iter().filter(|(p, _)| p == path).map(|(_, t)| *t).collect()
+        self.requests().into_iter().filter(|(p, _)| p == path).map(|(_, t)| t).collect()
     }
 }
 

@@ -5,6 +5,8 @@ mod helpers;
 
 mod config;
 mod daemon;
+mod disk;
+mod faults;
 mod fetch;
 mod interrupt;
 mod naming;
