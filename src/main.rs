@@ -45,8 +45,13 @@ fn clap_message(error: &clap::Error) -> String {
 
 fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
     // actix-web's own start/stop lines are noise in a daemon's log.
-    let default_level =
-        if matches!(cli.command, Command::Serve(_)) { "info,actix_server=warn,actix_web=warn" } else { "warn" };
+    // actix's own lines are noise here: the daemon's server start/stop, and
+    // the test server's errors for the faults it injects on purpose.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info,actix_server=warn,actix_web=warn",
+        Command::Testserver(_) => "warn,actix_http=off",
+        _ => "warn",
+    };
     flagsd::logging::init(cli.log_level.as_deref(), default_level, cli.log_format)?;
     // The system (and with it every abandoned download and its temporary
     // file) is dropped before `main` exits.
