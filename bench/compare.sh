@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# flagsd against wget2, curl --parallel and aria2c: the same 676 URLs
+# (AA..ZZ, 194 of them flags) into a fresh directory, the same connection
+# count, timed by hyperfine in one invocation per scenario.
+#
+#   bench/compare.sh            # every scenario (about 10 minutes)
+#   bench/compare.sh 1 6        # only scenarios 1 and 6
+#   RUNS=20 bench/compare.sh 1  # more runs
+#
+# Scenarios:
+#   1  fast local server, 100 connections (flagsd's test server, and nginx)
+#   2  0.5 s delay before every answer, 1000 connections (latency-bound)
+#   3  25 % of answers are 418 errors, 100 connections
+#   4  scaling: pool 1, 10, 100, 1000 x list 26, 194, 676 (chart: bench/results/scaling.svg)
+#   5  peak RSS of flagsd -m 1000 on the delayed server
+#   6  start-up: flagsd --version
+#   7  50 configured batches x 676 codes through `flagsd run`, against wrk's ceiling
+#
+# Downloads go to tmpfs (/dev/shm): creating files on this machine's disk
+# costs 100-300 ms per 194 files and drifts from run to run; scenario 1 also
+# measures flagsd on disk, separately. Results: bench/results/*.md and *.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=${RUNS:-10}
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(1 2 3 4 5 6 7)
+wants() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
+
+# --- tools ------------------------------------------------------------------
+need=()
+for tool in hyperfine:hyperfine wget2:wget2 curl:curl aria2c:aria2 gnuplot:gnuplot-nox wrk:wrk nginx:nginx-light; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || need+=("${tool#*:}")
+done
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet
+flagsd=$PWD/target/release/flagsd
+results=$PWD/bench/results
+mkdir -p "$results"
+work=$(mktemp -d /dev/shm/flagsd-bench.XXXXXX)
+# nginx workers run as an unprivileged user: they must be able to read it.
+chmod 755 "$work"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+    rm -rf "$work" /tmp/flagsd-bench-disk
+}
+trap cleanup EXIT
+
+# --- servers ----------------------------------------------------------------
+# start_testserver NAME ARGS...: starts `flagsd testserver` on a free port and
+# sets ${NAME}_url.
+start_testserver() {
+    local name=$1
+    shift
+    "$flagsd" testserver --bind 127.0.0.1:0 "$@" >"$work/$name.out" &
+    pids+=($!)
+    local url=
+    for _ in $(seq 200); do
+        url=$(awk '/^Serving flags at /{print $4}' "$work/$name.out")
+        [ -n "$url" ] && break
+        sleep 0.05
+    done
+    [ -n "$url" ] || { echo "test server $name did not start" >&2; exit 1; }
+    printf -v "${name}_url" '%s' "$url"
+}
+
+start_nginx() {
+    mkdir -p "$work/www" "$work/nginx"
+    cp -r assets/flags "$work/www/"
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log error;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    server { listen 127.0.0.1:$port; root $work/www; }
+}
+CONF
+    "$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log"
+    nginx_url="http://127.0.0.1:$port/flags"
+}
+
+# --- the tools' command lines -----------------------------------------------
+every_codes() { flagsd_codes=$(python3 -c 'import string as s; print(" ".join(a+b for a in s.ascii_lowercase for b in s.ascii_lowercase))'); }
+every_codes
+# url_list BASE N: the first N codes' URLs, one a line.
+url_list() {
+    local base=$1 n=$2
+    for cc in $flagsd_codes; do echo "$base/$cc/$cc.gif"; done | head -n "$n"
+}
+
+# commands BASE CONNECTIONS CODES DIR: sets cmd_flagsd, cmd_wget2, cmd_curl, cmd_aria2c.
+commands() {
+    local base=$1 conns=$2 n=$3 dir=$4
+    url_list "$base" "$n" >"$work/urls-$n.txt"
+    sed 's/.*/url = "&"/' "$work/urls-$n.txt" >"$work/curl-$n.cfg"
+    cmd_flagsd="$flagsd fetch -e -l $n -m $conns -s $base -o $dir"
+    cmd_wget2="wget2 -q --max-threads=$conns -i $work/urls-$n.txt -P $dir"
+    cmd_curl="curl -s -f --parallel --parallel-max $conns --remote-name-all --output-dir $dir -K $work/curl-$n.cfg"
+    cmd_aria2c="aria2c -q -j $conns -x 1 --allow-overwrite=true --auto-file-renaming=false --max-tries=1 -d $dir -i $work/urls-$n.txt"
+}
+
+tools=(flagsd wget2 curl aria2c)
+
+# check_saved DIR N: each tool must save exactly the flags among the first N codes.
+check_saved() {
+    local base=$1 conns=$2 n=$3 expected=$4
+    for tool in "${tools[@]}"; do
+        rm -rf "$work/out" && mkdir -p "$work/out"
+        commands "$base" "$conns" "$n" "$work/out"
+        local cmd="cmd_$tool"
+        ${!cmd} >/dev/null 2>&1 || true
+        local saved
+        saved=$(find "$work/out" -name '*.gif' | wc -l)
+        if [ "$saved" -ne "$expected" ]; then
+            echo "!! $tool saved $saved files, expected $expected" >&2
+            exit 1
+        fi
+    done
+}
+
+# compare NAME BASE CONNECTIONS CODES [RUNS]: hyperfine over the four tools.
+compare() {
+    local name=$1 base=$2 conns=$3 n=$4 r=${5:-$runs}
+    commands "$base" "$conns" "$n" "$work/out"
+    hyperfine -N --runs "$r" --warmup 2 -i --style none \
+        --prepare "rm -rf $work/out" \
+        --export-json "$results/$name.json" \
+        -n flagsd "$cmd_flagsd" -n wget2 "$cmd_wget2" -n curl "$cmd_curl" -n aria2c "$cmd_aria2c" >/dev/null
+    summarise "$name" "$conns connections, $n URLs, $base"
+}
+
+# summarise NAME TITLE: a markdown table of mean and min, and each tool's
+# mean as a ratio to flagsd's.
+summarise() {
+    python3 - "$results/$1.json" "$2" >"$results/$1.md" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))["results"]
+base = next(r["mean"] for r in data if r["command"] == "flagsd")
+print(f"### {sys.argv[1].rsplit('/', 1)[-1][:-5]}: {sys.argv[2]}\n")
+print("| tool | mean | min | ratio to flagsd |")
+print("|---|---|---|---|")
+for r in data:
+    print(f"| {r['command']} | {r['mean'] * 1000:.1f} ms | {r['min'] * 1000:.1f} ms | {r['mean'] / base:.2f}x |")
+PY
+    cat "$results/$1.md"
+    echo
+}
+
+echo "# flagsd benchmarks, $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r)" >"$results/summary.md"
+record() { cat "$results/$1.md" >>"$results/summary.md"; echo >>"$results/summary.md"; }
+
+if wants 1; then
+    start_testserver fast --workers 2
+    check_saved "$fast_url" 100 676 194
+    compare 1-fast-testserver "$fast_url" 100 676
+    record 1-fast-testserver
+    if start_nginx; then
+        check_saved "$nginx_url" 100 676 194
+        compare 1-fast-nginx "$nginx_url" 100 676
+        record 1-fast-nginx
+    fi
+    # The same on disk, for flagsd alone.
+    disk=/tmp/flagsd-bench-disk
+    hyperfine -N --runs "$runs" --warmup 2 --style none --prepare "rm -rf $disk" \
+        --export-json "$results/1-disk.json" -n flagsd "$flagsd fetch -e -m 100 -s ${nginx_url:-$fast_url} -o $disk" >/dev/null
+    python3 -c "import json; r=json.load(open('$results/1-disk.json'))['results'][0]; print(f'flagsd on disk: mean {r[\"mean\"]*1000:.1f} ms, min {r[\"min\"]*1000:.1f} ms')" | tee -a "$results/summary.md"
+fi
+
+if wants 2 || wants 5; then
+    start_testserver delayed --workers 2 --delay 0.5
+fi
+if wants 2; then
+    check_saved "$delayed_url" 1000 676 194
+    compare 2-delay "$delayed_url" 1000 676 "$(( runs < 10 ? runs : 10 ))"
+    record 2-delay
+fi
+
+if wants 3; then
+    start_testserver errors --workers 2 --error-rate 0.25 --seed 3
+    compare 3-errors "$errors_url" 100 676
+    record 3-errors
+fi
+
+if wants 4; then
+    [ -n "${fast_url:-}" ] || start_testserver fast --workers 2
+    scaling="$results/4-scaling.tsv"
+    echo -e "tool\tpool\tcodes\tmean_s\tmin_s" >"$scaling"
+    for n in 26 194 676; do
+        for pool in 1 10 100 1000; do
+            compare "4-scaling-$pool-$n" "$fast_url" "$pool" "$n" 5 >/dev/null
+            python3 - "$results/4-scaling-$pool-$n.json" "$pool" "$n" >>"$scaling" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print(f"{r['command']}\t{sys.argv[2]}\t{sys.argv[3]}\t{r['mean']:.4f}\t{r['min']:.4f}")
+PY
+            rm -f "$results/4-scaling-$pool-$n.json" "$results/4-scaling-$pool-$n.md"
+        done
+    done
+    gnuplot <<GP
+set terminal svg size 960,420 dynamic font "sans,11"
+set output "$results/scaling.svg"
+set multiplot layout 1,2 title "676 / 194 / 26 URLs from flagsd's test server, mean of 5 runs"
+set logscale xy
+set xlabel "pool size (connections)"
+set ylabel "seconds"
+set key top right
+set title "676 URLs"
+plot for [t in "flagsd wget2 curl aria2c"] "< awk -F'\\t' '\$1==\"".t."\" && \$3==676 {print \$2, \$4}' $scaling" using 1:2 with linespoints title t
+set title "pool 100 (or the list size, if smaller)"
+set xlabel "URLs"
+set xrange [20:800]
+plot for [t in "flagsd wget2 curl aria2c"] "< awk -F'\\t' '\$1==\"".t."\" && \$2==100 {print \$3, \$4}' $scaling" using 1:2 with linespoints title t
+unset multiplot
+GP
+    {
+        echo "### 4-scaling: mean seconds by pool size and list size"
+        echo
+        echo "| tool | pool | 26 URLs | 194 URLs | 676 URLs |"
+        echo "|---|---|---|---|---|"
+        for tool in "${tools[@]}"; do
+            for pool in 1 10 100 1000; do
+                printf '| %s | %s |' "$tool" "$pool"
+                for n in 26 194 676; do
+                    awk -F'\t' -v t="$tool" -v p="$pool" -v n="$n" '$1==t && $2==p && $3==n {printf " %.3f |", $4}' "$scaling"
+                done
+                echo
+            done
+        done
+    } | tee "$results/4-scaling.md"
+    record 4-scaling
+fi
+
+if wants 5; then
+    /usr/bin/time -v "$flagsd" fetch -e -m 1000 -s "$delayed_url" -o "$work/rss" >/dev/null 2>"$work/time.txt"
+    rss=$(awk -F': ' '/Maximum resident set size/{print $2}' "$work/time.txt")
+    echo "flagsd fetch -e -m 1000, 0.5 s delay: peak RSS $((rss / 1024)) MiB" | tee -a "$results/summary.md"
+fi
+
+if wants 6; then
+    hyperfine -N --runs 50 --warmup 5 --style none --export-json "$results/6-startup.json" "$flagsd --version" >/dev/null
+    python3 -c "import json; r=json.load(open('$results/6-startup.json'))['results'][0]; print(f'flagsd --version: mean {r[\"mean\"]*1000:.2f} ms, min {r[\"min\"]*1000:.2f} ms')" | tee -a "$results/summary.md"
+fi
+
+if wants 7; then
+    [ -n "${nginx_url:-}" ] || start_nginx || true
+    base=${nginx_url:-${fast_url:-}}
+    [ -n "$base" ] || { start_testserver fast --workers 2; base=$fast_url; }
+    {
+        printf '[defaults]\nmax_req = 2\noutput = "%s/batches"\nretries = 0\n' "$work"
+        for i in $(seq 50); do printf '\n[[batch]]\nname = "b%02d"\ncodes = "every"\nserver = "%s"\n' "$i" "$base"; done
+    } >"$work/batches.toml"
+    hyperfine -N --runs 5 --warmup 1 -i --style none --prepare "rm -rf $work/batches" \
+        --export-json "$results/7-batches.json" "$flagsd run --config $work/batches.toml" >/dev/null
+    mean=$(python3 -c "import json; print(json.load(open('$results/7-batches.json'))['results'][0]['mean'])")
+    wrk_rate=$(wrk -t 2 -c 100 -d 5s "$base/br/br.gif" | awk '/Requests\/sec/{print $2}')
+    python3 -c "m=$mean; n=50*676; print(f'flagsd run, 50 batches x 676 codes (100 connections): {m:.2f} s, {n/m:.0f} requests/s; wrk, 100 connections: $wrk_rate requests/s ({n/m/$wrk_rate:.2f} of it)')" | tee -a "$results/summary.md"
+fi
+
+echo "results in $results/"
