@@ -102,8 +102,12 @@ every_codes() { flagsd_codes=$(python3 -c 'import string as s; print(" ".join(a+
 every_codes
 # url_list BASE N: the first N codes' URLs, one a line.
 url_list() {
-    local base=$1 n=$2
-    for cc in $flagsd_codes; do echo "$base/$cc/$cc.gif"; done | head -n "$n"
+    local base=$1 n=$2 i=0
+    for cc in $flagsd_codes; do
+        [ "$i" -lt "$n" ] || break
+        echo "$base/$cc/$cc.gif"
+        i=$((i + 1))
+    done
 }
 
 # commands BASE CONNECTIONS CODES DIR: sets cmd_flagsd, cmd_wget2, cmd_curl, cmd_aria2c.
@@ -112,9 +116,11 @@ commands() {
     url_list "$base" "$n" >"$work/urls-$n.txt"
     sed 's/.*/url = "&"/' "$work/urls-$n.txt" >"$work/curl-$n.cfg"
     cmd_flagsd="$flagsd fetch -e -l $n -m $conns -s $base -o $dir"
-    cmd_wget2="wget2 -q --max-threads=$conns -i $work/urls-$n.txt -P $dir"
-    cmd_curl="curl -s -f --parallel --parallel-max $conns --remote-name-all --output-dir $dir -K $work/curl-$n.cfg"
-    cmd_aria2c="aria2c -q -j $conns -x 1 --allow-overwrite=true --auto-file-renaming=false --max-tries=1 -d $dir -i $work/urls-$n.txt"
+    # Each peer gets a 30 s timeout, like flagsd's default, so that a rare
+    # stall cannot hold up the whole harness (curl once waited forever).
+    cmd_wget2="wget2 -q --timeout=30 --max-threads=$conns -i $work/urls-$n.txt -P $dir"
+    cmd_curl="curl -s -f --create-dirs --max-time 30 --parallel --parallel-max $conns --remote-name-all --output-dir $dir -K $work/curl-$n.cfg"
+    cmd_aria2c="aria2c -q --timeout=30 -j $conns -x 1 --allow-overwrite=true --auto-file-renaming=false --max-tries=1 -d $dir -i $work/urls-$n.txt"
 }
 
 tools=(flagsd wget2 curl aria2c)

@@ -29,9 +29,8 @@ use crate::actors::OutcomeSink;
 use crate::config::ConfigSource;
 use crate::config::settings::{BatchConfig, Settings};
 use crate::exit::{ExitStatus, FatalError};
-use crate::job::PreparedJob;
+use crate::job::{JobContext, PreparedJob};
 use crate::outcome::{CodeOutcome, Outcome};
-use crate::rate::RateLimiters;
 use crate::run::stopped;
 use crate::signals::StopSignals;
 
@@ -74,8 +73,8 @@ struct Shared {
     skip_logged: RefCell<HashSet<String>>,
     /// Turns true when in-flight runs must be abandoned.
     abandon: watch::Receiver<bool>,
-    /// Rate limits, shared by every batch that uses a server.
-    limiters: RateLimiters,
+    /// Clients and rate limits, shared by every batch.
+    context: JobContext,
 }
 
 impl Shared {
@@ -112,7 +111,7 @@ impl Shared {
         let job = &batch.job;
         tracing::info!(batch = %batch.name, codes = job.codes.len(), server = %job.server.label, "run started");
         let started = Instant::now();
-        let prepared = match PreparedJob::prepare(job, &self.limiters) {
+        let prepared = match PreparedJob::prepare(job, &self.context) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(batch = %batch.name, error = %e, "run failed to start");
@@ -237,7 +236,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
         deferred: RefCell::default(),
         skip_logged: RefCell::default(),
         abandon,
-        limiters: RateLimiters::default(),
+        context: JobContext::default(),
     });
     let mut schedules = Schedules { shared: Rc::clone(&shared), tasks: BTreeMap::new() };
     schedules.apply(&settings);

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::client::{Clients, RequestError};
 use crate::codes::CountryCode;
 use crate::naming::NameRegistry;
 use crate::outcome::{DownloadError, Outcome};
@@ -62,7 +63,7 @@ pub fn redact_credentials(url: &str) -> String {
 const DRAIN_LIMIT: usize = 64 * 1024;
 
 /// Timeouts of the HTTP client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeouts {
     /// Limit for establishing a connection.
     pub connect: Duration,
@@ -78,62 +79,16 @@ impl Default for Timeouts {
     }
 }
 
-/// Settings for the HTTP client shared by a pool of workers.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// Connections kept open per host; at least the pool size.
-    pub pool_size: usize,
-    /// Request timeouts.
-    pub timeouts: Timeouts,
-    /// Ignore proxy environment variables (used for the in-process server).
-    pub no_proxy: bool,
-}
-
-/// The HTTP client could not be built (TLS set-up).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot set up the HTTP client: {0}")]
-pub struct ClientError(#[from] reqwest::Error);
-
-/// Most redirects followed for one request.
-const MAX_REDIRECTS: usize = 10;
-
-/// Follows at most [`MAX_REDIRECTS`] redirects, and only to http(s) URLs.
-fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() >= MAX_REDIRECTS {
-            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-        } else if !matches!(attempt.url().scheme(), "http" | "https") {
-            let scheme = attempt.url().scheme().to_owned();
-            attempt.error(format!("redirect to a {scheme}: URL"))
-        } else {
-            attempt.follow()
-        }
-    })
-}
-
-/// Builds the `reqwest::Client` a pool of workers shares.
-pub fn build_client(options: &ClientOptions) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("flagsd/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(options.pool_size)
-        .redirect(redirect_policy())
-        .connect_timeout(options.timeouts.connect)
-        .read_timeout(options.timeouts.read)
-        .timeout(options.timeouts.total);
-    if options.no_proxy {
-        builder = builder.no_proxy();
-    }
-    Ok(builder.build()?)
-}
-
 /// Largest `metadata.json` read when naming files by country.
 const METADATA_LIMIT: usize = 64 * 1024;
 
 /// Downloads flags over HTTP into an output directory.
 #[derive(Clone)]
 pub struct HttpFetcher {
-    client: reqwest::Client,
+    clients: Rc<Clients>,
     base: Rc<str>,
+    /// `base` with credentials masked, computed once for all reports.
+    display_base: Rc<str>,
     output: Arc<OutputDir>,
     /// Largest body saved, in bytes.
     max_size: u64,
@@ -145,10 +100,18 @@ pub struct HttpFetcher {
 
 impl HttpFetcher {
     /// A fetcher for `base_url` (one trailing slash is ignored) saving into
-    /// `output` as `{CC}.gif`.
-    pub fn new(client: reqwest::Client, base_url: &str, output: Arc<OutputDir>) -> Self {
+    /// `output` as `{CC}.gif`, through `clients` (shared with other jobs).
+    pub fn new(clients: Rc<Clients>, base_url: &str, output: Arc<OutputDir>) -> Self {
         let base = base_url.strip_suffix('/').unwrap_or(base_url);
-        Self { client, base: base.into(), output, max_size: u64::MAX, country_names: None, limiter: None }
+        Self {
+            clients,
+            base: base.into(),
+            display_base: redact_credentials(base).into(),
+            output,
+            max_size: u64::MAX,
+            country_names: None,
+            limiter: None,
+        }
     }
 
     /// Refuses bodies larger than `bytes`.
@@ -163,12 +126,16 @@ impl HttpFetcher {
         self
     }
 
-    /// Sends a GET, after waiting for the rate limiter's slot.
-    async fn get(&self, url: &str) -> Result<reqwest::Response, reqwest::Error> {
+    /// Sends a GET (following redirects), after waiting for the rate
+    /// limiter's slot.
+    async fn get(&self, url: &str) -> Result<reqwest::Response, DownloadError> {
         if let Some(limiter) = &self.limiter {
             limiter.wait().await;
         }
-        self.client.get(url).send().await
+        self.clients.get(url).await.map_err(|e| match e {
+            RequestError::Transport(e) => connection_error(&e),
+            other => DownloadError::Connection { detail: Some(other.to_string()) },
+        })
     }
 
     /// Names files by the `country` of the server's `{cc}/metadata.json`.
@@ -178,7 +145,7 @@ impl HttpFetcher {
     }
 
     async fn download(&self, code: CountryCode, url: &str) -> Result<Outcome, DownloadError> {
-        let mut response = self.get(url).await.map_err(|e| connection_error(&e))?;
+        let mut response = self.get(url).await?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             drain(&mut response).await;
@@ -221,7 +188,7 @@ impl HttpFetcher {
         let url = format!("{}/{cc}/metadata.json", self.base);
         let fail = |detail: String| DownloadError::Metadata { detail };
         let transport = |e: reqwest::Error| fail(connection_error(&e).to_string());
-        let mut response = self.get(&url).await.map_err(transport)?;
+        let mut response = self.get(&url).await.map_err(|e| fail(e.to_string()))?;
         if !response.status().is_success() {
             let detail = format!("HTTP {} - {}", response.status().as_u16(), reason_phrase(&response));
             drain(&mut response).await;
@@ -246,6 +213,11 @@ impl Fetch for HttpFetcher {
     fn url(&self, code: CountryCode) -> String {
         let cc = code.lower();
         format!("{}/{cc}/{cc}.gif", self.base)
+    }
+
+    fn display_url(&self, code: CountryCode) -> String {
+        let cc = code.lower();
+        format!("{}/{cc}/{cc}.gif", self.display_base)
     }
 
     fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture {

@@ -10,9 +10,9 @@
 //! | 143 | terminated (SIGTERM) |
 
 use crate::actors::{CoordinatorLost, RunSummary};
+use crate::client::RequestError;
 use crate::config::UsageError;
 use crate::config::file::ConfigError;
-use crate::download::ClientError;
 use crate::output::OutputDirError;
 use crate::signals::StopSignal;
 use crate::testserver::TestServerError;
@@ -70,7 +70,7 @@ pub enum FatalError {
     OutputDir(#[from] OutputDirError),
     /// The HTTP client cannot be built (status 3).
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Client(#[from] RequestError),
     /// The test server cannot start (status 3).
     #[error(transparent)]
     TestServer(#[from] TestServerError),

@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use crate::config::FetchConfig;
 use crate::exit::{ExitStatus, FatalError};
-use crate::job::PreparedJob;
+use crate::job::{JobContext, PreparedJob};
 use crate::limits::raise_open_files_limit;
-use crate::rate::RateLimiters;
 use crate::report::{ConsoleSink, emit, final_report, initial_report};
 use crate::signals::StopSignals;
 
@@ -18,7 +17,7 @@ use crate::signals::StopSignals;
 pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     let job = &config.job;
     raise_open_files_limit();
-    let prepared = PreparedJob::prepare(job, &RateLimiters::default())?;
+    let prepared = PreparedJob::prepare(job, &JobContext::default())?;
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
     let received = Rc::new(Cell::new(None));
     let stop = {

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::actors::{OutcomeSink, PoolOptions, Run};
+use crate::client::{ClientCache, ClientOptions};
 use crate::config::file::Naming;
 use crate::config::{JobConfig, ServerTarget};
-use crate::download::{ClientOptions, Fetch, HttpFetcher, build_client, redact_credentials};
+use crate::download::{Fetch, HttpFetcher, redact_credentials};
 use crate::exit::FatalError;
 use crate::limits;
 use crate::output::OutputDir;
@@ -21,6 +22,16 @@ use crate::testserver::{TestServer, TestServerOptions};
 
 /// Slack on top of the client's own total timeouts for one attempt.
 const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// What the jobs of one process share: HTTP clients, and rate limits per
+/// server.
+#[derive(Debug, Default)]
+pub struct JobContext {
+    /// Rate limiters by server label.
+    pub limiters: RateLimiters,
+    /// HTTP clients by options.
+    pub clients: ClientCache,
+}
 
 /// A job whose output directory, server and client are ready.
 pub struct PreparedJob {
@@ -36,9 +47,9 @@ pub struct PreparedJob {
 }
 
 impl PreparedJob {
-    /// Prepares `job`, with `limiters` shared by the jobs of this process;
-    /// nothing has been requested when this fails.
-    pub fn prepare(job: &JobConfig, limiters: &RateLimiters) -> Result<Self, FatalError> {
+    /// Prepares `job`, with what `context` shares between the jobs of this
+    /// process; nothing has been requested when this fails.
+    pub fn prepare(job: &JobConfig, context: &JobContext) -> Result<Self, FatalError> {
         let output = Arc::new(OutputDir::prepare(&job.output)?);
         let (base_url, demo) = match &job.server.target {
             ServerTarget::Url(url) => (url.clone(), None),
@@ -51,9 +62,10 @@ impl PreparedJob {
         // A socket and a temporary file per worker; the DEMO server's end too.
         let fds_per_worker = if demo.is_some() { 3 } else { 2 };
         let pool_size = limits::fit_pool(job.pool_size, fds_per_worker);
-        let client = build_client(&ClientOptions { pool_size, timeouts: job.timeouts, no_proxy: demo.is_some() })?;
-        let limiter = job.server.rate.map(|rate| limiters.get(&job.server.label, rate));
-        let fetcher = HttpFetcher::new(client, &base_url, output).max_size(job.max_size).rate_limited(limiter);
+        let clients = context.clients.get(ClientOptions { timeouts: job.timeouts, no_proxy: demo.is_some() });
+        clients.prepare_for(&base_url)?;
+        let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
+        let fetcher = HttpFetcher::new(clients, &base_url, output).max_size(job.max_size).rate_limited(limiter);
         let fetcher: Rc<dyn Fetch> = match job.naming {
             Naming::Code => Rc::new(fetcher),
             Naming::Country => Rc::new(fetcher.naming_by_country()),

@@ -18,6 +18,7 @@
 
 pub mod actors;
 pub mod cli;
+pub mod client;
 pub mod codes;
 pub mod config;
 pub mod daemon;

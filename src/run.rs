@@ -14,9 +14,8 @@ use tokio::sync::watch;
 use crate::actors::OutcomeSink;
 use crate::config::settings::{BatchConfig, Settings};
 use crate::exit::{ExitStatus, FatalError};
-use crate::job::PreparedJob;
+use crate::job::{JobContext, PreparedJob};
 use crate::outcome::CodeOutcome;
-use crate::rate::RateLimiters;
 use crate::report::{emit, final_report, initial_report, log_outcome, verbose_line};
 use crate::signals::{StopSignal, StopSignals};
 
@@ -56,7 +55,7 @@ struct BatchReport {
 /// Runs one batch to the end (or `stop`), keeping its report text.
 async fn run_batch(
     batch: BatchConfig,
-    limiters: Rc<RateLimiters>,
+    context: Rc<JobContext>,
     stop: watch::Receiver<bool>,
     signal: Rc<Cell<Option<StopSignal>>>,
 ) -> BatchReport {
@@ -67,7 +66,7 @@ async fn run_batch(
         error: Some(format!("*** Error in batch {}: {e}", batch.name)),
         status: e.exit_status(),
     };
-    let prepared = match PreparedJob::prepare(job, &limiters) {
+    let prepared = match PreparedJob::prepare(job, &context) {
         Ok(p) => p,
         Err(e) => return failed(report, e),
     };
@@ -112,7 +111,7 @@ pub async fn run(settings: Settings, names: &[String]) -> Result<ExitStatus, Fat
         )));
     }
     crate::limits::raise_open_files_limit();
-    let limiters = Rc::new(RateLimiters::default());
+    let context = Rc::new(JobContext::default());
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
     let received = Rc::new(Cell::new(None));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -125,7 +124,7 @@ pub async fn run(settings: Settings, names: &[String]) -> Result<ExitStatus, Fat
     }
     let tasks: Vec<_> = batches
         .into_iter()
-        .map(|b| actix_rt::spawn(run_batch(b, Rc::clone(&limiters), stop_rx.clone(), Rc::clone(&received))))
+        .map(|b| actix_rt::spawn(run_batch(b, Rc::clone(&context), stop_rx.clone(), Rc::clone(&received))))
         .collect();
     let mut status = ExitStatus::Success;
     for (i, task) in tasks.into_iter().enumerate() {
