@@ -252,6 +252,20 @@ fn unavailable(retry_after: u64) -> HttpResponse {
     HttpResponse::ServiceUnavailable().insert_header(("Retry-After", retry_after.to_string())).finish()
 }
 
+/// Redirect chains for tests: `/redirect/{n}/flags/…` answers `302` to
+/// `/redirect/{n-1}/flags/…`, and `/redirect/0/flags/…` to `/flags/…`;
+/// `/redirect/ftp/flags/…` redirects to an `ftp:` URL.
+fn redirect(path: &str) -> Option<HttpResponse> {
+    let rest = path.strip_prefix("/redirect/")?;
+    let (hops, target) = rest.split_once('/')?;
+    let location = match hops {
+        "ftp" => format!("ftp://127.0.0.1/{target}"),
+        "0" => format!("/{target}"),
+        n => format!("/redirect/{}/{target}", n.parse::<u32>().ok()?.checked_sub(1)?),
+    };
+    Some(HttpResponse::Found().insert_header(("Location", location)).finish())
+}
+
 /// A body stream that yields `first`, pauses (so that it is flushed to the
 /// client), then fails, which makes the server drop the connection.
 fn cut_short(first: Bytes, why: &'static str) -> impl futures_util::Stream<Item = Result<Bytes, io::Error>> {
@@ -292,6 +306,9 @@ async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     }
     if state.flaps(req.path()) {
         return unavailable(0);
+    }
+    if let Some(response) = redirect(req.path()) {
+        return response;
     }
     let Some((body, content_type)) = state.lookup(req.path()) else {
         return HttpResponse::NotFound().finish();

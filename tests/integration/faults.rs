@@ -265,3 +265,21 @@ fn every_code_gets_exactly_one_outcome_over_random_fault_mixes() {
         assert_eq!(assert_only_complete_flags(dir.path()), ok, "{label}");
     }
 }
+
+#[test]
+fn redirects_are_followed_up_to_ten_and_only_to_http() {
+    let server = clean_server();
+    let base = |prefix: &str| server.url().replace("/flags", &format!("/redirect/{prefix}/flags"));
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, _) = fetch(dir.path(), &["-v", "BR", "-s", &base("9")]);
+    assert_eq!(status, 0, "{stdout}");
+    assert_eq!(assert_only_complete_flags(dir.path()), 1);
+
+    let (status, stdout, _) = fetch(dir.path(), &["-v", "AR", "-s", &base("10")]);
+    assert_eq!(status, 1);
+    assert_eq!(verbose_lines(&stdout)["AR"], ["*** Error for AR: Connection error (more than 10 redirects)"]);
+
+    let (status, stdout, _) = fetch(dir.path(), &["-v", "AR", "-s", &base("ftp")]);
+    assert_eq!(status, 1);
+    assert_eq!(verbose_lines(&stdout)["AR"], ["*** Error for AR: Connection error (redirect to a ftp: URL)"]);
+}
