@@ -5,9 +5,8 @@
 //! These mount a small tmpfs, which needs root (or CAP_SYS_ADMIN); where
 //! that is not possible they print why and return.
 
-use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use flagsd::testserver::TestServerOptions;
 
@@ -58,21 +57,9 @@ impl Drop for Tmpfs {
 fn fetch_with_midway_fault(out: &Path, midway: impl FnOnce()) -> (Option<i32>, String) {
     let server =
         server(TestServerOptions { delay: Some("0.05..0.3".parse().unwrap()), ..TestServerOptions::default() });
-    let mut child = flagsd_child()
-        .args(["fetch", "-a", "-v", "-m", "4", "-s", &server.url(), "-o"])
-        .arg(out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains(" OK\n") {
-        assert_ne!(stdout.read_line(&mut seen).unwrap(), 0, "flagsd ended early: {seen}");
-    }
-    midway();
-    stdout.read_to_string(&mut seen).unwrap();
-    (child.wait().unwrap().code(), seen)
+    let mut cmd = flagsd_child();
+    cmd.args(["fetch", "-a", "-v", "-m", "4", "-s", &server.url(), "-o"]).arg(out);
+    act_after_first_outcome(cmd, |_| midway())
 }
 
 /// Every verbose line is `OK` or an I/O error containing `os_message`,

@@ -170,3 +170,29 @@ pub fn flagsd_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Strin
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("utf-8 output");
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
+
+/// Spawns `cmd` (a verbose fetch) with stdout piped, waits for its first
+/// finished code (by then others are in flight), calls `midway` with the
+/// child, then reads the rest; returns (status, stdout).
+pub fn act_after_first_outcome(
+    mut cmd: std::process::Command,
+    midway: impl FnOnce(&std::process::Child),
+) -> (Option<i32>, String) {
+    use std::io::{BufRead as _, Read as _};
+    let mut child =
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().expect("flagsd starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut seen = String::new();
+    while !(seen.contains(" OK\n") || seen.contains(" not found: ")) {
+        assert_ne!(stdout.read_line(&mut seen).expect("read stdout"), 0, "flagsd ended early: {seen}");
+    }
+    midway(&child);
+    stdout.read_to_string(&mut seen).expect("read stdout");
+    (child.wait().expect("wait for flagsd").code(), seen)
+}
+
+/// Sends `signal` (`-INT`, `-TERM`, …) to `child`.
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}

@@ -1,38 +1,19 @@
 //! Ctrl-C: the final report for what finished, status 130, no partial file.
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::Read as _;
 use std::process::Stdio;
 
 use flagsd::testserver::TestServerOptions;
 
 use crate::helpers::*;
 
-/// Starts `flagsd ARGS` against a slow server, waits for the first finished
-/// code, sends `signal`, and returns (status, stdout).
+/// Starts `flagsd ARGS` (in `dir`, `URL` standing for a slow server),
+/// waits for the first finished code, sends `signal`; returns (status, stdout).
 fn stop_midway(dir: &std::path::Path, args: &[&str], signal: &str) -> (Option<i32>, String) {
     let server = server(TestServerOptions { delay: Some("0.2..2".parse().unwrap()), ..TestServerOptions::default() });
-    let mut child = flagsd_child()
-        .current_dir(dir)
-        .args(args.iter().map(|a| a.replace("URL", &server.url())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "flagsd ended early: {seen}");
-        seen.push_str(&line);
-        if line.ends_with(" OK\n") || line.contains("not found") {
-            break;
-        }
-    }
-    let killed = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    stdout.read_to_string(&mut seen).unwrap();
-    (status.code(), seen)
+    let mut cmd = flagsd_child();
+    cmd.current_dir(dir).args(args.iter().map(|a| a.replace("URL", &server.url())));
+    act_after_first_outcome(cmd, |child| send_signal(child, signal))
 }
 
 #[test]
@@ -66,7 +47,7 @@ fn sigint_stops_every_batch_of_run_with_status_130() {
         .unwrap();
     let one = dir.path().join("downloaded/one");
     assert!(wait_until(std::time::Duration::from_secs(20), || !files_in(&one).is_empty()));
-    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    send_signal(&child, "-INT");
     let mut stdout = String::new();
     child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(130), "{stdout}");
@@ -78,36 +59,13 @@ fn sigint_stops_every_batch_of_run_with_status_130() {
 
 #[test]
 fn sigint_prints_the_final_report_and_leaves_no_partial_file() {
-    let server = server(TestServerOptions { delay: Some("0.2..2".parse().unwrap()), ..TestServerOptions::default() });
     let dir = tempfile::tempdir().unwrap();
-    let mut child = flagsd_child()
-        .args(["fetch", "-e", "-v", "-m", "50", "-s", &server.url(), "-o"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    // Wait for the first finished code: by then others are in flight.
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "flagsd ended early: {seen}");
-        seen.push_str(&line);
-        if line.ends_with(" OK\n") || line.contains("not found") {
-            break;
-        }
-    }
-    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    stdout.read_to_string(&mut seen).unwrap();
-
-    assert_eq!(status.code(), Some(130), "{seen}");
+    let (status, seen) = stop_midway(dir.path(), &["fetch", "-e", "-v", "-m", "50", "-s", "URL", "-o", "out"], "-INT");
+    assert_eq!(status, Some(130), "{seen}");
     let finished = verbose_lines(&seen).len();
     assert!(finished < 676, "the run was not interrupted");
     let (ok, nf, _) = final_counts(&seen);
     assert_eq!(ok + nf, finished, "{seen}");
     assert!(seen.contains("--------------------\n") && seen.contains("Elapsed time: "), "{seen}");
-    assert_eq!(assert_only_complete_flags(dir.path()), ok);
+    assert_eq!(assert_only_complete_flags(&dir.path().join("out")), ok);
 }
