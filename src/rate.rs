@@ -7,7 +7,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::fmt;
 use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Duration;
@@ -46,12 +45,6 @@ impl FromStr for Rate {
         }
         let interval = Duration::try_from_secs_f64(per / count).map_err(|_| bad())?;
         Ok(Self { interval })
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:.3}/s", 1.0 / self.interval.as_secs_f64())
     }
 }
 
