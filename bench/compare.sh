@@ -55,22 +55,8 @@ cleanup() {
 trap cleanup EXIT
 
 # --- servers ----------------------------------------------------------------
-# start_testserver NAME ARGS...: starts `flagsd testserver` on a free port and
-# sets ${NAME}_url.
-start_testserver() {
-    local name=$1
-    shift
-    "$flagsd" testserver --bind 127.0.0.1:0 "$@" >"$work/$name.out" &
-    pids+=($!)
-    local url=
-    for _ in $(seq 200); do
-        url=$(awk '/^Serving flags at /{print $4}' "$work/$name.out")
-        [ -n "$url" ] && break
-        sleep 0.05
-    done
-    [ -n "$url" ] || { echo "test server $name did not start" >&2; exit 1; }
-    printf -v "${name}_url" '%s' "$url"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 start_nginx() {
     mkdir -p "$work/www" "$work/nginx"

@@ -13,26 +13,22 @@ cd "$(dirname "$0")/.."
 
 batches=${BATCHES:-40}
 cargo build --release --quiet
-bin=$PWD/target/release/flagsd
+flagsd=$PWD/target/release/flagsd
 work=$(mktemp -d "${TMPDIR:-/tmp}/flagsd-soak.XXXXXX")
-server_pid=
+pids=()
 cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
-"$bin" testserver --bind 127.0.0.1:0 --workers 2 --seed 7 \
+start_testserver soak --workers 2 --seed 7 \
     --error-rate 0.05 --status-rate 0.02 --status 500 --unavailable-rate 0.05 --retry-after 0 \
     --flap-rate 0.1 --flap-failures 1 --truncate-rate 0.03 --reset-rate 0.02 \
-    --slow-rate 0.01 --slow-interval 20ms --hang-rate 0.001 >"$work/server.out" &
-server_pid=$!
-for _ in $(seq 100); do
-    url=$(awk '/^Serving flags at /{print $4}' "$work/server.out")
-    [ -n "$url" ] && break
-    sleep 0.05
-done
-[ -n "$url" ] || { echo "the test server did not start" >&2; exit 1; }
+    --slow-rate 0.01 --slow-interval 20ms --hang-rate 0.001
+url=$soak_url
 
 {
     printf '[servers]\nSOAK = "%s"\n\n' "$url"
@@ -43,7 +39,7 @@ done
 } >"$work/soak.toml"
 
 started=$(date +%s.%N)
-"$bin" run --config "$work/soak.toml" >"$work/report.txt" 2>"$work/stderr.txt" &
+"$flagsd" run --config "$work/soak.toml" >"$work/report.txt" 2>"$work/stderr.txt" &
 pid=$!
 peak_fds=0 peak_rss=0 last_fds=0
 while kill -0 "$pid" 2>/dev/null; do
