@@ -9,6 +9,14 @@
 //! cut off half way, a reset connection, a body trickled slowly. Faults are
 //! drawn from a seeded generator, so a seed gives a reproducible mix.
 //!
+//! Every file comes with validators: a strong `ETag` (a hash of the content)
+//! and `Last-Modified` (the file's modification time with `--root`, a fixed
+//! date for the embedded set). Conditional `GET`s and `HEAD`s are answered
+//! as RFC 9110 §13.2.2 says: `304 Not Modified` when `If-None-Match` lists
+//! the current tag (or `*`), or, without `If-None-Match`, when the file has
+//! not changed since `If-Modified-Since`. [`TestServer`] counts the bodies
+//! and the `304`s it sent, so tests can check what a client transferred.
+//!
 //! [`TestServer::spawn`] runs it on its own thread and actix system, for
 //! in-process use; [`serve_forever`] runs it in the foreground.
 
@@ -19,14 +27,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use std::{fmt, io, thread};
 
 use actix_web::body::SizedStream;
-use actix_web::http::StatusCode;
+use actix_web::http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use sha2::{Digest as _, Sha256};
 
 use crate::dataset;
 use crate::random::{Dice, mix};
@@ -34,6 +44,13 @@ use crate::signals::StopSignals;
 
 /// Concurrent connections the server is meant to hold.
 pub const TARGET_CONNECTIONS: u64 = 1000;
+
+/// `Last-Modified` of the embedded data set, in seconds since the UNIX
+/// epoch: 2024-01-01T00:00:00Z (`Mon, 01 Jan 2024 00:00:00 GMT`).
+const EMBEDDED_MODIFIED_UNIX: u64 = 1_704_067_200;
+
+/// The last second an HTTP date can show (9999-12-31T23:59:59Z).
+const LAST_HTTP_DATE_UNIX: u64 = 253_402_300_799;
 
 /// A delay before each answer: fixed, or uniform between two bounds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,8 +110,9 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 /// Faults injected into a fraction of requests each (0 = never, 1 = always).
 ///
 /// Checked in this order, the first that applies wins: hang, unavailable,
-/// status, teapot (`error_rate`), flap; then, for files that exist, reset,
-/// truncate, slow.
+/// status, teapot (`error_rate`), flap; then, for files that exist and
+/// unless a conditional request gets `304 Not Modified`, reset, truncate,
+/// slow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faults {
     /// Accept the request and never answer.
@@ -181,10 +199,15 @@ pub enum TestServerError {
     Thread(String),
 }
 
-/// Requests received: how many, and (when recording) which and when.
+/// Requests received: how many, what they got, and (when recording) which
+/// and when.
 #[derive(Debug, Default)]
 pub struct Hits {
     count: AtomicU64,
+    /// `200` answers with a file body (faulty bodies included).
+    bodies: AtomicU64,
+    /// `304 Not Modified` answers.
+    not_modified: AtomicU64,
     log: Mutex<Vec<(String, Instant)>>,
 }
 
@@ -194,11 +217,127 @@ struct State {
     hits: Arc<Hits>,
     /// Requests seen per flapping path.
     flaps: Mutex<HashMap<String, u32>>,
+    /// Entity tags of the embedded files, by data set path, computed once.
+    etags: Mutex<HashMap<String, String>>,
+}
+
+/// A file the server knows, with its validators.
+struct Found {
+    body: Bytes,
+    content_type: &'static str,
+    /// Strong entity tag, quotes included.
+    etag: String,
+    /// Modification time, to whole seconds.
+    modified: SystemTime,
+}
+
+/// Lower-case hexadecimal digits of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    text
+}
+
+/// The strong entity tag of a body: the first 16 bytes of its SHA-256, in
+/// hex and quotes.
+fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", hex(&digest[..16]))
+}
+
+/// `time` cut to whole seconds and clamped to what an HTTP date can show.
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    let secs = time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs.min(LAST_HTTP_DATE_UNIX))
+}
+
+/// Whether `etag` (strong, quoted) matches `*` or a member of the
+/// comma-separated entity-tag `list` by weak comparison (a `W/` prefix is
+/// ignored). Malformed members match nothing.
+fn etag_list_matches(list: &str, etag: &str) -> bool {
+    let mut rest = list;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return false;
+        }
+        let tag = rest.strip_prefix("W/").unwrap_or(rest);
+        // An opaque tag may hold commas: find its closing quote first.
+        if let Some(opaque) = tag.strip_prefix('"')
+            && let Some(end) = opaque.find('"')
+        {
+            let tail = &opaque[end + 1..];
+            let (junk, next) = tail.split_once(',').unwrap_or((tail, ""));
+            if junk.trim().is_empty() && &tag[..end + 2] == etag {
+                return true;
+            }
+            rest = next;
+        } else {
+            let (member, next) = rest.split_once(',').unwrap_or((rest, ""));
+            if member.trim() == "*" {
+                return true;
+            }
+            rest = next;
+        }
+    }
+}
+
+/// Whether a conditional request gets `304 Not Modified` (RFC 9110
+/// §13.2.2) for a file with `etag` and `modified` (whole seconds):
+/// `If-None-Match`, when present, alone decides; otherwise
+/// `If-Modified-Since`, if it is an HTTP date not before `modified`.
+/// Unparseable dates are ignored.
+fn is_not_modified(
+    if_none_match: Option<&str>,
+    if_modified_since: Option<&str>,
+    etag: &str,
+    modified: SystemTime,
+) -> bool {
+    match if_none_match {
+        Some(list) => etag_list_matches(list, etag),
+        None => if_modified_since
+            .and_then(|date| httpdate::parse_http_date(date.trim()).ok())
+            .is_some_and(|since| modified <= since),
+    }
+}
+
+/// `If-None-Match` of a request, all its lines joined into one list.
+fn if_none_match(req: &HttpRequest) -> Option<String> {
+    let lines: Vec<_> = req.headers().get_all(IF_NONE_MATCH).map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
+    (!lines.is_empty()).then(|| lines.join(", "))
+}
+
+/// `If-Modified-Since` of a request, if it has exactly one readable line.
+fn if_modified_since(req: &HttpRequest) -> Option<&str> {
+    let mut lines = req.headers().get_all(IF_MODIFIED_SINCE);
+    match (lines.next(), lines.next()) {
+        (Some(line), None) => line.to_str().ok(),
+        _ => None,
+    }
 }
 
 impl State {
+    fn new(options: TestServerOptions, hits: Arc<Hits>) -> Self {
+        Self { dice: Dice::new(options.seed), options, hits, flaps: Mutex::default(), etags: Mutex::default() }
+    }
+
+    /// The entity tag of an embedded file, computed on first use.
+    fn embedded_etag(&self, name: &str, body: &[u8]) -> String {
+        let mut etags = self.etags.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(etag) = etags.get(name) {
+            return etag.clone();
+        }
+        let etag = etag_of(body);
+        etags.insert(name.to_owned(), etag.clone());
+        etag
+    }
+
     /// The file for a request path, if the path is one the server knows.
-    fn lookup(&self, path: &str) -> Option<(Bytes, &'static str)> {
+    fn lookup(&self, path: &str) -> Option<Found> {
         let rest = path.strip_prefix("/flags/")?;
         let (cc, name) = rest.split_once('/')?;
         let valid_cc = cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_lowercase());
@@ -212,11 +351,25 @@ impl State {
         if !valid_cc {
             return None;
         }
-        let bytes = match &self.options.root {
-            Some(root) => Bytes::from(std::fs::read(root.join(cc).join(name)).ok()?),
-            None => Bytes::from_static(dataset::get(&format!("flags/{cc}/{name}"))?),
-        };
-        Some((bytes, content_type))
+        match &self.options.root {
+            Some(root) => {
+                // Content and time from one open file: it may be rewritten
+                // between requests, so its tag is computed every time.
+                let mut file = std::fs::File::open(root.join(cc).join(name)).ok()?;
+                let modified = file.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+                let mut bytes = Vec::new();
+                io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+                let etag = etag_of(&bytes);
+                Some(Found { body: Bytes::from(bytes), content_type, etag, modified: whole_seconds(modified) })
+            }
+            None => {
+                let key = format!("flags/{cc}/{name}");
+                let bytes = dataset::get(&key)?;
+                let etag = self.embedded_etag(&key, bytes);
+                let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(EMBEDDED_MODIFIED_UNIX);
+                Some(Found { body: Bytes::from_static(bytes), content_type, etag, modified })
+            }
+        }
     }
 }
 
@@ -310,12 +463,23 @@ async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     if let Some(response) = redirect(req.path()) {
         return response;
     }
-    let Some((body, content_type)) = state.lookup(req.path()) else {
+    let Some(Found { body, content_type, etag, modified }) = state.lookup(req.path()) else {
         return HttpResponse::NotFound().finish();
     };
+    let last_modified = httpdate::fmt_http_date(modified);
+    // Only GET and HEAD are answered 304 (RFC 9110 §13.1.1, §13.1.3).
+    let conditional = matches!(*req.method(), Method::GET | Method::HEAD);
+    if conditional && is_not_modified(if_none_match(&req).as_deref(), if_modified_since(&req), &etag, modified) {
+        state.hits.not_modified.fetch_add(1, Ordering::Relaxed);
+        return HttpResponse::NotModified()
+            .insert_header((ETAG, etag))
+            .insert_header((LAST_MODIFIED, last_modified))
+            .finish();
+    }
+    state.hits.bodies.fetch_add(1, Ordering::Relaxed);
     let full = body.len() as u64;
     let mut ok = HttpResponse::Ok();
-    ok.content_type(content_type);
+    ok.content_type(content_type).insert_header((ETAG, etag)).insert_header((LAST_MODIFIED, last_modified));
     if state.roll(faults.reset_rate) {
         // The connection has SO_LINGER 0 (see `build`): dropping it on this
         // error sends RST, after the headers and a first byte went out.
@@ -367,7 +531,7 @@ fn build(
     check_root(&options)?;
     let workers = options.workers.max(1);
     let resets = options.faults.reset_rate > 0.0;
-    let state = web::Data::new(State { dice: Dice::new(options.seed), options, hits, flaps: Mutex::default() });
+    let state = web::Data::new(State::new(options, hits));
     let server = HttpServer::new(move || App::new().app_data(state.clone()).default_service(web::to(answer)))
         .on_connect(move |conn, _| {
             // Only with reset faults: an aborted connection then ends in RST.
@@ -440,6 +604,18 @@ impl TestServer {
         self.hits.count.load(Ordering::Relaxed)
     }
 
+    /// `200` answers that carried a flag or metadata body so far, faulty
+    /// ones (reset, truncated, slow) included; `0` after a run means nothing
+    /// was transferred again.
+    pub fn bodies(&self) -> u64 {
+        self.hits.bodies.load(Ordering::Relaxed)
+    }
+
+    /// `304 Not Modified` answers to conditional requests so far.
+    pub fn not_modified(&self) -> u64 {
+        self.hits.not_modified.load(Ordering::Relaxed)
+    }
+
     /// Every request's path and arrival time, in order (only with `record`).
     pub fn requests(&self) -> Vec<(String, Instant)> {
         self.hits.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -498,16 +674,105 @@ mod tests {
 
     #[test]
     fn only_flag_paths_are_served() {
-        let state = State {
-            options: TestServerOptions::default(),
-            dice: Dice::new(0),
-            hits: Arc::default(),
-            flaps: Mutex::default(),
-        };
-        assert_eq!(state.lookup("/flags/br/br.gif").map(|(_, t)| t), Some("image/gif"));
-        assert_eq!(state.lookup("/flags/br/metadata.json").map(|(_, t)| t), Some("application/json"));
+        let state = State::new(TestServerOptions::default(), Arc::default());
+        assert_eq!(state.lookup("/flags/br/br.gif").map(|f| f.content_type), Some("image/gif"));
+        assert_eq!(state.lookup("/flags/br/metadata.json").map(|f| f.content_type), Some("application/json"));
         for path in ["/flags/zz/zz.gif", "/flags/br/ar.gif", "/flags/BR/BR.gif", "/flags/../br.gif", "/br/br.gif"] {
             assert!(state.lookup(path).is_none(), "{path}");
         }
+    }
+
+    const TAG: &str = "\"0123456789abcdef0123456789abcdef\"";
+
+    /// `Mon, 01 Jan 2024 00:00:00 GMT`, the embedded data set's date.
+    fn embedded_date() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(EMBEDDED_MODIFIED_UNIX)
+    }
+
+    fn inm(list: &str) -> bool {
+        is_not_modified(Some(list), None, TAG, embedded_date())
+    }
+
+    fn ims(date: &str) -> bool {
+        is_not_modified(None, Some(date), TAG, embedded_date())
+    }
+
+    #[test]
+    fn etags_are_the_first_half_of_the_sha256_in_hex() {
+        // SHA-256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+        assert_eq!(etag_of(b"abc"), "\"ba7816bf8f01cfea414140de5dae2223\"");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
+
+    #[test]
+    fn embedded_files_have_cached_tags_and_the_fixed_date() {
+        let state = State::new(TestServerOptions::default(), Arc::default());
+        let found = state.lookup("/flags/br/br.gif").unwrap();
+        let expected = etag_of(dataset::get("flags/br/br.gif").unwrap());
+        assert_eq!(found.etag, expected);
+        assert_eq!(httpdate::fmt_http_date(found.modified), "Mon, 01 Jan 2024 00:00:00 GMT");
+        let cached = state.etags.lock().unwrap().get("flags/br/br.gif").cloned();
+        assert_eq!(cached, Some(expected.clone()));
+        assert_eq!(state.lookup("/flags/br/br.gif").unwrap().etag, expected);
+        assert_ne!(state.lookup("/flags/ar/ar.gif").unwrap().etag, expected);
+    }
+
+    #[test]
+    fn if_none_match_matches_any_listed_tag_weakly() {
+        assert!(inm(TAG));
+        assert!(inm(&format!("W/{TAG}")));
+        assert!(inm(&format!("\"other\", {TAG}")));
+        assert!(inm(&format!("\"other\",W/{TAG} , \"more\"")));
+        assert!(inm(&format!("\"a,b\",\t{TAG}")));
+        assert!(inm("*"));
+        assert!(inm(" * "));
+        assert!(!inm("\"other\""));
+        assert!(!inm("\"other\", W/\"more\""));
+        assert!(!inm(""));
+        // The tag without its quotes, in other case, or glued to junk.
+        assert!(!inm("0123456789abcdef0123456789abcdef"));
+        assert!(!inm(&TAG.to_uppercase()));
+        assert!(!inm(&format!("{TAG}x")));
+        assert!(!inm(&format!("w/{TAG}")));
+    }
+
+    #[test]
+    fn a_non_matching_if_none_match_beats_if_modified_since() {
+        let date = "Mon, 01 Jan 2024 00:00:00 GMT";
+        assert!(ims(date));
+        assert!(!is_not_modified(Some("\"other\""), Some(date), TAG, embedded_date()));
+        assert!(is_not_modified(Some(TAG), Some("Thu, 01 Jan 1970 00:00:00 GMT"), TAG, embedded_date()));
+    }
+
+    #[test]
+    fn if_modified_since_compares_whole_seconds() {
+        assert!(ims("Mon, 01 Jan 2024 00:00:00 GMT"), "equal");
+        assert!(ims("Tue, 02 Jan 2024 00:00:00 GMT"), "later");
+        assert!(ims("Monday, 01-Jan-24 00:00:00 GMT"), "RFC 850 form");
+        assert!(ims("Mon Jan  1 00:00:00 2024"), "asctime form");
+        assert!(!ims("Sun, 31 Dec 2023 23:59:59 GMT"), "a second earlier");
+        let with_fraction = embedded_date() + Duration::from_millis(999);
+        assert!(is_not_modified(None, Some("Mon, 01 Jan 2024 00:00:00 GMT"), TAG, whole_seconds(with_fraction)));
+    }
+
+    #[test]
+    fn garbage_conditional_headers_are_ignored() {
+        for date in ["", "yesterday", "Mon, 01 Jan 2024", "Mon, 32 Jan 2024 00:00:00 GMT", "\u{e9}t\u{e9}"] {
+            assert!(!ims(date), "{date:?}");
+        }
+        for list in ["W/", "\"", "\"unterminated, *x", "W/*", ",,,", "\u{e9}"] {
+            assert!(!inm(list), "{list:?}");
+        }
+        // A malformed member does not hide a good one after it.
+        assert!(inm(&format!("junk, W/, {TAG}")));
+    }
+
+    #[test]
+    fn times_are_cut_to_whole_seconds_an_http_date_can_show() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        assert_eq!(whole_seconds(epoch + Duration::from_millis(1500)), epoch + Duration::from_secs(1));
+        assert_eq!(whole_seconds(epoch - Duration::from_secs(5)), epoch);
+        let far = whole_seconds(epoch + Duration::from_secs(u64::from(u32::MAX) * 1000));
+        assert_eq!(httpdate::fmt_http_date(far), "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 }

@@ -1,7 +1,11 @@
-//! `flagsd testserver` as its own process.
+//! `flagsd testserver` as its own process, and the validators and `304`
+//! answers of the built-in server, over raw HTTP/1.1.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
+use std::time::{Duration, UNIX_EPOCH};
+
+use flagsd::testserver::{TestServer, TestServerOptions};
 
 use crate::helpers::*;
 
@@ -41,4 +45,153 @@ fn bad_fault_options_are_usage_errors() {
         let out = flagsd().arg("testserver").args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// An answer read off the wire: status line, headers (names lower-cased)
+/// and body.
+struct RawAnswer {
+    status: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// The value of the only `name` header, if there is one.
+    fn header(&self, name: &str) -> Option<&str> {
+        let mut values = self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        assert!(values.next().is_none(), "more than one {name} header: {:?}", self.headers);
+        first
+    }
+}
+
+/// Sends `GET path` with `extra` headers to the server over a new
+/// HTTP/1.1 connection to 127.0.0.1 and reads the whole answer.
+fn raw_get(server: &TestServer, path: &str, extra: &[(&str, &str)]) -> RawAnswer {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.addr().port())).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in extra {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read answer");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8(raw[..split].to_vec()).expect("ASCII headers");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_owned();
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("name: value");
+            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    RawAnswer { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+/// `"` + the first 16 bytes of SHA-256 in hex + `"`.
+fn expected_etag(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(body);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// Asserts a `304` without a body and with the given validators.
+fn assert_not_modified(answer: &RawAnswer, etag: &str, last_modified: &str) {
+    assert_eq!(answer.status, "HTTP/1.1 304 Not Modified", "{:?}", answer.headers);
+    assert!(answer.body.is_empty(), "a 304 with a body: {:?}", answer.body);
+    assert_eq!(answer.header("etag"), Some(etag));
+    assert_eq!(answer.header("last-modified"), Some(last_modified));
+}
+
+#[test]
+fn bundled_files_carry_validators_and_get_304_when_unchanged() {
+    let server = clean_server();
+    let path = "/flags/br/br.gif";
+    let first = raw_get(&server, path, &[]);
+    assert_eq!(first.status, "HTTP/1.1 200 OK");
+    let flag = flagsd::dataset::get("flags/br/br.gif").expect("a bundled flag");
+    assert_eq!(first.body, flag);
+    let etag = expected_etag(flag);
+    assert_eq!(first.header("etag"), Some(etag.as_str()));
+    let date = "Mon, 01 Jan 2024 00:00:00 GMT";
+    assert_eq!(first.header("last-modified"), Some(date));
+
+    let metadata = raw_get(&server, "/flags/br/metadata.json", &[]);
+    assert_eq!(metadata.status, "HTTP/1.1 200 OK");
+    let expected = expected_etag(flagsd::dataset::get("flags/br/metadata.json").expect("bundled metadata"));
+    assert_eq!(metadata.header("etag"), Some(expected.as_str()));
+    assert_eq!(metadata.header("last-modified"), Some(date));
+    assert_eq!((server.bodies(), server.not_modified()), (2, 0));
+
+    assert_not_modified(&raw_get(&server, path, &[("If-None-Match", &etag)]), &etag, date);
+    let listed = format!("\"nope\", W/{etag}");
+    assert_not_modified(&raw_get(&server, path, &[("If-None-Match", &listed)]), &etag, date);
+    assert_not_modified(&raw_get(&server, path, &[("If-None-Match", "*")]), &etag, date);
+    assert_not_modified(&raw_get(&server, path, &[("If-Modified-Since", date)]), &etag, date);
+    assert_eq!((server.bodies(), server.not_modified()), (2, 4));
+
+    let still_sent: [&[(&str, &str)]; 3] = [
+        &[("If-None-Match", "\"nope\""), ("If-Modified-Since", date)],
+        &[("If-Modified-Since", "Sun, 31 Dec 2023 23:59:59 GMT")],
+        &[("If-Modified-Since", "not a date")],
+    ];
+    for extra in still_sent {
+        let again = raw_get(&server, path, extra);
+        assert_eq!(again.status, "HTTP/1.1 200 OK", "{extra:?}");
+        assert_eq!(again.body, flag, "{extra:?}");
+        assert_eq!(again.header("etag"), Some(etag.as_str()), "{extra:?}");
+    }
+    let missing = raw_get(&server, "/flags/zz/zz.gif", &[("If-None-Match", "*")]);
+    assert!(missing.status.starts_with("HTTP/1.1 404 "), "{}", missing.status);
+    assert_eq!(missing.header("etag"), None);
+    assert_eq!((server.hits(), server.bodies(), server.not_modified()), (10, 5, 4));
+}
+
+#[test]
+fn root_files_are_tagged_by_their_current_content_and_mtime() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("xx")).unwrap();
+    let file = dir.path().join("xx").join("xx.gif");
+    let write = |content: &[u8], unix_millis: u64| {
+        std::fs::write(&file, content).unwrap();
+        let mtime = UNIX_EPOCH + Duration::from_millis(unix_millis);
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(mtime).unwrap();
+    };
+    write(b"GIF89a first", 1_580_644_800_500); // 2020-02-02T12:00:00.5Z
+    let server = server(TestServerOptions { root: Some(dir.path().to_owned()), ..Default::default() });
+    let path = "/flags/xx/xx.gif";
+
+    let first = raw_get(&server, path, &[]);
+    assert_eq!(first.status, "HTTP/1.1 200 OK");
+    assert_eq!(first.body, b"GIF89a first");
+    let etag = expected_etag(b"GIF89a first");
+    assert_eq!(first.header("etag"), Some(etag.as_str()));
+    let date = "Sun, 02 Feb 2020 12:00:00 GMT";
+    assert_eq!(first.header("last-modified"), Some(date));
+    assert_not_modified(&raw_get(&server, path, &[("If-None-Match", &etag)]), &etag, date);
+    assert_not_modified(&raw_get(&server, path, &[("If-Modified-Since", date)]), &etag, date);
+    assert_eq!((server.bodies(), server.not_modified()), (1, 2));
+
+    // Same length, same second: only the content tells the versions apart.
+    write(b"GIF89a other", 1_580_644_800_700);
+    let changed = raw_get(&server, path, &[("If-None-Match", &etag)]);
+    assert_eq!(changed.status, "HTTP/1.1 200 OK");
+    assert_eq!(changed.body, b"GIF89a other");
+    let new_etag = expected_etag(b"GIF89a other");
+    assert_ne!(new_etag, etag);
+    assert_eq!(changed.header("etag"), Some(new_etag.as_str()));
+    assert_not_modified(&raw_get(&server, path, &[("If-None-Match", &new_etag)]), &new_etag, date);
+
+    // A later mtime: the old date no longer passes If-Modified-Since.
+    write(b"GIF89a other", 1_580_644_801_000);
+    let later = raw_get(&server, path, &[("If-Modified-Since", date)]);
+    assert_eq!(later.status, "HTTP/1.1 200 OK");
+    assert_eq!(later.header("last-modified"), Some("Sun, 02 Feb 2020 12:00:01 GMT"));
+    assert_eq!(later.header("etag"), Some(new_etag.as_str()));
+    assert_eq!((server.hits(), server.bodies(), server.not_modified()), (6, 3, 3));
 }
