@@ -13,10 +13,13 @@
 //! - [`output`]: the output directory, temporary files and atomic renames;
 //! - [`outcome`]: outcomes, error kinds and status counts;
 //! - [`report`]: the flags2 report text, verbose lines, progress bar;
+//! - [`admin`]: the daemon's admin HTTP endpoint, a thin front that asks the daemon over a channel;
+//! - [`metrics`]: the daemon's Prometheus metrics registry and its text rendering;
 //! - [`testserver`] and [`dataset`]: the built-in flag server and its embedded data;
 //! - [`signals`], [`logging`], [`exit`]: process plumbing.
 
 pub mod actors;
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod codes;
@@ -29,6 +32,7 @@ pub mod fetch;
 pub mod job;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod naming;
 pub mod outcome;
 pub mod output;
