@@ -49,13 +49,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Download flags, as flags2 does.
-    Fetch(FetchArgs),
+    Fetch(Box<FetchArgs>),
     /// Run configured batches once, each with its own report.
     Run(RunArgs),
     /// Run scheduled batches as a daemon (systemd Type=notify).
     Serve(ConfigArgs),
     /// Check the configuration and report every problem found.
     CheckConfig(ConfigArgs),
+    /// Show each batch's last and next run (from the daemon, else the state database).
+    Status(ConfigArgs),
     /// Serve the bundled flags over HTTP, for tests, demos and benchmarks.
     Testserver(TestServerArgs),
 }
@@ -101,6 +103,10 @@ pub struct RunArgs {
     /// Batches to run, by name [default: all]
     #[arg(value_name = "BATCH")]
     pub batches: Vec<String>,
+
+    /// Print one JSON document (every batch's counts and per-code outcomes) instead of the reports
+    #[arg(long)]
+    pub json: bool,
 }
 
 const RUN_AFTER_HELP: &str = "\
@@ -195,6 +201,23 @@ pub struct FetchArgs {
     /// Directory for the downloaded files (created if missing)
     #[arg(short, long, value_name = "DIR", default_value = "downloaded")]
     pub output: PathBuf,
+
+    /// Read more codes from FILE ('-' for stdin): codes or letters separated
+    /// by spaces, commas or newlines, '#' comments; an empty list fetches nothing
+    #[arg(long, value_name = "FILE")]
+    pub codes_file: Option<PathBuf>,
+
+    /// Write the codes that ended in an error (or did not finish) to FILE, one a line
+    #[arg(long, value_name = "FILE")]
+    pub failed: Option<PathBuf>,
+
+    /// Print one JSON document (counts, per-code outcomes) instead of the report
+    #[arg(long)]
+    pub json: bool,
+
+    /// Keep run state in DIR: history, and conditional requests for files already saved
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }
 
 const FETCH_AFTER_HELP: &str = concat!(

@@ -15,7 +15,7 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use reqwest::header::LOCATION;
+use reqwest::header::{HeaderMap, LOCATION};
 
 use crate::download::Timeouts;
 
@@ -89,13 +89,14 @@ impl Clients {
         self.for_scheme(&scheme).map(|_| ())
     }
 
-    /// GETs `url`, following at most [`MAX_REDIRECTS`] redirects to http(s)
-    /// URLs; returns the first response that is not a followed redirect.
-    pub async fn get(&self, url: &str) -> Result<reqwest::Response, RequestError> {
+    /// GETs `url` with `headers` (sent again to each redirect's target),
+    /// following at most [`MAX_REDIRECTS`] redirects to http(s) URLs; returns
+    /// the first response that is not a followed redirect.
+    pub async fn get(&self, url: &str, headers: &HeaderMap) -> Result<reqwest::Response, RequestError> {
         let mut url = reqwest::Url::parse(url).map_err(|e| RequestError::Redirect(format!("bad URL: {e}")))?;
         let mut redirects = 0;
         loop {
-            let response = self.for_scheme(url.scheme())?.get(url.clone()).send().await?;
+            let response = self.for_scheme(url.scheme())?.get(url.clone()).headers(headers.clone()).send().await?;
             let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
             let Some(location) = location.filter(|_| response.status().is_redirection()) else {
                 return Ok(response);

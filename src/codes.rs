@@ -66,22 +66,53 @@ pub fn expand_argument(arg: &str) -> Result<Vec<CountryCode>, BadCodeArgument> {
             let codes: Option<Vec<_>> = (b'A'..=b'Z').map(|second| CountryCode::new(first, second)).collect();
             codes.ok_or_else(bad)
         }
-        [_, _] => two_letters(arg).map(|cc| vec![cc]).ok_or_else(bad),
+        [_, _] => parse_code(arg).map(|cc| vec![cc]).ok_or_else(bad),
         _ => Err(bad()),
     }
 }
 
-/// A two-letter word as a code (`None` for anything else).
-fn two_letters(word: &str) -> Option<CountryCode> {
+/// A two-letter word as a code, any case (`None` for anything else).
+pub fn parse_code(word: &str) -> Option<CountryCode> {
     match *word.as_bytes() {
         [a, b] => CountryCode::new(a, b),
         _ => None,
     }
 }
 
+/// A code list that cannot be read: the origin, line and word are named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}:{line}: '{word}': each CC argument must be A to Z or AA to ZZ.")]
+pub struct BadCodeList {
+    /// The file name (`-` for stdin).
+    pub origin: String,
+    /// Line number, from 1.
+    pub line: usize,
+    /// The word that is not a code.
+    pub word: String,
+}
+
+/// Parses a code list (`--codes-file`): codes and single letters as on the
+/// command line, separated by white space or commas; `#` starts a comment.
+/// `origin` names the list in errors.
+pub fn parse_code_list(text: &str, origin: &str) -> Result<Vec<CountryCode>, BadCodeList> {
+    let mut codes = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or_default();
+        for word in content.split(|c: char| c.is_whitespace() || c == ',').filter(|w| !w.is_empty()) {
+            let expanded = expand_argument(word).map_err(|_| BadCodeList {
+                origin: origin.to_owned(),
+                line: i + 1,
+                word: word.to_owned(),
+            })?;
+            codes.extend(expanded);
+        }
+    }
+    Ok(codes)
+}
+
 /// The 194 codes of the country list (`--all`), sorted.
 pub fn all_countries() -> Vec<CountryCode> {
-    COUNTRY_CODES_TXT.split_ascii_whitespace().filter_map(two_letters).collect()
+    COUNTRY_CODES_TXT.split_ascii_whitespace().filter_map(parse_code).collect()
 }
 
 /// Every code `AA`…`ZZ` (`--every`): 676 codes, most of them not countries.
@@ -91,7 +122,7 @@ pub fn every_code() -> Vec<CountryCode> {
 
 /// The 20 most populous countries ([`POP20`]) as codes.
 pub fn pop20() -> Vec<CountryCode> {
-    POP20.iter().copied().filter_map(two_letters).collect()
+    POP20.iter().copied().filter_map(parse_code).collect()
 }
 
 /// Which codes a run asks for, before sorting and limiting.
@@ -103,6 +134,8 @@ pub enum Selection {
     All,
     /// Codes and letters given one by one (empty means the POP20 default).
     Explicit(Vec<CountryCode>),
+    /// Codes from a list file (`--codes-file`): exactly these, even none.
+    Exactly(Vec<CountryCode>),
 }
 
 impl Selection {
@@ -124,7 +157,7 @@ impl Selection {
             Self::Every => every_code(),
             Self::All => all_countries(),
             Self::Explicit(list) if list.is_empty() => pop20(),
-            Self::Explicit(list) => list.clone(),
+            Self::Explicit(list) | Self::Exactly(list) => list.clone(),
         };
         let sorted: BTreeSet<CountryCode> = codes.into_iter().collect();
         sorted.into_iter().take(limit.unwrap_or(usize::MAX)).collect()
@@ -140,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn two_letters_are_one_code_in_upper_case() {
+    fn parse_code_are_one_code_in_upper_case() {
         assert_eq!(strs(&expand_argument("br").unwrap()), ["BR"]);
         assert_eq!(strs(&expand_argument("Br").unwrap()), ["BR"]);
     }
@@ -196,6 +229,18 @@ mod tests {
                 "TR", "US", "VN"
             ]
         );
+    }
+
+    #[test]
+    fn code_lists_take_words_letters_and_comments() {
+        let list = "# failed codes\nbr\nAR, cl  x # the X codes\n\n";
+        let codes = parse_code_list(list, "failed.txt").unwrap();
+        assert_eq!(codes.len(), 29);
+        assert_eq!(strs(&codes[..3]), ["BR", "AR", "CL"]);
+        assert_eq!(parse_code_list("", "-").unwrap(), vec![]);
+        assert_eq!(Selection::Exactly(vec![]).resolve(None), vec![]);
+        let err = parse_code_list("BR\nAR BRA\n", "list.txt").unwrap_err();
+        assert_eq!(err.to_string(), "list.txt:2: 'BRA': each CC argument must be A to Z or AA to ZZ.");
     }
 
     #[test]

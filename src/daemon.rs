@@ -3,7 +3,10 @@
 //! Each batch with an `every` interval has a schedule task that starts a
 //! run at start-up and then at each interval. A batch never runs twice at
 //! once: a tick that finds the previous run still going is skipped and
-//! logged. Batches run in parallel, on the one arbiter.
+//! logged. Batches run in parallel, on the one arbiter. Every run is
+//! recorded in the state database (opened at start: a corrupt or locked one
+//! is a fatal error), and files saved by earlier runs are asked for
+//! conditionally.
 //!
 //! Signals: SIGHUP reloads the configuration (a bad file is logged and the
 //! old schedule keeps running; a good one replaces the schedules of new,
@@ -12,6 +15,11 @@
 //! `daemon.shutdown_timeout` to finish, then abandons them (their temporary
 //! files are deleted) and exits 0.
 //!
+//! With `admin.listen` set, the [`admin`](crate::admin) endpoint runs on its
+//! own thread and forwards each request here over a channel: this loop owns
+//! every piece of state (schedules, runs, metrics, the database), so nothing
+//! is shared between threads.
+//!
 //! The systemd notify protocol is spoken throughout (no-ops without
 //! `NOTIFY_SOCKET`): `READY=1`, `RELOADING=1`/`READY=1`, `STOPPING=1`,
 //! `STATUS=` after each run, `WATCHDOG=1` when `WATCHDOG_USEC` is set.
@@ -19,20 +27,25 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_rt::task::JoinHandle;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::actors::OutcomeSink;
+use crate::admin::{AdminOptions, AdminRequest, AdminServer, Trigger};
+use crate::codes::CountryCode;
 use crate::config::ConfigSource;
 use crate::config::settings::{BatchConfig, Settings};
 use crate::exit::{ExitStatus, FatalError};
 use crate::job::{JobContext, PreparedJob};
+use crate::metrics::Metrics;
 use crate::outcome::{CodeOutcome, Outcome};
 use crate::run::stopped;
 use crate::signals::StopSignals;
+use crate::state::{RecordedRun, SharedState, StateDb};
+use crate::status::BatchView;
 
 /// Tells systemd what the daemon is doing; silent without `NOTIFY_SOCKET`.
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
@@ -41,16 +54,18 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Logs each outcome of a daemon run: errors as warnings when the batch is
-/// verbose, everything else at debug.
+/// Logs each outcome of a daemon run (errors as warnings when the batch is
+/// verbose, everything else at debug) and keeps the metrics.
 struct LogSink {
     batch: Rc<str>,
     verbose: bool,
+    metrics: Rc<RefCell<Metrics>>,
 }
 
 impl OutcomeSink for LogSink {
     fn record(&mut self, o: &CodeOutcome) {
         let (kind, status) = (o.outcome.kind(), o.outcome.http_status());
+        self.metrics.borrow_mut().outcome(&self.batch, kind, o.outcome.bytes());
         match &o.outcome {
             Outcome::Failed(error) if self.verbose => {
                 tracing::warn!(batch = %self.batch, cc = %o.code, url = %o.url, kind, status, %error, "download failed");
@@ -60,9 +75,29 @@ impl OutcomeSink for LogSink {
             }
         }
     }
+
+    fn attempt_started(&mut self) {
+        self.metrics.borrow_mut().attempt_started(&self.batch);
+    }
+
+    fn attempt_finished(&mut self, elapsed: Duration) {
+        self.metrics.borrow_mut().attempt_finished(&self.batch, elapsed);
+    }
+
+    fn retry_scheduled(&mut self, _code: CountryCode) {
+        self.metrics.borrow_mut().retry(&self.batch);
+    }
 }
 
-/// State shared by the schedule tasks and the signal loop.
+/// Why a run did not start.
+enum NotStarted {
+    /// The batch is running already.
+    Running,
+    /// The state database refused the run's record.
+    Failed(String),
+}
+
+/// State shared by the schedule tasks, the signal loop and the admin requests.
 struct Shared {
     /// Runs in progress, by batch name.
     running: RefCell<BTreeMap<String, JoinHandle<()>>>,
@@ -71,87 +106,134 @@ struct Shared {
     deferred: RefCell<BTreeMap<String, Rc<BatchConfig>>>,
     /// Batches whose skipped tick has been logged during the current run.
     skip_logged: RefCell<HashSet<String>>,
+    /// When each scheduled batch runs next.
+    next_runs: RefCell<BTreeMap<String, SystemTime>>,
     /// Turns true when in-flight runs must be abandoned.
     abandon: watch::Receiver<bool>,
     /// Clients and rate limits, shared by every batch.
     context: JobContext,
+    /// The run history and what each batch saved.
+    state: SharedState,
+    /// What `/metrics` shows.
+    metrics: Rc<RefCell<Metrics>>,
 }
 
 impl Shared {
-    /// Starts a run of `batch` unless one is in progress. If one is, the
-    /// tick is skipped (logged once per run), or with `defer` the run starts
-    /// as soon as the current one ends.
-    fn start_run(self: &Rc<Self>, batch: &Rc<BatchConfig>, defer: bool) {
-        let mut running = self.running.borrow_mut();
-        if running.get(&batch.name).is_some_and(|h| !h.is_finished()) {
+    fn is_running(&self, name: &str) -> bool {
+        self.running.borrow().get(name).is_some_and(|h| !h.is_finished())
+    }
+
+    /// Starts a run of `batch` (recorded as started by `trigger`) unless one
+    /// is in progress; returns the run id.
+    fn try_start(self: &Rc<Self>, batch: &Rc<BatchConfig>, trigger: &str) -> Result<i64, NotStarted> {
+        if self.is_running(&batch.name) {
+            return Err(NotStarted::Running);
+        }
+        let (recorded, known) = RecordedRun::begin(&self.state, &batch.name, trigger).map_err(|e| {
+            tracing::error!(batch = %batch.name, error = %e, "run not started");
+            NotStarted::Failed(e.to_string())
+        })?;
+        let id = recorded.id;
+        let me = Rc::clone(self);
+        let batch = Rc::clone(batch);
+        let name = batch.name.clone();
+        let task = actix_rt::spawn(async move {
+            me.run(&batch, recorded, known).await;
+            me.skip_logged.borrow_mut().remove(&batch.name);
+            let next = me.deferred.borrow_mut().remove(&batch.name);
+            if let Some(next) = next {
+                // Let this task finish first, so `try_start` sees it done.
+                actix_rt::spawn(async move {
+                    let _ = me.try_start(&next, "reload");
+                });
+            }
+        });
+        self.running.borrow_mut().insert(name, task);
+        Ok(id)
+    }
+
+    /// A scheduled tick: starts a run, or skips the tick (logged once per
+    /// run) while one is in progress; with `defer`, the run starts as soon
+    /// as the current one ends instead.
+    fn tick(self: &Rc<Self>, batch: &Rc<BatchConfig>, defer: bool) {
+        if let Err(NotStarted::Running) = self.try_start(batch, "schedule") {
             if defer {
                 tracing::info!(batch = %batch.name, "run in progress; the new settings apply when it ends");
                 self.deferred.borrow_mut().insert(batch.name.clone(), Rc::clone(batch));
             } else if self.skip_logged.borrow_mut().insert(batch.name.clone()) {
                 tracing::warn!(batch = %batch.name, "previous run still in progress; skipping ticks until it ends");
             }
-            return;
         }
-        let me = Rc::clone(self);
-        let batch = Rc::clone(batch);
-        let name = batch.name.clone();
-        let task = actix_rt::spawn(async move {
-            me.run(&batch).await;
-            me.skip_logged.borrow_mut().remove(&batch.name);
-            let next = me.deferred.borrow_mut().remove(&batch.name);
-            if let Some(next) = next {
-                // Let this task finish first, so `start_run` sees it done.
-                actix_rt::spawn(async move { me.start_run(&next, false) });
-            }
-        });
-        running.insert(name, task);
     }
 
-    async fn run(&self, batch: &BatchConfig) {
+    async fn run(&self, batch: &BatchConfig, recorded: RecordedRun, known: crate::state::KnownFiles) {
         let job = &batch.job;
-        tracing::info!(batch = %batch.name, codes = job.codes.len(), server = %job.server.label, "run started");
+        let id = recorded.id;
+        tracing::info!(batch = %batch.name, run = id, codes = job.codes.len(), server = %job.server.label, "run started");
         let started = Instant::now();
-        let prepared = match PreparedJob::prepare(job, &self.context) {
-            Ok(p) => p,
+        self.metrics.borrow_mut().run_started(&batch.name);
+        let (counts, status, outcomes) = match PreparedJob::prepare(job, &self.context, Some(known)) {
+            Ok(prepared) => {
+                let sink = Box::new(LogSink {
+                    batch: batch.name.as_str().into(),
+                    verbose: batch.verbose,
+                    metrics: Rc::clone(&self.metrics),
+                });
+                match prepared.start(job, sink).finish_or_interrupt(stopped(self.abandon.clone())).await {
+                    Ok(summary) => {
+                        let status = ExitStatus::of_run(&summary, None);
+                        let c = summary.counts;
+                        let elapsed = started.elapsed().as_secs_f64();
+                        tracing::info!(
+                            batch = %batch.name, run = id, downloaded = c.downloaded, unchanged = c.unchanged,
+                            not_found = c.not_found, errors = c.errors, abandoned = summary.unfinished,
+                            elapsed_s = elapsed, exit_status = status.code(), "run finished"
+                        );
+                        let text = format!(
+                            "last run: {}: {} downloaded, {} unchanged, {} not found, {} errors in {elapsed:.2}s",
+                            batch.name, c.downloaded, c.unchanged, c.not_found, c.errors
+                        );
+                        notify(&[sd_notify::NotifyState::Status(&text)]);
+                        (c, status, summary.outcomes)
+                    }
+                    Err(e) => {
+                        tracing::error!(batch = %batch.name, run = id, error = %e, "run failed");
+                        (Default::default(), ExitStatus::Fatal, Vec::new())
+                    }
+                }
+            }
             Err(e) => {
-                tracing::error!(batch = %batch.name, error = %e, "run failed to start");
+                tracing::error!(batch = %batch.name, run = id, error = %e, "run failed to start");
                 notify(&[sd_notify::NotifyState::Status(&format!("{}: {e}", batch.name))]);
-                return;
+                (Default::default(), e.exit_status(), Vec::new())
             }
         };
-        let sink = Box::new(LogSink { batch: batch.name.as_str().into(), verbose: batch.verbose });
-        match prepared.start(job, sink).finish_or_interrupt(stopped(self.abandon.clone())).await {
-            Ok(summary) => {
-                let c = summary.counts;
-                let elapsed = started.elapsed().as_secs_f64();
-                tracing::info!(
-                    batch = %batch.name, downloaded = c.downloaded, not_found = c.not_found, errors = c.errors,
-                    abandoned = summary.unfinished, elapsed_s = elapsed, exit_status = ExitStatus::of_run(&summary, None).code(),
-                    "run finished"
-                );
-                let status = format!(
-                    "last run: {}: {} downloaded, {} not found, {} errors in {elapsed:.2}s",
-                    batch.name, c.downloaded, c.not_found, c.errors
-                );
-                notify(&[sd_notify::NotifyState::Status(&status)]);
-            }
-            Err(e) => tracing::error!(batch = %batch.name, error = %e, "run failed"),
+        self.metrics.borrow_mut().run_finished(&batch.name, SystemTime::now(), status.code());
+        if let Err(e) = recorded.finish(&counts, status.code(), &outcomes) {
+            tracing::error!(batch = %batch.name, run = id, error = %e, "run not recorded");
         }
     }
 }
 
-/// Starts a run of `batch` now and then every `every`.
+/// Starts a run of `batch` now and then every `every`. A tick missed while
+/// a run was in progress is skipped, not caught up.
 async fn schedule(shared: Rc<Shared>, batch: Rc<BatchConfig>, every: Duration) {
-    let mut ticks = actix_rt::time::interval(every);
-    // A tick missed while the thread was busy is dropped, not caught up.
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut next = tokio::time::Instant::now();
     // The first tick (at start or after a reload) waits for a run in
     // progress instead of being skipped, so changed settings apply at once.
-    ticks.tick().await;
-    shared.start_run(&batch, true);
+    let mut defer = true;
     loop {
-        ticks.tick().await;
-        shared.start_run(&batch, false);
+        shared
+            .next_runs
+            .borrow_mut()
+            .insert(batch.name.clone(), SystemTime::now() + next.duration_since(tokio::time::Instant::now()));
+        tokio::time::sleep_until(next).await;
+        shared.tick(&batch, defer);
+        defer = false;
+        let now = tokio::time::Instant::now();
+        while next <= now {
+            next += every;
+        }
     }
 }
 
@@ -173,6 +255,7 @@ impl Schedules {
             if !keep {
                 tracing::info!(batch = %name, "batch removed from the schedule");
                 task.abort();
+                self.shared.next_runs.borrow_mut().remove(name);
             }
             keep
         });
@@ -198,6 +281,7 @@ impl Schedules {
         for (_, (_, task)) in std::mem::take(&mut self.tasks) {
             task.abort();
         }
+        self.shared.next_runs.borrow_mut().clear();
     }
 }
 
@@ -222,25 +306,105 @@ fn log_config_error(error: &crate::config::file::ConfigError, action: &str) {
     }
 }
 
+/// Answers one request of the admin endpoint from the daemon's state.
+fn answer(shared: &Rc<Shared>, settings: &Settings, request: AdminRequest) {
+    // A reply that cannot be delivered means the HTTP request is gone.
+    match request {
+        AdminRequest::Ping(reply) => {
+            let _ = reply.send(());
+        }
+        AdminRequest::Ready(reply) => {
+            let _ = reply.send(shared.state.borrow().check_writable().map_err(|e| e.to_string()));
+        }
+        AdminRequest::Metrics(reply) => {
+            let _ = reply.send(shared.metrics.borrow().render());
+        }
+        AdminRequest::Batches(reply) => {
+            let _ = reply.send(batch_views(shared, settings));
+        }
+        AdminRequest::Runs { batch, limit, reply } => {
+            let runs = shared.state.borrow().runs(batch.as_deref(), limit).map_err(|e| e.to_string());
+            let _ = reply.send(runs.and_then(|runs| serde_json::to_value(runs).map_err(|e| e.to_string())));
+        }
+        AdminRequest::Trigger { batch, reply } => {
+            let answer = match settings.batches.iter().find(|b| b.name == batch) {
+                None => Trigger::Unknown,
+                Some(config) => match shared.try_start(&Rc::new(config.clone()), "admin") {
+                    Ok(run_id) => {
+                        tracing::info!(batch = %batch, run = run_id, "run requested through the admin endpoint");
+                        Trigger::Started { run_id }
+                    }
+                    Err(NotStarted::Running) => Trigger::Running,
+                    Err(NotStarted::Failed(message)) => Trigger::Failed(message),
+                },
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// `GET /batches`: every configured batch with its live facts.
+fn batch_views(shared: &Shared, settings: &Settings) -> serde_json::Value {
+    let mut last = shared.state.borrow().last_runs().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot read the run history");
+        BTreeMap::new()
+    });
+    let next_runs = shared.next_runs.borrow();
+    let views: Vec<BatchView> = settings
+        .batches
+        .iter()
+        .map(|b| BatchView {
+            running: Some(shared.is_running(&b.name)),
+            next_run: next_runs.get(&b.name).map(|t| crate::results::rfc3339(*t)),
+            ..BatchView::of(b, last.remove(&b.name))
+        })
+        .collect();
+    serde_json::to_value(views).unwrap_or_default()
+}
+
+/// Starts the admin endpoint if `settings` asks for one. An unreadable
+/// token file is a configuration error (status 2), a failed bind fatal (3).
+fn start_admin(
+    settings: &Settings,
+    origin: &str,
+    requests: mpsc::Sender<AdminRequest>,
+) -> Result<Option<AdminServer>, FatalError> {
+    let Some(admin) = &settings.admin else { return Ok(None) };
+    let token = admin
+        .token()
+        .map_err(|message| crate::config::file::ConfigError::single(origin, Some("admin.token_file"), message))?;
+    let with_token = token.is_some();
+    let server = AdminServer::spawn(AdminOptions { listen: admin.listen, token }, requests)?;
+    tracing::info!(address = %server.addr(), token = with_token, "admin endpoint listening");
+    Ok(Some(server))
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. A configuration that does not
-/// load at start is an error (status 2) before `READY=1`.
+/// load at start is an error (status 2) before `READY=1`; so is a state
+/// database that cannot be opened or an admin address that cannot be bound
+/// (status 3).
 pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
-    let settings = source.load_checked()?;
+    let mut settings = source.load_checked()?;
+    let state = Rc::new(RefCell::new(StateDb::open(&settings.state_dir)?));
     crate::limits::raise_open_files_limit();
     let mut hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
     let mut stops = StopSignals::install().map_err(FatalError::Signals)?;
+    let (admin_tx, mut admin_rx) = mpsc::channel(64);
+    let _admin = start_admin(&settings, &source.origin(), admin_tx)?;
 
     let (abandon_tx, abandon) = watch::channel(false);
     let shared = Rc::new(Shared {
         running: RefCell::default(),
         deferred: RefCell::default(),
         skip_logged: RefCell::default(),
+        next_runs: RefCell::default(),
         abandon,
         context: JobContext::default(),
+        state,
+        metrics: Rc::default(),
     });
     let mut schedules = Schedules { shared: Rc::clone(&shared), tasks: BTreeMap::new() };
     schedules.apply(&settings);
-    let mut shutdown_timeout = settings.shutdown_timeout;
     start_watchdog();
     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
     tracing::info!(config = %source.origin(), batches = settings.batches.len(), "serving");
@@ -252,13 +416,17 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
                 match source.load_checked() {
                     Ok(new) => {
                         schedules.apply(&new);
-                        shutdown_timeout = new.shutdown_timeout;
+                        if new.state_dir != settings.state_dir || new.admin != settings.admin {
+                            tracing::warn!("state.dir and [admin] changes take effect at the next start");
+                        }
                         tracing::info!(batches = new.batches.len(), "configuration reloaded");
+                        settings = new;
                     }
                     Err(e) => log_config_error(&e, "configuration not reloaded; the previous one stays in force"),
                 }
                 notify(&[sd_notify::NotifyState::Ready]);
             }
+            Some(request) = admin_rx.recv() => answer(&shared, &settings, request),
             signal = stops.recv() => {
                 tracing::info!(?signal, "stop requested");
                 break;
@@ -268,6 +436,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
 
     notify(&[sd_notify::NotifyState::Stopping]);
     schedules.stop();
+    let shutdown_timeout = settings.shutdown_timeout;
     let runs: Vec<(String, JoinHandle<()>)> = std::mem::take(&mut *shared.running.borrow_mut()).into_iter().collect();
     let in_flight = runs.iter().filter(|(_, h)| !h.is_finished()).count();
     tracing::info!(in_flight, timeout = %humantime::format_duration(shutdown_timeout), "stopping");

@@ -6,28 +6,38 @@
 //! target file is never half written: a failed or abandoned download drops
 //! its temporary file, which deletes it (see [`OutputDir`]).
 //!
+//! With run state ([`HttpFetcher::with_state`]) a code whose file from an
+//! earlier run is still on disk, unaltered (same size and SHA-256), is asked
+//! for conditionally (`If-None-Match`, `If-Modified-Since`); a `304` answer is
+//! the outcome [`Outcome::Unchanged`] and nothing is written. A file that is
+//! missing, moved or altered is asked for unconditionally.
+//!
 //! The [`Fetch`] trait is the seam between the actors and HTTP: workers hold a
 //! `dyn Fetch`, so the coordinator's guarantees (one outcome per code, also
 //! when a worker panics or hangs) are tested with fetchers that misbehave on
 //! purpose.
 
 use std::cell::RefCell;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use sha2::{Digest as _, Sha256};
 
 use crate::client::{Clients, RequestError};
 use crate::codes::CountryCode;
 use crate::naming::NameRegistry;
-use crate::outcome::{DownloadError, Outcome};
+use crate::outcome::{DownloadError, Outcome, SavedFile};
 use crate::output::OutputDir;
 use crate::rate::RateLimiter;
+use crate::state::KnownFiles;
 
 /// A boxed, single-threaded future yielding one outcome.
 pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
@@ -96,6 +106,8 @@ pub struct HttpFetcher {
     country_names: Option<Rc<RefCell<NameRegistry>>>,
     /// `Some` when the server has a request rate limit.
     limiter: Option<Rc<RateLimiter>>,
+    /// `Some` when run state is kept: what earlier runs saved, by code.
+    known: Option<Rc<KnownFiles>>,
 }
 
 impl HttpFetcher {
@@ -111,7 +123,38 @@ impl HttpFetcher {
             max_size: u64::MAX,
             country_names: None,
             limiter: None,
+            known: None,
         }
+    }
+
+    /// Keeps run state: files saved by earlier runs (`known`) are asked for
+    /// conditionally, and every saved file's SHA-256 is computed.
+    pub fn with_state(mut self, known: KnownFiles) -> Self {
+        self.known = Some(Rc::new(known));
+        self
+    }
+
+    /// The file an earlier run saved for `code` and the conditional headers
+    /// for it, if that file is still in this output directory, unaltered.
+    fn conditional(&self, code: CountryCode) -> Option<(PathBuf, HeaderMap)> {
+        let known = self.known.as_ref()?.get(&code)?;
+        let path = known.path.as_ref()?;
+        if path.parent() != Some(self.output.path()) || (known.etag.is_none() && known.last_modified.is_none()) {
+            return None;
+        }
+        let size = std::fs::metadata(path).ok()?.len();
+        if Some(size) != known.size || known.sha256.as_deref() != Some(sha256_hex(&std::fs::read(path).ok()?).as_str())
+        {
+            return None;
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(etag) = known.etag.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(IF_NONE_MATCH, etag);
+        }
+        if let Some(date) = known.last_modified.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(IF_MODIFIED_SINCE, date);
+        }
+        Some((path.clone(), headers))
     }
 
     /// Refuses bodies larger than `bytes`.
@@ -126,13 +169,13 @@ impl HttpFetcher {
         self
     }
 
-    /// Sends a GET (following redirects), after waiting for the rate
-    /// limiter's slot.
-    async fn get(&self, url: &str) -> Result<reqwest::Response, DownloadError> {
+    /// Sends a GET with `headers` (following redirects), after waiting for
+    /// the rate limiter's slot.
+    async fn get(&self, url: &str, headers: &HeaderMap) -> Result<reqwest::Response, DownloadError> {
         if let Some(limiter) = &self.limiter {
             limiter.wait().await;
         }
-        self.clients.get(url).await.map_err(|e| match e {
+        self.clients.get(url, headers).await.map_err(|e| match e {
             RequestError::Transport(e) => connection_error(&e),
             other => DownloadError::Connection { detail: Some(other.to_string()) },
         })
@@ -145,8 +188,14 @@ impl HttpFetcher {
     }
 
     async fn download(&self, code: CountryCode, url: &str) -> Result<Outcome, DownloadError> {
-        let mut response = self.get(url).await?;
+        let conditional = self.conditional(code);
+        let headers = conditional.as_ref().map(|(_, headers)| headers.clone()).unwrap_or_default();
+        let mut response = self.get(url, &headers).await?;
         let status = response.status();
+        if let (StatusCode::NOT_MODIFIED, Some((path, _))) = (status, conditional) {
+            drain(&mut response).await;
+            return Ok(Outcome::Unchanged(path));
+        }
         if status == StatusCode::NOT_FOUND {
             drain(&mut response).await;
             return Ok(Outcome::NotFound);
@@ -165,7 +214,10 @@ impl HttpFetcher {
         let mut target = self.output.target_path(code);
         let io_error =
             |path: &Path, e: std::io::Error| DownloadError::Io { detail: format!("{}: {e}", path.display()) };
+        let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+        let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
         let mut file = self.output.temp_file(code).map_err(|e| io_error(&target, e))?;
+        let mut hasher = self.known.is_some().then(Sha256::new);
         let mut bytes = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(|e| body_error(&e))? {
             bytes += chunk.len() as u64;
@@ -173,13 +225,17 @@ impl HttpFetcher {
                 return Err(too_large);
             }
             file.write_all(&chunk).map_err(|e| io_error(&target, e))?;
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&chunk);
+            }
         }
         if let Some(names) = &self.country_names {
             let country = self.country_name(code).await?;
             target = self.output.path().join(names.borrow_mut().claim(code, &country));
         }
         file.persist(&target).map_err(|e| io_error(&target, e.error))?;
-        Ok(Outcome::Downloaded { bytes })
+        let sha256 = hasher.map(|h| hex(&h.finalize()));
+        Ok(Outcome::Downloaded(SavedFile { sha256, etag, last_modified, ..SavedFile::new(target, bytes) }))
     }
 
     /// The `country` field of `{base}/{cc}/metadata.json`.
@@ -188,7 +244,7 @@ impl HttpFetcher {
         let url = format!("{}/{cc}/metadata.json", self.base);
         let fail = |detail: String| DownloadError::Metadata { detail };
         let transport = |e: reqwest::Error| fail(connection_error(&e).to_string());
-        let mut response = self.get(&url).await.map_err(|e| fail(e.to_string()))?;
+        let mut response = self.get(&url, &HeaderMap::new()).await.map_err(|e| fail(e.to_string()))?;
         if !response.status().is_success() {
             let detail = format!("HTTP {} - {}", response.status().as_u16(), reason_phrase(&response));
             drain(&mut response).await;
@@ -229,6 +285,19 @@ impl Fetch for HttpFetcher {
             }
         })
     }
+}
+
+/// `bytes` as lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, b| {
+        let _ = write!(text, "{b:02x}");
+        text
+    })
+}
+
+/// The SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// Reads a small unwanted body to the end so the connection can be reused.

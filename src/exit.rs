@@ -5,7 +5,7 @@
 //! | 0 | every code downloaded or not found |
 //! | 1 | at least one error outcome |
 //! | 2 | usage or configuration error (nothing was downloaded) |
-//! | 3 | fatal runtime error: output directory, client set-up, server bind |
+//! | 3 | fatal runtime error: output directory, client set-up, server bind, state database |
 //! | 130 | interrupted (Ctrl-C, SIGINT) |
 //! | 143 | terminated (SIGTERM) |
 
@@ -15,6 +15,7 @@ use crate::config::UsageError;
 use crate::config::file::ConfigError;
 use crate::output::OutputDirError;
 use crate::signals::StopSignal;
+use crate::state::StateError;
 use crate::testserver::TestServerError;
 
 /// How a command ended, as the process exit status.
@@ -80,6 +81,21 @@ pub enum FatalError {
     /// Signal handlers cannot be installed (status 3).
     #[error("cannot install the signal handler: {0}")]
     Signals(std::io::Error),
+    /// The admin endpoint cannot start (status 3).
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+    /// The state database cannot be used (status 3).
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The `--failed` list cannot be written (status 3).
+    #[error("cannot write the list of failed codes to '{}': {source}", path.display())]
+    FailedList {
+        /// The file asked for.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl FatalError {

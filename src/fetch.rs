@@ -1,15 +1,22 @@
 //! `flagsd fetch`: one flags2 run from checked settings to exit status.
+//!
+//! With `--state DIR` the run is recorded in the state database (under the
+//! batch name [`FETCH_BATCH`]) and files saved by earlier runs are asked for
+//! conditionally; with `--json` the report is one JSON document; with
+//! `--failed FILE` the codes to try again are written to FILE.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::config::FetchConfig;
 use crate::exit::{ExitStatus, FatalError};
 use crate::job::{JobContext, PreparedJob};
 use crate::limits::raise_open_files_limit;
 use crate::report::{ConsoleSink, emit, final_report, initial_report};
+use crate::results::{FetchDocument, JobFacts, SCHEMA_VERSION, failed_codes, job_result, to_json, write_code_list};
 use crate::signals::StopSignals;
+use crate::state::{FETCH_BATCH, RecordedRun, StateDb};
 
 /// Runs `fetch` on the current actix system: checks the output directory,
 /// prints the initial report, downloads, prints the final report. SIGINT or
@@ -17,7 +24,27 @@ use crate::signals::StopSignals;
 pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     let job = &config.job;
     raise_open_files_limit();
-    let prepared = PreparedJob::prepare(job, &JobContext::default())?;
+    let state = match &config.state_dir {
+        Some(dir) => Some(Rc::new(RefCell::new(StateDb::open(dir)?))),
+        None => None,
+    };
+    let (recorded, known) = match &state {
+        Some(db) => {
+            let (recorded, known) = RecordedRun::begin(db, FETCH_BATCH, "fetch")?;
+            (Some(recorded), Some(known))
+        }
+        None => (None, None),
+    };
+    let prepared = match PreparedJob::prepare(job, &JobContext::default(), known) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            if let Some(recorded) = recorded {
+                // The history shows the failed start; the error is what matters.
+                let _ = recorded.finish(&Default::default(), error.exit_status().code(), &[]);
+            }
+            return Err(error);
+        }
+    };
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
     let received = Rc::new(Cell::new(None));
     let stop = {
@@ -25,13 +52,37 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
         async move { received.set(Some(signals.recv().await)) }
     };
 
-    emit(&initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size));
-    let started = Instant::now();
-    let sink = Box::new(ConsoleSink::new(config.verbose, job.codes.len()));
+    if !config.json {
+        emit(&initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size));
+    }
+    let (started, started_at) = (Instant::now(), SystemTime::now());
+    let sink = Box::new(ConsoleSink::new(config.verbose && !config.json, job.codes.len()));
     let summary = prepared.start(job, sink).finish_or_interrupt(stop).await?;
-    emit(&final_report(&summary.counts, started.elapsed()));
+    let status = ExitStatus::of_run(&summary, received.get());
+    let run_id = recorded.as_ref().map(|r| r.id);
+    if config.json {
+        let facts = JobFacts {
+            server: &job.server.label,
+            url: &prepared.display_url,
+            connections: prepared.pool_size,
+            codes: &job.codes,
+            url_of: &|code| prepared.display_url_of(code),
+            started: started_at,
+            elapsed: started.elapsed(),
+        };
+        let result = job_result(&facts, &summary, status, run_id);
+        emit(&to_json(&FetchDocument { schema_version: SCHEMA_VERSION, command: "fetch", result }));
+    } else {
+        emit(&final_report(&summary.counts, started.elapsed()));
+    }
     if summary.interrupted {
         eprintln!("*** Interrupted: {} codes did not finish.", summary.unfinished);
     }
-    Ok(ExitStatus::of_run(&summary, received.get()))
+    let recorded = recorded.map(|r| r.finish(&summary.counts, status.code(), &summary.outcomes)).transpose();
+    if let Some(path) = &config.failed {
+        write_code_list(path, &failed_codes(&job.codes, &summary))
+            .map_err(|source| FatalError::FailedList { path: path.clone(), source })?;
+    }
+    recorded?;
+    Ok(status)
 }

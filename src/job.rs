@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::actors::{OutcomeSink, PoolOptions, Run};
 use crate::client::{ClientCache, ClientOptions};
+use crate::codes::CountryCode;
 use crate::config::file::Naming;
 use crate::config::{JobConfig, ServerTarget};
 use crate::download::{Fetch, HttpFetcher, redact_credentials};
@@ -18,6 +19,7 @@ use crate::exit::FatalError;
 use crate::limits;
 use crate::output::OutputDir;
 use crate::rate::RateLimiters;
+use crate::state::KnownFiles;
 use crate::testserver::{TestServer, TestServerOptions};
 
 /// Slack on top of the client's own total timeouts for one attempt.
@@ -48,8 +50,10 @@ pub struct PreparedJob {
 
 impl PreparedJob {
     /// Prepares `job`, with what `context` shares between the jobs of this
-    /// process; nothing has been requested when this fails.
-    pub fn prepare(job: &JobConfig, context: &JobContext) -> Result<Self, FatalError> {
+    /// process; nothing has been requested when this fails. With `known`
+    /// (run state is kept), files saved by earlier runs are asked for
+    /// conditionally.
+    pub fn prepare(job: &JobConfig, context: &JobContext, known: Option<KnownFiles>) -> Result<Self, FatalError> {
         let output = Arc::new(OutputDir::prepare(&job.output)?);
         let (base_url, demo) = match &job.server.target {
             ServerTarget::Url(url) => (url.clone(), None),
@@ -65,7 +69,10 @@ impl PreparedJob {
         let clients = context.clients.get(ClientOptions { timeouts: job.timeouts, no_proxy: demo.is_some() });
         clients.prepare_for(&base_url)?;
         let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
-        let fetcher = HttpFetcher::new(clients, &base_url, output).max_size(job.max_size).rate_limited(limiter);
+        let mut fetcher = HttpFetcher::new(clients, &base_url, output).max_size(job.max_size).rate_limited(limiter);
+        if let Some(known) = known {
+            fetcher = fetcher.with_state(known);
+        }
         let fetcher: Rc<dyn Fetch> = match job.naming {
             Naming::Code => Rc::new(fetcher),
             Naming::Country => Rc::new(fetcher.naming_by_country()),
@@ -75,6 +82,11 @@ impl PreparedJob {
         let deadline = job.timeouts.total * requests + DEADLINE_GRACE;
         let options = PoolOptions { pool_size, deadline, retry: job.retry };
         Ok(Self { display_url: redact_credentials(&base_url), pool_size, fetcher, options, _demo: demo })
+    }
+
+    /// The URL of `code` as reports show it (credentials masked).
+    pub fn display_url_of(&self, code: CountryCode) -> String {
+        self.fetcher.display_url(code)
     }
 
     /// Starts the coordinator for `job`'s codes on the current arbiter.

@@ -15,6 +15,9 @@
 //! - [`report`]: the flags2 report text, verbose lines, progress bar;
 //! - [`admin`]: the daemon's admin HTTP endpoint, a thin front that asks the daemon over a channel;
 //! - [`metrics`]: the daemon's Prometheus metrics registry and its text rendering;
+//! - [`results`]: the `--json` document and the `--failed` list;
+//! - [`state`]: the state database (run history, validators for conditional requests);
+//! - [`status`]: `flagsd status`, and the batch view the admin endpoint serves;
 //! - [`testserver`] and [`dataset`]: the built-in flag server and its embedded data;
 //! - [`signals`], [`logging`], [`exit`]: process plumbing.
 
@@ -39,7 +42,10 @@ pub mod output;
 pub mod random;
 pub mod rate;
 pub mod report;
+pub mod results;
 pub mod retry;
 pub mod run;
 pub mod signals;
+pub mod state;
+pub mod status;
 pub mod testserver;

@@ -8,7 +8,8 @@ use flagsd::testserver::{Faults, TestServerOptions, serve_forever};
 
 const FETCH_USAGE: &str =
     "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
-const GENERAL_USAGE: &str = "usage: flagsd <fetch|run|serve|check-config|testserver> [OPTIONS]  (see flagsd --help)";
+const GENERAL_USAGE: &str =
+    "usage: flagsd <fetch|run|serve|status|check-config|testserver> [OPTIONS]  (see flagsd --help)";
 
 fn main() {
     let fetching = std::env::args().skip(1).any(|a| a == "fetch");
@@ -67,10 +68,14 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
         }
         Command::Run(args) => {
             let settings = ConfigSource::from_args(&args.config)?.load()?;
-            system.block_on(flagsd::run::run(settings, &args.batches))
+            system.block_on(flagsd::run::run(settings, &args.batches, args.json))
         }
         Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),
         Command::CheckConfig(args) => check_config(&ConfigSource::from_args(&args)?),
+        Command::Status(args) => {
+            let settings = ConfigSource::from_args(&args)?.load()?;
+            system.block_on(flagsd::status::status(&settings))
+        }
         Command::Testserver(args) => system.block_on(testserver(args)),
     }
 }

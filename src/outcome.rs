@@ -1,22 +1,46 @@
 //! What became of one code, and the counts of a whole run.
 //!
-//! Every code of a run ends in exactly one [`Outcome`]: downloaded, not found,
-//! or an error whose [`DownloadError`] says why. [`StatusCounts`] adds them up
-//! for the final report; the invariant `downloaded + not_found + errors ==
-//! codes` holds whatever the server or the disk does.
+//! Every code of a run ends in exactly one [`Outcome`]: downloaded,
+//! unchanged (a conditional request answered `304`), not found, or an error
+//! whose [`DownloadError`] says why. [`StatusCounts`] adds them up for the
+//! final report; the invariant `downloaded + unchanged + not_found + errors
+//! == codes` holds whatever the server or the disk does.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::codes::CountryCode;
 
+/// A body saved to disk, with what a later conditional request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedFile {
+    /// Where it was saved.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its SHA-256, lower-case hex; computed only when run state is kept.
+    pub sha256: Option<String>,
+    /// The server's `ETag`, if it sent one.
+    pub etag: Option<String>,
+    /// The server's `Last-Modified`, if it sent one.
+    pub last_modified: Option<String>,
+}
+
+impl SavedFile {
+    /// A file at `path` of `bytes` bytes, with no hash and no validators.
+    pub fn new(path: impl Into<PathBuf>, bytes: u64) -> Self {
+        Self { path: path.into(), bytes, sha256: None, etag: None, last_modified: None }
+    }
+}
+
 /// The end of one code's download.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// A 2xx response whose body was saved; `bytes` is the file size.
-    Downloaded {
-        /// Size of the saved file in bytes.
-        bytes: u64,
-    },
+    /// A 2xx response whose body was saved.
+    Downloaded(SavedFile),
+    /// A conditional request was answered `304 Not Modified`: the file
+    /// already on disk (at this path) is current.
+    Unchanged(PathBuf),
     /// The server answered 404.
     NotFound,
     /// Anything else: the code was not saved.
@@ -27,16 +51,35 @@ impl Outcome {
     /// A short, stable name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Downloaded { .. } => "downloaded",
+            Self::Downloaded(_) => "downloaded",
+            Self::Unchanged(_) => "unchanged",
             Self::NotFound => "not_found",
             Self::Failed(e) => e.kind(),
+        }
+    }
+
+    /// The file this outcome leaves on disk for its code, if any.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Downloaded(saved) => Some(&saved.path),
+            Self::Unchanged(path) => Some(path),
+            Self::NotFound | Self::Failed(_) => None,
+        }
+    }
+
+    /// Body bytes received and saved (0 for anything but a download).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Self::Downloaded(saved) => saved.bytes,
+            _ => 0,
         }
     }
 
     /// The HTTP status, where a response was received.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Self::Downloaded { .. } => Some(200),
+            Self::Downloaded(_) => Some(200),
+            Self::Unchanged(_) => Some(304),
             Self::NotFound => Some(404),
             Self::Failed(DownloadError::Http { status, .. }) => Some(*status),
             Self::Failed(_) => None,
@@ -127,6 +170,8 @@ pub struct CodeOutcome {
 pub struct StatusCounts {
     /// Codes saved.
     pub downloaded: usize,
+    /// Codes whose file on disk was current (`304`).
+    pub unchanged: usize,
     /// Codes the server did not have (404).
     pub not_found: usize,
     /// Codes that ended in any error.
@@ -137,7 +182,8 @@ impl StatusCounts {
     /// Counts one outcome.
     pub fn record(&mut self, outcome: &Outcome) {
         match outcome {
-            Outcome::Downloaded { .. } => self.downloaded += 1,
+            Outcome::Downloaded(_) => self.downloaded += 1,
+            Outcome::Unchanged(_) => self.unchanged += 1,
             Outcome::NotFound => self.not_found += 1,
             Outcome::Failed(_) => self.errors += 1,
         }
@@ -145,7 +191,7 @@ impl StatusCounts {
 
     /// Number of codes finished.
     pub fn total(&self) -> usize {
-        self.downloaded + self.not_found + self.errors
+        self.downloaded + self.unchanged + self.not_found + self.errors
     }
 }
 
@@ -167,11 +213,12 @@ mod tests {
     #[test]
     fn counts_add_up_every_kind() {
         let mut counts = StatusCounts::default();
-        counts.record(&Outcome::Downloaded { bytes: 1 });
+        counts.record(&Outcome::Downloaded(SavedFile::new("BR.gif", 1)));
+        counts.record(&Outcome::Unchanged("AR.gif".into()));
         counts.record(&Outcome::NotFound);
         counts.record(&Outcome::NotFound);
         counts.record(&Outcome::Failed(DownloadError::Connection { detail: None }));
-        assert_eq!(counts, StatusCounts { downloaded: 1, not_found: 2, errors: 1 });
-        assert_eq!(counts.total(), 4);
+        assert_eq!(counts, StatusCounts { downloaded: 1, unchanged: 1, not_found: 2, errors: 1 });
+        assert_eq!(counts.total(), 5);
     }
 }

@@ -47,6 +47,9 @@ pub fn initial_report(label: &str, url: &str, codes: &[CountryCode], connections
 pub fn final_report(counts: &StatusCounts, elapsed: Duration) -> String {
     let mut text = String::from("--------------------\n");
     let _ = writeln!(text, "{:3} flag{} downloaded.", counts.downloaded, plural(counts.downloaded));
+    if counts.unchanged > 0 {
+        let _ = writeln!(text, "{:3} unchanged.", counts.unchanged);
+    }
     if counts.not_found > 0 {
         let _ = writeln!(text, "{:3} not found.", counts.not_found);
     }
@@ -57,11 +60,12 @@ pub fn final_report(counts: &StatusCounts, elapsed: Duration) -> String {
     text
 }
 
-/// The verbose line for one code (`BR OK`, `ZZ not found: URL`,
-/// `*** Error for XX: …`).
+/// The verbose line for one code (`BR OK`, `AR unchanged`,
+/// `ZZ not found: URL`, `*** Error for XX: …`).
 pub fn verbose_line(outcome: &CodeOutcome) -> String {
     match &outcome.outcome {
-        Outcome::Downloaded { .. } => format!("{} OK", outcome.code),
+        Outcome::Downloaded(_) => format!("{} OK", outcome.code),
+        Outcome::Unchanged(_) => format!("{} unchanged", outcome.code),
         Outcome::NotFound => format!("{} not found: {}", outcome.code, outcome.url),
         Outcome::Failed(error) if outcome.attempts > 1 => {
             format!("*** Error for {}: {error} (after {} attempts)", outcome.code, outcome.attempts)
@@ -131,7 +135,7 @@ impl OutcomeSink for ConsoleSink {
 mod tests {
     use super::*;
     use crate::codes::expand_argument;
-    use crate::outcome::DownloadError;
+    use crate::outcome::{DownloadError, SavedFile};
 
     fn codes(args: &[&str]) -> Vec<CountryCode> {
         args.iter().flat_map(|a| expand_argument(a).unwrap()).collect()
@@ -156,15 +160,20 @@ mod tests {
 
     #[test]
     fn final_report_aligns_counts_and_omits_zeros() {
-        let counts = StatusCounts { downloaded: 17, not_found: 9, errors: 0 };
+        let counts = StatusCounts { downloaded: 17, not_found: 9, ..StatusCounts::default() };
         assert_eq!(
             final_report(&counts, Duration::from_millis(50)),
             "--------------------\n 17 flags downloaded.\n  9 not found.\nElapsed time: 0.05s\n"
         );
-        let counts = StatusCounts { downloaded: 1, not_found: 0, errors: 1 };
+        let counts = StatusCounts { downloaded: 1, errors: 1, ..StatusCounts::default() };
         assert_eq!(
             final_report(&counts, Duration::from_secs(2)),
             "--------------------\n  1 flag downloaded.\n  1 error.\nElapsed time: 2.00s\n"
+        );
+        let counts = StatusCounts { unchanged: 193, not_found: 1, ..StatusCounts::default() };
+        assert_eq!(
+            final_report(&counts, Duration::from_secs(1)),
+            "--------------------\n  0 flags downloaded.\n193 unchanged.\n  1 not found.\nElapsed time: 1.00s\n"
         );
     }
 
@@ -173,7 +182,8 @@ mod tests {
         let code = codes(&["BR"])[0];
         let line =
             |outcome| verbose_line(&CodeOutcome { code, url: "http://h/flags/br/br.gif".into(), outcome, attempts: 1 });
-        assert_eq!(line(Outcome::Downloaded { bytes: 3 }), "BR OK");
+        assert_eq!(line(Outcome::Downloaded(SavedFile::new("BR.gif", 3))), "BR OK");
+        assert_eq!(line(Outcome::Unchanged("BR.gif".into())), "BR unchanged");
         assert_eq!(line(Outcome::NotFound), "BR not found: http://h/flags/br/br.gif");
         let teapot = DownloadError::Http { status: 418, reason: "I'm a Teapot".into(), retry_after: None };
         assert_eq!(line(Outcome::Failed(teapot.clone())), "*** Error for BR: HTTP 418 - I'm a Teapot");

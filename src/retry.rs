@@ -91,7 +91,8 @@ mod tests {
             assert!(p.delay(&http(status, None), 1, &dice).is_none(), "{status}");
         }
         assert!(p.delay(&Outcome::NotFound, 1, &dice).is_none());
-        assert!(p.delay(&Outcome::Downloaded { bytes: 1 }, 1, &dice).is_none());
+        assert!(p.delay(&Outcome::Downloaded(crate::outcome::SavedFile::new("BR.gif", 1)), 1, &dice).is_none());
+        assert!(p.delay(&Outcome::Unchanged("BR.gif".into()), 1, &dice).is_none());
         assert!(p.delay(&Outcome::Failed(DownloadError::Io { detail: String::new() }), 1, &dice).is_none());
         assert!(p.delay(&Outcome::Failed(DownloadError::Connection { detail: None }), 1, &dice).is_some());
     }

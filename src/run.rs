@@ -3,11 +3,13 @@
 //! Batches run at the same time on the one arbiter; each report (its
 //! verbose lines included) is printed whole when its batch ends, in file
 //! order, under a `== batch NAME ==` header, so reports never interleave.
-
-use std::time::Instant;
+//! With `--json` one JSON document describes every batch instead. Each run
+//! is recorded in the state database, and files saved by earlier runs of a
+//! batch are asked for conditionally.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
@@ -17,7 +19,9 @@ use crate::exit::{ExitStatus, FatalError};
 use crate::job::{JobContext, PreparedJob};
 use crate::outcome::CodeOutcome;
 use crate::report::{emit, final_report, initial_report, log_outcome, verbose_line};
+use crate::results::{BatchResult, JobFacts, JobResult, RunDocument, SCHEMA_VERSION, job_result, to_json};
 use crate::signals::{StopSignal, StopSignals};
+use crate::state::{RecordedRun, SharedState, StateDb};
 
 /// Keeps a batch's verbose lines until its report is printed.
 struct BufferedSink {
@@ -45,30 +49,42 @@ pub async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 /// What a batch run leaves to print: its report (stdout) and any fatal
-/// error (stderr), and its exit status.
+/// error (stderr), its exit status, and its result for `--json`.
 struct BatchReport {
     report: String,
     error: Option<String>,
     status: ExitStatus,
+    result: JobResult,
 }
 
-/// Runs one batch to the end (or `stop`), keeping its report text.
+/// Runs one batch to the end (or `stop`), keeping its report text; records
+/// it in `state`.
 async fn run_batch(
     batch: BatchConfig,
     context: Rc<JobContext>,
+    state: SharedState,
     stop: watch::Receiver<bool>,
     signal: Rc<Cell<Option<StopSignal>>>,
 ) -> BatchReport {
     let mut report = format!("== batch {} ==\n", batch.name);
     let job = &batch.job;
+    let started_at = SystemTime::now();
     let failed = |report, e: FatalError| BatchReport {
         report,
         error: Some(format!("*** Error in batch {}: {e}", batch.name)),
         status: e.exit_status(),
+        result: JobResult::failed(&job.server.label, "", started_at, e.to_string(), e.exit_status()),
     };
-    let prepared = match PreparedJob::prepare(job, &context) {
+    let (recorded, known) = match RecordedRun::begin(&state, &batch.name, "run") {
+        Ok(begun) => begun,
+        Err(e) => return failed(report, e.into()),
+    };
+    let prepared = match PreparedJob::prepare(job, &context, Some(known)) {
         Ok(p) => p,
-        Err(e) => return failed(report, e),
+        Err(e) => {
+            let _ = recorded.finish(&Default::default(), e.exit_status().code(), &[]);
+            return failed(report, e);
+        }
     };
     report.push_str(&initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size));
     let lines = Rc::default();
@@ -76,12 +92,25 @@ async fn run_batch(
     let started = Instant::now();
     let summary = prepared.start(job, sink).finish_or_interrupt(stopped(stop)).await;
     report.push_str(&lines.borrow());
-    match summary {
-        Ok(summary) => {
-            report.push_str(&final_report(&summary.counts, started.elapsed()));
-            BatchReport { report, error: None, status: ExitStatus::of_run(&summary, signal.get()) }
-        }
-        Err(e) => failed(report, e.into()),
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(e) => return failed(report, e.into()),
+    };
+    report.push_str(&final_report(&summary.counts, started.elapsed()));
+    let status = ExitStatus::of_run(&summary, signal.get());
+    let facts = JobFacts {
+        server: &job.server.label,
+        url: &prepared.display_url,
+        connections: prepared.pool_size,
+        codes: &job.codes,
+        url_of: &|code| prepared.display_url_of(code),
+        started: started_at,
+        elapsed: started.elapsed(),
+    };
+    let result = job_result(&facts, &summary, status, Some(recorded.id));
+    match recorded.finish(&summary.counts, status.code(), &summary.outcomes) {
+        Ok(()) => BatchReport { report, error: None, status, result },
+        Err(e) => BatchReport { result, ..failed(report, e.into()) },
     }
 }
 
@@ -97,8 +126,9 @@ pub fn worst(a: ExitStatus, b: ExitStatus) -> ExitStatus {
     if rank(b) > rank(a) { b } else { a }
 }
 
-/// Runs the batches named in `names` (all when empty) once.
-pub async fn run(settings: Settings, names: &[String]) -> Result<ExitStatus, FatalError> {
+/// Runs the batches named in `names` (all when empty) once; prints one
+/// JSON document instead of the reports with `json`.
+pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<ExitStatus, FatalError> {
     let batches: Vec<BatchConfig> = settings
         .select(names)
         .map_err(|e| FatalError::Usage(crate::config::UsageError(e)))?
@@ -110,6 +140,7 @@ pub async fn run(settings: Settings, names: &[String]) -> Result<ExitStatus, Fat
             "no batch is configured: add a [[batch]] table to the configuration file".to_owned(),
         )));
     }
+    let state = Rc::new(RefCell::new(StateDb::open(&settings.state_dir)?));
     crate::limits::raise_open_files_limit();
     let context = Rc::new(JobContext::default());
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
@@ -124,20 +155,41 @@ pub async fn run(settings: Settings, names: &[String]) -> Result<ExitStatus, Fat
     }
     let tasks: Vec<_> = batches
         .into_iter()
-        .map(|b| actix_rt::spawn(run_batch(b, Rc::clone(&context), stop_rx.clone(), Rc::clone(&received))))
+        .map(|b| {
+            let name = b.name.clone();
+            let task = run_batch(b, Rc::clone(&context), Rc::clone(&state), stop_rx.clone(), Rc::clone(&received));
+            (name, actix_rt::spawn(task))
+        })
         .collect();
     let mut status = ExitStatus::Success;
-    for (i, task) in tasks.into_iter().enumerate() {
-        let batch = task.await.unwrap_or_else(|e| BatchReport {
-            report: String::new(),
-            error: Some(format!("*** Error: batch task failed: {e}")),
-            status: ExitStatus::Fatal,
+    let mut results = Vec::new();
+    for (i, (name, task)) in tasks.into_iter().enumerate() {
+        let batch = task.await.unwrap_or_else(|e| {
+            let error = format!("batch task failed: {e}");
+            BatchReport {
+                report: String::new(),
+                error: Some(format!("*** Error: {error}")),
+                status: ExitStatus::Fatal,
+                result: JobResult::failed("", "", SystemTime::now(), error, ExitStatus::Fatal),
+            }
         });
-        emit(&format!("{}{}", if i > 0 { "\n" } else { "" }, batch.report));
+        if !json {
+            emit(&format!("{}{}", if i > 0 { "\n" } else { "" }, batch.report));
+        }
         if let Some(error) = batch.error {
             eprintln!("{error}");
         }
         status = worst(status, batch.status);
+        results.push(BatchResult { name, result: batch.result });
+    }
+    if json {
+        let document = RunDocument {
+            schema_version: SCHEMA_VERSION,
+            command: "run",
+            exit_status: status.code(),
+            batches: results,
+        };
+        emit(&to_json(&document));
     }
     Ok(status)
 }

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -30,10 +30,18 @@ use crate::retry::RetryPolicy;
 /// worker's answer before it gives up on that worker.
 const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Receives each outcome as it arrives (report lines, progress, logs).
+/// Receives each outcome as it arrives (report lines, progress, logs), and
+/// optionally each attempt (metrics).
 pub trait OutcomeSink {
     /// Called once per finished code, in completion order.
     fn record(&mut self, outcome: &CodeOutcome);
+    /// Called when an attempt is handed to a worker.
+    fn attempt_started(&mut self) {}
+    /// Called when an attempt ends (answered, failed or timed out), after
+    /// `elapsed`.
+    fn attempt_finished(&mut self, _elapsed: Duration) {}
+    /// Called when a failed attempt is to be tried again.
+    fn retry_scheduled(&mut self, _code: CountryCode) {}
 }
 
 /// Size, deadline and retries of the worker pool.
@@ -50,10 +58,12 @@ pub struct PoolOptions {
 }
 
 /// The result of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
     /// Outcomes of the codes that finished.
     pub counts: StatusCounts,
+    /// Each finished code's outcome, in completion order.
+    pub outcomes: Vec<CodeOutcome>,
     /// The run was interrupted before every code finished.
     pub interrupted: bool,
     /// Codes that did not finish (queued, waiting for a retry or in flight
@@ -89,6 +99,7 @@ pub struct Coordinator {
     /// Codes waiting for their retry time (not in the queue yet).
     waiting: usize,
     counts: StatusCounts,
+    outcomes: Vec<CodeOutcome>,
     sink: Box<dyn OutcomeSink>,
     done: Option<oneshot::Sender<RunSummary>>,
     dice: Dice,
@@ -123,9 +134,12 @@ impl Coordinator {
         };
         let deadline = self.options.deadline + BACKSTOP_GRACE;
         self.in_flight += 1;
+        self.sink.attempt_started();
+        let started = Instant::now();
         let request = worker.send(Download { code, url: self.fetcher.url(code) }).timeout(deadline);
         ctx.spawn(request.into_actor(self).map(move |answer, act, ctx| {
             act.in_flight -= 1;
+            act.sink.attempt_finished(started.elapsed());
             let (outcome, worker) = match answer {
                 Ok(outcome) => (outcome, worker),
                 Err(MailboxError::Timeout) => {
@@ -152,9 +166,11 @@ impl Coordinator {
             let outcome = CodeOutcome { code, url, outcome, attempts };
             self.counts.record(&outcome.outcome);
             self.sink.record(&outcome);
+            self.outcomes.push(outcome);
             return;
         };
         tracing::debug!(cc = %code, attempts, delay_ms = delay.as_millis() as u64, kind = outcome.kind(), "will retry");
+        self.sink.retry_scheduled(code);
         self.waiting += 1;
         ctx.run_later(delay, move |act, ctx| {
             act.waiting -= 1;
@@ -173,7 +189,8 @@ impl Coordinator {
 
     fn resolve(&mut self, ctx: &mut Context<Self>) {
         let unfinished = self.queue.len() + self.in_flight + self.waiting;
-        let summary = RunSummary { counts: self.counts, interrupted: unfinished > 0, unfinished };
+        let outcomes = std::mem::take(&mut self.outcomes);
+        let summary = RunSummary { counts: self.counts, outcomes, interrupted: unfinished > 0, unfinished };
         if let Some(done) = self.done.take() {
             // The caller may have gone away; then nobody needs the summary.
             let _ = done.send(summary);
@@ -216,6 +233,7 @@ impl Run {
             waiting: 0,
             dice: Dice::from_entropy(),
             counts: StatusCounts::default(),
+            outcomes: Vec::new(),
             sink,
             done: Some(tx),
         }
@@ -268,7 +286,7 @@ mod tests {
                     c if c.starts_with('N') => Outcome::NotFound,
                     c if c.starts_with('P') => panic!("scripted panic for {c}"),
                     c if c.starts_with('H') => pending().await,
-                    _ => Outcome::Downloaded { bytes: 1 },
+                    _ => Outcome::Downloaded(crate::outcome::SavedFile::new(format!("{code}.gif"), 1)),
                 }
             })
         }
@@ -310,7 +328,8 @@ mod tests {
         let mut seen: Vec<_> = outcomes.iter().map(|o| o.code).collect();
         seen.sort();
         assert_eq!(seen, input);
-        assert_eq!(summary.counts, StatusCounts { downloaded: 26, not_found: 26, errors: 52 });
+        assert_eq!(summary.counts, StatusCounts { downloaded: 26, not_found: 26, errors: 52, unchanged: 0 });
+        assert_eq!(summary.outcomes, outcomes);
         assert!(!summary.interrupted);
         let kinds = |prefix: char| -> Vec<&'static str> {
             let mut k: Vec<_> =

@@ -30,6 +30,12 @@ pub struct RawConfig {
     /// Settings of `flagsd serve`.
     #[serde(default)]
     pub daemon: RawDaemon,
+    /// Where run state is kept.
+    #[serde(default)]
+    pub state: RawState,
+    /// The admin endpoint of `flagsd serve`.
+    #[serde(default)]
+    pub admin: RawAdmin,
     /// The batches.
     #[serde(default)]
     pub batch: Vec<RawBatch>,
@@ -146,6 +152,30 @@ impl Default for RawDaemon {
     fn default() -> Self {
         Self { shutdown_timeout: Duration::from_secs(10) }
     }
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawState {
+    /// The state directory (the database `flagsd.db` lives there).
+    pub dir: PathBuf,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("state") }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// `PORT` (loopback) or `ADDRESS:PORT`; absent: no admin endpoint.
+    pub listen: Option<String>,
+    /// A file holding the bearer token the endpoint requires.
+    pub token_file: Option<PathBuf>,
 }
 
 /// `codes = [...]`, `codes = "all"` or `codes = "every"`.

@@ -111,6 +111,20 @@ pub struct FetchConfig {
     pub job: JobConfig,
     /// One line per code instead of a progress bar.
     pub verbose: bool,
+    /// Print the JSON document instead of the report.
+    pub json: bool,
+    /// Where to write the codes to try again, if anywhere.
+    pub failed: Option<PathBuf>,
+    /// The state directory, when state is kept.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Reads `--codes-file` (`-` is stdin).
+fn read_codes_file(path: &Path) -> Result<Vec<CountryCode>, UsageError> {
+    let origin = path.display().to_string();
+    let text = if origin == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(path) }
+        .map_err(|e| UsageError(format!("--codes-file '{origin}': cannot read it: {e}")))?;
+    crate::codes::parse_code_list(&text, &origin).map_err(|e| UsageError(e.to_string()))
 }
 
 /// The configuration file used when neither `--config` nor `FLAGSD_CONFIG` names one.
@@ -259,7 +273,15 @@ impl FetchConfig {
                 retry_after_cap: duration("--retry-after-cap", &args.retry_after_cap)?,
             };
         let max_size = parse_size(&args.max_size).map_err(|e| UsageError(format!("--max-size: {e}")))?;
-        let codes = Selection::from_flags(args.every, args.all, explicit).resolve(limit);
+        // A list file is read (and checked) even when -e or -a overrides it.
+        let selection = match args.codes_file.as_deref().map(read_codes_file).transpose()? {
+            Some(listed) if !(args.every || args.all) => {
+                explicit.extend(listed);
+                Selection::Exactly(explicit)
+            }
+            _ => Selection::from_flags(args.every, args.all, explicit),
+        };
+        let codes = selection.resolve(limit);
         let job = JobConfig {
             pool_size: pool_size(max_req, codes.len()),
             codes,
@@ -270,7 +292,13 @@ impl FetchConfig {
             max_size,
             naming: file::Naming::Code,
         };
-        Ok(Self { job, verbose: args.verbose })
+        Ok(Self {
+            job,
+            verbose: args.verbose,
+            json: args.json,
+            failed: args.failed.clone(),
+            state_dir: args.state.clone(),
+        })
     }
 }
 

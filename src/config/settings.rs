@@ -6,10 +6,11 @@
 //! as in the `config` crate's own messages.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{ConfigError, Problem, RawBatch, RawCodes, RawConfig, RawServer, RawSize};
+use super::file::{ConfigError, Problem, RawAdmin, RawBatch, RawCodes, RawConfig, RawServer, RawSize};
 use super::{JobConfig, SERVER_LABELS, Server, ServerTarget, parse_size, pool_size};
 use crate::codes::{CountryCode, Selection, expand_argument};
 use crate::download::Timeouts;
@@ -36,6 +37,58 @@ pub struct Settings {
     pub batches: Vec<BatchConfig>,
     /// Grace period for in-flight downloads after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Where run state is kept.
+    pub state_dir: PathBuf,
+    /// The admin endpoint of `serve`, when `admin.listen` is set.
+    pub admin: Option<AdminSettings>,
+}
+
+/// The admin endpoint's settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The file holding its bearer token, if requests need one.
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminSettings {
+    /// The bearer token, read from `token_file` (`None` without one).
+    pub fn token(&self) -> Result<Option<String>, String> {
+        self.token_file.as_deref().map(crate::admin::read_token_file).transpose()
+    }
+
+    /// Where a client on this machine reaches the endpoint: the listen
+    /// address, with a wildcard address replaced by loopback.
+    pub fn connect_address(&self) -> SocketAddr {
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        addr
+    }
+}
+
+/// Checks `[admin]`: a listen address, and a token file unless it is loopback.
+fn check_admin(checker: &mut Checker, raw: &RawAdmin) -> Option<AdminSettings> {
+    let text = raw.listen.as_deref()?;
+    match crate::admin::parse_listen(text) {
+        Ok(listen) if raw.token_file.is_none() && !crate::admin::is_loopback(&listen) => {
+            checker.problem(
+                "admin.listen".into(),
+                format!("'{text}' is not a loopback address: set admin.token_file so that requests need a token"),
+            );
+            None
+        }
+        Ok(listen) => Some(AdminSettings { listen, token_file: raw.token_file.clone() }),
+        Err(e) => {
+            checker.problem("admin.listen".into(), e);
+            None
+        }
+    }
 }
 
 /// The shortest schedule interval.
@@ -111,6 +164,7 @@ impl Settings {
             }),
         };
 
+        let admin = check_admin(&mut checker, &raw.admin);
         let mut first_index: BTreeMap<&str, usize> = BTreeMap::new();
         let mut batches = Vec::new();
         for (i, batch) in raw.batch.iter().enumerate() {
@@ -155,7 +209,7 @@ impl Settings {
             }
         }
         if checker.problems.is_empty() {
-            Ok(Self { batches, shutdown_timeout: raw.daemon.shutdown_timeout })
+            Ok(Self { batches, shutdown_timeout: raw.daemon.shutdown_timeout, state_dir: raw.state.dir.clone(), admin })
         } else {
             Err(ConfigError { problems: checker.problems })
         }
@@ -171,21 +225,27 @@ impl Settings {
         Ok(self.batches.iter().filter(|b| names.is_empty() || names.contains(&b.name)).collect())
     }
 
-    /// Problems with the output directories: each must be writable, or
-    /// creatable below a writable ancestor. Nothing is created.
+    /// Problems with the output directories and the state directory (each
+    /// must be writable, or creatable below a writable ancestor; nothing is
+    /// created) and with the admin token file (it must hold a token).
     pub fn check_output_dirs(&self, origin: &str) -> Result<(), ConfigError> {
-        let problems: Vec<Problem> = self
-            .batches
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| {
-                writable_or_creatable(&b.job.output).err().map(|message| Problem {
+        let outputs = self.batches.iter().enumerate().map(|(i, b)| (format!("batch[{i}].output"), &b.job.output));
+        let problems: Vec<Problem> = outputs
+            .chain([("state.dir".to_owned(), &self.state_dir)])
+            .filter_map(|(key, dir)| {
+                writable_or_creatable(dir).err().map(|message| Problem {
                     origin: origin.to_owned(),
                     line: None,
-                    key: Some(format!("batch[{i}].output")),
+                    key: Some(key),
                     message,
                 })
             })
+            .chain(self.admin.as_ref().and_then(|admin| admin.token().err()).map(|message| Problem {
+                origin: origin.to_owned(),
+                line: None,
+                key: Some("admin.token_file".to_owned()),
+                message,
+            }))
             .collect();
         if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
     }
@@ -299,7 +359,6 @@ fn writable_or_creatable(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     use crate::config::file::{Naming, RawDaemon, RawDefaults};
 
@@ -322,6 +381,8 @@ mod tests {
             servers: BTreeMap::new(),
             defaults: RawDefaults::default(),
             daemon: RawDaemon::default(),
+            state: Default::default(),
+            admin: Default::default(),
             batch: batches,
         }
     }

@@ -74,7 +74,7 @@ fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {
     // A run may be writing right now: check the finished file only.
     let saved = std::fs::read(dir.path().join("downloaded/a/BR.gif")).unwrap();
     assert_eq!(saved, flagsd::dataset::get("flags/br/br.gif").unwrap());
-    assert!(daemon.log().contains("run finished batch=a downloaded=1"), "{}", daemon.log());
+    assert!(daemon.log().contains("run finished batch=a run=1 downloaded=1"), "{}", daemon.log());
 
     // A good file adds a batch.
     let two = format!(

@@ -53,7 +53,7 @@ fn files_are_named_by_country_and_never_leave_the_output_directory() {
     }
     assert_eq!(names.len(), 7, "{names:?}");
     // Nothing was written anywhere else.
-    assert_eq!(files_in(work.path()), ["flagsd.toml", "out"]);
+    assert_eq!(files_in(work.path()), ["flagsd.toml", "out", "state"]);
     assert_eq!(files_in(&work.path().join("out")), ["named"]);
     let civ = std::fs::read(out.join("Côte d'Ivoire.gif")).unwrap();
     assert_eq!(civ, flagsd::dataset::get("flags/ci/ci.gif").unwrap());

@@ -1,0 +1,488 @@
+//! The state database: what each batch saved, and the history of its runs.
+//!
+//! One SQLite file, `{state_dir}/flagsd.db` (rusqlite with SQLite bundled, so
+//! the build needs nothing but a C compiler). Two tables:
+//!
+//! - `runs`: one row a run (batch, what started it, start and end, counts,
+//!   exit status), inserted when the run starts and completed when it ends;
+//! - `files`: per batch and code, the last outcome and, for the file last
+//!   saved, its path, size, SHA-256, `ETag` and `Last-Modified`: what the
+//!   next run needs for a conditional request.
+//!
+//! The schema version is SQLite's `user_version`; [`StateDb::open`] applies
+//! the missing [`MIGRATIONS`] in one transaction and refuses a database newer
+//! than it knows. A file that is not an SQLite database, or fails SQLite's
+//! quick check, is reported as corrupt and left untouched: flagsd never
+//! deletes or recreates a state database by itself. The journal is in WAL
+//! mode, so `flagsd status` can read while the daemon writes, and a writer
+//! waits up to [`BUSY_TIMEOUT`] for another before reporting the database as
+//! locked.
+//!
+//! Outcomes are written when a run ends (interrupted runs included), in one
+//! transaction: a process killed mid-run loses that run's records, and the
+//! next run simply asks for those files unconditionally.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, params};
+use serde::{Deserialize, Serialize};
+
+use crate::codes::CountryCode;
+use crate::outcome::{CodeOutcome, Outcome, StatusCounts};
+
+/// The database file inside the state directory.
+pub const DB_FILE: &str = "flagsd.db";
+
+/// How long a writer waits for another one before the database counts as locked.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one entry a version: entry `i` takes version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        batch       TEXT NOT NULL,
+        trigger     TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        ended_at    REAL,
+        downloaded  INTEGER,
+        unchanged   INTEGER,
+        not_found   INTEGER,
+        errors      INTEGER,
+        exit_status INTEGER
+    );
+    CREATE INDEX runs_by_batch ON runs (batch, id);
+    CREATE TABLE files (
+        batch         TEXT NOT NULL,
+        code          TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        http_status   INTEGER,
+        path          BLOB,
+        size          INTEGER,
+        sha256        TEXT,
+        etag          TEXT,
+        last_modified TEXT,
+        updated_at    REAL NOT NULL,
+        PRIMARY KEY (batch, code)
+    ) WITHOUT ROWID;
+"];
+
+/// The schema version this flagsd writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The state database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state directory cannot be created.
+    #[error("cannot create the state directory '{}': {source}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not an SQLite database, or is damaged.
+    #[error(
+        "state database '{}' is corrupt or not an SQLite database ({detail}); \
+         move it aside to start with an empty history",
+        path.display()
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// Another process held the database longer than [`BUSY_TIMEOUT`].
+    #[error("state database '{}' is locked by another process ({detail})", path.display())]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// The schema is newer than this flagsd.
+    #[error(
+        "state database '{}' has schema version {found}, newer than this flagsd's {supported}: \
+         it was written by a newer flagsd",
+        path.display()
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+        /// The newest version this flagsd knows.
+        supported: i64,
+    },
+    /// Any other failure (permissions, a full disk, ...).
+    #[error("state database '{}': {source}", path.display())]
+    Sql {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state directory is not writable.
+    #[error("state directory '{}' is not writable: {source}", path.display())]
+    NotWritable {
+        /// The directory.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What is known of a code's file from earlier runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// The last outcome's kind (`downloaded`, `unchanged`, `not_found`, ...).
+    pub status: String,
+    /// Where the file was last saved.
+    pub path: Option<PathBuf>,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+    /// Its SHA-256, lower-case hex.
+    pub sha256: Option<String>,
+    /// The server's `ETag` for it.
+    pub etag: Option<String>,
+    /// The server's `Last-Modified` for it.
+    pub last_modified: Option<String>,
+}
+
+/// One run, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run id.
+    pub id: i64,
+    /// The batch (`(fetch)` for `flagsd fetch --state`).
+    pub batch: String,
+    /// What started it: `schedule`, `admin`, `run` or `fetch`.
+    pub trigger: String,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// End, RFC 3339 UTC; `null` while running (or if the process died).
+    pub ended_at: Option<String>,
+    /// Counts; `null` until the run ends.
+    pub counts: Option<RunCounts>,
+    /// The run's exit status (0, 1, 3, 130, 143); `null` until it ends.
+    pub exit_status: Option<i32>,
+}
+
+/// The counts of a finished run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// Codes saved.
+    pub downloaded: i64,
+    /// Codes whose file was current.
+    pub unchanged: i64,
+    /// Codes the server did not have.
+    pub not_found: i64,
+    /// Codes that ended in an error.
+    pub errors: i64,
+}
+
+/// The state database, open and migrated.
+#[derive(Debug)]
+pub struct StateDb {
+    conn: Connection,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+/// Seconds since the UNIX epoch, as stored.
+fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A stored time as RFC 3339 (milliseconds, UTC).
+fn rfc3339(seconds: f64) -> String {
+    crate::results::rfc3339(UNIX_EPOCH + Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or_default())
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl StateDb {
+    /// Opens (creating if needed) the database in `dir`, checks it and
+    /// migrates it to [`SCHEMA_VERSION`].
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        Self::open_with_timeout(dir, BUSY_TIMEOUT)
+    }
+
+    /// [`open`](Self::open) with another busy timeout (tests use a short one).
+    pub fn open_with_timeout(dir: &Path, busy_timeout: Duration) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.to_owned(), source })?;
+        let path = dir.join(DB_FILE);
+        let fail = |e| classify(&path, e);
+        let conn = Connection::open(&path).map_err(fail)?;
+        conn.busy_timeout(busy_timeout).map_err(fail)?;
+        let db = Self { conn, dir: dir.to_owned(), path };
+        db.check_integrity()?;
+        db.conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db.error(e))?;
+        db.conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| db.error(e))?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, error: rusqlite::Error) -> StateError {
+        classify(&self.path, error)
+    }
+
+    fn check_integrity(&self) -> Result<(), StateError> {
+        let verdict: String =
+            self.conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0)).map_err(|e| self.error(e))?;
+        if verdict == "ok" { Ok(()) } else { Err(StateError::Corrupt { path: self.path.clone(), detail: verdict }) }
+    }
+
+    fn migrate(&self) -> Result<(), StateError> {
+        let version = |conn: &Connection| conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0));
+        if version(&self.conn).map_err(|e| self.error(e))? == SCHEMA_VERSION {
+            return Ok(());
+        }
+        // IMMEDIATE: two processes starting at once do not both migrate.
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.error(e))?;
+        let found = version(&tx).map_err(|e| self.error(e))?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::TooNew { path: self.path.clone(), found, supported: SCHEMA_VERSION });
+        }
+        for (from, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+            tx.execute_batch(migration).map_err(|e| self.error(e))?;
+            tracing::info!(path = %self.path.display(), from, to = from + 1, "state database migrated");
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| self.error(e))?;
+        tx.commit().map_err(|e| self.error(e))
+    }
+
+    /// Proves the state directory writable and the database free to write:
+    /// what `/readyz` checks.
+    pub fn check_writable(&self) -> Result<(), StateError> {
+        tempfile::tempfile_in(&self.dir)
+            .map_err(|source| StateError::NotWritable { path: self.dir.clone(), source })?;
+        self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(|e| self.error(e))
+    }
+
+    /// What earlier runs of `batch` left, by code.
+    pub fn files(&self, batch: &str) -> Result<KnownFiles, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT code, status, path, size, sha256, etag, last_modified FROM files WHERE batch = ?1")
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([batch], |row| {
+                let code: String = row.get(0)?;
+                let path: Option<Vec<u8>> = row.get(2)?;
+                let size: Option<i64> = row.get(3)?;
+                let record = FileRecord {
+                    status: row.get(1)?,
+                    path: path.map(|bytes| PathBuf::from(OsString::from_vec(bytes))),
+                    size: size.and_then(|s| u64::try_from(s).ok()),
+                    sha256: row.get(4)?,
+                    etag: row.get(5)?,
+                    last_modified: row.get(6)?,
+                };
+                Ok((code, record))
+            })
+            .map_err(|e| self.error(e))?;
+        let mut files = HashMap::new();
+        for row in rows {
+            let (code, record) = row.map_err(|e| self.error(e))?;
+            // A code that is not two letters cannot come from flagsd: skip it.
+            if let Some(code) = crate::codes::parse_code(&code) {
+                files.insert(code, record);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Records the start of a run of `batch`; returns its id.
+    pub fn begin_run(&self, batch: &str, trigger: &str, started: SystemTime) -> Result<i64, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (batch, trigger, started_at) VALUES (?1, ?2, ?3)",
+                params![batch, trigger, unix_seconds(started)],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the end of run `id` of `batch` and every finished code's
+    /// outcome, in one transaction.
+    pub fn finish_run(
+        &mut self,
+        id: i64,
+        batch: &str,
+        counts: &StatusCounts,
+        exit_status: i32,
+        outcomes: &[CodeOutcome],
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let now = unix_seconds(SystemTime::now());
+        let tx = self.conn.transaction().map_err(fail)?;
+        tx.execute(
+            "UPDATE runs SET ended_at = ?2, downloaded = ?3, unchanged = ?4, not_found = ?5, errors = ?6,
+                 exit_status = ?7 WHERE id = ?1",
+            params![
+                id,
+                now,
+                count(counts.downloaded),
+                count(counts.unchanged),
+                count(counts.not_found),
+                count(counts.errors),
+                exit_status
+            ],
+        )
+        .map_err(fail)?;
+        {
+            // A new file replaces everything known of the old one.
+            let mut saved = tx
+                .prepare_cached(
+                    "INSERT INTO files (batch, code, status, http_status, path, size, sha256, etag, last_modified,
+                         updated_at)
+                     VALUES (?1, ?2, 'downloaded', 200, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (batch, code) DO UPDATE SET status = 'downloaded', http_status = 200,
+                         path = excluded.path, size = excluded.size, sha256 = excluded.sha256,
+                         etag = excluded.etag, last_modified = excluded.last_modified,
+                         updated_at = excluded.updated_at",
+                )
+                .map_err(fail)?;
+            // Anything else leaves the file (if any) and what is known of it.
+            let mut other = tx
+                .prepare_cached(
+                    "INSERT INTO files (batch, code, status, http_status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (batch, code) DO UPDATE SET status = excluded.status,
+                         http_status = excluded.http_status, updated_at = excluded.updated_at",
+                )
+                .map_err(fail)?;
+            for o in outcomes {
+                let code = o.code.as_str();
+                match &o.outcome {
+                    Outcome::Downloaded(file) => saved.execute(params![
+                        batch,
+                        code,
+                        file.path.as_os_str().as_bytes(),
+                        i64::try_from(file.bytes).unwrap_or(i64::MAX),
+                        file.sha256,
+                        file.etag,
+                        file.last_modified,
+                        now
+                    ]),
+                    outcome => other.execute(params![batch, code, outcome.kind(), outcome.http_status(), now]),
+                }
+                .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// The newest `limit` runs, of `batch` only when given, newest first.
+    pub fn runs(&self, batch: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!("{RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR batch = ?1 ORDER BY id DESC LIMIT ?2");
+        self.query_runs(&sql, params![batch, limit])
+    }
+
+    /// The newest run of each batch, by batch name.
+    pub fn last_runs(&self) -> Result<BTreeMap<String, RunRecord>, StateError> {
+        let sql = format!("{RUN_COLUMNS} FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY batch)");
+        Ok(self.query_runs(&sql, [])?.into_iter().map(|r| (r.batch.clone(), r)).collect())
+    }
+
+    fn query_runs(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<RunRecord>, StateError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params, |row| {
+                let ended_at: Option<f64> = row.get(4)?;
+                let counts = match (row.get(5)?, row.get(6)?, row.get(7)?, row.get(8)?) {
+                    (Some(downloaded), Some(unchanged), Some(not_found), Some(errors)) => {
+                        Some(RunCounts { downloaded, unchanged, not_found, errors })
+                    }
+                    _ => None,
+                };
+                Ok(RunRecord {
+                    id: row.get(0)?,
+                    batch: row.get(1)?,
+                    trigger: row.get(2)?,
+                    started_at: rfc3339(row.get(3)?),
+                    ended_at: ended_at.map(rfc3339),
+                    counts,
+                    exit_status: row.get(9)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Run `id`, if it exists.
+    pub fn run(&self, id: i64) -> Result<Option<RunRecord>, StateError> {
+        let sql = format!("{RUN_COLUMNS} FROM runs WHERE id = ?1");
+        Ok(self.query_runs(&sql, [id])?.pop())
+    }
+}
+
+const RUN_COLUMNS: &str =
+    "SELECT id, batch, trigger, started_at, ended_at, downloaded, unchanged, not_found, errors, exit_status";
+
+/// Names what went wrong: corruption and locks get their own messages.
+fn classify(path: &Path, error: rusqlite::Error) -> StateError {
+    let path = path.to_owned();
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StateError::Corrupt { path, detail: error.to_string() }
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StateError::Locked { path, detail: error.to_string() }
+        }
+        _ => StateError::Sql { path, source: error },
+    }
+}
+
+/// What earlier runs of a batch saved, by code.
+pub type KnownFiles = HashMap<CountryCode, FileRecord>;
+
+/// The state database as the jobs of one process share it.
+pub type SharedState = std::rc::Rc<std::cell::RefCell<StateDb>>;
+
+/// The batch name under which `flagsd fetch --state` records its runs (a
+/// name no configured batch can have).
+pub const FETCH_BATCH: &str = "(fetch)";
+
+/// A run recorded in the state database: begun before its job starts,
+/// finished (with every outcome) after it ends.
+#[derive(Debug)]
+pub struct RecordedRun {
+    db: SharedState,
+    batch: String,
+    /// The run's id.
+    pub id: i64,
+}
+
+impl RecordedRun {
+    /// Records the start of a run of `batch` (started by `trigger`); returns
+    /// it with what earlier runs of the batch saved.
+    pub fn begin(db: &SharedState, batch: &str, trigger: &str) -> Result<(Self, KnownFiles), StateError> {
+        let state = db.borrow();
+        let known = state.files(batch)?;
+        let id = state.begin_run(batch, trigger, SystemTime::now())?;
+        Ok((Self { db: std::rc::Rc::clone(db), batch: batch.to_owned(), id }, known))
+    }
+
+    /// Records the end of the run: counts, exit status and outcomes.
+    pub fn finish(self, counts: &StatusCounts, exit_status: i32, outcomes: &[CodeOutcome]) -> Result<(), StateError> {
+        self.db.borrow_mut().finish_run(self.id, &self.batch, counts, exit_status, outcomes)
+    }
+}
