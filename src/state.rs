@@ -486,3 +486,132 @@ impl RecordedRun {
         self.db.borrow_mut().finish_run(self.id, &self.batch, counts, exit_status, outcomes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{DownloadError, SavedFile};
+
+    fn code(text: &str) -> CountryCode {
+        crate::codes::parse_code(text).unwrap()
+    }
+
+    fn outcome(cc: &str, outcome: Outcome) -> CodeOutcome {
+        CodeOutcome { code: code(cc), url: format!("http://h/{cc}"), outcome, attempts: 1 }
+    }
+
+    #[test]
+    fn a_new_database_is_created_at_the_current_version_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("deep/state");
+        drop(StateDb::open(&state).unwrap());
+        let db = StateDb::open(&state).unwrap();
+        let version: i64 = db.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(db.path(), state.join(DB_FILE));
+    }
+
+    #[test]
+    fn runs_and_files_are_recorded_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StateDb::open(dir.path()).unwrap();
+        let id = db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        assert_eq!(db.run(id).unwrap().unwrap().ended_at, None);
+        let saved = SavedFile {
+            sha256: Some("ab".repeat(32)),
+            etag: Some("\"e1\"".into()),
+            last_modified: Some("Mon, 01 Jan 2024 00:00:00 GMT".into()),
+            ..SavedFile::new(dir.path().join("BR.gif"), 42)
+        };
+        let first = [
+            outcome("BR", Outcome::Downloaded(saved)),
+            outcome("ZZ", Outcome::NotFound),
+            outcome("AR", Outcome::Failed(DownloadError::Connection { detail: None })),
+        ];
+        let counts = StatusCounts { downloaded: 1, not_found: 1, errors: 1, unchanged: 0 };
+        db.finish_run(id, "pop", &counts, 1, &first).unwrap();
+
+        let files = db.files("pop").unwrap();
+        assert_eq!(files.len(), 3);
+        let br = &files[&code("BR")];
+        assert_eq!((br.status.as_str(), br.size, br.etag.as_deref()), ("downloaded", Some(42), Some("\"e1\"")));
+        assert_eq!(br.path.as_deref(), Some(dir.path().join("BR.gif").as_path()));
+        assert_eq!(files[&code("AR")].status, "connection_error");
+        assert!(db.files("other").unwrap().is_empty());
+
+        // A later failure keeps what is known of the saved file.
+        let id2 = db.begin_run("pop", "schedule", SystemTime::now()).unwrap();
+        let second = [outcome(
+            "BR",
+            Outcome::Failed(DownloadError::Http {
+                status: 503,
+                reason: "Service Unavailable".into(),
+                retry_after: None,
+            }),
+        )];
+        db.finish_run(id2, "pop", &StatusCounts { errors: 1, ..Default::default() }, 1, &second).unwrap();
+        let br = &db.files("pop").unwrap()[&code("BR")];
+        assert_eq!((br.status.as_str(), br.sha256.clone()), ("http_error", Some("ab".repeat(32))));
+
+        let runs = db.runs(Some("pop"), 10).unwrap();
+        assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [id2, id]);
+        assert_eq!(runs[1].counts, Some(RunCounts { downloaded: 1, unchanged: 0, not_found: 1, errors: 1 }));
+        assert_eq!((runs[1].exit_status, runs[0].trigger.as_str()), (Some(1), "schedule"));
+        assert_eq!(db.runs(None, 1).unwrap().len(), 1);
+        assert_eq!(db.last_runs().unwrap()["pop"].id, id2);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported_corrupt_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = b"this is not an SQLite database, and it is long enough to look like a header".repeat(20);
+        std::fs::write(dir.path().join(DB_FILE), &garbage).unwrap();
+        let err = StateDb::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("is corrupt or not an SQLite database"), "{err}");
+        assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), garbage);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        db.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(db);
+        let err = StateDb::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::TooNew { found: 99, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn an_old_schema_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        // Version 0: an empty SQLite database, as an interrupted first start leaves.
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch("CREATE TABLE unrelated (x); DROP TABLE unrelated;").unwrap();
+        drop(conn);
+        let db = StateDb::open(dir.path()).unwrap();
+        assert!(db.runs(None, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_held_write_lock_is_reported_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        let holder = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        db.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+        let err = db.begin_run("pop", "run", SystemTime::now()).unwrap_err();
+        assert!(matches!(err, StateError::Locked { .. }), "{err:?}");
+        assert!(err.to_string().contains("is locked by another process"), "{err}");
+    }
+
+    #[test]
+    fn writability_fails_when_the_directory_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let db = StateDb::open(&state).unwrap();
+        db.check_writable().unwrap();
+        std::fs::rename(&state, dir.path().join("moved")).unwrap();
+        assert!(matches!(db.check_writable(), Err(StateError::NotWritable { .. })));
+    }
+}

@@ -1,66 +1,11 @@
 //! `flagsd serve` as a child process: schedules, SIGHUP, SIGTERM, sd_notify.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flagsd::testserver::{Faults, TestServerOptions};
 
 use crate::helpers::*;
-
-/// A running `flagsd serve`, its log going to a file.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let log = dir.join("daemon.log");
-        let mut cmd = flagsd_child();
-        cmd.current_dir(dir)
-            .args(["serve", "--config", "flagsd.toml"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Self { child: cmd.spawn().unwrap(), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the exit; `None` if it takes longer than `timeout`.
-    fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let mut status = None;
-        wait_until(timeout, || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        status.map(|s| s.code().unwrap_or(-1))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn batch(name: &str, codes: &str, url: &str, every: &str) -> String {
-    format!("[[batch]]\nname = \"{name}\"\ncodes = {codes}\nserver = \"{url}\"\nevery = \"{every}\"\n")
-}
-
-const LONG: Duration = Duration::from_secs(20);
 
 #[test]
 fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {

@@ -2,8 +2,11 @@
 //! environment, and readers for its report.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use flagsd::testserver::{Faults, TestServer, TestServerOptions};
@@ -195,4 +198,103 @@ pub fn act_after_first_outcome(
 pub fn send_signal(child: &std::process::Child, signal: &str) {
     let status = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
+}
+
+/// A `[[batch]]` table for `serve`: `codes` is TOML (`["BR"]` or `"every"`).
+pub fn batch(name: &str, codes: &str, url: &str, every: &str) -> String {
+    format!("[[batch]]\nname = \"{name}\"\ncodes = {codes}\nserver = \"{url}\"\nevery = \"{every}\"\n")
+}
+
+/// How long a daemon test waits for anything.
+pub const LONG: Duration = Duration::from_secs(20);
+
+/// A running `flagsd serve`, its log going to a file.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `flagsd serve --config flagsd.toml` in `dir` with extra environment.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let log = dir.join("daemon.log");
+        let mut cmd = flagsd_child();
+        cmd.current_dir(dir)
+            .args(["serve", "--config", "flagsd.toml"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self { child: cmd.spawn().unwrap(), log }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends it the signal `name` (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let status =
+            StdCommand::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// The admin endpoint's address, once the daemon has logged it.
+    pub fn admin_addr(&self) -> String {
+        let marker = "admin endpoint listening address=";
+        assert!(wait_until(LONG, || self.log().contains(marker)), "{}", self.log());
+        let log = self.log();
+        let rest = &log[log.find(marker).unwrap_or_default() + marker.len()..];
+        rest.split_whitespace().next().unwrap_or_default().to_owned()
+    }
+
+    /// Waits for the exit; `None` if it takes longer than `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.map(|s| s.code().unwrap_or(-1))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one HTTP/1.1 request to `addr` (loopback) and returns the status
+/// and the body.
+pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the admin endpoint");
+    stream.set_read_timeout(Some(LONG)).expect("timeout");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send the request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// A `--root` directory holding the bundled flags and metadata of `codes`
+/// (lower case), for tests that change a file on the server.
+pub fn flag_root(codes: &[&str]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("temp dir");
+    for cc in codes {
+        let dir = root.path().join(cc);
+        std::fs::create_dir(&dir).expect("create dir");
+        for name in [format!("{cc}.gif"), "metadata.json".to_owned()] {
+            let bytes = flagsd::dataset::get(&format!("flags/{cc}/{name}")).expect("a bundled file");
+            std::fs::write(dir.join(name), bytes).expect("write file");
+        }
+    }
+    root
 }

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod config;
 mod daemon;
 mod disk;
@@ -11,5 +12,6 @@ mod fetch;
 mod interrupt;
 mod naming;
 mod selection;
+mod state;
 mod testserver;
 mod usage;

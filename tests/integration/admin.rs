@@ -1,0 +1,214 @@
+//! The admin endpoint of `flagsd serve`: probes, metrics, history, triggers,
+//! the bearer token, and state that survives a restart.
+
+use flagsd::testserver::{Faults, TestServerOptions};
+
+use crate::helpers::*;
+
+/// A configuration with an admin endpoint on a free loopback port.
+fn with_admin(batches: &str, admin_extra: &str) -> String {
+    format!("[admin]\nlisten = \"127.0.0.1:0\"\n{admin_extra}\n{batches}")
+}
+
+/// The runs of `/runs?batch=NAME` as JSON, once `done` holds for them.
+fn runs_when(
+    addr: &str,
+    query: &str,
+    token: Option<&str>,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut runs = Vec::new();
+    let ok = wait_until(LONG, || {
+        let (status, body) = http(addr, "GET", &format!("/runs?{query}"), token);
+        runs = serde_json::from_str(&body).unwrap_or_default();
+        status == 200 && done(&runs)
+    });
+    assert!(ok, "{runs:?}");
+    runs
+}
+
+fn finished(runs: &[serde_json::Value], n: usize) -> bool {
+    runs.len() >= n && runs.iter().all(|r| !r["ended_at"].is_null())
+}
+
+/// The value of one series in Prometheus text, 0 if absent.
+fn series(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics.lines().find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_after_a_run_equal_its_counts() {
+    let server = server(TestServerOptions {
+        faults: Faults { error_rate: 0.3, ..Faults::default() },
+        seed: 7,
+        ..TestServerOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        format!("[defaults]\nretries = 0\n{}", with_admin(&batch("mix", "\"every\"", &server.url(), "1h"), ""));
+    write_file(dir.path(), "flagsd.toml", &config);
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+
+    let runs = runs_when(&addr, "batch=mix", None, |r| finished(r, 1));
+    let counts = &runs[0]["counts"];
+    let (downloaded, not_found, errors) = (
+        counts["downloaded"].as_f64().unwrap(),
+        counts["not_found"].as_f64().unwrap(),
+        counts["errors"].as_f64().unwrap(),
+    );
+    assert!(downloaded > 0.0 && not_found > 0.0 && errors > 0.0, "{counts}");
+    assert_eq!(downloaded + not_found + errors, 676.0);
+
+    let (status, metrics) = http(&addr, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert_eq!(series(&metrics, "flagsd_downloads_total{batch=\"mix\",outcome=\"downloaded\"}"), downloaded);
+    assert_eq!(series(&metrics, "flagsd_downloads_total{batch=\"mix\",outcome=\"not_found\"}"), not_found);
+    assert_eq!(series(&metrics, "flagsd_downloads_total{batch=\"mix\",outcome=\"http_error\"}"), errors);
+    assert_eq!(series(&metrics, "flagsd_request_duration_seconds_count{batch=\"mix\"}"), 676.0);
+    assert_eq!(series(&metrics, "flagsd_requests_in_flight{batch=\"mix\"}"), 0.0);
+    assert_eq!(series(&metrics, "flagsd_batch_running{batch=\"mix\"}"), 0.0);
+    assert_eq!(series(&metrics, "flagsd_last_run_exit_status{batch=\"mix\"}"), 1.0);
+    let bytes: u64 = files_in(&dir.path().join("downloaded/mix"))
+        .iter()
+        .map(|f| std::fs::metadata(dir.path().join("downloaded/mix").join(f)).unwrap().len())
+        .sum();
+    assert_eq!(series(&metrics, "flagsd_downloaded_bytes_total{batch=\"mix\"}"), bytes as f64);
+    assert!(metrics.lines().filter(|l| !l.starts_with('#')).all(|l| l.starts_with("flagsd_")), "{metrics}");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0));
+}
+
+#[test]
+fn triggering_runs_a_batch_once_at_a_time() {
+    let server = server(TestServerOptions { delay: Some("1".parse().unwrap()), ..TestServerOptions::default() });
+    let dir = tempfile::tempdir().unwrap();
+    // On demand only: no `every`.
+    let on_demand = format!("[[batch]]\nname = \"adhoc\"\ncodes = [\"BR\"]\nserver = \"{}\"\n", server.url());
+    write_file(dir.path(), "flagsd.toml", &with_admin(&on_demand, ""));
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+
+    let (status, body) = http(&addr, "POST", "/batches/adhoc/run", None);
+    assert_eq!(status, 202, "{body}");
+    let started: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let run_id = started["run_id"].as_i64().unwrap();
+    // The server waits a second before answering: the run is still going.
+    let (status, body) = http(&addr, "POST", "/batches/adhoc/run", None);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(http(&addr, "POST", "/batches/nosuch/run", None).0, 404);
+
+    let (status, body) = http(&addr, "GET", "/batches", None);
+    assert_eq!(status, 200);
+    let batches: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(batches[0]["name"], "adhoc");
+    assert_eq!(batches[0]["every"], serde_json::Value::Null);
+
+    let runs = runs_when(&addr, "batch=adhoc&limit=5", None, |r| finished(r, 1));
+    assert_eq!((runs.len(), runs[0]["id"].as_i64(), runs[0]["trigger"].as_str()), (1, Some(run_id), Some("admin")));
+    assert_eq!(runs[0]["exit_status"], 0);
+    assert!(dir.path().join("downloaded/adhoc/BR.gif").exists());
+    // Once it has ended the batch can run again.
+    assert_eq!(http(&addr, "POST", "/batches/adhoc/run", None).0, 202);
+    assert_eq!(http(&addr, "GET", "/runs?limit=0", None).0, 400);
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0));
+}
+
+#[test]
+fn a_token_is_required_and_enforced() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "token", "s3cret-token\n");
+    // A fixed port, so that `status` finds the daemon from the same file.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = with_admin(&batch("a", "[\"BR\"]", &server.url(), "1h"), "token_file = \"token\"")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    write_file(dir.path(), "flagsd.toml", &config);
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+
+    assert_eq!(http(&addr, "GET", "/healthz", None), (200, "ok\n".to_owned()));
+    assert_eq!(http(&addr, "GET", "/readyz", None).0, 200);
+    for path in ["/metrics", "/batches", "/runs"] {
+        assert_eq!(http(&addr, "GET", path, None).0, 401, "{path} without a token");
+        assert_eq!(http(&addr, "GET", path, Some("s3cret-tokem")).0, 401, "{path} with a wrong token");
+        assert_eq!(http(&addr, "GET", path, Some("s3cret-token")).0, 200, "{path} with the token");
+    }
+    assert_eq!(http(&addr, "POST", "/batches/a/run", Some("nope")).0, 401);
+
+    // `status` reads the daemon with the same token file.
+    let (status, stdout, _) = flagsd_in(dir.path(), &["status", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stdout}");
+    assert!(stdout.starts_with(&format!("From the daemon at http://{addr}:")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("a ") && l.contains("1h")), "{stdout}");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0));
+    assert!(!daemon.log().contains("s3cret"), "the token must never be logged: {}", daemon.log());
+}
+
+#[test]
+fn a_non_loopback_address_without_a_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused while checking the configuration: nothing is ever bound.
+    write_file(dir.path(), "flagsd.toml", "[admin]\nlisten = \"0.0.0.0:0\"\n");
+    for command in ["serve", "check-config"] {
+        let (status, _, stderr) = flagsd_in(dir.path(), &[command, "--config", "flagsd.toml"], &[]);
+        assert_eq!(status, 2, "{command}: {stderr}");
+        assert!(
+            stderr
+                .starts_with("flagsd.toml: admin.listen: '0.0.0.0:0' is not a loopback address: set admin.token_file"),
+            "{command}: {stderr}"
+        );
+    }
+    write_file(dir.path(), "flagsd.toml", "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"missing\"\n");
+    let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.starts_with("flagsd.toml: admin.token_file: "), "{stderr}");
+}
+
+#[test]
+fn readyz_fails_when_the_state_directory_is_not_writable() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", &with_admin(&batch("a", "[\"BR\"]", &server.url(), "1h"), ""));
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+    assert_eq!(http(&addr, "GET", "/readyz", None), (200, "ready\n".to_owned()));
+    // Works for root too, unlike a permission change: the directory goes away.
+    std::fs::rename(dir.path().join("state"), dir.path().join("state.moved")).unwrap();
+    let (status, body) = http(&addr, "GET", "/readyz", None);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("state directory 'state' is not writable"), "{body}");
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200, "alive, though not ready");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0));
+}
+
+#[test]
+fn state_survives_a_daemon_restart() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", &with_admin(&batch("a", "[\"BR\", \"AR\"]", &server.url(), "1h"), ""));
+
+    let mut first = Daemon::start(dir.path(), &[]);
+    let addr = first.admin_addr();
+    runs_when(&addr, "batch=a", None, |r| finished(r, 1));
+    first.signal("TERM");
+    assert_eq!(first.wait(LONG), Some(0));
+    std::fs::remove_file(dir.path().join("daemon.log")).unwrap();
+
+    let mut second = Daemon::start(dir.path(), &[]);
+    let addr = second.admin_addr();
+    let runs = runs_when(&addr, "batch=a", None, |r| finished(r, 2));
+    // Newest first: the second daemon's run found both files current.
+    assert_eq!(runs[0]["counts"]["unchanged"], 2, "{runs:?}");
+    assert_eq!(runs[1]["counts"]["downloaded"], 2, "{runs:?}");
+    assert!(runs[0]["id"].as_i64() > runs[1]["id"].as_i64());
+    assert_eq!(server.bodies(), 2, "the restarted daemon asked conditionally");
+    second.signal("TERM");
+    assert_eq!(second.wait(LONG), Some(0));
+}
