@@ -60,6 +60,16 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     let summary = prepared.start(job, sink).finish_or_interrupt(stop).await?;
     let status = ExitStatus::of_run(&summary, received.get());
     let run_id = recorded.as_ref().map(|r| r.id);
+    let elapsed = started.elapsed();
+    // The state and the failed list are written before the report, so that
+    // the JSON document gives the status the process exits with.
+    let recorded = recorded.map(|r| r.finish(&summary.counts, status.code(), &summary.outcomes)).transpose();
+    let written = match &config.failed {
+        Some(path) => write_code_list(path, &failed_codes(&job.codes, &summary))
+            .map_err(|source| FatalError::FailedList { path: path.clone(), source }),
+        None => Ok(()),
+    };
+    let written = written.and_then(|()| recorded.map(drop).map_err(FatalError::from));
     if config.json {
         let facts = JobFacts {
             server: &job.server.label,
@@ -68,21 +78,20 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
             codes: &job.codes,
             url_of: &|code| prepared.display_url_of(code),
             started: started_at,
-            elapsed: started.elapsed(),
+            elapsed,
         };
-        let result = job_result(&facts, &summary, status, run_id);
+        let mut result = job_result(&facts, &summary, status, run_id);
+        if let Err(error) = &written {
+            result.exit_status = error.exit_status().code();
+            result.error = Some(error.to_string());
+        }
         emit(&to_json(&FetchDocument { schema_version: SCHEMA_VERSION, command: "fetch", result }));
     } else {
-        emit(&final_report(&summary.counts, started.elapsed()));
+        emit(&final_report(&summary.counts, elapsed));
     }
     if summary.interrupted {
         eprintln!("*** Interrupted: {} codes did not finish.", summary.unfinished);
     }
-    let recorded = recorded.map(|r| r.finish(&summary.counts, status.code(), &summary.outcomes)).transpose();
-    if let Some(path) = &config.failed {
-        write_code_list(path, &failed_codes(&job.codes, &summary))
-            .map_err(|source| FatalError::FailedList { path: path.clone(), source })?;
-    }
-    recorded?;
+    written?;
     Ok(status)
 }

@@ -76,7 +76,8 @@ pub struct JobResult {
     pub exit_status: i32,
     /// The run's id in the state database, when state is kept.
     pub run_id: Option<i64>,
-    /// A fatal error that stopped the job, else `null`.
+    /// A fatal error that stopped the job (or, for `fetch`, that came after
+    /// it: writing the state or the `--failed` list), else `null`.
     pub error: Option<String>,
     /// Outcome counts.
     pub counts: Counts,
