@@ -34,6 +34,11 @@ pub fn initial_report(label: &str, url: &str, codes: &[CountryCode], connections
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(text, "{label} site: {url}");
+    if codes.is_empty() {
+        // An explicitly empty list (`--codes-file`): nothing to search, nobody to use.
+        text.push_str("Searching for 0 flags.\n0 concurrent connections will be used.\n");
+        return text;
+    }
     let _ = writeln!(text, "Searching for {} flag{}: {list}", codes.len(), plural(codes.len()));
     if connections == 1 {
         text.push_str("1 connection will be used.\n");
@@ -154,6 +159,8 @@ mod tests {
     fn initial_report_gives_a_range_for_more_than_ten_and_singulars_for_one() {
         let text = initial_report("LOCAL", "u", &codes(&["B"]), 26);
         assert!(text.contains("Searching for 26 flags: from BA to BZ\n26 concurrent connections will be used.\n"));
+        let none = initial_report("CUSTOM", "u", &[], 1);
+        assert_eq!(none, "CUSTOM site: u\nSearching for 0 flags.\n0 concurrent connections will be used.\n");
         let one = initial_report("CUSTOM", "u", &codes(&["BR"]), 1);
         assert!(one.ends_with("Searching for 1 flag: BR\n1 connection will be used.\n"), "{one}");
     }

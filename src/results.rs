@@ -249,6 +249,9 @@ pub fn write_code_list(path: &Path, codes: &[CountryCode]) -> std::io::Result<()
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    // The temporary file's error would name its random path: check the
+    // directory first, for a message about the directory the user gave.
+    std::fs::read_dir(dir)?;
     let mut file = tempfile::Builder::new()
         .prefix(".flagsd-failed.")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))

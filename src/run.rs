@@ -14,7 +14,9 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::actors::OutcomeSink;
+use crate::config::ServerTarget;
 use crate::config::settings::{BatchConfig, Settings};
+use crate::download::redact_credentials;
 use crate::exit::{ExitStatus, FatalError};
 use crate::job::{JobContext, PreparedJob};
 use crate::outcome::CodeOutcome;
@@ -69,21 +71,29 @@ async fn run_batch(
     let mut report = format!("== batch {} ==\n", batch.name);
     let job = &batch.job;
     let started_at = SystemTime::now();
-    let failed = |report, e: FatalError| BatchReport {
+    let url = match &job.server.target {
+        ServerTarget::Url(url) => redact_credentials(url),
+        ServerTarget::Demo => String::new(),
+    };
+    let failed = |report, e: FatalError, run_id| BatchReport {
         report,
         error: Some(format!("*** Error in batch {}: {e}", batch.name)),
         status: e.exit_status(),
-        result: JobResult::failed(&job.server.label, "", started_at, e.to_string(), e.exit_status()),
+        result: JobResult {
+            run_id,
+            ..JobResult::failed(&job.server.label, &url, started_at, e.to_string(), e.exit_status())
+        },
     };
     let (recorded, known) = match RecordedRun::begin(&state, &batch.name, "run") {
         Ok(begun) => begun,
-        Err(e) => return failed(report, e.into()),
+        Err(e) => return failed(report, e.into(), None),
     };
+    let run_id = Some(recorded.id);
     let prepared = match PreparedJob::prepare(job, &context, Some(known)) {
         Ok(p) => p,
         Err(e) => {
             let _ = recorded.finish(&Default::default(), e.exit_status().code(), &[]);
-            return failed(report, e);
+            return failed(report, e, run_id);
         }
     };
     report.push_str(&initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size));
@@ -94,7 +104,11 @@ async fn run_batch(
     report.push_str(&lines.borrow());
     let summary = match summary {
         Ok(summary) => summary,
-        Err(e) => return failed(report, e.into()),
+        Err(e) => {
+            let e = FatalError::from(e);
+            let _ = recorded.finish(&Default::default(), e.exit_status().code(), &[]);
+            return failed(report, e, run_id);
+        }
     };
     report.push_str(&final_report(&summary.counts, started.elapsed()));
     let status = ExitStatus::of_run(&summary, signal.get());
@@ -110,7 +124,7 @@ async fn run_batch(
     let result = job_result(&facts, &summary, status, Some(recorded.id));
     match recorded.finish(&summary.counts, status.code(), &summary.outcomes) {
         Ok(()) => BatchReport { report, error: None, status, result },
-        Err(e) => BatchReport { result, ..failed(report, e.into()) },
+        Err(e) => BatchReport { result, ..failed(report, e.into(), run_id) },
     }
 }
 

@@ -11,6 +11,7 @@ mod faults;
 mod fetch;
 mod interrupt;
 mod naming;
+mod results;
 mod selection;
 mod state;
 mod testserver;
