@@ -15,6 +15,9 @@
 #   5  peak RSS of flagsd -m 1000 on the delayed server
 #   6  start-up: flagsd --version
 #   7  50 configured batches x 676 codes through `flagsd run`, against wrk's ceiling
+#   8  revisit: the 194 flags are on disk already; flagsd with --state (ETag,
+#      If-None-Match) against wget2 -N and aria2c --conditional-get
+#      (If-Modified-Since); curl has no conditional download for a URL list
 #
 # Downloads go to tmpfs (/dev/shm): creating files on this machine's disk
 # costs 100-300 ms per 194 files and drifts from run to run; scenario 1 also
@@ -24,7 +27,7 @@ cd "$(dirname "$0")/.."
 
 runs=${RUNS:-10}
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(1 2 3 4 5 6 7)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(1 2 3 4 5 6 7 8)
 wants() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
 # --- tools ------------------------------------------------------------------
@@ -57,31 +60,6 @@ trap cleanup EXIT
 # --- servers ----------------------------------------------------------------
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-
-start_nginx() {
-    mkdir -p "$work/www" "$work/nginx"
-    cp -r assets/flags "$work/www/"
-    local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    cat >"$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx/error.log error;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
-    server { listen 127.0.0.1:$port; root $work/www; }
-}
-CONF
-    "$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log"
-    nginx_url="http://127.0.0.1:$port/flags"
-}
 
 # --- the tools' command lines -----------------------------------------------
 every_codes() { flagsd_codes=$(python3 -c 'import string as s; print(" ".join(a+b for a in s.ascii_lowercase for b in s.ascii_lowercase))'); }
@@ -256,14 +234,34 @@ if wants 7; then
     base=${nginx_url:-${fast_url:-}}
     [ -n "$base" ] || { start_testserver fast --workers 2; base=$fast_url; }
     {
-        printf '[defaults]\nmax_req = 2\noutput = "%s/batches"\nretries = 0\n' "$work"
+        printf '[state]\ndir = "%s/state"\n[defaults]\nmax_req = 2\noutput = "%s/batches"\nretries = 0\n' "$work" "$work"
         for i in $(seq 50); do printf '\n[[batch]]\nname = "b%02d"\ncodes = "every"\nserver = "%s"\n' "$i" "$base"; done
     } >"$work/batches.toml"
-    hyperfine -N --runs 5 --warmup 1 -i --style none --prepare "rm -rf $work/batches" \
+    # Files and state go before each run: every request is unconditional.
+    hyperfine -N --runs 5 --warmup 1 -i --style none --prepare "rm -rf $work/batches $work/state" \
         --export-json "$results/7-batches.json" "$flagsd run --config $work/batches.toml" >/dev/null
     mean=$(python3 -c "import json; print(json.load(open('$results/7-batches.json'))['results'][0]['mean'])")
     wrk_rate=$(wrk -t 2 -c 100 -d 5s "$base/br/br.gif" | awk '/Requests\/sec/{print $2}')
     python3 -c "m=$mean; n=50*676; print(f'flagsd run, 50 batches x 676 codes (100 connections): {m:.2f} s, {n/m:.0f} requests/s; wrk, 100 connections: $wrk_rate requests/s ({n/m/$wrk_rate:.2f} of it)')" | tee -a "$results/summary.md"
+fi
+
+if wants 8; then
+    [ -n "${fast_url:-}" ] || start_testserver fast --workers 2
+    awk '{for (i = 1; i <= NF; i++) { cc = tolower($i); print "'"$fast_url"'/" cc "/" cc ".gif" }}' \
+        assets/country_codes.txt >"$work/urls-flags.txt"
+    revisit=$work/revisit
+    rm -rf "$revisit" && mkdir -p "$revisit"
+    # The warm-up runs download everything; the timed runs find it all current.
+    hyperfine -N --runs "$runs" --warmup 2 -i --style none --export-json "$results/8-revisit.json" \
+        -n flagsd "$flagsd fetch -a -m 100 -s $fast_url -o $revisit/flagsd --state $revisit/flagsd-state" \
+        -n wget2 "wget2 -q -N --timeout=30 --max-threads=100 -i $work/urls-flags.txt -P $revisit/wget2" \
+        -n aria2c "aria2c -q --timeout=30 -j 100 -x 1 --conditional-get=true --allow-overwrite=true --auto-file-renaming=false --max-tries=1 -d $revisit/aria2c -i $work/urls-flags.txt" \
+        >/dev/null
+    summarise 8-revisit "the 194 flags already saved, 100 connections, $fast_url"
+    record 8-revisit
+    # Proof that flagsd's revisit moved no body: a last run, verbose.
+    unchanged=$("$flagsd" fetch -a -v -m 100 -s "$fast_url" -o "$revisit/flagsd" --state "$revisit/flagsd-state" | grep -c ' unchanged$')
+    echo "flagsd revisit: $unchanged of 194 flags unchanged (304)" | tee -a "$results/summary.md"
 fi
 
 echo "results in $results/"

@@ -32,6 +32,7 @@ url=$soak_url
 
 {
     printf '[servers]\nSOAK = "%s"\n\n' "$url"
+    printf '[state]\ndir = "%s/state"\n' "$work"
     printf '[defaults]\nmax_req = 100\noutput = "%s/out"\ntimeout = "2s"\nretries = 2\nretry_base = "20ms"\n' "$work"
     for i in $(seq "$batches"); do
         printf '\n[[batch]]\nname = "b%03d"\ncodes = "every"\nserver = "SOAK"\n' "$i"
