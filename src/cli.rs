@@ -17,11 +17,13 @@ use crate::testserver::{DelayRange, parse_rate};
 macro_rules! exit_status_help {
     () => {
         "Exit status:
-  0    every code downloaded or not found
+  0    every code downloaded, unchanged or not found
   1    at least one code ended in an error
   2    usage or configuration error (nothing was downloaded)
-  3    fatal runtime error (output directory not writable, server could not bind, ...)
-  130  interrupted (Ctrl-C); the final report for what finished is still printed"
+  3    fatal runtime error (output directory not writable, state database unusable,
+       server could not bind, --failed file not written, ...)
+  130  interrupted (Ctrl-C); the final report for what finished is still printed
+  143  terminated (SIGTERM); as for 130"
     };
 }
 
@@ -111,11 +113,12 @@ pub struct RunArgs {
 
 const RUN_AFTER_HELP: &str = "\
 Exit status: the worst of the batches
-  0    every code of every batch downloaded or not found
+  0    every code of every batch downloaded, unchanged or not found
   1    at least one code ended in an error
   2    configuration error (nothing was downloaded)
-  3    fatal runtime error in at least one batch (output directory, ...)
-  130  interrupted (Ctrl-C)";
+  3    fatal runtime error in at least one batch (output directory, state database, ...)
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)";
 
 /// `flagsd fetch`: the flags2 command line.
 #[derive(Debug, Args)]

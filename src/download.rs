@@ -235,7 +235,8 @@ impl HttpFetcher {
         }
         file.persist(&target).map_err(|e| io_error(&target, e.error))?;
         let sha256 = hasher.map(|h| hex(&h.finalize()));
-        Ok(Outcome::Downloaded(SavedFile { sha256, etag, last_modified, ..SavedFile::new(target, bytes) }))
+        let status = status.as_u16();
+        Ok(Outcome::Downloaded(SavedFile { status, sha256, etag, last_modified, ..SavedFile::new(target, bytes) }))
     }
 
     /// The `country` field of `{base}/{cc}/metadata.json`.

@@ -14,6 +14,8 @@ use crate::codes::CountryCode;
 /// A body saved to disk, with what a later conditional request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedFile {
+    /// The response's status (2xx).
+    pub status: u16,
     /// Where it was saved.
     pub path: PathBuf,
     /// Its size in bytes.
@@ -27,9 +29,10 @@ pub struct SavedFile {
 }
 
 impl SavedFile {
-    /// A file at `path` of `bytes` bytes, with no hash and no validators.
+    /// A file at `path` of `bytes` bytes from a `200`, with no hash and no
+    /// validators.
     pub fn new(path: impl Into<PathBuf>, bytes: u64) -> Self {
-        Self { path: path.into(), bytes, sha256: None, etag: None, last_modified: None }
+        Self { status: 200, path: path.into(), bytes, sha256: None, etag: None, last_modified: None }
     }
 }
 
@@ -78,7 +81,7 @@ impl Outcome {
     /// The HTTP status, where a response was received.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Self::Downloaded(_) => Some(200),
+            Self::Downloaded(saved) => Some(saved.status),
             Self::Unchanged(_) => Some(304),
             Self::NotFound => Some(404),
             Self::Failed(DownloadError::Http { status, .. }) => Some(*status),

@@ -217,6 +217,12 @@ impl StateDb {
         Self::open_with_timeout(dir, BUSY_TIMEOUT)
     }
 
+    /// Opens the database in `dir` if there is one: `None` when `dir` holds
+    /// no database (nothing is created; for readers such as `flagsd status`).
+    pub fn open_existing(dir: &Path) -> Result<Option<Self>, StateError> {
+        if dir.join(DB_FILE).exists() { Self::open(dir).map(Some) } else { Ok(None) }
+    }
+
     /// [`open`](Self::open) with another busy timeout (tests use a short one).
     pub fn open_with_timeout(dir: &Path, busy_timeout: Duration) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.to_owned(), source })?;
@@ -353,8 +359,8 @@ impl StateDb {
                 .prepare_cached(
                     "INSERT INTO files (batch, code, status, http_status, path, size, sha256, etag, last_modified,
                          updated_at)
-                     VALUES (?1, ?2, 'downloaded', 200, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (batch, code) DO UPDATE SET status = 'downloaded', http_status = 200,
+                     VALUES (?1, ?2, 'downloaded', ?9, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (batch, code) DO UPDATE SET status = 'downloaded', http_status = ?9,
                          path = excluded.path, size = excluded.size, sha256 = excluded.sha256,
                          etag = excluded.etag, last_modified = excluded.last_modified,
                          updated_at = excluded.updated_at",
@@ -379,7 +385,8 @@ impl StateDb {
                         file.sha256,
                         file.etag,
                         file.last_modified,
-                        now
+                        now,
+                        file.status
                     ]),
                     outcome => other.execute(params![batch, code, outcome.kind(), outcome.http_status(), now]),
                 }

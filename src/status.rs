@@ -5,7 +5,8 @@
 //! the daemon's admin endpoint for it when `admin.listen` is configured and
 //! the daemon answers; otherwise it builds the same views from the
 //! configuration and the state database, without the next run (only the
-//! daemon knows it) and without `running`.
+//! daemon knows it) and without `running`. It never creates a database: a
+//! missing one means no batch has run yet.
 
 use std::time::Duration;
 
@@ -115,10 +116,16 @@ pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
             Err(e) => why = format!("the admin endpoint {url}: {e}"),
         }
     }
-    let db = StateDb::open(&settings.state_dir)?;
-    let mut last = db.last_runs()?;
+    let path = settings.state_dir.join(crate::state::DB_FILE).display().to_string();
+    let mut last = match StateDb::open_existing(&settings.state_dir)? {
+        Some(db) => db.last_runs()?,
+        None => {
+            why.push_str("; no state database yet");
+            Default::default()
+        }
+    };
     let views: Vec<BatchView> = settings.batches.iter().map(|b| BatchView::of(b, last.remove(&b.name))).collect();
-    let source = Source::StateDb { path: db.path().display().to_string(), why };
+    let source = Source::StateDb { path, why };
     crate::report::emit(&table(&views, &source));
     Ok(ExitStatus::Success)
 }

@@ -109,3 +109,14 @@ fn a_corrupt_database_is_a_clear_error_with_status_3() {
     assert_eq!(server.hits(), 0, "nothing may be requested");
     assert_eq!(std::fs::read(state.join("flagsd.db")).unwrap(), garbage, "the file must be left as it was");
 }
+
+#[test]
+fn status_without_history_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    write_file(work.path(), "flagsd.toml", "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\nevery = \"1h\"\n");
+    let (status, stdout, stderr) = flagsd_in(work.path(), &["status", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("no state database yet"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("a ") && l.contains("never run")), "{stdout}");
+    assert_eq!(files_in(work.path()), ["flagsd.toml"], "status must not create a database");
+}
