@@ -21,8 +21,7 @@ work=$(mktemp -d /dev/shm/flagsd-ab.XXXXXX)
 chmod 755 "$work"
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+    stop_servers
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -51,8 +51,7 @@ work=$(mktemp -d /dev/shm/flagsd-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+    stop_servers
     rm -rf "$work" /tmp/flagsd-bench-disk
 }
 trap cleanup EXIT

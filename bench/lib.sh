@@ -2,6 +2,12 @@
 # binary), $work (a scratch directory) and the array pids (killed on exit);
 # start_nginx also $nginx_bin.
 
+# stop_servers: stops every server started here (for the scripts' exit traps).
+stop_servers() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+}
+
 # start_testserver NAME ARGS...: starts `flagsd testserver ARGS` on a free
 # loopback port, waits for the URL it prints, and sets ${NAME}_url.
 start_testserver() {

@@ -17,7 +17,7 @@ flagsd=$PWD/target/release/flagsd
 work=$(mktemp -d "${TMPDIR:-/tmp}/flagsd-soak.XXXXXX")
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    stop_servers
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -40,7 +40,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
-use std::{fmt, io, thread};
+use std::{fmt, io};
 
 use actix_web::dev::{ServerHandle, Service as _, ServiceRequest};
 use actix_web::http::{StatusCode, header};
@@ -393,27 +393,8 @@ impl AdminServer {
 
     /// [`AdminServer::spawn`] with a chosen answer timeout (tests lower it).
     fn start(options: AdminOptions, daemon: mpsc::Sender<AdminRequest>, timeout: Duration) -> Result<Self, AdminError> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        thread::Builder::new()
-            .name("flagsd-admin".into())
-            .spawn(move || {
-                actix_rt::System::new().block_on(async move {
-                    match build(options, daemon, timeout) {
-                        Ok((server, addr)) => {
-                            let _ = ready_tx.send(Ok((server.handle(), addr)));
-                            if let Err(e) = server.await {
-                                tracing::error!(error = %e, "the admin endpoint stopped with an error");
-                            }
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                        }
-                    }
-                });
-            })
-            .map_err(|e| AdminError::Thread(e.to_string()))?;
-        let (handle, addr) =
-            ready_rx.recv().map_err(|_| AdminError::Thread("the admin thread ended during start-up".into()))??;
+        let (handle, addr) = crate::server_thread::spawn("flagsd-admin", move || build(options, daemon, timeout))
+            .map_err(AdminError::Thread)??;
         Ok(Self { addr, handle })
     }
 
@@ -472,6 +453,7 @@ mod tests {
     use std::io::{Read as _, Write as _};
     use std::net::TcpStream;
     use std::sync::mpsc as std_mpsc;
+    use std::thread;
     use std::time::Instant;
 
     /// One HTTP answer, as the tiny client below reads it.

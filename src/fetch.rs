@@ -14,7 +14,7 @@ use crate::exit::{ExitStatus, FatalError};
 use crate::job::{JobContext, PreparedJob};
 use crate::limits::raise_open_files_limit;
 use crate::report::{ConsoleSink, emit, final_report, initial_report};
-use crate::results::{FetchDocument, JobFacts, SCHEMA_VERSION, failed_codes, job_result, to_json, write_code_list};
+use crate::results::{FetchDocument, SCHEMA_VERSION, failed_codes, to_json, write_code_list};
 use crate::signals::StopSignals;
 use crate::state::{FETCH_BATCH, RecordedRun, StateDb};
 
@@ -71,16 +71,7 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     };
     let written = written.and_then(|()| recorded.map(drop).map_err(FatalError::from));
     if config.json {
-        let facts = JobFacts {
-            server: &job.server.label,
-            url: &prepared.display_url,
-            connections: prepared.pool_size,
-            codes: &job.codes,
-            url_of: &|code| prepared.display_url_of(code),
-            started: started_at,
-            elapsed,
-        };
-        let mut result = job_result(&facts, &summary, status, run_id);
+        let mut result = prepared.result(job, &summary, (started_at, elapsed), status, run_id);
         if let Err(error) = &written {
             result.exit_status = error.exit_status().code();
             result.error = Some(error.to_string());

@@ -7,18 +7,19 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::actors::{OutcomeSink, PoolOptions, Run};
+use crate::actors::{OutcomeSink, PoolOptions, Run, RunSummary};
 use crate::client::{ClientCache, ClientOptions};
 use crate::codes::CountryCode;
 use crate::config::file::Naming;
 use crate::config::{JobConfig, ServerTarget};
 use crate::download::{Fetch, HttpFetcher, redact_credentials};
-use crate::exit::FatalError;
+use crate::exit::{ExitStatus, FatalError};
 use crate::limits;
 use crate::output::OutputDir;
 use crate::rate::RateLimiters;
+use crate::results::{JobFacts, JobResult, job_result};
 use crate::state::KnownFiles;
 use crate::testserver::{TestServer, TestServerOptions};
 
@@ -87,6 +88,28 @@ impl PreparedJob {
     /// The URL of `code` as reports show it (credentials masked).
     pub fn display_url_of(&self, code: CountryCode) -> String {
         self.fetcher.display_url(code)
+    }
+
+    /// The `--json` description of a run of `job` by this preparation, which
+    /// started at `started` and took `elapsed`.
+    pub fn result(
+        &self,
+        job: &JobConfig,
+        summary: &RunSummary,
+        (started, elapsed): (SystemTime, Duration),
+        status: ExitStatus,
+        run_id: Option<i64>,
+    ) -> JobResult {
+        let facts = JobFacts {
+            server: &job.server.label,
+            url: &self.display_url,
+            connections: self.pool_size,
+            codes: &job.codes,
+            url_of: &|code| self.display_url_of(code),
+            started,
+            elapsed,
+        };
+        job_result(&facts, summary, status, run_id)
     }
 
     /// Starts the coordinator for `job`'s codes on the current arbiter.

@@ -19,7 +19,7 @@
 //! - [`state`]: the state database (run history, validators for conditional requests);
 //! - [`status`]: `flagsd status`, and the batch view the admin endpoint serves;
 //! - [`testserver`] and [`dataset`]: the built-in flag server and its embedded data;
-//! - [`signals`], [`logging`], [`exit`]: process plumbing.
+//! - [`signals`], [`logging`], [`exit`], [`server_thread`]: process plumbing.
 
 pub mod actors;
 pub mod admin;
@@ -45,6 +45,7 @@ pub mod report;
 pub mod results;
 pub mod retry;
 pub mod run;
+pub mod server_thread;
 pub mod signals;
 pub mod state;
 pub mod status;

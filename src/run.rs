@@ -21,7 +21,7 @@ use crate::exit::{ExitStatus, FatalError};
 use crate::job::{JobContext, PreparedJob};
 use crate::outcome::CodeOutcome;
 use crate::report::{emit, final_report, initial_report, log_outcome, verbose_line};
-use crate::results::{BatchResult, JobFacts, JobResult, RunDocument, SCHEMA_VERSION, job_result, to_json};
+use crate::results::{BatchResult, JobResult, RunDocument, SCHEMA_VERSION, to_json};
 use crate::signals::{StopSignal, StopSignals};
 use crate::state::{RecordedRun, SharedState, StateDb};
 
@@ -112,16 +112,7 @@ async fn run_batch(
     };
     report.push_str(&final_report(&summary.counts, started.elapsed()));
     let status = ExitStatus::of_run(&summary, signal.get());
-    let facts = JobFacts {
-        server: &job.server.label,
-        url: &prepared.display_url,
-        connections: prepared.pool_size,
-        codes: &job.codes,
-        url_of: &|code| prepared.display_url_of(code),
-        started: started_at,
-        elapsed: started.elapsed(),
-    };
-    let result = job_result(&facts, &summary, status, Some(recorded.id));
+    let result = prepared.result(job, &summary, (started_at, started.elapsed()), status, Some(recorded.id));
     match recorded.finish(&summary.counts, status.code(), &summary.outcomes) {
         Ok(()) => BatchReport { report, error: None, status, result },
         Err(e) => BatchReport { result, ..failed(report, e.into(), run_id) },

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
-use std::{fmt, io, thread};
+use std::{fmt, io};
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
@@ -563,29 +563,10 @@ impl TestServer {
     /// Binds `bind` (port 0 for a free port) and serves on a new thread.
     pub fn spawn(bind: SocketAddr, options: TestServerOptions) -> Result<Self, TestServerError> {
         let hits = Arc::new(Hits::default());
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_hits = Arc::clone(&hits);
-        thread::Builder::new()
-            .name("flagsd-testserver".into())
-            .spawn(move || {
-                actix_rt::System::new().block_on(async move {
-                    match build(bind, options, thread_hits) {
-                        Ok((server, addr)) => {
-                            let _ = ready_tx.send(Ok((server.handle(), addr)));
-                            if let Err(e) = server.await {
-                                tracing::error!(error = %e, "test server stopped with an error");
-                            }
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                        }
-                    }
-                });
-            })
-            .map_err(|e| TestServerError::Thread(e.to_string()))?;
-        let (handle, addr) = ready_rx
-            .recv()
-            .map_err(|_| TestServerError::Thread("the server thread ended during start-up".into()))??;
+        let (handle, addr) =
+            crate::server_thread::spawn("flagsd-testserver", move || build(bind, options, thread_hits))
+                .map_err(TestServerError::Thread)??;
         Ok(Self { addr, hits, handle })
     }
 

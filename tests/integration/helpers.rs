@@ -268,20 +268,65 @@ impl Drop for Daemon {
     }
 }
 
-/// Sends one HTTP/1.1 request to `addr` (loopback) and returns the status
-/// and the body.
+/// An answer read off the wire: status line, headers (names lower-cased)
+/// and body.
+pub struct RawAnswer {
+    /// The status line (`HTTP/1.1 200 OK`).
+    pub status: String,
+    /// The headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body, as received (`Connection: close`, so no framing to undo).
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// The status code.
+    pub fn code(&self) -> u16 {
+        self.status.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    }
+
+    /// The value of the only `name` header, if there is one.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let mut values = self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        assert!(values.next().is_none(), "more than one {name} header: {:?}", self.headers);
+        first
+    }
+}
+
+/// Sends `METHOD path` with `extra` headers to `addr` (loopback) over a new
+/// HTTP/1.1 connection and reads the whole answer.
+pub fn raw_request(addr: &str, method: &str, path: &str, extra: &[(&str, &str)]) -> RawAnswer {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(LONG)).expect("read timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n");
+    for (name, value) in extra {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read answer");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8(raw[..split].to_vec()).expect("ASCII headers");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_owned();
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("name: value");
+            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    RawAnswer { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+/// Sends one request to the admin endpoint at `addr`, with a bearer
+/// `token` if given; returns the status and the body as text.
 pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the admin endpoint");
-    stream.set_read_timeout(Some(LONG)).expect("timeout");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send the request");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read the answer");
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let answer = raw_request(addr, method, path, &headers);
+    (answer.code(), String::from_utf8_lossy(&answer.body).into_owned())
 }
 
 /// A `--root` directory holding the bundled flags and metadata of `codes`

@@ -47,49 +47,9 @@ fn bad_fault_options_are_usage_errors() {
     }
 }
 
-/// An answer read off the wire: status line, headers (names lower-cased)
-/// and body.
-struct RawAnswer {
-    status: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl RawAnswer {
-    /// The value of the only `name` header, if there is one.
-    fn header(&self, name: &str) -> Option<&str> {
-        let mut values = self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
-        let first = values.next();
-        assert!(values.next().is_none(), "more than one {name} header: {:?}", self.headers);
-        first
-    }
-}
-
-/// Sends `GET path` with `extra` headers to the server over a new
-/// HTTP/1.1 connection to 127.0.0.1 and reads the whole answer.
+/// Sends `GET path` with `extra` headers to the server.
 fn raw_get(server: &TestServer, path: &str, extra: &[(&str, &str)]) -> RawAnswer {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.addr().port())).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (name, value) in extra {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).expect("send request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read answer");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
-    let head = String::from_utf8(raw[..split].to_vec()).expect("ASCII headers");
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default().to_owned();
-    let headers = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').expect("name: value");
-            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
-        })
-        .collect();
-    RawAnswer { status, headers, body: raw[split + 4..].to_vec() }
+    raw_request(&server.addr().to_string(), "GET", path, extra)
 }
 
 /// `"` + the first 16 bytes of SHA-256 in hex + `"`.
