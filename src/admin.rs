@@ -28,7 +28,7 @@
 //! | Request | Answer |
 //! |---|---|
 //! | `GET /healthz` | `200 ok` once the daemon answers a ping |
-//! | `GET /readyz` | `200 ready`, or `503` with the reason |
+//! | `GET /readyz` | `200 ready`, or `503` with the reason (with a token configured, only for requests that carry it) |
 //! | `GET /metrics` | the Prometheus text format 0.0.4 |
 //! | `GET /batches` | JSON, as the daemon gives it |
 //! | `GET /runs?batch=NAME&limit=N` | JSON; `limit` from 1 to 1000, 20 by default |
@@ -205,10 +205,18 @@ async fn healthz(state: web::Data<State>) -> HttpResponse {
     }
 }
 
-async fn readyz(state: web::Data<State>) -> HttpResponse {
+/// `/readyz` is open to probes, but with a token configured only a request
+/// that carries it learns why the daemon is not ready (paths, OS errors).
+async fn readyz(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Ready).await {
         Ok(Ok(())) => text(StatusCode::OK, "ready\n".into()),
-        Ok(Err(reason)) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+        Ok(Err(reason)) => {
+            let may_see = state.token.as_deref().is_none_or(|expected| {
+                bearer_token(req.headers()).is_some_and(|given| tokens_match(given, expected.as_bytes()))
+            });
+            let body = if may_see { format!("{reason}\n") } else { "not ready\n".to_owned() };
+            text(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
         Err(why) => unanswered("ready", why),
     }
 }
@@ -312,8 +320,8 @@ fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
 
 /// The credentials of an `Authorization: Bearer …` header (the scheme is
 /// case-insensitive), if the request has one.
-fn bearer_token(req: &ServiceRequest) -> Option<&[u8]> {
-    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+fn bearer_token(headers: &header::HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
     let space = value.iter().position(|b| *b == b' ')?;
     let (scheme, credentials) = value.split_at(space);
     scheme.eq_ignore_ascii_case(b"bearer").then(|| credentials.trim_ascii())
@@ -326,7 +334,7 @@ fn authorize(req: &ServiceRequest, token: Option<&str>) -> Result<(), &'static s
     if OPEN_PATHS.contains(&req.path()) {
         return Ok(());
     }
-    match bearer_token(req) {
+    match bearer_token(req.headers()) {
         None => Err("this endpoint needs an Authorization: Bearer token"),
         Some(given) if tokens_match(given, expected.as_bytes()) => Ok(()),
         Some(_) => Err("the bearer token is not valid"),

@@ -24,7 +24,7 @@
 //! `NOTIFY_SOCKET`): `READY=1`, `RELOADING=1`/`READY=1`, `STOPPING=1`,
 //! `STATUS=` after each run, `WATCHDOG=1` when `WATCHDOG_USEC` is set.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -43,7 +43,7 @@ use crate::job::{JobContext, PreparedJob};
 use crate::metrics::Metrics;
 use crate::outcome::{CodeOutcome, Outcome};
 use crate::run::stopped;
-use crate::signals::StopSignals;
+use crate::signals::{StopSignal, StopSignals};
 use crate::state::{RecordedRun, SharedState, StateDb};
 use crate::status::BatchView;
 
@@ -95,6 +95,8 @@ enum NotStarted {
     Running,
     /// The state database refused the run's record.
     Failed(String),
+    /// The daemon is stopping.
+    Stopping,
 }
 
 /// State shared by the schedule tasks, the signal loop and the admin requests.
@@ -116,6 +118,10 @@ struct Shared {
     state: SharedState,
     /// What `/metrics` shows.
     metrics: Rc<RefCell<Metrics>>,
+    /// The signal that stopped the daemon, once one has: no run starts
+    /// after it, and runs abandoned at the shutdown timeout end with its
+    /// status.
+    stopped_by: Cell<Option<StopSignal>>,
 }
 
 impl Shared {
@@ -126,6 +132,9 @@ impl Shared {
     /// Starts a run of `batch` (recorded as started by `trigger`) unless one
     /// is in progress; returns the run id.
     fn try_start(self: &Rc<Self>, batch: &Rc<BatchConfig>, trigger: &str) -> Result<i64, NotStarted> {
+        if self.stopped_by.get().is_some() {
+            return Err(NotStarted::Stopping);
+        }
         if self.is_running(&batch.name) {
             return Err(NotStarted::Running);
         }
@@ -181,7 +190,7 @@ impl Shared {
                 });
                 match prepared.start(job, sink).finish_or_interrupt(stopped(self.abandon.clone())).await {
                     Ok(summary) => {
-                        let status = ExitStatus::of_run(&summary, None);
+                        let status = ExitStatus::of_run(&summary, self.stopped_by.get());
                         let c = summary.counts;
                         let elapsed = started.elapsed().as_secs_f64();
                         tracing::info!(
@@ -336,6 +345,7 @@ fn answer(shared: &Rc<Shared>, settings: &Settings, request: AdminRequest) {
                     }
                     Err(NotStarted::Running) => Trigger::Running,
                     Err(NotStarted::Failed(message)) => Trigger::Failed(message),
+                    Err(NotStarted::Stopping) => Trigger::Failed("the daemon is stopping".to_owned()),
                 },
             };
             let _ = reply.send(answer);
@@ -385,6 +395,8 @@ fn start_admin(
 /// (status 3).
 pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
     let mut settings = source.load_checked()?;
+    // What a reload cannot change: compared with each new file.
+    let at_start = settings.clone();
     let state = Rc::new(RefCell::new(StateDb::open(&settings.state_dir)?));
     crate::limits::raise_open_files_limit();
     let mut hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
@@ -402,6 +414,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
         context: JobContext::default(),
         state,
         metrics: Rc::default(),
+        stopped_by: Cell::new(None),
     });
     let mut schedules = Schedules { shared: Rc::clone(&shared), tasks: BTreeMap::new() };
     schedules.apply(&settings);
@@ -416,7 +429,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
                 match source.load_checked() {
                     Ok(new) => {
                         schedules.apply(&new);
-                        if new.state_dir != settings.state_dir || new.admin != settings.admin {
+                        if new.state_dir != at_start.state_dir || new.admin != at_start.admin {
                             tracing::warn!("state.dir and [admin] changes take effect at the next start");
                         }
                         tracing::info!(batches = new.batches.len(), "configuration reloaded");
@@ -429,6 +442,8 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
             Some(request) = admin_rx.recv() => answer(&shared, &settings, request),
             signal = stops.recv() => {
                 tracing::info!(?signal, "stop requested");
+                shared.stopped_by.set(Some(signal));
+                shared.deferred.borrow_mut().clear();
                 break;
             }
         }

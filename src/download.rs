@@ -136,10 +136,21 @@ impl HttpFetcher {
 
     /// The file an earlier run saved for `code` and the conditional headers
     /// for it, if that file is still in this output directory, unaltered.
+    ///
+    /// The validators belong to the URL they came from, and the file must be
+    /// where this run's naming puts it: a `{CC}.gif` when naming by code, a
+    /// country name otherwise (after a change of server or of naming, the
+    /// first run asks unconditionally).
     fn conditional(&self, code: CountryCode) -> Option<(PathBuf, HeaderMap)> {
         let known = self.known.as_ref()?.get(&code)?;
         let path = known.path.as_ref()?;
-        if path.parent() != Some(self.output.path()) || (known.etag.is_none() && known.last_modified.is_none()) {
+        let by_code = *path == self.output.target_path(code);
+        let named_as_this_run_names = by_code == self.country_names.is_none();
+        if !named_as_this_run_names
+            || path.parent() != Some(self.output.path())
+            || known.url.as_deref() != Some(self.display_url(code).as_str())
+            || (known.etag.is_none() && known.last_modified.is_none())
+        {
             return None;
         }
         let size = std::fs::metadata(path).ok()?.len();
@@ -182,8 +193,21 @@ impl HttpFetcher {
     }
 
     /// Names files by the `country` of the server's `{cc}/metadata.json`.
+    ///
+    /// With run state, the names of the files earlier runs saved stay
+    /// reserved for their codes, so that a code whose flag is unchanged
+    /// keeps its file even when another code now claims the same name.
+    /// Call it after [`with_state`](Self::with_state).
     pub fn naming_by_country(mut self) -> Self {
-        self.country_names = Some(Rc::default());
+        let mut names = NameRegistry::default();
+        for (code, record) in self.known.iter().flat_map(|known| known.iter()) {
+            let name =
+                record.path.as_deref().filter(|p| p.parent() == Some(self.output.path())).and_then(Path::file_name);
+            if let Some(name) = name.and_then(|n| n.to_str()) {
+                names.reserve(*code, name);
+            }
+        }
+        self.country_names = Some(Rc::new(RefCell::new(names)));
         self
     }
 

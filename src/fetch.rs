@@ -35,17 +35,21 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
         }
         None => (None, None),
     };
+    // The history shows a run that failed before any outcome, too.
+    let failed = |recorded: Option<RecordedRun>, error: FatalError| {
+        if let Some(recorded) = recorded {
+            recorded.finish_failed(error.exit_status().code());
+        }
+        error
+    };
     let prepared = match PreparedJob::prepare(job, &JobContext::default(), known) {
         Ok(prepared) => prepared,
-        Err(error) => {
-            if let Some(recorded) = recorded {
-                // The history shows the failed start; the error is what matters.
-                let _ = recorded.finish(&Default::default(), error.exit_status().code(), &[]);
-            }
-            return Err(error);
-        }
+        Err(error) => return Err(failed(recorded, error)),
     };
-    let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
+    let mut signals = match StopSignals::install() {
+        Ok(signals) => signals,
+        Err(e) => return Err(failed(recorded, FatalError::Signals(e))),
+    };
     let received = Rc::new(Cell::new(None));
     let stop = {
         let received = Rc::clone(&received);
@@ -57,7 +61,10 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     }
     let (started, started_at) = (Instant::now(), SystemTime::now());
     let sink = Box::new(ConsoleSink::new(config.verbose && !config.json, job.codes.len()));
-    let summary = prepared.start(job, sink).finish_or_interrupt(stop).await?;
+    let summary = match prepared.start(job, sink).finish_or_interrupt(stop).await {
+        Ok(summary) => summary,
+        Err(lost) => return Err(failed(recorded, lost.into())),
+    };
     let status = ExitStatus::of_run(&summary, received.get());
     let run_id = recorded.as_ref().map(|r| r.id);
     let elapsed = started.elapsed();
@@ -69,7 +76,15 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
             .map_err(|source| FatalError::FailedList { path: path.clone(), source }),
         None => Ok(()),
     };
-    let written = written.and_then(|()| recorded.map(drop).map_err(FatalError::from));
+    let written = match (written, recorded) {
+        (Err(list), Err(state)) => {
+            // Both failed: the list's error is the status, the state's is said too.
+            eprintln!("*** Error: {state}");
+            Err(list)
+        }
+        (Err(list), Ok(_)) => Err(list),
+        (Ok(()), recorded) => recorded.map(drop).map_err(FatalError::from),
+    };
     if config.json {
         let mut result = prepared.result(job, &summary, (started_at, elapsed), status, run_id);
         if let Err(error) = &written {

@@ -46,6 +46,12 @@ pub struct NameRegistry {
 }
 
 impl NameRegistry {
+    /// Reserves the file name `name` for `code` (the file an earlier run
+    /// saved for it), so that no other code of this run takes it.
+    pub fn reserve(&mut self, code: CountryCode, name: &str) {
+        self.taken.entry(name.to_owned()).or_insert(code);
+    }
+
     /// The file name (`{stem}.gif`) for `code`, whose country is `country`.
     /// Falls back to `{CC}.gif` when the country name has nothing usable.
     pub fn claim(&mut self, code: CountryCode, country: &str) -> String {
@@ -100,5 +106,15 @@ mod tests {
         assert_eq!(names.claim(cl, "Same (AR)"), "Same (AR) (CL).gif");
         assert_eq!(names.claim(cl, "/"), "_.gif");
         assert_eq!(names.claim(ar, ".."), "AR.gif");
+    }
+
+    #[test]
+    fn reserved_names_stay_with_their_code() {
+        let aa = CountryCode::new(b'A', b'A').unwrap();
+        let bb = CountryCode::new(b'B', b'B').unwrap();
+        let mut names = NameRegistry::default();
+        names.reserve(aa, "Foo.gif");
+        assert_eq!(names.claim(bb, "Foo"), "Foo (BB).gif");
+        assert_eq!(names.claim(aa, "Foo"), "Foo.gif");
     }
 }

@@ -92,7 +92,7 @@ async fn run_batch(
     let prepared = match PreparedJob::prepare(job, &context, Some(known)) {
         Ok(p) => p,
         Err(e) => {
-            let _ = recorded.finish(&Default::default(), e.exit_status().code(), &[]);
+            recorded.finish_failed(e.exit_status().code());
             return failed(report, e, run_id);
         }
     };
@@ -106,7 +106,7 @@ async fn run_batch(
         Ok(summary) => summary,
         Err(e) => {
             let e = FatalError::from(e);
-            let _ = recorded.finish(&Default::default(), e.exit_status().code(), &[]);
+            recorded.finish_failed(e.exit_status().code());
             return failed(report, e, run_id);
         }
     };

@@ -19,8 +19,9 @@
 //! locked.
 //!
 //! Outcomes are written when a run ends (interrupted runs included), in one
-//! transaction: a process killed mid-run loses that run's records, and the
-//! next run simply asks for those files unconditionally.
+//! transaction: a process killed mid-run loses that run's records. That is
+//! safe: a file it replaced no longer matches its record, so the next run
+//! asks for it unconditionally.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -41,7 +42,8 @@ pub const DB_FILE: &str = "flagsd.db";
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema, one entry a version: entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE runs (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,
         batch       TEXT NOT NULL,
@@ -68,7 +70,12 @@ const MIGRATIONS: &[&str] = &["
         updated_at    REAL NOT NULL,
         PRIMARY KEY (batch, code)
     ) WITHOUT ROWID;
-"];
+",
+    "
+    -- The URL a file was saved from: validators are sent to that URL only.
+    ALTER TABLE files ADD COLUMN url TEXT;
+",
+];
 
 /// The schema version this flagsd writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -119,6 +126,20 @@ pub enum StateError {
         /// The newest version this flagsd knows.
         supported: i64,
     },
+    /// A reader found another schema version than its own (it migrates nothing).
+    #[error(
+        "state database '{}' has schema version {found}; this flagsd reads version {supported} \
+         (a `flagsd run` or `serve` of this version migrates it)",
+        path.display()
+    )]
+    OtherVersion {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+        /// The version this flagsd reads.
+        supported: i64,
+    },
     /// Any other failure (permissions, a full disk, ...).
     #[error("state database '{}': {source}", path.display())]
     Sql {
@@ -128,10 +149,10 @@ pub enum StateError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The state directory is not writable.
-    #[error("state directory '{}' is not writable: {source}", path.display())]
+    /// The state directory or the database file is not writable.
+    #[error("state '{}' is not writable: {source}", path.display())]
     NotWritable {
-        /// The directory.
+        /// The directory or the file.
         path: PathBuf,
         /// What the operating system said.
         #[source]
@@ -154,6 +175,8 @@ pub struct FileRecord {
     pub etag: Option<String>,
     /// The server's `Last-Modified` for it.
     pub last_modified: Option<String>,
+    /// The URL it was saved from (credentials masked).
+    pub url: Option<String>,
 }
 
 /// One run, as the history keeps it.
@@ -163,7 +186,7 @@ pub struct RunRecord {
     pub id: i64,
     /// The batch (`(fetch)` for `flagsd fetch --state`).
     pub batch: String,
-    /// What started it: `schedule`, `admin`, `run` or `fetch`.
+    /// What started it: `schedule`, `admin`, `reload`, `run` or `fetch`.
     pub trigger: String,
     /// Start, RFC 3339 UTC.
     pub started_at: String,
@@ -217,10 +240,28 @@ impl StateDb {
         Self::open_with_timeout(dir, BUSY_TIMEOUT)
     }
 
-    /// Opens the database in `dir` if there is one: `None` when `dir` holds
-    /// no database (nothing is created; for readers such as `flagsd status`).
-    pub fn open_existing(dir: &Path) -> Result<Option<Self>, StateError> {
-        if dir.join(DB_FILE).exists() { Self::open(dir).map(Some) } else { Ok(None) }
+    /// Opens the database in `dir` read-only, for readers such as `flagsd
+    /// status`: `None` when there is none. Nothing is created or migrated,
+    /// so the schema must be this flagsd's.
+    pub fn open_read_only(dir: &Path) -> Result<Option<Self>, StateError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| classify(&path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| classify(&path, e))?;
+        let db = Self { conn, dir: dir.to_owned(), path };
+        db.check_integrity()?;
+        let found = db.version()?;
+        if found != SCHEMA_VERSION {
+            return Err(StateError::OtherVersion { path: db.path, found, supported: SCHEMA_VERSION });
+        }
+        Ok(Some(db))
+    }
+
+    fn version(&self) -> Result<i64, StateError> {
+        self.conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(|e| self.error(e))
     }
 
     /// [`open`](Self::open) with another busy timeout (tests use a short one).
@@ -254,10 +295,10 @@ impl StateDb {
     }
 
     fn migrate(&self) -> Result<(), StateError> {
-        let version = |conn: &Connection| conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0));
-        if version(&self.conn).map_err(|e| self.error(e))? == SCHEMA_VERSION {
+        if self.version()? == SCHEMA_VERSION {
             return Ok(());
         }
+        let version = |conn: &Connection| conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0));
         // IMMEDIATE: two processes starting at once do not both migrate.
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.error(e))?;
@@ -275,17 +316,23 @@ impl StateDb {
 
     /// Proves the state directory writable and the database free to write:
     /// what `/readyz` checks.
+    ///
+    /// Nothing here takes a lock: a probe must never wait for a run of
+    /// another process that holds the database.
     pub fn check_writable(&self) -> Result<(), StateError> {
-        tempfile::tempfile_in(&self.dir)
-            .map_err(|source| StateError::NotWritable { path: self.dir.clone(), source })?;
-        self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").map_err(|e| self.error(e))
+        let not_writable = |path: &Path, source| StateError::NotWritable { path: path.to_owned(), source };
+        tempfile::tempfile_in(&self.dir).map_err(|e| not_writable(&self.dir, e))?;
+        std::fs::OpenOptions::new().append(true).open(&self.path).map_err(|e| not_writable(&self.path, e))?;
+        Ok(())
     }
 
     /// What earlier runs of `batch` left, by code.
     pub fn files(&self, batch: &str) -> Result<KnownFiles, StateError> {
         let mut statement = self
             .conn
-            .prepare_cached("SELECT code, status, path, size, sha256, etag, last_modified FROM files WHERE batch = ?1")
+            .prepare_cached(
+                "SELECT code, status, path, size, sha256, etag, last_modified, url FROM files WHERE batch = ?1",
+            )
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map([batch], |row| {
@@ -299,6 +346,7 @@ impl StateDb {
                     sha256: row.get(4)?,
                     etag: row.get(5)?,
                     last_modified: row.get(6)?,
+                    url: row.get(7)?,
                 };
                 Ok((code, record))
             })
@@ -358,12 +406,12 @@ impl StateDb {
             let mut saved = tx
                 .prepare_cached(
                     "INSERT INTO files (batch, code, status, http_status, path, size, sha256, etag, last_modified,
-                         updated_at)
-                     VALUES (?1, ?2, 'downloaded', ?9, ?3, ?4, ?5, ?6, ?7, ?8)
+                         updated_at, url)
+                     VALUES (?1, ?2, 'downloaded', ?9, ?3, ?4, ?5, ?6, ?7, ?8, ?10)
                      ON CONFLICT (batch, code) DO UPDATE SET status = 'downloaded', http_status = ?9,
                          path = excluded.path, size = excluded.size, sha256 = excluded.sha256,
                          etag = excluded.etag, last_modified = excluded.last_modified,
-                         updated_at = excluded.updated_at",
+                         updated_at = excluded.updated_at, url = excluded.url",
                 )
                 .map_err(fail)?;
             // Anything else leaves the file (if any) and what is known of it.
@@ -386,7 +434,8 @@ impl StateDb {
                         file.etag,
                         file.last_modified,
                         now,
-                        file.status
+                        file.status,
+                        o.url
                     ]),
                     outcome => other.execute(params![batch, code, outcome.kind(), outcome.http_status(), now]),
                 }
@@ -486,6 +535,16 @@ impl RecordedRun {
         let known = state.files(batch)?;
         let id = state.begin_run(batch, trigger, SystemTime::now())?;
         Ok((Self { db: std::rc::Rc::clone(db), batch: batch.to_owned(), id }, known))
+    }
+
+    /// Records a run that ended before any outcome with `exit_status`; a
+    /// failure to record it is logged (the error that ended the run is what
+    /// the caller reports).
+    pub fn finish_failed(self, exit_status: i32) {
+        let (batch, id) = (self.batch.clone(), self.id);
+        if let Err(e) = self.finish(&StatusCounts::default(), exit_status, &[]) {
+            tracing::error!(batch = %batch, run = id, error = %e, "the end of the run was not recorded");
+        }
     }
 
     /// Records the end of the run: counts, exit status and outcomes.
@@ -598,6 +657,39 @@ mod tests {
         drop(conn);
         let db = StateDb::open(dir.path()).unwrap();
         assert!(db.runs(None, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_version_1_database_keeps_its_rows_through_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO files (batch, code, status, path, size, sha256, etag, updated_at)
+             VALUES ('pop', 'BR', 'downloaded', CAST('BR.gif' AS BLOB), 3, 'ab', '\"e\"', 0);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let db = StateDb::open(dir.path()).unwrap();
+        assert_eq!(db.version().unwrap(), SCHEMA_VERSION);
+        let br = &db.files("pop").unwrap()[&code("BR")];
+        assert_eq!((br.etag.as_deref(), br.url.as_deref()), (Some("\"e\""), None));
+    }
+
+    #[test]
+    fn readers_open_read_only_and_refuse_other_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(StateDb::open_read_only(dir.path()).unwrap().is_none());
+        assert!(!dir.path().join(DB_FILE).exists(), "a reader creates nothing");
+        let db = StateDb::open(dir.path()).unwrap();
+        db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        let reader = StateDb::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(reader.last_runs().unwrap()["pop"].trigger, "run");
+        assert!(reader.begin_run("pop", "run", SystemTime::now()).is_err(), "read-only");
+        db.conn.pragma_update(None, "user_version", 1).unwrap();
+        let err = StateDb::open_read_only(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::OtherVersion { found: 1, .. }), "{err:?}");
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
         }
     }
     let path = settings.state_dir.join(crate::state::DB_FILE).display().to_string();
-    let mut last = match StateDb::open_existing(&settings.state_dir)? {
+    let mut last = match StateDb::open_read_only(&settings.state_dir)? {
         Some(db) => db.last_runs()?,
         None => {
             why.push_str("; no state database yet");

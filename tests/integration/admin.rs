@@ -182,7 +182,7 @@ fn readyz_fails_when_the_state_directory_is_not_writable() {
     std::fs::rename(dir.path().join("state"), dir.path().join("state.moved")).unwrap();
     let (status, body) = http(&addr, "GET", "/readyz", None);
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("state directory 'state' is not writable"), "{body}");
+    assert!(body.contains("state 'state' is not writable"), "{body}");
     assert_eq!(http(&addr, "GET", "/healthz", None).0, 200, "alive, though not ready");
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0));

@@ -58,3 +58,30 @@ fn files_are_named_by_country_and_never_leave_the_output_directory() {
     let civ = std::fs::read(out.join("Côte d'Ivoire.gif")).unwrap();
     assert_eq!(civ, flagsd::dataset::get("flags/ci/ci.gif").unwrap());
 }
+
+#[test]
+fn an_unchanged_file_keeps_its_country_name_when_another_code_claims_it() {
+    let root = hostile_root(&[("ag", r#""Same""#), ("al", r#""Same""#)]);
+    let server = server(TestServerOptions { root: Some(root.path().to_owned()), ..TestServerOptions::default() });
+    let work = tempfile::tempdir().unwrap();
+    let run = |codes: &str| {
+        let config = format!(
+            "[[batch]]\nname = \"named\"\ncodes = {codes}\nserver = \"{}\"\nnaming = \"country\"\n",
+            server.url()
+        );
+        write_file(work.path(), "flagsd.toml", &config);
+        flagsd_in(work.path(), &["run", "--config", "flagsd.toml"], &[])
+    };
+    let out = work.path().join("downloaded/named");
+    let flag = |code: &str| flagsd::dataset::get(&format!("flags/{code}/{code}.gif")).unwrap();
+
+    assert_eq!(run("[\"AG\"]").0, 0);
+    assert_eq!(files_in(&out), ["Same.gif"]);
+    // AL now claims the same country name while AG's file is unchanged.
+    let (status, stdout, _) = run("[\"AG\", \"AL\"]");
+    assert_eq!(status, 0, "{stdout}");
+    assert!(stdout.contains("  1 flag downloaded.\n  1 unchanged.\n"), "{stdout}");
+    assert_eq!(files_in(&out), ["Same (AL).gif", "Same.gif"]);
+    assert_eq!(std::fs::read(out.join("Same.gif")).unwrap(), flag("ag"), "AG's file was taken over");
+    assert_eq!(std::fs::read(out.join("Same (AL).gif")).unwrap(), flag("al"));
+}

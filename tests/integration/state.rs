@@ -120,3 +120,17 @@ fn status_without_history_creates_nothing() {
     assert!(stdout.lines().any(|l| l.starts_with("a ") && l.contains("never run")), "{stdout}");
     assert_eq!(files_in(work.path()), ["flagsd.toml"], "status must not create a database");
 }
+
+#[test]
+fn validators_go_only_to_the_server_they_came_from() {
+    let (first, second) = (clean_server(), clean_server());
+    let work = tempfile::tempdir().unwrap();
+    let (out, state) = (work.path().join("out"), work.path().join("state"));
+    for (server, expected) in [(&first, (2, 0, 0)), (&second, (2, 0, 0)), (&second, (0, 0, 0))] {
+        let (status, stdout, _) = fetch(&out, &["BR", "AR", "-s", &server.url(), "--state", state.to_str().unwrap()]);
+        assert_eq!((status, final_counts(&stdout)), (0, expected), "{stdout}");
+    }
+    // The second server was asked unconditionally once, then conditionally.
+    assert_eq!((second.bodies(), second.not_modified()), (2, 2));
+    assert_eq!(first.not_modified(), 0);
+}
