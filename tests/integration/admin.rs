@@ -145,6 +145,13 @@ fn a_token_is_required_and_enforced() {
     assert!(stdout.starts_with(&format!("From the daemon at http://{addr}:")), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("a ") && l.contains("1h")), "{stdout}");
 
+    // Not ready: only a request with the token learns why.
+    std::fs::rename(dir.path().join("state"), dir.path().join("state.moved")).unwrap();
+    assert_eq!(http(&addr, "GET", "/readyz", None), (503, "not ready\n".to_owned()));
+    let (status, body) = http(&addr, "GET", "/readyz", Some("s3cret-token"));
+    assert_eq!(status, 503);
+    assert!(body.contains("not writable"), "{body}");
+
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0));
     assert!(!daemon.log().contains("s3cret"), "the token must never be logged: {}", daemon.log());
