@@ -231,22 +231,11 @@ struct Found {
     modified: SystemTime,
 }
 
-/// Lower-case hexadecimal digits of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        text.push(char::from(DIGITS[usize::from(b >> 4)]));
-        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    text
-}
-
 /// The strong entity tag of a body: the first 16 bytes of its SHA-256, in
 /// hex and quotes.
 fn etag_of(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
-    format!("\"{}\"", hex(&digest[..16]))
+    format!("\"{}\"", crate::download::hex(&digest[..16]))
 }
 
 /// `time` cut to whole seconds and clamped to what an HTTP date can show.
@@ -682,7 +671,6 @@ mod tests {
     fn etags_are_the_first_half_of_the_sha256_in_hex() {
         // SHA-256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
         assert_eq!(etag_of(b"abc"), "\"ba7816bf8f01cfea414140de5dae2223\"");
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 
     #[test]
