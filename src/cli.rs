@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::testserver::{DelayRange, parse_rate};
+use crate::testserver::server::{DelayRange, parse_rate};
 
 /// The exit statuses, as a literal so that help texts can `concat!` it.
 macro_rules! exit_status_help {

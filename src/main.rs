@@ -3,8 +3,8 @@
 use clap::Parser as _;
 use flagsd::cli::{Cli, Command, TestServerArgs};
 use flagsd::config::{ConfigSource, FetchConfig};
-use flagsd::exit::{ExitStatus, FatalError};
-use flagsd::testserver::{Faults, TestServerOptions, serve_forever};
+use flagsd::model::exit::{ExitStatus, FatalError};
+use flagsd::testserver::server::{Faults, TestServerOptions, serve_forever};
 
 const FETCH_USAGE: &str =
     "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
@@ -53,7 +53,7 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
         Command::Testserver(_) => "warn,actix_http=off",
         _ => "warn",
     };
-    flagsd::logging::init(cli.log_level.as_deref(), default_level, cli.log_format)?;
+    flagsd::sys::logging::init(cli.log_level.as_deref(), default_level, cli.log_format)?;
     // The system (and with it every abandoned download and its temporary
     // file) is dropped before `main` exits.
     let system = actix_rt::System::new();
@@ -64,17 +64,17 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
                 overrides: Default::default(),
             };
             let config = FetchConfig::from_args(&args, &source.servers()?)?;
-            system.block_on(flagsd::fetch::run(config))
+            system.block_on(flagsd::app::fetch::run(config))
         }
         Command::Run(args) => {
             let settings = ConfigSource::from_args(&args.config)?.load()?;
-            system.block_on(flagsd::run::run(settings, &args.batches, args.json))
+            system.block_on(flagsd::app::run::run(settings, &args.batches, args.json))
         }
         Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),
         Command::CheckConfig(args) => check_config(&ConfigSource::from_args(&args)?),
         Command::Status(args) => {
             let settings = ConfigSource::from_args(&args)?.load()?;
-            system.block_on(flagsd::status::status(&settings))
+            system.block_on(flagsd::app::status::status(&settings))
         }
         Command::Testserver(args) => system.block_on(testserver(args)),
     }

@@ -120,8 +120,8 @@ pub struct RawDefaults {
 
 impl Default for RawDefaults {
     fn default() -> Self {
-        let timeouts = crate::download::Timeouts::default();
-        let retry = crate::retry::RetryPolicy::default();
+        let timeouts = crate::http::download::Timeouts::default();
+        let retry = crate::engine::retry::RetryPolicy::default();
         Self {
             max_req: 30,
             output: PathBuf::from("downloaded"),

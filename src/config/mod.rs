@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{ConfigArgs, FetchArgs};
-use crate::codes::{CountryCode, Selection, expand_argument};
-use crate::download::Timeouts;
-use crate::rate::Rate;
-use crate::retry::RetryPolicy;
+use crate::engine::retry::RetryPolicy;
+use crate::http::download::Timeouts;
+use crate::http::rate::Rate;
+use crate::model::codes::{CountryCode, Selection, expand_argument};
 
 /// Default body-size cap: 10 MiB.
 pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
@@ -124,7 +124,7 @@ fn read_codes_file(path: &Path) -> Result<Vec<CountryCode>, UsageError> {
     let origin = path.display().to_string();
     let text = if origin == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(path) }
         .map_err(|e| UsageError(format!("--codes-file '{origin}': cannot read it: {e}")))?;
-    crate::codes::parse_code_list(&text, &origin).map_err(|e| UsageError(e.to_string()))
+    crate::model::codes::parse_code_list(&text, &origin).map_err(|e| UsageError(e.to_string()))
 }
 
 /// The configuration file used when neither `--config` nor `FLAGSD_CONFIG` names one.

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use super::file::{ConfigError, Problem, RawAdmin, RawBatch, RawCodes, RawConfig, RawServer, RawSize};
 use super::{JobConfig, SERVER_LABELS, Server, ServerTarget, parse_size, pool_size};
-use crate::codes::{CountryCode, Selection, expand_argument};
-use crate::download::Timeouts;
-use crate::rate::Rate;
-use crate::retry::RetryPolicy;
+use crate::engine::retry::RetryPolicy;
+use crate::http::download::Timeouts;
+use crate::http::rate::Rate;
+use crate::model::codes::{CountryCode, Selection, expand_argument};
 
 /// One batch, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub struct AdminSettings {
 impl AdminSettings {
     /// The bearer token, read from `token_file` (`None` without one).
     pub fn token(&self) -> Result<Option<String>, String> {
-        self.token_file.as_deref().map(crate::admin::read_token_file).transpose()
+        self.token_file.as_deref().map(crate::daemon::admin::read_token_file).transpose()
     }
 
     /// Where a client on this machine reaches the endpoint: the listen
@@ -75,8 +75,8 @@ impl AdminSettings {
 /// Checks `[admin]`: a listen address, and a token file unless it is loopback.
 fn check_admin(checker: &mut Checker, raw: &RawAdmin) -> Option<AdminSettings> {
     let text = raw.listen.as_deref()?;
-    match crate::admin::parse_listen(text) {
-        Ok(listen) if raw.token_file.is_none() && !crate::admin::is_loopback(&listen) => {
+    match crate::daemon::admin::parse_listen(text) {
+        Ok(listen) if raw.token_file.is_none() && !crate::daemon::admin::is_loopback(&listen) => {
             checker.problem(
                 "admin.listen".into(),
                 format!("'{text}' is not a loopback address: set admin.token_file so that requests need a token"),

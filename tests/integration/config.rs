@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use flagsd::testserver::Faults;
+use flagsd::testserver::server::Faults;
 
 use crate::helpers::*;
 

@@ -3,7 +3,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use flagsd::testserver::{Faults, TestServerOptions};
+use flagsd::testserver::server::{Faults, TestServerOptions};
 
 use crate::helpers::*;
 
@@ -18,7 +18,7 @@ fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {
     assert!(wait_until(LONG, || server.hits() >= 3), "{}", daemon.log());
     // A run may be writing right now: check the finished file only.
     let saved = std::fs::read(dir.path().join("downloaded/a/BR.gif")).unwrap();
-    assert_eq!(saved, flagsd::dataset::get("flags/br/br.gif").unwrap());
+    assert_eq!(saved, flagsd::testserver::dataset::get("flags/br/br.gif").unwrap());
     assert!(daemon.log().contains("run finished batch=a run=1 downloaded=1"), "{}", daemon.log());
 
     // A good file adds a batch.
@@ -75,7 +75,7 @@ fn sigterm_during_a_run_exits_0_within_the_shutdown_timeout_leaving_no_partial_f
     let saved = assert_only_complete_flags(&out);
     assert!(saved > 0 && saved < 194, "{saved}");
     // The abandoned run is recorded, with what finished and SIGTERM's status.
-    let state = flagsd::state::StateDb::open_read_only(&dir.path().join("state")).unwrap().unwrap();
+    let state = flagsd::store::state::StateDb::open_read_only(&dir.path().join("state")).unwrap().unwrap();
     let run = &state.runs(Some("slow"), 1).unwrap()[0];
     assert_eq!(run.exit_status, Some(143), "{run:?}");
     assert_eq!(run.counts.map(|c| c.downloaded), Some(saved as i64), "{run:?}");

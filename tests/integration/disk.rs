@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use flagsd::testserver::TestServerOptions;
+use flagsd::testserver::server::TestServerOptions;
 
 use crate::helpers::*;
 

@@ -9,7 +9,7 @@ use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use flagsd::testserver::{Faults, TestServer, TestServerOptions};
+use flagsd::testserver::server::{Faults, TestServer, TestServerOptions};
 
 /// Starts a test server on a free loopback port.
 pub fn server(options: TestServerOptions) -> TestServer {
@@ -134,7 +134,7 @@ pub fn assert_only_complete_flags(dir: &Path) -> usize {
         let cc = name.strip_suffix(".gif").unwrap_or_else(|| panic!("unexpected file {name}"));
         assert!(cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()), "unexpected file {name}");
         let lower = cc.to_ascii_lowercase();
-        let expected = flagsd::dataset::get(&format!("flags/{lower}/{lower}.gif")).expect("a known flag");
+        let expected = flagsd::testserver::dataset::get(&format!("flags/{lower}/{lower}.gif")).expect("a known flag");
         let saved = std::fs::read(dir.join(name)).expect("read saved flag");
         assert!(saved == expected, "{name} differs from the data set");
     }
@@ -337,7 +337,7 @@ pub fn flag_root(codes: &[&str]) -> tempfile::TempDir {
         let dir = root.path().join(cc);
         std::fs::create_dir(&dir).expect("create dir");
         for name in [format!("{cc}.gif"), "metadata.json".to_owned()] {
-            let bytes = flagsd::dataset::get(&format!("flags/{cc}/{name}")).expect("a bundled file");
+            let bytes = flagsd::testserver::dataset::get(&format!("flags/{cc}/{name}")).expect("a bundled file");
             std::fs::write(dir.join(name), bytes).expect("write file");
         }
     }

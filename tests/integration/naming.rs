@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use flagsd::testserver::TestServerOptions;
+use flagsd::testserver::server::TestServerOptions;
 
 use crate::helpers::*;
 
@@ -12,7 +12,7 @@ fn hostile_root(countries: &[(&str, &str)]) -> tempfile::TempDir {
     for (cc, country) in countries {
         let dir = root.path().join(cc);
         std::fs::create_dir(&dir).unwrap();
-        let gif = flagsd::dataset::get(&format!("flags/{cc}/{cc}.gif")).unwrap();
+        let gif = flagsd::testserver::dataset::get(&format!("flags/{cc}/{cc}.gif")).unwrap();
         std::fs::write(dir.join(format!("{cc}.gif")), gif).unwrap();
         let json = format!("{{\"iso_cc\": \"{}\", \"country\": {country}}}", cc.to_uppercase());
         std::fs::write(dir.join("metadata.json"), json).unwrap();
@@ -56,7 +56,7 @@ fn files_are_named_by_country_and_never_leave_the_output_directory() {
     assert_eq!(files_in(work.path()), ["flagsd.toml", "out", "state"]);
     assert_eq!(files_in(&work.path().join("out")), ["named"]);
     let civ = std::fs::read(out.join("Côte d'Ivoire.gif")).unwrap();
-    assert_eq!(civ, flagsd::dataset::get("flags/ci/ci.gif").unwrap());
+    assert_eq!(civ, flagsd::testserver::dataset::get("flags/ci/ci.gif").unwrap());
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn an_unchanged_file_keeps_its_country_name_when_another_code_claims_it() {
         flagsd_in(work.path(), &["run", "--config", "flagsd.toml"], &[])
     };
     let out = work.path().join("downloaded/named");
-    let flag = |code: &str| flagsd::dataset::get(&format!("flags/{code}/{code}.gif")).unwrap();
+    let flag = |code: &str| flagsd::testserver::dataset::get(&format!("flags/{code}/{code}.gif")).unwrap();
 
     assert_eq!(run("[\"AG\"]").0, 0);
     assert_eq!(files_in(&out), ["Same.gif"]);

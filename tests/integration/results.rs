@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use flagsd::testserver::{Faults, TestServerOptions};
+use flagsd::testserver::server::{Faults, TestServerOptions};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -215,7 +215,7 @@ fn fetch_json_of_a_mixed_run_validates_and_states_the_facts() {
     assert_eq!(document["server"], "CUSTOM");
     assert_eq!(document["run_id"], Value::Null);
 
-    let asked: Vec<String> = flagsd::codes::every_code().iter().take(60).map(ToString::to_string).collect();
+    let asked: Vec<String> = flagsd::model::codes::every_code().iter().take(60).map(ToString::to_string).collect();
     let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
     let by_outcome = check_job(&document, &server.url(), &asked, dir.path());
     let kinds: Vec<&str> = by_outcome.keys().map(String::as_str).collect();
@@ -399,7 +399,7 @@ fn the_failed_list_feeds_codes_file_until_nothing_fails() {
     assert_eq!(std::fs::read_to_string(&failed).expect("the failed list is rewritten"), "");
 
     // Together the two runs saved every country whose code starts with B or C.
-    let countries = flagsd::codes::all_countries().iter().filter(|c| c.as_str().starts_with(['B', 'C'])).count();
+    let countries = flagsd::model::codes::all_countries().iter().filter(|c| c.as_str().starts_with(['B', 'C'])).count();
     assert_eq!(assert_only_complete_flags(&out), countries);
 }
 

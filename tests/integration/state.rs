@@ -1,6 +1,6 @@
 //! Run state: conditional downloads, the history, and a damaged database.
 
-use flagsd::testserver::TestServerOptions;
+use flagsd::testserver::server::TestServerOptions;
 
 use crate::helpers::*;
 
@@ -31,7 +31,7 @@ fn unchanged_files_are_not_transferred_again_and_changed_or_lost_ones_are() {
     assert_eq!(assert_only_complete_flags(&out), 17);
 
     // A flag changed on the server, one deleted and one altered locally.
-    let changed = flagsd::dataset::get("flags/ar/ar.gif").unwrap();
+    let changed = flagsd::testserver::dataset::get("flags/ar/ar.gif").unwrap();
     std::fs::write(root.path().join("br/br.gif"), changed).unwrap();
     std::fs::remove_file(out.join("BE.gif")).unwrap();
     std::fs::write(out.join("BG.gif"), b"GIF89a tampered").unwrap();

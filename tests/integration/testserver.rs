@@ -5,7 +5,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
-use flagsd::testserver::{TestServer, TestServerOptions};
+use flagsd::testserver::server::{TestServer, TestServerOptions};
 
 use crate::helpers::*;
 
@@ -74,7 +74,7 @@ fn bundled_files_carry_validators_and_get_304_when_unchanged() {
     let path = "/flags/br/br.gif";
     let first = raw_get(&server, path, &[]);
     assert_eq!(first.status, "HTTP/1.1 200 OK");
-    let flag = flagsd::dataset::get("flags/br/br.gif").expect("a bundled flag");
+    let flag = flagsd::testserver::dataset::get("flags/br/br.gif").expect("a bundled flag");
     assert_eq!(first.body, flag);
     let etag = expected_etag(flag);
     assert_eq!(first.header("etag"), Some(etag.as_str()));
@@ -83,7 +83,7 @@ fn bundled_files_carry_validators_and_get_304_when_unchanged() {
 
     let metadata = raw_get(&server, "/flags/br/metadata.json", &[]);
     assert_eq!(metadata.status, "HTTP/1.1 200 OK");
-    let expected = expected_etag(flagsd::dataset::get("flags/br/metadata.json").expect("bundled metadata"));
+    let expected = expected_etag(flagsd::testserver::dataset::get("flags/br/metadata.json").expect("bundled metadata"));
     assert_eq!(metadata.header("etag"), Some(expected.as_str()));
     assert_eq!(metadata.header("last-modified"), Some(date));
     assert_eq!((server.bodies(), server.not_modified()), (2, 0));

@@ -1,0 +1,4 @@
+//! Commands.
+pub mod fetch;
+pub mod run;
+pub mod status;

@@ -1,0 +1,230 @@
+//! `flagsd status`, and the view of a batch that the admin endpoint serves.
+//!
+//! [`BatchView`] is what `GET /batches` returns for each configured batch:
+//! its settings, its schedule, its next and last run. `flagsd status` asks
+//! the daemon's admin endpoint for it when `admin.listen` is configured and
+//! the daemon answers; otherwise it builds the same views from the
+//! configuration and the state database, without the next run (only the
+//! daemon knows it) and without `running`. It never creates a database: a
+//! missing one means no batch has run yet.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ServerTarget;
+use crate::config::settings::{BatchConfig, Settings};
+use crate::http::download::redact_credentials;
+use crate::model::exit::{ExitStatus, FatalError};
+use crate::store::state::{RunRecord, StateDb};
+
+/// One batch as the admin endpoint and `flagsd status` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchView {
+    /// The batch name.
+    pub name: String,
+    /// The server label.
+    pub server: String,
+    /// The base URL (credentials masked; `null` for `DEMO`).
+    pub url: Option<String>,
+    /// The codes asked for.
+    pub codes: Vec<String>,
+    /// The output directory.
+    pub output: String,
+    /// Workers in the pool.
+    pub connections: usize,
+    /// `code` or `country`.
+    pub naming: String,
+    /// The schedule interval (`"6h"`), or `null` for an on-demand batch.
+    pub every: Option<String>,
+    /// A run is in progress (`null` when not known: read from the state database).
+    pub running: Option<bool>,
+    /// When the next scheduled run starts, RFC 3339 (`null`: not scheduled, or not known).
+    pub next_run: Option<String>,
+    /// The newest run in the history, if any.
+    pub last_run: Option<RunRecord>,
+}
+
+impl BatchView {
+    /// The view of `batch` without the daemon's live facts.
+    pub fn of(batch: &BatchConfig, last_run: Option<RunRecord>) -> Self {
+        let job = &batch.job;
+        Self {
+            name: batch.name.clone(),
+            server: job.server.label.clone(),
+            url: match &job.server.target {
+                ServerTarget::Url(url) => Some(redact_credentials(url)),
+                ServerTarget::Demo => None,
+            },
+            codes: job.codes.iter().map(ToString::to_string).collect(),
+            output: job.output.display().to_string(),
+            connections: job.pool_size,
+            naming: format!("{:?}", job.naming).to_ascii_lowercase(),
+            every: batch.every.map(|every| humantime::format_duration(every).to_string()),
+            running: None,
+            next_run: None,
+            last_run,
+        }
+    }
+}
+
+/// How long `flagsd status` waits for the admin endpoint.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the views came from, said above the table.
+enum Source {
+    Admin(String),
+    StateDb { path: String, why: String },
+}
+
+/// Asks the admin endpoint at `url` for the batches, with `token` if set.
+async fn from_admin(url: &str, token: Option<&str>) -> Result<Vec<BatchView>, String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(ADMIN_TIMEOUT)
+        .tls_certs_only(Vec::new())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut request = client.get(format!("{url}/batches"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| format!("not reachable ({e})"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("it answered HTTP {status}"));
+    }
+    let body = response.bytes().await.map_err(|e| format!("answer cut short ({e})"))?;
+    serde_json::from_slice(&body).map_err(|e| format!("unexpected answer ({e})"))
+}
+
+/// `flagsd status`: prints a table of the configured batches with their
+/// last and next run.
+pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
+    let mut why = "the admin endpoint is not configured".to_owned();
+    if let Some(admin) = &settings.admin {
+        let url = format!("http://{}", admin.connect_address());
+        let answer = match admin.token() {
+            Ok(token) => from_admin(&url, token.as_deref()).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(views) => {
+                crate::present::report::emit(&table(&views, &Source::Admin(url)));
+                return Ok(ExitStatus::Success);
+            }
+            Err(e) => why = format!("the admin endpoint {url}: {e}"),
+        }
+    }
+    let path = settings.state_dir.join(crate::store::state::DB_FILE).display().to_string();
+    let mut last = match StateDb::open_read_only(&settings.state_dir)? {
+        Some(db) => db.last_runs()?,
+        None => {
+            why.push_str("; no state database yet");
+            Default::default()
+        }
+    };
+    let views: Vec<BatchView> = settings.batches.iter().map(|b| BatchView::of(b, last.remove(&b.name))).collect();
+    let source = Source::StateDb { path, why };
+    crate::present::report::emit(&table(&views, &source));
+    Ok(ExitStatus::Success)
+}
+
+/// A run's result in a few words: `0 (20 downloaded, 174 unchanged)`.
+fn run_result(run: &RunRecord) -> String {
+    let (Some(status), Some(c)) = (run.exit_status, run.counts) else {
+        return "running or incomplete".to_owned();
+    };
+    let mut parts = vec![format!("{} downloaded", c.downloaded)];
+    for (n, what) in [(c.unchanged, "unchanged"), (c.not_found, "not found"), (c.errors, "errors")] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    format!("exit {status}: {}", parts.join(", "))
+}
+
+/// The status table: one line a batch, columns padded to fit.
+fn table(views: &[BatchView], source: &Source) -> String {
+    let header = ["BATCH", "EVERY", "RUNNING", "LAST RUN", "RESULT", "NEXT RUN"];
+    let dash = || "-".to_owned();
+    let rows: Vec<[String; 6]> = views
+        .iter()
+        .map(|v| {
+            [
+                v.name.clone(),
+                v.every.clone().unwrap_or_else(|| "on demand".to_owned()),
+                v.running.map_or_else(|| "?".to_owned(), |r| if r { "yes" } else { "no" }.to_owned()),
+                v.last_run.as_ref().map_or_else(dash, |r| r.started_at.clone()),
+                v.last_run.as_ref().map_or_else(|| "never run".to_owned(), run_result),
+                v.next_run.clone().unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut text = match source {
+        Source::Admin(url) => format!("From the daemon at {url}:\n"),
+        Source::StateDb { path, why } => format!("From the state database {path} ({why}; next runs unknown):\n"),
+    };
+    text.push_str(&line(&header));
+    for row in &rows {
+        text.push_str(&line(&row.each_ref().map(String::as_str)));
+    }
+    if views.is_empty() {
+        text.push_str("(no batch is configured)\n");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::state::RunCounts;
+
+    fn view(name: &str, every: Option<&str>, last_run: Option<RunRecord>) -> BatchView {
+        BatchView {
+            name: name.to_owned(),
+            server: "DEMO".to_owned(),
+            url: None,
+            codes: vec!["BR".to_owned()],
+            output: "downloaded/x".to_owned(),
+            connections: 1,
+            naming: "code".to_owned(),
+            every: every.map(str::to_owned),
+            running: Some(false),
+            next_run: every.map(|_| "2026-11-25T12:00:00.000Z".to_owned()),
+            last_run,
+        }
+    }
+
+    #[test]
+    fn the_table_shows_last_and_next_runs() {
+        let run = RunRecord {
+            id: 7,
+            batch: "populous".to_owned(),
+            trigger: "schedule".to_owned(),
+            started_at: "2026-11-25T06:00:00.000Z".to_owned(),
+            ended_at: Some("2026-11-25T06:00:01.000Z".to_owned()),
+            counts: Some(RunCounts { downloaded: 2, unchanged: 18, not_found: 0, errors: 1 }),
+            exit_status: Some(1),
+        };
+        let text =
+            table(&[view("populous", Some("6h"), Some(run)), view("adhoc", None, None)], &Source::Admin("u".into()));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "From the daemon at u:");
+        assert!(lines[1].starts_with("BATCH     EVERY      RUNNING  LAST RUN"), "{text}");
+        assert!(lines[2].contains("exit 1: 2 downloaded, 18 unchanged, 1 errors"), "{text}");
+        assert!(lines[2].ends_with("2026-11-25T12:00:00.000Z"), "{text}");
+        assert!(lines[3].starts_with("adhoc     on demand  no       -"), "{text}");
+        assert!(lines[3].contains("never run"), "{text}");
+    }
+}

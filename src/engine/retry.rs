@@ -1,0 +1,134 @@
+//! When and how soon to try a code again.
+//!
+//! Only failures that another attempt can cure are retried: connection
+//! errors and timeouts, and the statuses 408, 429, 500, 502, 503 and 504.
+//! Never 404 or another 4xx, never a disk error. The delay is exponential
+//! backoff with full jitter (a uniform pick between zero and
+//! `min(cap, base × 2^(attempt-1))`), so a crowd of clients does not retry in
+//! step; a `Retry-After` from the server wins, up to `retry_after_cap`.
+//!
+//! The coordinator applies the policy: a code waiting for its retry is not
+//! held by a worker but re-queued with a not-before time, so other codes keep
+//! flowing.
+
+use std::time::Duration;
+
+use crate::model::outcome::{DownloadError, Outcome};
+use crate::model::random::Dice;
+
+/// Statuses worth another attempt.
+const RETRYABLE_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+/// The retry settings of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Further attempts after the first (0: no retries).
+    pub retries: u32,
+    /// Backoff before the first retry (before jitter).
+    pub base: Duration,
+    /// Longest backoff (before jitter).
+    pub cap: Duration,
+    /// Longest wait a server's `Retry-After` can ask for.
+    pub retry_after_cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 0,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(10),
+            retry_after_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Whether `outcome` may be cured by trying again.
+pub fn retryable(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Failed(DownloadError::Connection { .. }) => true,
+        Outcome::Failed(DownloadError::Http { status, .. }) => RETRYABLE_STATUSES.contains(status),
+        _ => false,
+    }
+}
+
+impl RetryPolicy {
+    /// How long to wait before attempt `attempts + 1`, or `None` when the
+    /// code is done (success, a final error, or no retries left).
+    pub fn delay(&self, outcome: &Outcome, attempts: u32, dice: &Dice) -> Option<Duration> {
+        if attempts > self.retries || !retryable(outcome) {
+            return None;
+        }
+        if let Outcome::Failed(DownloadError::Http { retry_after: Some(wait), .. }) = outcome {
+            return Some((*wait).min(self.retry_after_cap));
+        }
+        let exponent = attempts.saturating_sub(1).min(30);
+        let ceiling = self.base.saturating_mul(1 << exponent).min(self.cap);
+        Some(ceiling.mul_f64(dice.roll()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16, retry_after: Option<Duration>) -> Outcome {
+        Outcome::Failed(DownloadError::Http { status, reason: String::new(), retry_after })
+    }
+
+    fn policy(retries: u32) -> RetryPolicy {
+        RetryPolicy { retries, ..RetryPolicy::default() }
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        let dice = Dice::new(1);
+        let p = policy(3);
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(p.delay(&http(status, None), 1, &dice).is_some(), "{status}");
+        }
+        for status in [400, 401, 403, 410, 418, 501] {
+            assert!(p.delay(&http(status, None), 1, &dice).is_none(), "{status}");
+        }
+        assert!(p.delay(&Outcome::NotFound, 1, &dice).is_none());
+        assert!(p.delay(&Outcome::Downloaded(crate::model::outcome::SavedFile::new("BR.gif", 1)), 1, &dice).is_none());
+        assert!(p.delay(&Outcome::Unchanged("BR.gif".into()), 1, &dice).is_none());
+        assert!(p.delay(&Outcome::Failed(DownloadError::Io { detail: String::new() }), 1, &dice).is_none());
+        assert!(p.delay(&Outcome::Failed(DownloadError::Connection { detail: None }), 1, &dice).is_some());
+    }
+
+    #[test]
+    fn retries_stop_at_the_limit() {
+        let dice = Dice::new(1);
+        let failed = http(503, None);
+        assert!(policy(2).delay(&failed, 2, &dice).is_some());
+        assert!(policy(2).delay(&failed, 3, &dice).is_none());
+        assert!(policy(0).delay(&failed, 1, &dice).is_none());
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_under_the_cap() {
+        let dice = Dice::new(9);
+        let p =
+            RetryPolicy { retries: 40, base: Duration::from_millis(100), cap: Duration::from_secs(1), ..policy(40) };
+        let failed = http(500, None);
+        for attempts in 1..=40 {
+            let ceiling = Duration::from_millis(100 * (1 << (attempts - 1).min(4))).min(Duration::from_secs(1));
+            let delay = p.delay(&failed, attempts, &dice).unwrap();
+            assert!(delay <= ceiling, "attempt {attempts}: {delay:?} > {ceiling:?}");
+        }
+        let waits: Vec<_> = (0..100).map(|_| p.delay(&failed, 10, &dice).unwrap()).collect();
+        assert!(
+            waits.iter().any(|w| *w < Duration::from_millis(500))
+                && waits.iter().any(|w| *w > Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn retry_after_wins_up_to_its_cap() {
+        let dice = Dice::new(1);
+        let p = RetryPolicy { retry_after_cap: Duration::from_secs(5), ..policy(1) };
+        assert_eq!(p.delay(&http(503, Some(Duration::from_secs(2))), 1, &dice), Some(Duration::from_secs(2)));
+        assert_eq!(p.delay(&http(429, Some(Duration::from_secs(60))), 1, &dice), Some(Duration::from_secs(5)));
+    }
+}

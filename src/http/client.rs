@@ -1,0 +1,150 @@
+//! HTTP clients: built lazily, shared, and TLS only where it is needed.
+//!
+//! Building a client with the system's root certificates reads and parses
+//! every file under `/etc/ssl/certs` (about 150 here), which costs more than
+//! a whole `fetch -a` from a local server. So [`Clients`] holds two lazily
+//! built clients: a plain one for `http://` URLs, which carries no root
+//! certificates, and a TLS one for `https://`, built on first use. Redirects
+//! are therefore followed here rather than by reqwest, so that an `http`
+//! URL that redirects to `https` switches to the TLS client.
+//!
+//! A [`ClientCache`] shares clients between the jobs of one process (the
+//! batches of `run` and `serve`), so that 50 batches do not build 50 clients.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use reqwest::header::{HeaderMap, LOCATION};
+
+use crate::http::download::Timeouts;
+
+/// Most redirects followed for one request.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// What a client is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientOptions {
+    /// Request timeouts.
+    pub timeouts: Timeouts,
+    /// Ignore proxy environment variables (used for the in-process server).
+    pub no_proxy: bool,
+}
+
+/// A client could not be built, or a request could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// reqwest failed to build a client (TLS set-up).
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(reqwest::Error),
+    /// The request failed.
+    #[error(transparent)]
+    Transport(#[from] reqwest::Error),
+    /// A redirect that is not followed.
+    #[error("{0}")]
+    Redirect(String),
+}
+
+/// The plain and TLS clients of one set of options, each built on first use.
+#[derive(Debug)]
+pub struct Clients {
+    options: ClientOptions,
+    plain: OnceCell<reqwest::Client>,
+    tls: OnceCell<reqwest::Client>,
+}
+
+impl Clients {
+    /// Clients for `options`; nothing is built yet.
+    pub fn new(options: ClientOptions) -> Self {
+        Self { options, plain: OnceCell::new(), tls: OnceCell::new() }
+    }
+
+    fn builder(&self) -> reqwest::ClientBuilder {
+        let t = self.options.timeouts;
+        let builder = reqwest::Client::builder()
+            .user_agent(concat!("flagsd/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(t.connect)
+            .read_timeout(t.read)
+            .timeout(t.total);
+        if self.options.no_proxy { builder.no_proxy() } else { builder }
+    }
+
+    /// The client for a URL of `scheme`.
+    fn for_scheme(&self, scheme: &str) -> Result<&reqwest::Client, RequestError> {
+        let (cell, tls) = if scheme == "https" { (&self.tls, true) } else { (&self.plain, false) };
+        if let Some(client) = cell.get() {
+            return Ok(client);
+        }
+        let builder = self.builder();
+        // No root certificates for plain HTTP: nothing to verify.
+        let builder = if tls { builder } else { builder.tls_certs_only(Vec::new()) };
+        let client = builder.build().map_err(RequestError::Client)?;
+        Ok(cell.get_or_init(|| client))
+    }
+
+    /// Checks that a TLS client can be built (at start, for https jobs).
+    pub fn prepare_for(&self, url: &str) -> Result<(), RequestError> {
+        let scheme = reqwest::Url::parse(url).map(|u| u.scheme().to_owned()).unwrap_or_default();
+        self.for_scheme(&scheme).map(|_| ())
+    }
+
+    /// GETs `url` with `headers` (sent again to each redirect's target),
+    /// following at most [`MAX_REDIRECTS`] redirects to http(s) URLs; returns
+    /// the first response that is not a followed redirect.
+    pub async fn get(&self, url: &str, headers: &HeaderMap) -> Result<reqwest::Response, RequestError> {
+        let mut url = reqwest::Url::parse(url).map_err(|e| RequestError::Redirect(format!("bad URL: {e}")))?;
+        let mut redirects = 0;
+        loop {
+            let response = self.for_scheme(url.scheme())?.get(url.clone()).headers(headers.clone()).send().await?;
+            let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
+            let Some(location) = location.filter(|_| response.status().is_redirection()) else {
+                return Ok(response);
+            };
+            let next = url.join(location).map_err(|e| RequestError::Redirect(format!("bad redirect: {e}")))?;
+            if !matches!(next.scheme(), "http" | "https") {
+                return Err(RequestError::Redirect(format!("redirect to a {}: URL", next.scheme())));
+            }
+            redirects += 1;
+            if redirects > MAX_REDIRECTS {
+                return Err(RequestError::Redirect(format!("more than {MAX_REDIRECTS} redirects")));
+            }
+            url = next;
+        }
+    }
+}
+
+/// Clients shared by the jobs of one process, by options.
+#[derive(Debug, Default)]
+pub struct ClientCache {
+    by_options: RefCell<HashMap<ClientOptions, Rc<Clients>>>,
+}
+
+impl ClientCache {
+    /// The shared clients for `options`.
+    pub fn get(&self, options: ClientOptions) -> Rc<Clients> {
+        Rc::clone(self.by_options.borrow_mut().entry(options).or_insert_with(|| Rc::new(Clients::new(options))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_shared_by_options() {
+        let cache = ClientCache::default();
+        let a = ClientOptions { timeouts: Timeouts::default(), no_proxy: false };
+        let b = ClientOptions { no_proxy: true, ..a };
+        assert!(Rc::ptr_eq(&cache.get(a), &cache.get(a)));
+        assert!(!Rc::ptr_eq(&cache.get(a), &cache.get(b)));
+    }
+
+    #[test]
+    fn nothing_is_built_until_used() {
+        let clients = Clients::new(ClientOptions { timeouts: Timeouts::default(), no_proxy: true });
+        assert!(clients.plain.get().is_none() && clients.tls.get().is_none());
+        clients.prepare_for("http://127.0.0.1/flags").unwrap();
+        assert!(clients.plain.get().is_some() && clients.tls.get().is_none());
+    }
+}

@@ -1,0 +1,422 @@
+//! One request, one outcome: the HTTP side of a worker.
+//!
+//! [`HttpFetcher`] asks `GET {base}/{cc}/{cc}.gif` and turns whatever happens
+//! into an [`Outcome`]. Bodies are streamed into a temporary file in the
+//! output directory and renamed over `{CC}.gif` only once complete, so a
+//! target file is never half written: a failed or abandoned download drops
+//! its temporary file, which deletes it (see [`OutputDir`]).
+//!
+//! With run state ([`HttpFetcher::with_state`]) a code whose file from an
+//! earlier run is still on disk, unaltered (same size and SHA-256), is asked
+//! for conditionally (`If-None-Match`, `If-Modified-Since`); a `304` answer is
+//! the outcome [`Outcome::Unchanged`] and nothing is written. A file that is
+//! missing, moved or altered is asked for unconditionally.
+//!
+//! The [`Fetch`] trait is the seam between the actors and HTTP: workers hold a
+//! `dyn Fetch`, so the coordinator's guarantees (one outcome per code, also
+//! when a worker panics or hangs) are tested with fetchers that misbehave on
+//! purpose.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use sha2::{Digest as _, Sha256};
+
+use crate::http::client::{Clients, RequestError};
+use crate::http::rate::RateLimiter;
+use crate::model::codes::CountryCode;
+use crate::model::outcome::{DownloadError, Outcome, SavedFile};
+use crate::store::naming::NameRegistry;
+use crate::store::output::OutputDir;
+use crate::store::state::KnownFiles;
+
+/// A boxed, single-threaded future yielding one outcome.
+pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
+
+/// Turns a country code into an outcome.
+pub trait Fetch: 'static {
+    /// The URL that `fetch` requests for `code`.
+    fn url(&self, code: CountryCode) -> String;
+    /// The URL as reports and logs show it: credentials masked.
+    fn display_url(&self, code: CountryCode) -> String {
+        redact_credentials(&self.url(code))
+    }
+    /// Downloads `code` from `url` and says how it ended. Never panics on
+    /// anything a server or the disk does.
+    fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture;
+}
+
+/// `url` with any user name and password replaced by `***`, so that
+/// credentials never reach a report or a log.
+pub fn redact_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("***");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// How much of an unwanted body (404, errors) is read so that the
+/// connection can go back to the pool; larger bodies close the connection.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Timeouts of the HTTP client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timeouts {
+    /// Limit for establishing a connection.
+    pub connect: Duration,
+    /// Limit for any single read of the response.
+    pub read: Duration,
+    /// Limit for the whole request, body included.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(5), read: Duration::from_secs(10), total: Duration::from_secs(30) }
+    }
+}
+
+/// Largest `metadata.json` read when naming files by country.
+const METADATA_LIMIT: usize = 64 * 1024;
+
+/// Downloads flags over HTTP into an output directory.
+#[derive(Clone)]
+pub struct HttpFetcher {
+    clients: Rc<Clients>,
+    base: Rc<str>,
+    /// `base` with credentials masked, computed once for all reports.
+    display_base: Rc<str>,
+    output: Arc<OutputDir>,
+    /// Largest body saved, in bytes.
+    max_size: u64,
+    /// `Some` when files are named by country (`naming = "country"`).
+    country_names: Option<Rc<RefCell<NameRegistry>>>,
+    /// `Some` when the server has a request rate limit.
+    limiter: Option<Rc<RateLimiter>>,
+    /// `Some` when run state is kept: what earlier runs saved, by code.
+    known: Option<Rc<KnownFiles>>,
+}
+
+impl HttpFetcher {
+    /// A fetcher for `base_url` (one trailing slash is ignored) saving into
+    /// `output` as `{CC}.gif`, through `clients` (shared with other jobs).
+    pub fn new(clients: Rc<Clients>, base_url: &str, output: Arc<OutputDir>) -> Self {
+        let base = base_url.strip_suffix('/').unwrap_or(base_url);
+        Self {
+            clients,
+            base: base.into(),
+            display_base: redact_credentials(base).into(),
+            output,
+            max_size: u64::MAX,
+            country_names: None,
+            limiter: None,
+            known: None,
+        }
+    }
+
+    /// Keeps run state: files saved by earlier runs (`known`) are asked for
+    /// conditionally, and every saved file's SHA-256 is computed.
+    pub fn with_state(mut self, known: KnownFiles) -> Self {
+        self.known = Some(Rc::new(known));
+        self
+    }
+
+    /// The file an earlier run saved for `code` and the conditional headers
+    /// for it, if that file is still in this output directory, unaltered.
+    ///
+    /// The validators belong to the URL they came from, and the file must be
+    /// where this run's naming puts it: a `{CC}.gif` when naming by code, a
+    /// country name otherwise (after a change of server or of naming, the
+    /// first run asks unconditionally).
+    fn conditional(&self, code: CountryCode) -> Option<(PathBuf, HeaderMap)> {
+        let known = self.known.as_ref()?.get(&code)?;
+        let path = known.path.as_ref()?;
+        let by_code = *path == self.output.target_path(code);
+        let named_as_this_run_names = by_code == self.country_names.is_none();
+        if !named_as_this_run_names
+            || path.parent() != Some(self.output.path())
+            || known.url.as_deref() != Some(self.display_url(code).as_str())
+            || (known.etag.is_none() && known.last_modified.is_none())
+        {
+            return None;
+        }
+        let size = std::fs::metadata(path).ok()?.len();
+        if Some(size) != known.size || known.sha256.as_deref() != Some(sha256_hex(&std::fs::read(path).ok()?).as_str())
+        {
+            return None;
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(etag) = known.etag.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(IF_NONE_MATCH, etag);
+        }
+        if let Some(date) = known.last_modified.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(IF_MODIFIED_SINCE, date);
+        }
+        Some((path.clone(), headers))
+    }
+
+    /// Refuses bodies larger than `bytes`.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Spaces this fetcher's requests through `limiter` (shared per server).
+    pub fn rate_limited(mut self, limiter: Option<Rc<RateLimiter>>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// Sends a GET with `headers` (following redirects), after waiting for
+    /// the rate limiter's slot.
+    async fn get(&self, url: &str, headers: &HeaderMap) -> Result<reqwest::Response, DownloadError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.wait().await;
+        }
+        self.clients.get(url, headers).await.map_err(|e| match e {
+            RequestError::Transport(e) => connection_error(&e),
+            other => DownloadError::Connection { detail: Some(other.to_string()) },
+        })
+    }
+
+    /// Names files by the `country` of the server's `{cc}/metadata.json`.
+    ///
+    /// With run state, the names of the files earlier runs saved stay
+    /// reserved for their codes, so that a code whose flag is unchanged
+    /// keeps its file even when another code now claims the same name.
+    /// Call it after [`with_state`](Self::with_state).
+    pub fn naming_by_country(mut self) -> Self {
+        let mut names = NameRegistry::default();
+        for (code, record) in self.known.iter().flat_map(|known| known.iter()) {
+            let name =
+                record.path.as_deref().filter(|p| p.parent() == Some(self.output.path())).and_then(Path::file_name);
+            if let Some(name) = name.and_then(|n| n.to_str()) {
+                names.reserve(*code, name);
+            }
+        }
+        self.country_names = Some(Rc::new(RefCell::new(names)));
+        self
+    }
+
+    async fn download(&self, code: CountryCode, url: &str) -> Result<Outcome, DownloadError> {
+        let conditional = self.conditional(code);
+        let headers = conditional.as_ref().map(|(_, headers)| headers.clone()).unwrap_or_default();
+        let mut response = self.get(url, &headers).await?;
+        let status = response.status();
+        if let (StatusCode::NOT_MODIFIED, Some((path, _))) = (status, conditional) {
+            drain(&mut response).await;
+            return Ok(Outcome::Unchanged(path));
+        }
+        if status == StatusCode::NOT_FOUND {
+            drain(&mut response).await;
+            return Ok(Outcome::NotFound);
+        }
+        if !status.is_success() {
+            let reason = reason_phrase(&response);
+            let retry_after = retry_after(&response);
+            drain(&mut response).await;
+            return Err(DownloadError::Http { status: status.as_u16(), reason, retry_after });
+        }
+        let too_large = DownloadError::TooLarge { limit: self.max_size };
+        if response.content_length().is_some_and(|len| len > self.max_size) {
+            return Err(too_large);
+        }
+
+        let mut target = self.output.target_path(code);
+        let io_error =
+            |path: &Path, e: std::io::Error| DownloadError::Io { detail: format!("{}: {e}", path.display()) };
+        let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+        let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
+        let mut file = self.output.temp_file(code).map_err(|e| io_error(&target, e))?;
+        let mut hasher = self.known.is_some().then(Sha256::new);
+        let mut bytes = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(|e| body_error(&e))? {
+            bytes += chunk.len() as u64;
+            if bytes > self.max_size {
+                return Err(too_large);
+            }
+            file.write_all(&chunk).map_err(|e| io_error(&target, e))?;
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&chunk);
+            }
+        }
+        if let Some(names) = &self.country_names {
+            let country = self.country_name(code).await?;
+            target = self.output.path().join(names.borrow_mut().claim(code, &country));
+        }
+        file.persist(&target).map_err(|e| io_error(&target, e.error))?;
+        let sha256 = hasher.map(|h| hex(&h.finalize()));
+        let status = status.as_u16();
+        Ok(Outcome::Downloaded(SavedFile { status, sha256, etag, last_modified, ..SavedFile::new(target, bytes) }))
+    }
+
+    /// The `country` field of `{base}/{cc}/metadata.json`.
+    async fn country_name(&self, code: CountryCode) -> Result<String, DownloadError> {
+        let cc = code.lower();
+        let url = format!("{}/{cc}/metadata.json", self.base);
+        let fail = |detail: String| DownloadError::Metadata { detail };
+        let transport = |e: reqwest::Error| fail(connection_error(&e).to_string());
+        let mut response = self.get(&url, &HeaderMap::new()).await.map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            let detail = format!("HTTP {} - {}", response.status().as_u16(), reason_phrase(&response));
+            drain(&mut response).await;
+            return Err(fail(detail));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > METADATA_LIMIT {
+                return Err(fail(format!("larger than {METADATA_LIMIT} bytes")));
+            }
+        }
+        let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))?;
+        match json.get("country").and_then(serde_json::Value::as_str) {
+            Some(country) => Ok(country.to_owned()),
+            None => Err(fail("no \"country\" string".to_owned())),
+        }
+    }
+}
+
+impl Fetch for HttpFetcher {
+    fn url(&self, code: CountryCode) -> String {
+        let cc = code.lower();
+        format!("{}/{cc}/{cc}.gif", self.base)
+    }
+
+    fn display_url(&self, code: CountryCode) -> String {
+        let cc = code.lower();
+        format!("{}/{cc}/{cc}.gif", self.display_base)
+    }
+
+    fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture {
+        let me = self.clone();
+        Box::pin(async move {
+            match me.download(code, &url).await {
+                Ok(outcome) => outcome,
+                Err(error) => Outcome::Failed(error),
+            }
+        })
+    }
+}
+
+/// `bytes` as lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, b| {
+        let _ = write!(text, "{b:02x}");
+        text
+    })
+}
+
+/// The SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Reads a small unwanted body to the end so the connection can be reused.
+async fn drain(response: &mut reqwest::Response) {
+    let mut read = 0;
+    while read < DRAIN_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+/// The reason phrase as the server sent it; the canonical one when the
+/// server sent the canonical one (hyper only keeps non-canonical phrases).
+fn reason_phrase(response: &reqwest::Response) -> String {
+    match response.extensions().get::<hyper::ext::ReasonPhrase>() {
+        Some(reason) => String::from_utf8_lossy(reason.as_bytes()).into_owned(),
+        None => response.status().canonical_reason().unwrap_or("").to_owned(),
+    }
+}
+
+/// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// Classifies a transport failure. Timeouts first: a timed-out connect is
+/// also a connect error, and "timed out" is the more useful detail.
+fn connection_error(error: &reqwest::Error) -> DownloadError {
+    let detail = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if let Some(io) = find_source::<std::io::Error>(error) {
+        io_detail(io)
+    } else {
+        innermost_message(error)
+    };
+    DownloadError::Connection { detail: Some(detail) }
+}
+
+/// A failure while reading a body: the response is cut short.
+fn body_error(error: &reqwest::Error) -> DownloadError {
+    match connection_error(error) {
+        DownloadError::Connection { detail: Some(d) } if d != "timed out" => {
+            DownloadError::Connection { detail: Some(format!("truncated body: {d}")) }
+        }
+        other => other,
+    }
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+fn io_detail(error: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match error.kind() {
+        ConnectionRefused => "connection refused".to_owned(),
+        ConnectionReset => "connection reset".to_owned(),
+        ConnectionAborted => "connection aborted".to_owned(),
+        TimedOut => "timed out".to_owned(),
+        UnexpectedEof => "connection closed early".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_lower_case_hex() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        // SHA-256("abc"), as published in FIPS 180-2.
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,4 @@
+//! HTTP.
+pub mod client;
+pub mod download;
+pub mod rate;

@@ -1,0 +1,2 @@
+//! Jobs.
+pub mod prepare;

@@ -1,0 +1,119 @@
+//! A download job made ready: the shared set-up of `fetch`, `run` and `serve`.
+//!
+//! Preparing a job checks (and creates) the output directory, starts the
+//! built-in server for `DEMO`, and builds the HTTP client, all before any
+//! request, so each failure is reported once, up front.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::file::Naming;
+use crate::config::{JobConfig, ServerTarget};
+use crate::engine::{OutcomeSink, PoolOptions, Run, RunSummary};
+use crate::http::client::{ClientCache, ClientOptions};
+use crate::http::download::{Fetch, HttpFetcher, redact_credentials};
+use crate::http::rate::RateLimiters;
+use crate::model::codes::CountryCode;
+use crate::model::exit::{ExitStatus, FatalError};
+use crate::present::results::{JobFacts, JobResult, job_result};
+use crate::store::output::OutputDir;
+use crate::store::state::KnownFiles;
+use crate::sys::limits;
+use crate::testserver::server::{TestServer, TestServerOptions};
+
+/// Slack on top of the client's own total timeouts for one attempt.
+const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// What the jobs of one process share: HTTP clients, and rate limits per
+/// server.
+#[derive(Debug, Default)]
+pub struct JobContext {
+    /// Rate limiters by server label.
+    pub limiters: RateLimiters,
+    /// HTTP clients by options.
+    pub clients: ClientCache,
+}
+
+/// A job whose output directory, server and client are ready.
+pub struct PreparedJob {
+    /// The base URL requests go to, credentials masked (for reports).
+    pub display_url: String,
+    /// Workers in the pool: the job's pool size, lowered if the open-files
+    /// limit cannot hold it.
+    pub pool_size: usize,
+    fetcher: Rc<dyn Fetch>,
+    options: PoolOptions,
+    /// The in-process server of `DEMO`, kept alive as long as the job.
+    _demo: Option<TestServer>,
+}
+
+impl PreparedJob {
+    /// Prepares `job`, with what `context` shares between the jobs of this
+    /// process; nothing has been requested when this fails. With `known`
+    /// (run state is kept), files saved by earlier runs are asked for
+    /// conditionally.
+    pub fn prepare(job: &JobConfig, context: &JobContext, known: Option<KnownFiles>) -> Result<Self, FatalError> {
+        let output = Arc::new(OutputDir::prepare(&job.output)?);
+        let (base_url, demo) = match &job.server.target {
+            ServerTarget::Url(url) => (url.clone(), None),
+            ServerTarget::Demo => {
+                let server =
+                    TestServer::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), TestServerOptions::default())?;
+                (server.url(), Some(server))
+            }
+        };
+        // A socket and a temporary file per worker; the DEMO server's end too.
+        let fds_per_worker = if demo.is_some() { 3 } else { 2 };
+        let pool_size = limits::fit_pool(job.pool_size, fds_per_worker);
+        let clients = context.clients.get(ClientOptions { timeouts: job.timeouts, no_proxy: demo.is_some() });
+        clients.prepare_for(&base_url)?;
+        let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
+        let mut fetcher = HttpFetcher::new(clients, &base_url, output).max_size(job.max_size).rate_limited(limiter);
+        if let Some(known) = known {
+            fetcher = fetcher.with_state(known);
+        }
+        let fetcher: Rc<dyn Fetch> = match job.naming {
+            Naming::Code => Rc::new(fetcher),
+            Naming::Country => Rc::new(fetcher.naming_by_country()),
+        };
+        // Naming by country costs a second request (metadata.json) per code.
+        let requests = if job.naming == Naming::Country { 2 } else { 1 };
+        let deadline = job.timeouts.total * requests + DEADLINE_GRACE;
+        let options = PoolOptions { pool_size, deadline, retry: job.retry };
+        Ok(Self { display_url: redact_credentials(&base_url), pool_size, fetcher, options, _demo: demo })
+    }
+
+    /// The URL of `code` as reports show it (credentials masked).
+    pub fn display_url_of(&self, code: CountryCode) -> String {
+        self.fetcher.display_url(code)
+    }
+
+    /// The `--json` description of a run of `job` by this preparation, which
+    /// started at `started` and took `elapsed`.
+    pub fn result(
+        &self,
+        job: &JobConfig,
+        summary: &RunSummary,
+        (started, elapsed): (SystemTime, Duration),
+        status: ExitStatus,
+        run_id: Option<i64>,
+    ) -> JobResult {
+        let facts = JobFacts {
+            server: &job.server.label,
+            url: &self.display_url,
+            connections: self.pool_size,
+            codes: &job.codes,
+            url_of: &|code| self.display_url_of(code),
+            started,
+            elapsed,
+        };
+        job_result(&facts, summary, status, run_id)
+    }
+
+    /// Starts the coordinator for `job`'s codes on the current arbiter.
+    pub fn start(&self, job: &JobConfig, sink: Box<dyn OutcomeSink>) -> Run {
+        Run::start(job.codes.clone(), Rc::clone(&self.fetcher), self.options, sink)
+    }
+}

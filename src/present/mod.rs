@@ -1,0 +1,3 @@
+//! Presentation.
+pub mod report;
+pub mod results;

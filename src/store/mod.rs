@@ -1,0 +1,4 @@
+//! Storage.
+pub mod naming;
+pub mod output;
+pub mod state;

@@ -1,0 +1,716 @@
+//! The state database: what each batch saved, and the history of its runs.
+//!
+//! One SQLite file, `{state_dir}/flagsd.db` (rusqlite with SQLite bundled, so
+//! the build needs nothing but a C compiler). Two tables:
+//!
+//! - `runs`: one row a run (batch, what started it, start and end, counts,
+//!   exit status), inserted when the run starts and completed when it ends;
+//! - `files`: per batch and code, the last outcome and, for the file last
+//!   saved, its path, size, SHA-256, `ETag` and `Last-Modified`: what the
+//!   next run needs for a conditional request.
+//!
+//! The schema version is SQLite's `user_version`; [`StateDb::open`] applies
+//! the missing [`MIGRATIONS`] in one transaction and refuses a database newer
+//! than it knows. A file that is not an SQLite database, or fails SQLite's
+//! quick check, is reported as corrupt and left untouched: flagsd never
+//! deletes or recreates a state database by itself. The journal is in WAL
+//! mode, so `flagsd status` can read while the daemon writes, and a writer
+//! waits up to [`BUSY_TIMEOUT`] for another before reporting the database as
+//! locked.
+//!
+//! Outcomes are written when a run ends (interrupted runs included), in one
+//! transaction: a process killed mid-run loses that run's records. That is
+//! safe: a file it replaced no longer matches its record, so the next run
+//! asks for it unconditionally.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, params};
+use serde::{Deserialize, Serialize};
+
+use crate::model::codes::CountryCode;
+use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
+
+/// The database file inside the state directory.
+pub const DB_FILE: &str = "flagsd.db";
+
+/// How long a writer waits for another one before the database counts as locked.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one entry a version: entry `i` takes version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    "
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        batch       TEXT NOT NULL,
+        trigger     TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        ended_at    REAL,
+        downloaded  INTEGER,
+        unchanged   INTEGER,
+        not_found   INTEGER,
+        errors      INTEGER,
+        exit_status INTEGER
+    );
+    CREATE INDEX runs_by_batch ON runs (batch, id);
+    CREATE TABLE files (
+        batch         TEXT NOT NULL,
+        code          TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        http_status   INTEGER,
+        path          BLOB,
+        size          INTEGER,
+        sha256        TEXT,
+        etag          TEXT,
+        last_modified TEXT,
+        updated_at    REAL NOT NULL,
+        PRIMARY KEY (batch, code)
+    ) WITHOUT ROWID;
+",
+    "
+    -- The URL a file was saved from: validators are sent to that URL only.
+    ALTER TABLE files ADD COLUMN url TEXT;
+",
+];
+
+/// The schema version this flagsd writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The state database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state directory cannot be created.
+    #[error("cannot create the state directory '{}': {source}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not an SQLite database, or is damaged.
+    #[error(
+        "state database '{}' is corrupt or not an SQLite database ({detail}); \
+         move it aside to start with an empty history",
+        path.display()
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// Another process held the database longer than [`BUSY_TIMEOUT`].
+    #[error("state database '{}' is locked by another process ({detail})", path.display())]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// The schema is newer than this flagsd.
+    #[error(
+        "state database '{}' has schema version {found}, newer than this flagsd's {supported}: \
+         it was written by a newer flagsd",
+        path.display()
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+        /// The newest version this flagsd knows.
+        supported: i64,
+    },
+    /// A reader found another schema version than its own (it migrates nothing).
+    #[error(
+        "state database '{}' has schema version {found}; this flagsd reads version {supported} \
+         (a `flagsd run` or `serve` of this version migrates it)",
+        path.display()
+    )]
+    OtherVersion {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+        /// The version this flagsd reads.
+        supported: i64,
+    },
+    /// Any other failure (permissions, a full disk, ...).
+    #[error("state database '{}': {source}", path.display())]
+    Sql {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state directory or the database file is not writable.
+    #[error("state '{}' is not writable: {source}", path.display())]
+    NotWritable {
+        /// The directory or the file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What is known of a code's file from earlier runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// The last outcome's kind (`downloaded`, `unchanged`, `not_found`, ...).
+    pub status: String,
+    /// Where the file was last saved.
+    pub path: Option<PathBuf>,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+    /// Its SHA-256, lower-case hex.
+    pub sha256: Option<String>,
+    /// The server's `ETag` for it.
+    pub etag: Option<String>,
+    /// The server's `Last-Modified` for it.
+    pub last_modified: Option<String>,
+    /// The URL it was saved from (credentials masked).
+    pub url: Option<String>,
+}
+
+/// One run, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run id.
+    pub id: i64,
+    /// The batch (`(fetch)` for `flagsd fetch --state`).
+    pub batch: String,
+    /// What started it: `schedule`, `admin`, `reload`, `run` or `fetch`.
+    pub trigger: String,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// End, RFC 3339 UTC; `null` while running (or if the process died).
+    pub ended_at: Option<String>,
+    /// Counts; `null` until the run ends.
+    pub counts: Option<RunCounts>,
+    /// The run's exit status (0, 1, 3, 130, 143); `null` until it ends.
+    pub exit_status: Option<i32>,
+}
+
+/// The counts of a finished run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// Codes saved.
+    pub downloaded: i64,
+    /// Codes whose file was current.
+    pub unchanged: i64,
+    /// Codes the server did not have.
+    pub not_found: i64,
+    /// Codes that ended in an error.
+    pub errors: i64,
+}
+
+/// The state database, open and migrated.
+#[derive(Debug)]
+pub struct StateDb {
+    conn: Connection,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+/// Seconds since the UNIX epoch, as stored.
+fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A stored time as RFC 3339 (milliseconds, UTC).
+fn rfc3339(seconds: f64) -> String {
+    crate::present::results::rfc3339(UNIX_EPOCH + Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or_default())
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl StateDb {
+    /// Opens (creating if needed) the database in `dir`, checks it and
+    /// migrates it to [`SCHEMA_VERSION`].
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        Self::open_with_timeout(dir, BUSY_TIMEOUT)
+    }
+
+    /// Opens the database in `dir` read-only, for readers such as `flagsd
+    /// status`: `None` when there is none. Nothing is created or migrated,
+    /// so the schema must be this flagsd's.
+    pub fn open_read_only(dir: &Path) -> Result<Option<Self>, StateError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| classify(&path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| classify(&path, e))?;
+        let db = Self { conn, dir: dir.to_owned(), path };
+        db.check_integrity()?;
+        let found = db.version()?;
+        if found != SCHEMA_VERSION {
+            return Err(StateError::OtherVersion { path: db.path, found, supported: SCHEMA_VERSION });
+        }
+        Ok(Some(db))
+    }
+
+    fn version(&self) -> Result<i64, StateError> {
+        self.conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(|e| self.error(e))
+    }
+
+    /// [`open`](Self::open) with another busy timeout (tests use a short one).
+    pub fn open_with_timeout(dir: &Path, busy_timeout: Duration) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.to_owned(), source })?;
+        let path = dir.join(DB_FILE);
+        let fail = |e| classify(&path, e);
+        let conn = Connection::open(&path).map_err(fail)?;
+        conn.busy_timeout(busy_timeout).map_err(fail)?;
+        let db = Self { conn, dir: dir.to_owned(), path };
+        db.check_integrity()?;
+        db.conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db.error(e))?;
+        db.conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| db.error(e))?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, error: rusqlite::Error) -> StateError {
+        classify(&self.path, error)
+    }
+
+    fn check_integrity(&self) -> Result<(), StateError> {
+        let verdict: String =
+            self.conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0)).map_err(|e| self.error(e))?;
+        if verdict == "ok" { Ok(()) } else { Err(StateError::Corrupt { path: self.path.clone(), detail: verdict }) }
+    }
+
+    fn migrate(&self) -> Result<(), StateError> {
+        if self.version()? == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let version = |conn: &Connection| conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0));
+        // IMMEDIATE: two processes starting at once do not both migrate.
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.error(e))?;
+        let found = version(&tx).map_err(|e| self.error(e))?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::TooNew { path: self.path.clone(), found, supported: SCHEMA_VERSION });
+        }
+        for (from, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+            tx.execute_batch(migration).map_err(|e| self.error(e))?;
+            tracing::info!(path = %self.path.display(), from, to = from + 1, "state database migrated");
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| self.error(e))?;
+        tx.commit().map_err(|e| self.error(e))
+    }
+
+    /// Proves the state directory writable and the database free to write:
+    /// what `/readyz` checks.
+    ///
+    /// Nothing here takes a lock: a probe must never wait for a run of
+    /// another process that holds the database.
+    pub fn check_writable(&self) -> Result<(), StateError> {
+        let not_writable = |path: &Path, source| StateError::NotWritable { path: path.to_owned(), source };
+        tempfile::tempfile_in(&self.dir).map_err(|e| not_writable(&self.dir, e))?;
+        std::fs::OpenOptions::new().append(true).open(&self.path).map_err(|e| not_writable(&self.path, e))?;
+        Ok(())
+    }
+
+    /// What earlier runs of `batch` left, by code.
+    pub fn files(&self, batch: &str) -> Result<KnownFiles, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT code, status, path, size, sha256, etag, last_modified, url FROM files WHERE batch = ?1",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([batch], |row| {
+                let code: String = row.get(0)?;
+                let path: Option<Vec<u8>> = row.get(2)?;
+                let size: Option<i64> = row.get(3)?;
+                let record = FileRecord {
+                    status: row.get(1)?,
+                    path: path.map(|bytes| PathBuf::from(OsString::from_vec(bytes))),
+                    size: size.and_then(|s| u64::try_from(s).ok()),
+                    sha256: row.get(4)?,
+                    etag: row.get(5)?,
+                    last_modified: row.get(6)?,
+                    url: row.get(7)?,
+                };
+                Ok((code, record))
+            })
+            .map_err(|e| self.error(e))?;
+        let mut files = HashMap::new();
+        for row in rows {
+            let (code, record) = row.map_err(|e| self.error(e))?;
+            // A code that is not two letters cannot come from flagsd: skip it.
+            if let Some(code) = crate::model::codes::parse_code(&code) {
+                files.insert(code, record);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Records the start of a run of `batch`; returns its id.
+    pub fn begin_run(&self, batch: &str, trigger: &str, started: SystemTime) -> Result<i64, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (batch, trigger, started_at) VALUES (?1, ?2, ?3)",
+                params![batch, trigger, unix_seconds(started)],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the end of run `id` of `batch` and every finished code's
+    /// outcome, in one transaction.
+    pub fn finish_run(
+        &mut self,
+        id: i64,
+        batch: &str,
+        counts: &StatusCounts,
+        exit_status: i32,
+        outcomes: &[CodeOutcome],
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let now = unix_seconds(SystemTime::now());
+        let tx = self.conn.transaction().map_err(fail)?;
+        tx.execute(
+            "UPDATE runs SET ended_at = ?2, downloaded = ?3, unchanged = ?4, not_found = ?5, errors = ?6,
+                 exit_status = ?7 WHERE id = ?1",
+            params![
+                id,
+                now,
+                count(counts.downloaded),
+                count(counts.unchanged),
+                count(counts.not_found),
+                count(counts.errors),
+                exit_status
+            ],
+        )
+        .map_err(fail)?;
+        {
+            // A new file replaces everything known of the old one.
+            let mut saved = tx
+                .prepare_cached(
+                    "INSERT INTO files (batch, code, status, http_status, path, size, sha256, etag, last_modified,
+                         updated_at, url)
+                     VALUES (?1, ?2, 'downloaded', ?9, ?3, ?4, ?5, ?6, ?7, ?8, ?10)
+                     ON CONFLICT (batch, code) DO UPDATE SET status = 'downloaded', http_status = ?9,
+                         path = excluded.path, size = excluded.size, sha256 = excluded.sha256,
+                         etag = excluded.etag, last_modified = excluded.last_modified,
+                         updated_at = excluded.updated_at, url = excluded.url",
+                )
+                .map_err(fail)?;
+            // Anything else leaves the file (if any) and what is known of it.
+            let mut other = tx
+                .prepare_cached(
+                    "INSERT INTO files (batch, code, status, http_status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (batch, code) DO UPDATE SET status = excluded.status,
+                         http_status = excluded.http_status, updated_at = excluded.updated_at",
+                )
+                .map_err(fail)?;
+            for o in outcomes {
+                let code = o.code.as_str();
+                match &o.outcome {
+                    Outcome::Downloaded(file) => saved.execute(params![
+                        batch,
+                        code,
+                        file.path.as_os_str().as_bytes(),
+                        i64::try_from(file.bytes).unwrap_or(i64::MAX),
+                        file.sha256,
+                        file.etag,
+                        file.last_modified,
+                        now,
+                        file.status,
+                        o.url
+                    ]),
+                    outcome => other.execute(params![batch, code, outcome.kind(), outcome.http_status(), now]),
+                }
+                .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// The newest `limit` runs, of `batch` only when given, newest first.
+    pub fn runs(&self, batch: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!("{RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR batch = ?1 ORDER BY id DESC LIMIT ?2");
+        self.query_runs(&sql, params![batch, limit])
+    }
+
+    /// The newest run of each batch, by batch name.
+    pub fn last_runs(&self) -> Result<BTreeMap<String, RunRecord>, StateError> {
+        let sql = format!("{RUN_COLUMNS} FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY batch)");
+        Ok(self.query_runs(&sql, [])?.into_iter().map(|r| (r.batch.clone(), r)).collect())
+    }
+
+    fn query_runs(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<RunRecord>, StateError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params, |row| {
+                let ended_at: Option<f64> = row.get(4)?;
+                let counts = match (row.get(5)?, row.get(6)?, row.get(7)?, row.get(8)?) {
+                    (Some(downloaded), Some(unchanged), Some(not_found), Some(errors)) => {
+                        Some(RunCounts { downloaded, unchanged, not_found, errors })
+                    }
+                    _ => None,
+                };
+                Ok(RunRecord {
+                    id: row.get(0)?,
+                    batch: row.get(1)?,
+                    trigger: row.get(2)?,
+                    started_at: rfc3339(row.get(3)?),
+                    ended_at: ended_at.map(rfc3339),
+                    counts,
+                    exit_status: row.get(9)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Run `id`, if it exists.
+    pub fn run(&self, id: i64) -> Result<Option<RunRecord>, StateError> {
+        let sql = format!("{RUN_COLUMNS} FROM runs WHERE id = ?1");
+        Ok(self.query_runs(&sql, [id])?.pop())
+    }
+}
+
+const RUN_COLUMNS: &str =
+    "SELECT id, batch, trigger, started_at, ended_at, downloaded, unchanged, not_found, errors, exit_status";
+
+/// Names what went wrong: corruption and locks get their own messages.
+fn classify(path: &Path, error: rusqlite::Error) -> StateError {
+    let path = path.to_owned();
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StateError::Corrupt { path, detail: error.to_string() }
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StateError::Locked { path, detail: error.to_string() }
+        }
+        _ => StateError::Sql { path, source: error },
+    }
+}
+
+/// What earlier runs of a batch saved, by code.
+pub type KnownFiles = HashMap<CountryCode, FileRecord>;
+
+/// The state database as the jobs of one process share it.
+pub type SharedState = std::rc::Rc<std::cell::RefCell<StateDb>>;
+
+/// The batch name under which `flagsd fetch --state` records its runs (a
+/// name no configured batch can have).
+pub const FETCH_BATCH: &str = "(fetch)";
+
+/// A run recorded in the state database: begun before its job starts,
+/// finished (with every outcome) after it ends.
+#[derive(Debug)]
+pub struct RecordedRun {
+    db: SharedState,
+    batch: String,
+    /// The run's id.
+    pub id: i64,
+}
+
+impl RecordedRun {
+    /// Records the start of a run of `batch` (started by `trigger`); returns
+    /// it with what earlier runs of the batch saved.
+    pub fn begin(db: &SharedState, batch: &str, trigger: &str) -> Result<(Self, KnownFiles), StateError> {
+        let state = db.borrow();
+        let known = state.files(batch)?;
+        let id = state.begin_run(batch, trigger, SystemTime::now())?;
+        Ok((Self { db: std::rc::Rc::clone(db), batch: batch.to_owned(), id }, known))
+    }
+
+    /// Records a run that ended before any outcome with `exit_status`; a
+    /// failure to record it is logged (the error that ended the run is what
+    /// the caller reports).
+    pub fn finish_failed(self, exit_status: i32) {
+        let (batch, id) = (self.batch.clone(), self.id);
+        if let Err(e) = self.finish(&StatusCounts::default(), exit_status, &[]) {
+            tracing::error!(batch = %batch, run = id, error = %e, "the end of the run was not recorded");
+        }
+    }
+
+    /// Records the end of the run: counts, exit status and outcomes.
+    pub fn finish(self, counts: &StatusCounts, exit_status: i32, outcomes: &[CodeOutcome]) -> Result<(), StateError> {
+        self.db.borrow_mut().finish_run(self.id, &self.batch, counts, exit_status, outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::outcome::{DownloadError, SavedFile};
+
+    fn code(text: &str) -> CountryCode {
+        crate::model::codes::parse_code(text).unwrap()
+    }
+
+    fn outcome(cc: &str, outcome: Outcome) -> CodeOutcome {
+        CodeOutcome { code: code(cc), url: format!("http://h/{cc}"), outcome, attempts: 1 }
+    }
+
+    #[test]
+    fn a_new_database_is_created_at_the_current_version_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("deep/state");
+        drop(StateDb::open(&state).unwrap());
+        let db = StateDb::open(&state).unwrap();
+        let version: i64 = db.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(db.path(), state.join(DB_FILE));
+    }
+
+    #[test]
+    fn runs_and_files_are_recorded_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StateDb::open(dir.path()).unwrap();
+        let id = db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        assert_eq!(db.run(id).unwrap().unwrap().ended_at, None);
+        let saved = SavedFile {
+            sha256: Some("ab".repeat(32)),
+            etag: Some("\"e1\"".into()),
+            last_modified: Some("Mon, 01 Jan 2024 00:00:00 GMT".into()),
+            ..SavedFile::new(dir.path().join("BR.gif"), 42)
+        };
+        let first = [
+            outcome("BR", Outcome::Downloaded(saved)),
+            outcome("ZZ", Outcome::NotFound),
+            outcome("AR", Outcome::Failed(DownloadError::Connection { detail: None })),
+        ];
+        let counts = StatusCounts { downloaded: 1, not_found: 1, errors: 1, unchanged: 0 };
+        db.finish_run(id, "pop", &counts, 1, &first).unwrap();
+
+        let files = db.files("pop").unwrap();
+        assert_eq!(files.len(), 3);
+        let br = &files[&code("BR")];
+        assert_eq!((br.status.as_str(), br.size, br.etag.as_deref()), ("downloaded", Some(42), Some("\"e1\"")));
+        assert_eq!(br.path.as_deref(), Some(dir.path().join("BR.gif").as_path()));
+        assert_eq!(files[&code("AR")].status, "connection_error");
+        assert!(db.files("other").unwrap().is_empty());
+
+        // A later failure keeps what is known of the saved file.
+        let id2 = db.begin_run("pop", "schedule", SystemTime::now()).unwrap();
+        let second = [outcome(
+            "BR",
+            Outcome::Failed(DownloadError::Http {
+                status: 503,
+                reason: "Service Unavailable".into(),
+                retry_after: None,
+            }),
+        )];
+        db.finish_run(id2, "pop", &StatusCounts { errors: 1, ..Default::default() }, 1, &second).unwrap();
+        let br = &db.files("pop").unwrap()[&code("BR")];
+        assert_eq!((br.status.as_str(), br.sha256.clone()), ("http_error", Some("ab".repeat(32))));
+
+        let runs = db.runs(Some("pop"), 10).unwrap();
+        assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [id2, id]);
+        assert_eq!(runs[1].counts, Some(RunCounts { downloaded: 1, unchanged: 0, not_found: 1, errors: 1 }));
+        assert_eq!((runs[1].exit_status, runs[0].trigger.as_str()), (Some(1), "schedule"));
+        assert_eq!(db.runs(None, 1).unwrap().len(), 1);
+        assert_eq!(db.last_runs().unwrap()["pop"].id, id2);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported_corrupt_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = b"this is not an SQLite database, and it is long enough to look like a header".repeat(20);
+        std::fs::write(dir.path().join(DB_FILE), &garbage).unwrap();
+        let err = StateDb::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("is corrupt or not an SQLite database"), "{err}");
+        assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), garbage);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        db.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(db);
+        let err = StateDb::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::TooNew { found: 99, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn an_old_schema_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        // Version 0: an empty SQLite database, as an interrupted first start leaves.
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch("CREATE TABLE unrelated (x); DROP TABLE unrelated;").unwrap();
+        drop(conn);
+        let db = StateDb::open(dir.path()).unwrap();
+        assert!(db.runs(None, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_version_1_database_keeps_its_rows_through_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO files (batch, code, status, path, size, sha256, etag, updated_at)
+             VALUES ('pop', 'BR', 'downloaded', CAST('BR.gif' AS BLOB), 3, 'ab', '\"e\"', 0);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let db = StateDb::open(dir.path()).unwrap();
+        assert_eq!(db.version().unwrap(), SCHEMA_VERSION);
+        let br = &db.files("pop").unwrap()[&code("BR")];
+        assert_eq!((br.etag.as_deref(), br.url.as_deref()), (Some("\"e\""), None));
+    }
+
+    #[test]
+    fn readers_open_read_only_and_refuse_other_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(StateDb::open_read_only(dir.path()).unwrap().is_none());
+        assert!(!dir.path().join(DB_FILE).exists(), "a reader creates nothing");
+        let db = StateDb::open(dir.path()).unwrap();
+        db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        let reader = StateDb::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(reader.last_runs().unwrap()["pop"].trigger, "run");
+        assert!(reader.begin_run("pop", "run", SystemTime::now()).is_err(), "read-only");
+        db.conn.pragma_update(None, "user_version", 1).unwrap();
+        let err = StateDb::open_read_only(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::OtherVersion { found: 1, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_held_write_lock_is_reported_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        let holder = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        db.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+        let err = db.begin_run("pop", "run", SystemTime::now()).unwrap_err();
+        assert!(matches!(err, StateError::Locked { .. }), "{err:?}");
+        assert!(err.to_string().contains("is locked by another process"), "{err}");
+    }
+
+    #[test]
+    fn writability_fails_when_the_directory_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let db = StateDb::open(&state).unwrap();
+        db.check_writable().unwrap();
+        std::fs::rename(&state, dir.path().join("moved")).unwrap();
+        assert!(matches!(db.check_writable(), Err(StateError::NotWritable { .. })));
+    }
+}

@@ -1,0 +1,3 @@
+//! Test server.
+pub mod dataset;
+pub mod server;
