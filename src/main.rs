@@ -1,10 +1,11 @@
 //! The `flagsd` binary: parse, set up logging, run a command, exit with its status.
 
 use clap::Parser as _;
-use flagsd::cli::{Cli, Command, TestServerArgs};
-use flagsd::config::{ConfigSource, FetchConfig};
-use flagsd::model::exit::{ExitStatus, FatalError};
-use flagsd::testserver::server::{Faults, TestServerOptions, serve_forever};
+use flagsd::app;
+use flagsd::cli::{Cli, Command};
+use flagsd::config::{ConfigSource, FetchConfig, UsageError};
+use flagsd::job::FatalError;
+use flagsd::model::exit::ExitStatus;
 
 const FETCH_USAGE: &str =
     "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
@@ -45,7 +46,6 @@ fn clap_message(error: &clap::Error) -> String {
 }
 
 fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
-    // actix-web's own start/stop lines are noise in a daemon's log.
     // actix's own lines are noise here: the daemon's server start/stop, and
     // the test server's errors for the faults it injects on purpose.
     let default_level = match cli.command {
@@ -53,7 +53,8 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
         Command::Testserver(_) => "warn,actix_http=off",
         _ => "warn",
     };
-    flagsd::sys::logging::init(cli.log_level.as_deref(), default_level, cli.log_format)?;
+    flagsd::sys::logging::init(cli.log_level.as_deref(), default_level, cli.log_format)
+        .map_err(|e| UsageError(e.to_string()))?;
     // The system (and with it every abandoned download and its temporary
     // file) is dropped before `main` exits.
     let system = actix_rt::System::new();
@@ -64,52 +65,18 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
                 overrides: Default::default(),
             };
             let config = FetchConfig::from_args(&args, &source.servers()?)?;
-            system.block_on(flagsd::app::fetch::run(config))
+            system.block_on(app::fetch::run(config))
         }
         Command::Run(args) => {
             let settings = ConfigSource::from_args(&args.config)?.load()?;
-            system.block_on(flagsd::app::run::run(settings, &args.batches, args.json))
+            system.block_on(app::run::run(settings, &args.batches, args.json))
         }
         Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),
-        Command::CheckConfig(args) => check_config(&ConfigSource::from_args(&args)?),
+        Command::CheckConfig(args) => app::check_config::check_config(&ConfigSource::from_args(&args)?),
         Command::Status(args) => {
             let settings = ConfigSource::from_args(&args)?.load()?;
-            system.block_on(flagsd::app::status::status(&settings))
+            system.block_on(app::status::status(&settings))
         }
-        Command::Testserver(args) => system.block_on(testserver(args)),
+        Command::Testserver(args) => system.block_on(app::testserver::testserver(args)),
     }
-}
-
-/// `flagsd check-config`: every problem on its own line, status 0 or 2.
-fn check_config(source: &ConfigSource) -> Result<ExitStatus, FatalError> {
-    let settings = source.load_checked()?;
-    let scheduled = settings.batches.iter().filter(|b| b.every.is_some()).count();
-    println!("{}: OK ({} batches, {scheduled} scheduled)", source.origin(), settings.batches.len());
-    Ok(ExitStatus::Success)
-}
-
-async fn testserver(args: TestServerArgs) -> Result<ExitStatus, FatalError> {
-    let options = TestServerOptions {
-        root: args.root,
-        delay: args.delay,
-        faults: Faults {
-            hang_rate: args.hang_rate,
-            unavailable_rate: args.unavailable_rate,
-            retry_after: args.retry_after,
-            status_rate: args.status_rate,
-            status: args.status,
-            error_rate: args.error_rate,
-            flap_rate: args.flap_rate,
-            flap_failures: args.flap_failures,
-            reset_rate: args.reset_rate,
-            truncate_rate: args.truncate_rate,
-            slow_rate: args.slow_rate,
-            slow_interval: args.slow_interval,
-        },
-        seed: args.seed,
-        workers: usize::from(args.workers),
-        record: false,
-    };
-    serve_forever(args.bind, options).await?;
-    Ok(ExitStatus::Success)
 }

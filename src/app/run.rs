@@ -7,22 +7,21 @@
 //! is recorded in the state database, and files saved by earlier runs of a
 //! batch are asked for conditionally.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 
-use crate::config::ServerTarget;
-use crate::config::settings::{BatchConfig, Settings};
+use crate::config::{BatchConfig, ServerTarget, Settings, UsageError};
 use crate::engine::OutcomeSink;
-use crate::http::download::redact_credentials;
-use crate::job::prepare::{JobContext, PreparedJob};
-use crate::model::exit::{ExitStatus, FatalError};
+use crate::http::url::redact_credentials;
+use crate::job::{FatalError, JobContext, PreparedJob, Recording, SharedState};
+use crate::model::exit::ExitStatus;
 use crate::model::outcome::CodeOutcome;
 use crate::present::report::{emit, final_report, initial_report, log_outcome, verbose_line};
 use crate::present::results::{BatchResult, JobResult, RunDocument, SCHEMA_VERSION, to_json};
-use crate::store::state::{RecordedRun, SharedState, StateDb};
+use crate::store::state::StateDb;
 use crate::sys::signals::{StopSignal, StopSignals};
 
 /// Keeps a batch's verbose lines until its report is printed.
@@ -42,14 +41,6 @@ impl OutcomeSink for BufferedSink {
     }
 }
 
-/// Completes when `stop` turns true: the interrupt signal shared by all batches.
-pub async fn stopped(mut stop: watch::Receiver<bool>) {
-    // An error means the sender is gone: then nothing will ever stop us.
-    if stop.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 /// What a batch run leaves to print: its report (stdout) and any fatal
 /// error (stderr), its exit status, and its result for `--json`.
 struct BatchReport {
@@ -59,89 +50,73 @@ struct BatchReport {
     result: JobResult,
 }
 
-/// Runs one batch to the end (or `stop`), keeping its report text; records
-/// it in `state`.
+/// Runs one batch to the end (or to the signal in `stop`), keeping its
+/// report text; records it in `state`.
 async fn run_batch(
     batch: BatchConfig,
     context: Rc<JobContext>,
     state: SharedState,
-    stop: watch::Receiver<bool>,
-    signal: Rc<Cell<Option<StopSignal>>>,
+    mut stop: watch::Receiver<Option<StopSignal>>,
 ) -> BatchReport {
-    let mut report = format!("== batch {} ==\n", batch.name);
+    let report = RefCell::new(format!("== batch {} ==\n", batch.name));
     let job = &batch.job;
-    let started_at = SystemTime::now();
-    let url = match &job.server.target {
-        ServerTarget::Url(url) => redact_credentials(url),
-        ServerTarget::Demo => String::new(),
-    };
-    let failed = |report, e: FatalError, run_id| BatchReport {
+    let failed = |report: String, e: FatalError, run_id, started_at| BatchReport {
         report,
         error: Some(format!("*** Error in batch {}: {e}", batch.name)),
         status: e.exit_status(),
         result: JobResult {
             run_id,
-            ..JobResult::failed(&job.server.label, &url, started_at, e.to_string(), e.exit_status())
+            ..JobResult::failed(&job.server.label, &display_url(&batch), started_at, e.to_string(), e.exit_status())
         },
     };
-    let (recorded, known) = match RecordedRun::begin(&state, &batch.name, "run") {
-        Ok(begun) => begun,
-        Err(e) => return failed(report, e.into(), None),
+    let recording = match Recording::begin(&state, &batch.name, "run") {
+        Ok(recording) => recording,
+        Err(e) => return failed(report.into_inner(), e.into(), None, SystemTime::now()),
     };
-    let run_id = Some(recorded.id);
-    let prepared = match PreparedJob::prepare(job, &context, Some(known)) {
-        Ok(p) => p,
-        Err(e) => {
-            recorded.finish_failed(e.exit_status().code());
-            return failed(report, e, run_id);
-        }
-    };
-    report.push_str(&initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size));
     let lines = Rc::default();
-    let sink = Box::new(BufferedSink { verbose: batch.verbose, lines: Rc::clone(&lines) });
-    let started = Instant::now();
-    let summary = prepared.start(job, sink).finish_or_interrupt(stopped(stop)).await;
-    report.push_str(&lines.borrow());
-    let summary = match summary {
-        Ok(summary) => summary,
-        Err(e) => {
-            let e = FatalError::from(e);
-            recorded.finish_failed(e.exit_status().code());
-            return failed(report, e, run_id);
+    let sink = |prepared: &PreparedJob| -> Box<dyn OutcomeSink> {
+        let initial = initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size);
+        report.borrow_mut().push_str(&initial);
+        Box::new(BufferedSink { verbose: batch.verbose, lines: Rc::clone(&lines) })
+    };
+    let signal = async move {
+        match stop.wait_for(Option::is_some).await.ok().and_then(|s| *s) {
+            Some(signal) => signal,
+            // The sender is gone without a signal: nothing will stop us.
+            None => std::future::pending().await,
         }
     };
-    report.push_str(&final_report(&summary.counts, started.elapsed()));
-    let status = ExitStatus::of_run(&summary, signal.get());
-    let result = prepared.result(job, &summary, (started_at, started.elapsed()), status, Some(recorded.id));
-    match recorded.finish(&summary.counts, status.code(), &summary.outcomes) {
-        Ok(()) => BatchReport { report, error: None, status, result },
-        Err(e) => BatchReport { result, ..failed(report, e.into(), run_id) },
+    let end = recording.run(job, &context, sink, signal).await;
+    let mut report = report.into_inner();
+    report.push_str(&lines.borrow());
+    let finished = match end.result {
+        Ok(finished) => finished,
+        Err(e) => return failed(report, e, end.run_id, end.started_at),
+    };
+    report.push_str(&final_report(&finished.summary.counts, finished.elapsed));
+    let timing = (end.started_at, finished.elapsed);
+    let result = finished.prepared.result(job, &finished.summary, timing, finished.status, end.run_id);
+    match end.record_error {
+        None => BatchReport { report, error: None, status: finished.status, result },
+        Some(e) => BatchReport { result, ..failed(report, e.into(), end.run_id, end.started_at) },
     }
 }
 
-/// The worst of two statuses: interrupted, then fatal, usage, errors, success.
-pub fn worst(a: ExitStatus, b: ExitStatus) -> ExitStatus {
-    let rank = |s: ExitStatus| match s {
-        ExitStatus::Success => 0,
-        ExitStatus::SomeErrors => 1,
-        ExitStatus::Usage => 2,
-        ExitStatus::Fatal => 3,
-        ExitStatus::Interrupted | ExitStatus::Terminated => 4,
-    };
-    if rank(b) > rank(a) { b } else { a }
+/// The base URL a batch's report shows (credentials masked; none for `DEMO`,
+/// whose port is only known once it runs).
+fn display_url(batch: &BatchConfig) -> String {
+    match &batch.job.server.target {
+        ServerTarget::Url(url) => redact_credentials(url),
+        ServerTarget::Demo => String::new(),
+    }
 }
 
 /// Runs the batches named in `names` (all when empty) once; prints one
 /// JSON document instead of the reports with `json`.
 pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<ExitStatus, FatalError> {
-    let batches: Vec<BatchConfig> = settings
-        .select(names)
-        .map_err(|e| FatalError::Usage(crate::config::UsageError(e)))?
-        .into_iter()
-        .cloned()
-        .collect();
+    let batches: Vec<BatchConfig> = settings.select(names).map_err(UsageError)?.into_iter().cloned().collect();
     if batches.is_empty() {
-        return Err(FatalError::Usage(crate::config::UsageError(
+        return Err(FatalError::Usage(UsageError(
             "no batch is configured: add a [[batch]] table to the configuration file".to_owned(),
         )));
     }
@@ -149,20 +124,16 @@ pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<Exi
     crate::sys::limits::raise_open_files_limit();
     let context = Rc::new(JobContext::default());
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
-    let received = Rc::new(Cell::new(None));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    {
-        let received = Rc::clone(&received);
-        actix_rt::spawn(async move {
-            received.set(Some(signals.recv().await));
-            let _ = stop_tx.send(true);
-        });
-    }
+    let (stop_tx, stop_rx) = watch::channel(None);
+    actix_rt::spawn(async move {
+        let signal = signals.recv().await;
+        let _ = stop_tx.send(Some(signal));
+    });
     let tasks: Vec<_> = batches
         .into_iter()
         .map(|b| {
             let name = b.name.clone();
-            let task = run_batch(b, Rc::clone(&context), Rc::clone(&state), stop_rx.clone(), Rc::clone(&received));
+            let task = run_batch(b, Rc::clone(&context), Rc::clone(&state), stop_rx.clone());
             (name, actix_rt::spawn(task))
         })
         .collect();
@@ -184,7 +155,7 @@ pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<Exi
         if let Some(error) = batch.error {
             eprintln!("{error}");
         }
-        status = worst(status, batch.status);
+        status = status.worst(batch.status);
         results.push(BatchResult { name, result: batch.result });
     }
     if json {
@@ -197,19 +168,4 @@ pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<Exi
         emit(&to_json(&document));
     }
     Ok(status)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_worst_status_wins() {
-        use ExitStatus::*;
-        assert_eq!(worst(Success, SomeErrors), SomeErrors);
-        assert_eq!(worst(Fatal, SomeErrors), Fatal);
-        assert_eq!(worst(Usage, Fatal), Fatal);
-        assert_eq!(worst(Interrupted, Fatal), Interrupted);
-        assert_eq!(worst(Success, Success), Success);
-    }
 }

@@ -1,72 +1,20 @@
-//! `flagsd status`, and the view of a batch that the admin endpoint serves.
+//! `flagsd status`: each batch's last and next run, in a table.
 //!
-//! [`BatchView`] is what `GET /batches` returns for each configured batch:
-//! its settings, its schedule, its next and last run. `flagsd status` asks
-//! the daemon's admin endpoint for it when `admin.listen` is configured and
-//! the daemon answers; otherwise it builds the same views from the
-//! configuration and the state database, without the next run (only the
-//! daemon knows it) and without `running`. It never creates a database: a
-//! missing one means no batch has run yet.
+//! It asks the daemon's admin endpoint for the batches
+//! ([`BatchView`]s, the typed API of `GET /batches`) when `admin.listen` is
+//! configured and the daemon answers; otherwise it builds the same views
+//! from the configuration and the state database, without the next run
+//! (only the daemon knows it) and without `running`. It never creates a
+//! database: a missing one means no batch has run yet.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::ServerTarget;
-use crate::config::settings::{BatchConfig, Settings};
-use crate::http::download::redact_credentials;
-use crate::model::exit::{ExitStatus, FatalError};
-use crate::store::state::{RunRecord, StateDb};
-
-/// One batch as the admin endpoint and `flagsd status` show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchView {
-    /// The batch name.
-    pub name: String,
-    /// The server label.
-    pub server: String,
-    /// The base URL (credentials masked; `null` for `DEMO`).
-    pub url: Option<String>,
-    /// The codes asked for.
-    pub codes: Vec<String>,
-    /// The output directory.
-    pub output: String,
-    /// Workers in the pool.
-    pub connections: usize,
-    /// `code` or `country`.
-    pub naming: String,
-    /// The schedule interval (`"6h"`), or `null` for an on-demand batch.
-    pub every: Option<String>,
-    /// A run is in progress (`null` when not known: read from the state database).
-    pub running: Option<bool>,
-    /// When the next scheduled run starts, RFC 3339 (`null`: not scheduled, or not known).
-    pub next_run: Option<String>,
-    /// The newest run in the history, if any.
-    pub last_run: Option<RunRecord>,
-}
-
-impl BatchView {
-    /// The view of `batch` without the daemon's live facts.
-    pub fn of(batch: &BatchConfig, last_run: Option<RunRecord>) -> Self {
-        let job = &batch.job;
-        Self {
-            name: batch.name.clone(),
-            server: job.server.label.clone(),
-            url: match &job.server.target {
-                ServerTarget::Url(url) => Some(redact_credentials(url)),
-                ServerTarget::Demo => None,
-            },
-            codes: job.codes.iter().map(ToString::to_string).collect(),
-            output: job.output.display().to_string(),
-            connections: job.pool_size,
-            naming: format!("{:?}", job.naming).to_ascii_lowercase(),
-            every: batch.every.map(|every| humantime::format_duration(every).to_string()),
-            running: None,
-            next_run: None,
-            last_run,
-        }
-    }
-}
+use crate::config::Settings;
+use crate::job::FatalError;
+use crate::model::exit::ExitStatus;
+use crate::present::api::{BatchView, RunRecord};
+use crate::present::report::emit;
+use crate::store::state::{DB_FILE, StateDb};
 
 /// How long `flagsd status` waits for the admin endpoint.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,13 +58,13 @@ pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
         };
         match answer {
             Ok(views) => {
-                crate::present::report::emit(&table(&views, &Source::Admin(url)));
+                emit(&table(&views, &Source::Admin(url)));
                 return Ok(ExitStatus::Success);
             }
             Err(e) => why = format!("the admin endpoint {url}: {e}"),
         }
     }
-    let path = settings.state_dir.join(crate::store::state::DB_FILE).display().to_string();
+    let path = settings.state_dir.join(DB_FILE).display().to_string();
     let mut last = match StateDb::open_read_only(&settings.state_dir)? {
         Some(db) => db.last_runs()?,
         None => {
@@ -126,7 +74,7 @@ pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
     };
     let views: Vec<BatchView> = settings.batches.iter().map(|b| BatchView::of(b, last.remove(&b.name))).collect();
     let source = Source::StateDb { path, why };
-    crate::present::report::emit(&table(&views, &source));
+    emit(&table(&views, &source));
     Ok(ExitStatus::Success)
 }
 
@@ -188,7 +136,8 @@ fn table(views: &[BatchView], source: &Source) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::state::RunCounts;
+    use crate::config::file::Naming;
+    use crate::present::api::RunCounts;
 
     fn view(name: &str, every: Option<&str>, last_run: Option<RunRecord>) -> BatchView {
         BatchView {
@@ -198,7 +147,7 @@ mod tests {
             codes: vec!["BR".to_owned()],
             output: "downloaded/x".to_owned(),
             connections: 1,
-            naming: "code".to_owned(),
+            naming: Naming::Code,
             every: every.map(str::to_owned),
             running: Some(false),
             next_run: every.map(|_| "2026-11-25T12:00:00.000Z".to_owned()),

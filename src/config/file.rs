@@ -11,11 +11,13 @@
 //! silently ignored in a file that a daemon runs from for months.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::defaults;
+use super::error::{ConfigError, Problem};
 
 /// The whole file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -120,21 +122,20 @@ pub struct RawDefaults {
 
 impl Default for RawDefaults {
     fn default() -> Self {
-        let timeouts = crate::http::download::Timeouts::default();
-        let retry = crate::engine::retry::RetryPolicy::default();
+        let timeouts = defaults::TIMEOUTS;
+        let retry = defaults::retry_policy(defaults::BATCH_RETRIES);
         Self {
-            max_req: 30,
-            output: PathBuf::from("downloaded"),
+            max_req: i64::try_from(defaults::MAX_REQ).unwrap_or(i64::MAX),
+            output: PathBuf::from(defaults::OUTPUT),
             verbose: false,
             connect_timeout: timeouts.connect,
             read_timeout: timeouts.read,
             timeout: timeouts.total,
-            // Unattended batches retry by default; `fetch` keeps flags2's 0.
-            retries: 2,
+            retries: i64::from(retry.retries),
             retry_base: retry.base,
             retry_cap: retry.cap,
             retry_after_cap: retry.retry_after_cap,
-            max_size: RawSize::Bytes(super::DEFAULT_MAX_SIZE),
+            max_size: RawSize::Bytes(defaults::MAX_SIZE),
         }
     }
 }
@@ -150,7 +151,7 @@ pub struct RawDaemon {
 
 impl Default for RawDaemon {
     fn default() -> Self {
-        Self { shutdown_timeout: Duration::from_secs(10) }
+        Self { shutdown_timeout: defaults::SHUTDOWN_TIMEOUT }
     }
 }
 
@@ -164,7 +165,7 @@ pub struct RawState {
 
 impl Default for RawState {
     fn default() -> Self {
-        Self { dir: PathBuf::from("state") }
+        Self { dir: PathBuf::from(defaults::STATE_DIR) }
     }
 }
 
@@ -189,7 +190,7 @@ pub enum RawCodes {
 }
 
 /// How saved files are named.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Naming {
     /// `{CC}.gif`, as flags2.
@@ -223,54 +224,6 @@ pub struct RawBatch {
     pub naming: Naming,
     /// Per-country output (default `defaults.verbose`).
     pub verbose: Option<bool>,
-}
-
-/// One thing wrong with a configuration: where, and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The file (or `environment`) it comes from.
-    pub origin: String,
-    /// Line in the file, where known.
-    pub line: Option<usize>,
-    /// Key path such as `batch[2].max_req`, where known.
-    pub key: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.origin)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, ": {key}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// A configuration that cannot be used: every problem found, one per line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-pub struct ConfigError {
-    /// The problems, in file order where known.
-    pub problems: Vec<Problem>,
-}
-
-impl ConfigError {
-    /// A configuration error with a single problem.
-    pub fn single(origin: &str, key: Option<&str>, message: impl Into<String>) -> Self {
-        Self {
-            problems: vec![Problem {
-                origin: origin.to_owned(),
-                line: None,
-                key: key.map(str::to_owned),
-                message: message.into(),
-            }],
-        }
-    }
 }
 
 /// The name a problem in `path` is reported under: the file name as given.

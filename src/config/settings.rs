@@ -10,10 +10,13 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{ConfigError, Problem, RawAdmin, RawBatch, RawCodes, RawConfig, RawServer, RawSize};
-use super::{JobConfig, SERVER_LABELS, Server, ServerTarget, parse_size, pool_size};
+use super::error::{ConfigError, Problem};
+use super::file::{RawAdmin, RawBatch, RawCodes, RawConfig, RawServer, RawSize};
+use super::job::{JobConfig, pool_size};
+use super::server::{Server, ServerTarget, Servers};
+use super::{defaults, validate};
 use crate::engine::retry::RetryPolicy;
-use crate::http::download::Timeouts;
+use crate::http::client::Timeouts;
 use crate::http::rate::Rate;
 use crate::model::codes::{CountryCode, Selection, expand_argument};
 
@@ -55,7 +58,7 @@ pub struct AdminSettings {
 impl AdminSettings {
     /// The bearer token, read from `token_file` (`None` without one).
     pub fn token(&self) -> Result<Option<String>, String> {
-        self.token_file.as_deref().map(crate::daemon::admin::read_token_file).transpose()
+        self.token_file.as_deref().map(validate::read_token_file).transpose()
     }
 
     /// Where a client on this machine reaches the endpoint: the listen
@@ -75,8 +78,8 @@ impl AdminSettings {
 /// Checks `[admin]`: a listen address, and a token file unless it is loopback.
 fn check_admin(checker: &mut Checker, raw: &RawAdmin) -> Option<AdminSettings> {
     let text = raw.listen.as_deref()?;
-    match crate::daemon::admin::parse_listen(text) {
-        Ok(listen) if raw.token_file.is_none() && !crate::daemon::admin::is_loopback(&listen) => {
+    match validate::parse_listen(text) {
+        Ok(listen) if raw.token_file.is_none() && !validate::is_loopback(&listen) => {
             checker.problem(
                 "admin.listen".into(),
                 format!("'{text}' is not a loopback address: set admin.token_file so that requests need a token"),
@@ -111,26 +114,17 @@ impl Checker {
     }
 
     fn at_least_one(&mut self, key: String, value: i64) -> usize {
-        if value < 1 {
-            self.problem(key, "must be >= 1");
-        }
-        usize::try_from(value.max(1)).unwrap_or(usize::MAX)
+        validate::at_least_one(value).unwrap_or_else(|message| {
+            self.problem(key, message);
+            1
+        })
     }
 
     fn positive_duration(&mut self, key: &str, value: Duration) {
-        if value.is_zero() {
-            self.problem(key.to_owned(), "must be longer than 0s");
+        if let Err(message) = validate::longer_than_zero(value) {
+            self.problem(key.to_owned(), message);
         }
     }
-}
-
-/// A batch name: letters, digits, `.`, `_`, `-`; not starting with a dot
-/// (it names a directory and a systemd instance).
-fn valid_batch_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 impl Settings {
@@ -158,7 +152,7 @@ impl Settings {
                 1
             }
             RawSize::Bytes(n) => *n,
-            RawSize::Text(text) => parse_size(text).unwrap_or_else(|e| {
+            RawSize::Text(text) => validate::parse_size(text).unwrap_or_else(|e| {
                 checker.problem("defaults.max_size".into(), e);
                 1
             }),
@@ -169,19 +163,17 @@ impl Settings {
         let mut batches = Vec::new();
         for (i, batch) in raw.batch.iter().enumerate() {
             let key = |field: &str| format!("batch[{i}].{field}");
-            if !valid_batch_name(&batch.name) {
-                checker.problem(
-                    key("name"),
-                    format!("'{}' must be 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'", batch.name),
-                );
+            if let Err(message) = validate::batch_name(&batch.name) {
+                checker.problem(key("name"), message);
             }
             if let Some(first) = first_index.insert(&batch.name, i) {
                 checker.problem(key("name"), format!("duplicate batch name '{}' (also batch[{first}])", batch.name));
             }
             let codes = check_codes(&mut checker, &key("codes"), batch);
             let max_req = batch.max_req.map_or(default_max_req, |n| checker.at_least_one(key("max_req"), n));
+            let server_key = key("server");
             let server =
-                check_server(&mut checker, &key("server"), batch.server.as_deref().unwrap_or("LOCAL"), &servers);
+                check_server(&mut checker, &server_key, batch.server.as_deref().unwrap_or(defaults::SERVER), &servers);
             if batch.every.is_some_and(|every| every < MIN_EVERY) {
                 checker.problem(key("every"), "must be at least 1s");
             }
@@ -251,20 +243,16 @@ impl Settings {
     }
 }
 
-/// Base URL and rate limit by server label (upper case).
-pub type ServerTable = BTreeMap<String, (String, Option<Rate>)>;
-
 /// The built-in labels, overridden and extended by `raw`'s `[servers]`
 /// (what `fetch` uses of a configuration).
-pub fn configured_servers(raw: &RawConfig, origin: &str) -> Result<ServerTable, ConfigError> {
+pub fn configured_servers(raw: &RawConfig, origin: &str) -> Result<Servers, ConfigError> {
     let mut checker = Checker { origin: origin.to_owned(), problems: Vec::new() };
     let servers = check_servers(&mut checker, &raw.servers);
     if checker.problems.is_empty() { Ok(servers) } else { Err(ConfigError { problems: checker.problems }) }
 }
 
-fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawServer>) -> ServerTable {
-    let mut servers: ServerTable =
-        SERVER_LABELS.iter().map(|(l, u)| ((*l).to_owned(), ((*u).to_owned(), None))).collect();
+fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawServer>) -> Servers {
+    let mut servers = Servers::default();
     for (label, entry) in raw {
         let key = format!("servers.{label}");
         let upper = label.to_ascii_uppercase();
@@ -285,20 +273,16 @@ fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawServer>) -> Se
             Some(Ok(rate)) => Some(rate),
             None => None,
         };
-        servers.insert(upper, (url.to_owned(), rate));
+        servers.insert(label, url, rate);
     }
     servers
 }
 
-fn check_server(checker: &mut Checker, key: &str, value: &str, servers: &ServerTable) -> Option<Server> {
-    let upper = value.to_ascii_uppercase();
-    if let Some((url, rate)) = servers.get(&upper) {
-        return Some(Server { label: upper, target: ServerTarget::Url(url.clone()), rate: *rate });
-    }
-    match Server::parse(value) {
+fn check_server(checker: &mut Checker, key: &str, value: &str, servers: &Servers) -> Option<Server> {
+    match servers.resolve(value) {
         Ok(server) => Some(server),
         Err(_) => {
-            let labels: Vec<&str> = servers.keys().map(String::as_str).chain(["DEMO"]).collect();
+            let labels: Vec<&str> = servers.labels().chain(["DEMO"]).collect();
             checker.problem(
                 key.to_owned(),
                 format!("unknown server label '{value}' (known: {}; or an http(s):// URL)", labels.join(", ")),

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::retry::RetryPolicy;
+use super::seams::{Fetch, OutcomeSink};
 use super::worker::{Download, Worker};
-use crate::engine::retry::RetryPolicy;
-use crate::http::download::Fetch;
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, DownloadError, Outcome, StatusCounts};
 use crate::model::random::Dice;
@@ -29,20 +29,6 @@ use crate::model::random::Dice;
 /// How much longer than the attempt deadline the coordinator waits for a
 /// worker's answer before it gives up on that worker.
 const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
-
-/// Receives each outcome as it arrives (report lines, progress, logs), and
-/// optionally each attempt (metrics).
-pub trait OutcomeSink {
-    /// Called once per finished code, in completion order.
-    fn record(&mut self, outcome: &CodeOutcome);
-    /// Called when an attempt is handed to a worker.
-    fn attempt_started(&mut self) {}
-    /// Called when an attempt ends (answered, failed or timed out), after
-    /// `elapsed`.
-    fn attempt_finished(&mut self, _elapsed: Duration) {}
-    /// Called when a failed attempt is to be tried again.
-    fn retry_scheduled(&mut self, _code: CountryCode) {}
-}
 
 /// Size, deadline and retries of the worker pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +245,7 @@ mod tests {
     use std::future::pending;
 
     use super::*;
-    use crate::http::download::OutcomeFuture;
+    use crate::engine::OutcomeFuture;
 
     /// Answers by code: `NF…` not found, `PA…` panics, `HA…` hangs, else OK.
     /// Counts how many downloads run at once.
@@ -272,6 +258,10 @@ mod tests {
     impl Fetch for Rc<ScriptedFetcher> {
         fn url(&self, code: CountryCode) -> String {
             format!("test://{code}")
+        }
+
+        fn display_url(&self, code: CountryCode) -> String {
+            self.url(code)
         }
 
         fn fetch(&self, code: CountryCode, _url: String) -> OutcomeFuture {
@@ -301,6 +291,10 @@ mod tests {
         }
     }
 
+    fn no_retries() -> RetryPolicy {
+        RetryPolicy { retries: 0, base: Duration::ZERO, cap: Duration::ZERO, retry_after_cap: Duration::ZERO }
+    }
+
     fn codes(letters: &[&str]) -> Vec<CountryCode> {
         letters.iter().flat_map(|l| crate::model::codes::expand_argument(l).unwrap()).collect()
     }
@@ -308,7 +302,7 @@ mod tests {
     fn run(codes: Vec<CountryCode>, pool_size: usize) -> (RunSummary, Vec<CodeOutcome>, usize) {
         let fetcher = Rc::new(ScriptedFetcher::default());
         let sink = Collect::default();
-        let options = PoolOptions { pool_size, deadline: Duration::from_millis(200), retry: RetryPolicy::default() };
+        let options = PoolOptions { pool_size, deadline: Duration::from_millis(200), retry: no_retries() };
         let summary = actix_rt::System::new().block_on({
             let fetcher: Rc<dyn Fetch> = Rc::new(Rc::clone(&fetcher));
             let sink = sink.clone();
@@ -366,7 +360,7 @@ mod tests {
     fn interrupting_resolves_with_what_finished() {
         let input = codes(&["H"]);
         let sink = Collect::default();
-        let options = PoolOptions { pool_size: 2, deadline: Duration::from_secs(60), retry: RetryPolicy::default() };
+        let options = PoolOptions { pool_size: 2, deadline: Duration::from_secs(60), retry: no_retries() };
         let summary = actix_rt::System::new()
             .block_on(async move {
                 let fetcher: Rc<dyn Fetch> = Rc::new(Rc::new(ScriptedFetcher::default()));

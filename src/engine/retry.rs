@@ -19,7 +19,8 @@ use crate::model::random::Dice;
 /// Statuses worth another attempt.
 const RETRYABLE_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
 
-/// The retry settings of a job.
+/// The retry settings of a job (the defaults live in
+/// [`config::defaults`](crate::config::defaults)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Further attempts after the first (0: no retries).
@@ -30,17 +31,6 @@ pub struct RetryPolicy {
     pub cap: Duration,
     /// Longest wait a server's `Retry-After` can ask for.
     pub retry_after_cap: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            retries: 0,
-            base: Duration::from_millis(250),
-            cap: Duration::from_secs(10),
-            retry_after_cap: Duration::from_secs(60),
-        }
-    }
 }
 
 /// Whether `outcome` may be cured by trying again.
@@ -77,7 +67,12 @@ mod tests {
     }
 
     fn policy(retries: u32) -> RetryPolicy {
-        RetryPolicy { retries, ..RetryPolicy::default() }
+        RetryPolicy {
+            retries,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(10),
+            retry_after_cap: Duration::from_secs(60),
+        }
     }
 
     #[test]

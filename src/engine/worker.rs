@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::http::download::Fetch;
+use super::seams::Fetch;
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{DownloadError, Outcome};
 

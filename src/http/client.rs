@@ -17,7 +17,18 @@ use std::rc::Rc;
 
 use reqwest::header::{HeaderMap, LOCATION};
 
-use crate::http::download::Timeouts;
+use std::time::Duration;
+
+/// Timeouts of the HTTP client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timeouts {
+    /// Limit for establishing a connection.
+    pub connect: Duration,
+    /// Limit for any single read of the response.
+    pub read: Duration,
+    /// Limit for the whole request, body included.
+    pub total: Duration,
+}
 
 /// Most redirects followed for one request.
 pub const MAX_REDIRECTS: usize = 10;
@@ -131,10 +142,13 @@ impl ClientCache {
 mod tests {
     use super::*;
 
+    const TIMEOUTS: Timeouts =
+        Timeouts { connect: Duration::from_secs(5), read: Duration::from_secs(10), total: Duration::from_secs(30) };
+
     #[test]
     fn clients_are_shared_by_options() {
         let cache = ClientCache::default();
-        let a = ClientOptions { timeouts: Timeouts::default(), no_proxy: false };
+        let a = ClientOptions { timeouts: TIMEOUTS, no_proxy: false };
         let b = ClientOptions { no_proxy: true, ..a };
         assert!(Rc::ptr_eq(&cache.get(a), &cache.get(a)));
         assert!(!Rc::ptr_eq(&cache.get(a), &cache.get(b)));
@@ -142,7 +156,7 @@ mod tests {
 
     #[test]
     fn nothing_is_built_until_used() {
-        let clients = Clients::new(ClientOptions { timeouts: Timeouts::default(), no_proxy: true });
+        let clients = Clients::new(ClientOptions { timeouts: TIMEOUTS, no_proxy: true });
         assert!(clients.plain.get().is_none() && clients.tls.get().is_none());
         clients.prepare_for("http://127.0.0.1/flags").unwrap();
         assert!(clients.plain.get().is_some() && clients.tls.get().is_none());

@@ -12,82 +12,30 @@
 //! the outcome [`Outcome::Unchanged`] and nothing is written. A file that is
 //! missing, moved or altered is asked for unconditionally.
 //!
-//! The [`Fetch`] trait is the seam between the actors and HTTP: workers hold a
-//! `dyn Fetch`, so the coordinator's guarantees (one outcome per code, also
-//! when a worker panics or hangs) are tested with fetchers that misbehave on
-//! purpose.
+//! [`HttpFetcher`] implements the engine's [`Fetch`] seam: workers hold a
+//! `dyn Fetch` and know nothing of HTTP.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
-use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use sha2::{Digest as _, Sha256};
 
-use crate::http::client::{Clients, RequestError};
-use crate::http::rate::RateLimiter;
+use super::client::{Clients, RequestError};
+use super::rate::RateLimiter;
+use super::response::{body_error, connection_error, drain, reason_phrase, retry_after};
+use super::url::redact_credentials;
+use crate::engine::{Fetch, OutcomeFuture};
 use crate::model::codes::CountryCode;
+use crate::model::digest::{hex, sha256_hex};
 use crate::model::outcome::{DownloadError, Outcome, SavedFile};
 use crate::store::naming::NameRegistry;
 use crate::store::output::OutputDir;
 use crate::store::state::KnownFiles;
-
-/// A boxed, single-threaded future yielding one outcome.
-pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
-
-/// Turns a country code into an outcome.
-pub trait Fetch: 'static {
-    /// The URL that `fetch` requests for `code`.
-    fn url(&self, code: CountryCode) -> String;
-    /// The URL as reports and logs show it: credentials masked.
-    fn display_url(&self, code: CountryCode) -> String {
-        redact_credentials(&self.url(code))
-    }
-    /// Downloads `code` from `url` and says how it ended. Never panics on
-    /// anything a server or the disk does.
-    fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture;
-}
-
-/// `url` with any user name and password replaced by `***`, so that
-/// credentials never reach a report or a log.
-pub fn redact_credentials(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            let _ = parsed.set_username("***");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// How much of an unwanted body (404, errors) is read so that the
-/// connection can go back to the pool; larger bodies close the connection.
-const DRAIN_LIMIT: usize = 64 * 1024;
-
-/// Timeouts of the HTTP client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Timeouts {
-    /// Limit for establishing a connection.
-    pub connect: Duration,
-    /// Limit for any single read of the response.
-    pub read: Duration,
-    /// Limit for the whole request, body included.
-    pub total: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self { connect: Duration::from_secs(5), read: Duration::from_secs(10), total: Duration::from_secs(30) }
-    }
-}
 
 /// Largest `metadata.json` read when naming files by country.
 const METADATA_LIMIT: usize = 64 * 1024;
@@ -309,114 +257,5 @@ impl Fetch for HttpFetcher {
                 Err(error) => Outcome::Failed(error),
             }
         })
-    }
-}
-
-/// `bytes` as lower-case hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, b| {
-        let _ = write!(text, "{b:02x}");
-        text
-    })
-}
-
-/// The SHA-256 of `bytes`, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// Reads a small unwanted body to the end so the connection can be reused.
-async fn drain(response: &mut reqwest::Response) {
-    let mut read = 0;
-    while read < DRAIN_LIMIT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => read += chunk.len(),
-            Ok(None) | Err(_) => break,
-        }
-    }
-}
-
-/// The reason phrase as the server sent it; the canonical one when the
-/// server sent the canonical one (hyper only keeps non-canonical phrases).
-fn reason_phrase(response: &reqwest::Response) -> String {
-    match response.extensions().get::<hyper::ext::ReasonPhrase>() {
-        Some(reason) => String::from_utf8_lossy(reason.as_bytes()).into_owned(),
-        None => response.status().canonical_reason().unwrap_or("").to_owned(),
-    }
-}
-
-/// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
-}
-
-/// Classifies a transport failure. Timeouts first: a timed-out connect is
-/// also a connect error, and "timed out" is the more useful detail.
-fn connection_error(error: &reqwest::Error) -> DownloadError {
-    let detail = if error.is_timeout() {
-        "timed out".to_owned()
-    } else if let Some(io) = find_source::<std::io::Error>(error) {
-        io_detail(io)
-    } else {
-        innermost_message(error)
-    };
-    DownloadError::Connection { detail: Some(detail) }
-}
-
-/// A failure while reading a body: the response is cut short.
-fn body_error(error: &reqwest::Error) -> DownloadError {
-    match connection_error(error) {
-        DownloadError::Connection { detail: Some(d) } if d != "timed out" => {
-            DownloadError::Connection { detail: Some(format!("truncated body: {d}")) }
-        }
-        other => other,
-    }
-}
-
-fn find_source<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
-}
-
-fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
-}
-
-fn io_detail(error: &std::io::Error) -> String {
-    use std::io::ErrorKind::*;
-    match error.kind() {
-        ConnectionRefused => "connection refused".to_owned(),
-        ConnectionReset => "connection reset".to_owned(),
-        ConnectionAborted => "connection aborted".to_owned(),
-        TimedOut => "timed out".to_owned(),
-        UnexpectedEof => "connection closed early".to_owned(),
-        _ => error.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hashes_are_lower_case_hex() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
-        // SHA-256("abc"), as published in FIPS 180-2.
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -1,4 +1,9 @@
-//! HTTP.
+//! The HTTP side: clients built once and shared, one request turned into
+//! one outcome (the engine's [`Fetch`](crate::engine::Fetch) implemented),
+//! and per-server rate limits.
+
 pub mod client;
 pub mod download;
 pub mod rate;
+mod response;
+pub mod url;

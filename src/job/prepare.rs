@@ -9,19 +9,22 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::error::FatalError;
 use crate::config::file::Naming;
 use crate::config::{JobConfig, ServerTarget};
-use crate::engine::{OutcomeSink, PoolOptions, Run, RunSummary};
+use crate::engine::{Fetch, OutcomeSink, PoolOptions, Run, RunSummary};
 use crate::http::client::{ClientCache, ClientOptions};
-use crate::http::download::{Fetch, HttpFetcher, redact_credentials};
+use crate::http::download::HttpFetcher;
 use crate::http::rate::RateLimiters;
+use crate::http::url::redact_credentials;
 use crate::model::codes::CountryCode;
-use crate::model::exit::{ExitStatus, FatalError};
+use crate::model::exit::ExitStatus;
 use crate::present::results::{JobFacts, JobResult, job_result};
 use crate::store::output::OutputDir;
 use crate::store::state::KnownFiles;
 use crate::sys::limits;
-use crate::testserver::server::{TestServer, TestServerOptions};
+use crate::testserver::options::TestServerOptions;
+use crate::testserver::server::TestServer;
 
 /// Slack on top of the client's own total timeouts for one attempt.
 const DEADLINE_GRACE: Duration = Duration::from_secs(1);

@@ -1,22 +1,15 @@
-//! Exit statuses, and the fatal errors that lead to them.
+//! Exit statuses: how a command ended, as the process reports it.
 //!
 //! | status | meaning |
 //! |---|---|
-//! | 0 | every code downloaded or not found |
+//! | 0 | every code downloaded, unchanged or not found |
 //! | 1 | at least one error outcome |
 //! | 2 | usage or configuration error (nothing was downloaded) |
 //! | 3 | fatal runtime error: output directory, client set-up, server bind, state database |
 //! | 130 | interrupted (Ctrl-C, SIGINT) |
 //! | 143 | terminated (SIGTERM) |
 
-use crate::config::UsageError;
-use crate::config::file::ConfigError;
-use crate::engine::{CoordinatorLost, RunSummary};
-use crate::http::client::RequestError;
-use crate::store::output::OutputDirError;
-use crate::store::state::StateError;
-use crate::sys::signals::StopSignal;
-use crate::testserver::server::TestServerError;
+use crate::model::outcome::StatusCounts;
 
 /// How a command ended, as the process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,74 +29,50 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// The status of a finished (or interrupted) run; `signal` is what
-    /// stopped it, if anything did.
-    pub fn of_run(summary: &RunSummary, signal: Option<StopSignal>) -> Self {
-        if summary.interrupted {
-            match signal {
-                Some(StopSignal::Terminate) => Self::Terminated,
-                _ => Self::Interrupted,
-            }
-        } else if summary.counts.errors > 0 {
-            Self::SomeErrors
-        } else {
-            Self::Success
-        }
+    /// The status of a run that finished every code: 1 if any ended in an
+    /// error, else 0.
+    pub fn of_counts(counts: &StatusCounts) -> Self {
+        if counts.errors > 0 { Self::SomeErrors } else { Self::Success }
     }
 
     /// The numeric status for `std::process::exit`.
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// The worse of two statuses: interrupted, then fatal, usage, errors,
+    /// success (what `flagsd run` exits with over its batches).
+    pub fn worst(self, other: Self) -> Self {
+        let rank = |s: Self| match s {
+            Self::Success => 0,
+            Self::SomeErrors => 1,
+            Self::Usage => 2,
+            Self::Fatal => 3,
+            Self::Interrupted | Self::Terminated => 4,
+        };
+        if rank(other) > rank(self) { other } else { self }
+    }
 }
 
-/// An error that ends a command before or instead of its normal report.
-#[derive(Debug, thiserror::Error)]
-pub enum FatalError {
-    /// A bad argument or setting (status 2).
-    #[error(transparent)]
-    Usage(#[from] UsageError),
-    /// The configuration cannot be used (status 2): one problem a line.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The output directory cannot be used (status 3).
-    #[error(transparent)]
-    OutputDir(#[from] OutputDirError),
-    /// The HTTP client cannot be built (status 3).
-    #[error(transparent)]
-    Client(#[from] RequestError),
-    /// The test server cannot start (status 3).
-    #[error(transparent)]
-    TestServer(#[from] TestServerError),
-    /// The coordinator vanished (status 3; a bug).
-    #[error(transparent)]
-    Coordinator(#[from] CoordinatorLost),
-    /// Signal handlers cannot be installed (status 3).
-    #[error("cannot install the signal handler: {0}")]
-    Signals(std::io::Error),
-    /// The admin endpoint cannot start (status 3).
-    #[error(transparent)]
-    Admin(#[from] crate::daemon::admin::AdminError),
-    /// The state database cannot be used (status 3).
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The `--failed` list cannot be written (status 3).
-    #[error("cannot write the list of failed codes to '{}': {source}", path.display())]
-    FailedList {
-        /// The file asked for.
-        path: std::path::PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
-    },
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl FatalError {
-    /// The exit status this error leads to.
-    pub fn exit_status(&self) -> ExitStatus {
-        match self {
-            Self::Usage(_) | Self::Config(_) => ExitStatus::Usage,
-            _ => ExitStatus::Fatal,
-        }
+    #[test]
+    fn the_worst_status_wins() {
+        use ExitStatus::*;
+        assert_eq!(Success.worst(SomeErrors), SomeErrors);
+        assert_eq!(Fatal.worst(SomeErrors), Fatal);
+        assert_eq!(Usage.worst(Fatal), Fatal);
+        assert_eq!(Interrupted.worst(Fatal), Interrupted);
+        assert_eq!(Success.worst(Success), Success);
+    }
+
+    #[test]
+    fn errors_make_a_finished_run_status_1() {
+        let mut counts = StatusCounts { downloaded: 3, not_found: 2, ..StatusCounts::default() };
+        assert_eq!(ExitStatus::of_counts(&counts), ExitStatus::Success);
+        counts.errors = 1;
+        assert_eq!(ExitStatus::of_counts(&counts), ExitStatus::SomeErrors);
     }
 }

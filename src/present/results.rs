@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::engine::RunSummary;
 use crate::model::codes::CountryCode;
 use crate::model::exit::ExitStatus;
+use crate::model::time;
 
 /// The version of the document's layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -92,7 +93,7 @@ impl JobResult {
             server: server.to_owned(),
             url: url.to_owned(),
             connections: 0,
-            started_at: rfc3339(started),
+            started_at: time::rfc3339(started),
             elapsed_seconds: 0.0,
             interrupted: false,
             exit_status: status.code(),
@@ -158,7 +159,7 @@ pub fn job_result(facts: &JobFacts<'_>, summary: &RunSummary, status: ExitStatus
         server: facts.server.to_owned(),
         url: facts.url.to_owned(),
         connections: facts.connections,
-        started_at: rfc3339(facts.started),
+        started_at: time::rfc3339(facts.started),
         elapsed_seconds: facts.elapsed.as_secs_f64(),
         interrupted: summary.interrupted,
         exit_status: status.code(),
@@ -261,9 +262,4 @@ pub fn write_code_list(path: &Path, codes: &[CountryCode]) -> std::io::Result<()
     }
     file.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// `time` as RFC 3339, UTC, to the millisecond.
-pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
 }

@@ -1,4 +1,7 @@
-//! Storage.
+//! What flagsd keeps on disk: the output directory and its atomic files,
+//! safe file names from untrusted country names, and the state database
+//! (run history, validators for conditional requests).
+
 pub mod naming;
 pub mod output;
 pub mod state;

@@ -12,13 +12,25 @@ use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
-use crate::config::UsageError;
+/// Format of the diagnostics on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (no colours or timestamps under the journal).
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
 
-/// Installs the global subscriber. A filter that does not parse is a usage error.
-pub fn init(filter: Option<&str>, default: &str, format: LogFormat) -> Result<(), UsageError> {
+/// Logging could not be set up: a filter that does not parse (a usage
+/// error), or a second subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoggingError(pub String);
+
+/// Installs the global subscriber.
+pub fn init(filter: Option<&str>, default: &str, format: LogFormat) -> Result<(), LoggingError> {
     let filter = EnvFilter::try_new(filter.unwrap_or(default))
-        .map_err(|e| UsageError(format!("--log-level / FLAGSD_LOG: {e}")))?;
+        .map_err(|e| LoggingError(format!("--log-level / FLAGSD_LOG: {e}")))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let installed = match format {
@@ -26,5 +38,5 @@ pub fn init(filter: Option<&str>, default: &str, format: LogFormat) -> Result<()
         LogFormat::Human if under_journal => builder.with_ansi(false).without_time().try_init(),
         LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
-    installed.map_err(|e| UsageError(format!("cannot set up logging: {e}")))
+    installed.map_err(|e| LoggingError(format!("cannot set up logging: {e}")))
 }

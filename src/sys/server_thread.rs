@@ -3,9 +3,33 @@
 //! starts them.
 
 use std::net::SocketAddr;
-use std::thread;
+use std::{io, thread};
 
 use actix_web::dev::{Server, ServerHandle};
+
+/// A server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding the listening socket failed.
+    #[error("cannot bind the {what} to {addr}: {source}")]
+    Bind {
+        /// Which server (`admin endpoint`, `test server`).
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The server thread could not be started or ended during start-up.
+    #[error("cannot start the {what} thread: {detail}")]
+    Thread {
+        /// Which server.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+}
 
 /// Runs the server that `build` binds on a new thread named `name`, and
 /// returns once it is bound: `Err` with the reason when the thread cannot

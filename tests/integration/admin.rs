@@ -1,7 +1,7 @@
 //! The admin endpoint of `flagsd serve`: probes, metrics, history, triggers,
 //! the bearer token, and state that survives a restart.
 
-use flagsd::testserver::server::{Faults, TestServerOptions};
+use flagsd::testserver::{Faults, TestServerOptions};
 
 use crate::helpers::*;
 

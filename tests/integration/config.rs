@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use flagsd::testserver::server::Faults;
+use flagsd::testserver::Faults;
 
 use crate::helpers::*;
 

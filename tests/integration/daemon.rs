@@ -3,7 +3,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use flagsd::testserver::server::{Faults, TestServerOptions};
+use flagsd::testserver::{Faults, TestServerOptions};
 
 use crate::helpers::*;
 

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use flagsd::testserver::server::TestServerOptions;
+use flagsd::testserver::TestServerOptions;
 
 use crate::helpers::*;
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use flagsd::testserver::server::{Faults, TestServerOptions};
+use flagsd::testserver::{Faults, TestServerOptions};
 
 use crate::helpers::*;
 

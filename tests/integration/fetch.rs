@@ -1,6 +1,6 @@
 //! `flagsd fetch` against good, failing and absent servers.
 
-use flagsd::testserver::server::{Faults, TestServerOptions};
+use flagsd::testserver::{Faults, TestServerOptions};
 
 use crate::helpers::*;
 

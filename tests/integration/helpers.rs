@@ -9,7 +9,7 @@ use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use flagsd::testserver::server::{Faults, TestServer, TestServerOptions};
+use flagsd::testserver::{Faults, TestServer, TestServerOptions};
 
 /// Starts a test server on a free loopback port.
 pub fn server(options: TestServerOptions) -> TestServer {

@@ -3,7 +3,7 @@
 use std::io::Read as _;
 use std::process::Stdio;
 
-use flagsd::testserver::server::TestServerOptions;
+use flagsd::testserver::TestServerOptions;
 
 use crate::helpers::*;
 

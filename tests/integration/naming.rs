@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use flagsd::testserver::server::TestServerOptions;
+use flagsd::testserver::TestServerOptions;
 
 use crate::helpers::*;
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use flagsd::testserver::server::{Faults, TestServerOptions};
+use flagsd::testserver::{Faults, TestServerOptions};
 use serde_json::{Value, json};
 
 use crate::helpers::*;

@@ -1,6 +1,6 @@
 //! Run state: conditional downloads, the history, and a damaged database.
 
-use flagsd::testserver::server::TestServerOptions;
+use flagsd::testserver::TestServerOptions;
 
 use crate::helpers::*;
 

@@ -5,7 +5,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
-use flagsd::testserver::server::{TestServer, TestServerOptions};
+use flagsd::testserver::{TestServer, TestServerOptions};
 
 use crate::helpers::*;
 

@@ -1,215 +1,25 @@
-//! The state database: what each batch saved, and the history of its runs.
-//!
-//! One SQLite file, `{state_dir}/flagsd.db` (rusqlite with SQLite bundled, so
-//! the build needs nothing but a C compiler). Two tables:
-//!
-//! - `runs`: one row a run (batch, what started it, start and end, counts,
-//!   exit status), inserted when the run starts and completed when it ends;
-//! - `files`: per batch and code, the last outcome and, for the file last
-//!   saved, its path, size, SHA-256, `ETag` and `Last-Modified`: what the
-//!   next run needs for a conditional request.
-//!
-//! The schema version is SQLite's `user_version`; [`StateDb::open`] applies
-//! the missing [`MIGRATIONS`] in one transaction and refuses a database newer
-//! than it knows. A file that is not an SQLite database, or fails SQLite's
-//! quick check, is reported as corrupt and left untouched: flagsd never
-//! deletes or recreates a state database by itself. The journal is in WAL
-//! mode, so `flagsd status` can read while the daemon writes, and a writer
-//! waits up to [`BUSY_TIMEOUT`] for another before reporting the database as
-//! locked.
-//!
-//! Outcomes are written when a run ends (interrupted runs included), in one
-//! transaction: a process killed mid-run loses that run's records. That is
-//! safe: a file it replaced no longer matches its record, so the next run
-//! asks for it unconditionally.
+//! The state database's connection: open, check, migrate, read and write.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use rusqlite::{Connection, ErrorCode, params};
-use serde::{Deserialize, Serialize};
+use rusqlite::{Connection, params};
 
-use crate::model::codes::CountryCode;
+use super::error::{StateError, classify};
+use super::records::{FileRecord, KnownFiles, RunCounts, RunRecord};
+use super::schema::{MIGRATIONS, SCHEMA_VERSION};
+
 use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
+use crate::model::time::{self, unix_seconds};
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "flagsd.db";
 
 /// How long a writer waits for another one before the database counts as locked.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The schema, one entry a version: entry `i` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    "
-    CREATE TABLE runs (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        batch       TEXT NOT NULL,
-        trigger     TEXT NOT NULL,
-        started_at  REAL NOT NULL,
-        ended_at    REAL,
-        downloaded  INTEGER,
-        unchanged   INTEGER,
-        not_found   INTEGER,
-        errors      INTEGER,
-        exit_status INTEGER
-    );
-    CREATE INDEX runs_by_batch ON runs (batch, id);
-    CREATE TABLE files (
-        batch         TEXT NOT NULL,
-        code          TEXT NOT NULL,
-        status        TEXT NOT NULL,
-        http_status   INTEGER,
-        path          BLOB,
-        size          INTEGER,
-        sha256        TEXT,
-        etag          TEXT,
-        last_modified TEXT,
-        updated_at    REAL NOT NULL,
-        PRIMARY KEY (batch, code)
-    ) WITHOUT ROWID;
-",
-    "
-    -- The URL a file was saved from: validators are sent to that URL only.
-    ALTER TABLE files ADD COLUMN url TEXT;
-",
-];
-
-/// The schema version this flagsd writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-/// The state database cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The state directory cannot be created.
-    #[error("cannot create the state directory '{}': {source}", path.display())]
-    Dir {
-        /// The directory.
-        path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not an SQLite database, or is damaged.
-    #[error(
-        "state database '{}' is corrupt or not an SQLite database ({detail}); \
-         move it aside to start with an empty history",
-        path.display()
-    )]
-    Corrupt {
-        /// The database file.
-        path: PathBuf,
-        /// What SQLite said.
-        detail: String,
-    },
-    /// Another process held the database longer than [`BUSY_TIMEOUT`].
-    #[error("state database '{}' is locked by another process ({detail})", path.display())]
-    Locked {
-        /// The database file.
-        path: PathBuf,
-        /// What SQLite said.
-        detail: String,
-    },
-    /// The schema is newer than this flagsd.
-    #[error(
-        "state database '{}' has schema version {found}, newer than this flagsd's {supported}: \
-         it was written by a newer flagsd",
-        path.display()
-    )]
-    TooNew {
-        /// The database file.
-        path: PathBuf,
-        /// The version found.
-        found: i64,
-        /// The newest version this flagsd knows.
-        supported: i64,
-    },
-    /// A reader found another schema version than its own (it migrates nothing).
-    #[error(
-        "state database '{}' has schema version {found}; this flagsd reads version {supported} \
-         (a `flagsd run` or `serve` of this version migrates it)",
-        path.display()
-    )]
-    OtherVersion {
-        /// The database file.
-        path: PathBuf,
-        /// The version found.
-        found: i64,
-        /// The version this flagsd reads.
-        supported: i64,
-    },
-    /// Any other failure (permissions, a full disk, ...).
-    #[error("state database '{}': {source}", path.display())]
-    Sql {
-        /// The database file.
-        path: PathBuf,
-        /// What SQLite said.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// The state directory or the database file is not writable.
-    #[error("state '{}' is not writable: {source}", path.display())]
-    NotWritable {
-        /// The directory or the file.
-        path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// What is known of a code's file from earlier runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileRecord {
-    /// The last outcome's kind (`downloaded`, `unchanged`, `not_found`, ...).
-    pub status: String,
-    /// Where the file was last saved.
-    pub path: Option<PathBuf>,
-    /// Its size in bytes.
-    pub size: Option<u64>,
-    /// Its SHA-256, lower-case hex.
-    pub sha256: Option<String>,
-    /// The server's `ETag` for it.
-    pub etag: Option<String>,
-    /// The server's `Last-Modified` for it.
-    pub last_modified: Option<String>,
-    /// The URL it was saved from (credentials masked).
-    pub url: Option<String>,
-}
-
-/// One run, as the history keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    /// The run id.
-    pub id: i64,
-    /// The batch (`(fetch)` for `flagsd fetch --state`).
-    pub batch: String,
-    /// What started it: `schedule`, `admin`, `reload`, `run` or `fetch`.
-    pub trigger: String,
-    /// Start, RFC 3339 UTC.
-    pub started_at: String,
-    /// End, RFC 3339 UTC; `null` while running (or if the process died).
-    pub ended_at: Option<String>,
-    /// Counts; `null` until the run ends.
-    pub counts: Option<RunCounts>,
-    /// The run's exit status (0, 1, 3, 130, 143); `null` until it ends.
-    pub exit_status: Option<i32>,
-}
-
-/// The counts of a finished run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunCounts {
-    /// Codes saved.
-    pub downloaded: i64,
-    /// Codes whose file was current.
-    pub unchanged: i64,
-    /// Codes the server did not have.
-    pub not_found: i64,
-    /// Codes that ended in an error.
-    pub errors: i64,
-}
 
 /// The state database, open and migrated.
 #[derive(Debug)]
@@ -219,14 +29,9 @@ pub struct StateDb {
     path: PathBuf,
 }
 
-/// Seconds since the UNIX epoch, as stored.
-fn unix_seconds(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// A stored time as RFC 3339 (milliseconds, UTC).
+/// A stored time (UNIX seconds) as RFC 3339 (milliseconds, UTC).
 fn rfc3339(seconds: f64) -> String {
-    crate::present::results::rfc3339(UNIX_EPOCH + Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or_default())
+    time::rfc3339(time::from_unix_seconds(seconds))
 }
 
 fn count(n: usize) -> i64 {
@@ -493,69 +298,10 @@ impl StateDb {
 const RUN_COLUMNS: &str =
     "SELECT id, batch, trigger, started_at, ended_at, downloaded, unchanged, not_found, errors, exit_status";
 
-/// Names what went wrong: corruption and locks get their own messages.
-fn classify(path: &Path, error: rusqlite::Error) -> StateError {
-    let path = path.to_owned();
-    match error.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
-            StateError::Corrupt { path, detail: error.to_string() }
-        }
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StateError::Locked { path, detail: error.to_string() }
-        }
-        _ => StateError::Sql { path, source: error },
-    }
-}
-
-/// What earlier runs of a batch saved, by code.
-pub type KnownFiles = HashMap<CountryCode, FileRecord>;
-
-/// The state database as the jobs of one process share it.
-pub type SharedState = std::rc::Rc<std::cell::RefCell<StateDb>>;
-
-/// The batch name under which `flagsd fetch --state` records its runs (a
-/// name no configured batch can have).
-pub const FETCH_BATCH: &str = "(fetch)";
-
-/// A run recorded in the state database: begun before its job starts,
-/// finished (with every outcome) after it ends.
-#[derive(Debug)]
-pub struct RecordedRun {
-    db: SharedState,
-    batch: String,
-    /// The run's id.
-    pub id: i64,
-}
-
-impl RecordedRun {
-    /// Records the start of a run of `batch` (started by `trigger`); returns
-    /// it with what earlier runs of the batch saved.
-    pub fn begin(db: &SharedState, batch: &str, trigger: &str) -> Result<(Self, KnownFiles), StateError> {
-        let state = db.borrow();
-        let known = state.files(batch)?;
-        let id = state.begin_run(batch, trigger, SystemTime::now())?;
-        Ok((Self { db: std::rc::Rc::clone(db), batch: batch.to_owned(), id }, known))
-    }
-
-    /// Records a run that ended before any outcome with `exit_status`; a
-    /// failure to record it is logged (the error that ended the run is what
-    /// the caller reports).
-    pub fn finish_failed(self, exit_status: i32) {
-        let (batch, id) = (self.batch.clone(), self.id);
-        if let Err(e) = self.finish(&StatusCounts::default(), exit_status, &[]) {
-            tracing::error!(batch = %batch, run = id, error = %e, "the end of the run was not recorded");
-        }
-    }
-
-    /// Records the end of the run: counts, exit status and outcomes.
-    pub fn finish(self, counts: &StatusCounts, exit_status: i32, outcomes: &[CodeOutcome]) -> Result<(), StateError> {
-        self.db.borrow_mut().finish_run(self.id, &self.batch, counts, exit_status, outcomes)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::codes::CountryCode;
     use crate::model::outcome::{DownloadError, SavedFile};
 
     fn code(text: &str) -> CountryCode {

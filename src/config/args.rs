@@ -1,0 +1,196 @@
+//! The raw arguments of the commands that read a configuration (`fetch`,
+//! `run`, `serve`, `status`, `check-config`), as clap parses them.
+//!
+//! Values that flagsd checks with its own messages (`--limit`, `--max-req`,
+//! `--server`, durations, sizes, the codes) are taken as text here and
+//! checked in [`super::fetch`] and [`super::source`], so every usage error
+//! reads `*** Usage error: …` and exits with status 2 before any request.
+//! Defaults come from [`super::defaults`].
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::defaults;
+
+/// The exit statuses, as a literal so that help texts can `concat!` it.
+macro_rules! exit_status_help {
+    () => {
+        "Exit status:
+  0    every code downloaded, unchanged or not found
+  1    at least one code ended in an error
+  2    usage or configuration error (nothing was downloaded)
+  3    fatal runtime error (output directory not writable, state database unusable,
+       server could not bind, --failed file not written, ...)
+  130  interrupted (Ctrl-C); the final report for what finished is still printed
+  143  terminated (SIGTERM); as for 130"
+    };
+}
+
+/// The exit statuses of every command, for `--help`.
+pub const EXIT_STATUS_HELP: &str = exit_status_help!();
+
+/// Where the configuration comes from, and the flags that override it.
+#[derive(Debug, Args)]
+#[command(args_override_self = true)]
+pub struct ConfigArgs {
+    /// Configuration file [default: /etc/flagsd/flagsd.toml when present]
+    #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Override defaults.max_req
+    #[arg(short, long = "max-req", alias = "max_req", value_name = "N", allow_negative_numbers = true)]
+    pub max_req: Option<String>,
+
+    /// Override defaults.output
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Override defaults.verbose (per-country lines or warnings)
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// `flagsd run`: configured batches, once.
+#[derive(Debug, Args)]
+#[command(after_help = RUN_AFTER_HELP)]
+pub struct RunArgs {
+    /// Configuration and overrides.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Batches to run, by name [default: all]
+    #[arg(value_name = "BATCH")]
+    pub batches: Vec<String>,
+
+    /// Print one JSON document (every batch's counts and per-code outcomes) instead of the reports
+    #[arg(long)]
+    pub json: bool,
+}
+
+const RUN_AFTER_HELP: &str = "\
+Exit status: the worst of the batches
+  0    every code of every batch downloaded, unchanged or not found
+  1    at least one code ended in an error
+  2    configuration error (nothing was downloaded)
+  3    fatal runtime error in at least one batch (output directory, state database, ...)
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)";
+
+/// `flagsd fetch`: the flags2 command line.
+#[derive(Debug, Args)]
+#[command(after_help = FETCH_AFTER_HELP, args_override_self = true)]
+pub struct FetchArgs {
+    /// Country codes: two letters are one code, one letter X is XA to XZ (any case).
+    /// Default: the 20 most populous countries
+    #[arg(value_name = "CC")]
+    pub codes: Vec<String>,
+
+    /// Get all 194 flags of the country list (overrides CC)
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Get flags for every code AA to ZZ, 676 requests (overrides --all)
+    #[arg(short, long)]
+    pub every: bool,
+
+    /// Keep only the first N codes (after sorting)
+    #[arg(short, long, value_name = "N", allow_negative_numbers = true)]
+    pub limit: Option<String>,
+
+    /// Maximum concurrent requests; the pool is min(N, 1000, number of codes)
+    #[arg(
+        short,
+        long = "max-req",
+        alias = "max_req",
+        value_name = "N",
+        default_value_t = defaults::MAX_REQ.to_string(),
+        allow_negative_numbers = true
+    )]
+    pub max_req: String,
+
+    /// Server: LOCAL, REMOTE, DELAY, ERROR, DEMO (any case) or an http(s):// base URL
+    #[arg(short, long, value_name = "LABEL|URL", default_value = defaults::SERVER)]
+    pub server: String,
+
+    /// Print one line per country instead of the progress bar
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Limit for establishing a connection (humantime: 500ms, 5s, 1m)
+    #[arg(long, value_name = "DURATION", default_value_t = defaults::duration_text(defaults::TIMEOUTS.connect))]
+    pub connect_timeout: String,
+
+    /// Limit for any single read of a response (a stalled server)
+    #[arg(long, value_name = "DURATION", default_value_t = defaults::duration_text(defaults::TIMEOUTS.read))]
+    pub read_timeout: String,
+
+    /// Limit for a whole request, body included
+    #[arg(long, value_name = "DURATION", default_value_t = defaults::duration_text(defaults::TIMEOUTS.total))]
+    pub timeout: String,
+
+    /// Further attempts for connection errors, timeouts, 408, 429, 500, 502, 503, 504
+    #[arg(long, value_name = "N", default_value_t = defaults::FETCH_RETRIES.to_string(), allow_negative_numbers = true)]
+    pub retries: String,
+
+    /// Backoff before the first retry; it doubles each time, with full jitter
+    #[arg(long, value_name = "DURATION", default_value_t = defaults::duration_text(defaults::RETRY_BASE))]
+    pub retry_base: String,
+
+    /// Longest backoff between two attempts
+    #[arg(long, value_name = "DURATION", default_value_t = defaults::duration_text(defaults::RETRY_CAP))]
+    pub retry_cap: String,
+
+    /// Longest wait a server's Retry-After header can ask for
+    #[arg(long, value_name = "DURATION", default_value_t = defaults::duration_text(defaults::RETRY_AFTER_CAP))]
+    pub retry_after_cap: String,
+
+    /// Largest body saved: bytes, or with a unit (512KiB, 10MB)
+    #[arg(long, value_name = "SIZE", default_value_t = defaults::size_text(defaults::MAX_SIZE))]
+    pub max_size: String,
+
+    /// Most requests to the server per second, minute or hour (50/s, 100/m)
+    #[arg(long, value_name = "N/UNIT")]
+    pub rate: Option<String>,
+
+    /// Configuration file whose [servers] labels apply
+    /// [default: $FLAGSD_CONFIG, else /etc/flagsd/flagsd.toml when present]
+    #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the downloaded files (created if missing)
+    #[arg(short, long, value_name = "DIR", default_value = defaults::OUTPUT)]
+    pub output: PathBuf,
+
+    /// Read more codes from FILE ('-' for stdin): codes or letters separated
+    /// by spaces, commas or newlines, '#' comments; an empty list fetches nothing
+    #[arg(long, value_name = "FILE")]
+    pub codes_file: Option<PathBuf>,
+
+    /// Write the codes that ended in an error (or did not finish) to FILE, one a line
+    #[arg(long, value_name = "FILE")]
+    pub failed: Option<PathBuf>,
+
+    /// Print one JSON document (counts, per-code outcomes) instead of the report
+    #[arg(long)]
+    pub json: bool,
+
+    /// Keep run state in DIR: history, and conditional requests for files already saved
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+const FETCH_AFTER_HELP: &str = concat!(
+    "\
+Servers:
+  LOCAL   http://localhost:8000/flags
+  REMOTE  https://www.fluentpython.com/data/flags
+  DELAY   http://localhost:8001/flags
+  ERROR   http://localhost:8002/flags
+  DEMO    the built-in flag server, started in-process on a free loopback port (works offline)
+
+Each code is requested as GET {base}/{cc}/{cc}.gif and saved as {CC}.gif.
+
+",
+    exit_status_help!()
+);

@@ -1,0 +1,76 @@
+//! Where a configuration comes from (a file, the environment, flags), and
+//! reading it again on SIGHUP.
+
+use std::path::{Path, PathBuf};
+
+use super::args::ConfigArgs;
+use super::defaults;
+use super::error::{ConfigError, UsageError};
+use super::file::{self, Overrides};
+use super::server::Servers;
+use super::settings::{self, Settings};
+use super::validate;
+
+/// Where a configuration comes from and how to read it again (on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    /// The file, if any: `--config`, `FLAGSD_CONFIG`, or the default path when present.
+    pub path: Option<PathBuf>,
+    /// Command-line values, the top layer.
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// The file named by `path`, else the default file when present.
+    pub fn file_or_default(path: Option<PathBuf>) -> Option<PathBuf> {
+        path.or_else(|| {
+            let default = Path::new(defaults::CONFIG_PATH);
+            default.exists().then(|| default.to_owned())
+        })
+    }
+
+    /// The source chosen by the command line.
+    pub fn from_args(args: &ConfigArgs) -> Result<Self, UsageError> {
+        let max_req = args
+            .max_req
+            .as_deref()
+            .map(|m| validate::count_flag(m, "--max_req CONCURRENT must be >= 1"))
+            .transpose()
+            .map_err(UsageError)?;
+        let path = Self::file_or_default(args.config.clone());
+        Ok(Self {
+            path,
+            overrides: Overrides {
+                max_req: max_req.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                output: args.output.clone(),
+                verbose: args.verbose,
+            },
+        })
+    }
+
+    /// The name problems are reported under.
+    pub fn origin(&self) -> String {
+        file::origin_name(self.path.as_deref())
+    }
+
+    /// The server labels for `fetch`: built-in, overridden by the file's and
+    /// the environment's `[servers]`.
+    pub fn servers(&self) -> Result<Servers, ConfigError> {
+        let raw = file::load(self.path.as_deref(), std::env::vars(), &self.overrides)?;
+        settings::configured_servers(&raw, &self.origin())
+    }
+
+    /// Reads, layers and checks the configuration (environment from this process).
+    pub fn load(&self) -> Result<Settings, ConfigError> {
+        let raw = file::load(self.path.as_deref(), std::env::vars(), &self.overrides)?;
+        Settings::check(&raw, &self.origin())
+    }
+
+    /// [`load`](Self::load), then checks that every output directory is
+    /// writable or can be created (as `check-config` and `serve` do).
+    pub fn load_checked(&self) -> Result<Settings, ConfigError> {
+        let settings = self.load()?;
+        settings.check_output_dirs(&self.origin())?;
+        Ok(settings)
+    }
+}

@@ -1,0 +1,577 @@
+//! The admin endpoint's routes: each request is asked of the daemon over
+//! the channel and its answer turned into HTTP.
+//!
+//! | Request | Answer |
+//! |---|---|
+//! | `GET /healthz` | `200 ok` once the daemon answers a ping |
+//! | `GET /readyz` | `200 ready`, or `503` with the reason (with a token configured, only for requests that carry it) |
+//! | `GET /metrics` | the Prometheus text format 0.0.4 |
+//! | `GET /batches` | JSON: the batches ([`BatchView`](crate::present::api::BatchView)) |
+//! | `GET /runs?batch=NAME&limit=N` | JSON: the runs; `limit` from 1 to 1000, 20 by default |
+//! | `POST /batches/{name}/run` | `202` (started), `409` (running), `404` (unknown), `500` (failed) |
+//!
+//! Errors are JSON objects `{"error": "…"}` (except `/readyz`, whose reason
+//! is text); unknown paths get `404`, a wrong method on a known path `405`.
+//! A handler waits for the daemon's answer at most the endpoint's timeout: a
+//! daemon that is stuck, or gone, gives `503 Service Unavailable` rather
+//! than a hung connection.
+
+use std::time::Duration;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{Service as _, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::{App, HttpRequest, HttpResponse, web};
+use futures_util::future::{Either, ready};
+use tokio::sync::{mpsc, oneshot};
+
+use super::auth;
+use super::requests::{AdminRequest, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, Trigger};
+use crate::daemon::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use crate::present::api::{ApiError, Started};
+
+/// What every handler shares: the way to the daemon, and the token.
+pub struct State {
+    /// Where requests go.
+    pub daemon: mpsc::Sender<AdminRequest>,
+    /// The bearer token requests need, if any.
+    pub token: Option<String>,
+    /// How long a handler waits for the daemon.
+    pub timeout: Duration,
+}
+
+/// Why a request got no answer from the daemon.
+#[derive(Debug)]
+enum NoAnswer {
+    /// The channel is closed or the reply sender was dropped.
+    Gone,
+    /// No answer within the timeout.
+    Timeout,
+}
+
+/// Sends the request made by `request` to the daemon and waits for its
+/// answer, [`State::timeout`] at most (sending included: a full channel
+/// counts against it too).
+async fn ask<T>(state: &State, request: impl FnOnce(oneshot::Sender<T>) -> AdminRequest) -> Result<T, NoAnswer> {
+    let (reply, answer) = oneshot::channel();
+    let exchange = async {
+        state.daemon.send(request(reply)).await.map_err(|_| NoAnswer::Gone)?;
+        answer.await.map_err(|_| NoAnswer::Gone)
+    };
+    tokio::time::timeout(state.timeout, exchange).await.unwrap_or(Err(NoAnswer::Timeout))
+}
+
+fn json_error(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(ApiError::new(message))
+}
+
+fn text(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(body)
+}
+
+/// `503`, logged: the daemon did not answer `what`.
+fn unanswered(what: &str, why: NoAnswer) -> HttpResponse {
+    match why {
+        NoAnswer::Gone => tracing::warn!(request = what, "the daemon is not taking admin requests"),
+        NoAnswer::Timeout => tracing::warn!(request = what, "the daemon did not answer an admin request in time"),
+    }
+    json_error(StatusCode::SERVICE_UNAVAILABLE, "the daemon did not answer")
+}
+
+async fn healthz(state: web::Data<State>) -> HttpResponse {
+    match ask(&state, AdminRequest::Ping).await {
+        Ok(()) => text(StatusCode::OK, "ok\n".into()),
+        Err(why) => unanswered("ping", why),
+    }
+}
+
+/// `/readyz` is open to probes, but with a token configured only a request
+/// that carries it learns why the daemon is not ready (paths, OS errors).
+async fn readyz(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    match ask(&state, AdminRequest::Ready).await {
+        Ok(Ok(())) => text(StatusCode::OK, "ready\n".into()),
+        Ok(Err(reason)) => {
+            let body = if auth::carries(req.headers(), state.token.as_deref()) {
+                format!("{reason}\n")
+            } else {
+                "not ready\n".to_owned()
+            };
+            text(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+        Err(why) => unanswered("ready", why),
+    }
+}
+
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    match ask(&state, AdminRequest::Metrics).await {
+        Ok(body) => HttpResponse::Ok().content_type(METRICS_CONTENT_TYPE).body(body),
+        Err(why) => unanswered("metrics", why),
+    }
+}
+
+async fn batches(state: web::Data<State>) -> HttpResponse {
+    match ask(&state, AdminRequest::Batches).await {
+        Ok(views) => HttpResponse::Ok().json(views),
+        Err(why) => unanswered("batches", why),
+    }
+}
+
+/// The query string of `GET /runs`, as received.
+#[derive(Debug, serde::Deserialize)]
+struct RunsQuery {
+    batch: Option<String>,
+    limit: Option<String>,
+}
+
+/// The batch filter and limit of a `GET /runs` query string, or the message
+/// of a `400`.
+fn runs_query(query: &str) -> Result<(Option<String>, usize), String> {
+    let query = web::Query::<RunsQuery>::from_query(query).map_err(|e| format!("bad query string: {e}"))?;
+    let RunsQuery { batch, limit } = query.into_inner();
+    let limit = match limit {
+        None => DEFAULT_RUNS_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_RUNS_LIMIT).contains(&n) => n,
+            _ => return Err(format!("limit must be a whole number from 1 to {MAX_RUNS_LIMIT}")),
+        },
+    };
+    Ok((batch.filter(|b| !b.is_empty()), limit))
+}
+
+async fn runs(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    let (batch, limit) = match runs_query(req.query_string()) {
+        Ok(query) => query,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+    };
+    match ask(&state, |reply| AdminRequest::Runs { batch, limit, reply }).await {
+        Ok(Ok(runs)) => HttpResponse::Ok().json(runs),
+        Ok(Err(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+        Err(why) => unanswered("runs", why),
+    }
+}
+
+async fn trigger(name: web::Path<String>, state: web::Data<State>) -> HttpResponse {
+    let name = name.into_inner();
+    let batch = name.clone();
+    match ask(&state, |reply| AdminRequest::Trigger { batch, reply }).await {
+        Ok(Trigger::Started { run_id }) => HttpResponse::Accepted().json(Started { run_id, batch: name }),
+        Ok(Trigger::Running) => json_error(StatusCode::CONFLICT, &format!("batch {name} is running")),
+        Ok(Trigger::Unknown) => json_error(StatusCode::NOT_FOUND, &format!("no batch named {name}")),
+        Ok(Trigger::Failed(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+        Err(why) => unanswered("trigger", why),
+    }
+}
+
+fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> HttpResponse {
+    let message = format!("{} is not allowed on {}; use {allow}", req.method(), req.path());
+    HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, allow)).json(ApiError::new(message))
+}
+
+async fn get_only(req: HttpRequest) -> HttpResponse {
+    method_not_allowed(&req, "GET")
+}
+
+async fn post_only(req: HttpRequest) -> HttpResponse {
+    method_not_allowed(&req, "POST")
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    json_error(StatusCode::NOT_FOUND, &format!("no such endpoint: {}", req.path()))
+}
+
+/// The endpoint's application: the token check around every route.
+pub fn app(
+    state: web::Data<State>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let guard = state.clone();
+    App::new()
+        .app_data(state)
+        .wrap_fn(move |req, service| match auth::authorize(&req, guard.token.as_deref()) {
+            Ok(()) => Either::Left(service.call(req)),
+            Err(reason) => {
+                let response = auth::unauthorized(&req, reason);
+                Either::Right(ready(Ok(req.into_response(response))))
+            }
+        })
+        .service(web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(get_only)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(get_only)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(get_only)))
+        .service(web::resource("/batches").route(web::get().to(batches)).default_service(web::to(get_only)))
+        .service(web::resource("/runs").route(web::get().to(runs)).default_service(web::to(get_only)))
+        .service(
+            web::resource("/batches/{name}/run").route(web::post().to(trigger)).default_service(web::to(post_only)),
+        )
+        .default_service(web::to(not_found))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+    use std::thread;
+    use std::time::Instant;
+
+    use actix_web::test::{TestRequest, call_service, init_service, read_body};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::file::Naming;
+    use crate::present::api::BatchView;
+
+    /// An answer, read whole.
+    #[derive(Debug)]
+    struct Reply {
+        status: u16,
+        content_type: Option<String>,
+        allow: Option<String>,
+        challenge: Option<String>,
+        body: String,
+    }
+
+    impl Reply {
+        fn json(&self) -> Value {
+            assert_eq!(self.content_type.as_deref(), Some("application/json"), "{self:?}");
+            serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+        }
+
+        fn error(&self) -> String {
+            match self.json().get("error") {
+                Some(Value::String(message)) => message.clone(),
+                _ => panic!("no error message: {self:?}"),
+            }
+        }
+    }
+
+    /// Sends each request to the application in-process, in order.
+    fn exchange(
+        daemon: mpsc::Sender<AdminRequest>,
+        token: Option<&str>,
+        timeout: Duration,
+        requests: Vec<TestRequest>,
+    ) -> Vec<Reply> {
+        let state = web::Data::new(State { daemon, token: token.map(str::to_owned), timeout });
+        actix_rt::System::new().block_on(async move {
+            let app = init_service(app(state)).await;
+            let mut replies = Vec::new();
+            for request in requests {
+                let response = call_service(&app, request.to_request()).await;
+                let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let (content_type, allow) = (header(header::CONTENT_TYPE), header(header::ALLOW));
+                let challenge = header(header::WWW_AUTHENTICATE);
+                let status = response.status().as_u16();
+                let body = String::from_utf8(read_body(response).await.to_vec()).expect("UTF-8 body");
+                replies.push(Reply { status, content_type, allow, challenge, body });
+            }
+            replies
+        })
+    }
+
+    fn one(daemon: mpsc::Sender<AdminRequest>, token: Option<&str>, request: TestRequest) -> Reply {
+        exchange(daemon, token, Duration::from_secs(5), vec![request]).remove(0)
+    }
+
+    fn get(target: &str) -> TestRequest {
+        TestRequest::get().uri(target)
+    }
+
+    fn post(target: &str) -> TestRequest {
+        TestRequest::post().uri(target)
+    }
+
+    fn view(name: &str) -> BatchView {
+        BatchView {
+            name: name.to_owned(),
+            server: "DEMO".to_owned(),
+            url: None,
+            codes: vec!["BR".to_owned()],
+            output: "downloaded/x".to_owned(),
+            connections: 1,
+            naming: Naming::Code,
+            every: Some("1h".to_owned()),
+            running: Some(false),
+            next_run: None,
+            last_run: None,
+        }
+    }
+
+    /// A daemon on a thread that answers at once with canned replies, and
+    /// tells the test (on the returned receiver) what it was asked:
+    /// - readiness: `ready`;
+    /// - runs: none, but batch `broken` fails;
+    /// - trigger: `daily` starts run 7, `busy` is running, `bad` fails,
+    ///   any other name is unknown.
+    fn fake_daemon(ready: Result<(), String>) -> (mpsc::Sender<AdminRequest>, std_mpsc::Receiver<String>) {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (log_tx, log) = std_mpsc::channel();
+        thread::spawn(move || {
+            while let Some(request) = rx.blocking_recv() {
+                let _ = log_tx.send(match &request {
+                    AdminRequest::Ping(_) => "ping".to_owned(),
+                    AdminRequest::Ready(_) => "ready".to_owned(),
+                    AdminRequest::Metrics(_) => "metrics".to_owned(),
+                    AdminRequest::Batches(_) => "batches".to_owned(),
+                    AdminRequest::Runs { batch, limit, .. } => format!("runs {batch:?} {limit}"),
+                    AdminRequest::Trigger { batch, .. } => format!("trigger {batch}"),
+                });
+                match request {
+                    AdminRequest::Ping(reply) => {
+                        let _ = reply.send(());
+                    }
+                    AdminRequest::Ready(reply) => {
+                        let _ = reply.send(ready.clone());
+                    }
+                    AdminRequest::Metrics(reply) => {
+                        let _ = reply.send("# TYPE flagsd_up gauge\nflagsd_up 1\n".to_owned());
+                    }
+                    AdminRequest::Batches(reply) => {
+                        let _ = reply.send(vec![view("daily")]);
+                    }
+                    AdminRequest::Runs { batch, reply, .. } => {
+                        let answer = match batch.as_deref() {
+                            Some("broken") => Err("database is locked".to_owned()),
+                            _ => Ok(Vec::new()),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                    AdminRequest::Trigger { batch, reply } => {
+                        let _ = reply.send(match batch.as_str() {
+                            "daily" => Trigger::Started { run_id: 7 },
+                            "busy" => Trigger::Running,
+                            "bad" => Trigger::Failed("cannot create the output directory".to_owned()),
+                            _ => Trigger::Unknown,
+                        });
+                    }
+                }
+            }
+        });
+        (tx, log)
+    }
+
+    /// A daemon that takes every request and never answers (it keeps the
+    /// reply senders, so the handlers see no drop, only silence).
+    fn silent_daemon() -> mpsc::Sender<AdminRequest> {
+        let (tx, mut rx) = mpsc::channel(8);
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            while let Some(request) = rx.blocking_recv() {
+                held.push(request);
+            }
+        });
+        tx
+    }
+
+    #[test]
+    fn healthz_and_readyz_answer_when_the_daemon_does() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        let replies = exchange(daemon, None, Duration::from_secs(5), vec![get("/healthz"), get("/readyz")]);
+        assert_eq!((replies[0].status, replies[0].body.as_str()), (200, "ok\n"));
+        assert!(replies[0].content_type.as_deref().is_some_and(|t| t.starts_with("text/plain")), "{replies:?}");
+        assert_eq!((replies[1].status, replies[1].body.as_str()), (200, "ready\n"));
+        assert_eq!(log.try_iter().collect::<Vec<_>>(), ["ping", "ready"]);
+    }
+
+    #[test]
+    fn readyz_gives_the_reason_when_the_daemon_is_not_ready() {
+        let (daemon, _log) = fake_daemon(Err("the configuration is reloading".into()));
+        let replies = exchange(daemon, None, Duration::from_secs(5), vec![get("/readyz"), get("/healthz")]);
+        assert_eq!(replies[0].status, 503);
+        assert_eq!(replies[0].body, "the configuration is reloading\n");
+        assert!(replies[0].content_type.as_deref().is_some_and(|t| t.starts_with("text/plain")));
+        assert_eq!(replies[1].status, 200);
+    }
+
+    #[test]
+    fn readyz_hides_the_reason_from_requests_without_the_token() {
+        let (daemon, _log) = fake_daemon(Err("state '/x' is not writable".into()));
+        let with_token = get("/readyz").insert_header((header::AUTHORIZATION, "Bearer s3cret"));
+        let replies = exchange(daemon, Some("s3cret"), Duration::from_secs(5), vec![get("/readyz"), with_token]);
+        assert_eq!((replies[0].status, replies[0].body.as_str()), (503, "not ready\n"));
+        assert_eq!((replies[1].status, replies[1].body.as_str()), (503, "state '/x' is not writable\n"));
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let (daemon, _log) = fake_daemon(Ok(()));
+        let metrics = one(daemon, None, get("/metrics"));
+        assert_eq!(metrics.status, 200);
+        assert_eq!(metrics.content_type.as_deref(), Some("text/plain; version=0.0.4; charset=utf-8"));
+        assert_eq!(metrics.body, "# TYPE flagsd_up gauge\nflagsd_up 1\n");
+    }
+
+    #[test]
+    fn batches_are_served_as_json() {
+        let (daemon, _log) = fake_daemon(Ok(()));
+        let batches = one(daemon, None, get("/batches"));
+        assert_eq!(batches.status, 200);
+        let value = batches.json();
+        assert_eq!(value[0]["name"], "daily");
+        assert_eq!(value[0]["naming"], "code");
+        assert_eq!(value[0]["every"], "1h");
+        let back: Vec<BatchView> = serde_json::from_str(&batches.body).expect("the typed API reads it back");
+        assert_eq!(back, vec![view("daily")]);
+    }
+
+    #[test]
+    fn runs_forward_the_batch_and_the_limit() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        let targets =
+            ["/runs?batch=daily&limit=5", "/runs", "/runs?batch=&limit=1000", "/runs?limit=1&batch=two%20words"];
+        let replies = exchange(daemon, None, Duration::from_secs(5), targets.iter().map(|t| get(t)).collect());
+        for reply in &replies {
+            assert_eq!((reply.status, reply.json()), (200, json!([])));
+        }
+        assert_eq!(
+            log.try_iter().collect::<Vec<_>>(),
+            [r#"runs Some("daily") 5"#, "runs None 20", "runs None 1000", r#"runs Some("two words") 1"#]
+        );
+    }
+
+    #[test]
+    fn runs_limit_must_be_from_1_to_1000() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        let limits = ["0", "1001", "-1", "ten", "", "2.5", "99999999999999999999999"];
+        let requests = limits.iter().map(|l| get(&format!("/runs?limit={l}"))).collect();
+        for (limit, runs) in limits.iter().zip(exchange(daemon.clone(), None, Duration::from_secs(5), requests)) {
+            assert_eq!(runs.status, 400, "limit={limit}: {runs:?}");
+            assert_eq!(runs.error(), "limit must be a whole number from 1 to 1000");
+        }
+        let twice = one(daemon, None, get("/runs?limit=1&limit=2"));
+        assert_eq!(twice.status, 400, "{twice:?}");
+        assert!(!twice.error().is_empty());
+        // None of these reached the daemon (it logs before answering).
+        assert_eq!(log.try_iter().count(), 0);
+    }
+
+    #[test]
+    fn a_runs_error_from_the_daemon_is_500() {
+        let (daemon, _log) = fake_daemon(Ok(()));
+        let runs = one(daemon, None, get("/runs?batch=broken"));
+        assert_eq!(runs.status, 500);
+        assert_eq!(runs.error(), "database is locked");
+    }
+
+    #[test]
+    fn triggers_map_to_202_409_404_and_500() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        let targets = ["/batches/daily/run", "/batches/busy/run", "/batches/nope/run", "/batches/bad/run"];
+        let mut requests: Vec<TestRequest> = targets.iter().map(|t| post(t)).collect();
+        requests.push(post("/batches/my%20batch/run"));
+        let replies = exchange(daemon, None, Duration::from_secs(5), requests);
+        assert_eq!(replies[0].status, 202);
+        assert_eq!(replies[0].json(), json!({ "run_id": 7, "batch": "daily" }));
+        assert_eq!((replies[1].status, replies[1].error()), (409, "batch busy is running".to_owned()));
+        assert_eq!((replies[2].status, replies[2].error()), (404, "no batch named nope".to_owned()));
+        assert_eq!((replies[3].status, replies[3].error()), (500, "cannot create the output directory".to_owned()));
+        assert_eq!(replies[4].error(), "no batch named my batch");
+        assert_eq!(
+            log.try_iter().collect::<Vec<_>>(),
+            ["trigger daily", "trigger busy", "trigger nope", "trigger bad", "trigger my batch"]
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        let unknown = ["/", "/nope", "/healthz/", "/batches/daily", "/batches/daily/run/now"];
+        for (target, reply) in
+            unknown.iter().zip(exchange(daemon.clone(), None, Duration::from_secs(5), unknown.map(get).into()))
+        {
+            assert_eq!(reply.status, 404, "{target}: {reply:?}");
+            assert!(reply.error().contains(target), "{reply:?}");
+        }
+        let wrong = [
+            (TestRequest::post(), "/healthz", "GET"),
+            (TestRequest::delete(), "/metrics", "GET"),
+            (TestRequest::put(), "/batches", "GET"),
+            (TestRequest::post(), "/runs", "GET"),
+            (TestRequest::get(), "/batches/daily/run", "POST"),
+        ];
+        let allowed: Vec<&str> = wrong.iter().map(|(_, _, allow)| *allow).collect();
+        let requests = wrong.into_iter().map(|(request, target, _)| request.uri(target)).collect();
+        for (allow, reply) in allowed.iter().zip(exchange(daemon, None, Duration::from_secs(5), requests)) {
+            assert_eq!(reply.status, 405, "{reply:?}");
+            assert_eq!(reply.allow.as_deref(), Some(*allow));
+            assert!(reply.error().contains("is not allowed on"));
+        }
+        assert_eq!(log.try_iter().count(), 0);
+    }
+
+    #[test]
+    fn a_token_is_required_except_for_the_probes() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        let challenge = Some(r#"Bearer realm="flagsd""#);
+        let protected = [("GET", "/metrics"), ("GET", "/batches"), ("GET", "/runs"), ("POST", "/batches/daily/run")];
+        let request = |method: &str, target: &str, auth: Option<&str>| {
+            let request = if method == "GET" { get(target) } else { post(target) };
+            match auth {
+                Some(value) => request.insert_header((header::AUTHORIZATION, value.to_owned())),
+                None => request,
+            }
+        };
+        let wrong = ["Bearer s3cret-tokeN", "Bearer s3cret-token-", "Bearer ", "Basic s3cret-token", "s3cret-token"];
+        let mut requests = Vec::new();
+        for (method, target) in protected {
+            requests.push(request(method, target, None));
+            requests.extend(wrong.iter().map(|w| request(method, target, Some(w))));
+        }
+        for reply in exchange(daemon.clone(), Some("s3cret-token"), Duration::from_secs(5), requests) {
+            assert_eq!(reply.status, 401, "{reply:?}");
+            assert_eq!(reply.challenge.as_deref(), challenge);
+            assert!(!reply.error().contains("s3cret"));
+        }
+        // Nothing reached the daemon so far.
+        assert_eq!(log.try_iter().count(), 0);
+
+        let right = Some("Bearer s3cret-token");
+        let requests = vec![
+            request("GET", "/metrics", right),
+            request("GET", "/batches", right),
+            request("GET", "/runs?limit=3", right),
+            request("POST", "/batches/daily/run", right),
+            request("GET", "/metrics", Some("bearer s3cret-token")),
+            // Unknown paths need the token too: no map of the endpoint for strangers.
+            request("GET", "/nope", None),
+            request("GET", "/nope", right),
+            // The probes stay open.
+            request("GET", "/healthz", None),
+            request("GET", "/readyz", None),
+            request("GET", "/healthz", Some("Bearer wrong")),
+        ];
+        let statuses: Vec<u16> =
+            exchange(daemon, Some("s3cret-token"), Duration::from_secs(5), requests).iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200, 200, 200, 202, 200, 401, 404, 200, 200, 200]);
+    }
+
+    #[test]
+    fn a_silent_daemon_gets_503_within_the_timeout() {
+        let timeout = Duration::from_millis(300);
+        for request in [get("/healthz"), get("/readyz"), get("/metrics"), get("/runs"), post("/batches/x/run")] {
+            let started = Instant::now();
+            let reply = exchange(silent_daemon(), None, timeout, vec![request]).remove(0);
+            let elapsed = started.elapsed();
+            assert_eq!(reply.status, 503, "{reply:?}");
+            assert_eq!(reply.error(), "the daemon did not answer");
+            assert!(elapsed >= timeout, "answered after {elapsed:?}, before the timeout");
+            assert!(elapsed < timeout + Duration::from_secs(3), "took {elapsed:?}");
+        }
+    }
+
+    #[test]
+    fn a_gone_daemon_gets_503_at_once() {
+        let (daemon, receiver) = mpsc::channel(1);
+        drop(receiver);
+        let started = Instant::now();
+        let health = exchange(daemon, None, Duration::from_secs(5), vec![get("/healthz")]).remove(0);
+        assert_eq!(health.status, 503);
+        assert_eq!(health.error(), "the daemon did not answer");
+        // Well under the timeout: a closed channel is not waited on.
+        assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    }
+}

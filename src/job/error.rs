@@ -1,0 +1,62 @@
+//! The errors that end a command before or instead of its normal report,
+//! and the exit status each leads to.
+
+use crate::config::{ConfigError, UsageError};
+use crate::engine::CoordinatorLost;
+use crate::http::client::RequestError;
+use crate::model::exit::ExitStatus;
+use crate::store::output::OutputDirError;
+use crate::store::state::StateError;
+use crate::sys::server_thread::ServerError;
+use crate::testserver::server::TestServerError;
+
+/// An error that ends a command before or instead of its normal report.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    /// A bad argument or setting (status 2).
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The configuration cannot be used (status 2): one problem a line.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The output directory cannot be used (status 3).
+    #[error(transparent)]
+    OutputDir(#[from] OutputDirError),
+    /// The HTTP client cannot be built (status 3).
+    #[error(transparent)]
+    Client(#[from] RequestError),
+    /// The test server cannot start (status 3).
+    #[error(transparent)]
+    TestServer(#[from] TestServerError),
+    /// A server of the daemon (the admin endpoint) cannot start (status 3).
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The coordinator vanished (status 3; a bug).
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorLost),
+    /// Signal handlers cannot be installed (status 3).
+    #[error("cannot install the signal handler: {0}")]
+    Signals(std::io::Error),
+    /// The state database cannot be used (status 3).
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The `--failed` list cannot be written (status 3).
+    #[error("cannot write the list of failed codes to '{}': {source}", path.display())]
+    FailedList {
+        /// The file asked for.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FatalError {
+    /// The exit status this error leads to.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Usage(_) | Self::Config(_) => ExitStatus::Usage,
+            _ => ExitStatus::Fatal,
+        }
+    }
+}

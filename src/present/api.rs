@@ -1,0 +1,84 @@
+//! The admin endpoint's API as types: what `GET /batches`, `GET /runs` and
+//! `POST /batches/{name}/run` answer, serialized by the daemon and read back
+//! by `flagsd status`. Field names are a stable interface (see
+//! `docs/daemon.md`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::file::Naming;
+use crate::config::{BatchConfig, ServerTarget};
+use crate::http::url::redact_credentials;
+pub use crate::store::state::{RunCounts, RunRecord};
+
+/// One batch as the admin endpoint and `flagsd status` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchView {
+    /// The batch name.
+    pub name: String,
+    /// The server label.
+    pub server: String,
+    /// The base URL (credentials masked; `null` for `DEMO`).
+    pub url: Option<String>,
+    /// The codes asked for.
+    pub codes: Vec<String>,
+    /// The output directory.
+    pub output: String,
+    /// Workers in the pool.
+    pub connections: usize,
+    /// `code` or `country`.
+    pub naming: Naming,
+    /// The schedule interval (`"6h"`), or `null` for an on-demand batch.
+    pub every: Option<String>,
+    /// A run is in progress (`null` when not known: read from the state database).
+    pub running: Option<bool>,
+    /// When the next scheduled run starts, RFC 3339 (`null`: not scheduled, or not known).
+    pub next_run: Option<String>,
+    /// The newest run in the history, if any.
+    pub last_run: Option<RunRecord>,
+}
+
+impl BatchView {
+    /// The view of `batch` without the daemon's live facts.
+    pub fn of(batch: &BatchConfig, last_run: Option<RunRecord>) -> Self {
+        let job = &batch.job;
+        Self {
+            name: batch.name.clone(),
+            server: job.server.label.clone(),
+            url: match &job.server.target {
+                ServerTarget::Url(url) => Some(redact_credentials(url)),
+                ServerTarget::Demo => None,
+            },
+            codes: job.codes.iter().map(ToString::to_string).collect(),
+            output: job.output.display().to_string(),
+            connections: job.pool_size,
+            naming: job.naming,
+            every: batch.every.map(|every| humantime::format_duration(every).to_string()),
+            running: None,
+            next_run: None,
+            last_run,
+        }
+    }
+}
+
+/// `POST /batches/{name}/run` started a run (`202 Accepted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// The new run's id.
+    pub run_id: i64,
+    /// The batch.
+    pub batch: String,
+}
+
+/// The body of every error answer (but `/readyz`'s, which is text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+}
+
+impl ApiError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { error: message.into() }
+    }
+}

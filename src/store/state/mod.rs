@@ -1,0 +1,34 @@
+//! The state database: what each batch saved, and the history of its runs.
+//!
+//! One SQLite file, `{state_dir}/flagsd.db` (rusqlite with SQLite bundled, so
+//! the build needs nothing but a C compiler). Two tables:
+//!
+//! - `runs`: one row a run (batch, what started it, start and end, counts,
+//!   exit status), inserted when the run starts and completed when it ends;
+//! - `files`: per batch and code, the last outcome and, for the file last
+//!   saved, its path, size, SHA-256, `ETag` and `Last-Modified`: what the
+//!   next run needs for a conditional request.
+//!
+//! The schema version is SQLite's `user_version`; [`StateDb::open`] applies
+//! the missing [`MIGRATIONS`] in one transaction and refuses a database newer
+//! than it knows. A file that is not an SQLite database, or fails SQLite's
+//! quick check, is reported as corrupt and left untouched: flagsd never
+//! deletes or recreates a state database by itself. The journal is in WAL
+//! mode, so `flagsd status` can read while the daemon writes, and a writer
+//! waits up to [`BUSY_TIMEOUT`] for another before reporting the database as
+//! locked.
+//!
+//! Outcomes are written when a run ends (interrupted runs included), in one
+//! transaction: a process killed mid-run loses that run's records. That is
+//! safe: a file it replaced no longer matches its record, so the next run
+//! asks for it unconditionally.
+
+mod db;
+mod error;
+mod records;
+mod schema;
+
+pub use db::{BUSY_TIMEOUT, DB_FILE, StateDb};
+pub use error::StateError;
+pub use records::{FileRecord, KnownFiles, RunCounts, RunRecord};
+pub use schema::SCHEMA_VERSION;
