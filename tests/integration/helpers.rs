@@ -2,8 +2,7 @@
 //! environment, and readers for its report.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::Duration;
@@ -268,14 +267,13 @@ impl Drop for Daemon {
     }
 }
 
-/// An answer read off the wire: status line, headers (names lower-cased)
-/// and body.
+/// An answer as received: status line, headers (names lower-cased) and body.
 pub struct RawAnswer {
-    /// The status line (`HTTP/1.1 200 OK`).
+    /// The status line without its line break (`HTTP/1.1 200 OK`).
     pub status: String,
     /// The headers, names in lower case, in the order received.
     pub headers: Vec<(String, String)>,
-    /// The body, as received (`Connection: close`, so no framing to undo).
+    /// The body, as received.
     pub body: Vec<u8>,
 }
 
@@ -294,30 +292,30 @@ impl RawAnswer {
     }
 }
 
-/// Sends `METHOD path` with `extra` headers to `addr` (loopback) over a new
-/// HTTP/1.1 connection and reads the whole answer.
+/// Sends `METHOD path` with `extra` headers to `addr` (loopback), with no
+/// proxy and no redirect followed, and reads the whole answer.
 pub fn raw_request(addr: &str, method: &str, path: &str, extra: &[(&str, &str)]) -> RawAnswer {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(LONG)).expect("read timeout");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n");
+    assert!(addr.starts_with("127.0.0.1:"), "tests talk to 127.0.0.1 only, not {addr}");
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(LONG)
+        .build()
+        .expect("an HTTP client");
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    let mut request = client.request(method, format!("http://{addr}{path}"));
     for (name, value) in extra {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request = request.header(*name, *value);
     }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).expect("send request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read answer");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
-    let head = String::from_utf8(raw[..split].to_vec()).expect("ASCII headers");
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default().to_owned();
-    let headers = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').expect("name: value");
-            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
-        })
+    let response = request.send().expect("an answer");
+    let status = format!("{:?} {}", response.version(), response.status());
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
-    RawAnswer { status, headers, body: raw[split + 4..].to_vec() }
+    let body = response.bytes().expect("the whole body").to_vec();
+    RawAnswer { status, headers, body }
 }
 
 /// Sends one request to the admin endpoint at `addr`, with a bearer
