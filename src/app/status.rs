@@ -136,22 +136,14 @@ fn table(views: &[BatchView], source: &Source) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::file::Naming;
     use crate::present::api::RunCounts;
 
     fn view(name: &str, every: Option<&str>, last_run: Option<RunRecord>) -> BatchView {
         BatchView {
-            name: name.to_owned(),
-            server: "DEMO".to_owned(),
-            url: None,
-            codes: vec!["BR".to_owned()],
-            output: "downloaded/x".to_owned(),
-            connections: 1,
-            naming: Naming::Code,
             every: every.map(str::to_owned),
-            running: Some(false),
             next_run: every.map(|_| "2026-11-25T12:00:00.000Z".to_owned()),
             last_run,
+            ..BatchView::sample(name)
         }
     }
 

@@ -194,3 +194,37 @@ Each code is requested as GET {base}/{cc}/{cc}.gif and saved as {CC}.gif.
 ",
     exit_status_help!()
 );
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// The arguments as commands of their own.
+    #[derive(Parser)]
+    enum Commands {
+        Fetch(Box<FetchArgs>),
+        Serve(ConfigArgs),
+    }
+
+    #[test]
+    fn help_shows_the_defaults_of_config_defaults() {
+        let mut command = Commands::command();
+        for name in ["fetch", "serve"] {
+            let sub = command.find_subcommand_mut(name).expect("a subcommand");
+            let help = sub.render_help().to_string();
+            assert!(help.contains(defaults::CONFIG_PATH), "{help}");
+        }
+        let fetch = command.find_subcommand_mut("fetch").expect("fetch").render_help().to_string();
+        for shown in [
+            format!("[default: {}]", defaults::MAX_REQ),
+            format!("[default: {}]", defaults::OUTPUT),
+            format!("[default: {}]", defaults::SERVER),
+            format!("[default: {}]", defaults::duration_text(defaults::TIMEOUTS.connect)),
+            format!("[default: {}]", defaults::size_text(defaults::MAX_SIZE)),
+        ] {
+            assert!(fetch.contains(&shown), "{shown} not in\n{fetch}");
+        }
+    }
+}

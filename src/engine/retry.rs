@@ -7,6 +7,11 @@
 //! `min(cap, base × 2^(attempt-1))`), so a crowd of clients does not retry in
 //! step; a `Retry-After` from the server wins, up to `retry_after_cap`.
 //!
+//! The delay is computed here rather than with a crate such as `backoff` or
+//! `backon`: those own the retry loop, while here the coordinator re-queues
+//! the code and only needs the number (and must honour `Retry-After`, which
+//! they do not know about).
+//!
 //! The coordinator applies the policy: a code waiting for its retry is not
 //! held by a worker but re-queued with a not-before time, so other codes keep
 //! flowing.

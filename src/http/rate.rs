@@ -1,9 +1,14 @@
 //! Per-server politeness: at most N requests per second (or minute, hour).
 //!
 //! A [`RateLimiter`] spaces requests evenly: each caller takes the next free
-//! slot and sleeps until it. Limiters are shared by server label through
-//! [`RateLimiters`], so every batch that uses one server in a process (the
-//! daemon, or `flagsd run`) shares one budget.
+//! slot and sleeps until it. It is written here rather than taken from a
+//! crate such as `governor`: the need is one interval per server on one
+//! thread, a dozen lines with a `Cell`, where `governor` brings atomics,
+//! its own clock abstraction and a burst model flagsd does not use.
+//!
+//! Limiters are shared by server label through [`RateLimiters`], so every
+//! batch that uses one server in a process (the daemon, or `flagsd run`)
+//! shares one budget.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -1,4 +1,8 @@
 //! Content digests as flagsd writes them: SHA-256 in lower-case hex.
+//!
+//! The hex formatter is a few lines here: no crate in the tree provides one
+//! (sha2 0.11's digests do not implement `LowerHex`), and the `hex` crate
+//! would be a dependency for one fold.
 
 use std::fmt::Write as _;
 

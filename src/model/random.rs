@@ -2,6 +2,11 @@
 //!
 //! Good enough for fault injection and retry jitter, and lock-free, so the
 //! test server's threads can share one stream. Not for anything secret.
+//!
+//! Written here rather than taken from `rand`: twenty lines give the one
+//! thing needed (a seedable, shareable stream of uniform numbers, the same
+//! for a seed on every platform and version), where `rand` would bring its
+//! own version churn of seeded outputs and a dozen crates.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -60,6 +60,26 @@ impl BatchView {
     }
 }
 
+#[cfg(test)]
+impl BatchView {
+    /// A view of a `DEMO` batch `name` of one code, never run, for tests.
+    pub fn sample(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            server: "DEMO".to_owned(),
+            url: None,
+            codes: vec!["BR".to_owned()],
+            output: "downloaded/x".to_owned(),
+            connections: 1,
+            naming: Naming::Code,
+            every: None,
+            running: Some(false),
+            next_run: None,
+            last_run: None,
+        }
+    }
+}
+
 /// `POST /batches/{name}/run` started a run (`202 Accepted`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Started {

@@ -222,7 +222,6 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::config::file::Naming;
     use crate::present::api::BatchView;
 
     /// An answer, read whole.
@@ -286,19 +285,7 @@ mod tests {
     }
 
     fn view(name: &str) -> BatchView {
-        BatchView {
-            name: name.to_owned(),
-            server: "DEMO".to_owned(),
-            url: None,
-            codes: vec!["BR".to_owned()],
-            output: "downloaded/x".to_owned(),
-            connections: 1,
-            naming: Naming::Code,
-            every: Some("1h".to_owned()),
-            running: Some(false),
-            next_run: None,
-            last_run: None,
-        }
+        BatchView { every: Some("1h".to_owned()), ..BatchView::sample(name) }
     }
 
     /// A daemon on a thread that answers at once with canned replies, and
