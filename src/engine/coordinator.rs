@@ -1,26 +1,38 @@
-//! The coordinator: queue, pool, counts, and the one future a caller awaits.
+//! The coordinator: the pool, the counts, and the one future a caller
+//! awaits; its tasks come from a [`WorkSource`].
+//!
+//! Pull dispatch: the coordinator asks its source for work only when it
+//! has idle workers, and for no more tasks than it has idle workers, so no
+//! worker ever holds a backlog. The source is a run's own list of codes
+//! ([`LocalQueue`](super::LocalQueue)) or a shared queue that several
+//! processes pull from.
 //!
 //! It never awaits inside a handler. Each dispatch spawns a small actor
-//! future (`send` to the worker, with a deadline) whose continuation records
-//! the outcome and dispatches the worker's next code. That continuation is
-//! the only place a code leaves the in-flight set, and every path through it
-//! records exactly one outcome:
+//! future (`send` to the worker, with a deadline) whose continuation settles
+//! the task and asks for the worker's next one. That continuation is the
+//! only place a task leaves the in-flight set, and every path through it
+//! settles it exactly once:
 //!
 //! - the worker answers: its outcome;
 //! - the worker's mailbox closes (the worker panicked): an internal error,
 //!   and a fresh worker takes its place;
 //! - the deadline passes: a connection error, and a fresh worker takes the
 //!   place of the stuck one (which is abandoned, not reused).
+//!
+//! A failed attempt that the retry policy allows is given back to the source
+//! with its delay (no worker waits for it); any other outcome is final, is
+//! counted, and goes to the sink and to the source.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::queue::LocalQueue;
 use super::retry::RetryPolicy;
-use super::seams::{Fetch, OutcomeSink};
+use super::seams::{Fetch, OutcomeSink, Supply, Task, WorkSource};
 use super::worker::{Download, Worker};
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, DownloadError, Outcome, StatusCounts};
@@ -33,7 +45,7 @@ const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 /// Size, deadline and retries of the worker pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolOptions {
-    /// Number of workers (at most the number of codes are started).
+    /// Number of workers.
     pub pool_size: usize,
     /// Longest one attempt may take, all its requests included; the worker
     /// enforces it, and the coordinator waits a little longer (in case the
@@ -41,6 +53,9 @@ pub struct PoolOptions {
     pub deadline: Duration,
     /// When to try a failed code again.
     pub retry: RetryPolicy,
+    /// Keep every final outcome for the summary (a run of a list of codes);
+    /// a long-lived coordinator keeps only the counts.
+    pub keep_outcomes: bool,
 }
 
 /// The result of a run.
@@ -48,7 +63,7 @@ pub struct PoolOptions {
 pub struct RunSummary {
     /// Outcomes of the codes that finished.
     pub counts: StatusCounts,
-    /// Each finished code's outcome, in completion order.
+    /// Each finished code's outcome, in completion order (when kept).
     pub outcomes: Vec<CodeOutcome>,
     /// The run was interrupted before every code finished.
     pub interrupted: bool,
@@ -62,28 +77,31 @@ pub struct RunSummary {
 #[error("the coordinator stopped without reporting its counts")]
 pub struct CoordinatorLost;
 
-/// Stops dispatching and resolves the run with what has finished.
+/// Stops dispatching and resolves the run with what has finished; tasks in
+/// flight are released to the source.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 struct Interrupt;
 
-/// A code waiting in the queue, with the attempts it has had.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    code: CountryCode,
-    attempts: u32,
-}
+/// Stops taking new tasks; the run resolves once the tasks in flight settle.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Drain;
 
-/// Owns the queue of codes, the pool and the counts of one run.
+/// Owns the pool and the counts of one run, fed by a work source.
 pub struct Coordinator {
     fetcher: Rc<dyn Fetch>,
-    queue: VecDeque<Pending>,
-    /// Workers with nothing to do while codes wait for their retry time.
-    idle: Vec<Addr<Worker>>,
+    source: Rc<dyn WorkSource>,
     options: PoolOptions,
-    in_flight: usize,
-    /// Codes waiting for their retry time (not in the queue yet).
-    waiting: usize,
+    /// Workers waiting for a task.
+    idle: Vec<Addr<Worker>>,
+    /// Tasks handed to a worker, by dispatch number.
+    in_flight: HashMap<u64, Task>,
+    dispatched: u64,
+    /// A [`Supply::Later`] wait is under way.
+    waiting: bool,
+    /// No new task is taken ([`Drain`]).
+    draining: bool,
     counts: StatusCounts,
     outcomes: Vec<CodeOutcome>,
     sink: Box<dyn OutcomeSink>,
@@ -95,11 +113,8 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let workers = self.options.pool_size.clamp(1, self.queue.len().max(1));
-        for _ in 0..workers {
-            let worker = self.new_worker();
-            self.dispatch(worker, ctx);
-        }
+        self.idle = (0..self.options.pool_size.max(1)).map(|_| self.new_worker()).collect();
+        self.feed(ctx);
     }
 }
 
@@ -108,23 +123,64 @@ impl Coordinator {
         Worker::new(Rc::clone(&self.fetcher), self.options.deadline).start()
     }
 
-    /// Gives `worker` the next code; parks it when the queue is empty but
-    /// retries are pending, and lets it go when the run is over.
-    fn dispatch(&mut self, worker: Addr<Worker>, ctx: &mut Context<Self>) {
-        let Some(Pending { code, attempts }) = self.queue.pop_front() else {
-            if self.waiting > 0 {
-                self.idle.push(worker);
+    /// Gives idle workers tasks from the source, or waits for the source,
+    /// or resolves the run when nothing is in flight and nothing will come.
+    fn feed(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            if self.in_flight.is_empty() {
+                self.resolve(ctx);
             }
-            self.finish_if_done(ctx);
             return;
-        };
+        }
+        if self.idle.is_empty() || self.waiting {
+            return;
+        }
+        match self.source.take(self.idle.len()) {
+            Supply::Tasks(tasks) => {
+                let progress = !tasks.is_empty();
+                for task in tasks {
+                    match self.idle.pop() {
+                        Some(worker) => self.dispatch(worker, task, ctx),
+                        // A source that hands out more than asked: give the
+                        // rest back rather than lose it.
+                        None => self.source.release(task),
+                    }
+                }
+                // Fewer tasks than idle workers: ask again (a shared queue
+                // may hand out what it had buffered first, then fetch).
+                if progress && !self.idle.is_empty() {
+                    self.feed(ctx);
+                }
+            }
+            Supply::Later(wait) => {
+                self.waiting = true;
+                ctx.spawn(wait.into_actor(self).map(|(), act, ctx| {
+                    act.waiting = false;
+                    act.feed(ctx);
+                }));
+            }
+            Supply::Finished => {
+                if self.in_flight.is_empty() {
+                    self.resolve(ctx);
+                }
+            }
+        }
+    }
+
+    /// Hands `task` to `worker`; the continuation settles it and feeds the
+    /// worker again.
+    fn dispatch(&mut self, worker: Addr<Worker>, task: Task, ctx: &mut Context<Self>) {
         let deadline = self.options.deadline + BACKSTOP_GRACE;
-        self.in_flight += 1;
+        let number = self.dispatched;
+        self.dispatched += 1;
+        self.in_flight.insert(number, task);
         self.sink.attempt_started();
         let started = Instant::now();
+        let code = task.code;
         let request = worker.send(Download { code, url: self.fetcher.url(code) }).timeout(deadline);
         ctx.spawn(request.into_actor(self).map(move |answer, act, ctx| {
-            act.in_flight -= 1;
+            // Released by an interrupt: the run is over for this task.
+            let Some(task) = act.in_flight.remove(&number) else { return };
             act.sink.attempt_finished(started.elapsed());
             let (outcome, worker) = match answer {
                 Ok(outcome) => (outcome, worker),
@@ -139,42 +195,42 @@ impl Coordinator {
                     (Outcome::Failed(error), act.new_worker())
                 }
             };
-            act.settle(code, attempts + 1, outcome, ctx);
-            act.dispatch(worker, ctx);
+            act.settle(task, outcome);
+            act.idle.push(worker);
+            act.feed(ctx);
         }));
     }
 
-    /// Records the outcome of an attempt, or queues the code again after
-    /// the retry delay (no worker waits for it meanwhile).
-    fn settle(&mut self, code: CountryCode, attempts: u32, outcome: Outcome, ctx: &mut Context<Self>) {
-        let Some(delay) = self.options.retry.delay(&outcome, attempts, &self.dice) else {
-            let url = self.fetcher.display_url(code);
-            let outcome = CodeOutcome { code, url, outcome, attempts };
+    /// Settles an attempt at `task`: its outcome is final (counted, sent to
+    /// the sink and the source), or the task goes back to the source to be
+    /// tried again after the retry delay.
+    fn settle(&mut self, task: Task, outcome: Outcome) {
+        let task = Task { attempts: task.attempts + 1, ..task };
+        let Some(delay) = self.options.retry.delay(&outcome, task.attempts, &self.dice) else {
+            let url = self.fetcher.display_url(task.code);
+            let outcome = CodeOutcome { code: task.code, url, outcome, attempts: task.attempts };
             self.counts.record(&outcome.outcome);
             self.sink.record(&outcome);
-            self.outcomes.push(outcome);
+            self.source.done(task, &outcome);
+            if self.options.keep_outcomes {
+                self.outcomes.push(outcome);
+            }
             return;
         };
-        tracing::debug!(cc = %code, attempts, delay_ms = delay.as_millis() as u64, kind = outcome.kind(), "will retry");
-        self.sink.retry_scheduled(code);
-        self.waiting += 1;
-        ctx.run_later(delay, move |act, ctx| {
-            act.waiting -= 1;
-            act.queue.push_back(Pending { code, attempts });
-            if let Some(worker) = act.idle.pop() {
-                act.dispatch(worker, ctx);
-            }
-        });
+        let (cc, attempts, delay_ms) = (task.code, task.attempts, delay.as_millis() as u64);
+        tracing::debug!(%cc, attempts, delay_ms, kind = outcome.kind(), "will retry");
+        self.sink.retry_scheduled(task.code);
+        self.source.retry(task, delay);
     }
 
-    fn finish_if_done(&mut self, ctx: &mut Context<Self>) {
-        if self.queue.is_empty() && self.in_flight == 0 && self.waiting == 0 {
-            self.resolve(ctx);
-        }
-    }
-
+    /// Resolves the run's future with what has finished, and stops. Tasks
+    /// still in flight are released to the source.
     fn resolve(&mut self, ctx: &mut Context<Self>) {
-        let unfinished = self.queue.len() + self.in_flight + self.waiting;
+        let in_flight: Vec<Task> = self.in_flight.drain().map(|(_, task)| task).collect();
+        let unfinished = in_flight.len() + self.source.remaining();
+        for task in in_flight {
+            self.source.release(task);
+        }
         let outcomes = std::mem::take(&mut self.outcomes);
         let summary = RunSummary { counts: self.counts, outcomes, interrupted: unfinished > 0, unfinished };
         if let Some(done) = self.done.take() {
@@ -195,6 +251,15 @@ impl Handler<Interrupt> for Coordinator {
     }
 }
 
+impl Handler<Drain> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Drain, ctx: &mut Self::Context) {
+        self.draining = true;
+        self.feed(ctx);
+    }
+}
+
 /// A run in progress: the coordinator's address and its result.
 pub struct Run {
     coordinator: Addr<Coordinator>,
@@ -202,9 +267,20 @@ pub struct Run {
 }
 
 impl Run {
-    /// Starts a coordinator for `codes` on the current arbiter.
+    /// Starts a coordinator for `codes` (a [`LocalQueue`]) on the current
+    /// arbiter.
     pub fn start(
         codes: Vec<CountryCode>,
+        fetcher: Rc<dyn Fetch>,
+        options: PoolOptions,
+        sink: Box<dyn OutcomeSink>,
+    ) -> Self {
+        Self::from_source(Rc::new(LocalQueue::new(codes)), fetcher, options, sink)
+    }
+
+    /// Starts a coordinator for the tasks of `source` on the current arbiter.
+    pub fn from_source(
+        source: Rc<dyn WorkSource>,
         fetcher: Rc<dyn Fetch>,
         options: PoolOptions,
         sink: Box<dyn OutcomeSink>,
@@ -212,19 +288,26 @@ impl Run {
         let (tx, done) = oneshot::channel();
         let coordinator = Coordinator {
             fetcher,
-            queue: codes.into_iter().map(|code| Pending { code, attempts: 0 }).collect(),
-            idle: Vec::new(),
+            source,
             options,
-            in_flight: 0,
-            waiting: 0,
-            dice: Dice::from_entropy(),
+            idle: Vec::new(),
+            in_flight: HashMap::new(),
+            dispatched: 0,
+            waiting: false,
+            draining: false,
             counts: StatusCounts::default(),
             outcomes: Vec::new(),
             sink,
             done: Some(tx),
+            dice: Dice::from_entropy(),
         }
         .start();
         Self { coordinator, done }
+    }
+
+    /// Stops taking new tasks: the run resolves once those in flight settle.
+    pub fn drain(&self) {
+        self.coordinator.do_send(Drain);
     }
 
     /// Waits for the run to end, or for `stop` to complete first: then the
@@ -302,7 +385,8 @@ mod tests {
     fn run(codes: Vec<CountryCode>, pool_size: usize) -> (RunSummary, Vec<CodeOutcome>, usize) {
         let fetcher = Rc::new(ScriptedFetcher::default());
         let sink = Collect::default();
-        let options = PoolOptions { pool_size, deadline: Duration::from_millis(200), retry: no_retries() };
+        let options =
+            PoolOptions { pool_size, deadline: Duration::from_millis(200), retry: no_retries(), keep_outcomes: true };
         let summary = actix_rt::System::new().block_on({
             let fetcher: Rc<dyn Fetch> = Rc::new(Rc::clone(&fetcher));
             let sink = sink.clone();
@@ -360,7 +444,8 @@ mod tests {
     fn interrupting_resolves_with_what_finished() {
         let input = codes(&["H"]);
         let sink = Collect::default();
-        let options = PoolOptions { pool_size: 2, deadline: Duration::from_secs(60), retry: no_retries() };
+        let options =
+            PoolOptions { pool_size: 2, deadline: Duration::from_secs(60), retry: no_retries(), keep_outcomes: true };
         let summary = actix_rt::System::new()
             .block_on(async move {
                 let fetcher: Rc<dyn Fetch> = Rc::new(Rc::new(ScriptedFetcher::default()));
@@ -371,5 +456,114 @@ mod tests {
         assert!(summary.interrupted);
         assert_eq!(summary.counts.total(), 0);
         assert_eq!(summary.unfinished, 26);
+    }
+
+    /// A source that hands out its tasks once, then waits (`endless`) or is
+    /// finished, and writes down how each task was settled.
+    struct RecordingSource {
+        tasks: RefCell<Vec<Task>>,
+        endless: bool,
+        log: Rc<RefCell<Vec<String>>>,
+    }
+
+    impl RecordingSource {
+        fn new(codes: Vec<CountryCode>, endless: bool) -> (Rc<Self>, Rc<RefCell<Vec<String>>>) {
+            let tasks = codes.into_iter().zip(0..).map(|(code, ticket)| Task { code, attempts: 0, ticket }).collect();
+            let log = Rc::default();
+            (Rc::new(Self { tasks: RefCell::new(tasks), endless, log: Rc::clone(&log) }), log)
+        }
+    }
+
+    impl WorkSource for RecordingSource {
+        fn take(&self, max: usize) -> Supply {
+            let mut tasks = self.tasks.borrow_mut();
+            if tasks.is_empty() {
+                return if self.endless { Supply::Later(Box::pin(pending())) } else { Supply::Finished };
+            }
+            let n = max.min(tasks.len());
+            Supply::Tasks(tasks.drain(..n).collect())
+        }
+
+        fn done(&self, task: Task, outcome: &CodeOutcome) {
+            self.log.borrow_mut().push(format!("done {} {} {}", task.code, task.attempts, outcome.outcome.kind()));
+        }
+
+        fn retry(&self, task: Task, _delay: Duration) {
+            self.log.borrow_mut().push(format!("retry {} {}", task.code, task.attempts));
+        }
+
+        fn release(&self, task: Task) {
+            self.log.borrow_mut().push(format!("release {} {}", task.code, task.attempts));
+        }
+
+        fn remaining(&self) -> usize {
+            self.tasks.borrow().len()
+        }
+    }
+
+    /// Runs `source` to its end, or interrupts it after `stop`.
+    fn run_source(source: Rc<RecordingSource>, options: PoolOptions, stop: Option<Duration>) -> RunSummary {
+        actix_rt::System::new()
+            .block_on(async move {
+                let fetcher: Rc<dyn Fetch> = Rc::new(Rc::new(ScriptedFetcher::default()));
+                let stop = async move {
+                    match stop {
+                        Some(after) => actix_rt::time::sleep(after).await,
+                        None => pending().await,
+                    }
+                };
+                Run::from_source(source, fetcher, options, Box::new(Collect::default())).finish_or_interrupt(stop).await
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_source_settles_each_task_once_and_takes_its_retries_back() {
+        let (source, log) = RecordingSource::new(codes(&["A", "H"]), false);
+        let retry = RetryPolicy { retries: 1, ..no_retries() };
+        let options = PoolOptions { pool_size: 52, deadline: Duration::from_millis(100), retry, keep_outcomes: false };
+        let summary = run_source(source, options, None);
+        let log = log.borrow();
+        assert_eq!(log.len(), 52, "{log:?}");
+        assert_eq!(log.iter().filter(|l| l.starts_with("done A") && l.ends_with(" 1 downloaded")).count(), 26);
+        assert_eq!(log.iter().filter(|l| l.starts_with("retry H") && l.ends_with(" 1")).count(), 26);
+        assert_eq!(summary.counts, StatusCounts { downloaded: 26, ..StatusCounts::default() });
+        assert!(summary.outcomes.is_empty(), "outcomes are not kept");
+        assert!(!summary.interrupted);
+    }
+
+    #[test]
+    fn an_interrupt_releases_the_tasks_in_flight() {
+        let (source, log) = RecordingSource::new(codes(&["H"]), true);
+        let options =
+            PoolOptions { pool_size: 2, deadline: Duration::from_secs(60), retry: no_retries(), keep_outcomes: true };
+        let summary = run_source(source, options, Some(Duration::from_millis(50)));
+        let mut released = log.borrow().clone();
+        released.sort();
+        assert_eq!(released, ["release HA 0", "release HB 0"]);
+        assert!(summary.interrupted);
+        assert_eq!(summary.unfinished, 26);
+    }
+
+    #[test]
+    fn a_drained_run_ends_when_its_tasks_in_flight_settle() {
+        let (source, log) = RecordingSource::new(codes(&["A"]), true);
+        let options =
+            PoolOptions { pool_size: 3, deadline: Duration::from_secs(5), retry: no_retries(), keep_outcomes: true };
+        let summary = actix_rt::System::new()
+            .block_on(async move {
+                let fetcher: Rc<dyn Fetch> = Rc::new(Rc::new(ScriptedFetcher::default()));
+                let run = Run::from_source(source, fetcher, options, Box::new(Collect::default()));
+                run.drain();
+                run.finish_or_interrupt(pending()).await
+            })
+            .unwrap();
+        // Whatever was in flight when the drain arrived finished; nothing new
+        // was taken after it, and nothing was released.
+        let log = log.borrow();
+        assert!(log.iter().all(|l| l.starts_with("done ")), "{log:?}");
+        assert_eq!(summary.counts.downloaded, log.len());
+        assert!(log.len() <= 3, "{log:?}");
+        assert_eq!(summary.unfinished, 26 - log.len());
     }
 }

@@ -1,11 +1,16 @@
-//! The engine's two seams: where codes turn into outcomes ([`Fetch`]), and
-//! where outcomes go ([`OutcomeSink`]).
+//! The engine's seams: where work comes from ([`WorkSource`]), how a code
+//! turns into an outcome ([`Fetch`]), and where outcomes go
+//! ([`OutcomeSink`]).
 //!
 //! The coordinator and its workers hold only these traits, so the actor
-//! system knows nothing of HTTP, files or reports. The HTTP side implements
-//! [`Fetch`]; reports, logs and metrics implement [`OutcomeSink`]; and the
-//! coordinator's guarantees (one outcome per code, also when a worker panics
-//! or hangs) are tested with fetchers that misbehave on purpose.
+//! system knows nothing of HTTP, files, reports or NATS. The HTTP side
+//! implements [`Fetch`]; reports, logs and metrics implement
+//! [`OutcomeSink`]; a run's list of codes is a [`LocalQueue`] and a fleet's
+//! work queue another [`WorkSource`]. The coordinator's guarantees (one
+//! outcome per code, also when a worker panics or hangs) are tested with
+//! fetchers that misbehave on purpose.
+//!
+//! [`LocalQueue`]: super::LocalQueue
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,4 +45,47 @@ pub trait OutcomeSink {
     fn attempt_finished(&mut self, _elapsed: Duration) {}
     /// Called when a failed attempt is to be tried again.
     fn retry_scheduled(&mut self, _code: CountryCode) {}
+}
+
+/// A code handed out by a [`WorkSource`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Task {
+    /// The country code.
+    pub code: CountryCode,
+    /// Attempts already made at it, wherever they ran.
+    pub attempts: u32,
+    /// The source's own handle for it (a message, a slot in a list).
+    pub ticket: u64,
+}
+
+/// What a [`WorkSource`] has for idle workers.
+pub enum Supply {
+    /// Tasks to start now (never more than asked for).
+    Tasks(Vec<Task>),
+    /// Nothing now; ask again when this completes.
+    Later(Pin<Box<dyn Future<Output = ()>>>),
+    /// Nothing will come again, unless a task in flight is given back for a
+    /// retry.
+    Finished,
+}
+
+/// Where a coordinator's tasks come from, and where they go when settled.
+///
+/// The coordinator takes tasks only when it has idle workers (pull
+/// dispatch), and settles each task exactly once: [`done`](Self::done) with
+/// its final outcome, [`retry`](Self::retry) to have it handed out again
+/// later, or [`release`](Self::release) when the run is interrupted.
+pub trait WorkSource {
+    /// Up to `max` tasks that can start now, or when to ask again.
+    fn take(&self, max: usize) -> Supply;
+    /// `task` ended in `outcome`, its final one.
+    fn done(&self, task: Task, outcome: &CodeOutcome);
+    /// `task` failed and is to be tried again, not before `delay`
+    /// (`task.attempts` counts the attempt that failed).
+    fn retry(&self, task: Task, delay: Duration);
+    /// `task` did not finish: the run was interrupted while it was in flight.
+    fn release(&self, task: Task);
+    /// Tasks known to the source and not handed out yet (queued, or waiting
+    /// for their retry time).
+    fn remaining(&self) -> usize;
 }

@@ -84,7 +84,7 @@ impl PreparedJob {
         // Naming by country costs a second request (metadata.json) per code.
         let requests = if job.naming == Naming::Country { 2 } else { 1 };
         let deadline = job.timeouts.total * requests + DEADLINE_GRACE;
-        let options = PoolOptions { pool_size, deadline, retry: job.retry };
+        let options = PoolOptions { pool_size, deadline, retry: job.retry, keep_outcomes: true };
         Ok(Self { display_url: redact_credentials(&base_url), pool_size, fetcher, options, _demo: demo })
     }
 
