@@ -22,6 +22,8 @@
 //!   `--json` documents, the admin API's types);
 //! - [`job`]: preparing a job, and the one recorded-run lifecycle every
 //!   command uses;
+//! - [`fleet`]: several nodes sharing the batches through NATS JetStream
+//!   (runs, shared work queues, schedules claimed once, heartbeats);
 //! - [`daemon`]: `flagsd serve` (schedules, signals, systemd notify, metrics,
 //!   the admin endpoint);
 //! - [`app`]: the other commands, one module each;
@@ -34,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod fleet;
 pub mod http;
 pub mod job;
 pub mod model;

@@ -49,7 +49,7 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
     // actix's own lines are noise here: the daemon's server start/stop, and
     // the test server's errors for the faults it injects on purpose.
     let default_level = match cli.command {
-        Command::Serve(_) => "info,actix_server=warn,actix_web=warn",
+        Command::Serve(_) => "info,actix_server=warn,actix_web=warn,async_nats=warn",
         Command::Testserver(_) => "warn,actix_http=off",
         _ => "warn",
     };

@@ -2,8 +2,10 @@
 //! [`fetch`], [`run`], [`status`], [`check_config`] and [`testserver`].
 //! (`serve` is the [`daemon`](crate::daemon).) Only the binary imports them.
 
+mod batch_report;
 pub mod check_config;
 pub mod fetch;
+mod fleet_run;
 pub mod run;
 pub mod status;
 pub mod testserver;

@@ -13,9 +13,9 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
-use crate::config::{BatchConfig, ServerTarget, Settings, UsageError};
+use super::batch_report::{BatchReport, display_url};
+use crate::config::{BatchConfig, Settings, UsageError};
 use crate::engine::OutcomeSink;
-use crate::http::url::redact_credentials;
 use crate::job::{FatalError, JobContext, PreparedJob, Recording, SharedState};
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::CodeOutcome;
@@ -39,15 +39,6 @@ impl OutcomeSink for BufferedSink {
             lines.push('\n');
         }
     }
-}
-
-/// What a batch run leaves to print: its report (stdout) and any fatal
-/// error (stderr), its exit status, and its result for `--json`.
-struct BatchReport {
-    report: String,
-    error: Option<String>,
-    status: ExitStatus,
-    result: JobResult,
 }
 
 /// Runs one batch to the end (or to the signal in `stop`), keeping its
@@ -102,17 +93,9 @@ async fn run_batch(
     }
 }
 
-/// The base URL a batch's report shows (credentials masked; none for `DEMO`,
-/// whose port is only known once it runs).
-fn display_url(batch: &BatchConfig) -> String {
-    match &batch.job.server.target {
-        ServerTarget::Url(url) => redact_credentials(url),
-        ServerTarget::Demo => String::new(),
-    }
-}
-
-/// Runs the batches named in `names` (all when empty) once; prints one
-/// JSON document instead of the reports with `json`.
+/// Runs the batches named in `names` (all when empty) once, here or (with
+/// `[fleet]`) in the fleet; prints one JSON document instead of the
+/// reports with `json`.
 pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<ExitStatus, FatalError> {
     let batches: Vec<BatchConfig> = settings.select(names).map_err(UsageError)?.into_iter().cloned().collect();
     if batches.is_empty() {
@@ -120,6 +103,57 @@ pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<Exi
             "no batch is configured: add a [[batch]] table to the configuration file".to_owned(),
         )));
     }
+    let mut printer = Printer { json, status: ExitStatus::Success, results: Vec::new() };
+    match &settings.fleet {
+        Some(fleet) => {
+            let reports = super::fleet_run::run(fleet, &batches).await?;
+            for (batch, report) in batches.iter().zip(reports) {
+                printer.print(&batch.name, report);
+            }
+        }
+        None => run_here(&settings, batches, &mut printer).await?,
+    }
+    Ok(printer.finish())
+}
+
+/// Prints each batch's report as it comes, in file order, and the JSON
+/// document at the end.
+struct Printer {
+    json: bool,
+    status: ExitStatus,
+    results: Vec<BatchResult>,
+}
+
+impl Printer {
+    fn print(&mut self, name: &str, batch: BatchReport) {
+        if !self.json {
+            emit(&format!("{}{}", if self.results.is_empty() { "" } else { "\n" }, batch.report));
+        }
+        if let Some(error) = batch.error {
+            eprintln!("{error}");
+        }
+        self.status = self.status.worst(batch.status);
+        self.results.push(BatchResult { name: name.to_owned(), result: batch.result });
+    }
+
+    /// Prints the JSON document (with `--json`); the exit status.
+    fn finish(self) -> ExitStatus {
+        if self.json {
+            let document = RunDocument {
+                schema_version: SCHEMA_VERSION,
+                command: "run",
+                exit_status: self.status.code(),
+                batches: self.results,
+            };
+            emit(&to_json(&document));
+        }
+        self.status
+    }
+}
+
+/// Runs `batches` in this process, in parallel, recorded in the state
+/// database.
+async fn run_here(settings: &Settings, batches: Vec<BatchConfig>, printer: &mut Printer) -> Result<(), FatalError> {
     let state = Rc::new(RefCell::new(StateDb::open(&settings.state_dir)?));
     crate::sys::limits::raise_open_files_limit();
     let context = Rc::new(JobContext::default());
@@ -137,9 +171,7 @@ pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<Exi
             (name, actix_rt::spawn(task))
         })
         .collect();
-    let mut status = ExitStatus::Success;
-    let mut results = Vec::new();
-    for (i, (name, task)) in tasks.into_iter().enumerate() {
+    for (name, task) in tasks {
         let batch = task.await.unwrap_or_else(|e| {
             let error = format!("batch task failed: {e}");
             BatchReport {
@@ -149,23 +181,7 @@ pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<Exi
                 result: JobResult::failed("", "", SystemTime::now(), error, ExitStatus::Fatal),
             }
         });
-        if !json {
-            emit(&format!("{}{}", if i > 0 { "\n" } else { "" }, batch.report));
-        }
-        if let Some(error) = batch.error {
-            eprintln!("{error}");
-        }
-        status = status.worst(batch.status);
-        results.push(BatchResult { name, result: batch.result });
+        printer.print(&name, batch);
     }
-    if json {
-        let document = RunDocument {
-            schema_version: SCHEMA_VERSION,
-            command: "run",
-            exit_status: status.code(),
-            batches: results,
-        };
-        emit(&to_json(&document));
-    }
-    Ok(status)
+    Ok(())
 }

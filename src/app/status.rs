@@ -7,11 +7,15 @@
 //! (only the daemon knows it) and without `running`. It never creates a
 //! database: a missing one means no batch has run yet.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::Settings;
+use crate::config::{FleetSettings, Settings};
+use crate::fleet::messages::{RunEntry, RunState};
+use crate::fleet::schedule::ticks_around;
+use crate::fleet::{Fleet, Patience};
 use crate::job::FatalError;
 use crate::model::exit::ExitStatus;
+use crate::model::time::rfc3339;
 use crate::present::api::{BatchView, RunRecord};
 use crate::present::report::emit;
 use crate::store::state::{DB_FILE, StateDb};
@@ -23,6 +27,7 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 enum Source {
     Admin(String),
     StateDb { path: String, why: String },
+    Fleet { name: String, servers: String },
 }
 
 /// Asks the admin endpoint at `url` for the batches, with `token` if set.
@@ -49,6 +54,9 @@ async fn from_admin(url: &str, token: Option<&str>) -> Result<Vec<BatchView>, St
 /// `flagsd status`: prints a table of the configured batches with their
 /// last and next run.
 pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
+    if let Some(fleet) = &settings.fleet {
+        return fleet_status(settings, fleet).await;
+    }
     let mut why = "the admin endpoint is not configured".to_owned();
     if let Some(admin) = &settings.admin {
         let url = format!("http://{}", admin.connect_address());
@@ -94,12 +102,11 @@ fn run_result(run: &RunRecord) -> String {
 
 /// The status table: one line a batch, columns padded to fit.
 fn table(views: &[BatchView], source: &Source) -> String {
-    let header = ["BATCH", "EVERY", "RUNNING", "LAST RUN", "RESULT", "NEXT RUN"];
     let dash = || "-".to_owned();
-    let rows: Vec<[String; 6]> = views
+    let rows: Vec<Vec<String>> = views
         .iter()
         .map(|v| {
-            [
+            vec![
                 v.name.clone(),
                 v.every.clone().unwrap_or_else(|| "on demand".to_owned()),
                 v.running.map_or_else(|| "?".to_owned(), |r| if r { "yes" } else { "no" }.to_owned()),
@@ -109,28 +116,70 @@ fn table(views: &[BatchView], source: &Source) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[&str]| {
-        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
     let mut text = match source {
         Source::Admin(url) => format!("From the daemon at {url}:\n"),
         Source::StateDb { path, why } => format!("From the state database {path} ({why}; next runs unknown):\n"),
+        Source::Fleet { name, servers } => format!("From the fleet {name} at {servers}:\n"),
     };
-    text.push_str(&line(&header));
-    for row in &rows {
-        text.push_str(&line(&row.each_ref().map(String::as_str)));
-    }
+    text.push_str(&columns(&["BATCH", "EVERY", "RUNNING", "LAST RUN", "RESULT", "NEXT RUN"], &rows));
     if views.is_empty() {
         text.push_str("(no batch is configured)\n");
     }
     text
+}
+
+/// `header` and `rows` as lines of columns padded to fit.
+fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells.zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut text = line(&mut header.iter().copied());
+    for row in rows {
+        text.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    text
+}
+
+/// `flagsd status` of a fleet: its batches' last and next runs, and its
+/// live nodes, read from NATS.
+async fn fleet_status(settings: &Settings, fleet: &FleetSettings) -> Result<ExitStatus, FatalError> {
+    let joined = Fleet::join(fleet, "flagsd-status", Patience::Once, |_| {}).await;
+    let nats = joined.map_err(|e| FatalError::Fleet(e.to_string()))?;
+    let fail = |e: crate::fleet::FleetError| FatalError::Fleet(e.to_string());
+    let mut last = nats.last_runs(settings.batches.iter().map(|b| b.name.as_str())).await.map_err(fail)?;
+    let now = SystemTime::now();
+    let views: Vec<BatchView> = settings
+        .batches
+        .iter()
+        .map(|b| {
+            let last = last.remove(&b.name);
+            BatchView {
+                running: Some(last.as_ref().is_some_and(|e| e.state == RunState::Running)),
+                next_run: b.every.map(|every| rfc3339(UNIX_EPOCH + Duration::from_millis(ticks_around(now, every).1))),
+                ..BatchView::of(b, last.as_ref().map(RunEntry::record))
+            }
+        })
+        .collect();
+    let source = Source::Fleet { name: fleet.name.clone(), servers: fleet.servers.join(", ") };
+    let mut text = table(&views, &source);
+    let nodes = nats.live_nodes().await.map_err(fail)?;
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| vec![n.node.clone(), n.heartbeat_at.clone(), n.in_flight.to_string(), n.joined_at.clone()])
+        .collect();
+    text.push_str(&format!("\nLive nodes: {}\n", nodes.len()));
+    if !rows.is_empty() {
+        text.push_str(&columns(&["NODE", "LAST HEARTBEAT", "IN FLIGHT", "JOINED"], &rows));
+    }
+    emit(&text);
+    Ok(ExitStatus::Success)
 }
 
 #[cfg(test)]

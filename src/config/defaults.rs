@@ -53,6 +53,12 @@ pub const STATE_DIR: &str = "state";
 /// names one (and it exists).
 pub const CONFIG_PATH: &str = "/etc/flagsd/flagsd.toml";
 
+/// The namespace of a fleet's streams, buckets and subjects.
+pub const FLEET_NAME: &str = "flagsd";
+
+/// JetStream replicas of a fleet's streams and buckets.
+pub const FLEET_REPLICAS: i64 = 1;
+
 /// The retry policy with `retries` further attempts and the default backoff.
 pub const fn retry_policy(retries: u32) -> RetryPolicy {
     RetryPolicy { retries, base: RETRY_BASE, cap: RETRY_CAP, retry_after_cap: RETRY_AFTER_CAP }

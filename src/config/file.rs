@@ -38,6 +38,9 @@ pub struct RawConfig {
     /// The admin endpoint of `flagsd serve`.
     #[serde(default)]
     pub admin: RawAdmin,
+    /// The fleet this process joins, if any.
+    #[serde(default)]
+    pub fleet: Option<RawFleet>,
     /// The batches.
     #[serde(default)]
     pub batch: Vec<RawBatch>,
@@ -177,6 +180,36 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     /// A file holding the bearer token the endpoint requires.
     pub token_file: Option<PathBuf>,
+}
+
+/// `[fleet]`: the NATS servers and the fleet's names.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFleet {
+    /// One URL, a list, or a comma-separated list (a cluster's seeds).
+    pub nats: Option<RawUrls>,
+    /// Namespace of the fleet's streams, buckets and subjects.
+    pub name: Option<String>,
+    /// This node's name, unique in the fleet.
+    pub node: Option<String>,
+    /// JetStream replicas of the fleet's streams and buckets.
+    pub replicas: Option<i64>,
+    /// A NATS credentials file (JWT and NKey seed).
+    pub creds_file: Option<PathBuf>,
+    /// A file holding a NATS authentication token.
+    pub token_file: Option<PathBuf>,
+    /// A PEM file of CA certificates that sign the NATS servers' certificates.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// `nats = "URL"` or `nats = ["URL", ...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawUrls {
+    /// One URL, or several separated by commas.
+    One(String),
+    /// A list.
+    Many(Vec<String>),
 }
 
 /// `codes = [...]`, `codes = "all"` or `codes = "every"`.

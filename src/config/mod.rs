@@ -14,6 +14,7 @@ pub mod defaults;
 pub mod error;
 pub mod fetch;
 pub mod file;
+pub mod fleet;
 pub mod job;
 pub mod server;
 pub mod settings;
@@ -22,6 +23,7 @@ pub mod validate;
 
 pub use error::{ConfigError, Problem, UsageError};
 pub use fetch::FetchConfig;
+pub use fleet::FleetSettings;
 pub use job::JobConfig;
 pub use server::{Server, ServerTarget, Servers};
 pub use settings::{AdminSettings, BatchConfig, Settings};

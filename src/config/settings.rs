@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Problem};
 use super::file::{RawAdmin, RawBatch, RawCodes, RawConfig, RawServer, RawSize};
+use super::fleet::{self, FleetSettings};
 use super::job::{JobConfig, pool_size};
 use super::server::{Server, ServerTarget, Servers};
 use super::{defaults, validate};
@@ -44,6 +45,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// The admin endpoint of `serve`, when `admin.listen` is set.
     pub admin: Option<AdminSettings>,
+    /// The fleet this process joins, when `[fleet]` is set.
+    pub fleet: Option<FleetSettings>,
 }
 
 /// The admin endpoint's settings, checked.
@@ -159,6 +162,15 @@ impl Settings {
         };
 
         let admin = check_admin(&mut checker, &raw.admin);
+        let fleet = raw.fleet.as_ref().and_then(|raw| match fleet::check(raw) {
+            Ok(fleet) => Some(fleet),
+            Err(problems) => {
+                for (key, message) in problems {
+                    checker.problem(key, message);
+                }
+                None
+            }
+        });
         let mut first_index: BTreeMap<&str, usize> = BTreeMap::new();
         let mut batches = Vec::new();
         for (i, batch) in raw.batch.iter().enumerate() {
@@ -201,7 +213,13 @@ impl Settings {
             }
         }
         if checker.problems.is_empty() {
-            Ok(Self { batches, shutdown_timeout: raw.daemon.shutdown_timeout, state_dir: raw.state.dir.clone(), admin })
+            Ok(Self {
+                batches,
+                shutdown_timeout: raw.daemon.shutdown_timeout,
+                state_dir: raw.state.dir.clone(),
+                admin,
+                fleet,
+            })
         } else {
             Err(ConfigError { problems: checker.problems })
         }
@@ -222,22 +240,16 @@ impl Settings {
     /// created) and with the admin token file (it must hold a token).
     pub fn check_output_dirs(&self, origin: &str) -> Result<(), ConfigError> {
         let outputs = self.batches.iter().enumerate().map(|(i, b)| (format!("batch[{i}].output"), &b.job.output));
-        let problems: Vec<Problem> = outputs
+        let dirs = outputs
             .chain([("state.dir".to_owned(), &self.state_dir)])
-            .filter_map(|(key, dir)| {
-                writable_or_creatable(dir).err().map(|message| Problem {
-                    origin: origin.to_owned(),
-                    line: None,
-                    key: Some(key),
-                    message,
-                })
-            })
-            .chain(self.admin.as_ref().and_then(|admin| admin.token().err()).map(|message| Problem {
-                origin: origin.to_owned(),
-                line: None,
-                key: Some("admin.token_file".to_owned()),
-                message,
-            }))
+            .filter_map(|(key, dir)| writable_or_creatable(dir).err().map(|message| (key, message)));
+        let token = self.admin.as_ref().and_then(|admin| admin.token().err());
+        let files = token.map(|message| ("admin.token_file".to_owned(), message)).into_iter();
+        let fleet_files = self.fleet.iter().flat_map(FleetSettings::check_files);
+        let problems: Vec<Problem> = dirs
+            .chain(files)
+            .chain(fleet_files)
+            .map(|(key, message)| Problem { origin: origin.to_owned(), line: None, key: Some(key), message })
             .collect();
         if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
     }
@@ -367,6 +379,7 @@ mod tests {
             daemon: RawDaemon::default(),
             state: Default::default(),
             admin: Default::default(),
+            fleet: None,
             batch: batches,
         }
     }

@@ -9,6 +9,7 @@
 //! last-run gauges once one of its runs has ended. The metric names and
 //! labels are a stable interface: dashboards and alerts use them.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -31,6 +32,12 @@ pub const DURATION_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BatchLabels {
     batch: String,
+}
+
+/// The labels of `flagsd_fleet_nodes`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FleetLabels {
+    fleet: String,
 }
 
 /// The labels of `flagsd_downloads_total`.
@@ -56,6 +63,9 @@ pub struct Metrics {
     last_run_timestamp: Family<BatchLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     last_run_status: Family<BatchLabels, Gauge>,
     running: Family<BatchLabels, Gauge>,
+    fleet_nodes: Family<FleetLabels, Gauge>,
+    fleet_queued: Family<BatchLabels, Gauge>,
+    fleet_in_flight: Family<BatchLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,7 +106,34 @@ impl Metrics {
         );
         let running = Family::default();
         registry.register("flagsd_batch_running", "1 while a run of the batch is in progress, else 0", running.clone());
-        Self { registry, downloads, bytes, durations, in_flight, retries, last_run_timestamp, last_run_status, running }
+        let fleet_nodes = Family::default();
+        registry.register("flagsd_fleet_nodes", "Nodes of the fleet with a live heartbeat", fleet_nodes.clone());
+        let fleet_queued = Family::default();
+        registry.register(
+            "flagsd_fleet_codes_queued",
+            "Codes queued in the fleet, not yet handed out",
+            fleet_queued.clone(),
+        );
+        let fleet_in_flight = Family::default();
+        registry.register(
+            "flagsd_fleet_codes_in_flight",
+            "Codes handed out to the fleet's nodes and not yet settled",
+            fleet_in_flight.clone(),
+        );
+        Self {
+            registry,
+            downloads,
+            bytes,
+            durations,
+            in_flight,
+            retries,
+            last_run_timestamp,
+            last_run_status,
+            running,
+            fleet_nodes,
+            fleet_queued,
+            fleet_in_flight,
+        }
     }
 
     /// The labels of `batch`, with its series created in every per-batch
@@ -161,6 +198,25 @@ impl Metrics {
         self.last_run_status.get_or_create(&labels).set(i64::from(exit_status));
     }
 
+    /// What a fleet node last measured of its fleet: live nodes, and codes
+    /// queued and in flight by batch.
+    pub fn fleet(
+        &mut self,
+        fleet: &str,
+        live_nodes: u64,
+        queued: &BTreeMap<String, u64>,
+        in_flight: &BTreeMap<String, u64>,
+    ) {
+        let labels = FleetLabels { fleet: fleet.to_owned() };
+        self.fleet_nodes.get_or_create(&labels).set(i64::try_from(live_nodes).unwrap_or(i64::MAX));
+        for (family, values) in [(&self.fleet_queued, queued), (&self.fleet_in_flight, in_flight)] {
+            for (batch, value) in values {
+                let labels = BatchLabels { batch: batch.clone() };
+                family.get_or_create(&labels).set(i64::try_from(*value).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
     /// The whole registry in the Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -172,7 +228,6 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::UNIX_EPOCH;
 
     use prometheus_parse::{Scrape, Value};
@@ -372,5 +427,17 @@ mod tests {
         metrics.retry("a\\b\"c\nd");
         let text = metrics.render();
         assert!(text.contains(r#"flagsd_retries_total{batch="a\\b\"c\nd"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn fleet_gauges_show_nodes_and_codes_by_batch() {
+        let mut metrics = Metrics::new();
+        let queued = BTreeMap::from([("daily".to_owned(), 600)]);
+        let in_flight = BTreeMap::from([("daily".to_owned(), 76)]);
+        metrics.fleet("flags", 3, &queued, &in_flight);
+        let s = scrape(&metrics);
+        assert_eq!(samples(&s, "flagsd_fleet_nodes")["fleet=flags"], 3.0);
+        assert_eq!(samples(&s, "flagsd_fleet_codes_queued")["batch=daily"], 600.0);
+        assert_eq!(samples(&s, "flagsd_fleet_codes_in_flight")["batch=daily"], 76.0);
     }
 }

@@ -15,6 +15,9 @@
 //! `daemon.shutdown_timeout` to finish, then abandons them (their temporary
 //! files are deleted) and exits 0.
 //!
+//! With `[fleet]` set, the daemon is a node of a fleet instead (see
+//! [`crate::fleet`]): the batches' runs are shared through NATS.
+//!
 //! With `admin.listen` set, the [`admin`] endpoint runs on its
 //! own thread and forwards each request here over a channel: this loop owns
 //! every piece of state (schedules, runs, metrics, the database), so nothing
@@ -26,6 +29,7 @@
 
 pub mod admin;
 mod answer;
+mod fleet;
 pub mod metrics;
 mod notify;
 mod runs;
@@ -71,48 +75,80 @@ fn start_admin(
     Ok(Some(server))
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. A configuration that does not
-/// load at start is an error (status 2) before `READY=1`; so is a state
-/// database that cannot be opened or an admin address that cannot be bound
-/// (status 3).
-pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
-    let mut settings = source.load_checked()?;
-    // What a reload cannot change: compared with each new file.
-    let at_start = settings.clone();
-    let state = Rc::new(RefCell::new(StateDb::open(&settings.state_dir)?));
-    crate::sys::limits::raise_open_files_limit();
-    let mut hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
-    let mut stops = StopSignals::install().map_err(FatalError::Signals)?;
-    let (admin_tx, mut admin_rx) = mpsc::channel(64);
-    let _admin = start_admin(&settings, &source.origin(), admin_tx)?;
+/// What both kinds of daemon (alone, or a node of a fleet) share: the
+/// configuration's source, the signals, and the admin endpoint's requests.
+pub struct Daemon {
+    source: ConfigSource,
+    /// What a reload cannot change: compared with each new file.
+    at_start: Settings,
+    hangups: tokio::signal::unix::Signal,
+    stops: StopSignals,
+    admin_requests: mpsc::Receiver<AdminRequest>,
+    _admin: Option<AdminServer>,
+}
 
+impl Daemon {
+    /// Reads the configuration again (on SIGHUP): the new settings, or
+    /// `None` (logged) when the file does not load and the old ones stay.
+    fn reload(&self) -> Option<Settings> {
+        match self.source.load_checked() {
+            Ok(new) => {
+                let at_start = &self.at_start;
+                if new.state_dir != at_start.state_dir || new.admin != at_start.admin || new.fleet != at_start.fleet {
+                    tracing::warn!("state.dir, [admin] and [fleet] changes take effect at the next start");
+                }
+                tracing::info!(batches = new.batches.len(), "configuration reloaded");
+                Some(new)
+            }
+            Err(e) => {
+                log_config_error(&e, "configuration not reloaded; the previous one stays in force");
+                None
+            }
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT: alone, or as a node of the fleet
+/// that `[fleet]` names. A configuration that does not load at start is an
+/// error (status 2) before `READY=1`; so is a state database that cannot be
+/// opened or an admin address that cannot be bound (status 3).
+pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
+    let settings = source.load_checked()?;
+    crate::sys::limits::raise_open_files_limit();
+    let hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
+    let stops = StopSignals::install().map_err(FatalError::Signals)?;
+    let (admin_tx, admin_requests) = mpsc::channel(64);
+    let admin = start_admin(&settings, &source.origin(), admin_tx)?;
+    let daemon = Daemon { source, at_start: settings.clone(), hangups, stops, admin_requests, _admin: admin };
+    match settings.fleet.clone() {
+        Some(fleet_settings) => fleet::serve(daemon, settings, fleet_settings).await,
+        None => serve_alone(daemon, settings).await,
+    }
+}
+
+/// The daemon alone: its own schedules, runs and state database.
+async fn serve_alone(mut daemon: Daemon, mut settings: Settings) -> Result<ExitStatus, FatalError> {
+    let state = Rc::new(RefCell::new(StateDb::open(&settings.state_dir)?));
     let (abandon_tx, abandon) = watch::channel(false);
     let shared = Rc::new(Shared::new(state, abandon));
     let mut schedules = Schedules::new(Rc::clone(&shared));
     schedules.apply(&settings);
     start_watchdog();
     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
-    tracing::info!(config = %source.origin(), batches = settings.batches.len(), "serving");
+    tracing::info!(config = %daemon.source.origin(), batches = settings.batches.len(), "serving");
 
     loop {
         tokio::select! {
-            _ = hangups.recv() => {
+            _ = daemon.hangups.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading]);
-                match source.load_checked() {
-                    Ok(new) => {
-                        schedules.apply(&new);
-                        if new.state_dir != at_start.state_dir || new.admin != at_start.admin {
-                            tracing::warn!("state.dir and [admin] changes take effect at the next start");
-                        }
-                        tracing::info!(batches = new.batches.len(), "configuration reloaded");
-                        settings = new;
-                    }
-                    Err(e) => log_config_error(&e, "configuration not reloaded; the previous one stays in force"),
+                if let Some(new) = daemon.reload() {
+                    schedules.apply(&new);
+                    settings = new;
                 }
                 notify(&[sd_notify::NotifyState::Ready]);
             }
-            Some(request) = admin_rx.recv() => answer(&shared, &settings, request),
-            signal = stops.recv() => {
+            Some(request) = daemon.admin_requests.recv() => answer(&shared, &settings, request),
+            signal = daemon.stops.recv() => {
                 tracing::info!(?signal, "stop requested");
                 shared.stopped_by.set(Some(signal));
                 shared.deferred.borrow_mut().clear();

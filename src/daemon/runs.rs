@@ -20,10 +20,17 @@ use crate::sys::signals::StopSignal;
 
 /// Logs each outcome of a daemon run (errors as warnings when the batch is
 /// verbose, everything else at debug) and keeps the metrics.
-struct LogSink {
+pub struct LogSink {
     batch: Rc<str>,
     verbose: bool,
     metrics: Rc<RefCell<Metrics>>,
+}
+
+impl LogSink {
+    /// A sink for `batch`'s outcomes, counted in `metrics`.
+    pub fn new(batch: &BatchConfig, metrics: Rc<RefCell<Metrics>>) -> Self {
+        Self { batch: batch.name.as_str().into(), verbose: batch.verbose, metrics }
+    }
 }
 
 impl OutcomeSink for LogSink {
@@ -164,8 +171,7 @@ impl Shared {
         tracing::info!(batch = %batch.name, run = id, codes = job.codes.len(), server = %job.server.label, "run started");
         self.metrics.borrow_mut().run_started(&batch.name);
         let sink = |_: &crate::job::PreparedJob| -> Box<dyn OutcomeSink> {
-            let metrics = Rc::clone(&self.metrics);
-            Box::new(LogSink { batch: batch.name.as_str().into(), verbose: batch.verbose, metrics })
+            Box::new(LogSink::new(batch, Rc::clone(&self.metrics)))
         };
         let mut abandon = self.abandon.clone();
         let stop = async move {

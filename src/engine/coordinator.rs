@@ -260,6 +260,25 @@ impl Handler<Drain> for Coordinator {
     }
 }
 
+/// Drains or interrupts a run from outside.
+#[derive(Clone)]
+pub struct RunControls {
+    coordinator: Addr<Coordinator>,
+}
+
+impl RunControls {
+    /// Stops taking new tasks: the run resolves once those in flight settle.
+    pub fn drain(&self) {
+        self.coordinator.do_send(Drain);
+    }
+
+    /// Resolves the run now with what has finished; tasks in flight are
+    /// released to the source.
+    pub fn interrupt(&self) {
+        self.coordinator.do_send(Interrupt);
+    }
+}
+
 /// A run in progress: the coordinator's address and its result.
 pub struct Run {
     coordinator: Addr<Coordinator>,
@@ -305,9 +324,10 @@ impl Run {
         Self { coordinator, done }
     }
 
-    /// Stops taking new tasks: the run resolves once those in flight settle.
-    pub fn drain(&self) {
-        self.coordinator.do_send(Drain);
+    /// A handle that drains or interrupts the run while something else
+    /// waits for its end.
+    pub fn controls(&self) -> RunControls {
+        RunControls { coordinator: self.coordinator.clone() }
     }
 
     /// Waits for the run to end, or for `stop` to complete first: then the
@@ -554,7 +574,7 @@ mod tests {
             .block_on(async move {
                 let fetcher: Rc<dyn Fetch> = Rc::new(Rc::new(ScriptedFetcher::default()));
                 let run = Run::from_source(source, fetcher, options, Box::new(Collect::default()));
-                run.drain();
+                run.controls().drain();
                 run.finish_or_interrupt(pending()).await
             })
             .unwrap();

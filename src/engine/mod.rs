@@ -18,7 +18,7 @@ pub mod retry;
 mod seams;
 mod worker;
 
-pub use coordinator::{Coordinator, CoordinatorLost, PoolOptions, Run, RunSummary};
+pub use coordinator::{Coordinator, CoordinatorLost, PoolOptions, Run, RunControls, RunSummary};
 pub use queue::LocalQueue;
 pub use seams::{Fetch, OutcomeFuture, OutcomeSink, Supply, Task, WorkSource};
 pub use worker::{Download, Worker};

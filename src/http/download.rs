@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 use super::client::{Clients, RequestError};
 use super::rate::RateLimiter;
 use super::response::{body_error, connection_error, drain, reason_phrase, retry_after};
-use super::url::redact_credentials;
+use super::url::{flag_url, redact_credentials};
 use crate::engine::{Fetch, OutcomeFuture};
 use crate::model::codes::CountryCode;
 use crate::model::digest::{hex, sha256_hex};
@@ -36,6 +36,9 @@ use crate::model::outcome::{DownloadError, Outcome, SavedFile};
 use crate::store::naming::NameRegistry;
 use crate::store::output::OutputDir;
 use crate::store::state::KnownFiles;
+
+/// What earlier runs saved, shared with whoever keeps it up to date.
+pub type SharedKnownFiles = Rc<RefCell<KnownFiles>>;
 
 /// Largest `metadata.json` read when naming files by country.
 const METADATA_LIMIT: usize = 64 * 1024;
@@ -55,7 +58,7 @@ pub struct HttpFetcher {
     /// `Some` when the server has a request rate limit.
     limiter: Option<Rc<RateLimiter>>,
     /// `Some` when run state is kept: what earlier runs saved, by code.
-    known: Option<Rc<KnownFiles>>,
+    known: Option<SharedKnownFiles>,
 }
 
 impl HttpFetcher {
@@ -75,10 +78,11 @@ impl HttpFetcher {
         }
     }
 
-    /// Keeps run state: files saved by earlier runs (`known`) are asked for
-    /// conditionally, and every saved file's SHA-256 is computed.
-    pub fn with_state(mut self, known: KnownFiles) -> Self {
-        self.known = Some(Rc::new(known));
+    /// Keeps run state: files saved by earlier runs (`known`, which may be
+    /// kept up to date by others meanwhile) are asked for conditionally, and
+    /// every saved file's SHA-256 is computed.
+    pub fn with_state(mut self, known: SharedKnownFiles) -> Self {
+        self.known = Some(known);
         self
     }
 
@@ -90,7 +94,7 @@ impl HttpFetcher {
     /// country name otherwise (after a change of server or of naming, the
     /// first run asks unconditionally).
     fn conditional(&self, code: CountryCode) -> Option<(PathBuf, HeaderMap)> {
-        let known = self.known.as_ref()?.get(&code)?;
+        let known = self.known.as_ref()?.borrow().get(&code)?.clone();
         let path = known.path.as_ref()?;
         let by_code = *path == self.output.target_path(code);
         let named_as_this_run_names = by_code == self.country_names.is_none();
@@ -148,7 +152,8 @@ impl HttpFetcher {
     /// Call it after [`with_state`](Self::with_state).
     pub fn naming_by_country(mut self) -> Self {
         let mut names = NameRegistry::default();
-        for (code, record) in self.known.iter().flat_map(|known| known.iter()) {
+        let known = self.known.as_ref().map(|known| known.borrow().clone()).unwrap_or_default();
+        for (code, record) in &known {
             let name =
                 record.path.as_deref().filter(|p| p.parent() == Some(self.output.path())).and_then(Path::file_name);
             if let Some(name) = name.and_then(|n| n.to_str()) {
@@ -240,13 +245,11 @@ impl HttpFetcher {
 
 impl Fetch for HttpFetcher {
     fn url(&self, code: CountryCode) -> String {
-        let cc = code.lower();
-        format!("{}/{cc}/{cc}.gif", self.base)
+        flag_url(&self.base, code)
     }
 
     fn display_url(&self, code: CountryCode) -> String {
-        let cc = code.lower();
-        format!("{}/{cc}/{cc}.gif", self.display_base)
+        flag_url(&self.display_base, code)
     }
 
     fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture {

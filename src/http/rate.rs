@@ -56,20 +56,24 @@ impl FromStr for Rate {
 /// Spaces requests at least one interval apart.
 #[derive(Debug)]
 pub struct RateLimiter {
+    /// The interval of the whole rate.
     interval: Duration,
+    /// How many processes share the rate (a fleet's live nodes): this one
+    /// spaces its requests that many intervals apart.
+    sharers: Cell<u32>,
     next_free: Cell<Option<Instant>>,
 }
 
 impl RateLimiter {
     /// A limiter for `rate`.
     pub fn new(rate: Rate) -> Self {
-        Self { interval: rate.interval, next_free: Cell::new(None) }
+        Self { interval: rate.interval, sharers: Cell::new(1), next_free: Cell::new(None) }
     }
 
     /// Takes the next free slot at or after `now`.
     fn reserve(&self, now: Instant) -> Instant {
         let slot = self.next_free.get().map_or(now, |next| next.max(now));
-        self.next_free.set(Some(slot + self.interval));
+        self.next_free.set(Some(slot + self.interval * self.sharers.get()));
         slot
     }
 
@@ -94,6 +98,14 @@ impl RateLimiters {
     pub fn get(&self, label: &str, rate: Rate) -> Rc<RateLimiter> {
         let mut map = self.by_label.borrow_mut();
         Rc::clone(map.entry((label.to_owned(), rate)).or_insert_with(|| Rc::new(RateLimiter::new(rate))))
+    }
+
+    /// Shares every rate among `sharers` processes (at least one): each
+    /// server's rate is then the budget of all of them together.
+    pub fn share_among(&self, sharers: u32) {
+        for limiter in self.by_label.borrow().values() {
+            limiter.sharers.set(sharers.max(1));
+        }
     }
 }
 
@@ -129,5 +141,19 @@ mod tests {
         // After a quiet spell the next request goes at once.
         let later = start + Duration::from_secs(5);
         assert_eq!(limiter.reserve(later), later);
+    }
+
+    #[test]
+    fn a_shared_rate_spaces_each_sharer_further_apart() {
+        let limiters = RateLimiters::default();
+        let limiter = limiters.get("LOCAL", "10/s".parse().unwrap());
+        let now = Instant::now();
+        assert_eq!(limiter.reserve(now), now);
+        assert_eq!(limiter.reserve(now), now + Duration::from_millis(100));
+        limiters.share_among(3);
+        assert_eq!(limiter.reserve(now), now + Duration::from_millis(200));
+        assert_eq!(limiter.reserve(now), now + Duration::from_millis(500));
+        limiters.share_among(0);
+        assert_eq!(limiter.reserve(now), now + Duration::from_millis(800));
     }
 }

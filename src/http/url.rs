@@ -1,4 +1,6 @@
-//! URLs as reports and logs show them.
+//! The URLs of flags, and URLs as reports and logs show them.
+
+use crate::model::codes::CountryCode;
 
 /// `url` with any user name and password replaced by `***`, so that
 /// credentials never reach a report or a log.
@@ -13,6 +15,14 @@ pub fn redact_credentials(url: &str) -> String {
     }
 }
 
+/// The URL of `code`'s flag under the base URL `base` (one trailing slash
+/// of `base` is ignored): `{base}/{cc}/{cc}.gif`, `cc` in lower case.
+pub fn flag_url(base: &str, code: CountryCode) -> String {
+    let base = base.strip_suffix('/').unwrap_or(base);
+    let cc = code.lower();
+    format!("{base}/{cc}/{cc}.gif")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -23,5 +33,8 @@ mod tests {
         assert_eq!(redact_credentials("https://user@host/flags"), "https://***@host/flags");
         assert_eq!(redact_credentials("http://host/flags"), "http://host/flags");
         assert_eq!(redact_credentials("not a url"), "not a url");
+        let br = CountryCode::new(b'B', b'R').expect("a code");
+        assert_eq!(flag_url("http://h/flags/", br), "http://h/flags/br/br.gif");
+        assert_eq!(flag_url("http://h/flags", br), "http://h/flags/br/br.gif");
     }
 }

@@ -37,6 +37,9 @@ pub enum FatalError {
     /// Signal handlers cannot be installed (status 3).
     #[error("cannot install the signal handler: {0}")]
     Signals(std::io::Error),
+    /// The fleet's NATS servers cannot be used (status 3).
+    #[error("{0}")]
+    Fleet(String),
     /// The state database cannot be used (status 3).
     #[error(transparent)]
     State(#[from] StateError),

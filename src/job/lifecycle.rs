@@ -156,7 +156,7 @@ impl Recording {
             }
             RunEnd { run_id, started_at, result: Err(error), record_error: None }
         };
-        let prepared = match PreparedJob::prepare(job, context, known) {
+        let prepared = match PreparedJob::prepare(job, context, known.map(|k| Rc::new(RefCell::new(k)))) {
             Ok(prepared) => prepared,
             Err(error) => return failed(record, error),
         };

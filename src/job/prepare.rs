@@ -12,16 +12,15 @@ use std::time::{Duration, SystemTime};
 use super::error::FatalError;
 use crate::config::file::Naming;
 use crate::config::{JobConfig, ServerTarget};
-use crate::engine::{Fetch, OutcomeSink, PoolOptions, Run, RunSummary};
+use crate::engine::{Fetch, OutcomeSink, PoolOptions, Run, RunSummary, WorkSource};
 use crate::http::client::{ClientCache, ClientOptions};
-use crate::http::download::HttpFetcher;
+use crate::http::download::{HttpFetcher, SharedKnownFiles};
 use crate::http::rate::RateLimiters;
 use crate::http::url::redact_credentials;
 use crate::model::codes::CountryCode;
 use crate::model::exit::ExitStatus;
 use crate::present::results::{JobFacts, JobResult, job_result};
 use crate::store::output::OutputDir;
-use crate::store::state::KnownFiles;
 use crate::sys::limits;
 use crate::testserver::options::TestServerOptions;
 use crate::testserver::server::TestServer;
@@ -57,7 +56,7 @@ impl PreparedJob {
     /// process; nothing has been requested when this fails. With `known`
     /// (run state is kept), files saved by earlier runs are asked for
     /// conditionally.
-    pub fn prepare(job: &JobConfig, context: &JobContext, known: Option<KnownFiles>) -> Result<Self, FatalError> {
+    pub fn prepare(job: &JobConfig, context: &JobContext, known: Option<SharedKnownFiles>) -> Result<Self, FatalError> {
         let output = Arc::new(OutputDir::prepare(&job.output)?);
         let (base_url, demo) = match &job.server.target {
             ServerTarget::Url(url) => (url.clone(), None),
@@ -118,5 +117,17 @@ impl PreparedJob {
     /// Starts the coordinator for `job`'s codes on the current arbiter.
     pub fn start(&self, job: &JobConfig, sink: Box<dyn OutcomeSink>) -> Run {
         Run::start(job.codes.clone(), Rc::clone(&self.fetcher), self.options, sink)
+    }
+
+    /// Starts a long-lived coordinator for the tasks of `source` (a shared
+    /// queue) on the current arbiter; only counts are kept.
+    pub fn start_from(&self, source: Rc<dyn WorkSource>, sink: Box<dyn OutcomeSink>) -> Run {
+        let options = PoolOptions { keep_outcomes: false, ..self.options };
+        Run::from_source(source, Rc::clone(&self.fetcher), options, sink)
+    }
+
+    /// The longest one attempt may take, all its requests included.
+    pub fn deadline(&self) -> Duration {
+        self.options.deadline
     }
 }

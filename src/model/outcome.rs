@@ -192,6 +192,19 @@ impl StatusCounts {
         }
     }
 
+    /// Counts one outcome by its kind ([`Outcome::kind`]); any kind but
+    /// `downloaded`, `unchanged` and `not_found` is an error, and
+    /// `unfinished` is not counted.
+    pub fn record_kind(&mut self, kind: &str) {
+        match kind {
+            "downloaded" => self.downloaded += 1,
+            "unchanged" => self.unchanged += 1,
+            "not_found" => self.not_found += 1,
+            "unfinished" => {}
+            _ => self.errors += 1,
+        }
+    }
+
     /// Number of codes finished.
     pub fn total(&self) -> usize {
         self.downloaded + self.unchanged + self.not_found + self.errors
@@ -223,5 +236,10 @@ mod tests {
         counts.record(&Outcome::Failed(DownloadError::Connection { detail: None }));
         assert_eq!(counts, StatusCounts { downloaded: 1, unchanged: 1, not_found: 2, errors: 1 });
         assert_eq!(counts.total(), 5);
+        let mut by_kind = StatusCounts::default();
+        for kind in ["downloaded", "unchanged", "not_found", "not_found", "connection_error", "unfinished"] {
+            by_kind.record_kind(kind);
+        }
+        assert_eq!(by_kind, counts);
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
+use super::results::CodeResult;
 use crate::engine::OutcomeSink;
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
@@ -68,14 +69,24 @@ pub fn final_report(counts: &StatusCounts, elapsed: Duration) -> String {
 /// The verbose line for one code (`BR OK`, `AR unchanged`,
 /// `ZZ not found: URL`, `*** Error for XX: …`).
 pub fn verbose_line(outcome: &CodeOutcome) -> String {
-    match &outcome.outcome {
-        Outcome::Downloaded(_) => format!("{} OK", outcome.code),
-        Outcome::Unchanged(_) => format!("{} unchanged", outcome.code),
-        Outcome::NotFound => format!("{} not found: {}", outcome.code, outcome.url),
-        Outcome::Failed(error) if outcome.attempts > 1 => {
-            format!("*** Error for {}: {error} (after {} attempts)", outcome.code, outcome.attempts)
+    result_line(&CodeResult::of(outcome))
+}
+
+/// The verbose line for one code's result (as a fleet reports it).
+pub fn result_line(result: &CodeResult) -> String {
+    let code = &result.code;
+    match result.outcome.as_str() {
+        "downloaded" => format!("{code} OK"),
+        "unchanged" => format!("{code} unchanged"),
+        "not_found" => format!("{code} not found: {}", result.url),
+        _ => {
+            let message = result.message.as_deref().unwrap_or(&result.outcome);
+            if result.attempts > 1 {
+                format!("*** Error for {code}: {message} (after {} attempts)", result.attempts)
+            } else {
+                format!("*** Error for {code}: {message}")
+            }
         }
-        Outcome::Failed(error) => format!("*** Error for {}: {error}", outcome.code),
     }
 }
 

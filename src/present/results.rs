@@ -6,15 +6,17 @@
 //! against it). `schema_version` changes only when a field changes meaning
 //! or disappears; new fields may be added without changing it.
 
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::RunSummary;
 use crate::model::codes::CountryCode;
 use crate::model::exit::ExitStatus;
+use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
 use crate::model::time;
 
 /// The version of the document's layout.
@@ -36,14 +38,14 @@ pub struct Counts {
 }
 
 /// What became of one code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeResult {
     /// The country code, upper case.
     pub code: String,
     /// `downloaded`, `unchanged`, `not_found`, `unfinished`, or an error
     /// kind (`http_error`, `connection_error`, `too_large`, `io_error`,
     /// `metadata_error`, `internal_error`).
-    pub outcome: &'static str,
+    pub outcome: String,
     /// The HTTP status of the last response, if one came.
     pub status: Option<u16>,
     /// The error message (as in the verbose line), for errors only.
@@ -56,6 +58,44 @@ pub struct CodeResult {
     pub file: Option<String>,
     /// The URL requested (credentials masked).
     pub url: String,
+    /// The fleet node that fetched it (`null` outside a fleet).
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+impl CodeResult {
+    /// The result of a finished code.
+    pub fn of(o: &CodeOutcome) -> Self {
+        Self {
+            code: o.code.to_string(),
+            outcome: o.outcome.kind().to_owned(),
+            status: o.outcome.http_status(),
+            message: match &o.outcome {
+                Outcome::Failed(error) => Some(error.to_string()),
+                _ => None,
+            },
+            attempts: o.attempts,
+            bytes: o.outcome.bytes(),
+            file: o.outcome.file().map(|p| p.display().to_string()),
+            url: o.url.clone(),
+            node: None,
+        }
+    }
+
+    /// A code that did not finish, to be fetched from `url`.
+    pub fn unfinished(code: CountryCode, url: String) -> Self {
+        Self {
+            code: code.to_string(),
+            outcome: "unfinished".to_owned(),
+            status: None,
+            message: None,
+            attempts: 0,
+            bytes: 0,
+            file: None,
+            url,
+            node: None,
+        }
+    }
 }
 
 /// The result of one job: a `fetch`, or one batch of `run`.
@@ -125,51 +165,45 @@ pub struct JobFacts<'a> {
 
 /// Describes a finished (or interrupted) job.
 pub fn job_result(facts: &JobFacts<'_>, summary: &RunSummary, status: ExitStatus, run_id: Option<i64>) -> JobResult {
-    let mut codes: Vec<CodeResult> = summary
-        .outcomes
-        .iter()
-        .map(|o| CodeResult {
-            code: o.code.to_string(),
-            outcome: o.outcome.kind(),
-            status: o.outcome.http_status(),
-            message: match &o.outcome {
-                crate::model::outcome::Outcome::Failed(error) => Some(error.to_string()),
-                _ => None,
-            },
-            attempts: o.attempts,
-            bytes: o.outcome.bytes(),
-            file: o.outcome.file().map(|p| p.display().to_string()),
-            url: o.url.clone(),
-        })
-        .collect();
-    let unfinished = unfinished_codes(facts.codes, summary);
-    codes.extend(unfinished.iter().map(|&code| CodeResult {
-        code: code.to_string(),
-        outcome: "unfinished",
-        status: None,
-        message: None,
-        attempts: 0,
-        bytes: 0,
-        file: None,
-        url: (facts.url_of)(code),
-    }));
+    let finished = summary.outcomes.iter().map(CodeResult::of).collect();
+    job_result_of(facts, finished, summary.interrupted, status, run_id)
+}
+
+/// Describes a job from the results of its finished codes; every other
+/// code of `facts.codes` is `unfinished`.
+pub fn job_result_of(
+    facts: &JobFacts<'_>,
+    mut codes: Vec<CodeResult>,
+    interrupted: bool,
+    status: ExitStatus,
+    run_id: Option<i64>,
+) -> JobResult {
+    let mut counts = StatusCounts::default();
+    for code in &codes {
+        counts.record_kind(&code.outcome);
+    }
+    let finished: HashSet<&str> = codes.iter().map(|c| c.code.as_str()).collect();
+    let mut unfinished: Vec<CountryCode> =
+        facts.codes.iter().copied().filter(|c| !finished.contains(c.as_str())).collect();
+    unfinished.sort();
+    unfinished.dedup();
+    codes.extend(unfinished.iter().map(|&code| CodeResult::unfinished(code, (facts.url_of)(code))));
     codes.sort_by(|a, b| a.code.cmp(&b.code));
-    let c = summary.counts;
     JobResult {
         server: facts.server.to_owned(),
         url: facts.url.to_owned(),
         connections: facts.connections,
         started_at: time::rfc3339(facts.started),
         elapsed_seconds: facts.elapsed.as_secs_f64(),
-        interrupted: summary.interrupted,
+        interrupted,
         exit_status: status.code(),
         run_id,
         error: None,
         counts: Counts {
-            downloaded: c.downloaded,
-            unchanged: c.unchanged,
-            not_found: c.not_found,
-            errors: c.errors,
+            downloaded: counts.downloaded,
+            unchanged: counts.unchanged,
+            not_found: counts.not_found,
+            errors: counts.errors,
             unfinished: unfinished.len(),
         },
         codes,
@@ -178,7 +212,7 @@ pub fn job_result(facts: &JobFacts<'_>, summary: &RunSummary, status: ExitStatus
 
 /// The codes of `codes` with no outcome in `summary`, sorted.
 pub fn unfinished_codes(codes: &[CountryCode], summary: &RunSummary) -> Vec<CountryCode> {
-    let finished: std::collections::HashSet<CountryCode> = summary.outcomes.iter().map(|o| o.code).collect();
+    let finished: HashSet<CountryCode> = summary.outcomes.iter().map(|o| o.code).collect();
     let mut left: Vec<CountryCode> = codes.iter().copied().filter(|c| !finished.contains(c)).collect();
     left.sort();
     left.dedup();
@@ -188,12 +222,8 @@ pub fn unfinished_codes(codes: &[CountryCode], summary: &RunSummary) -> Vec<Coun
 /// The codes to try again: those that ended in an error and those that did
 /// not finish, sorted.
 pub fn failed_codes(codes: &[CountryCode], summary: &RunSummary) -> Vec<CountryCode> {
-    let mut failed: Vec<CountryCode> = summary
-        .outcomes
-        .iter()
-        .filter(|o| matches!(o.outcome, crate::model::outcome::Outcome::Failed(_)))
-        .map(|o| o.code)
-        .collect();
+    let mut failed: Vec<CountryCode> =
+        summary.outcomes.iter().filter(|o| matches!(o.outcome, Outcome::Failed(_))).map(|o| o.code).collect();
     failed.extend(unfinished_codes(codes, summary));
     failed.sort();
     failed.dedup();

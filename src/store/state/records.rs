@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::codes::CountryCode;
 
 /// What is known of a code's file from earlier runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
     /// The last outcome's kind (`downloaded`, `unchanged`, `not_found`, ...).
     pub status: String,

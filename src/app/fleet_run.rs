@@ -1,0 +1,157 @@
+//! `flagsd run` with `[fleet]`: the named batches are submitted to the
+//! fleet, whose nodes fetch them; this process downloads nothing, waits for
+//! every run to end, and prints the same reports (or `--json` document) as
+//! a local run, each code's result naming the node that fetched it. Ctrl-C
+//! or SIGTERM cancels the runs still going: their queued codes are removed
+//! and each run ends with what had finished.
+
+use std::time::{Duration, SystemTime};
+
+use super::batch_report::{BatchReport, display_url};
+use crate::config::{BatchConfig, FleetSettings};
+use crate::fleet::messages::{RunEntry, RunState};
+use crate::fleet::{Fleet, Patience};
+use crate::http::url::flag_url;
+use crate::job::FatalError;
+use crate::job::lifecycle::signal_status;
+use crate::model::exit::ExitStatus;
+use crate::model::outcome::StatusCounts;
+use crate::present::report::{final_report, initial_report, result_line};
+use crate::present::results::{JobFacts, JobResult, job_result_of};
+use crate::sys::signals::StopSignals;
+
+/// How often the runs' records are read while waiting for their end.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// Waits until none of `ids` is running.
+async fn all_ended(fleet: &Fleet, ids: &[i64]) -> Result<(), FatalError> {
+    loop {
+        let mut running = false;
+        for &id in ids {
+            let entry = fleet.run_entry(id).await.map_err(|e| FatalError::Fleet(e.to_string()))?;
+            running |= entry.is_some_and(|(entry, _)| entry.state == RunState::Running);
+        }
+        if !running {
+            return Ok(());
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Submits `batches` to the fleet of `settings`, waits for their runs, and
+/// returns each batch's report.
+pub async fn run(settings: &FleetSettings, batches: &[BatchConfig]) -> Result<Vec<BatchReport>, FatalError> {
+    let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
+    let joined = Fleet::join(settings, "flagsd-run", Patience::Once, |_| {}).await;
+    let fleet = joined.map_err(|e| FatalError::Fleet(e.to_string()))?;
+    let submitted_at = SystemTime::now();
+    let mut started = Vec::new();
+    for batch in batches {
+        started.push(fleet.start_run(batch, "run", None).await);
+    }
+    let ids: Vec<i64> = started.iter().filter_map(|s| s.as_ref().ok().copied()).collect();
+    let stopped_by = tokio::select! {
+        ended = all_ended(&fleet, &ids) => { ended?; None }
+        signal = signals.recv() => Some(signal),
+    };
+    if let Some(signal) = stopped_by {
+        for &id in &ids {
+            if let Err(e) = fleet.cancel_run(id, signal_status(signal)).await {
+                eprintln!("*** Error: {e}");
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    for (batch, start) in batches.iter().zip(started) {
+        let report = match start {
+            Ok(id) => report(&fleet, batch, id, submitted_at).await,
+            Err(e) => {
+                let error = FatalError::Fleet(e.to_string());
+                BatchReport::failed(batch, format!("== batch {} ==\n", batch.name), &error, None, submitted_at)
+            }
+        };
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// The report of run `id` of `batch`, from the fleet's records.
+async fn report(fleet: &Fleet, batch: &BatchConfig, id: i64, submitted_at: SystemTime) -> BatchReport {
+    let mut text = format!("== batch {} ==\n", batch.name);
+    let read = async { Ok::<_, crate::fleet::FleetError>((fleet.run_entry(id).await?, fleet.outcomes(id).await?)) };
+    let (entry, outcomes) = match read.await {
+        Ok((Some((entry, _)), outcomes)) => (entry, outcomes),
+        Ok((None, _)) => {
+            let error = FatalError::Fleet(format!("run {id} has no record in the fleet"));
+            return BatchReport::failed(batch, text, &error, Some(id), submitted_at);
+        }
+        Err(e) => return BatchReport::failed(batch, text, &FatalError::Fleet(e.to_string()), Some(id), submitted_at),
+    };
+    let job = &batch.job;
+    let url = display_url(batch);
+    text.push_str(&initial_report(&job.server.label, &url, &job.codes, job.pool_size));
+    let mut counts = StatusCounts::default();
+    for outcome in &outcomes {
+        counts.record_kind(&outcome.result.outcome);
+        if batch.verbose {
+            text.push_str(&result_line(&outcome.result));
+            text.push('\n');
+        }
+    }
+    let elapsed = elapsed(&entry);
+    text.push_str(&final_report(&counts, elapsed));
+    let interrupted = entry.state == RunState::Cancelled;
+    let status = match entry.exit_status {
+        Some(code) if interrupted && code == ExitStatus::Terminated.code() => ExitStatus::Terminated,
+        Some(_) if interrupted => ExitStatus::Interrupted,
+        _ => ExitStatus::of_counts(&counts),
+    };
+    let started = humantime::parse_rfc3339(&entry.started_at).unwrap_or(submitted_at);
+    let facts = JobFacts {
+        server: &job.server.label,
+        url: &url,
+        connections: job.pool_size,
+        codes: &job.codes,
+        url_of: &|code| flag_url(&url, code),
+        started,
+        elapsed,
+    };
+    let results = outcomes.into_iter().map(|o| o.result).collect();
+    let result = job_result_of(&facts, results, interrupted, status, Some(id));
+    if interrupted {
+        eprintln!("*** Interrupted: run {id} of batch {} was cancelled.", batch.name);
+    }
+    BatchReport { report: text, error: None, status, result }
+}
+
+/// How long a run took, from its record.
+fn elapsed(entry: &RunEntry) -> Duration {
+    let time = |text: &Option<String>| text.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok());
+    match (time(&Some(entry.started_at.clone())), time(&entry.ended_at)) {
+        (Some(start), Some(end)) => end.duration_since(start).unwrap_or_default(),
+        _ => Duration::ZERO,
+    }
+}
+
+impl BatchReport {
+    /// The report of a batch that `error` stopped before it ran (as run
+    /// `run_id`, when it got one).
+    fn failed(batch: &BatchConfig, report: String, error: &FatalError, run_id: Option<i64>, at: SystemTime) -> Self {
+        let result = JobResult {
+            run_id,
+            ..JobResult::failed(
+                &batch.job.server.label,
+                &display_url(batch),
+                at,
+                error.to_string(),
+                error.exit_status(),
+            )
+        };
+        Self {
+            report,
+            error: Some(format!("*** Error in batch {}: {error}", batch.name)),
+            status: error.exit_status(),
+            result,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Validators shared by the fleet: what each node saved for a code (its
+//! path, size, SHA-256, `ETag`, `Last-Modified`), so that a flag saved by
+//! one node is asked for conditionally by any other next time.
+//!
+//! A node writes a code's record after saving its file, and keeps a copy of
+//! every record of its batches up to date by watching the bucket; its
+//! fetchers read that copy.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv::Operation;
+use futures_util::StreamExt as _;
+
+use super::core::Fleet;
+use super::names::{file_key, token};
+use crate::http::download::SharedKnownFiles;
+use crate::model::codes::{CountryCode, parse_code};
+use crate::store::state::FileRecord;
+
+/// How long to wait before watching again after the watch failed.
+const REWATCH_AFTER: Duration = Duration::from_secs(1);
+
+impl Fleet {
+    /// Records what this node saved for `code` of `batch` (a failure is
+    /// logged: the next run then asks unconditionally).
+    pub async fn save_validators(&self, batch: &str, code: CountryCode, record: &FileRecord) {
+        let Ok(value) = serde_json::to_vec(record) else {
+            tracing::debug!(%batch, cc = %code, "validators not shareable (a path that is not UTF-8)");
+            return;
+        };
+        if let Err(e) = self.files.put(file_key(batch, code), value.into()).await {
+            tracing::warn!(%batch, cc = %code, error = %e, "cannot share the validators of a code");
+        }
+    }
+
+    /// Keeps `known` equal to the fleet's records of `batch`, for as long as
+    /// the returned future runs.
+    pub async fn watch_validators(self, batch: String, known: SharedKnownFiles) {
+        let prefix = format!("{}.", token(&batch));
+        loop {
+            match self.files.watch_with_history(format!("{prefix}*")).await {
+                Ok(mut entries) => {
+                    while let Some(entry) = entries.next().await {
+                        let entry = match entry {
+                            Ok(entry) => entry,
+                            Err(e) => {
+                                tracing::warn!(%batch, error = %e, "watching the fleet's validators failed");
+                                break;
+                            }
+                        };
+                        let Some(code) = entry.key.strip_prefix(&prefix).and_then(parse_code) else { continue };
+                        let record = match entry.operation {
+                            Operation::Put => serde_json::from_slice::<FileRecord>(&entry.value).ok(),
+                            Operation::Delete | Operation::Purge => None,
+                        };
+                        let mut known = known.borrow_mut();
+                        match record {
+                            Some(record) => known.insert(code, record),
+                            None => known.remove(&code),
+                        };
+                    }
+                }
+                Err(e) => tracing::warn!(%batch, error = %e, "cannot watch the fleet's validators"),
+            }
+            tokio::time::sleep(REWATCH_AFTER).await;
+        }
+    }
+}
