@@ -2,6 +2,7 @@
 //! started in-process on a free loopback port by each test.
 
 mod helpers;
+mod natsd;
 
 mod admin;
 mod config;
