@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use super::batch_report::{BatchReport, display_url};
 use crate::config::{BatchConfig, FleetSettings};
 use crate::fleet::messages::{RunEntry, RunState};
-use crate::fleet::{Fleet, Patience};
+use crate::fleet::{Fleet, FleetError, Patience};
 use crate::http::url::flag_url;
 use crate::job::FatalError;
 use crate::job::lifecycle::signal_status;
@@ -23,12 +23,35 @@ use crate::sys::signals::StopSignals;
 /// How often the runs' records are read while waiting for their end.
 const POLL_EVERY: Duration = Duration::from_millis(200);
 
+/// How long a read of the fleet's records is tried again while NATS fails
+/// (a cluster electing a new leader takes a few seconds).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// `read`'s result, tried again while NATS fails, [`PATIENCE`] at most.
+async fn patiently<T, F, Fut>(mut read: F) -> Result<T, FleetError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, FleetError>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match read().await {
+            Ok(value) => return Ok(value),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "reading the fleet's records failed; trying again");
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Waits until none of `ids` is running.
 async fn all_ended(fleet: &Fleet, ids: &[i64]) -> Result<(), FatalError> {
     loop {
         let mut running = false;
         for &id in ids {
-            let entry = fleet.run_entry(id).await.map_err(|e| FatalError::Fleet(e.to_string()))?;
+            let entry = patiently(|| fleet.run_entry(id)).await.map_err(|e| FatalError::Fleet(e.to_string()))?;
             running |= entry.is_some_and(|(entry, _)| entry.state == RunState::Running);
         }
         if !running {
@@ -78,7 +101,7 @@ pub async fn run(settings: &FleetSettings, batches: &[BatchConfig]) -> Result<Ve
 /// The report of run `id` of `batch`, from the fleet's records.
 async fn report(fleet: &Fleet, batch: &BatchConfig, id: i64, submitted_at: SystemTime) -> BatchReport {
     let mut text = format!("== batch {} ==\n", batch.name);
-    let read = async { Ok::<_, crate::fleet::FleetError>((fleet.run_entry(id).await?, fleet.outcomes(id).await?)) };
+    let read = patiently(|| async { Ok((fleet.run_entry(id).await?, fleet.outcomes(id).await?)) });
     let (entry, outcomes) = match read.await {
         Ok((Some((entry, _)), outcomes)) => (entry, outcomes),
         Ok((None, _)) => {

@@ -10,6 +10,7 @@ mod daemon;
 mod disk;
 mod faults;
 mod fetch;
+mod fleet;
 mod interrupt;
 mod naming;
 mod results;

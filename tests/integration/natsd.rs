@@ -17,8 +17,6 @@
 //! on a thread of its own, so these methods may also be called from inside an
 //! async runtime (they block it while they wait).
 
-#![allow(dead_code, reason = "a harness for the fleet tests: not every test uses every method")]
-
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
@@ -45,13 +43,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_VERSION: (u32, u32) = (2, 10);
 /// Lines of a server's log quoted in a panic message.
 const LOG_TAIL: usize = 120;
-
-/// The path of a usable `nats-server`: `$FLAGSD_NATS_SERVER` if set (and not
-/// empty), else `nats-server` on `PATH`, provided `--version` reports 2.10 or
-/// later. Looked up once per test process.
-pub fn nats_server_binary() -> Option<PathBuf> {
-    find_binary().as_ref().ok().cloned()
-}
 
 /// Whether the NATS tests must run rather than skip: `FLAGSD_REQUIRE_NATS=1`,
 /// which `.ci/run` sets.
@@ -277,16 +268,6 @@ impl NatsServer {
         self.port
     }
 
-    /// The HTTP monitoring port (`/healthz`, `/varz`, `/jsz`, …).
-    pub fn monitor_port(&self) -> u16 {
-        self.monitor_port
-    }
-
-    /// The server name (`-n`): `n1`…`n3` in a cluster, unique otherwise.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The store directory (`-sd`); JetStream keeps its files in `jetstream/` below it.
     pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("store")
@@ -492,11 +473,6 @@ impl NatsCluster {
         text
     }
 
-    /// The cluster name (`--cluster_name`).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The client URLs of the three members, in order, running or not.
     pub fn urls(&self) -> Vec<String> {
         self.servers.iter().map(NatsServer::url).collect()
@@ -505,11 +481,6 @@ impl NatsCluster {
     /// The three members, in order (`n1`, `n2`, `n3`).
     pub fn servers(&self) -> &[NatsServer] {
         &self.servers
-    }
-
-    /// Member `i` (0, 1 or 2), to stop, inspect or restart it.
-    pub fn server_mut(&mut self, i: usize) -> &mut NatsServer {
-        &mut self.servers[i]
     }
 
     /// Kills member `i` with SIGKILL and reaps it.

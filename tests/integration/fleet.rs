@@ -1,0 +1,415 @@
+//! The fleet: several `flagsd serve` processes as nodes of one fleet, real
+//! nats-server processes (one server, or a three-server cluster), the
+//! built-in test server with a delay, and nodes killed, stopped and paused
+//! for real. Each test prints `skipped: …` without a nats-server >= 2.10
+//! (CI requires one).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flagsd::config::FleetSettings;
+use flagsd::fleet::messages::{RunEntry, RunState};
+use flagsd::fleet::{Fleet, Patience};
+use flagsd::testserver::{TestServer, TestServerOptions};
+use serde_json::Value;
+
+use crate::helpers::{
+    assert_only_complete_flags, closed_port_url, flagsd_child, flagsd_in, http, server, wait_until, write_file,
+};
+use crate::natsd::{NatsCluster, NatsServer};
+
+/// How long a fleet test waits for anything.
+const FLEET_WAIT: Duration = Duration::from_secs(90);
+
+/// The fleet's name in every test (each test has its own NATS).
+const FLEET: &str = "test";
+
+/// A test server answering after `delay` seconds.
+fn slow_server(delay: &str) -> TestServer {
+    server(TestServerOptions {
+        delay: Some(delay.parse().expect("a delay")),
+        workers: 4,
+        ..TestServerOptions::default()
+    })
+}
+
+/// A configuration: the fleet on `nats`, one batch `world` of `codes` (TOML)
+/// from `url`, short timeouts (so a dead node's codes come back within
+/// about 8 s), files under `dir/out`; `extra` goes at the end.
+fn config(dir: &Path, nats: &[String], url: &str, codes: &str, extra: &str) -> PathBuf {
+    let urls: Vec<String> = nats.iter().map(|u| format!("\"{u}\"")).collect();
+    let text = format!(
+        "[fleet]\nnats = [{}]\nname = \"{FLEET}\"\n\n\
+         [defaults]\noutput = \"{}\"\nmax_req = 10\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\nread_timeout = \"2s\"\nretries = 0\n\n\
+         [daemon]\nshutdown_timeout = \"3s\"\n\n\
+         [[batch]]\nname = \"world\"\ncodes = {codes}\nserver = \"{url}\"\n{extra}",
+        urls.join(", "),
+        dir.join("out").display()
+    );
+    let path = dir.join("flagsd.toml");
+    std::fs::write(&path, text).expect("write the configuration");
+    path
+}
+
+/// A `flagsd serve` node, its log in a file.
+struct Node {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Node {
+    /// Starts node `name` with the configuration `config`, and `env`.
+    fn start(config: &Path, name: &str, env: &[(&str, &str)]) -> Self {
+        let log = config.with_file_name(format!("{name}.log"));
+        let mut cmd = flagsd_child();
+        cmd.current_dir(config.parent().expect("a directory"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("FLAGSD_FLEET__NODE", name)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self { name: name.to_owned(), child: cmd.spawn().expect("flagsd serve starts"), log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the node has joined and pulls the batch's codes.
+    fn wait_joined(&self) {
+        assert!(
+            wait_until(FLEET_WAIT, || self.log().contains("lane open")),
+            "{} did not join:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name}");
+    }
+
+    /// Waits for the exit; its status, `None` if it takes longer than `limit`.
+    fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let mut status = None;
+        wait_until(limit, || {
+            status = self.child.try_wait().expect("wait");
+            status.is_some()
+        });
+        status.map(|s| s.code().unwrap_or(-1))
+    }
+
+    /// The admin endpoint's address, once logged.
+    fn admin_addr(&self) -> String {
+        let marker = "admin endpoint listening address=";
+        assert!(wait_until(FLEET_WAIT, || self.log().contains(marker)), "{}", self.log());
+        let log = self.log();
+        let rest = &log[log.find(marker).unwrap_or_default() + marker.len()..];
+        rest.split_whitespace().next().unwrap_or_default().to_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `flagsd run --json` against the fleet, in the background.
+fn submit(config: &Path) -> Child {
+    flagsd_child()
+        .current_dir(config.parent().expect("a directory"))
+        .args(["run", "--json", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flagsd run starts")
+}
+
+/// The exit status and the JSON document of a `flagsd run --json`.
+fn finish(run: Child) -> (i32, Value) {
+    let out = run.wait_with_output().expect("flagsd run ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let document = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}):\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), document)
+}
+
+/// The one batch of a `run --json` document.
+fn batch(document: &Value) -> &Value {
+    &document["batches"][0]
+}
+
+/// Codes by node, and the number of distinct codes, of a batch's result.
+fn shares(batch: &Value) -> (BTreeMap<String, usize>, usize) {
+    let codes = batch["codes"].as_array().expect("codes");
+    let mut by_node = BTreeMap::new();
+    for code in codes {
+        *by_node.entry(code["node"].as_str().unwrap_or("none").to_owned()).or_insert(0) += 1;
+    }
+    let distinct: BTreeSet<&str> = codes.iter().filter_map(|c| c["code"].as_str()).collect();
+    (by_node, distinct.len())
+}
+
+/// Asserts the counts of a batch of all 676 codes: 194 flags (downloaded,
+/// or unchanged when a node that died or paused had saved the file and its
+/// validators before its outcome was published), 482 not found, each code
+/// once, and the files whole.
+fn assert_every_code_once(batch: &Value, out: &Path) {
+    let counts = &batch["counts"];
+    let flags = counts["downloaded"].as_u64().unwrap_or(0) + counts["unchanged"].as_u64().unwrap_or(0);
+    assert_eq!((flags, counts["not_found"].as_u64(), counts["errors"].as_u64()), (194, Some(482), Some(0)), "{counts}");
+    assert_eq!(counts["unfinished"].as_u64(), Some(0), "{counts}");
+    let (_, distinct) = shares(batch);
+    assert_eq!(distinct, 676);
+    assert_eq!(batch["codes"].as_array().map(Vec::len), Some(676));
+    assert_eq!(assert_only_complete_flags(out), 194);
+}
+
+/// The fleet's run records, read from NATS as any node reads them.
+fn fleet_runs(nats: &[String]) -> Vec<RunEntry> {
+    let settings = FleetSettings {
+        servers: nats.to_vec(),
+        name: FLEET.to_owned(),
+        node: "reader".to_owned(),
+        replicas: 1,
+        creds_file: None,
+        token_file: None,
+        tls_ca_file: None,
+    };
+    actix_rt::System::new().block_on(async move {
+        let fleet = Fleet::join(&settings, "test-reader", Patience::Once, |_| {}).await.expect("join the fleet");
+        fleet.recent_runs(None, 1000).await.expect("the runs")
+    })
+}
+
+#[test]
+fn three_nodes_share_one_run_of_676_codes() {
+    let Some(nats) = NatsServer::start() else { return };
+    let flags = slow_server("0.01");
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "\"every\"", "");
+    let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&config, n, &[])).collect();
+    nodes.iter().for_each(Node::wait_joined);
+    let (status, document) = finish(submit(&config));
+    assert_eq!(status, 0, "{document}");
+    let batch = batch(&document);
+    assert_every_code_once(batch, &dir.path().join("out/world"));
+    let (by_node, _) = shares(batch);
+    for node in ["a", "b", "c"] {
+        assert!(by_node.get(node).is_some_and(|n| *n > 0), "{node} fetched nothing: {by_node:?}");
+    }
+    assert_eq!(by_node.values().sum::<usize>(), 676, "{by_node:?}");
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["status", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.starts_with(&format!("From the fleet {FLEET} at {}:", nats.url())), "{stdout}");
+    assert!(stdout.contains("exit 0: 194 downloaded, 482 not found"), "{stdout}");
+    assert!(stdout.contains("Live nodes: 3\nNODE"), "{stdout}");
+}
+
+#[test]
+fn a_node_killed_mid_run_loses_nothing() {
+    let Some(nats) = NatsServer::start() else { return };
+    let flags = slow_server("0.1");
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "\"every\"", "");
+    let mut nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&config, n, &[])).collect();
+    nodes.iter().for_each(Node::wait_joined);
+    let run = submit(&config);
+    assert!(wait_until(FLEET_WAIT, || flags.hits() >= 60), "the run did not start");
+    let victim = &mut nodes[1];
+    victim.child.kill().expect("SIGKILL");
+    victim.child.wait().expect("reaped");
+    let (status, document) = finish(run);
+    assert_eq!(status, 0, "{document}");
+    assert_every_code_once(batch(&document), &dir.path().join("out/world"));
+}
+
+#[test]
+fn a_scheduled_batch_runs_once_per_tick_on_three_nodes() {
+    let Some(nats) = NatsServer::start() else { return };
+    let flags = server(TestServerOptions::default());
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "[\"BR\", \"AR\"]", "every = \"2s\"\n");
+    let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&config, n, &[])).collect();
+    nodes.iter().for_each(Node::wait_joined);
+    let finished = |runs: &[RunEntry]| runs.iter().filter(|r| r.state == RunState::Finished).count();
+    assert!(wait_until(FLEET_WAIT, || finished(&fleet_runs(&[nats.url()])) >= 4), "fewer than 4 runs");
+    let runs = fleet_runs(&[nats.url()]);
+    let ticks: Vec<u64> = runs.iter().filter_map(|r| r.tick).collect();
+    let distinct: BTreeSet<u64> = ticks.iter().copied().collect();
+    assert_eq!(ticks.len(), runs.len(), "every run belongs to a tick: {runs:?}");
+    assert_eq!(distinct.len(), ticks.len(), "a tick ran more than once: {ticks:?}");
+    assert!(ticks.iter().all(|t| t % 2000 == 0), "ticks are aligned to 2 s: {ticks:?}");
+    let starters: BTreeSet<&str> = runs.iter().map(|r| r.started_by.as_str()).collect();
+    assert!(starters.iter().all(|s| ["a", "b", "c"].contains(s)), "{starters:?}");
+}
+
+#[test]
+fn losing_one_server_of_a_three_server_cluster_loses_nothing() {
+    let Some(mut cluster) = NatsCluster::start() else { return };
+    let flags = slow_server("0.05");
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &cluster.urls(), &flags.url(), "\"every\"", "");
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    std::fs::write(&config, text.replace("[fleet]\n", "[fleet]\nreplicas = 3\n")).expect("write");
+    let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&config, n, &[])).collect();
+    nodes.iter().for_each(Node::wait_joined);
+    let run = submit(&config);
+    assert!(wait_until(FLEET_WAIT, || flags.hits() >= 100), "the run did not start");
+    let leader = cluster.leader().unwrap_or(0);
+    cluster.kill(leader);
+    let (status, document) = finish(run);
+    assert_eq!(status, 0, "{document}");
+    assert_every_code_once(batch(&document), &dir.path().join("out/world"));
+}
+
+#[test]
+fn sigterm_with_codes_in_flight_exits_0_and_the_fleet_finishes() {
+    let Some(nats) = NatsServer::start() else { return };
+    let flags = slow_server("0.5");
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "\"every\"", "max_req = 30\n");
+    let mut nodes: Vec<Node> = ["a", "b"].iter().map(|n| Node::start(&config, n, &[])).collect();
+    nodes.iter().for_each(Node::wait_joined);
+    let run = submit(&config);
+    assert!(wait_until(FLEET_WAIT, || flags.hits() >= 40), "the run did not start");
+    nodes[0].signal("TERM");
+    let started = Instant::now();
+    assert_eq!(nodes[0].wait(FLEET_WAIT), Some(0), "{}", nodes[0].log());
+    // The shutdown timeout (3 s), then the hand-back and the acknowledgements.
+    assert!(started.elapsed() < Duration::from_secs(12), "took {:?}", started.elapsed());
+    let (status, document) = finish(run);
+    assert_eq!(status, 0, "{document}");
+    assert_every_code_once(batch(&document), &dir.path().join("out/world"));
+    let log = nodes[0].log();
+    assert!(log.contains("leaving the fleet") && log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn a_node_that_starts_before_nats_becomes_ready_when_it_comes() {
+    let Some(mut nats) = NatsServer::reserve() else { return };
+    let flags = server(TestServerOptions::default());
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "[\"BR\", \"ZZ\"]", "");
+    let node = Node::start(&config, "a", &[("FLAGSD_ADMIN__LISTEN", "0")]);
+    let addr = node.admin_addr();
+    let (status, body) = http(&addr, "GET", "/readyz", None);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("not in the fleet yet"), "{body}");
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200, "alive, though not ready");
+    assert!(wait_until(FLEET_WAIT, || node.log().contains("cannot join the fleet yet")), "{}", node.log());
+    nats.launch();
+    node.wait_joined();
+    assert!(wait_until(FLEET_WAIT, || http(&addr, "GET", "/readyz", None).0 == 200), "{}", node.log());
+    let (status, document) = finish(submit(&config));
+    assert_eq!(status, 0, "{document}");
+    let counts = &batch(&document)["counts"];
+    assert_eq!((counts["downloaded"].as_u64(), counts["not_found"].as_u64()), (Some(1), Some(1)), "{counts}");
+}
+
+#[test]
+fn a_flag_saved_by_one_node_is_unchanged_for_another() {
+    let Some(nats) = NatsServer::start() else { return };
+    let flags = server(TestServerOptions::default());
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "[\"BR\", \"AR\", \"CL\"]", "");
+    let mut a = Node::start(&config, "a", &[]);
+    a.wait_joined();
+    let (status, first) = finish(submit(&config));
+    assert_eq!(status, 0, "{first}");
+    assert_eq!(batch(&first)["counts"]["downloaded"].as_u64(), Some(3), "{first}");
+    assert_eq!(shares(batch(&first)).0.get("a"), Some(&3));
+    a.signal("TERM");
+    assert_eq!(a.wait(FLEET_WAIT), Some(0));
+    let b = Node::start(&config, "b", &[]);
+    b.wait_joined();
+    let bodies = flags.bodies();
+    let (status, second) = finish(submit(&config));
+    assert_eq!(status, 0, "{second}");
+    assert_eq!(batch(&second)["counts"]["unchanged"].as_u64(), Some(3), "{second}");
+    assert_eq!(shares(batch(&second)).0.get("b"), Some(&3));
+    assert_eq!(flags.bodies(), bodies, "nothing was transferred again");
+    assert_eq!(flags.not_modified(), 3);
+}
+
+#[test]
+fn a_paused_node_redelivered_elsewhere_still_gives_each_code_one_outcome() {
+    let Some(nats) = NatsServer::start() else { return };
+    let flags = server(TestServerOptions {
+        delay: Some("0.2".parse().expect("a delay")),
+        workers: 4,
+        record: true,
+        ..TestServerOptions::default()
+    });
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "\"every\"", "");
+    let nodes: Vec<Node> = ["a", "b"].iter().map(|n| Node::start(&config, n, &[])).collect();
+    nodes.iter().for_each(Node::wait_joined);
+    let run = submit(&config);
+    assert!(wait_until(FLEET_WAIT, || flags.hits() >= 30), "the run did not start");
+    nodes[1].signal("STOP");
+    // Longer than the ack wait (the 2 s timeout, 1 s grace, 5 s): node a
+    // takes the paused node's codes and redoes them meanwhile.
+    std::thread::sleep(Duration::from_secs(12));
+    nodes[1].signal("CONT");
+    let (status, document) = finish(run);
+    assert_eq!(status, 0, "{document}");
+    assert_every_code_once(batch(&document), &dir.path().join("out/world"));
+    let runs = fleet_runs(&[nats.url()]);
+    let run = runs.first().expect("the run");
+    let counts = run.counts.expect("the run's counts");
+    assert_eq!((counts.downloaded + counts.unchanged, counts.not_found, counts.errors), (194, 482, 0), "{run:?}");
+    // The paused node's codes were delivered twice: requested twice.
+    let mut requests: BTreeMap<String, usize> = BTreeMap::new();
+    for (path, _) in flags.requests() {
+        *requests.entry(path).or_insert(0) += 1;
+    }
+    assert!(requests.values().any(|n| *n > 1), "no code was delivered twice");
+}
+
+#[test]
+fn check_config_checks_the_fleet_section_without_nats() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let bad = "[fleet]\nnats = [\"http://127.0.0.1:4222\"]\nname = \"my.fleet\"\nreplicas = 9\n\
+               token_file = \"missing-token\"\n";
+    write_file(dir.path(), "bad.toml", bad);
+    let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "bad.toml"], &[]);
+    assert_eq!(status, 2, "{stderr}");
+    for expected in [
+        "bad.toml: fleet.nats[0]: 'http://127.0.0.1:4222' must start with nats:// or tls://",
+        "bad.toml: fleet.name: 'my.fleet' must be 1 to 32 letters, digits, '-' or '_'",
+        "bad.toml: fleet.replicas: must be from 1 to 5 (got 9)",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in\n{stderr}");
+    }
+    // Nothing listens there: check-config does not need NATS.
+    let nats = closed_port_url().replace("http://", "nats://").replace("/flags", "");
+    write_file(dir.path(), "good.toml", &format!("[fleet]\nnats = \"{nats}\"\nnode = \"n1\"\n"));
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "good.toml"], &[]);
+    assert_eq!((status, stdout.as_str()), (0, "good.toml: OK (0 batches, 0 scheduled)\n"), "{stderr}");
+    let env = [("FLAGSD_FLEET__REPLICAS", "0")];
+    let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "good.toml"], &env);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("fleet.replicas: must be from 1 to 5 (got 0)"), "{stderr}");
+}
+
+#[test]
+fn a_fleet_run_without_nats_is_a_clear_fatal_error() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let nats = closed_port_url().replace("http://", "nats://").replace("/flags", "");
+    let config = config(dir.path(), &[nats.clone()], &closed_port_url(), "[\"BR\"]", "");
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", config.to_str().expect("UTF-8")], &[]);
+    assert_eq!(status, 3, "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("cannot connect to NATS at {nats}")), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+}
