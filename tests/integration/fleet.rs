@@ -407,7 +407,7 @@ fn check_config_checks_the_fleet_section_without_nats() {
 fn a_fleet_run_without_nats_is_a_clear_fatal_error() {
     let dir = tempfile::tempdir().expect("a directory");
     let nats = closed_port_url().replace("http://", "nats://").replace("/flags", "");
-    let config = config(dir.path(), &[nats.clone()], &closed_port_url(), "[\"BR\"]", "");
+    let config = config(dir.path(), std::slice::from_ref(&nats), &closed_port_url(), "[\"BR\"]", "");
     let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", config.to_str().expect("UTF-8")], &[]);
     assert_eq!(status, 3, "{stdout}{stderr}");
     assert!(stderr.contains(&format!("cannot connect to NATS at {nats}")), "{stderr}");
