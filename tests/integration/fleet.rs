@@ -311,6 +311,8 @@ fn a_node_that_starts_before_nats_becomes_ready_when_it_comes() {
     nats.launch();
     node.wait_joined();
     assert!(wait_until(FLEET_WAIT, || http(&addr, "GET", "/readyz", None).0 == 200), "{}", node.log());
+    let live = format!("flagsd_fleet_nodes{{fleet=\"{FLEET}\"}} 1\n");
+    assert!(wait_until(FLEET_WAIT, || http(&addr, "GET", "/metrics", None).1.contains(&live)), "{}", node.log());
     let (status, document) = finish(submit(&config));
     assert_eq!(status, 0, "{document}");
     let counts = &batch(&document)["counts"];
@@ -412,4 +414,54 @@ fn a_fleet_run_without_nats_is_a_clear_fatal_error() {
     assert_eq!(status, 3, "{stdout}{stderr}");
     assert!(stderr.contains(&format!("cannot connect to NATS at {nats}")), "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
+}
+
+#[test]
+fn retries_are_handed_to_the_fleet_with_their_attempts_counted() {
+    let Some(nats) = NatsServer::start() else { return };
+    // Half of the flag paths answer 503 once, then the flag.
+    let flags = server(TestServerOptions {
+        faults: flagsd::testserver::Faults { flap_rate: 0.5, flap_failures: 1, ..Default::default() },
+        ..TestServerOptions::default()
+    });
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "\"all\"", "");
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    std::fs::write(&config, text.replace("retries = 0\n", "retries = 2\nretry_base = \"100ms\"\n")).expect("write");
+    let nodes: Vec<Node> = ["a", "b"].iter().map(|n| Node::start(&config, n, &[])).collect();
+    nodes.iter().for_each(Node::wait_joined);
+    let (status, document) = finish(submit(&config));
+    assert_eq!(status, 0, "{document}");
+    let batch = batch(&document);
+    assert_eq!(batch["counts"]["downloaded"].as_u64(), Some(194), "{document}");
+    let codes = batch["codes"].as_array().expect("codes");
+    let retried = codes.iter().filter(|c| c["attempts"].as_u64() == Some(2)).count();
+    assert!(retried > 40, "{retried} codes took two attempts");
+    assert!(codes.iter().all(|c| matches!(c["attempts"].as_u64(), Some(1 | 2))), "{document}");
+}
+
+#[test]
+fn interrupting_a_fleet_run_cancels_it() {
+    let Some(nats) = NatsServer::start() else { return };
+    let flags = slow_server("0.5");
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "\"every\"", "");
+    let node = Node::start(&config, "a", &[]);
+    node.wait_joined();
+    let run = submit(&config);
+    assert!(wait_until(FLEET_WAIT, || flags.hits() >= 10), "the run did not start");
+    let status = Command::new("kill").args(["-INT", &run.id().to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()));
+    let (status, document) = finish(run);
+    assert_eq!(status, 130, "{document}");
+    let batch = batch(&document);
+    assert_eq!(batch["interrupted"].as_bool(), Some(true), "{document}");
+    assert!(batch["counts"]["unfinished"].as_u64().is_some_and(|n| n > 500), "{document}");
+    let runs = fleet_runs(&[nats.url()]);
+    let run = runs.first().expect("the run");
+    assert_eq!((run.state, run.exit_status), (RunState::Cancelled, Some(130)), "{run:?}");
+    // Its queued codes are gone: the node goes idle.
+    let hits = flags.hits();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(flags.hits() <= hits + 10, "the node kept fetching a cancelled run");
 }
