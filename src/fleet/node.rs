@@ -163,11 +163,14 @@ impl Node {
             if let Some(lane) = self.lanes.borrow_mut().remove(&name) {
                 tracing::info!(batch = %name, "lane closed");
                 lane.controls.drain();
+                lane.source.close();
                 lane.watcher.abort();
-                let source = lane.source.clone();
+                // The lane (its job, a `DEMO` server) lives until its codes in
+                // flight are settled.
                 actix_rt::spawn(async move {
-                    let _ = lane.run.await;
-                    source.close();
+                    let Lane { run, _prepared: prepared, .. } = lane;
+                    let _ = run.await;
+                    drop(prepared);
                 });
             }
         }
@@ -231,7 +234,7 @@ impl Node {
         let watcher = actix_rt::spawn(self.fleet.clone().watch_validators(batch.name.clone(), known));
         let source = FleetSource::new(
             self.fleet.clone(),
-            &batch.name,
+            &batch,
             consumer.clone(),
             Rc::clone(&self.settling),
             Rc::clone(&self.touched),
@@ -273,7 +276,9 @@ impl Node {
         }
         let lanes: HashMap<String, Lane> = std::mem::take(&mut *self.lanes.borrow_mut()).into_iter().collect();
         for lane in lanes.values() {
+            // No new code: what was pulled and not started goes back at once.
             lane.controls.drain();
+            lane.source.close();
         }
         let deadline = tokio::time::Instant::now() + timeout;
         for (name, mut lane) in lanes {
@@ -282,7 +287,6 @@ impl Node {
                 lane.controls.interrupt();
                 let _ = lane.run.await;
             }
-            lane.source.close();
             lane.watcher.abort();
         }
         if !self.settling.wait(SETTLE_LIMIT).await {

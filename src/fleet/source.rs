@@ -13,6 +13,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 
 use super::core::Fleet;
 use super::messages::WorkItem;
+use crate::config::BatchConfig;
 use crate::engine::{Supply, Task, WorkSource};
 use crate::model::codes::parse_code;
 use crate::model::outcome::{CodeOutcome, Outcome};
@@ -78,6 +80,11 @@ struct Held {
 struct Inner {
     fleet: Fleet,
     batch: String,
+    /// The batch's output directory, created again for each new run (as a
+    /// run on one host does).
+    output: PathBuf,
+    /// The newest run this node has seen a code of.
+    newest_run: Cell<i64>,
     consumer: PullConsumer,
     /// Tasks pulled and not handed out yet.
     buffer: RefCell<VecDeque<Task>>,
@@ -105,14 +112,16 @@ impl FleetSource {
     /// under `settling`, and runs that got an outcome are added to `touched`.
     pub fn new(
         fleet: Fleet,
-        batch: &str,
+        batch: &BatchConfig,
         consumer: PullConsumer,
         settling: Rc<Settling>,
         touched: Rc<RefCell<BTreeSet<i64>>>,
     ) -> Self {
         let inner = Inner {
             fleet,
-            batch: batch.to_owned(),
+            batch: batch.name.clone(),
+            output: batch.job.output.clone(),
+            newest_run: Cell::new(0),
             consumer,
             buffer: RefCell::default(),
             held: RefCell::default(),
@@ -131,7 +140,9 @@ impl FleetSource {
         self.inner.held.borrow().len()
     }
 
-    /// Stops pulling and hands back what was pulled and not started.
+    /// Stops pulling and hands back what was pulled and not started (and
+    /// whatever a pull request still open delivers later). Codes in flight
+    /// are settled as usual.
     pub fn close(&self) {
         let inner = &self.inner;
         inner.closed.set(true);
@@ -191,6 +202,12 @@ impl Inner {
             });
             return;
         };
+        if item.run > self.newest_run.get() {
+            self.newest_run.set(item.run);
+            if let Err(e) = std::fs::create_dir_all(&self.output) {
+                tracing::warn!(batch = %self.batch, path = %self.output.display(), error = %e, "cannot create the output directory");
+            }
+        }
         let delivered = message.info().map_or(1, |info| info.delivered.max(1));
         let attempts = u32::try_from(delivered - 1).unwrap_or(u32::MAX);
         let ticket = self.next_ticket.get();

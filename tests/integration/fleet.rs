@@ -342,6 +342,12 @@ fn a_flag_saved_by_one_node_is_unchanged_for_another() {
     assert_eq!(shares(batch(&second)).0.get("b"), Some(&3));
     assert_eq!(flags.bodies(), bodies, "nothing was transferred again");
     assert_eq!(flags.not_modified(), 3);
+    // Files removed meanwhile, with their directory: asked for again, saved again.
+    std::fs::remove_dir_all(dir.path().join("out")).expect("remove the files");
+    let (status, third) = finish(submit(&config));
+    assert_eq!(status, 0, "{third}");
+    assert_eq!(batch(&third)["counts"]["downloaded"].as_u64(), Some(3), "{third}");
+    assert_eq!(assert_only_complete_flags(&dir.path().join("out/world")), 3);
 }
 
 #[test]
@@ -464,4 +470,26 @@ fn interrupting_a_fleet_run_cancels_it() {
     let hits = flags.hits();
     std::thread::sleep(Duration::from_secs(2));
     assert!(flags.hits() <= hits + 10, "the node kept fetching a cancelled run");
+}
+
+#[test]
+fn a_token_protected_nats_needs_the_token_file() {
+    let Some(nats) = NatsServer::start_with_token(Some("s3cret-nats")) else { return };
+    let flags = server(TestServerOptions::default());
+    let dir = tempfile::tempdir().expect("a directory");
+    let token = write_file(dir.path(), "nats-token", "s3cret-nats\n");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "[\"BR\"]", "");
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    let with_token = text.replace("[fleet]\n", &format!("[fleet]\ntoken_file = \"{}\"\n", token.display()));
+    std::fs::write(&config, &with_token).expect("write");
+    let node = Node::start(&config, "a", &[]);
+    node.wait_joined();
+    let (status, document) = finish(submit(&config));
+    assert_eq!(status, 0, "{document}");
+    assert_eq!(batch(&document)["counts"]["downloaded"].as_u64(), Some(1), "{document}");
+    // Without the token, `run` is refused with the reason.
+    std::fs::write(&config, &text).expect("write");
+    let (status, _, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 3, "{stderr}");
+    assert!(stderr.contains("cannot connect to NATS") && stderr.contains("authorization"), "{stderr}");
 }

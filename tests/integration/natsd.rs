@@ -155,6 +155,8 @@ pub struct NatsServer {
     port: u16,
     monitor_port: u16,
     membership: Option<Membership>,
+    /// The token clients must present, if any.
+    token: Option<String>,
     dir: tempfile::TempDir,
     /// The running (or exited but not yet reaped) process.
     child: Option<Child>,
@@ -167,10 +169,17 @@ impl NatsServer {
     /// `FLAGSD_REQUIRE_NATS` is not 1; panics when it is, or when the server
     /// does not become ready within 20 s (the panic quotes its log).
     pub fn start() -> Option<NatsServer> {
+        NatsServer::start_with_token(None)
+    }
+
+    /// [`NatsServer::start`], with clients required to present `token`
+    /// (`--auth`) when one is given.
+    pub fn start_with_token(token: Option<&str>) -> Option<NatsServer> {
         let binary = binary_or_skip()?;
         let mut attempt = 1;
         loop {
             let mut server = NatsServer::single(binary.clone());
+            server.token = token.map(str::to_owned);
             match server.try_launch() {
                 Ok(()) => return Some(server),
                 Err(Failure::PortTaken(_)) if attempt < PORT_ATTEMPTS => attempt += 1,
@@ -195,7 +204,7 @@ impl NatsServer {
     fn new(binary: PathBuf, name: String, port: u16, monitor_port: u16, membership: Option<Membership>) -> NatsServer {
         let dir =
             tempfile::Builder::new().prefix("flagsd-nats-").tempdir().expect("a temporary directory for nats-server");
-        NatsServer { binary, name, port, monitor_port, membership, dir, child: None, launches: 0 }
+        NatsServer { binary, name, port, monitor_port, membership, token: None, dir, child: None, launches: 0 }
     }
 
     /// Starts the process on the ports and store chosen before, and waits
@@ -306,6 +315,9 @@ impl NatsServer {
             args.extend(["--cluster_name".to_owned(), m.cluster_name.clone()]);
             args.extend(["--cluster".to_owned(), format!("nats://127.0.0.1:{}", m.cluster_port)]);
             args.extend(["--routes".to_owned(), routes.join(",")]);
+        }
+        if let Some(token) = &self.token {
+            args.extend(["--auth".to_owned(), token.clone()]);
         }
         args
     }
