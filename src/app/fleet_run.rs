@@ -20,8 +20,9 @@ use crate::present::report::{final_report, initial_report, result_line};
 use crate::present::results::{JobFacts, JobResult, job_result_of};
 use crate::sys::signals::StopSignals;
 
-/// How often the runs' records are read while waiting for their end.
-const POLL_EVERY: Duration = Duration::from_millis(200);
+/// How long to wait before reading the fleet's records again after NATS
+/// failed.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a read of the fleet's records is tried again while NATS fails
 /// (a cluster electing a new leader takes a few seconds).
@@ -39,7 +40,7 @@ where
             Ok(value) => return Ok(value),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %e, "reading the fleet's records failed; trying again");
-                tokio::time::sleep(POLL_EVERY).await;
+                tokio::time::sleep(RETRY_EVERY).await;
             }
             Err(e) => return Err(e),
         }
@@ -48,22 +49,19 @@ where
 
 /// Waits until none of `ids` is running.
 async fn all_ended(fleet: &Fleet, ids: &[i64]) -> Result<(), FatalError> {
-    loop {
-        let mut running = false;
-        for &id in ids {
-            let entry = patiently(|| fleet.run_entry(id)).await.map_err(|e| FatalError::Fleet(e.to_string()))?;
-            running |= entry.is_some_and(|(entry, _)| entry.state == RunState::Running);
-        }
-        if !running {
-            return Ok(());
-        }
-        tokio::time::sleep(POLL_EVERY).await;
+    for &id in ids {
+        patiently(|| fleet.wait_ended(id)).await.map_err(|e| FatalError::Fleet(e.to_string()))?;
     }
+    Ok(())
 }
 
 /// Submits `batches` to the fleet of `settings`, waits for their runs, and
-/// returns each batch's report.
-pub async fn run(settings: &FleetSettings, batches: &[BatchConfig]) -> Result<Vec<BatchReport>, FatalError> {
+/// returns each batch's report (with every code's result for `json`).
+pub async fn run(
+    settings: &FleetSettings,
+    batches: &[BatchConfig],
+    json: bool,
+) -> Result<Vec<BatchReport>, FatalError> {
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
     let joined = Fleet::join(settings, "flagsd-run", Patience::Once, |_| {}).await;
     let fleet = joined.map_err(|e| FatalError::Fleet(e.to_string()))?;
@@ -87,7 +85,7 @@ pub async fn run(settings: &FleetSettings, batches: &[BatchConfig]) -> Result<Ve
     let mut reports = Vec::new();
     for (batch, start) in batches.iter().zip(started) {
         let report = match start {
-            Ok(id) => report(&fleet, batch, id, submitted_at).await,
+            Ok(id) => report(&fleet, batch, id, submitted_at, json || batch.verbose).await,
             Err(e) => {
                 let error = FatalError::Fleet(e.to_string());
                 BatchReport::failed(batch, format!("== batch {} ==\n", batch.name), &error, None, submitted_at)
@@ -99,9 +97,14 @@ pub async fn run(settings: &FleetSettings, batches: &[BatchConfig]) -> Result<Ve
 }
 
 /// The report of run `id` of `batch`, from the fleet's records.
-async fn report(fleet: &Fleet, batch: &BatchConfig, id: i64, submitted_at: SystemTime) -> BatchReport {
+/// The per-code outcomes are read only for verbose lines and the JSON
+/// document (`details`); the counts are in the run's record.
+async fn report(fleet: &Fleet, batch: &BatchConfig, id: i64, submitted_at: SystemTime, details: bool) -> BatchReport {
     let mut text = format!("== batch {} ==\n", batch.name);
-    let read = patiently(|| async { Ok((fleet.run_entry(id).await?, fleet.outcomes(id).await?)) });
+    let read = patiently(|| async {
+        let outcomes = if details { fleet.outcomes(id).await? } else { Vec::new() };
+        Ok((fleet.run_entry(id).await?, outcomes))
+    });
     let (entry, outcomes) = match read.await {
         Ok((Some((entry, _)), outcomes)) => (entry, outcomes),
         Ok((None, _)) => {
@@ -113,14 +116,19 @@ async fn report(fleet: &Fleet, batch: &BatchConfig, id: i64, submitted_at: Syste
     let job = &batch.job;
     let url = display_url(batch);
     text.push_str(&initial_report(&job.server.label, &url, &job.codes, job.pool_size));
-    let mut counts = StatusCounts::default();
-    for outcome in &outcomes {
-        counts.record_kind(&outcome.result.outcome);
-        if batch.verbose {
+    if batch.verbose {
+        for outcome in &outcomes {
             text.push_str(&result_line(&outcome.result));
             text.push('\n');
         }
     }
+    let n = |count: i64| usize::try_from(count).unwrap_or(0);
+    let counts = entry.counts.map_or_else(StatusCounts::default, |c| StatusCounts {
+        downloaded: n(c.downloaded),
+        unchanged: n(c.unchanged),
+        not_found: n(c.not_found),
+        errors: n(c.errors),
+    });
     let elapsed = elapsed(&entry);
     text.push_str(&final_report(&counts, elapsed));
     let interrupted = entry.state == RunState::Cancelled;

@@ -106,7 +106,7 @@ pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<Exi
     let mut printer = Printer { json, status: ExitStatus::Success, results: Vec::new() };
     match &settings.fleet {
         Some(fleet) => {
-            let reports = super::fleet_run::run(fleet, &batches).await?;
+            let reports = super::fleet_run::run(fleet, &batches, json).await?;
             for (batch, report) in batches.iter().zip(reports) {
                 printer.print(&batch.name, report);
             }

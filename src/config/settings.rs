@@ -240,8 +240,10 @@ impl Settings {
     /// created) and with the admin token file (it must hold a token).
     pub fn check_output_dirs(&self, origin: &str) -> Result<(), ConfigError> {
         let outputs = self.batches.iter().enumerate().map(|(i, b)| (format!("batch[{i}].output"), &b.job.output));
+        // A fleet node keeps its run state in the fleet, not in `state.dir`.
+        let state = self.fleet.is_none().then(|| ("state.dir".to_owned(), &self.state_dir));
         let dirs = outputs
-            .chain([("state.dir".to_owned(), &self.state_dir)])
+            .chain(state)
             .filter_map(|(key, dir)| writable_or_creatable(dir).err().map(|message| (key, message)));
         let token = self.admin.as_ref().and_then(|admin| admin.token().err());
         let files = token.map(|message| ("admin.token_file".to_owned(), message)).into_iter();

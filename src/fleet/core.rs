@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use async_nats::connection::State;
 use async_nats::jetstream::{self, kv, stream};
 use async_nats::{ConnectOptions, Event};
 
@@ -103,7 +104,11 @@ async fn connect(
     options = options
         .name(client_name)
         .connection_timeout(Duration::from_secs(3))
-        .reconnect_delay_callback(|attempts| Duration::from_millis(100 * attempts as u64).min(Duration::from_secs(2)))
+        // The first attempt at once (the client counts it as attempt 1),
+        // then 100 ms more for each failed one, up to 2 s.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(100 * attempts.saturating_sub(1) as u64).min(Duration::from_secs(2))
+        })
         .event_callback(|event| async move {
             match event {
                 Event::Connected => tracing::info!("connected to NATS"),
@@ -140,6 +145,13 @@ impl Fleet {
             match Self::set_up(settings, client.clone()).await {
                 Ok(fleet) => return Ok(fleet),
                 Err(e) if patience == Patience::Wait => {
+                    let e = match client.connection_state() {
+                        State::Connected => e,
+                        state => FleetError::new(
+                            format!("NATS at {} is not reachable ({state})", settings.servers.join(", ")),
+                            e,
+                        ),
+                    };
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot join the fleet yet");
                     waiting(&e);
                     tokio::time::sleep(backoff).await;

@@ -52,7 +52,7 @@ pub struct RunEntry {
     pub trigger: String,
     /// The node (or `flagsd run`) that started it.
     pub started_by: String,
-    /// The scheduled tick (UNIX seconds) it runs for, if scheduled.
+    /// The scheduled tick (UNIX milliseconds) it runs for, if scheduled.
     pub tick: Option<u64>,
     /// Start, RFC 3339 UTC.
     pub started_at: String,
@@ -64,7 +64,7 @@ pub struct RunEntry {
     pub ended_at: Option<String>,
     /// Counts, once it ended.
     pub counts: Option<RunCounts>,
-    /// Exit status, once it ended (0, 1, 130).
+    /// Exit status, once it ended (0 or 1; 130 or 143 when cancelled).
     pub exit_status: Option<i32>,
 }
 

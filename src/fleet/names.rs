@@ -6,7 +6,7 @@
 //! |---|---|
 //! | work-queue stream | `{fleet}_work`, subjects `{fleet}.work.{batch}.{run}` |
 //! | a batch's consumer | `{fleet}-{batch}`, filter `{fleet}.work.{batch}.*` |
-//! | outcome stream | `{fleet}_outcomes`, subjects `{fleet}.outcomes.{run}` |
+//! | outcome stream | `{fleet}_outcomes`, subjects `{fleet}.outcomes.{run}.{kind}` |
 //! | run records | bucket `{fleet}_runs`: `run.{id}`, `last.{batch}`, `next-id` |
 //! | tick claims | bucket `{fleet}_ticks`: `{batch}.{tick}` |
 //! | validators | bucket `{fleet}_files`: `{batch}.{CC}` |
@@ -80,9 +80,15 @@ impl Names {
         format!("{}.outcomes.>", self.fleet)
     }
 
-    /// The subject of run `run`'s outcomes.
-    pub fn outcome_subject(&self, run: i64) -> String {
-        format!("{}.outcomes.{run}", self.fleet)
+    /// The subject of run `run`'s outcomes of kind `kind` (`downloaded`,
+    /// `not_found`, …): one subject a kind, so that the stream counts them.
+    pub fn outcome_subject(&self, run: i64, kind: &str) -> String {
+        format!("{}.outcomes.{run}.{kind}", self.fleet)
+    }
+
+    /// The subjects of every outcome of run `run`.
+    pub fn run_outcomes(&self, run: i64) -> String {
+        format!("{}.outcomes.{run}.*", self.fleet)
     }
 
     /// The bucket of run records.
@@ -116,7 +122,7 @@ pub fn last_key(batch: &str) -> String {
     format!("last.{}", token(batch))
 }
 
-/// The key of the claim on `batch`'s tick at `tick` (UNIX seconds).
+/// The key of the claim on `batch`'s tick at `tick` (UNIX milliseconds).
 pub fn tick_key(batch: &str, tick: u64) -> String {
     format!("{}.{tick}", token(batch))
 }
@@ -152,7 +158,8 @@ mod tests {
         assert_eq!(names.work_subject("daily", 7), "flags.work.daily.7");
         assert_eq!(names.batch_filter("daily"), "flags.work.daily.*");
         assert_eq!(names.consumer("daily"), "flags-daily");
-        assert_eq!(names.outcome_subject(7), "flags.outcomes.7");
+        assert_eq!(names.outcome_subject(7, "not_found"), "flags.outcomes.7.not_found");
+        assert_eq!(names.run_outcomes(7), "flags.outcomes.7.*");
         assert_eq!((names.work_stream(), names.runs_bucket()), ("flags_work".to_owned(), "flags_runs".to_owned()));
         let br = CountryCode::new(b'B', b'R').expect("a code");
         assert_eq!((file_key("daily", br), message_id(7, br)), ("daily.BR".to_owned(), "7/BR".to_owned()));

@@ -19,7 +19,7 @@
 //!   node ends too.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -29,7 +29,7 @@ use async_nats::jetstream::consumer::{AckPolicy, pull};
 use super::core::Fleet;
 use super::messages::RunEntry;
 use super::runs::StartError;
-use super::source::{FleetSource, Settling};
+use super::source::{FleetSource, Settling, Touched};
 use crate::config::{BatchConfig, Settings};
 use crate::engine::{OutcomeSink, RunControls};
 use crate::job::{JobContext, PreparedJob};
@@ -37,8 +37,9 @@ use crate::job::{JobContext, PreparedJob};
 /// How often a node renews its heartbeat (and reads the fleet's gauges).
 pub const BEAT_EVERY: Duration = Duration::from_secs(2);
 
-/// How often the finisher checks the runs this node touched.
-pub(super) const FINISH_EVERY: Duration = Duration::from_millis(250);
+/// How long the finisher gathers outcomes after the first one it hears of
+/// before it checks their runs.
+pub(super) const FINISH_COALESCE: Duration = Duration::from_millis(20);
 
 /// How often the finisher checks every batch's running run.
 pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(3);
@@ -101,7 +102,7 @@ pub struct Node {
     pub(super) next_runs: RefCell<BTreeMap<String, SystemTime>>,
     pub(super) loops: RefCell<Vec<JoinHandle<()>>>,
     pub(super) settling: Rc<Settling>,
-    pub(super) touched: Rc<RefCell<BTreeSet<i64>>>,
+    pub(super) touched: Rc<Touched>,
     pub(super) gauges: RefCell<Gauges>,
     pub(super) joined_at: SystemTime,
     pub(super) stopping: Cell<bool>,

@@ -61,11 +61,14 @@ fn parse<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, FleetError>
     serde_json::from_slice(bytes).map_err(|e| FleetError::new(format!("unreadable {what}"), e))
 }
 
-/// The counts of a run's outcomes, and its exit status.
-fn tally(outcomes: &[OutcomeMessage]) -> (RunCounts, ExitStatus) {
+/// The counts of a run's outcomes, given as kinds and how many of each,
+/// and its exit status.
+fn tally<'a>(kinds: impl IntoIterator<Item = (&'a str, usize)>) -> (RunCounts, ExitStatus) {
     let mut counts = StatusCounts::default();
-    for o in outcomes {
-        counts.record_kind(&o.result.outcome);
+    for (kind, n) in kinds {
+        for _ in 0..n {
+            counts.record_kind(kind);
+        }
     }
     let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
     let run_counts = RunCounts {
@@ -131,8 +134,23 @@ impl Fleet {
     /// Starts a run of `batch` in the fleet, started by `trigger` (for the
     /// scheduled tick `tick`): records it and queues its codes for every
     /// node to pull. Refused while a run of the batch is in progress.
+    ///
+    /// The record is written first and the codes queued next, so that any
+    /// node can finish the run once it has begun; the batch's pointer to its
+    /// latest run is moved last, by compare-and-set on what was read when
+    /// checking that no run is in progress: of two starts at once, the later
+    /// one cancels its own run. A starter that dies before moving the
+    /// pointer leaves a run the nodes still finish, and a batch that can run
+    /// again.
     pub async fn start_run(&self, batch: &BatchConfig, trigger: &str, tick: Option<u64>) -> Result<i64, StartError> {
-        if let Some((last, _)) = self.last_run(&batch.name).await?
+        let what = |id: i64| format!("cannot record run {id}");
+        let pointer = self
+            .runs
+            .entry(last_key(&batch.name))
+            .await
+            .map_err(|e| FleetError::new("cannot read the run history", e))?;
+        if let Some(pointer) = &pointer
+            && let Some((last, _)) = self.run_entry(parse("run id", &pointer.value)?).await?
             && last.state == RunState::Running
         {
             return Err(StartError::Running { batch: batch.name.clone(), run: last.id });
@@ -151,74 +169,117 @@ impl Fleet {
             counts: None,
             exit_status: None,
         };
-        self.runs
-            .put(run_key(id), json(&entry))
-            .await
-            .map_err(|e| FleetError::new(format!("cannot record run {id}"), e))?;
-        self.runs
-            .put(last_key(&batch.name), json(&id))
-            .await
-            .map_err(|e| FleetError::new(format!("cannot record run {id}"), e))?;
+        self.runs.put(run_key(id), json(&entry)).await.map_err(|e| FleetError::new(what(id), e))?;
+        self.queue(batch, id).await?;
+        let moved = match &pointer {
+            Some(pointer) => self
+                .runs
+                .update(last_key(&batch.name), json(&id), pointer.revision)
+                .await
+                .map(drop)
+                .map_err(|e| e.kind() == UpdateErrorKind::WrongLastRevision),
+            None => self
+                .runs
+                .create(last_key(&batch.name), json(&id))
+                .await
+                .map(drop)
+                .map_err(|e| e.kind() == CreateErrorKind::AlreadyExists),
+        };
+        match moved {
+            Ok(()) => {
+                tracing::info!(batch = %batch.name, run = id, codes = batch.job.codes.len(), trigger, "run queued in the fleet");
+                Ok(id)
+            }
+            Err(true) => {
+                // Another start got in between: this one gives way.
+                self.cancel_run(id, ExitStatus::Interrupted).await?;
+                let run = self.last_run(&batch.name).await?.map_or(0, |(last, _)| last.id);
+                Err(StartError::Running { batch: batch.name.clone(), run })
+            }
+            Err(false) => Err(FleetError::new(what(id), "NATS did not take the write").into()),
+        }
+    }
+
+    /// Queues the codes of run `id` of `batch`, each with its
+    /// de-duplication id.
+    async fn queue(&self, batch: &BatchConfig, id: i64) -> Result<(), FleetError> {
+        let what = || format!("cannot queue the codes of run {id}");
         let subject = self.names.work_subject(&batch.name, id);
         for chunk in batch.job.codes.chunks(PUBLISH_WINDOW) {
             let mut acks = Vec::with_capacity(chunk.len());
             for &code in chunk {
                 let item = WorkItem { run: id, batch: batch.name.clone(), code: code.to_string() };
                 let message = PublishMessage::build().payload(json(&item)).message_id(message_id(id, code));
-                let ack = self.js.send_publish(subject.clone(), message).await;
-                acks.push(ack.map_err(|e| FleetError::new(format!("cannot queue the codes of run {id}"), e))?);
+                acks.push(
+                    self.js.send_publish(subject.clone(), message).await.map_err(|e| FleetError::new(what(), e))?,
+                );
             }
             for ack in acks {
-                ack.await.map_err(|e| FleetError::new(format!("cannot queue the codes of run {id}"), e))?;
+                ack.await.map_err(|e| FleetError::new(what(), e))?;
             }
         }
-        tracing::info!(batch = %batch.name, run = id, codes = batch.job.codes.len(), trigger, "run queued in the fleet");
-        Ok(id)
+        Ok(())
+    }
+
+    /// Waits until run `id` is no longer running, watching its record, and
+    /// returns it (`None` if it has no record).
+    pub async fn wait_ended(&self, id: i64) -> Result<Option<RunEntry>, FleetError> {
+        let what = || format!("cannot watch run {id}");
+        // Watch first, then read: no change between the two is missed.
+        let mut changes = self.runs.watch(run_key(id)).await.map_err(|e| FleetError::new(what(), e))?;
+        let mut entry = self.run_entry(id).await?.map(|(entry, _)| entry);
+        while entry.as_ref().is_some_and(|e| e.state == RunState::Running) {
+            match changes.next().await {
+                Some(Ok(change)) => entry = Some(parse("run record", &change.value)?),
+                Some(Err(e)) => return Err(FleetError::new(what(), e)),
+                None => return Err(FleetError::new(what(), "the watch ended")),
+            }
+        }
+        Ok(entry)
     }
 
     /// Publishes `result` as the outcome of its code in run `run`; a second
     /// outcome for the same code is dropped by de-duplication.
     pub async fn publish_outcome(&self, run: i64, result: CodeResult) -> Result<(), FleetError> {
         let id = format!("{run}/{}", result.code);
+        let kind = result.outcome.clone();
         let message = OutcomeMessage { run, result };
         let publish = PublishMessage::build().payload(json(&message)).message_id(id);
         let what = || format!("cannot publish an outcome of run {run}");
         let ack = self
             .js
-            .send_publish(self.names.outcome_subject(run), publish)
+            .send_publish(self.names.outcome_subject(run, &kind), publish)
             .await
             .map_err(|e| FleetError::new(what(), e))?;
         ack.await.map_err(|e| FleetError::new(what(), e))?;
         Ok(())
     }
 
-    /// How many outcomes of run `id` the stream holds.
-    async fn outcome_count(&self, id: i64) -> Result<usize, FleetError> {
-        let subject = self.names.outcome_subject(id);
-        let mut subjects = self
-            .outcomes
-            .info_with_subjects(&subject)
-            .await
-            .map_err(|e| FleetError::new("cannot count outcomes", e))?;
-        let mut count = 0;
+    /// How many outcomes of each kind the stream holds for run `id`.
+    async fn outcome_counts(&self, id: i64) -> Result<BTreeMap<String, usize>, FleetError> {
+        let what = || format!("cannot count the outcomes of run {id}");
+        let filter = self.names.run_outcomes(id);
+        let mut subjects = self.outcomes.info_with_subjects(&filter).await.map_err(|e| FleetError::new(what(), e))?;
+        let prefix = filter.trim_end_matches('*');
+        let mut counts = BTreeMap::new();
         while let Some(item) = subjects.next().await {
-            let (name, n) = item.map_err(|e| FleetError::new("cannot count outcomes", e))?;
-            if name == subject {
-                count += n;
+            let (subject, n) = item.map_err(|e| FleetError::new(what(), e))?;
+            if let Some(kind) = subject.strip_prefix(prefix) {
+                *counts.entry(kind.to_owned()).or_insert(0) += n;
             }
         }
-        Ok(count)
+        Ok(counts)
     }
 
     /// The outcomes of run `id`, in the order they were recorded, one per
     /// code (the first, should a code have two).
     pub async fn outcomes(&self, id: i64) -> Result<Vec<OutcomeMessage>, FleetError> {
-        let expected = self.outcome_count(id).await?;
+        let expected: usize = self.outcome_counts(id).await?.values().sum();
         if expected == 0 {
             return Ok(Vec::new());
         }
         let what = || format!("cannot read the outcomes of run {id}");
-        let config = pull::OrderedConfig { filter_subject: self.names.outcome_subject(id), ..Default::default() };
+        let config = pull::OrderedConfig { filter_subject: self.names.run_outcomes(id), ..Default::default() };
         let consumer = self.outcomes.create_consumer(config).await.map_err(|e| FleetError::new(what(), e))?;
         let mut messages = consumer.messages().await.map_err(|e| FleetError::new(what(), e))?;
         let mut seen = HashSet::new();
@@ -239,16 +300,29 @@ impl Fleet {
 
     /// Writes run `id`'s final record if every code has an outcome and no
     /// other node wrote it first; returns it when this call wrote it.
+    ///
+    /// The counts come from the stream's count of each kind's subject (one
+    /// request); only when they add up to more than the run's codes (a code
+    /// published twice, further apart than the de-duplication window) are
+    /// the outcomes read, keeping the first of each code.
     pub async fn finish_if_complete(&self, id: i64) -> Result<Option<RunEntry>, FleetError> {
         let Some((entry, revision)) = self.run_entry(id).await? else { return Ok(None) };
-        if entry.state != RunState::Running || self.outcome_count(id).await? < entry.codes.len() {
+        if entry.state != RunState::Running {
             return Ok(None);
         }
-        let outcomes = self.outcomes(id).await?;
-        if outcomes.len() < entry.codes.len() {
-            return Ok(None);
-        }
-        let (counts, status) = tally(&outcomes);
+        let by_kind = self.outcome_counts(id).await?;
+        let total: usize = by_kind.values().sum();
+        let (counts, status) = match total.cmp(&entry.codes.len()) {
+            std::cmp::Ordering::Less => return Ok(None),
+            std::cmp::Ordering::Equal => tally(by_kind.iter().map(|(kind, n)| (kind.as_str(), *n))),
+            std::cmp::Ordering::Greater => {
+                let outcomes = self.outcomes(id).await?;
+                if outcomes.len() < entry.codes.len() {
+                    return Ok(None);
+                }
+                tally(outcomes.iter().map(|o| (o.result.outcome.as_str(), 1)))
+            }
+        };
         self.end_run(entry, revision, RunState::Finished, counts, status).await
     }
 
@@ -261,7 +335,8 @@ impl Fleet {
         }
         let subject = self.names.work_subject(&entry.batch, id);
         self.work.purge().filter(subject).await.map_err(|e| FleetError::new(format!("cannot cancel run {id}"), e))?;
-        let (counts, _) = tally(&self.outcomes(id).await?);
+        let outcomes = self.outcomes(id).await?;
+        let (counts, _) = tally(outcomes.iter().map(|o| (o.result.outcome.as_str(), 1)));
         self.end_run(entry, revision, RunState::Cancelled, counts, signal_status).await
     }
 
@@ -342,10 +417,14 @@ mod tests {
     #[test]
     fn a_tally_counts_kinds_and_errors_make_status_1() {
         let all_good = [outcome("BR", "downloaded"), outcome("ZZ", "not_found"), outcome("AR", "unchanged")];
-        let (counts, status) = tally(&all_good);
+        let kinds = |outcomes: &[OutcomeMessage]| -> Vec<(String, usize)> {
+            outcomes.iter().map(|o| (o.result.outcome.clone(), 1)).collect()
+        };
+        let (counts, status) = tally(kinds(&all_good).iter().map(|(k, n)| (k.as_str(), *n)));
         assert_eq!(counts, RunCounts { downloaded: 1, unchanged: 1, not_found: 1, errors: 0 });
         assert_eq!(status, ExitStatus::Success);
-        let (counts, status) = tally(&[outcome("BR", "http_error"), outcome("AR", "downloaded")]);
+        let (counts, status) = tally([("http_error", 1), ("downloaded", 1)]);
+        assert_eq!(tally([("not_found", 482), ("downloaded", 194)]).0.not_found, 482);
         assert_eq!((counts.errors, status), (1, ExitStatus::SomeErrors));
     }
 }

@@ -71,6 +71,43 @@ impl Settling {
     }
 }
 
+/// The runs this node published an outcome of, for the finisher to check
+/// at once: adding one wakes it.
+#[derive(Debug)]
+pub struct Touched {
+    runs: RefCell<BTreeSet<i64>>,
+    wake: watch::Sender<()>,
+}
+
+impl Default for Touched {
+    fn default() -> Self {
+        Self { runs: RefCell::default(), wake: watch::Sender::new(()) }
+    }
+}
+
+impl Touched {
+    /// Run `run` got an outcome: wakes the finisher.
+    pub fn add(&self, run: i64) {
+        self.runs.borrow_mut().insert(run);
+        self.wake.send_replace(());
+    }
+
+    /// Run `run` is to be checked again later, without waking anyone.
+    pub fn defer(&self, run: i64) {
+        self.runs.borrow_mut().insert(run);
+    }
+
+    /// The runs to check, leaving none.
+    pub fn take(&self) -> BTreeSet<i64> {
+        std::mem::take(&mut *self.runs.borrow_mut())
+    }
+
+    /// A receiver that sees every later [`add`](Self::add).
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.wake.subscribe()
+    }
+}
+
 /// A message this node holds, and the run it belongs to.
 struct Held {
     message: Message,
@@ -98,7 +135,7 @@ struct Inner {
     closed: Cell<bool>,
     settling: Rc<Settling>,
     /// Runs with a new outcome, to check for completion.
-    touched: Rc<RefCell<BTreeSet<i64>>>,
+    touched: Rc<Touched>,
 }
 
 /// The shared queue of one batch, as one node sees it.
@@ -115,7 +152,7 @@ impl FleetSource {
         batch: &BatchConfig,
         consumer: PullConsumer,
         settling: Rc<Settling>,
-        touched: Rc<RefCell<BTreeSet<i64>>>,
+        touched: Rc<Touched>,
     ) -> Self {
         let inner = Inner {
             fleet,
@@ -288,7 +325,7 @@ impl WorkSource for FleetSource {
             }
             let acked = match published {
                 Ok(()) => {
-                    touched.borrow_mut().insert(held.run);
+                    touched.add(held.run);
                     held.message.ack().await
                 }
                 Err(e) => {

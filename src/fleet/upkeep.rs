@@ -2,7 +2,6 @@
 //! live nodes and reads the fleet's gauges) and the finisher that closes
 //! runs whose codes are all accounted for.
 
-use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -10,7 +9,7 @@ use futures_util::StreamExt as _;
 
 use super::core::{Fleet, FleetError};
 use super::messages::{NodeBeat, RunState};
-use super::node::{BEAT_EVERY, FINISH_EVERY, Node, SWEEP_EVERY};
+use super::node::{BEAT_EVERY, FINISH_COALESCE, Node, SWEEP_EVERY};
 use crate::model::time::rfc3339;
 
 impl Node {
@@ -18,6 +17,13 @@ impl Node {
     /// the fleet's gauges, every [`BEAT_EVERY`].
     pub(super) async fn heartbeat(self: Rc<Self>) {
         let mut ticks = tokio::time::interval(BEAT_EVERY);
+        if let Ok(Some(_)) = self.fleet.nodes.get(&self.fleet.node).await {
+            tracing::warn!(
+                node = %self.fleet.node,
+                "a live node of the fleet has this node's name (or this node restarted within seconds): \
+                 node names must be unique"
+            );
+        }
         loop {
             ticks.tick().await;
             let in_flight = self.lanes.borrow().values().map(|l| l.source.held() as u64).sum();
@@ -51,30 +57,34 @@ impl Node {
         }
     }
 
-    /// Finishes the runs whose codes are all accounted for.
+    /// Finishes the runs whose codes are all accounted for: those this node
+    /// published an outcome of, as soon as it did, and every batch's running
+    /// run every [`SWEEP_EVERY`] (whoever worked on it).
     pub(super) async fn finisher(self: Rc<Self>) {
-        let mut last_sweep = tokio::time::Instant::now();
+        let mut wake = self.touched.subscribe();
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
-            tokio::time::sleep(FINISH_EVERY).await;
-            let mut runs: BTreeSet<i64> = std::mem::take(&mut *self.touched.borrow_mut());
-            if last_sweep.elapsed() >= SWEEP_EVERY {
-                last_sweep = tokio::time::Instant::now();
-                let batches: Vec<String> = self.lanes.borrow().keys().cloned().collect();
-                for batch in batches {
-                    if let Ok(Some((entry, _))) = self.fleet.last_run(&batch).await
-                        && entry.state == RunState::Running
-                    {
-                        runs.insert(entry.id);
+            tokio::select! {
+                // Outcomes come in bursts: check once a burst, not once an outcome.
+                _ = wake.changed() => tokio::time::sleep(FINISH_COALESCE).await,
+                _ = sweep.tick() => {
+                    let batches: Vec<String> = self.lanes.borrow().keys().cloned().collect();
+                    for batch in batches {
+                        if let Ok(Some((entry, _))) = self.fleet.last_run(&batch).await
+                            && entry.state == RunState::Running
+                        {
+                            self.touched.defer(entry.id);
+                        }
                     }
                 }
             }
-            for id in runs {
+            for id in self.touched.take() {
                 match self.fleet.finish_if_complete(id).await {
                     Ok(Some(entry)) => (self.hooks.run_ended)(&entry),
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(run = id, error = %e, "cannot finish a run yet");
-                        self.touched.borrow_mut().insert(id);
+                        self.touched.defer(id);
                     }
                 }
             }

@@ -493,3 +493,26 @@ fn a_token_protected_nats_needs_the_token_file() {
     assert_eq!(status, 3, "{stderr}");
     assert!(stderr.contains("cannot connect to NATS") && stderr.contains("authorization"), "{stderr}");
 }
+
+#[test]
+fn of_two_starts_of_a_batch_at_once_one_runs() {
+    let Some(nats) = NatsServer::start() else { return };
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &closed_port_url(), "[\"BR\"]", "");
+    let source = flagsd::config::ConfigSource { path: Some(config), overrides: Default::default() };
+    let settings = source.load().expect("the configuration");
+    let fleet_settings = settings.fleet.clone().expect("[fleet]");
+    let batch = settings.batches[0].clone();
+    let (first, second) = actix_rt::System::new().block_on(async move {
+        let join = |name: &'static str| Fleet::join(&fleet_settings, name, Patience::Once, |_| {});
+        let (a, b) = (join("a").await.expect("join"), join("b").await.expect("join"));
+        tokio::join!(a.start_run(&batch, "admin", None), b.start_run(&batch, "admin", None))
+    });
+    let started = [&first, &second].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(started, 1, "{first:?} {second:?}");
+    let refused = [first, second].into_iter().find_map(Result::err).expect("one refused");
+    assert!(refused.to_string().starts_with("batch world is running in the fleet"), "{refused}");
+    let runs = fleet_runs(&[nats.url()]);
+    let running: Vec<&RunEntry> = runs.iter().filter(|r| r.state == RunState::Running).collect();
+    assert_eq!(running.len(), 1, "{runs:?}");
+}
