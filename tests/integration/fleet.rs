@@ -123,6 +123,13 @@ impl Drop for Node {
     }
 }
 
+/// Nodes named `names`, each joined and pulling the batch's codes.
+fn start_nodes(config: &Path, names: &[&str]) -> Vec<Node> {
+    let nodes: Vec<Node> = names.iter().map(|n| Node::start(config, n, &[])).collect();
+    nodes.iter().for_each(Node::wait_joined);
+    nodes
+}
+
 /// `flagsd run --json` against the fleet, in the background.
 fn submit(config: &Path) -> Child {
     flagsd_child()
@@ -198,8 +205,7 @@ fn three_nodes_share_one_run_of_676_codes() {
     let flags = slow_server("0.01");
     let dir = tempfile::tempdir().expect("a directory");
     let config = config(dir.path(), &[nats.url()], &flags.url(), "\"every\"", "");
-    let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&config, n, &[])).collect();
-    nodes.iter().for_each(Node::wait_joined);
+    let _nodes = start_nodes(&config, &["a", "b", "c"]);
     let (status, document) = finish(submit(&config));
     assert_eq!(status, 0, "{document}");
     let batch = batch(&document);
@@ -222,8 +228,7 @@ fn a_node_killed_mid_run_loses_nothing() {
     let flags = slow_server("0.1");
     let dir = tempfile::tempdir().expect("a directory");
     let config = config(dir.path(), &[nats.url()], &flags.url(), "\"every\"", "");
-    let mut nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&config, n, &[])).collect();
-    nodes.iter().for_each(Node::wait_joined);
+    let mut nodes = start_nodes(&config, &["a", "b", "c"]);
     let run = submit(&config);
     assert!(wait_until(FLEET_WAIT, || flags.hits() >= 60), "the run did not start");
     let victim = &mut nodes[1];
@@ -240,8 +245,7 @@ fn a_scheduled_batch_runs_once_per_tick_on_three_nodes() {
     let flags = server(TestServerOptions::default());
     let dir = tempfile::tempdir().expect("a directory");
     let config = config(dir.path(), &[nats.url()], &flags.url(), "[\"BR\", \"AR\"]", "every = \"2s\"\n");
-    let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&config, n, &[])).collect();
-    nodes.iter().for_each(Node::wait_joined);
+    let _nodes = start_nodes(&config, &["a", "b", "c"]);
     let finished = |runs: &[RunEntry]| runs.iter().filter(|r| r.state == RunState::Finished).count();
     assert!(wait_until(FLEET_WAIT, || finished(&fleet_runs(&[nats.url()])) >= 4), "fewer than 4 runs");
     let runs = fleet_runs(&[nats.url()]);
@@ -262,8 +266,7 @@ fn losing_one_server_of_a_three_server_cluster_loses_nothing() {
     let config = config(dir.path(), &cluster.urls(), &flags.url(), "\"every\"", "");
     let text = std::fs::read_to_string(&config).expect("the configuration");
     std::fs::write(&config, text.replace("[fleet]\n", "[fleet]\nreplicas = 3\n")).expect("write");
-    let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&config, n, &[])).collect();
-    nodes.iter().for_each(Node::wait_joined);
+    let _nodes = start_nodes(&config, &["a", "b", "c"]);
     let run = submit(&config);
     assert!(wait_until(FLEET_WAIT, || flags.hits() >= 100), "the run did not start");
     let leader = cluster.leader().unwrap_or(0);
@@ -279,8 +282,7 @@ fn sigterm_with_codes_in_flight_exits_0_and_the_fleet_finishes() {
     let flags = slow_server("0.5");
     let dir = tempfile::tempdir().expect("a directory");
     let config = config(dir.path(), &[nats.url()], &flags.url(), "\"every\"", "max_req = 30\n");
-    let mut nodes: Vec<Node> = ["a", "b"].iter().map(|n| Node::start(&config, n, &[])).collect();
-    nodes.iter().for_each(Node::wait_joined);
+    let mut nodes = start_nodes(&config, &["a", "b"]);
     let run = submit(&config);
     assert!(wait_until(FLEET_WAIT, || flags.hits() >= 40), "the run did not start");
     nodes[0].signal("TERM");
@@ -361,8 +363,7 @@ fn a_paused_node_redelivered_elsewhere_still_gives_each_code_one_outcome() {
     });
     let dir = tempfile::tempdir().expect("a directory");
     let config = config(dir.path(), &[nats.url()], &flags.url(), "\"every\"", "");
-    let nodes: Vec<Node> = ["a", "b"].iter().map(|n| Node::start(&config, n, &[])).collect();
-    nodes.iter().for_each(Node::wait_joined);
+    let nodes = start_nodes(&config, &["a", "b"]);
     let run = submit(&config);
     assert!(wait_until(FLEET_WAIT, || flags.hits() >= 30), "the run did not start");
     nodes[1].signal("STOP");
@@ -434,8 +435,7 @@ fn retries_are_handed_to_the_fleet_with_their_attempts_counted() {
     let config = config(dir.path(), &[nats.url()], &flags.url(), "\"all\"", "");
     let text = std::fs::read_to_string(&config).expect("the configuration");
     std::fs::write(&config, text.replace("retries = 0\n", "retries = 2\nretry_base = \"100ms\"\n")).expect("write");
-    let nodes: Vec<Node> = ["a", "b"].iter().map(|n| Node::start(&config, n, &[])).collect();
-    nodes.iter().for_each(Node::wait_joined);
+    let _nodes = start_nodes(&config, &["a", "b"]);
     let (status, document) = finish(submit(&config));
     assert_eq!(status, 0, "{document}");
     let batch = batch(&document);
