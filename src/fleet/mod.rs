@@ -15,6 +15,7 @@ pub mod files;
 pub mod messages;
 pub mod names;
 pub mod node;
+pub mod outcomes;
 pub mod runs;
 pub mod schedule;
 pub mod source;
