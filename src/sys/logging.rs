@@ -1,16 +1,23 @@
-//! Diagnostics through tracing-subscriber, always on stderr.
+//! Diagnostics through tracing-subscriber: on stderr, or straight to the
+//! journal.
 //!
 //! stdout carries reports and nothing else. The level comes from
 //! `--log-level` or `FLAGSD_LOG` (EnvFilter syntax); each command has its
 //! own default (`warn` for `fetch` and `run`, so a normal run prints no
 //! diagnostics; `info` for `serve`). Human format by default: colours only
-//! on a terminal, and under systemd's journal (`JOURNAL_STREAM` set) neither
-//! colours nor timestamps, since the journal adds its own. `--log-format
-//! json` writes one JSON object per line for log shippers.
+//! on a terminal. When stderr is systemd's journal stream (`JOURNAL_STREAM`
+//! names it), events go to journald natively, each with its priority and its
+//! fields ([`super::journal`]); with `JOURNAL_STREAM` set otherwise, lines
+//! have neither colours nor timestamps, since the journal adds its own.
+//! `--log-format json` writes one JSON object per line for log shippers.
 
 use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use super::journal;
 
 /// Format of the diagnostics on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,6 +38,13 @@ pub struct LoggingError(pub String);
 pub fn init(filter: Option<&str>, default: &str, format: LogFormat) -> Result<(), LoggingError> {
     let filter = EnvFilter::try_new(filter.unwrap_or(default))
         .map_err(|e| LoggingError(format!("--log-level / FLAGSD_LOG: {e}")))?;
+    if format == LogFormat::Human
+        && journal::stderr_is_the_journal()
+        && let Ok(journal) = journal::JournalLayer::connect("flagsd")
+    {
+        let subscriber = tracing_subscriber::registry().with(filter).with(journal);
+        return subscriber.try_init().map_err(|e| LoggingError(format!("cannot set up logging: {e}")));
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let installed = match format {

@@ -1,6 +1,8 @@
-//! Process plumbing: signals, the open-files limit, logging, and servers on
-//! threads of their own. Nothing here imports anything else of the crate.
+//! Process plumbing: signals, the open-files limit, logging (to stderr or
+//! the journal), and servers on threads of their own. Nothing here imports
+//! anything else of the crate.
 
+pub mod journal;
 pub mod limits;
 pub mod logging;
 pub mod server_thread;
