@@ -306,7 +306,7 @@ impl WorkSource for FleetSource {
                 sha256: saved.sha256.clone(),
                 etag: saved.etag.clone(),
                 last_modified: saved.last_modified.clone(),
-                url: Some(outcome.url.clone()),
+                url: saved.origin.clone(),
             }),
             _ => None,
         };

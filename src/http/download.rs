@@ -50,6 +50,9 @@ pub struct HttpFetcher {
     base: Rc<str>,
     /// `base` with credentials masked, computed once for all reports.
     display_base: Rc<str>,
+    /// The base of the URLs validators are recorded under (see
+    /// [`HttpFetcher::recorded_as`]).
+    record_base: Rc<str>,
     output: Arc<OutputDir>,
     /// Largest body saved, in bytes.
     max_size: u64,
@@ -66,10 +69,12 @@ impl HttpFetcher {
     /// `output` as `{CC}.gif`, through `clients` (shared with other jobs).
     pub fn new(clients: Rc<Clients>, base_url: &str, output: Arc<OutputDir>) -> Self {
         let base = base_url.strip_suffix('/').unwrap_or(base_url);
+        let display_base: Rc<str> = redact_credentials(base).into();
         Self {
             clients,
             base: base.into(),
-            display_base: redact_credentials(base).into(),
+            record_base: Rc::clone(&display_base),
+            display_base,
             output,
             max_size: u64::MAX,
             country_names: None,
@@ -86,6 +91,19 @@ impl HttpFetcher {
         self
     }
 
+    /// Records validators under `label` instead of the base URL (so
+    /// `DEMO/br/br.gif`): for a server whose address changes from run to
+    /// run, like the built-in one, whose files are the same every time.
+    pub fn recorded_as(mut self, label: &str) -> Self {
+        self.record_base = label.into();
+        self
+    }
+
+    /// The URL `code`'s validators are recorded under.
+    fn record_url(&self, code: CountryCode) -> String {
+        flag_url(&self.record_base, code)
+    }
+
     /// The file an earlier run saved for `code` and the conditional headers
     /// for it, if that file is still in this output directory, unaltered.
     ///
@@ -100,7 +118,7 @@ impl HttpFetcher {
         let named_as_this_run_names = by_code == self.country_names.is_none();
         if !named_as_this_run_names
             || path.parent() != Some(self.output.path())
-            || known.url.as_deref() != Some(self.display_url(code).as_str())
+            || known.url.as_deref() != Some(self.record_url(code).as_str())
             || (known.etag.is_none() && known.last_modified.is_none())
         {
             return None;
@@ -212,8 +230,15 @@ impl HttpFetcher {
         }
         file.persist(&target).map_err(|e| io_error(&target, e.error))?;
         let sha256 = hasher.map(|h| hex(&h.finalize()));
-        let status = status.as_u16();
-        Ok(Outcome::Downloaded(SavedFile { status, sha256, etag, last_modified, ..SavedFile::new(target, bytes) }))
+        let (status, origin) = (status.as_u16(), Some(self.record_url(code)));
+        Ok(Outcome::Downloaded(SavedFile {
+            status,
+            sha256,
+            etag,
+            last_modified,
+            origin,
+            ..SavedFile::new(target, bytes)
+        }))
     }
 
     /// The `country` field of `{base}/{cc}/metadata.json`.

@@ -73,6 +73,9 @@ impl PreparedJob {
         clients.prepare_for(&base_url)?;
         let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
         let mut fetcher = HttpFetcher::new(clients, &base_url, output).max_size(job.max_size).rate_limited(limiter);
+        if demo.is_some() {
+            fetcher = fetcher.recorded_as(&job.server.label);
+        }
         if let Some(known) = known {
             fetcher = fetcher.with_state(known);
         }

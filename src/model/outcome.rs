@@ -26,13 +26,17 @@ pub struct SavedFile {
     pub etag: Option<String>,
     /// The server's `Last-Modified`, if it sent one.
     pub last_modified: Option<String>,
+    /// The URL its validators belong to, as run state records it: the
+    /// request's URL with credentials masked, or for the built-in server,
+    /// whose port changes every run, its label (`DEMO/br/br.gif`).
+    pub origin: Option<String>,
 }
 
 impl SavedFile {
     /// A file at `path` of `bytes` bytes from a `200`, with no hash and no
     /// validators.
     pub fn new(path: impl Into<PathBuf>, bytes: u64) -> Self {
-        Self { status: 200, path: path.into(), bytes, sha256: None, etag: None, last_modified: None }
+        Self { status: 200, path: path.into(), bytes, sha256: None, etag: None, last_modified: None, origin: None }
     }
 }
 

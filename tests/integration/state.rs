@@ -59,6 +59,30 @@ fn without_state_every_request_is_unconditional() {
 }
 
 #[test]
+fn a_demo_batch_is_conditional_although_its_port_changes() {
+    let work = tempfile::tempdir().unwrap();
+    write_file(
+        work.path(),
+        "flagsd.toml",
+        "[[batch]]\nname = \"demo\"\ncodes = [\"BR\", \"AR\", \"ZZ\"]\nserver = \"DEMO\"\n",
+    );
+    let run = || flagsd_in(work.path(), &["run", "--config", "flagsd.toml", "--json"], &[]);
+    let (first, second) = (run(), run());
+    for (status, stdout, stderr) in [&first, &second] {
+        assert_eq!(*status, 0, "{stdout}{stderr}");
+    }
+    let counts = |stdout: &str| {
+        let json: serde_json::Value = serde_json::from_str(stdout).unwrap();
+        let counts = &json["batches"][0]["counts"];
+        (counts["downloaded"].as_u64(), counts["unchanged"].as_u64(), counts["not_found"].as_u64())
+    };
+    assert_eq!(counts(&first.1), (Some(2), Some(0), Some(1)), "{}", first.1);
+    assert_eq!(counts(&second.1), (Some(0), Some(2), Some(1)), "{}", second.1);
+    // Reports still show where each request went.
+    assert!(second.1.contains("\"url\": \"http://127.0.0.1:"), "{}", second.1);
+}
+
+#[test]
 fn run_records_each_batch_and_a_second_run_is_unchanged() {
     let server = clean_server();
     let work = tempfile::tempdir().unwrap();

@@ -240,7 +240,7 @@ impl StateDb {
                         file.last_modified,
                         now,
                         file.status,
-                        o.url
+                        file.origin
                     ]),
                     outcome => other.execute(params![batch, code, outcome.kind(), outcome.http_status(), now]),
                 }
