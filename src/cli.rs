@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::args::{ConfigArgs, EXIT_STATUS_HELP, FetchArgs, RunArgs};
+use crate::config::args::{ConfigArgs, EXIT_STATUS_HELP, FetchArgs, GenerateArgs, ReloadArgs, RunArgs};
 use crate::sys::logging::LogFormat;
 use crate::testserver::options::TestServerArgs;
 
@@ -36,12 +36,19 @@ pub enum Command {
     Run(RunArgs),
     /// Run scheduled batches as a daemon (systemd Type=notify).
     Serve(ConfigArgs),
-    /// Check the configuration and report every problem found.
+    /// Check the configuration and report every problem found (secrets are
+    /// not read: the service reads them as it starts).
     CheckConfig(ConfigArgs),
+    /// Check the configuration, then ask the daemon with process id PID to
+    /// reload it (SIGHUP); for a unit's ExecReload=.
+    Reload(ReloadArgs),
     /// Show each batch's last and next run (from the daemon, else the state database).
     Status(ConfigArgs),
     /// Serve the bundled flags over HTTP, for tests, demos and benchmarks.
     Testserver(TestServerArgs),
+    /// Write the man pages or a shell's completions (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use flagsd::model::exit::ExitStatus;
 const FETCH_USAGE: &str =
     "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
 const GENERAL_USAGE: &str =
-    "usage: flagsd <fetch|run|serve|status|check-config|testserver> [OPTIONS]  (see flagsd --help)";
+    "usage: flagsd <fetch|run|serve|status|check-config|reload|testserver> [OPTIONS]  (see flagsd --help)";
 
 fn main() {
     let fetching = std::env::args().skip(1).any(|a| a == "fetch");
@@ -73,10 +73,15 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
         }
         Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),
         Command::CheckConfig(args) => app::check_config::check_config(&ConfigSource::from_args(&args)?),
+        Command::Reload(args) => app::reload::reload(&ConfigSource::from_args(&args.config)?, args.pid),
         Command::Status(args) => {
             let settings = ConfigSource::from_args(&args)?.load()?;
             system.block_on(app::status::status(&settings))
         }
         Command::Testserver(args) => system.block_on(app::testserver::testserver(args)),
+        Command::Generate(args) => {
+            use clap::CommandFactory as _;
+            app::generate::generate(Cli::command(), args.what, &args.output)
+        }
     }
 }

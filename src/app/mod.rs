@@ -1,11 +1,14 @@
 //! The commands, one module each, from checked settings to an exit status:
-//! [`fetch`], [`run`], [`status`], [`check_config`] and [`testserver`].
+//! [`fetch`], [`run`], [`status`], [`check_config`], [`reload`],
+//! [`testserver`] and [`generate`] (man pages and completions).
 //! (`serve` is the [`daemon`](crate::daemon).) Only the binary imports them.
 
 mod batch_report;
 pub mod check_config;
 pub mod fetch;
 mod fleet_run;
+pub mod generate;
+pub mod reload;
 pub mod run;
 pub mod status;
 pub mod testserver;

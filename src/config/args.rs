@@ -51,6 +51,43 @@ pub struct ConfigArgs {
     pub verbose: bool,
 }
 
+/// `flagsd reload`: check the configuration, then ask the daemon to reload.
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// Configuration and overrides, as given to `serve`.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// The daemon's process id (`$MAINPID` in a unit's `ExecReload=`)
+    #[arg(value_name = "PID")]
+    pub pid: u32,
+}
+
+/// What `flagsd generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generated {
+    /// The man pages: `flagsd.1` and one per command (`flagsd-fetch.1`, …).
+    Man,
+    /// Bash completions, `flagsd.bash`.
+    Bash,
+    /// Zsh completions, `_flagsd`.
+    Zsh,
+    /// Fish completions, `flagsd.fish`.
+    Fish,
+}
+
+/// `flagsd generate`: files generated from the command-line definitions.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write
+    #[arg(value_enum)]
+    pub what: Generated,
+
+    /// Directory to write it into (it must exist)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub output: std::path::PathBuf,
+}
+
 /// `flagsd run`: configured batches, once.
 #[derive(Debug, Args)]
 #[command(after_help = RUN_AFTER_HELP)]

@@ -107,11 +107,20 @@ fn check_url(text: &str) -> Result<(), String> {
 }
 
 impl FleetSettings {
-    /// The files this node reads at start that must be readable, with their
-    /// keys: problems are `(key, message)`.
+    /// The files that are not secret and must be readable (the CA
+    /// certificates), with their keys: problems are `(key, message)`.
     pub fn check_files(&self) -> Vec<(String, String)> {
-        let files =
-            [("creds_file", &self.creds_file), ("token_file", &self.token_file), ("tls_ca_file", &self.tls_ca_file)];
+        Self::readable_files([("tls_ca_file", &self.tls_ca_file)])
+    }
+
+    /// The secrets (the credentials or token file) that only the service
+    /// itself may be able to read: checked when it starts, not by
+    /// `check-config` nor by a reload.
+    pub fn check_secrets(&self) -> Vec<(String, String)> {
+        Self::readable_files([("creds_file", &self.creds_file), ("token_file", &self.token_file)])
+    }
+
+    fn readable_files<const N: usize>(files: [(&str, &Option<PathBuf>); N]) -> Vec<(String, String)> {
         files
             .into_iter()
             .filter_map(|(key, path)| {
@@ -196,10 +205,11 @@ mod tests {
         std::fs::write(&empty, "\n").expect("write");
         let mut fleet = check(&raw("nats://h:1")).expect("valid");
         fleet.token_file = Some(token);
-        assert!(fleet.check_files().is_empty());
+        assert!(fleet.check_files().is_empty() && fleet.check_secrets().is_empty());
         fleet.tls_ca_file = Some(empty);
         fleet.creds_file = Some(dir.path().join("missing"));
-        let problems: Vec<String> = fleet.check_files().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(problems, ["fleet.creds_file", "fleet.tls_ca_file"]);
+        let keys = |problems: Vec<(String, String)>| -> Vec<String> { problems.into_iter().map(|(k, _)| k).collect() };
+        assert_eq!(keys(fleet.check_files()), ["fleet.tls_ca_file"]);
+        assert_eq!(keys(fleet.check_secrets()), ["fleet.creds_file"]);
     }
 }

@@ -235,26 +235,42 @@ impl Settings {
         Ok(self.batches.iter().filter(|b| names.is_empty() || names.contains(&b.name)).collect())
     }
 
-    /// Problems with the output directories and the state directory (each
-    /// must be writable, or creatable below a writable ancestor; nothing is
-    /// created) and with the admin token file (it must hold a token).
-    pub fn check_output_dirs(&self, origin: &str) -> Result<(), ConfigError> {
+    /// Problems with the paths the configuration names: each output
+    /// directory and the state directory must be writable, or creatable
+    /// below a writable ancestor (nothing is created), and the fleet's CA
+    /// file readable.
+    ///
+    /// Secrets (the admin token, the fleet's credentials) are not read here:
+    /// under systemd only the running service can read them (credentials are
+    /// not handed to `ExecReload=`), so the service checks them as it starts
+    /// ([`Settings::check_secrets`]).
+    pub fn check_paths(&self, origin: &str) -> Result<(), ConfigError> {
         let outputs = self.batches.iter().enumerate().map(|(i, b)| (format!("batch[{i}].output"), &b.job.output));
         // A fleet node keeps its run state in the fleet, not in `state.dir`.
         let state = self.fleet.is_none().then(|| ("state.dir".to_owned(), &self.state_dir));
         let dirs = outputs
             .chain(state)
             .filter_map(|(key, dir)| writable_or_creatable(dir).err().map(|message| (key, message)));
-        let token = self.admin.as_ref().and_then(|admin| admin.token().err());
-        let files = token.map(|message| ("admin.token_file".to_owned(), message)).into_iter();
         let fleet_files = self.fleet.iter().flat_map(FleetSettings::check_files);
-        let problems: Vec<Problem> = dirs
-            .chain(files)
-            .chain(fleet_files)
-            .map(|(key, message)| Problem { origin: origin.to_owned(), line: None, key: Some(key), message })
-            .collect();
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
+        problems(origin, dirs.chain(fleet_files))
     }
+
+    /// Problems with the secrets: the admin token file must hold a token,
+    /// the fleet's credentials or token file must be readable.
+    pub fn check_secrets(&self, origin: &str) -> Result<(), ConfigError> {
+        let token = self.admin.as_ref().and_then(|admin| admin.token().err());
+        let admin = token.map(|message| ("admin.token_file".to_owned(), message)).into_iter();
+        let fleet = self.fleet.iter().flat_map(FleetSettings::check_secrets);
+        problems(origin, admin.chain(fleet))
+    }
+}
+
+/// `Ok`, or the configuration error of `found` problems (key, message).
+fn problems(origin: &str, found: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    let problems: Vec<Problem> = found
+        .map(|(key, message)| Problem { origin: origin.to_owned(), line: None, key: Some(key), message })
+        .collect();
+    if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
 }
 
 /// The built-in labels, overridden and extended by `raw`'s `[servers]`
@@ -462,7 +478,7 @@ mod tests {
         r.defaults.output = dir.path().to_owned();
         r.batch[1].output = Some(file.join("sub"));
         let s = Settings::check(&r, "f").unwrap();
-        let err = s.check_output_dirs("f").unwrap_err();
+        let err = s.check_paths("f").unwrap_err();
         assert_eq!(err.problems.len(), 1);
         assert!(err.to_string().starts_with("f: batch[1].output: '"), "{err}");
     }

@@ -66,11 +66,20 @@ impl ConfigSource {
         Settings::check(&raw, &self.origin())
     }
 
-    /// [`load`](Self::load), then checks that every output directory is
-    /// writable or can be created (as `check-config` and `serve` do).
+    /// [`load`](Self::load), then checks the paths it names: every output
+    /// directory writable or creatable (as `check-config` and a reload do;
+    /// secrets are not read, see [`Settings::check_paths`]).
     pub fn load_checked(&self) -> Result<Settings, ConfigError> {
         let settings = self.load()?;
-        settings.check_output_dirs(&self.origin())?;
+        settings.check_paths(&self.origin())?;
+        Ok(settings)
+    }
+
+    /// [`load_checked`](Self::load_checked), then reads the secrets (as
+    /// `serve` does when it starts).
+    pub fn load_for_start(&self) -> Result<Settings, ConfigError> {
+        let settings = self.load_checked()?;
+        settings.check_secrets(&self.origin())?;
         Ok(settings)
     }
 }

@@ -113,7 +113,7 @@ impl Daemon {
 /// error (status 2) before `READY=1`; so is a state database that cannot be
 /// opened or an admin address that cannot be bound (status 3).
 pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
-    let settings = source.load_checked()?;
+    let settings = source.load_for_start()?;
     crate::sys::limits::raise_open_files_limit();
     let hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
     let stops = StopSignals::install().map_err(FatalError::Signals)?;

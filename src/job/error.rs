@@ -34,6 +34,15 @@ pub enum FatalError {
     /// The coordinator vanished (status 3; a bug).
     #[error(transparent)]
     Coordinator(#[from] CoordinatorLost),
+    /// A signal could not be sent to a process (status 3).
+    #[error("cannot signal process {pid}: {source}")]
+    Signal {
+        /// The process.
+        pid: u32,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// Signal handlers cannot be installed (status 3).
     #[error("cannot install the signal handler: {0}")]
     Signals(std::io::Error),
@@ -43,6 +52,15 @@ pub enum FatalError {
     /// The state database cannot be used (status 3).
     #[error(transparent)]
     State(#[from] StateError),
+    /// A generated file (man page, completions) cannot be written (status 3).
+    #[error("cannot write into '{}': {source}", path.display())]
+    Generate {
+        /// The directory asked for.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The `--failed` list cannot be written (status 3).
     #[error("cannot write the list of failed codes to '{}': {source}", path.display())]
     FailedList {

@@ -171,10 +171,19 @@ fn a_non_loopback_address_without_a_token_is_refused() {
             "{command}: {stderr}"
         );
     }
+}
+
+#[test]
+fn the_token_file_is_read_by_serve_but_not_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    // Under systemd the token is a credential that only the service can
+    // read, so the check (and `systemctl reload`) must not need it.
     write_file(dir.path(), "flagsd.toml", "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"missing\"\n");
     let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stderr}");
+    let (status, _, stderr) = flagsd_in(dir.path(), &["serve", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 2, "{stderr}");
-    assert!(stderr.starts_with("flagsd.toml: admin.token_file: "), "{stderr}");
+    assert!(stderr.starts_with("flagsd.toml: admin.token_file: cannot read the token file 'missing'"), "{stderr}");
 }
 
 #[test]
@@ -218,4 +227,48 @@ fn state_survives_a_daemon_restart() {
     assert_eq!(server.bodies(), 2, "the restarted daemon asked conditionally");
     second.signal("TERM");
     assert_eq!(second.wait(LONG), Some(0));
+}
+
+#[test]
+fn flagsd_reload_checks_without_the_token_then_signals_the_daemon() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "token", "s3cret-token\n");
+    let one = with_admin(&batch("a", "[\"BR\"]", &server.url(), "1h"), "token_file = \"token\"");
+    write_file(dir.path(), "flagsd.toml", &one);
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+    let batches = || http(&addr, "GET", "/batches", Some("s3cret-token"));
+    let pid = daemon.pid().to_string();
+    let reload = || flagsd_in(dir.path(), &["reload", "--config", "flagsd.toml", &pid], &[]);
+
+    // As under systemd, the reload cannot read the token: only the
+    // service could, and it read it at start.
+    std::fs::remove_file(dir.path().join("token")).unwrap();
+    write_file(dir.path(), "flagsd.toml", &format!("{one}{}", batch("b", "[\"AR\"]", &server.url(), "1h")));
+    let (status, stdout, stderr) = reload();
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert_eq!(stdout, format!("flagsd.toml: OK (2 batches); asked flagsd (process {pid}) to reload it\n"));
+    assert!(wait_until(LONG, || batches().1.contains("\"name\":\"b\"")), "{}", daemon.log());
+    assert_eq!(batches().0, 200, "the token read at start still works");
+
+    // A broken file: the reload fails with the reason and sends nothing.
+    write_file(dir.path(), "flagsd.toml", &format!("{one}[[batch]]\nname = \"c\"\nmax_req = 0\n"));
+    let (status, stdout, stderr) = reload();
+    assert_eq!((status, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(stderr.starts_with("flagsd.toml: batch[1].max_req: must be >= 1"), "{stderr}");
+    let log = daemon.log();
+    assert_eq!((log.matches("configuration reloaded").count(), log.contains("not reloaded")), (1, false), "{log}");
+    assert!(batches().1.contains("\"name\":\"b\""));
+
+    // No such process: status 3, and the reason.
+    let (status, _, stderr) = flagsd_in(dir.path(), &["reload", "--config", "flagsd.toml", "999999999"], &[]);
+    assert_eq!(status, 2, "the file is checked first: {stderr}");
+    write_file(dir.path(), "flagsd.toml", &one);
+    let (status, _, stderr) = flagsd_in(dir.path(), &["reload", "--config", "flagsd.toml", "999999999"], &[]);
+    assert_eq!(status, 3, "{stderr}");
+    assert!(stderr.contains("cannot signal process 999999999: No such process"), "{stderr}");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
 }

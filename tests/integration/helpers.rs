@@ -233,6 +233,11 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends it the signal `name` (`HUP`, `TERM`, ...).
     pub fn signal(&self, name: &str) {
         let status =
