@@ -36,6 +36,7 @@ use crate::model::outcome::{DownloadError, Outcome, SavedFile};
 use crate::store::naming::NameRegistry;
 use crate::store::output::OutputDir;
 use crate::store::state::KnownFiles;
+use crate::sys::files::read_exact_regular;
 
 /// What earlier runs saved, shared with whoever keeps it up to date.
 pub type SharedKnownFiles = Rc<RefCell<KnownFiles>>;
@@ -110,12 +111,15 @@ impl HttpFetcher {
     /// The validators belong to the URL they came from, and the file must be
     /// where this run's naming puts it: a `{CC}.gif` when naming by code, a
     /// country name otherwise (after a change of server or of naming, the
-    /// first run asks unconditionally).
-    fn conditional(&self, code: CountryCode) -> Option<(PathBuf, HeaderMap)> {
+    /// first run asks unconditionally). Only a regular file of the recorded
+    /// size is read, on a blocking thread, so that a FIFO, a device or a
+    /// huge file put in its place cannot stall or bloat the event loop.
+    async fn conditional(&self, code: CountryCode) -> Option<(PathBuf, HeaderMap)> {
         let known = self.known.as_ref()?.borrow().get(&code)?.clone();
-        let path = known.path.as_ref()?;
-        let by_code = *path == self.output.target_path(code);
+        let path = known.path.clone()?;
+        let by_code = path == self.output.target_path(code);
         let named_as_this_run_names = by_code == self.country_names.is_none();
+        let size = known.size.filter(|size| *size <= self.max_size)?;
         if !named_as_this_run_names
             || path.parent() != Some(self.output.path())
             || known.url.as_deref() != Some(self.record_url(code).as_str())
@@ -123,9 +127,12 @@ impl HttpFetcher {
         {
             return None;
         }
-        let size = std::fs::metadata(path).ok()?.len();
-        if Some(size) != known.size || known.sha256.as_deref() != Some(sha256_hex(&std::fs::read(path).ok()?).as_str())
-        {
+        let hashed = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || read_exact_regular(&path, size).ok().flatten().map(|b| sha256_hex(&b)))
+        };
+        let unaltered = hashed.await.ok().flatten();
+        if unaltered.is_none() || unaltered != known.sha256 {
             return None;
         }
         let mut headers = HeaderMap::new();
@@ -135,7 +142,7 @@ impl HttpFetcher {
         if let Some(date) = known.last_modified.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(IF_MODIFIED_SINCE, date);
         }
-        Some((path.clone(), headers))
+        Some((path, headers))
     }
 
     /// Refuses bodies larger than `bytes`.
@@ -183,7 +190,7 @@ impl HttpFetcher {
     }
 
     async fn download(&self, code: CountryCode, url: &str) -> Result<Outcome, DownloadError> {
-        let conditional = self.conditional(code);
+        let conditional = self.conditional(code).await;
         let headers = conditional.as_ref().map(|(_, headers)| headers.clone()).unwrap_or_default();
         let mut response = self.get(url, &headers).await?;
         let status = response.status();

@@ -273,9 +273,21 @@ pub fn to_json(document: &impl Serialize) -> String {
     text
 }
 
-/// Writes `codes`, one a line, to `path` atomically (a temporary file beside
-/// it, then a rename), so a reader never sees half a list.
+/// Writes `codes`, one a line, to `path`.
+///
+/// A regular file (or none) is replaced atomically: a temporary file beside
+/// it, then a rename, so a reader never sees half a list. Anything else
+/// (`/dev/stdout`, a FIFO, a device, a symbolic link) is written as a
+/// stream, as a shell's `>` would, and never replaced by a regular file.
 pub fn write_code_list(path: &Path, codes: &[CountryCode]) -> std::io::Result<()> {
+    let text: String = codes.iter().map(|code| format!("{code}\n")).collect();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            return std::fs::OpenOptions::new().write(true).truncate(true).open(path)?.write_all(text.as_bytes());
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -287,9 +299,7 @@ pub fn write_code_list(path: &Path, codes: &[CountryCode]) -> std::io::Result<()
         .prefix(".flagsd-failed.")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)?;
-    for code in codes {
-        writeln!(file, "{code}")?;
-    }
+    file.write_all(text.as_bytes())?;
     file.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

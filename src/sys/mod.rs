@@ -1,7 +1,8 @@
 //! Process plumbing: signals, the open-files limit, logging (to stderr or
-//! the journal), and servers on threads of their own. Nothing here imports
+//! the journal), careful file access, and servers on threads of their own. Nothing here imports
 //! anything else of the crate.
 
+pub mod files;
 pub mod journal;
 pub mod limits;
 pub mod logging;

@@ -272,3 +272,38 @@ fn flagsd_reload_checks_without_the_token_then_signals_the_daemon() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
 }
+
+/// Whether another process holds a POSIX lock on some byte of `path`.
+fn locked_by_another_process(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: `lock` is a valid `flock` that outlives the call, and the
+    // descriptor is open.
+    assert_eq!(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) }, 0);
+    lock.l_type != libc::F_UNLCK as libc::c_short
+}
+
+#[test]
+fn readyz_leaves_the_databases_locks_alone() {
+    // Opening and closing flagsd.db inside the daemon would drop SQLite's
+    // POSIX locks: another client (Debian's sqlite3, Python's module) would
+    // then take itself for the last user and delete the live WAL.
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", &with_admin(&batch("a", "[\"BR\"]", &server.url(), "1h"), ""));
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+    runs_when(&addr, "batch=a", None, |runs| finished(runs, 1));
+    let db = dir.path().join("state/flagsd.db");
+    assert!(locked_by_another_process(&db), "SQLite holds a shared lock while the database is open");
+    for _ in 0..3 {
+        assert_eq!(http(&addr, "GET", "/readyz", None).0, 200);
+        assert!(locked_by_another_process(&db), "/readyz dropped SQLite's lock");
+    }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
+}

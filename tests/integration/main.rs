@@ -11,6 +11,7 @@ mod disk;
 mod faults;
 mod fetch;
 mod fleet;
+mod hostile;
 mod interrupt;
 mod naming;
 mod results;

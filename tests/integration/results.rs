@@ -525,3 +525,35 @@ fn a_failed_list_in_a_missing_directory_is_fatal_after_the_report() {
     assert_eq!(document["counts"]["downloaded"], 1);
     assert!(stderr.starts_with(&format!("*** Error: {message}")), "{stderr}");
 }
+
+#[test]
+fn a_failed_list_goes_through_fifos_and_symlinks_without_replacing_them() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let server = faulty(Faults { error_rate: 1.0, ..Faults::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let fifo = dir.path().join("failed.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // A reader opened first (without waiting for a writer) lets flagsd's
+    // open go through; once flagsd is gone, reading gets what it wrote.
+    let mut reader = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::File::options().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap()
+    };
+    let (status, _, stderr) = fetch(&out, &["BR", "--failed", path_str(&fifo), "-s", &server.url()]);
+    assert_eq!(status, 1, "{stderr}");
+    let mut list = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut list).unwrap();
+    assert_eq!(list, "BR\n");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+
+    // A symbolic link is written through, like `>` does, and stays a link.
+    let target = dir.path().join("target.txt");
+    std::fs::write(&target, "old contents, longer than the list\n").unwrap();
+    let link = dir.path().join("failed.link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (status, _, stderr) = fetch(&out, &["ZZ", "--failed", path_str(&link), "-s", &server.url()]);
+    assert_eq!(status, 1, "{stderr}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "ZZ\n");
+}

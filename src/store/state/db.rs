@@ -14,6 +14,7 @@ use super::schema::{MIGRATIONS, SCHEMA_VERSION};
 
 use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
 use crate::model::time::{self, unix_seconds};
+use crate::sys::files::check_writable;
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "flagsd.db";
@@ -123,12 +124,13 @@ impl StateDb {
     /// what `/readyz` checks.
     ///
     /// Nothing here takes a lock: a probe must never wait for a run of
-    /// another process that holds the database.
+    /// another process that holds the database. Nor does it open the
+    /// database file: closing it would drop this process's POSIX locks on
+    /// it, SQLite's included, and let another client delete the live WAL.
     pub fn check_writable(&self) -> Result<(), StateError> {
         let not_writable = |path: &Path, source| StateError::NotWritable { path: path.to_owned(), source };
         tempfile::tempfile_in(&self.dir).map_err(|e| not_writable(&self.dir, e))?;
-        std::fs::OpenOptions::new().append(true).open(&self.path).map_err(|e| not_writable(&self.path, e))?;
-        Ok(())
+        check_writable(&self.path).map_err(|e| not_writable(&self.path, e))
     }
 
     /// What earlier runs of `batch` left, by code.
