@@ -5,7 +5,11 @@
 //! Never 404 or another 4xx, never a disk error. The delay is exponential
 //! backoff with full jitter (a uniform pick between zero and
 //! `min(cap, base × 2^(attempt-1))`), so a crowd of clients does not retry in
-//! step; a `Retry-After` from the server wins, up to `retry_after_cap`.
+//! step. A server's `Retry-After` is a floor: the wait is the longer of it
+//! and the backoff (so `Retry-After: 0` does not mean three attempts at
+//! once); one longer than `retry_after_cap` ends the retries, since the
+//! server asks to be left alone longer than we are willing to wait. A
+//! failed `metadata.json` is retried like the flag's own request.
 //!
 //! The delay is computed here rather than with a crate such as `backoff` or
 //! `backon`: those own the retry loop, while here the coordinator re-queues
@@ -38,11 +42,17 @@ pub struct RetryPolicy {
     pub retry_after_cap: Duration,
 }
 
+/// Whether a response with `status` may be worth another attempt.
+pub fn retryable_status(status: u16) -> bool {
+    RETRYABLE_STATUSES.contains(&status)
+}
+
 /// Whether `outcome` may be cured by trying again.
 pub fn retryable(outcome: &Outcome) -> bool {
     match outcome {
         Outcome::Failed(DownloadError::Connection { .. }) => true,
-        Outcome::Failed(DownloadError::Http { status, .. }) => RETRYABLE_STATUSES.contains(status),
+        Outcome::Failed(DownloadError::Http { status, .. }) => retryable_status(*status),
+        Outcome::Failed(DownloadError::Metadata { transient, .. }) => *transient,
         _ => false,
     }
 }
@@ -54,12 +64,19 @@ impl RetryPolicy {
         if attempts > self.retries || !retryable(outcome) {
             return None;
         }
-        if let Outcome::Failed(DownloadError::Http { retry_after: Some(wait), .. }) = outcome {
-            return Some((*wait).min(self.retry_after_cap));
-        }
         let exponent = attempts.saturating_sub(1).min(30);
         let ceiling = self.base.saturating_mul(1 << exponent).min(self.cap);
-        Some(ceiling.mul_f64(dice.roll()))
+        let backoff = ceiling.mul_f64(dice.roll());
+        match outcome {
+            // Asked to stay away longer than we wait: give up now.
+            Outcome::Failed(DownloadError::Http { retry_after: Some(wait), .. }) if *wait > self.retry_after_cap => {
+                None
+            }
+            // Never sooner than our own backoff (`Retry-After: 0` is no
+            // licence to hammer).
+            Outcome::Failed(DownloadError::Http { retry_after: Some(wait), .. }) => Some((*wait).max(backoff)),
+            _ => Some(backoff),
+        }
     }
 }
 
@@ -125,10 +142,24 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_wins_up_to_its_cap() {
+    fn retry_after_is_a_floor_and_beyond_its_cap_a_reason_to_give_up() {
         let dice = Dice::new(1);
         let p = RetryPolicy { retry_after_cap: Duration::from_secs(5), ..policy(1) };
         assert_eq!(p.delay(&http(503, Some(Duration::from_secs(2))), 1, &dice), Some(Duration::from_secs(2)));
-        assert_eq!(p.delay(&http(429, Some(Duration::from_secs(60))), 1, &dice), Some(Duration::from_secs(5)));
+        assert_eq!(p.delay(&http(503, Some(Duration::from_secs(5))), 1, &dice), Some(Duration::from_secs(5)));
+        assert_eq!(p.delay(&http(429, Some(Duration::from_secs(6))), 1, &dice), None, "over the cap");
+        // `Retry-After: 0` waits our own backoff, which is never zero here.
+        let p = RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(1), ..p };
+        let delays: Vec<_> = (0..20).map(|_| p.delay(&http(503, Some(Duration::ZERO)), 1, &dice)).collect();
+        assert!(delays.iter().all(|d| d.is_some_and(|d| d > Duration::ZERO)), "{delays:?}");
+        assert!(delays.iter().any(|d| d.is_some_and(|d| d > Duration::from_millis(100))), "{delays:?}");
+    }
+
+    #[test]
+    fn metadata_failures_are_retried_when_transient() {
+        let dice = Dice::new(1);
+        let metadata = |transient| Outcome::Failed(DownloadError::Metadata { detail: String::new(), transient });
+        assert!(policy(1).delay(&metadata(true), 1, &dice).is_some());
+        assert!(policy(1).delay(&metadata(false), 1, &dice).is_none());
     }
 }

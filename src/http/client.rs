@@ -33,6 +33,10 @@ pub struct Timeouts {
 /// Most redirects followed for one request.
 pub const MAX_REDIRECTS: usize = 10;
 
+/// The statuses whose `Location` is followed, as curl and browsers do: not
+/// 300, 304 or 305, whose `Location` (if any) is no instruction to go there.
+const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
+
 /// What a client is built with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientOptions {
@@ -109,7 +113,7 @@ impl Clients {
         loop {
             let response = self.for_scheme(url.scheme())?.get(url.clone()).headers(headers.clone()).send().await?;
             let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
-            let Some(location) = location.filter(|_| response.status().is_redirection()) else {
+            let Some(location) = location.filter(|_| REDIRECTS.contains(&response.status().as_u16())) else {
                 return Ok(response);
             };
             let next = url.join(location).map_err(|e| RequestError::Redirect(format!("bad redirect: {e}")))?;

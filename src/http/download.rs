@@ -29,6 +29,7 @@ use super::client::{Clients, RequestError};
 use super::rate::RateLimiter;
 use super::response::{body_error, connection_error, drain, reason_phrase, retry_after};
 use super::url::{flag_url, redact_credentials};
+use crate::engine::retry::retryable_status;
 use crate::engine::{Fetch, OutcomeFuture};
 use crate::model::codes::CountryCode;
 use crate::model::digest::{hex, sha256_hex};
@@ -40,6 +41,11 @@ use crate::sys::files::read_exact_regular;
 
 /// What earlier runs saved, shared with whoever keeps it up to date.
 pub type SharedKnownFiles = Rc<RefCell<KnownFiles>>;
+
+/// Longest `ETag` or `Last-Modified` kept: a longer one is dropped, as if the
+/// server had sent none, so that a server cannot grow the state database
+/// (and every later request) at will.
+pub const MAX_VALIDATOR: usize = 1024;
 
 /// Largest `metadata.json` read when naming files by country.
 const METADATA_LIMIT: usize = 64 * 1024;
@@ -216,7 +222,10 @@ impl HttpFetcher {
         let mut target = self.output.target_path(code);
         let io_error =
             |path: &Path, e: std::io::Error| DownloadError::Io { detail: format!("{}: {e}", path.display()) };
-        let header = |name| response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+        let header = |name| {
+            let value = response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+            value.filter(|v| v.len() <= MAX_VALIDATOR).map(str::to_owned)
+        };
         let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
         let mut file = self.output.temp_file(code).map_err(|e| io_error(&target, e))?;
         let mut hasher = self.known.is_some().then(Sha256::new);
@@ -236,6 +245,9 @@ impl HttpFetcher {
             target = self.output.path().join(names.borrow_mut().claim(code, &country));
         }
         file.persist(&target).map_err(|e| io_error(&target, e.error))?;
+        if let Some(names) = &self.country_names {
+            self.retire_old_name(code, &target, names).await;
+        }
         let sha256 = hasher.map(|h| hex(&h.finalize()));
         let (status, origin) = (status.as_u16(), Some(self.record_url(code)));
         Ok(Outcome::Downloaded(SavedFile {
@@ -248,29 +260,57 @@ impl HttpFetcher {
         }))
     }
 
+    /// After `code` was saved under a new country name (`target`), removes
+    /// the file an earlier run saved for it under another name, so that a
+    /// server that renames its countries cannot grow the directory without
+    /// bound. Only a file that is still exactly what was saved (a regular
+    /// file of the recorded size and SHA-256) is removed: one changed by
+    /// someone else is left alone, and keeps its name reserved.
+    async fn retire_old_name(&self, code: CountryCode, target: &Path, names: &RefCell<NameRegistry>) {
+        let Some(known) = self.known.as_ref().and_then(|known| known.borrow().get(&code).cloned()) else { return };
+        let (Some(old), Some(size), Some(sha256)) = (known.path, known.size, known.sha256) else { return };
+        if old == target || old.parent() != Some(self.output.path()) {
+            return;
+        }
+        let removed = tokio::task::spawn_blocking(move || {
+            let unaltered = read_exact_regular(&old, size).ok().flatten().is_some_and(|b| sha256_hex(&b) == sha256);
+            (unaltered && std::fs::remove_file(&old).is_ok()).then_some(old)
+        });
+        if let Ok(Some(old)) = removed.await
+            && let Some(name) = old.file_name().and_then(|n| n.to_str())
+        {
+            names.borrow_mut().release(code, name);
+        }
+    }
+
     /// The `country` field of `{base}/{cc}/metadata.json`.
     async fn country_name(&self, code: CountryCode) -> Result<String, DownloadError> {
         let cc = code.lower();
         let url = format!("{}/{cc}/metadata.json", self.base);
-        let fail = |detail: String| DownloadError::Metadata { detail };
-        let transport = |e: reqwest::Error| fail(connection_error(&e).to_string());
-        let mut response = self.get(&url, &HeaderMap::new()).await.map_err(|e| fail(e.to_string()))?;
+        let fail = |detail: String, transient: bool| DownloadError::Metadata { detail, transient };
+        let transport = |e: reqwest::Error| fail(connection_error(&e).to_string(), true);
+        let mut response = self.get(&url, &HeaderMap::new()).await.map_err(|e| {
+            let transient = matches!(e, DownloadError::Connection { .. });
+            fail(e.to_string(), transient)
+        })?;
+        let status = response.status().as_u16();
         if !response.status().is_success() {
-            let detail = format!("HTTP {} - {}", response.status().as_u16(), reason_phrase(&response));
+            let detail = format!("HTTP {status} - {}", reason_phrase(&response));
             drain(&mut response).await;
-            return Err(fail(detail));
+            return Err(fail(detail, retryable_status(status)));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             body.extend_from_slice(&chunk);
             if body.len() > METADATA_LIMIT {
-                return Err(fail(format!("larger than {METADATA_LIMIT} bytes")));
+                return Err(fail(format!("larger than {METADATA_LIMIT} bytes"), false));
             }
         }
-        let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}"), false))?;
         match json.get("country").and_then(serde_json::Value::as_str) {
             Some(country) => Ok(country.to_owned()),
-            None => Err(fail("no \"country\" string".to_owned())),
+            None => Err(fail("no \"country\" string".to_owned(), false)),
         }
     }
 }

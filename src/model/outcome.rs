@@ -132,6 +132,9 @@ pub enum DownloadError {
     Metadata {
         /// What went wrong with the metadata.
         detail: String,
+        /// Whether another attempt may cure it: a connection error or a
+        /// status worth retrying, not a body that is not the metadata.
+        transient: bool,
     },
     /// The worker handling the code failed (panicked) before answering.
     #[error("Internal error ({detail})")]

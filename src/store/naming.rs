@@ -2,13 +2,21 @@
 //!
 //! The name comes from the server's `metadata.json`, so it is untrusted:
 //! [`sanitize_stem`] keeps Unicode (`Côte d'Ivoire`) but removes everything
-//! that could leave the output directory or hide a file (separators, `..`,
-//! leading dots, control characters) and bounds the length. A
-//! [`NameRegistry`] gives each code of a run its own name: when two codes
-//! claim the same name, the later one gets ` (CC)` appended instead of
-//! overwriting the first.
+//! that could leave the output directory, hide a file or pass for another
+//! name. It is NFKC-normalised first, so look-alikes become what they look
+//! like (fullwidth `．．／` and the one-dot leader `․` are dots and a slash,
+//! then removed as such) and composed and decomposed accents are one name;
+//! separators, `..`, leading dots, control, line-separator and invisible
+//! formatting characters go; a leading `-` (an option to many tools)
+//! becomes `_`; the length is bounded. A [`NameRegistry`] gives each code
+//! its own name, comparing names case-insensitively (so `France` and
+//! `FRANCE` cannot share a file on a case-insensitive file system): when
+//! two codes claim the same name, the later one gets ` (CC)` appended
+//! instead of overwriting the first.
 
 use std::collections::HashMap;
+
+use icu_normalizer::ComposingNormalizerBorrowed;
 
 use crate::model::codes::CountryCode;
 
@@ -18,14 +26,19 @@ const MAX_STEM_CHARS: usize = 60;
 
 /// Invisible formatting characters that can disguise a name: bidi
 /// overrides and isolates (`U+202E` turns `gif.exe` around), zero-width
-/// characters, the soft hyphen and the byte-order mark.
+/// characters, the soft hyphen and the byte-order mark; and the line and
+/// paragraph separators, which break a listing's lines.
 fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    matches!(
+        c,
+        '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+    )
 }
 
 /// A safe file stem for `raw`, or `None` if nothing usable is left.
 pub fn sanitize_stem(raw: &str) -> Option<String> {
-    let mut stem: String = raw
+    let normalized = ComposingNormalizerBorrowed::new_nfkc().normalize(raw);
+    let mut stem: String = normalized
         .chars()
         .filter(|c| !c.is_control() && !is_invisible_format(*c))
         .map(|c| if c == '/' || c == '\\' { '_' } else { c })
@@ -35,21 +48,39 @@ pub fn sanitize_stem(raw: &str) -> Option<String> {
     }
     let trim = |s: &str| s.trim_matches(|c: char| c == '.' || c.is_whitespace()).to_owned();
     let stem: String = trim(&stem).chars().take(MAX_STEM_CHARS).collect();
-    let stem = trim(&stem);
+    let mut stem = trim(&stem);
+    if stem.starts_with('-') {
+        stem.replace_range(..1, "_");
+    }
     (!stem.is_empty()).then_some(stem)
 }
 
-/// The file names given out in one run, so that no two codes share one.
+/// The key names are compared by: two names with the same key would be
+/// one file on a case-insensitive file system.
+fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// The file names given out, so that no two codes share one.
 #[derive(Debug, Default)]
 pub struct NameRegistry {
-    taken: HashMap<String, CountryCode>,
+    /// Name and owner, by [`fold`]ed name.
+    taken: HashMap<String, (String, CountryCode)>,
 }
 
 impl NameRegistry {
     /// Reserves the file name `name` for `code` (the file an earlier run
     /// saved for it), so that no other code of this run takes it.
     pub fn reserve(&mut self, code: CountryCode, name: &str) {
-        self.taken.entry(name.to_owned()).or_insert(code);
+        self.taken.entry(fold(name)).or_insert_with(|| (name.to_owned(), code));
+    }
+
+    /// Gives up `code`'s claim on `name` (its file is gone).
+    pub fn release(&mut self, code: CountryCode, name: &str) {
+        let key = fold(name);
+        if self.taken.get(&key).is_some_and(|(_, owner)| *owner == code) {
+            self.taken.remove(&key);
+        }
     }
 
     /// The file name (`{stem}.gif`) for `code`, whose country is `country`.
@@ -58,11 +89,11 @@ impl NameRegistry {
         let stem = sanitize_stem(country).unwrap_or_else(|| code.to_string());
         let mut name = format!("{stem}.gif");
         let mut n = 1;
-        while self.taken.get(&name).is_some_and(|owner| *owner != code) {
+        while self.taken.get(&fold(&name)).is_some_and(|(_, owner)| *owner != code) {
             n += 1;
             name = if n == 2 { format!("{stem} ({code}).gif") } else { format!("{stem} ({code}-{n}).gif") };
         }
-        self.taken.insert(name.clone(), code);
+        self.taken.insert(fold(&name), (name.clone(), code));
         name
     }
 }
@@ -106,6 +137,31 @@ mod tests {
         assert_eq!(names.claim(cl, "Same (AR)"), "Same (AR) (CL).gif");
         assert_eq!(names.claim(cl, "/"), "_.gif");
         assert_eq!(names.claim(ar, ".."), "AR.gif");
+    }
+
+    #[test]
+    fn look_alikes_separators_and_dashes_are_defused() {
+        assert_eq!(sanitize_stem("\u{2024}\u{2024}/etc").as_deref(), Some("_etc"), "one-dot leaders");
+        assert_eq!(sanitize_stem("\u{FF0E}\u{FF0E}\u{FF0F}x").as_deref(), Some("_x"), "fullwidth ../");
+        assert_eq!(sanitize_stem("a\u{2028}b\u{2029}c\u{0085}d").as_deref(), Some("abcd"));
+        assert_eq!(sanitize_stem("-rf").as_deref(), Some("_rf"));
+        assert_eq!(sanitize_stem("--help").as_deref(), Some("_-help"));
+        let (nfc, nfd) = ("C\u{00F4}te", "Co\u{0302}te");
+        assert_eq!(sanitize_stem(nfc), sanitize_stem(nfd), "one name, however composed");
+    }
+
+    #[test]
+    fn names_differing_in_case_only_do_not_share_a_file() {
+        let fr = CountryCode::new(b'F', b'R').unwrap();
+        let fx = CountryCode::new(b'F', b'X').unwrap();
+        let mut names = NameRegistry::default();
+        assert_eq!(names.claim(fr, "France"), "France.gif");
+        assert_eq!(names.claim(fx, "FRANCE"), "FRANCE (FX).gif");
+        names.release(fx, "FRANCE (FX).gif");
+        names.release(fx, "France.gif");
+        assert_eq!(names.claim(fx, "FRANCE"), "FRANCE (FX).gif", "FX cannot release FR's name");
+        names.release(fr, "France.gif");
+        assert_eq!(names.claim(fx, "france"), "france.gif");
     }
 
     #[test]

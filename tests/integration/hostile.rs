@@ -134,3 +134,108 @@ fn a_fifo_or_a_device_where_an_empty_flag_was_saved_is_not_opened() {
         assert!(meta.file_type().is_file() && meta.len() == 0, "{cc}");
     }
 }
+
+#[test]
+fn oversized_validators_are_neither_stored_nor_sent_back() {
+    let server = Hostile::start(|seen| {
+        let etag = if seen[0].path().contains("/br/") { "x".repeat(4096) } else { "small".to_owned() };
+        let cc = if seen[seen.len() - 1].path().contains("/br/") { "br" } else { "ar" };
+        response("200 OK", &[format!("ETag: \"{etag}\"")], &flag(cc))
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (out, state) = (work.path().join("out"), work.path().join("state"));
+    let url = server.url();
+    for _ in 0..2 {
+        let (status, stdout, _) = fetch(&out, &["BR", "-s", &url, "--state", state.to_str().unwrap()]);
+        assert_eq!((status, final_counts(&stdout)), (0, (1, 0, 0)), "{stdout}");
+    }
+    let second = &server.seen()[1];
+    assert_eq!(second.header("If-None-Match"), None, "a 4 KiB ETag was sent back");
+    let db = std::fs::read(state.join("flagsd.db")).unwrap();
+    assert!(!db.windows(1024).any(|w| w.iter().all(|b| *b == b'x')), "a 4 KiB ETag was stored");
+}
+
+#[test]
+fn a_304_with_a_location_is_not_followed() {
+    let server = Hostile::start(|seen| match seen.len() {
+        1 => response("200 OK", &["ETag: \"e\"".to_owned()], &flag("br")),
+        _ => response("304 Not Modified", &["Location: /flags/elsewhere".to_owned()], b""),
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (out, state) = (work.path().join("out"), work.path().join("state"));
+    let url = server.url();
+    let args = ["BR", "-v", "-s", &url, "--state", state.to_str().unwrap()];
+    assert_eq!(fetch(&out, &args).0, 0);
+    let (status, stdout, _) = fetch(&out, &args);
+    assert!(status == 0 && stdout.contains("BR unchanged"), "{stdout}");
+    assert_eq!(server.seen().len(), 2, "{:?}", server.seen());
+}
+
+#[test]
+fn a_retry_after_beyond_the_cap_ends_the_retries() {
+    let server = Hostile::start(|_| response("503 Service Unavailable", &["Retry-After: 3600".to_owned()], b""));
+    let out = tempfile::tempdir().unwrap();
+    let url = server.url();
+    // The default cap is 60 s: waiting it out, then failing again, was
+    // the old behaviour; now the one answer is final.
+    let mut run = flagsd();
+    run.args(["fetch", "BR", "-v", "--retries", "2", "-s", &url, "-o"]).arg(out.path()).timeout(LONG);
+    let output = run.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("*** Error for BR: HTTP 503"), "{stdout}");
+    assert_eq!(server.seen().len(), 1);
+}
+
+/// A configuration of one batch named by country from `url`.
+fn by_country(url: &str, codes: &str) -> String {
+    let defaults = "[defaults]\nretry_base = \"10ms\"\n";
+    format!("{defaults}[[batch]]\nname = \"c\"\ncodes = {codes}\nserver = \"{url}\"\nnaming = \"country\"\n")
+}
+
+#[test]
+fn a_failed_metadata_request_is_retried() {
+    let server = Hostile::start(|seen| {
+        let last = &seen[seen.len() - 1];
+        let metadata_requests = seen.iter().filter(|r| r.path().ends_with("metadata.json")).count();
+        match (last.path().ends_with("metadata.json"), metadata_requests) {
+            (false, _) => response("200 OK", &[], &flag("br")),
+            (true, 1) => response("503 Service Unavailable", &[], b""),
+            (true, _) => response("200 OK", &[], br#"{"country": "Brazil"}"#),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", &by_country(&server.url(), "[\"BR\"]"));
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert_eq!(files_in(&dir.path().join("downloaded/c")), ["Brazil.gif"]);
+}
+
+#[test]
+fn a_server_that_renames_its_countries_cannot_grow_the_directory() {
+    let server = Hostile::start(|seen| {
+        let last = &seen[seen.len() - 1];
+        let cc = if last.path().contains("/br/") { "br" } else { "ar" };
+        if last.path().ends_with("metadata.json") {
+            // A new name every time it is asked.
+            response("200 OK", &[], format!("{{\"country\": \"Land {}\"}}", seen.len()).as_bytes())
+        } else {
+            response("200 OK", &[], &flag(cc))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", &by_country(&server.url(), "[\"BR\", \"AR\"]"));
+    let out = dir.path().join("downloaded/c");
+    for _ in 0..4 {
+        let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml"], &[]);
+        assert_eq!(status, 0, "{stdout}{stderr}");
+        assert_eq!(files_in(&out).len(), 2, "{:?}", files_in(&out));
+    }
+    // A file someone changed is theirs: it is kept.
+    let names = files_in(&out);
+    std::fs::write(out.join(&names[0]), b"mine").unwrap();
+    assert_eq!(flagsd_in(dir.path(), &["run", "--config", "flagsd.toml"], &[]).0, 0);
+    let after = files_in(&out);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(after.contains(&names[0]));
+}

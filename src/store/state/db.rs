@@ -19,6 +19,10 @@ use crate::sys::files::check_writable;
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "flagsd.db";
 
+/// Runs kept in the history of each batch: older ones are deleted as a run
+/// ends (a run a minute keeps about a week).
+pub const RUNS_KEPT: i64 = 10_000;
+
 /// How long a writer waits for another one before the database counts as locked.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -208,6 +212,13 @@ impl StateDb {
             ],
         )
         .map_err(fail)?;
+        // The history keeps the newest runs of each batch.
+        tx.execute(
+            "DELETE FROM runs WHERE batch = ?1 AND id <= (SELECT id FROM runs WHERE batch = ?1
+                 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![batch, RUNS_KEPT],
+        )
+        .map_err(fail)?;
         {
             // A new file replaces everything known of the old one.
             let mut saved = tx
@@ -323,6 +334,27 @@ mod tests {
         let version: i64 = db.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(db.path(), state.join(DB_FILE));
+    }
+
+    #[test]
+    fn the_history_keeps_the_newest_runs_of_each_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StateDb::open(dir.path()).unwrap();
+        let tx = db.conn.transaction().unwrap();
+        for batch in ["pop", "other"] {
+            for _ in 0..RUNS_KEPT {
+                tx.execute("INSERT INTO runs (batch, trigger, started_at) VALUES (?1, 'run', 0)", [batch]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        let id = db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        db.finish_run(id, "pop", &StatusCounts::default(), 0, &[]).unwrap();
+        let runs = |batch: &str| -> (i64, i64) {
+            let sql = "SELECT count(*), min(id) FROM runs WHERE batch = ?1";
+            db.conn.query_row(sql, [batch], |row| Ok((row.get(0)?, row.get(1)?))).unwrap()
+        };
+        assert_eq!(runs("pop"), (RUNS_KEPT, 2), "the oldest run of pop is gone");
+        assert_eq!(runs("other"), (RUNS_KEPT, RUNS_KEPT + 1), "another batch keeps its own");
     }
 
     #[test]
