@@ -3,6 +3,7 @@
 //! the argument (flags2's own wording where flags2 has one), and the binary
 //! exits with status 2 before any request.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,11 +32,37 @@ pub struct FetchConfig {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Reads `--codes-file` (`-` is stdin).
+/// The largest `--codes-file` read (every code with a comment fits many
+/// times over): a bigger one, or `/dev/zero`, is refused once this much is
+/// read.
+pub const MAX_CODES_FILE: u64 = 1 << 20;
+
+/// The longest line of a `--codes-file`.
+pub const MAX_CODES_LINE: usize = 4096;
+
+/// Reads `--codes-file` (`-` is stdin), at most [`MAX_CODES_FILE`] bytes.
 fn read_codes_file(path: &Path) -> Result<Vec<CountryCode>, UsageError> {
     let origin = path.display().to_string();
-    let text = if origin == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(path) }
-        .map_err(|e| UsageError(format!("--codes-file '{origin}': cannot read it: {e}")))?;
+    let fail = |why: String| UsageError(format!("--codes-file '{origin}': {why}"));
+    let reader: Box<dyn Read> = if origin == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?)
+    };
+    let mut bytes = Vec::new();
+    reader.take(MAX_CODES_FILE + 1).read_to_end(&mut bytes).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_CODES_FILE {
+        return Err(fail(format!("larger than {MAX_CODES_FILE} bytes: not a list of codes")));
+    }
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.len() > MAX_CODES_LINE {
+            return Err(fail(format!("line {} is longer than {MAX_CODES_LINE} bytes", i + 1)));
+        }
+        if let Err(e) = std::str::from_utf8(line) {
+            return Err(fail(format!("line {} is not UTF-8 text ({e})", i + 1)));
+        }
+    }
+    let text = String::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8 text ({e})")))?;
     codes::parse_code_list(&text, &origin).map_err(|e| UsageError(e.to_string()))
 }
 

@@ -128,6 +128,12 @@ impl Checker {
             self.problem(key.to_owned(), message);
         }
     }
+
+    fn bounded_duration(&mut self, key: &str, value: Duration) {
+        if let Err(message) = validate::at_most_max(value) {
+            self.problem(key.to_owned(), message);
+        }
+    }
 }
 
 impl Settings {
@@ -148,6 +154,7 @@ impl Settings {
         });
         checker.positive_duration("defaults.retry_base", d.retry_base);
         checker.positive_duration("defaults.retry_cap", d.retry_cap);
+        checker.bounded_duration("defaults.retry_after_cap", d.retry_after_cap);
         let retry = RetryPolicy { retries, base: d.retry_base, cap: d.retry_cap, retry_after_cap: d.retry_after_cap };
         let max_size = match &d.max_size {
             RawSize::Bytes(0) => {
@@ -188,6 +195,8 @@ impl Settings {
                 check_server(&mut checker, &server_key, batch.server.as_deref().unwrap_or(defaults::SERVER), &servers);
             if batch.every.is_some_and(|every| every < MIN_EVERY) {
                 checker.problem(key("every"), "must be at least 1s");
+            } else if let Some(every) = batch.every {
+                checker.bounded_duration(&key("every"), every);
             }
             let output = match &batch.output {
                 Some(dir) => d.output.join(dir),
@@ -443,10 +452,14 @@ mod tests {
         r.batch[1].server = Some("NOWHERE".into());
         r.batch[1].limit = Some(0);
         r.batch[2].codes = Some(RawCodes::Keyword("most".into()));
+        r.batch[2].every = Some(Duration::from_secs(500_000_000_000 * 31_557_600));
+        r.defaults.retry_after_cap = Duration::from_secs(400 * 86_400);
         r.servers.insert("demo".into(), RawServer::Url("http://x/flags".into()));
         let m = messages(&r);
         let expected_prefixes = [
             "flagsd.toml: servers.demo: 'demo' is reserved",
+            "flagsd.toml: defaults.retry_after_cap: must be at most 366days",
+            "flagsd.toml: batch[2].every: must be at most 366days",
             "flagsd.toml: batch[0].codes[1]: 'BRA': each CC argument",
             "flagsd.toml: batch[0].max_req: must be >= 1",
             "flagsd.toml: batch[1].name: duplicate batch name 'a' (also batch[0])",

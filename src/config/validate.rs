@@ -8,15 +8,26 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-/// A humantime duration (`500ms`, `5s`, `2m`).
+/// The longest duration any setting takes (366 days): a timeout, a wait or
+/// an interval beyond it is a mistake, and adding one to a clock could
+/// overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A humantime duration (`500ms`, `5s`, `2m`), at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("'{text}' is not a duration such as 500ms, 5s or 2m ({e})"))
+    let parsed = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("'{text}' is not a duration such as 500ms, 5s or 2m ({e})"))?;
+    at_most_max(parsed)
 }
 
-/// `duration`, if it is longer than zero.
-pub fn longer_than_zero(duration: Duration) -> Result<Duration, &'static str> {
-    if duration.is_zero() { Err("must be longer than 0s") } else { Ok(duration) }
+/// `duration`, if it is at most [`MAX_DURATION`].
+pub fn at_most_max(duration: Duration) -> Result<Duration, String> {
+    if duration <= MAX_DURATION { Ok(duration) } else { Err("must be at most 366days".to_owned()) }
+}
+
+/// `duration`, if it is longer than zero (and at most [`MAX_DURATION`]).
+pub fn longer_than_zero(duration: Duration) -> Result<Duration, String> {
+    if duration.is_zero() { Err("must be longer than 0s".to_owned()) } else { at_most_max(duration) }
 }
 
 /// `value` as a count of at least one.
@@ -125,9 +136,14 @@ mod tests {
     }
 
     #[test]
-    fn durations_must_parse_and_be_longer_than_zero() {
+    fn durations_must_parse_and_be_longer_than_zero_and_at_most_366_days() {
         assert_eq!(parse_duration(" 250ms "), Ok(Duration::from_millis(250)));
-        assert_eq!(longer_than_zero(parse_duration("0s").unwrap()), Err("must be longer than 0s"));
+        assert_eq!(longer_than_zero(parse_duration("0s").unwrap()), Err("must be longer than 0s".to_owned()));
+        assert_eq!(parse_duration("366days"), Ok(MAX_DURATION));
+        for absurd in ["367days", "500000000000years", "18446744073709551615s"] {
+            assert_eq!(parse_duration(absurd), Err("must be at most 366days".to_owned()), "{absurd}");
+        }
+        assert!(longer_than_zero(MAX_DURATION + Duration::from_nanos(1)).is_err());
         assert!(parse_duration("soon").unwrap_err().starts_with("'soon' is not a duration"));
         assert_eq!(at_least_one(0), Err("must be >= 1"));
         assert_eq!(at_least_one(3), Ok(3));

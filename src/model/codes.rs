@@ -87,8 +87,22 @@ pub struct BadCodeList {
     pub origin: String,
     /// Line number, from 1.
     pub line: usize,
-    /// The word that is not a code.
+    /// The word that is not a code, cut to [`SHOWN_WORD_CHARS`] characters
+    /// (with `…`): a file may hold anything.
     pub word: String,
+}
+
+/// The longest part of a bad word an error message shows.
+pub const SHOWN_WORD_CHARS: usize = 20;
+
+/// `word` as an error message shows it: at most [`SHOWN_WORD_CHARS`]
+/// characters, control characters escaped.
+fn shown(word: &str) -> String {
+    let mut text: String = word.chars().take(SHOWN_WORD_CHARS).flat_map(char::escape_debug).collect();
+    if word.chars().nth(SHOWN_WORD_CHARS).is_some() {
+        text.push('…');
+    }
+    text
 }
 
 /// Parses a code list (`--codes-file`): codes and single letters as on the
@@ -102,7 +116,7 @@ pub fn parse_code_list(text: &str, origin: &str) -> Result<Vec<CountryCode>, Bad
             let expanded = expand_argument(word).map_err(|_| BadCodeList {
                 origin: origin.to_owned(),
                 line: i + 1,
-                word: word.to_owned(),
+                word: shown(word),
             })?;
             codes.extend(expanded);
         }
@@ -241,6 +255,11 @@ mod tests {
         assert_eq!(Selection::Exactly(vec![]).resolve(None), vec![]);
         let err = parse_code_list("BR\nAR BRA\n", "list.txt").unwrap_err();
         assert_eq!(err.to_string(), "list.txt:2: 'BRA': each CC argument must be A to Z or AA to ZZ.");
+        let long = format!("{}\u{0}", "é".repeat(30));
+        let err = parse_code_list(&long, "list.txt").unwrap_err();
+        assert_eq!(err.word, format!("{}…", "é".repeat(20)));
+        let err = parse_code_list("ab\u{0}\u{1b}", "list.txt").unwrap_err();
+        assert_eq!(err.word, "ab\\0\\u{1b}");
     }
 
     #[test]

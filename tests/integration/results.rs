@@ -557,3 +557,31 @@ fn a_failed_list_goes_through_fifos_and_symlinks_without_replacing_them() {
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "ZZ\n");
 }
+
+#[test]
+fn a_codes_file_is_read_within_bounds() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let url = server.url();
+    let usage = |file: &str| {
+        let (status, stdout, stderr) = fetch(&out, &["--codes-file", file, "-s", &url]);
+        assert_eq!((status, stdout.as_str()), (2, ""), "{stderr}");
+        stderr.lines().next().unwrap_or_default().to_owned()
+    };
+    // /dev/zero would never end: reading stops at 1 MiB.
+    assert_eq!(
+        usage("/dev/zero"),
+        "*** Usage error: --codes-file '/dev/zero': larger than 1048576 bytes: not a list of codes"
+    );
+    let long = write_file(dir.path(), "long.txt", &format!("BR\n{}\n", "\0".repeat(100_000)));
+    assert_eq!(
+        usage(path_str(&long)),
+        format!("*** Usage error: --codes-file '{}': line 2 is longer than 4096 bytes", long.display())
+    );
+    // The bad word is shown cut short, its control characters escaped.
+    let word = write_file(dir.path(), "word.txt", &format!("BR {}\n", "\u{1b}x".repeat(50)));
+    let expected = format!("*** Usage error: {}:1: '{}…': each CC argument", word.display(), "\\u{1b}x".repeat(10));
+    assert!(usage(path_str(&word)).starts_with(&expected), "{}", usage(path_str(&word)));
+    assert_eq!(server.hits(), 0);
+}

@@ -39,6 +39,13 @@ fn max_req_below_one_is_rejected() {
 }
 
 #[test]
+fn absurd_durations_are_rejected_before_anything_runs() {
+    assert_usage_error(&["--timeout", "18446744073709551615s"], "--timeout: must be at most 366days");
+    assert_usage_error(&["--read-timeout", "1000000years"], "--read-timeout: must be at most 366days");
+    assert_usage_error(&["--retry-cap", "400days"], "--retry-cap: must be at most 366days");
+}
+
+#[test]
 fn unknown_server_label_is_rejected() {
     assert_usage_error(
         &["-s", "NOWHERE"],
