@@ -5,16 +5,13 @@
 //! conditionally; with `--json` the report is one JSON document; with
 //! `--failed FILE` the codes to try again are written to FILE.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use crate::config::FetchConfig;
 use crate::engine::OutcomeSink;
 use crate::job::{FETCH_BATCH, FatalError, JobContext, PreparedJob, Recording};
 use crate::model::exit::ExitStatus;
 use crate::present::report::{ConsoleSink, emit, final_report, initial_report};
 use crate::present::results::{FetchDocument, SCHEMA_VERSION, failed_codes, to_json, write_code_list};
-use crate::store::state::StateDb;
+use crate::store::state::{StateDb, StateHandle};
 use crate::sys::limits::raise_open_files_limit;
 use crate::sys::signals::StopSignals;
 
@@ -26,7 +23,7 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     raise_open_files_limit();
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
     let recording = match &config.state_dir {
-        Some(dir) => Recording::begin(&Rc::new(RefCell::new(StateDb::open(dir)?)), FETCH_BATCH, "fetch")?,
+        Some(dir) => Recording::begin(&StateHandle::spawn(StateDb::open(dir)?)?, FETCH_BATCH, "fetch").await?,
         None => Recording::none(),
     };
     let verbose = config.verbose && !config.json;

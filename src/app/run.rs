@@ -21,7 +21,7 @@ use crate::model::exit::ExitStatus;
 use crate::model::outcome::CodeOutcome;
 use crate::present::report::{emit, final_report, initial_report, log_outcome, verbose_line};
 use crate::present::results::{BatchResult, JobResult, RunDocument, SCHEMA_VERSION, to_json};
-use crate::store::state::StateDb;
+use crate::store::state::{StateDb, StateHandle};
 use crate::sys::signals::{StopSignal, StopSignals};
 
 /// Keeps a batch's verbose lines until its report is printed.
@@ -60,7 +60,7 @@ async fn run_batch(
             ..JobResult::failed(&job.server.label, &display_url(&batch), started_at, e.to_string(), e.exit_status())
         },
     };
-    let recording = match Recording::begin(&state, &batch.name, "run") {
+    let recording = match Recording::begin(&state, &batch.name, "run").await {
         Ok(recording) => recording,
         Err(e) => return failed(report.into_inner(), e.into(), None, SystemTime::now()),
     };
@@ -154,7 +154,7 @@ impl Printer {
 /// Runs `batches` in this process, in parallel, recorded in the state
 /// database.
 async fn run_here(settings: &Settings, batches: Vec<BatchConfig>, printer: &mut Printer) -> Result<(), FatalError> {
-    let state = Rc::new(RefCell::new(StateDb::open(&settings.state_dir)?));
+    let state = StateHandle::spawn(StateDb::open(&settings.state_dir)?)?;
     crate::sys::limits::raise_open_files_limit();
     let context = Rc::new(JobContext::default());
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
@@ -167,7 +167,7 @@ async fn run_here(settings: &Settings, batches: Vec<BatchConfig>, printer: &mut 
         .into_iter()
         .map(|b| {
             let name = b.name.clone();
-            let task = run_batch(b, Rc::clone(&context), Rc::clone(&state), stop_rx.clone());
+            let task = run_batch(b, Rc::clone(&context), state.clone(), stop_rx.clone());
             (name, actix_rt::spawn(task))
         })
         .collect();

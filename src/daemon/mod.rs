@@ -35,7 +35,6 @@ mod notify;
 mod runs;
 mod schedule;
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use actix_rt::task::JoinHandle;
@@ -45,7 +44,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{ConfigError, ConfigSource, Settings};
 use crate::job::FatalError;
 use crate::model::exit::ExitStatus;
-use crate::store::state::StateDb;
+use crate::store::state::{StateDb, StateHandle};
 use crate::sys::signals::StopSignals;
 use admin::{AdminOptions, AdminRequest, AdminServer};
 use answer::answer;
@@ -128,7 +127,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
 
 /// The daemon alone: its own schedules, runs and state database.
 async fn serve_alone(mut daemon: Daemon, mut settings: Settings) -> Result<ExitStatus, FatalError> {
-    let state = Rc::new(RefCell::new(StateDb::open(&settings.state_dir)?));
+    let state = StateHandle::spawn(StateDb::open(&settings.state_dir)?)?;
     let (abandon_tx, abandon) = watch::channel(false);
     let shared = Rc::new(Shared::new(state, abandon));
     let mut schedules = Schedules::new(Rc::clone(&shared));

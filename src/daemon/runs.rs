@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use actix_rt::task::JoinHandle;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::metrics::Metrics;
 use super::notify::notify;
@@ -118,24 +118,35 @@ impl Shared {
     }
 
     /// Starts a run of `batch` (recorded as started by `trigger`) unless one
-    /// is in progress; returns the run id.
-    pub fn try_start(self: &Rc<Self>, batch: &Rc<BatchConfig>, trigger: &str) -> Result<i64, NotStarted> {
+    /// is in progress. From this call on the batch counts as running; the
+    /// run id arrives on the returned channel once the run is recorded (the
+    /// database works on its own thread), or why it could not start.
+    pub fn try_start(
+        self: &Rc<Self>,
+        batch: &Rc<BatchConfig>,
+        trigger: &str,
+    ) -> Result<oneshot::Receiver<Result<i64, NotStarted>>, NotStarted> {
         if self.stopped_by.get().is_some() {
             return Err(NotStarted::Stopping);
         }
         if self.is_running(&batch.name) {
             return Err(NotStarted::Running);
         }
-        let recording = Recording::begin(&self.state, &batch.name, trigger).map_err(|e| {
-            tracing::error!(batch = %batch.name, error = %e, "run not started");
-            NotStarted::Failed(e.to_string())
-        })?;
-        let id = recording.run_id().unwrap_or_default();
+        let (started, run_id) = oneshot::channel();
         let me = Rc::clone(self);
         let batch = Rc::clone(batch);
-        let name = batch.name.clone();
+        let (name, trigger) = (batch.name.clone(), trigger.to_owned());
         let task = actix_rt::spawn(async move {
-            me.run(&batch, recording).await;
+            match Recording::begin(&me.state, &batch.name, &trigger).await {
+                Ok(recording) => {
+                    let _ = started.send(Ok(recording.run_id().unwrap_or_default()));
+                    me.run(&batch, recording).await;
+                }
+                Err(e) => {
+                    tracing::error!(batch = %batch.name, error = %e, "run not started");
+                    let _ = started.send(Err(NotStarted::Failed(e.to_string())));
+                }
+            }
             me.skip_logged.borrow_mut().remove(&batch.name);
             let next = me.deferred.borrow_mut().remove(&batch.name);
             if let Some(next) = next {
@@ -146,7 +157,7 @@ impl Shared {
             }
         });
         self.running.borrow_mut().insert(name, task);
-        Ok(id)
+        Ok(run_id)
     }
 
     /// A scheduled tick: starts a run, or skips the tick (logged once per

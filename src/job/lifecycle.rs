@@ -29,11 +29,12 @@ use crate::config::JobConfig;
 use crate::engine::{OutcomeSink, RunSummary};
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::StatusCounts;
-use crate::store::state::{KnownFiles, StateDb, StateError};
+use crate::store::state::{KnownFiles, StateError, StateHandle};
 use crate::sys::signals::StopSignal;
 
-/// The state database as the jobs of one process share it.
-pub type SharedState = Rc<RefCell<StateDb>>;
+/// The state database as the jobs of one process share it: on its own
+/// thread, so that its locks never block the caller's.
+pub type SharedState = StateHandle;
 
 /// The batch name under which `flagsd fetch --state` records its runs (a
 /// name no configured batch can have).
@@ -57,16 +58,19 @@ struct Record {
 
 impl Record {
     /// Records the end of the run: counts, exit status and outcomes.
-    fn finish(self, summary: &RunSummary, status: ExitStatus) -> Result<(), StateError> {
-        self.db.borrow_mut().finish_run(self.id, &self.batch, &summary.counts, status.code(), &summary.outcomes)
+    async fn finish(self, summary: &RunSummary, status: ExitStatus) -> Result<(), StateError> {
+        let Self { db, batch, id } = self;
+        let (counts, outcomes) = (summary.counts, summary.outcomes.clone());
+        db.call(move |db| db.finish_run(id, &batch, &counts, status.code(), &outcomes)).await
     }
 
     /// Records a run that ended before any outcome; a failure to record it
     /// is logged (the error that ended the run is what the caller reports).
-    fn fail(self, status: ExitStatus) {
-        let (batch, id) = (self.batch.clone(), self.id);
-        let nothing = StatusCounts::default();
-        if let Err(e) = self.db.borrow_mut().finish_run(id, &batch, &nothing, status.code(), &[]) {
+    async fn fail(self, status: ExitStatus) {
+        let Self { db, batch, id } = self;
+        let name = batch.clone();
+        let recorded = db.call(move |db| db.finish_run(id, &name, &StatusCounts::default(), status.code(), &[])).await;
+        if let Err(e) = recorded {
             tracing::error!(batch = %batch, run = id, error = %e, "the end of the run was not recorded");
         }
     }
@@ -123,11 +127,15 @@ impl Recording {
     /// Records the start of a run of `batch`, started by `trigger`
     /// (`schedule`, `admin`, `reload`, `run`, `fetch`), and reads what
     /// earlier runs of the batch saved (for conditional requests).
-    pub fn begin(db: &SharedState, batch: &str, trigger: &str) -> Result<Self, StateError> {
-        let state = db.borrow();
-        let known = state.files(batch)?;
-        let id = state.begin_run(batch, trigger, SystemTime::now())?;
-        let record = Record { db: Rc::clone(db), batch: batch.to_owned(), id };
+    pub async fn begin(db: &SharedState, batch: &str, trigger: &str) -> Result<Self, StateError> {
+        let (name, trigger) = (batch.to_owned(), trigger.to_owned());
+        let (known, id) = db
+            .call(move |db| {
+                let known = db.files(&name)?;
+                Ok((known, db.begin_run(&name, &trigger, SystemTime::now())?))
+            })
+            .await?;
+        let record = Record { db: db.clone(), batch: batch.to_owned(), id };
         Ok(Self { record: Some(record), known: Some(known) })
     }
 
@@ -150,15 +158,15 @@ impl Recording {
         let Self { record, known } = self;
         let run_id = record.as_ref().map(|r| r.id);
         let started_at = SystemTime::now();
-        let failed = |record: Option<Record>, error: FatalError| {
+        let failed = async |record: Option<Record>, error: FatalError| {
             if let Some(record) = record {
-                record.fail(error.exit_status());
+                record.fail(error.exit_status()).await;
             }
             RunEnd { run_id, started_at, result: Err(error), record_error: None }
         };
         let prepared = match PreparedJob::prepare(job, context, known.map(|k| Rc::new(RefCell::new(k)))) {
             Ok(prepared) => prepared,
-            Err(error) => return failed(record, error),
+            Err(error) => return failed(record, error).await,
         };
         let sink = sink(&prepared);
         let started = Instant::now();
@@ -169,7 +177,7 @@ impl Recording {
         };
         let summary = match prepared.start(job, sink).finish_or_interrupt(stop).await {
             Ok(summary) => summary,
-            Err(lost) => return failed(record, lost.into()),
+            Err(lost) => return failed(record, lost.into()).await,
         };
         let elapsed = started.elapsed();
         let status = if summary.interrupted {
@@ -177,7 +185,10 @@ impl Recording {
         } else {
             ExitStatus::of_counts(&summary.counts)
         };
-        let record_error = record.and_then(|record| record.finish(&summary, status).err());
+        let record_error = match record {
+            Some(record) => record.finish(&summary, status).await.err(),
+            None => None,
+        };
         RunEnd { run_id, started_at, result: Ok(FinishedRun { prepared, summary, status, elapsed }), record_error }
     }
 }

@@ -7,8 +7,14 @@
 //! cannot hold the pool it says so and lowers the pool, instead of failing
 //! with "too many open files" half way through a run.
 
-/// Descriptors kept aside for stdio, the runtime, logs and listeners.
-const RESERVED_FDS: u64 = 64;
+/// The most connections the admin endpoint holds at once; more wait in its
+/// listen backlog, so that a flood of them cannot take the descriptors
+/// downloads need.
+pub const ADMIN_CONNECTIONS: u64 = 32;
+
+/// Descriptors kept aside for stdio, the runtime, logs, listeners and the
+/// admin endpoint's connections.
+const RESERVED_FDS: u64 = 64 + ADMIN_CONNECTIONS;
 
 /// Raises the soft open-files limit to the hard limit; returns the new soft
 /// limit (`None` if it cannot be read).
@@ -56,9 +62,9 @@ mod tests {
 
     #[test]
     fn capacity_leaves_a_reserve_and_never_drops_to_zero() {
-        assert_eq!(pool_capacity(1024, 2), 480);
-        assert_eq!(pool_capacity(1024, 3), 320);
+        assert_eq!(pool_capacity(1024, 2), 464);
+        assert_eq!(pool_capacity(1024, 3), 309);
         assert_eq!(pool_capacity(10, 2), 1);
-        assert_eq!(pool_capacity(524_288, 2), 262_112);
+        assert_eq!(pool_capacity(524_288, 2), 262_096);
     }
 }

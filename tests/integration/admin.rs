@@ -1,6 +1,8 @@
 //! The admin endpoint of `flagsd serve`: probes, metrics, history, triggers,
 //! the bearer token, and state that survives a restart.
 
+use std::time::Duration;
+
 use flagsd::testserver::{Faults, TestServerOptions};
 
 use crate::helpers::*;
@@ -304,6 +306,58 @@ fn readyz_leaves_the_databases_locks_alone() {
         assert_eq!(http(&addr, "GET", "/readyz", None).0, 200);
         assert!(locked_by_another_process(&db), "/readyz dropped SQLite's lock");
     }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
+}
+
+#[test]
+fn a_connection_flood_on_the_admin_port_leaves_downloads_their_descriptors() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let codes: Vec<String> = flagsd::model::codes::all_countries()[..50].iter().map(|c| format!("\"{c}\"")).collect();
+    let batch = format!("{}max_req = 50\n", batch("a", &format!("[{}]", codes.join(", ")), &server.url(), "1s"));
+    write_file(dir.path(), "flagsd.toml", &with_admin(&batch, ""));
+    // 50 workers take up to 100 descriptors; 200 leave room for them and
+    // for what flagsd keeps aside, not for 150 more connections.
+    let mut daemon = Daemon::start_with_open_files(dir.path(), 200);
+    let addr = daemon.admin_addr();
+    assert!(wait_until(LONG, || daemon.log().contains("run finished batch=a run=1")), "{}", daemon.log());
+    let flood: Vec<std::net::TcpStream> = (0..150).filter_map(|_| std::net::TcpStream::connect(&addr).ok()).collect();
+    assert_eq!(flood.len(), 150, "the backlog takes the connections the endpoint does not");
+    // Two runs that start while the flood holds its connections.
+    assert!(wait_until(LONG, || daemon.log().contains("run finished batch=a run=3")), "{}", daemon.log());
+    let log = daemon.log();
+    for run in 2..=3 {
+        let line = log.lines().find(|l| l.contains(&format!("run finished batch=a run={run} "))).unwrap();
+        assert!(line.contains("downloaded=50") || line.contains("unchanged=50"), "{line}");
+        assert!(line.contains("errors=0"), "{line}");
+    }
+    drop(flood);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
+}
+
+#[test]
+fn a_database_locked_by_another_process_does_not_freeze_the_daemon() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", &with_admin(&batch("a", "[\"BR\"]", &server.url(), "1s"), ""));
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+    runs_when(&addr, "batch=a", None, |runs| finished(runs, 1));
+    // Another process holds the write lock: each tick's run now waits up
+    // to 5 s for it, on the database's thread.
+    let other = rusqlite::Connection::open(dir.path().join("state/flagsd.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    for _ in 0..12 {
+        let answer = client.get(format!("http://{addr}/healthz")).send();
+        assert!(answer.is_ok_and(|a| a.status() == 200), "/healthz stalled behind the lock\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    other.execute_batch("ROLLBACK").unwrap();
+    let before = daemon.log().matches("run finished batch=a").count();
+    assert!(wait_until(LONG, || daemon.log().matches("run finished batch=a").count() > before), "{}", daemon.log());
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
 }

@@ -210,9 +210,10 @@ fn the_pool_is_lowered_to_fit_a_small_open_files_limit() {
     let out = cmd.output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    // (200 - 64 reserved) / 2 descriptors per worker.
-    assert!(stdout.contains("\n68 concurrent connections will be used.\n"), "{stdout}");
-    assert!(stderr.contains("cannot hold 676 concurrent connections; using 68"), "{stderr}");
+    // (200 - 96 reserved, admin connections included) / 2 descriptors per
+    // worker.
+    assert!(stdout.contains("\n52 concurrent connections will be used.\n"), "{stdout}");
+    assert!(stderr.contains("cannot hold 676 concurrent connections; using 52"), "{stderr}");
     assert_eq!(assert_only_complete_flags(dir.path()), 194);
 }
 

@@ -216,6 +216,30 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `flagsd serve --config flagsd.toml` in `dir` with extra environment.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(dir, env, |_| {})
+    }
+
+    /// [`start`](Self::start) with a hard and soft open-files limit of
+    /// `limit`.
+    pub fn start_with_open_files(dir: &Path, limit: u64) -> Self {
+        Self::spawn(dir, &[], |cmd| {
+            use std::os::unix::process::CommandExt as _;
+            let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            // SAFETY: setrlimit is async-signal-safe and `rlimit` is a
+            // valid value copied into the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        })
+    }
+
+    fn spawn(dir: &Path, env: &[(&str, &str)], configure: impl FnOnce(&mut std::process::Command)) -> Self {
         let log = dir.join("daemon.log");
         let mut cmd = flagsd_child();
         cmd.current_dir(dir)
@@ -225,6 +249,7 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        configure(&mut cmd);
         Self { child: cmd.spawn().unwrap(), log }
     }
 

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 pub use requests::{AdminRequest, Trigger};
 
+use crate::sys::limits::ADMIN_CONNECTIONS;
 use crate::sys::server_thread::{self, ServerError};
 
 /// How long a handler waits for the daemon's answer before giving `503`.
@@ -66,6 +67,9 @@ fn build(
     let state = web::Data::new(routes::State { daemon, token: options.token, timeout: ANSWER_TIMEOUT });
     let server = HttpServer::new(move || routes::app(state.clone()))
         .workers(1)
+        // A flood of connections waits in the backlog instead of taking
+        // the descriptors downloads need (sys::limits keeps these aside).
+        .max_connections(ADMIN_CONNECTIONS as usize)
         .backlog(64)
         .shutdown_timeout(1)
         .bind(bind)

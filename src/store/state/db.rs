@@ -34,6 +34,14 @@ pub struct StateDb {
     path: PathBuf,
 }
 
+/// [`StateDb::check_writable`] for the database `path` in `dir`, without
+/// the connection.
+pub(super) fn probe_writable(dir: &Path, path: &Path) -> Result<(), StateError> {
+    let not_writable = |path: &Path, source| StateError::NotWritable { path: path.to_owned(), source };
+    tempfile::tempfile_in(dir).map_err(|e| not_writable(dir, e))?;
+    check_writable(path).map_err(|e| not_writable(path, e))
+}
+
 /// A stored time (UNIX seconds) as RFC 3339 (milliseconds, UTC).
 fn rfc3339(seconds: f64) -> String {
     time::rfc3339(time::from_unix_seconds(seconds))
@@ -132,9 +140,12 @@ impl StateDb {
     /// database file: closing it would drop this process's POSIX locks on
     /// it, SQLite's included, and let another client delete the live WAL.
     pub fn check_writable(&self) -> Result<(), StateError> {
-        let not_writable = |path: &Path, source| StateError::NotWritable { path: path.to_owned(), source };
-        tempfile::tempfile_in(&self.dir).map_err(|e| not_writable(&self.dir, e))?;
-        check_writable(&self.path).map_err(|e| not_writable(&self.path, e))
+        probe_writable(&self.dir, &self.path)
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// What earlier runs of `batch` left, by code.

@@ -82,6 +82,21 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// The database's thread cannot be started.
+    #[error("state database '{}': cannot start its thread: {source}", path.display())]
+    Thread {
+        /// The database file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database's thread is gone (it panicked).
+    #[error("state database '{}': its thread is gone", path.display())]
+    Gone {
+        /// The database file.
+        path: PathBuf,
+    },
 }
 
 /// Names what went wrong: corruption and locks get their own messages.

@@ -18,6 +18,9 @@
 //! waits up to [`BUSY_TIMEOUT`] for another before reporting the database as
 //! locked.
 //!
+//! The connection lives on a thread of its own ([`StateHandle`]), so that
+//! a lock held by another process never blocks the daemon's event loop.
+//!
 //! Outcomes are written when a run ends (interrupted runs included), in one
 //! transaction: a process killed mid-run loses that run's records. That is
 //! safe: a file it replaced no longer matches its record, so the next run
@@ -25,10 +28,12 @@
 
 mod db;
 mod error;
+mod handle;
 mod records;
 mod schema;
 
 pub use db::{BUSY_TIMEOUT, DB_FILE, StateDb};
 pub use error::StateError;
+pub use handle::StateHandle;
 pub use records::{FileRecord, KnownFiles, RunCounts, RunRecord};
 pub use schema::SCHEMA_VERSION;
