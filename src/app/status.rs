@@ -9,14 +9,17 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use subtle::ConstantTimeEq as _;
+
 use crate::config::{FleetSettings, Settings};
 use crate::fleet::messages::{RunEntry, RunState};
 use crate::fleet::schedule::ticks_around;
 use crate::fleet::{Fleet, Patience};
 use crate::job::FatalError;
+use crate::model::digest::hex;
 use crate::model::exit::ExitStatus;
 use crate::model::time::rfc3339;
-use crate::present::api::{BatchView, RunRecord};
+use crate::present::api::{BatchView, Proof, RunRecord, proof_of};
 use crate::present::report::emit;
 use crate::store::state::{DB_FILE, StateDb};
 
@@ -30,7 +33,15 @@ enum Source {
     Fleet { name: String, servers: String },
 }
 
+/// The largest answer read from the admin endpoint.
+const MAX_ANSWER: usize = 4 << 20;
+
 /// Asks the admin endpoint at `url` for the batches, with `token` if set.
+///
+/// Whatever listens on the port may not be the daemon (the port is free
+/// while it is down): with a token, the endpoint must first prove it holds
+/// it (`/proof`, an HMAC of a fresh random challenge) before the token is
+/// sent; and no answer is read beyond [`MAX_ANSWER`].
 async fn from_admin(url: &str, token: Option<&str>) -> Result<Vec<BatchView>, String> {
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -40,14 +51,37 @@ async fn from_admin(url: &str, token: Option<&str>) -> Result<Vec<BatchView>, St
         .map_err(|e| e.to_string())?;
     let mut request = client.get(format!("{url}/batches"));
     if let Some(token) = token {
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|e| format!("no random challenge ({e})"))?;
+        let challenge = hex(&random);
+        let answer: Proof = get_json(client.get(format!("{url}/proof?challenge={challenge}"))).await?;
+        let proven: bool = answer.proof.as_bytes().ct_eq(proof_of(token, &challenge).as_bytes()).into();
+        if !proven {
+            return Err("it could not prove it holds the token, which was not sent".to_owned());
+        }
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.map_err(|e| format!("not reachable ({e})"))?;
+    get_json(request).await
+}
+
+/// Sends `request` and reads its JSON answer, at most [`MAX_ANSWER`] bytes.
+async fn get_json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, String> {
+    let mut response = request.send().await.map_err(|e| format!("not reachable ({e})"))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("it answered HTTP {status}"));
     }
-    let body = response.bytes().await.map_err(|e| format!("answer cut short ({e})"))?;
+    let too_large = || format!("answer larger than {MAX_ANSWER} bytes");
+    if response.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("answer cut short ({e})"))? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
     serde_json::from_slice(&body).map_err(|e| format!("unexpected answer ({e})"))
 }
 

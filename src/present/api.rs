@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::file::Naming;
 use crate::config::{BatchConfig, ServerTarget};
 use crate::http::url::redact_credentials;
+use crate::model::digest::hex;
 pub use crate::store::state::{RunCounts, RunRecord};
 
 /// One batch as the admin endpoint and `flagsd status` show it.
@@ -89,6 +90,31 @@ pub struct Started {
     pub batch: String,
 }
 
+/// `GET /proof?challenge=HEX`: the daemon proves it knows the token
+/// without sending it, so that `flagsd status` sends the token only to the
+/// daemon, never to another process that took the port while it was down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// [`proof_of`] the token for the challenge, lower-case hex.
+    pub proof: String,
+}
+
+/// Accepted challenges: 32 to 128 hex digits.
+pub fn valid_challenge(challenge: &str) -> bool {
+    (32..=128).contains(&challenge.len()) && challenge.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// HMAC-SHA256 of `challenge` under `token`, lower-case hex: what only a
+/// holder of the token can compute.
+pub fn proof_of(token: &str, challenge: &str) -> String {
+    use hmac::{KeyInit as _, Mac as _};
+    // HMAC takes keys of any length: this cannot fail.
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()) else { return String::new() };
+    mac.update(b"flagsd admin proof\n");
+    mac.update(challenge.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
 /// The body of every error answer (but `/readyz`'s, which is text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -100,5 +126,23 @@ impl ApiError {
     /// An error saying `message`.
     pub fn new(message: impl Into<String>) -> Self {
         Self { error: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proofs_depend_on_token_and_challenge() {
+        let challenge = "ab".repeat(32);
+        let proof = proof_of("s3cret", &challenge);
+        assert_eq!(proof.len(), 64);
+        assert!(proof.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(proof, proof_of("s3cret", &challenge));
+        assert_ne!(proof, proof_of("s3cres", &challenge));
+        assert_ne!(proof, proof_of("s3cret", &"ab".repeat(31)));
+        assert!(valid_challenge(&challenge) && !valid_challenge("ab") && !valid_challenge(&"zz".repeat(32)));
+        assert!(!valid_challenge(&"a".repeat(129)));
     }
 }

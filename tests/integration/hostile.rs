@@ -239,3 +239,44 @@ fn a_server_that_renames_its_countries_cannot_grow_the_directory() {
     assert_eq!(after.len(), 3, "{after:?}");
     assert!(after.contains(&names[0]));
 }
+
+/// A configuration whose admin endpoint is `addr`, with a token file.
+fn admin_at(dir: &std::path::Path, addr: &str, token: bool) {
+    let token_line = if token { "token_file = \"token\"\n" } else { "" };
+    write_file(dir, "token", "s3cret-token\n");
+    let config = format!("[admin]\nlisten = \"{addr}\"\n{token_line}[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n");
+    write_file(dir, "flagsd.toml", &config);
+}
+
+#[test]
+fn status_sends_the_token_only_to_a_daemon_that_proves_it_holds_it() {
+    // Something else took the admin port while the daemon is down.
+    let impostor =
+        Hostile::start(|_| response("200 OK", &["Content-Type: application/json".to_owned()], b"{\"proof\": \"00\"}"));
+    let addr = impostor.url().trim_start_matches("http://").trim_end_matches("/flags").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    admin_at(dir.path(), &addr, true);
+    let (status, stdout, _) = flagsd_in(dir.path(), &["status", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stdout}");
+    assert!(stdout.starts_with("From the state database"), "{stdout}");
+    assert!(
+        stdout.lines().next().unwrap().contains("could not prove it holds the token, which was not sent"),
+        "{stdout}"
+    );
+    let seen = impostor.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].path().starts_with("/proof?challenge="), "{seen:?}");
+    assert!(seen.iter().all(|r| r.header("Authorization").is_none()), "the token went to the impostor: {seen:?}");
+}
+
+#[test]
+fn status_reads_a_bounded_answer() {
+    let flood = vec![b' '; 5 << 20];
+    let impostor = Hostile::start(move |_| response("200 OK", &[], &flood));
+    let addr = impostor.url().trim_start_matches("http://").trim_end_matches("/flags").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    admin_at(dir.path(), &addr, false);
+    let (status, stdout, _) = flagsd_in(dir.path(), &["status", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stdout}");
+    assert!(stdout.lines().next().unwrap().contains("answer larger than 4194304 bytes"), "{stdout}");
+}

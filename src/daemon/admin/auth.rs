@@ -1,7 +1,7 @@
 //! Bearer tokens: who may use the admin endpoint.
 //!
 //! With a token configured, every request except `/healthz` and `/readyz`
-//! (meant for probes) needs `Authorization: Bearer <token>`. The token is
+//! (meant for probes) and `/proof` needs `Authorization: Bearer <token>`. The token is
 //! compared in constant time (`subtle`) and is never logged, nor is the
 //! `Authorization` header: rejected requests are logged at warn level with
 //! their method, path and peer address only.
@@ -18,7 +18,9 @@ const CHALLENGE: &str = r#"Bearer realm="flagsd""#;
 
 /// Paths open without a token: the probes of a service manager or
 /// orchestrator, which tell nothing about the batches.
-const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+/// `/proof` is open too: it proves the daemon holds the token, to a client
+/// about to send it.
+const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/proof"];
 
 /// Whether the token received matches the expected one, compared in
 /// constant time: the time taken never depends on where the first differing

@@ -9,6 +9,7 @@
 //! | `GET /batches` | JSON: the batches ([`BatchView`](crate::present::api::BatchView)) |
 //! | `GET /runs?batch=NAME&limit=N` | JSON: the runs; `limit` from 1 to 1000, 20 by default |
 //! | `POST /batches/{name}/run` | `202` (started), `409` (running), `404` (unknown), `500` (failed) |
+//! | `GET /proof?challenge=HEX` | JSON: proof that the daemon holds the token ([`Proof`]); `404` without one |
 //!
 //! Errors are JSON objects `{"error": "…"}` (except `/readyz`, whose reason
 //! is text); unknown paths get `404`, a wrong method on a known path `405`.
@@ -28,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::auth;
 use super::requests::{AdminRequest, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, Trigger};
 use crate::daemon::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
-use crate::present::api::{ApiError, Started};
+use crate::present::api::{ApiError, Proof, Started, proof_of, valid_challenge};
 
 /// What every handler shares: the way to the daemon, and the token.
 pub struct State {
@@ -162,6 +163,26 @@ async fn trigger(name: web::Path<String>, state: web::Data<State>) -> HttpRespon
     }
 }
 
+/// The query string of `GET /proof`.
+#[derive(Debug, serde::Deserialize)]
+struct ProofQuery {
+    challenge: String,
+}
+
+/// `GET /proof?challenge=HEX`: proof that this is the daemon, for `flagsd
+/// status` to check before it sends the token; `404` without a token.
+async fn proof(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    let Some(token) = state.token.as_deref() else {
+        return json_error(StatusCode::NOT_FOUND, "no token is configured: there is nothing to prove");
+    };
+    match web::Query::<ProofQuery>::from_query(req.query_string()) {
+        Ok(query) if valid_challenge(&query.challenge) => {
+            HttpResponse::Ok().json(Proof { proof: proof_of(token, &query.challenge) })
+        }
+        _ => json_error(StatusCode::BAD_REQUEST, "challenge must be 32 to 128 hex digits"),
+    }
+}
+
 fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> HttpResponse {
     let message = format!("{} is not allowed on {}; use {allow}", req.method(), req.path());
     HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, allow)).json(ApiError::new(message))
@@ -206,6 +227,7 @@ pub fn app(
         .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(get_only)))
         .service(web::resource("/batches").route(web::get().to(batches)).default_service(web::to(get_only)))
         .service(web::resource("/runs").route(web::get().to(runs)).default_service(web::to(get_only)))
+        .service(web::resource("/proof").route(web::get().to(proof)).default_service(web::to(get_only)))
         .service(
             web::resource("/batches/{name}/run").route(web::post().to(trigger)).default_service(web::to(post_only)),
         )
@@ -381,6 +403,24 @@ mod tests {
         let replies = exchange(daemon, Some("s3cret"), Duration::from_secs(5), vec![get("/readyz"), with_token]);
         assert_eq!((replies[0].status, replies[0].body.as_str()), (503, "not ready\n"));
         assert_eq!((replies[1].status, replies[1].body.as_str()), (503, "state '/x' is not writable\n"));
+    }
+
+    #[test]
+    fn proof_shows_the_token_is_held_without_sending_it() {
+        let (daemon, _log) = fake_daemon(Ok(()));
+        let challenge = "0123456789abcdef".repeat(4);
+        let requests = vec![get(&format!("/proof?challenge={challenge}")), get("/proof?challenge=zz"), post("/proof")];
+        let replies = exchange(daemon, Some("s3cret"), Duration::from_secs(5), requests);
+        assert_eq!(replies[0].status, 200, "open without the token: {:?}", replies[0]);
+        assert_eq!(replies[0].json(), json!({ "proof": proof_of("s3cret", &challenge) }));
+        assert!(!replies[0].body.contains("s3cret"));
+        assert_eq!(
+            (replies[1].status, replies[1].json()["error"].as_str()),
+            (400, Some("challenge must be 32 to 128 hex digits"))
+        );
+        assert_eq!(replies[2].status, 405);
+        let (daemon, _log) = fake_daemon(Ok(()));
+        assert_eq!(one(daemon, None, get(&format!("/proof?challenge={challenge}"))).status, 404, "no token, no proof");
     }
 
     #[test]
