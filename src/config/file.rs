@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::defaults;
 use super::error::{ConfigError, Problem};
+use super::problems::{Part, every_problem, from_config_error};
 
 /// The whole file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -309,10 +310,23 @@ pub fn load(
         if overrides.verbose {
             b = b.set_override("defaults.verbose", true)?;
         }
-        b.build()?.try_deserialize::<RawConfig>()
+        b.build()
     })();
-    overridden.map_err(|e| from_config_error(&origin, e))
+    let config = overridden.map_err(|e| from_config_error(&origin, e))?;
+    config.clone().try_deserialize::<RawConfig>().map_err(|first| every_problem(&config, &origin, first, &SECTIONS))
 }
+
+/// How each part of a configuration is checked on its own, to report every
+/// problem when the whole does not deserialize ([`every_problem`]).
+const SECTIONS: [(&str, Part); 7] = [
+    ("servers", Part::Table(|v| v.try_deserialize::<BTreeMap<String, RawServer>>().map(drop))),
+    ("defaults", Part::Table(|v| v.try_deserialize::<RawDefaults>().map(drop))),
+    ("daemon", Part::Table(|v| v.try_deserialize::<RawDaemon>().map(drop))),
+    ("state", Part::Table(|v| v.try_deserialize::<RawState>().map(drop))),
+    ("admin", Part::Table(|v| v.try_deserialize::<RawAdmin>().map(drop))),
+    ("fleet", Part::Table(|v| v.try_deserialize::<RawFleet>().map(drop))),
+    ("batch", Part::List(|v| v.try_deserialize::<RawBatch>().map(drop))),
+];
 
 fn syntax_error(origin: &str, text: &str, error: &toml::de::Error) -> ConfigError {
     let line = error.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
@@ -324,52 +338,6 @@ fn syntax_error(origin: &str, text: &str, error: &toml::de::Error) -> ConfigErro
             key: None,
             message: format!("TOML syntax error: {message}"),
         }],
-    }
-}
-
-/// Turns the `config` crate's error into a problem naming the key.
-fn from_config_error(origin: &str, error: config::ConfigError) -> ConfigError {
-    let (key, message) = describe(error);
-    let (origin, key) = match key.map(|k| dotted(&k)) {
-        Some(k) if k.starts_with("environment ") => {
-            let key = k["environment ".len()..].to_owned();
-            let var = format!("FLAGSD_{}", key.replace('.', "__").to_ascii_uppercase());
-            (format!("environment {var}"), Some(key))
-        }
-        other => (origin.to_owned(), other),
-    };
-    ConfigError { problems: vec![Problem { origin, line: None, key, message }] }
-}
-
-/// `batch[0]max_req` (as the `config` crate writes some paths) to `batch[0].max_req`.
-fn dotted(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + 4);
-    let mut after_bracket = false;
-    for c in key.chars() {
-        if after_bracket && c != '.' && c != '[' {
-            out.push('.');
-        }
-        after_bracket = c == ']';
-        out.push(c);
-    }
-    out
-}
-
-fn describe(error: config::ConfigError) -> (Option<String>, String) {
-    match error {
-        config::ConfigError::Type { unexpected, expected, key, origin } => {
-            let key = match (origin, key) {
-                (Some(o), Some(k)) if o.contains("environment") => Some(format!("environment {k}")),
-                (_, k) => k,
-            };
-            (key, format!("expected {expected}, found {unexpected}"))
-        }
-        config::ConfigError::At { error, key, .. } => {
-            let (inner_key, message) = describe(*error);
-            (key.or(inner_key), message)
-        }
-        config::ConfigError::NotFound(key) => (Some(key), "missing".to_owned()),
-        other => (None, other.to_string()),
     }
 }
 
@@ -388,6 +356,29 @@ mod tests {
             }
             e
         })
+    }
+
+    #[test]
+    fn every_type_error_is_reported_not_only_the_first() {
+        let text = "[defaults]\nmax_req = \"many\"\ntimeout = 5\n[[batch]]\nname = \"a\"\nmax_req = \"x\"\n\
+                    [[batch]]\nname = \"b\"\nbogus = 1\n[daemon]\nshutdown_timeout = []\n[extra]\nx = 1\n";
+        let env = [("FLAGSD_STATE__DIR", "ok"), ("FLAGSD_ADMIN__LISTEN", "9090")];
+        let err = load_str(text, &env, &Overrides::default()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_deref().unwrap_or("-")).collect();
+        assert_eq!(
+            keys,
+            [
+                "batch[0].max_req",
+                "batch[1]",
+                "daemon.shutdown_timeout",
+                "defaults.max_req",
+                "defaults.timeout",
+                "extra"
+            ],
+            "{err}"
+        );
+        assert!(err.problems[1].message.starts_with("unknown field `bogus`"), "{err}");
+        assert!(err.problems.iter().all(|p| p.origin == "flagsd.toml"), "{err}");
     }
 
     #[test]
@@ -461,13 +452,6 @@ mod tests {
         let err = load_str("[[batch]]\nname = \"a\"\nmax_req = \"lots\"\n", &[], &Overrides::default()).unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("flagsd.toml: batch[0].max_req: "), "{text}");
-    }
-
-    #[test]
-    fn key_paths_are_dotted() {
-        assert_eq!(dotted("batch[0]max_req"), "batch[0].max_req");
-        assert_eq!(dotted("batch[0].codes[1]"), "batch[0].codes[1]");
-        assert_eq!(dotted("a[1][2]b"), "a[1][2].b");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod file;
 pub mod fleet;
 pub mod job;
+mod problems;
 pub mod server;
 pub mod settings;
 pub mod source;
