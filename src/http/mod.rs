@@ -5,5 +5,5 @@
 pub mod client;
 pub mod download;
 pub mod rate;
-mod response;
+pub mod response;
 pub mod url;

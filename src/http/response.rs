@@ -31,12 +31,19 @@ pub fn reason_phrase(response: &reqwest::Response) -> String {
 
 /// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.
 pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// A `Retry-After` value as a wait from `now`: delay-seconds, or an HTTP
+/// date (a past one is no wait); `None` for anything else.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Classifies a transport failure. Timeouts first: a timed-out connect is

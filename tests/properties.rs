@@ -1,0 +1,195 @@
+//! Property tests of everything that parses untrusted text: configuration
+//! files, codes files, country names from a server, durations, sizes and
+//! rates, and the `Retry-After` and conditional-request headers. Each
+//! property must hold on any input, and nothing may panic.
+//!
+//! Each property runs 256 cases (`FLAGSD_PROPTEST_CASES` to fuzz longer);
+//! together they take a few seconds. A failing case is shrunk and kept in
+//! `tests/proptest-regressions/properties.txt`, which proptest replays
+//! first on every later run: commit it with the fix.
+
+use std::io::Write as _;
+use std::time::{Duration, SystemTime};
+
+use flagsd::config::ConfigSource;
+use flagsd::config::file::Overrides;
+use flagsd::config::validate::{MAX_DURATION, parse_duration, parse_listen, parse_size};
+use flagsd::engine::retry::RetryPolicy;
+use flagsd::http::rate::Rate;
+use flagsd::http::response::parse_retry_after;
+use flagsd::model::codes::{CountryCode, SHOWN_WORD_CHARS, parse_code_list};
+use flagsd::model::outcome::{DownloadError, Outcome};
+use flagsd::model::random::Dice;
+use flagsd::store::naming::{NameRegistry, sanitize_stem};
+use flagsd::testserver::conditional::is_not_modified;
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("FLAGSD_PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256);
+    ProptestConfig { cases, ..ProptestConfig::default() }
+}
+
+/// Keys, values and headers a configuration file is made of, so that most
+/// generated files get past the TOML parser and reach the checks.
+fn config_text() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "name",
+        "codes",
+        "server",
+        "every",
+        "max_req",
+        "limit",
+        "output",
+        "naming",
+        "verbose",
+        "timeout",
+        "connect_timeout",
+        "retries",
+        "retry_after_cap",
+        "max_size",
+        "listen",
+        "token_file",
+        "dir",
+        "rate",
+        "url",
+        "nats",
+        "replicas",
+        "shutdown_timeout",
+        "LOCAL",
+        "bogus",
+    ]);
+    let value = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        "[a-zA-Z0-9 ./:_-]{0,12}".prop_map(|s| format!("{s:?}")),
+        Just("\"500000000000years\"".to_owned()),
+        Just("\"1s\"".to_owned()),
+        Just("\"DEMO\"".to_owned()),
+        Just("[\"BR\", \"b\", \"ZZZ\"]".to_owned()),
+        Just("\"all\"".to_owned()),
+        Just("true".to_owned()),
+        Just("{ url = \"http://x\", rate = \"0/s\" }".to_owned()),
+        Just("[]".to_owned()),
+        any::<f64>().prop_map(|f| format!("{f:?}")),
+    ];
+    let header = prop::sample::select(vec![
+        "[defaults]",
+        "[daemon]",
+        "[state]",
+        "[admin]",
+        "[servers]",
+        "[[batch]]",
+        "[fleet]",
+        "[extra]",
+    ]);
+    let line = prop_oneof![
+        3 => (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+        1 => header.prop_map(str::to_owned),
+        1 => "[ -~]{0,30}",
+    ];
+    prop::collection::vec(line, 0..24).prop_map(|lines| lines.join("\n"))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn any_configuration_loads_or_names_its_problems(text in config_text()) {
+        let mut file = tempfile::NamedTempFile::new().expect("a file");
+        file.write_all(text.as_bytes()).expect("written");
+        let source = ConfigSource { path: Some(file.path().to_owned()), overrides: Overrides::default() };
+        match source.load() {
+            Ok(settings) => {
+                for batch in &settings.batches {
+                    prop_assert!(batch.every.is_none_or(|every| every <= MAX_DURATION));
+                    prop_assert!(batch.job.pool_size >= 1);
+                }
+            }
+            Err(error) => {
+                prop_assert!(!error.problems.is_empty());
+                for problem in &error.problems {
+                    prop_assert!(!problem.message.is_empty());
+                    prop_assert!(problem.key.is_some() || problem.line.is_some() || problem.message.contains("read"), "{problem:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_codes_file_gives_codes_or_one_short_error(text in "\\PC{0,200}|[A-Za-z,# \\n]{0,200}") {
+        match parse_code_list(&text, "list") {
+            Ok(codes) => {
+                for code in codes {
+                    prop_assert!(code.as_str().bytes().all(|b| b.is_ascii_uppercase()) && code.as_str().len() == 2);
+                }
+            }
+            Err(error) => {
+                prop_assert!(error.line >= 1 && error.line <= text.lines().count().max(1));
+                prop_assert!(error.word.chars().filter(|c| *c != '\\').count() <= SHOWN_WORD_CHARS * 10 + 1);
+                prop_assert!(!error.word.chars().any(char::is_control), "{:?}", error.word);
+            }
+        }
+    }
+
+    #[test]
+    fn country_names_become_safe_stable_file_names(raw in "\\PC{0,80}|[./\\\\\u{2024}\u{FF0E}\u{FF0F}\u{202E}\u{2028}\u{0}-]{0,20}") {
+        if let Some(stem) = sanitize_stem(&raw) {
+            prop_assert!(!stem.is_empty() && stem.chars().count() <= 60);
+            prop_assert!(!stem.contains('/') && !stem.contains('\\') && !stem.contains(".."), "{stem:?}");
+            prop_assert!(!stem.starts_with('.') && !stem.starts_with('-'), "{stem:?}");
+            prop_assert!(!stem.chars().any(|c| c.is_control() || ('\u{2028}'..='\u{202E}').contains(&c)), "{stem:?}");
+            let again = sanitize_stem(&stem);
+            prop_assert_eq!(again.as_deref(), Some(stem.as_str()), "not stable");
+        }
+    }
+
+    #[test]
+    fn no_two_codes_share_a_file_name(names in prop::collection::vec("[a-zA-Z]{1,3}", 1..30)) {
+        let mut registry = NameRegistry::default();
+        let mut given = std::collections::HashSet::new();
+        for (i, name) in names.iter().enumerate() {
+            let code = CountryCode::new(b'A' + (i / 26) as u8, b'A' + (i % 26) as u8).expect("a code");
+            let file = registry.claim(code, name);
+            prop_assert!(given.insert(file.to_lowercase()), "{file} given twice");
+        }
+    }
+
+    #[test]
+    fn durations_sizes_rates_and_addresses_parse_within_bounds(text in "\\PC{0,40}|[0-9]{1,25}(ns|ms|s|m|h|days|years|KiB|MB|GiB|/s|/h)?") {
+        if let Ok(duration) = parse_duration(&text) {
+            prop_assert!(duration <= MAX_DURATION);
+        }
+        if let Ok(size) = parse_size(&text) {
+            prop_assert!(size >= 1);
+        }
+        if let Ok(rate) = text.parse::<Rate>() {
+            prop_assert!(rate.interval() < Duration::from_secs(u64::MAX / 2));
+        }
+        let _ = parse_listen(&text);
+    }
+
+    #[test]
+    fn retry_after_values_never_make_a_wait_beyond_the_cap(value in "\\PC{0,40}|[0-9]{1,25}|[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9:]{8} GMT", attempts in 1u32..40) {
+        let now = SystemTime::now();
+        let wait = parse_retry_after(&value, now);
+        if let Ok(seconds) = value.trim().parse::<u64>() {
+            prop_assert_eq!(wait, Some(Duration::from_secs(seconds)));
+        }
+        let policy = RetryPolicy { retries: 40, base: Duration::from_millis(250), cap: Duration::from_secs(10), retry_after_cap: Duration::from_secs(60) };
+        let failed = Outcome::Failed(DownloadError::Http { status: 503, reason: String::new(), retry_after: wait });
+        if let Some(delay) = policy.delay(&failed, attempts, &Dice::new(7)) {
+            prop_assert!(delay <= Duration::from_secs(60), "{delay:?}");
+        }
+    }
+
+    #[test]
+    fn conditional_headers_never_panic_and_match_a_listed_tag(list in "\\PC{0,60}|[\"W/, *a-f0-9]{0,60}", date in "\\PC{0,40}") {
+        let etag = "\"0123abcd\"";
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let _ = is_not_modified(Some(&list), Some(&date), etag, modified);
+        let _ = is_not_modified(None, Some(&date), etag, modified);
+        let listed = format!("{list}, {etag}");
+        if !list.contains('"') {
+            prop_assert!(is_not_modified(Some(&listed), None, etag, modified), "{listed}");
+        }
+    }
+}
