@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flagsd::testserver::{Faults, TestServerOptions};
+use flagsd::testserver::{Faults, TestServer, TestServerOptions};
 
 use crate::helpers::*;
 
@@ -275,6 +275,19 @@ fn flagsd_reload_checks_without_the_token_then_signals_the_daemon() {
     assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
 }
 
+/// A daemon serving batch `a` of `codes` every `every` from a clean server,
+/// with an admin endpoint (no token): the server, the directory, the
+/// daemon and the endpoint's address, once the first run has finished.
+fn daemon_after_first_run(codes: &str, every: &str) -> (TestServer, tempfile::TempDir, Daemon, String) {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", &with_admin(&batch("a", codes, &server.url(), every), ""));
+    let daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+    runs_when(&addr, "batch=a", None, |runs| finished(runs, 1));
+    (server, dir, daemon, addr)
+}
+
 /// Whether another process holds a POSIX lock on some byte of `path`.
 fn locked_by_another_process(path: &std::path::Path) -> bool {
     use std::os::fd::AsRawFd as _;
@@ -294,12 +307,7 @@ fn readyz_leaves_the_databases_locks_alone() {
     // Opening and closing flagsd.db inside the daemon would drop SQLite's
     // POSIX locks: another client (Debian's sqlite3, Python's module) would
     // then take itself for the last user and delete the live WAL.
-    let server = clean_server();
-    let dir = tempfile::tempdir().unwrap();
-    write_file(dir.path(), "flagsd.toml", &with_admin(&batch("a", "[\"BR\"]", &server.url(), "1h"), ""));
-    let mut daemon = Daemon::start(dir.path(), &[]);
-    let addr = daemon.admin_addr();
-    runs_when(&addr, "batch=a", None, |runs| finished(runs, 1));
+    let (_server, dir, mut daemon, addr) = daemon_after_first_run("[\"BR\"]", "1h");
     let db = dir.path().join("state/flagsd.db");
     assert!(locked_by_another_process(&db), "SQLite holds a shared lock while the database is open");
     for _ in 0..3 {
@@ -339,12 +347,7 @@ fn a_connection_flood_on_the_admin_port_leaves_downloads_their_descriptors() {
 
 #[test]
 fn a_database_locked_by_another_process_does_not_freeze_the_daemon() {
-    let server = clean_server();
-    let dir = tempfile::tempdir().unwrap();
-    write_file(dir.path(), "flagsd.toml", &with_admin(&batch("a", "[\"BR\"]", &server.url(), "1s"), ""));
-    let mut daemon = Daemon::start(dir.path(), &[]);
-    let addr = daemon.admin_addr();
-    runs_when(&addr, "batch=a", None, |runs| finished(runs, 1));
+    let (_server, dir, mut daemon, addr) = daemon_after_first_run("[\"BR\"]", "1s");
     // Another process holds the write lock: each tick's run now waits up
     // to 5 s for it, on the database's thread.
     let other = rusqlite::Connection::open(dir.path().join("state/flagsd.db")).unwrap();
