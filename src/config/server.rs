@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::error::UsageError;
 use crate::http::rate::Rate;
+use crate::http::url::redact_credentials;
 
 /// The built-in server labels and their base URLs.
 pub const SERVER_LABELS: [(&str, &str); 4] = [
@@ -34,6 +35,26 @@ pub struct Server {
     pub rate: Option<Rate>,
 }
 
+/// Checks an http(s) base URL: it must parse and have a host, and carry
+/// neither a query string nor a fragment, since flags are asked for at
+/// `{base}/{cc}/{cc}.gif`. The reason names the URL, credentials masked.
+pub fn check_base_url(value: &str) -> Result<(), String> {
+    let shown = redact_credentials(value);
+    let url = reqwest::Url::parse(value).map_err(|e| format!("'{shown}' is not valid: {e}"))?;
+    if !url.host_str().is_some_and(|h| !h.is_empty()) {
+        return Err(format!("'{shown}' has no host"));
+    }
+    if let Some(query) = url.query() {
+        return Err(format!(
+            "'{shown}' has a query string ('?{query}'): flags are asked for at BASE/cc/cc.gif, so a base URL cannot carry one"
+        ));
+    }
+    if let Some(fragment) = url.fragment() {
+        return Err(format!("'{shown}' has a fragment ('#{fragment}'), which is never sent to a server: remove it"));
+    }
+    Ok(())
+}
+
 impl Server {
     /// Resolves a `--server` value: a built-in label in any case, or an
     /// http(s) URL.
@@ -47,12 +68,11 @@ impl Server {
         }
         let lower = value.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
-            return match reqwest::Url::parse(value) {
-                Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {
+            return match check_base_url(value) {
+                Ok(()) => {
                     Ok(Self { label: "CUSTOM".to_owned(), target: ServerTarget::Url(value.to_owned()), rate: None })
                 }
-                Ok(_) => Err(UsageError(format!("--server URL '{value}' has no host"))),
-                Err(e) => Err(UsageError(format!("--server URL '{value}' is not valid: {e}"))),
+                Err(why) => Err(UsageError(format!("--server URL {why}"))),
             };
         }
         let labels: Vec<&str> = SERVER_LABELS.iter().map(|(l, _)| *l).chain(["DEMO"]).collect();

@@ -14,11 +14,12 @@ use super::error::{ConfigError, Problem};
 use super::file::{RawAdmin, RawBatch, RawCodes, RawConfig, RawServer, RawSize};
 use super::fleet::{self, FleetSettings};
 use super::job::{JobConfig, pool_size};
-use super::server::{Server, ServerTarget, Servers};
+use super::server::{Server, Servers, check_base_url};
 use super::{defaults, validate};
 use crate::engine::retry::RetryPolicy;
 use crate::http::client::Timeouts;
 use crate::http::rate::Rate;
+use crate::http::url::redact_credentials;
 use crate::model::codes::{CountryCode, Selection, expand_argument};
 
 /// One batch, ready to run.
@@ -300,9 +301,11 @@ fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawServer>) -> Se
             continue;
         }
         let url = entry.url();
-        let url_ok = matches!(Server::parse(url), Ok(Server { target: ServerTarget::Url(_), ref label, .. }) if label == "CUSTOM");
-        if !url_ok {
-            checker.problem(key.clone(), format!("'{url}' is not an http:// or https:// URL"));
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            checker.problem(key.clone(), format!("'{}' is not an http:// or https:// URL", redact_credentials(url)));
+        } else if let Err(why) = check_base_url(url) {
+            checker.problem(key.clone(), why);
         }
         let rate = match entry.rate().map(str::parse::<Rate>) {
             Some(Err(e)) => {
@@ -382,6 +385,7 @@ fn writable_or_creatable(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServerTarget;
 
     use crate::config::file::{Naming, RawDaemon, RawDefaults};
 
@@ -455,9 +459,11 @@ mod tests {
         r.batch[2].every = Some(Duration::from_secs(500_000_000_000 * 31_557_600));
         r.defaults.retry_after_cap = Duration::from_secs(400 * 86_400);
         r.servers.insert("demo".into(), RawServer::Url("http://x/flags".into()));
+        r.servers.insert("query".into(), RawServer::Url("http://x/flags?a=b".into()));
         let m = messages(&r);
         let expected_prefixes = [
             "flagsd.toml: servers.demo: 'demo' is reserved",
+            "flagsd.toml: servers.query: 'http://x/flags?a=b' has a query string ('?a=b')",
             "flagsd.toml: defaults.retry_after_cap: must be at most 366days",
             "flagsd.toml: batch[2].every: must be at most 366days",
             "flagsd.toml: batch[0].codes[1]: 'BRA': each CC argument",

@@ -46,6 +46,20 @@ fn absurd_durations_are_rejected_before_anything_runs() {
 }
 
 #[test]
+fn a_base_url_with_a_query_or_a_fragment_is_rejected() {
+    assert_usage_error(
+        &["-s", "http://127.0.0.1:9/flags?x=1"],
+        "--server URL 'http://127.0.0.1:9/flags?x=1' has a query string ('?x=1'): flags are asked for at \
+         BASE/cc/cc.gif, so a base URL cannot carry one",
+    );
+    assert_usage_error(
+        &["-s", "http://user:pw@127.0.0.1:9/flags#top"],
+        "--server URL 'http://***@127.0.0.1:9/flags#top' has a fragment ('#top'), which is never sent to a server: \
+         remove it",
+    );
+}
+
+#[test]
 fn unknown_server_label_is_rejected() {
     assert_usage_error(
         &["-s", "NOWHERE"],
