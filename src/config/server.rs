@@ -41,7 +41,7 @@ pub struct Server {
 pub fn check_base_url(value: &str) -> Result<(), String> {
     let shown = redact_credentials(value);
     let url = reqwest::Url::parse(value).map_err(|e| format!("'{shown}' is not valid: {e}"))?;
-    if !url.host_str().is_some_and(|h| !h.is_empty()) {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("'{shown}' has no host"));
     }
     if let Some(query) = url.query() {

@@ -1,6 +1,8 @@
 //! Validators and conditional requests, as RFC 9110 §13 describes them:
 //! strong entity tags from the content, `Last-Modified` to whole seconds,
-//! and when `If-None-Match` or `If-Modified-Since` earns `304 Not Modified`.
+//! when `If-Match` or `If-Unmodified-Since` fails with `412 Precondition
+//! Failed`, when `If-None-Match` or `If-Modified-Since` earns `304 Not
+//! Modified`, and when `If-Range` lets a `Range` through.
 
 use std::time::{Duration, SystemTime};
 
@@ -27,15 +29,17 @@ pub fn whole_seconds(time: SystemTime) -> SystemTime {
 }
 
 /// Whether `etag` (strong, quoted) matches `*` or a member of the
-/// comma-separated entity-tag `list` by weak comparison (a `W/` prefix is
-/// ignored). Malformed members match nothing.
-fn etag_list_matches(list: &str, etag: &str) -> bool {
+/// comma-separated entity-tag `list`: by weak comparison (a `W/` prefix is
+/// ignored), or by strong comparison (a `W/` member matches nothing).
+/// Malformed members match nothing.
+fn etag_list_matches(list: &str, etag: &str, weak: bool) -> bool {
     let mut rest = list;
     loop {
         rest = rest.trim_start_matches([' ', '\t', ',']);
         if rest.is_empty() {
             return false;
         }
+        let is_weak = rest.starts_with("W/");
         let tag = rest.strip_prefix("W/").unwrap_or(rest);
         // An opaque tag may hold commas: find its closing quote first.
         if let Some(opaque) = tag.strip_prefix('"')
@@ -43,7 +47,7 @@ fn etag_list_matches(list: &str, etag: &str) -> bool {
         {
             let tail = &opaque[end + 1..];
             let (junk, next) = tail.split_once(',').unwrap_or((tail, ""));
-            if junk.trim().is_empty() && &tag[..end + 2] == etag {
+            if junk.trim().is_empty() && &tag[..end + 2] == etag && (weak || !is_weak) {
                 return true;
             }
             rest = next;
@@ -69,10 +73,49 @@ pub fn is_not_modified(
     modified: SystemTime,
 ) -> bool {
     match if_none_match {
-        Some(list) => etag_list_matches(list, etag),
+        Some(list) => etag_list_matches(list, etag, true),
         None => if_modified_since
             .and_then(|date| httpdate::parse_http_date(date.trim()).ok())
             .is_some_and(|since| modified <= since),
+    }
+}
+
+/// Whether a request fails its preconditions (`412 Precondition Failed`,
+/// RFC 9110 §13.2.2): `If-Match`, when present, must list the current tag
+/// (strong comparison) or `*`; otherwise `If-Unmodified-Since`, if it is an
+/// HTTP date, must not be before the file's time.
+pub fn precondition_failed(
+    if_match: Option<&str>,
+    if_unmodified_since: Option<&str>,
+    etag: &str,
+    modified: SystemTime,
+) -> bool {
+    match if_match {
+        Some(list) => !etag_list_matches(list, etag, false),
+        None => if_unmodified_since
+            .and_then(|date| httpdate::parse_http_date(date.trim()).ok())
+            .is_some_and(|since| modified > since),
+    }
+}
+
+/// Whether a `Range` is honoured under `If-Range` (RFC 9110 §13.1.5): with
+/// none, always; with an entity tag, if it is the current one (strong);
+/// with a date, if it is exactly the file's time.
+pub fn if_range_allows(if_range: Option<&str>, etag: &str, modified: SystemTime) -> bool {
+    match if_range.map(str::trim) {
+        None => true,
+        Some(tag) if tag.starts_with('"') => tag == etag,
+        Some(tag) if tag.starts_with("W/") => false,
+        Some(date) => httpdate::parse_http_date(date).is_ok_and(|date| date == modified),
+    }
+}
+
+/// A header of a request, if it has exactly one readable line.
+pub fn single(req: &HttpRequest, name: actix_web::http::header::HeaderName) -> Option<&str> {
+    let mut lines = req.headers().get_all(name);
+    match (lines.next(), lines.next()) {
+        (Some(line), None) => line.to_str().ok(),
+        _ => None,
     }
 }
 
@@ -84,11 +127,7 @@ pub fn if_none_match(req: &HttpRequest) -> Option<String> {
 
 /// `If-Modified-Since` of a request, if it has exactly one readable line.
 pub fn if_modified_since(req: &HttpRequest) -> Option<&str> {
-    let mut lines = req.headers().get_all(IF_MODIFIED_SINCE);
-    match (lines.next(), lines.next()) {
-        (Some(line), None) => line.to_str().ok(),
-        _ => None,
-    }
+    single(req, IF_MODIFIED_SINCE)
 }
 
 #[cfg(test)]
@@ -173,5 +212,28 @@ mod tests {
         assert_eq!(whole_seconds(epoch - Duration::from_secs(5)), epoch);
         let far = whole_seconds(epoch + Duration::from_secs(u64::from(u32::MAX) * 1000));
         assert_eq!(httpdate::fmt_http_date(far), "Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    #[test]
+    fn if_match_compares_strongly_and_if_unmodified_since_by_date() {
+        let failed = |m: Option<&str>, u: Option<&str>| precondition_failed(m, u, TAG, date());
+        assert!(!failed(None, None));
+        assert!(!failed(Some(TAG), None) && !failed(Some("*"), None) && !failed(Some(&format!("\"x\", {TAG}")), None));
+        assert!(failed(Some(&format!("W/{TAG}")), None), "weak tags never match If-Match");
+        assert!(failed(Some("\"other\""), None));
+        assert!(!failed(None, Some("Mon, 01 Jan 2024 00:00:00 GMT")));
+        assert!(failed(None, Some("Sun, 31 Dec 2023 23:59:59 GMT")));
+        assert!(!failed(None, Some("not a date")));
+        assert!(!failed(Some(TAG), Some("Sun, 31 Dec 2023 23:59:59 GMT")), "If-Match alone decides");
+    }
+
+    #[test]
+    fn if_range_takes_the_current_tag_or_the_exact_date() {
+        assert!(if_range_allows(None, TAG, date()));
+        assert!(if_range_allows(Some(TAG), TAG, date()));
+        assert!(!if_range_allows(Some("\"other\""), TAG, date()));
+        assert!(!if_range_allows(Some(&format!("W/{TAG}")), TAG, date()));
+        assert!(if_range_allows(Some("Mon, 01 Jan 2024 00:00:00 GMT"), TAG, date()));
+        assert!(!if_range_allows(Some("Mon, 01 Jan 2024 00:00:01 GMT"), TAG, date()));
     }
 }

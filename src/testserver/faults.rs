@@ -16,19 +16,23 @@ use super::options::Faults;
 use crate::model::random::{Dice, mix};
 
 /// The dice of one server: which request gets which fault.
+///
+/// Each request gets dice of its own, seeded from the server's seed, the
+/// request's path and how many times that path was asked for before: the
+/// same seed then fails the same codes, on the same attempts, whatever the
+/// concurrency and the order in which requests arrive.
 #[derive(Debug)]
 pub struct FaultDice {
     faults: Faults,
     seed: u64,
-    dice: Dice,
-    /// Requests seen per flapping path.
-    flaps: Mutex<HashMap<String, u32>>,
+    /// Requests seen per path.
+    attempts: Mutex<HashMap<String, u32>>,
 }
 
 impl FaultDice {
     /// Dice for `faults`, starting from `seed`.
     pub fn new(faults: Faults, seed: u64) -> Self {
-        Self { faults, seed, dice: Dice::new(seed), flaps: Mutex::default() }
+        Self { faults, seed, attempts: Mutex::default() }
     }
 
     /// The faults these dice decide.
@@ -36,6 +40,28 @@ impl FaultDice {
         &self.faults
     }
 
+    /// The dice of the next request for `path`.
+    pub fn for_request(&self, path: &str) -> RequestDice {
+        let attempt = {
+            let mut seen = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = seen.entry(path.to_owned()).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        };
+        let path_hash = path.bytes().fold(self.seed, |h, b| mix(h ^ u64::from(b)));
+        RequestDice { dice: Dice::new(mix(path_hash ^ u64::from(attempt))), path_hash, attempt }
+    }
+}
+
+/// The dice of one request (see [`FaultDice`]).
+#[derive(Debug)]
+pub struct RequestDice {
+    dice: Dice,
+    path_hash: u64,
+    attempt: u32,
+}
+
+impl RequestDice {
     /// The next number in `[0, 1)` (for delays).
     pub fn unit(&self) -> f64 {
         self.dice.roll()
@@ -46,20 +72,12 @@ impl FaultDice {
         rate > 0.0 && self.dice.roll() < rate
     }
 
-    /// Whether this request of a flapping path still fails.
-    pub fn flaps(&self, path: &str) -> bool {
-        let faults = &self.faults;
-        if faults.flap_rate <= 0.0 {
-            return false;
-        }
-        let hash = path.bytes().fold(self.seed, |h, b| mix(h ^ u64::from(b)));
-        if (hash >> 11) as f64 / (1u64 << 53) as f64 >= faults.flap_rate {
-            return false;
-        }
-        let mut seen = self.flaps.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = seen.entry(path.to_owned()).or_insert(0);
-        *count += 1;
-        *count <= faults.flap_failures
+    /// Whether this request of a flapping path still fails: a `flap_rate`
+    /// share of the paths fail their first `flap_failures` requests.
+    pub fn flaps(&self, faults: &Faults) -> bool {
+        faults.flap_rate > 0.0
+            && ((self.path_hash >> 11) as f64 / (1u64 << 53) as f64) < faults.flap_rate
+            && self.attempt <= faults.flap_failures
     }
 }
 

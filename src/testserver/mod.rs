@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod faults;
 pub mod files;
 pub mod options;
+pub mod ranges;
 pub mod server;
 
 pub use options::{DelayRange, Faults, TestServerOptions};

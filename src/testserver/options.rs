@@ -66,6 +66,24 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses `--bind`: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`; a host name is
+/// resolved, and its first IPv4 address preferred (`localhost:8000` is
+/// `127.0.0.1:8000`).
+pub fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s)
+        .map_err(|e| format!("'{s}' is not an address such as 127.0.0.1:8000 or localhost:8000 ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("'{s}' resolves to no address"))
+}
+
 /// Faults injected into a fraction of requests each (0 = never, 1 = always).
 ///
 /// Checked in this order, the first that applies wins: hang, unavailable,
@@ -141,8 +159,8 @@ pub struct TestServerOptions {
 /// `flagsd testserver`: the built-in flag server.
 #[derive(Debug, Args)]
 pub struct TestServerArgs {
-    /// Address to listen on (port 0 picks a free port)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    /// Address to listen on: IP:PORT or HOST:PORT (port 0 picks a free port)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000", value_parser = parse_bind)]
     pub bind: SocketAddr,
 
     /// Serve DIR/{cc}/{cc}.gif and DIR/{cc}/metadata.json instead of the bundled data set

@@ -7,15 +7,21 @@
 //! given fraction of requests: `418 I'm a Teapot`, a fixed status, `503` with
 //! `Retry-After`, flapping paths (fail first, then succeed), a hang, a body
 //! cut off half way, a reset connection, a body trickled slowly. Faults are
-//! drawn from a seeded generator, so a seed gives a reproducible mix.
+//! drawn per request from the seed, the path and its attempt, so a seed
+//! fails the same codes at any concurrency.
 //!
 //! Every file comes with validators: a strong `ETag` (a hash of the content)
 //! and `Last-Modified` (the file's modification time with `--root`, a fixed
 //! date for the embedded set). Conditional `GET`s and `HEAD`s are answered
 //! as RFC 9110 §13.2.2 says: `304 Not Modified` when `If-None-Match` lists
 //! the current tag (or `*`), or, without `If-None-Match`, when the file has
-//! not changed since `If-Modified-Since`. [`TestServer`] counts the bodies
-//! and the `304`s it sent, so tests can check what a client transferred.
+//! not changed since `If-Modified-Since`; `If-Match` and
+//! `If-Unmodified-Since` that fail get `412`. One byte range is served as
+//! `206` (`Accept-Ranges: bytes`, `If-Range` honoured), so clients can
+//! resume. Like a real server it answers `405` (with `Allow`) to methods
+//! other than `GET` and `HEAD`, and `400` to an HTTP/1.1 request without
+//! `Host`. [`TestServer`] counts the bodies and the `304`s it sent, so
+//! tests can check what a client transferred.
 //!
 //! [`TestServer::spawn`] runs it on its own thread and actix system, for
 //! in-process use; [`serve_forever`] runs it in the foreground.
@@ -28,14 +34,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use actix_web::body::SizedStream;
-use actix_web::http::header::{ETAG, LAST_MODIFIED};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::header::{
+    ACCEPT_RANGES, ALLOW, CONTENT_RANGE, ETAG, HOST, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
+};
+use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 
-use super::conditional::{if_modified_since, if_none_match, is_not_modified};
+use super::conditional::{
+    if_modified_since, if_none_match, if_range_allows, is_not_modified, precondition_failed, single,
+};
 use super::faults::{FaultDice, cut_short, redirect, unavailable, with_reason};
 use super::files::{Files, Found};
 use super::options::TestServerOptions;
+use super::ranges::{Range, range_of};
 use crate::sys::server_thread::ServerError;
 use crate::sys::signals::StopSignals;
 
@@ -89,24 +100,31 @@ async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
         let mut log = state.hits.log.lock().unwrap_or_else(PoisonError::into_inner);
         log.push((req.path().to_owned(), Instant::now()));
     }
+    if req.version() == Version::HTTP_11 && !req.headers().contains_key(HOST) {
+        return HttpResponse::BadRequest().content_type("text/plain").body("an HTTP/1.1 request needs a Host header\n");
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return HttpResponse::MethodNotAllowed().insert_header((ALLOW, "GET, HEAD")).finish();
+    }
     let options = &state.options;
     let faults = &options.faults;
+    let dice = state.dice.for_request(req.path());
     if let Some(delay) = options.delay {
-        actix_rt::time::sleep(delay.sample(state.dice.unit())).await;
+        actix_rt::time::sleep(delay.sample(dice.unit())).await;
     }
-    if state.dice.roll(faults.hang_rate) {
+    if dice.roll(faults.hang_rate) {
         std::future::pending::<()>().await;
     }
-    if state.dice.roll(faults.unavailable_rate) {
+    if dice.roll(faults.unavailable_rate) {
         return unavailable(faults.retry_after);
     }
-    if state.dice.roll(faults.status_rate) {
+    if dice.roll(faults.status_rate) {
         return HttpResponse::new(StatusCode::from_u16(faults.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     }
-    if state.dice.roll(faults.error_rate) {
+    if dice.roll(faults.error_rate) {
         return with_reason(StatusCode::IM_A_TEAPOT, "I'm a Teapot");
     }
-    if state.dice.flaps(req.path()) {
+    if dice.flaps(faults) {
         return unavailable(0);
     }
     if let Some(response) = redirect(req.path()) {
@@ -116,9 +134,10 @@ async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
         return HttpResponse::NotFound().finish();
     };
     let last_modified = httpdate::fmt_http_date(modified);
-    // Only GET and HEAD are answered 304 (RFC 9110 §13.1.1, §13.1.3).
-    let conditional = matches!(*req.method(), Method::GET | Method::HEAD);
-    if conditional && is_not_modified(if_none_match(&req).as_deref(), if_modified_since(&req), &etag, modified) {
+    if precondition_failed(single(&req, IF_MATCH), single(&req, IF_UNMODIFIED_SINCE), &etag, modified) {
+        return HttpResponse::PreconditionFailed().insert_header((ETAG, etag)).finish();
+    }
+    if is_not_modified(if_none_match(&req).as_deref(), if_modified_since(&req), &etag, modified) {
         state.hits.not_modified.fetch_add(1, Ordering::Relaxed);
         return HttpResponse::NotModified()
             .insert_header((ETAG, etag))
@@ -127,17 +146,38 @@ async fn answer(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     }
     state.hits.bodies.fetch_add(1, Ordering::Relaxed);
     let full = body.len() as u64;
-    let mut ok = HttpResponse::Ok();
-    ok.content_type(content_type).insert_header((ETAG, etag)).insert_header((LAST_MODIFIED, last_modified));
-    if state.dice.roll(faults.reset_rate) {
+    let range = if if_range_allows(single(&req, IF_RANGE), &etag, modified) {
+        range_of(single(&req, RANGE), full)
+    } else {
+        Range::Whole
+    };
+    let mut ok = match range {
+        Range::Whole => HttpResponse::Ok(),
+        Range::Part { .. } => HttpResponse::PartialContent(),
+        Range::Unsatisfiable => {
+            return HttpResponse::RangeNotSatisfiable()
+                .insert_header((CONTENT_RANGE, format!("bytes */{full}")))
+                .finish();
+        }
+    };
+    ok.content_type(content_type)
+        .insert_header((ETAG, etag))
+        .insert_header((LAST_MODIFIED, last_modified))
+        .insert_header((ACCEPT_RANGES, "bytes"));
+    if let Range::Part { first, last } = range {
+        ok.insert_header((CONTENT_RANGE, format!("bytes {first}-{last}/{full}")));
+        // Both ends are within the body: `range_of` keeps them below `full`.
+        return ok.body(body.slice(first as usize..=last as usize));
+    }
+    if dice.roll(faults.reset_rate) {
         // The connection has SO_LINGER 0 (see `build`): dropping it on this
         // error sends RST, after the headers and a first byte went out.
         return ok.body(SizedStream::new(full, cut_short(body.slice(..1), "reset on purpose")));
     }
-    if state.dice.roll(faults.truncate_rate) {
+    if dice.roll(faults.truncate_rate) {
         return ok.body(SizedStream::new(full, cut_short(body.slice(..body.len() / 2), "truncated on purpose")));
     }
-    if state.dice.roll(faults.slow_rate) {
+    if dice.roll(faults.slow_rate) {
         let interval = faults.slow_interval;
         let piece = body.len().div_ceil(10).max(1);
         let pieces = futures_util::stream::unfold(body, move |mut rest| async move {

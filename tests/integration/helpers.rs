@@ -371,3 +371,16 @@ pub fn flag_root(codes: &[&str]) -> tempfile::TempDir {
     }
     root
 }
+
+/// The path of the program `name` on `PATH`. Without it the test is
+/// skipped (`None`, with `skipped: …` printed), unless
+/// `FLAGSD_REQUIRE_TOOLS=1` (as in CI), where that is a failure.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()));
+    if found.is_none() {
+        assert!(std::env::var("FLAGSD_REQUIRE_TOOLS").as_deref() != Ok("1"), "{name} is required but not installed");
+        println!("skipped: {name} is not installed (bash .ci/install-tools installs it)");
+    }
+    found
+}

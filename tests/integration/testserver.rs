@@ -155,3 +155,114 @@ fn root_files_are_tagged_by_their_current_content_and_mtime() {
     assert_eq!(later.header("etag"), Some(new_etag.as_str()));
     assert_eq!((server.hits(), server.bodies(), server.not_modified()), (6, 3, 3));
 }
+
+#[test]
+fn curl_resumes_a_partial_download_with_a_byte_range() {
+    let server = clean_server();
+    let flag = flagsd::testserver::dataset::get("flags/br/br.gif").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("br.gif");
+    std::fs::write(&file, &flag[..flag.len() / 3]).unwrap();
+    let url = format!("{}/br/br.gif", server.url());
+    let Some(curl) = tool("curl") else { return };
+    let out =
+        Command::new(curl).args(["-sS", "--noproxy", "*", "-C", "-", "-o"]).arg(&file).arg(&url).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&file).unwrap(), flag, "the resumed file differs");
+}
+
+#[test]
+fn ranges_are_served_partially_and_refused_past_the_end() {
+    let server = clean_server();
+    let flag = flagsd::testserver::dataset::get("flags/br/br.gif").unwrap();
+    let len = flag.len();
+    let whole = raw_get(&server, "/flags/br/br.gif", &[]);
+    assert_eq!((whole.code(), whole.header("accept-ranges")), (200, Some("bytes")));
+    let etag = whole.header("etag").unwrap().to_owned();
+
+    let part = raw_get(&server, "/flags/br/br.gif", &[("Range", "bytes=10-19")]);
+    assert_eq!(part.code(), 206);
+    assert_eq!(part.header("content-range"), Some(format!("bytes 10-19/{len}").as_str()));
+    assert_eq!(part.body, flag[10..20]);
+    let tail = raw_get(&server, "/flags/br/br.gif", &[("Range", "bytes=-5")]);
+    assert_eq!((tail.code(), tail.body.as_slice()), (206, &flag[len - 5..]));
+
+    let past = raw_get(&server, "/flags/br/br.gif", &[("Range", &format!("bytes={len}-"))]);
+    assert_eq!(past.code(), 416);
+    assert_eq!(past.header("content-range"), Some(format!("bytes */{len}").as_str()));
+
+    // If-Range: the current tag lets the range through, another one gets it all.
+    let current = raw_get(&server, "/flags/br/br.gif", &[("Range", "bytes=0-0"), ("If-Range", &etag)]);
+    assert_eq!((current.code(), current.body.len()), (206, 1));
+    let stale = raw_get(&server, "/flags/br/br.gif", &[("Range", "bytes=0-0"), ("If-Range", "\"old\"")]);
+    assert_eq!((stale.code(), stale.body.len()), (200, len));
+}
+
+#[test]
+fn failed_preconditions_get_412() {
+    let server = clean_server();
+    let path = "/flags/br/br.gif";
+    let etag = raw_get(&server, path, &[]).header("etag").unwrap().to_owned();
+    assert_eq!(raw_get(&server, path, &[("If-Match", &etag)]).code(), 200);
+    assert_eq!(raw_get(&server, path, &[("If-Match", "\"other\"")]).code(), 412);
+    assert_eq!(raw_get(&server, path, &[("If-Match", &format!("W/{etag}"))]).code(), 412, "weak tags never match");
+    let before = "Sun, 31 Dec 2023 23:59:59 GMT";
+    assert_eq!(raw_get(&server, path, &[("If-Unmodified-Since", before)]).code(), 412);
+    assert_eq!(raw_get(&server, path, &[("If-Unmodified-Since", "Mon, 01 Jan 2024 00:00:00 GMT")]).code(), 200);
+}
+
+#[test]
+fn other_methods_get_405_and_a_request_without_host_400() {
+    let server = clean_server();
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let answer = raw_request(&server.addr().to_string(), method, "/flags/br/br.gif", &[]);
+        assert_eq!((answer.code(), answer.header("allow")), (405, Some("GET, HEAD")), "{method}");
+    }
+    assert_eq!(raw_request(&server.addr().to_string(), "HEAD", "/flags/br/br.gif", &[]).code(), 200);
+    // reqwest always sends Host: speak HTTP/1.1 by hand.
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /flags/br/br.gif HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /flags/br/br.gif HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.0 200 ") || answer.starts_with(b"HTTP/1.1 200 "), "HTTP/1.0 needs no Host");
+}
+
+#[test]
+fn a_seed_fails_the_same_codes_at_any_concurrency() {
+    let failed_codes = |pool: &str| {
+        let server = faulty_seeded(0.3, 42);
+        let dir = tempfile::tempdir().unwrap();
+        let (_, stdout, _) = fetch(dir.path(), &["-e", "-v", "-m", pool, "-s", &server.url()]);
+        let lines = verbose_lines(&stdout);
+        let failed: Vec<String> =
+            lines.iter().filter(|(_, l)| l.iter().any(|l| l.contains("418"))).map(|(cc, _)| cc.clone()).collect();
+        assert!(failed.len() > 100 && failed.len() < 300, "{}", failed.len());
+        failed
+    };
+    assert_eq!(failed_codes("1"), failed_codes("200"));
+}
+
+fn faulty_seeded(error_rate: f64, seed: u64) -> TestServer {
+    server(TestServerOptions {
+        faults: flagsd::testserver::Faults { error_rate, ..Default::default() },
+        seed,
+        workers: 2,
+        ..TestServerOptions::default()
+    })
+}
+
+#[test]
+fn bind_takes_a_host_name() {
+    let mut child =
+        flagsd_child().args(["testserver", "--bind", "localhost:0"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(line.starts_with("Serving flags at http://127.0.0.1:"), "{line}");
+}
