@@ -190,6 +190,18 @@ pub struct FetchArgs {
     #[arg(long, value_name = "N/UNIT")]
     pub rate: Option<String>,
 
+    /// Trust the certificate authorities in FILE (PEM) besides the system's
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Present this client certificate (PEM) to servers that ask for one
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
     /// Configuration file whose [servers] labels apply
     /// [default: $FLAGSD_CONFIG, else /etc/flagsd/flagsd.toml when present]
     #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]

@@ -15,6 +15,7 @@ use super::server::Servers;
 use super::validate;
 use crate::engine::retry::RetryPolicy;
 use crate::http::client::Timeouts;
+use crate::http::tls::TlsFile;
 use crate::model::codes::{self, CountryCode, Selection};
 
 /// Everything `flagsd fetch` needs, checked.
@@ -91,6 +92,19 @@ impl FetchConfig {
         let mut server = servers.resolve(&args.server)?;
         if let Some(rate) = &args.rate {
             server.rate = Some(rate.parse().map_err(|e| UsageError(format!("--rate: {e}")))?);
+        }
+        let tls = &mut server.transport.tls;
+        tls.ca_file = args.cacert.clone().or(tls.ca_file.take());
+        if args.cert.is_some() {
+            (tls.client_cert, tls.client_key) = (args.cert.clone(), args.key.clone());
+        }
+        if let Some((file, message)) = tls.check().into_iter().next() {
+            let flag = match file {
+                TlsFile::Ca => "--cacert",
+                TlsFile::Cert => "--cert",
+                TlsFile::Key => "--key",
+            };
+            return Err(UsageError(format!("{flag}: {message}")));
         }
         let timeouts = Timeouts {
             connect: duration("--connect-timeout", &args.connect_timeout)?,

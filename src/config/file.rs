@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::defaults;
 use super::error::{ConfigError, Problem};
 use super::problems::{Part, every_problem, from_config_error};
+use crate::http::tls::TlsFiles;
 
 /// The whole file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -53,12 +54,22 @@ pub struct RawConfig {
 pub enum RawServer {
     /// Just the base URL.
     Url(String),
-    /// The base URL and a politeness limit.
+    /// The base URL, a politeness limit, and how the server is reached.
     Table {
         /// Base URL.
         url: String,
         /// Most requests per second/minute/hour (`"50/s"`), shared by every batch.
+        #[serde(default)]
         rate: Option<String>,
+        /// Certificate authorities (PEM) to trust besides the system's.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+        /// A client certificate (PEM) for servers that require one.
+        #[serde(default)]
+        client_cert: Option<PathBuf>,
+        /// The client certificate's private key (PEM).
+        #[serde(default)]
+        client_key: Option<PathBuf>,
     },
 }
 
@@ -75,6 +86,16 @@ impl RawServer {
         match self {
             Self::Url(_) => None,
             Self::Table { rate, .. } => rate.as_deref(),
+        }
+    }
+
+    /// The TLS files, as written.
+    pub fn tls(&self) -> TlsFiles {
+        match self {
+            Self::Url(_) => TlsFiles::default(),
+            Self::Table { ca_file, client_cert, client_key, .. } => {
+                TlsFiles { ca_file: ca_file.clone(), client_cert: client_cert.clone(), client_key: client_key.clone() }
+            }
         }
     }
 }

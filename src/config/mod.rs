@@ -10,6 +10,7 @@
 //! [`validate`] checks.
 
 pub mod args;
+mod checker;
 pub mod defaults;
 pub mod error;
 pub mod fetch;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::error::UsageError;
+use crate::http::client::Transport;
 use crate::http::rate::Rate;
 use crate::http::url::redact_credentials;
 
@@ -33,6 +34,8 @@ pub struct Server {
     pub target: ServerTarget,
     /// Most requests per unit of time to this server, if limited.
     pub rate: Option<Rate>,
+    /// How it is reached: TLS files (and more).
+    pub transport: Transport,
 }
 
 /// Checks an http(s) base URL: it must parse and have a host, and carry
@@ -61,17 +64,21 @@ impl Server {
     pub fn parse(value: &str) -> Result<Self, UsageError> {
         let upper = value.to_ascii_uppercase();
         if upper == "DEMO" {
-            return Ok(Self { label: upper, target: ServerTarget::Demo, rate: None });
+            return Ok(Self { label: upper, target: ServerTarget::Demo, rate: None, transport: Transport::default() });
         }
         if let Some((label, url)) = SERVER_LABELS.iter().find(|(label, _)| *label == upper) {
-            return Ok(Self { label: (*label).to_owned(), target: ServerTarget::Url((*url).to_owned()), rate: None });
+            let target = ServerTarget::Url((*url).to_owned());
+            return Ok(Self { label: (*label).to_owned(), target, rate: None, transport: Transport::default() });
         }
         let lower = value.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             return match check_base_url(value) {
-                Ok(()) => {
-                    Ok(Self { label: "CUSTOM".to_owned(), target: ServerTarget::Url(value.to_owned()), rate: None })
-                }
+                Ok(()) => Ok(Self {
+                    label: "CUSTOM".to_owned(),
+                    target: ServerTarget::Url(value.to_owned()),
+                    rate: None,
+                    transport: Transport::default(),
+                }),
                 Err(why) => Err(UsageError(format!("--server URL {why}"))),
             };
         }
@@ -87,22 +94,26 @@ impl Server {
 /// by a configuration's `[servers]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Servers {
-    /// Base URL and rate limit by label (upper case).
-    by_label: BTreeMap<String, (String, Option<Rate>)>,
+    /// Base URL, rate limit and transport by label (upper case).
+    by_label: BTreeMap<String, (String, Option<Rate>, Transport)>,
 }
 
 impl Default for Servers {
     /// The built-in labels, without rate limits.
     fn default() -> Self {
-        let by_label = SERVER_LABELS.iter().map(|(l, u)| ((*l).to_owned(), ((*u).to_owned(), None))).collect();
+        let by_label = SERVER_LABELS
+            .iter()
+            .map(|(l, u)| ((*l).to_owned(), ((*u).to_owned(), None, Transport::default())))
+            .collect();
         Self { by_label }
     }
 }
 
 impl Servers {
-    /// Sets (or adds) `label` (any case) to `url` with an optional rate limit.
-    pub fn insert(&mut self, label: &str, url: &str, rate: Option<Rate>) {
-        self.by_label.insert(label.to_ascii_uppercase(), (url.to_owned(), rate));
+    /// Sets (or adds) `label` (any case) to `url` with an optional rate
+    /// limit and how it is reached.
+    pub fn insert(&mut self, label: &str, url: &str, rate: Option<Rate>, transport: Transport) {
+        self.by_label.insert(label.to_ascii_uppercase(), (url.to_owned(), rate, transport));
     }
 
     /// The labels, upper case, sorted.
@@ -115,7 +126,12 @@ impl Servers {
     pub fn resolve(&self, value: &str) -> Result<Server, UsageError> {
         let upper = value.to_ascii_uppercase();
         match self.by_label.get(&upper) {
-            Some((url, rate)) => Ok(Server { label: upper, target: ServerTarget::Url(url.clone()), rate: *rate }),
+            Some((url, rate, transport)) => Ok(Server {
+                label: upper,
+                target: ServerTarget::Url(url.clone()),
+                rate: *rate,
+                transport: transport.clone(),
+            }),
             None => Server::parse(value),
         }
     }
@@ -137,8 +153,8 @@ mod tests {
     #[test]
     fn configured_labels_win_over_built_in_ones() {
         let mut servers = Servers::default();
-        servers.insert("local", "http://127.0.0.1:9/flags", None);
-        servers.insert("Mirror", "https://mirror.example/flags", "5/s".parse().ok());
+        servers.insert("local", "http://127.0.0.1:9/flags", None, Transport::default());
+        servers.insert("Mirror", "https://mirror.example/flags", "5/s".parse().ok(), Transport::default());
         assert_eq!(servers.resolve("LOCAL").unwrap().target, ServerTarget::Url("http://127.0.0.1:9/flags".into()));
         let mirror = servers.resolve("mirror").unwrap();
         assert_eq!((mirror.label.as_str(), mirror.rate), ("MIRROR", "5/s".parse().ok()));

@@ -7,20 +7,17 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::error::{ConfigError, Problem};
-use super::file::{RawAdmin, RawBatch, RawCodes, RawConfig, RawServer, RawSize};
+use super::checker::{Checker, check_codes, check_server, check_servers, problems, tls_key, writable_or_creatable};
+use super::error::ConfigError;
+use super::file::{RawAdmin, RawConfig, RawSize};
 use super::fleet::{self, FleetSettings};
 use super::job::{JobConfig, pool_size};
-use super::server::{Server, Servers, check_base_url};
 use super::{defaults, validate};
 use crate::engine::retry::RetryPolicy;
 use crate::http::client::Timeouts;
-use crate::http::rate::Rate;
-use crate::http::url::redact_credentials;
-use crate::model::codes::{CountryCode, Selection, expand_argument};
 
 /// One batch, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,42 +97,6 @@ fn check_admin(checker: &mut Checker, raw: &RawAdmin) -> Option<AdminSettings> {
 
 /// The shortest schedule interval.
 const MIN_EVERY: Duration = Duration::from_secs(1);
-
-/// Collects problems while checking.
-struct Checker {
-    origin: String,
-    problems: Vec<Problem>,
-}
-
-impl Checker {
-    fn problem(&mut self, key: String, message: impl Into<String>) {
-        self.problems.push(Problem {
-            origin: self.origin.clone(),
-            line: None,
-            key: Some(key),
-            message: message.into(),
-        });
-    }
-
-    fn at_least_one(&mut self, key: String, value: i64) -> usize {
-        validate::at_least_one(value).unwrap_or_else(|message| {
-            self.problem(key, message);
-            1
-        })
-    }
-
-    fn positive_duration(&mut self, key: &str, value: Duration) {
-        if let Err(message) = validate::longer_than_zero(value) {
-            self.problem(key.to_owned(), message);
-        }
-    }
-
-    fn bounded_duration(&mut self, key: &str, value: Duration) {
-        if let Err(message) = validate::at_most_max(value) {
-            self.problem(key.to_owned(), message);
-        }
-    }
-}
 
 impl Settings {
     /// Checks `raw`, read from `origin` (a file name, for messages).
@@ -271,114 +232,30 @@ impl Settings {
         let token = self.admin.as_ref().and_then(|admin| admin.token().err());
         let admin = token.map(|message| ("admin.token_file".to_owned(), message)).into_iter();
         let fleet = self.fleet.iter().flat_map(FleetSettings::check_secrets);
-        problems(origin, admin.chain(fleet))
+        problems(origin, admin.chain(fleet).chain(self.client_key_problems()))
     }
-}
 
-/// `Ok`, or the configuration error of `found` problems (key, message).
-fn problems(origin: &str, found: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
-    let problems: Vec<Problem> = found
-        .map(|(key, message)| Problem { origin: origin.to_owned(), line: None, key: Some(key), message })
-        .collect();
-    if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
-}
-
-/// The built-in labels, overridden and extended by `raw`'s `[servers]`
-/// (what `fetch` uses of a configuration).
-pub fn configured_servers(raw: &RawConfig, origin: &str) -> Result<Servers, ConfigError> {
-    let mut checker = Checker { origin: origin.to_owned(), problems: Vec::new() };
-    let servers = check_servers(&mut checker, &raw.servers);
-    if checker.problems.is_empty() { Ok(servers) } else { Err(ConfigError { problems: checker.problems }) }
-}
-
-fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawServer>) -> Servers {
-    let mut servers = Servers::default();
-    for (label, entry) in raw {
-        let key = format!("servers.{label}");
-        let upper = label.to_ascii_uppercase();
-        if upper == "DEMO" || upper == "CUSTOM" {
-            checker.problem(key, format!("'{label}' is reserved"));
-            continue;
-        }
-        let url = entry.url();
-        let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            checker.problem(key.clone(), format!("'{}' is not an http:// or https:// URL", redact_credentials(url)));
-        } else if let Err(why) = check_base_url(url) {
-            checker.problem(key.clone(), why);
-        }
-        let rate = match entry.rate().map(str::parse::<Rate>) {
-            Some(Err(e)) => {
-                checker.problem(format!("{key}.rate"), e);
-                None
-            }
-            Some(Ok(rate)) => Some(rate),
-            None => None,
-        };
-        servers.insert(label, url, rate);
+    /// Problems with the client keys of the batches' servers (a key is read
+    /// and paired with its certificate): what `run` checks before its first
+    /// request, and `serve` with the other secrets.
+    pub fn check_client_keys(&self, origin: &str) -> Result<(), ConfigError> {
+        problems(origin, self.client_key_problems())
     }
-    servers
-}
 
-fn check_server(checker: &mut Checker, key: &str, value: &str, servers: &Servers) -> Option<Server> {
-    match servers.resolve(value) {
-        Ok(server) => Some(server),
-        Err(_) => {
-            let labels: Vec<&str> = servers.labels().chain(["DEMO"]).collect();
-            checker.problem(
-                key.to_owned(),
-                format!("unknown server label '{value}' (known: {}; or an http(s):// URL)", labels.join(", ")),
-            );
-            None
-        }
-    }
-}
-
-fn check_codes(checker: &mut Checker, key: &str, batch: &RawBatch) -> Vec<CountryCode> {
-    let selection = match &batch.codes {
-        None => Selection::Explicit(Vec::new()),
-        Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("all") => Selection::All,
-        Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("every") => Selection::Every,
-        Some(RawCodes::Keyword(k)) => {
-            checker.problem(key.to_owned(), format!("'{k}' must be \"all\", \"every\" or a list of codes"));
-            Selection::Explicit(Vec::new())
-        }
-        Some(RawCodes::List(list)) => {
-            let mut codes = Vec::new();
-            for (j, arg) in list.iter().enumerate() {
-                match expand_argument(arg) {
-                    Ok(c) => codes.extend(c),
-                    Err(e) => checker.problem(format!("{key}[{j}]"), format!("'{arg}': {e}")),
-                }
-            }
-            if list.is_empty() {
-                checker.problem(key.to_owned(), "is empty (leave it out for the 20 most populous countries)");
-            }
-            Selection::Explicit(codes)
-        }
-    };
-    let limit = batch.limit.map(|n| checker.at_least_one(key.replace(".codes", ".limit"), n));
-    selection.resolve(limit)
-}
-
-/// `Ok` if `dir` is a writable directory or could be created below one.
-fn writable_or_creatable(dir: &Path) -> Result<(), String> {
-    let mut probe = dir;
-    loop {
-        if probe.is_dir() {
-            return tempfile::tempfile_in(probe)
-                .map(drop)
-                .map_err(|e| format!("'{}' is not writable: {e}", probe.display()));
-        }
-        if probe.exists() {
-            return Err(format!("'{}' is not a directory", probe.display()));
-        }
-        match probe.parent() {
-            // A relative path ends in the working directory: probe it too.
-            Some(parent) if parent.as_os_str().is_empty() => probe = Path::new("."),
-            Some(parent) => probe = parent,
-            None => return Ok(()),
-        }
+    fn client_key_problems(&self) -> impl Iterator<Item = (String, String)> {
+        let mut seen = std::collections::BTreeSet::new();
+        let servers = self.batches.iter().map(|b| &b.job.server).filter(|s| seen.insert(s.label.clone()));
+        let found: Vec<_> = servers
+            .flat_map(|s| {
+                let label = s.label.to_ascii_lowercase();
+                s.transport
+                    .tls
+                    .check()
+                    .into_iter()
+                    .map(move |(file, m)| (format!("servers.{label}.{}", tls_key(file)), m))
+            })
+            .collect();
+        found.into_iter()
     }
 }
 
@@ -386,6 +263,7 @@ fn writable_or_creatable(dir: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::config::ServerTarget;
+    use crate::config::file::{RawBatch, RawCodes, RawServer};
 
     use crate::config::file::{Naming, RawDaemon, RawDefaults};
 
@@ -436,7 +314,13 @@ mod tests {
     fn servers_override_and_extend_labels() {
         let mut r = raw(vec![batch("a"), batch("b")]);
         r.servers.insert("local".into(), RawServer::Url("http://127.0.0.1:9/flags".into()));
-        let mirror = RawServer::Table { url: "https://mirror.example/flags".into(), rate: Some("5/s".into()) };
+        let mirror = RawServer::Table {
+            url: "https://mirror.example/flags".into(),
+            rate: Some("5/s".into()),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+        };
         r.servers.insert("Mirror".into(), mirror);
         r.batch[1].server = Some("mirror".into());
         let s = Settings::check(&r, "f").unwrap();

@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use super::args::ConfigArgs;
+use super::checker;
 use super::defaults;
 use super::error::{ConfigError, UsageError};
 use super::file::{self, Overrides};
 use super::server::Servers;
-use super::settings::{self, Settings};
+use super::settings::Settings;
 use super::validate;
 
 /// Where a configuration comes from and how to read it again (on SIGHUP).
@@ -57,7 +58,7 @@ impl ConfigSource {
     /// the environment's `[servers]`.
     pub fn servers(&self) -> Result<Servers, ConfigError> {
         let raw = file::load(self.path.as_deref(), std::env::vars(), &self.overrides)?;
-        settings::configured_servers(&raw, &self.origin())
+        checker::configured_servers(&raw, &self.origin())
     }
 
     /// Reads, layers and checks the configuration (environment from this process).
@@ -72,6 +73,14 @@ impl ConfigSource {
     pub fn load_checked(&self) -> Result<Settings, ConfigError> {
         let settings = self.load()?;
         settings.check_paths(&self.origin())?;
+        Ok(settings)
+    }
+
+    /// [`load`](Self::load), then reads the client keys of the batches'
+    /// servers (as `run` does before its first request).
+    pub fn load_for_run(&self) -> Result<Settings, ConfigError> {
+        let settings = self.load()?;
+        settings.check_client_keys(&self.origin())?;
         Ok(settings)
     }
 

@@ -17,6 +17,8 @@ use std::rc::Rc;
 
 use reqwest::header::{HeaderMap, LOCATION};
 
+use super::tls::TlsFiles;
+
 use std::time::Duration;
 
 /// Timeouts of the HTTP client.
@@ -37,13 +39,23 @@ pub const MAX_REDIRECTS: usize = 10;
 /// 300, 304 or 305, whose `Location` (if any) is no instruction to go there.
 const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
 
+/// How a server is reached, beyond timeouts: set per server in the
+/// configuration, or for `fetch` on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Transport {
+    /// Extra certificate authorities and a client certificate.
+    pub tls: TlsFiles,
+}
+
 /// What a client is built with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientOptions {
     /// Request timeouts.
     pub timeouts: Timeouts,
     /// Ignore proxy environment variables (used for the in-process server).
     pub no_proxy: bool,
+    /// TLS files (and more) of the server.
+    pub transport: Transport,
 }
 
 /// A client could not be built, or a request could not be made.
@@ -52,6 +64,9 @@ pub enum RequestError {
     /// reqwest failed to build a client (TLS set-up).
     #[error("cannot set up the HTTP client: {0}")]
     Client(reqwest::Error),
+    /// A TLS file cannot be used.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
     /// The request failed.
     #[error(transparent)]
     Transport(#[from] reqwest::Error),
@@ -93,7 +108,11 @@ impl Clients {
         }
         let builder = self.builder();
         // No root certificates for plain HTTP: nothing to verify.
-        let builder = if tls { builder } else { builder.tls_certs_only(Vec::new()) };
+        let builder = if tls {
+            self.options.transport.tls.apply(builder).map_err(RequestError::Tls)?
+        } else {
+            builder.tls_certs_only(Vec::new())
+        };
         let client = builder.build().map_err(RequestError::Client)?;
         Ok(cell.get_or_init(|| client))
     }
@@ -138,7 +157,8 @@ pub struct ClientCache {
 impl ClientCache {
     /// The shared clients for `options`.
     pub fn get(&self, options: ClientOptions) -> Rc<Clients> {
-        Rc::clone(self.by_options.borrow_mut().entry(options).or_insert_with(|| Rc::new(Clients::new(options))))
+        let mut by_options = self.by_options.borrow_mut();
+        Rc::clone(by_options.entry(options.clone()).or_insert_with(|| Rc::new(Clients::new(options))))
     }
 }
 
@@ -152,15 +172,16 @@ mod tests {
     #[test]
     fn clients_are_shared_by_options() {
         let cache = ClientCache::default();
-        let a = ClientOptions { timeouts: TIMEOUTS, no_proxy: false };
-        let b = ClientOptions { no_proxy: true, ..a };
-        assert!(Rc::ptr_eq(&cache.get(a), &cache.get(a)));
+        let a = ClientOptions { timeouts: TIMEOUTS, no_proxy: false, transport: Transport::default() };
+        let b = ClientOptions { no_proxy: true, ..a.clone() };
+        assert!(Rc::ptr_eq(&cache.get(a.clone()), &cache.get(a.clone())));
         assert!(!Rc::ptr_eq(&cache.get(a), &cache.get(b)));
     }
 
     #[test]
     fn nothing_is_built_until_used() {
-        let clients = Clients::new(ClientOptions { timeouts: TIMEOUTS, no_proxy: true });
+        let clients =
+            Clients::new(ClientOptions { timeouts: TIMEOUTS, no_proxy: true, transport: Transport::default() });
         assert!(clients.plain.get().is_none() && clients.tls.get().is_none());
         clients.prepare_for("http://127.0.0.1/flags").unwrap();
         assert!(clients.plain.get().is_some() && clients.tls.get().is_none());

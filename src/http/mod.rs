@@ -6,4 +6,5 @@ pub mod client;
 pub mod download;
 pub mod rate;
 pub mod response;
+pub mod tls;
 pub mod url;

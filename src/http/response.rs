@@ -56,6 +56,11 @@ pub fn connection_error(error: &reqwest::Error) -> DownloadError {
     } else {
         innermost_message(error)
     };
+    let detail = if detail.contains("invalid peer certificate") {
+        format!("{detail}; for a private CA, use --cacert or the server's ca_file")
+    } else {
+        detail
+    };
     DownloadError::Connection { detail: Some(detail) }
 }
 

@@ -69,7 +69,9 @@ impl PreparedJob {
         // A socket and a temporary file per worker; the DEMO server's end too.
         let fds_per_worker = if demo.is_some() { 3 } else { 2 };
         let pool_size = limits::fit_pool(job.pool_size, fds_per_worker);
-        let clients = context.clients.get(ClientOptions { timeouts: job.timeouts, no_proxy: demo.is_some() });
+        let transport = job.server.transport.clone();
+        let clients =
+            context.clients.get(ClientOptions { timeouts: job.timeouts, no_proxy: demo.is_some(), transport });
         clients.prepare_for(&base_url)?;
         let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
         let mut fetcher = HttpFetcher::new(clients, &base_url, output).max_size(job.max_size).rate_limited(limiter);

@@ -18,4 +18,5 @@ mod results;
 mod selection;
 mod state;
 mod testserver;
+mod tls;
 mod usage;

@@ -1,0 +1,174 @@
+//! The checks that build [`Settings`](super::settings::Settings) out of a
+//! raw configuration: a [`Checker`] that collects every problem with its
+//! key, and the checks of `[servers]`, of a server name, of a batch's codes
+//! and of a directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::error::{ConfigError, Problem};
+use super::file::{RawBatch, RawCodes, RawConfig, RawServer};
+use super::server::{Server, Servers, check_base_url};
+use super::validate;
+use crate::http::client::Transport;
+use crate::http::rate::Rate;
+use crate::http::tls::TlsFile;
+use crate::http::url::redact_credentials;
+use crate::model::codes::{CountryCode, Selection, expand_argument};
+
+/// Collects problems while checking.
+pub(super) struct Checker {
+    pub(super) origin: String,
+    pub(super) problems: Vec<Problem>,
+}
+
+impl Checker {
+    pub(super) fn problem(&mut self, key: String, message: impl Into<String>) {
+        self.problems.push(Problem {
+            origin: self.origin.clone(),
+            line: None,
+            key: Some(key),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn at_least_one(&mut self, key: String, value: i64) -> usize {
+        validate::at_least_one(value).unwrap_or_else(|message| {
+            self.problem(key, message);
+            1
+        })
+    }
+
+    pub(super) fn positive_duration(&mut self, key: &str, value: Duration) {
+        if let Err(message) = validate::longer_than_zero(value) {
+            self.problem(key.to_owned(), message);
+        }
+    }
+
+    pub(super) fn bounded_duration(&mut self, key: &str, value: Duration) {
+        if let Err(message) = validate::at_most_max(value) {
+            self.problem(key.to_owned(), message);
+        }
+    }
+}
+
+/// `Ok`, or the configuration error of `found` problems (key, message).
+pub(super) fn problems(origin: &str, found: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    let problems: Vec<Problem> = found
+        .map(|(key, message)| Problem { origin: origin.to_owned(), line: None, key: Some(key), message })
+        .collect();
+    if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
+}
+
+/// The built-in labels, overridden and extended by `raw`'s `[servers]`
+/// (what `fetch` uses of a configuration).
+pub(super) fn configured_servers(raw: &RawConfig, origin: &str) -> Result<Servers, ConfigError> {
+    let mut checker = Checker { origin: origin.to_owned(), problems: Vec::new() };
+    let servers = check_servers(&mut checker, &raw.servers);
+    if checker.problems.is_empty() { Ok(servers) } else { Err(ConfigError { problems: checker.problems }) }
+}
+
+pub(super) fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawServer>) -> Servers {
+    let mut servers = Servers::default();
+    for (label, entry) in raw {
+        let key = format!("servers.{label}");
+        let upper = label.to_ascii_uppercase();
+        if upper == "DEMO" || upper == "CUSTOM" {
+            checker.problem(key, format!("'{label}' is reserved"));
+            continue;
+        }
+        let url = entry.url();
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            checker.problem(key.clone(), format!("'{}' is not an http:// or https:// URL", redact_credentials(url)));
+        } else if let Err(why) = check_base_url(url) {
+            checker.problem(key.clone(), why);
+        }
+        let rate = match entry.rate().map(str::parse::<Rate>) {
+            Some(Err(e)) => {
+                checker.problem(format!("{key}.rate"), e);
+                None
+            }
+            Some(Ok(rate)) => Some(rate),
+            None => None,
+        };
+        let tls = entry.tls();
+        for (file, message) in tls.check_public() {
+            checker.problem(format!("{key}.{}", tls_key(file)), message);
+        }
+        servers.insert(label, url, rate, Transport { tls });
+    }
+    servers
+}
+
+/// The key of a TLS file in a `[servers]` entry.
+pub(super) fn tls_key(file: TlsFile) -> &'static str {
+    match file {
+        TlsFile::Ca => "ca_file",
+        TlsFile::Cert => "client_cert",
+        TlsFile::Key => "client_key",
+    }
+}
+
+pub(super) fn check_server(checker: &mut Checker, key: &str, value: &str, servers: &Servers) -> Option<Server> {
+    match servers.resolve(value) {
+        Ok(server) => Some(server),
+        Err(_) => {
+            let labels: Vec<&str> = servers.labels().chain(["DEMO"]).collect();
+            checker.problem(
+                key.to_owned(),
+                format!("unknown server label '{value}' (known: {}; or an http(s):// URL)", labels.join(", ")),
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn check_codes(checker: &mut Checker, key: &str, batch: &RawBatch) -> Vec<CountryCode> {
+    let selection = match &batch.codes {
+        None => Selection::Explicit(Vec::new()),
+        Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("all") => Selection::All,
+        Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("every") => Selection::Every,
+        Some(RawCodes::Keyword(k)) => {
+            checker.problem(key.to_owned(), format!("'{k}' must be \"all\", \"every\" or a list of codes"));
+            Selection::Explicit(Vec::new())
+        }
+        Some(RawCodes::List(list)) => {
+            let mut codes = Vec::new();
+            for (j, arg) in list.iter().enumerate() {
+                match expand_argument(arg) {
+                    Ok(c) => codes.extend(c),
+                    Err(e) => checker.problem(format!("{key}[{j}]"), format!("'{arg}': {e}")),
+                }
+            }
+            if list.is_empty() {
+                checker.problem(key.to_owned(), "is empty (leave it out for the 20 most populous countries)");
+            }
+            Selection::Explicit(codes)
+        }
+    };
+    let limit = batch.limit.map(|n| checker.at_least_one(key.replace(".codes", ".limit"), n));
+    selection.resolve(limit)
+}
+
+/// `Ok` if `dir` is a writable directory or could be created below one.
+pub(super) fn writable_or_creatable(dir: &Path) -> Result<(), String> {
+    let mut probe = dir;
+    loop {
+        if probe.is_dir() {
+            return tempfile::tempfile_in(probe)
+                .map(drop)
+                .map_err(|e| format!("'{}' is not writable: {e}", probe.display()));
+        }
+        if probe.exists() {
+            return Err(format!("'{}' is not a directory", probe.display()));
+        }
+        match probe.parent() {
+            // A relative path ends in the working directory: probe it too.
+            Some(parent) if parent.as_os_str().is_empty() => probe = Path::new("."),
+            Some(parent) => probe = parent,
+            None => return Ok(()),
+        }
+    }
+}

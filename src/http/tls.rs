@@ -1,0 +1,151 @@
+//! Trust and identity for `https://`: certificate authorities added to the
+//! system's roots (`--cacert`, a server's `ca_file`), and a client
+//! certificate for servers that require one (`--cert` and `--key`, a
+//! server's `client_cert` and `client_key`), all read from PEM files.
+//!
+//! [`TlsFiles::check`] reads and parses the files when the configuration
+//! is checked, so that a missing, unreadable or malformed file is a usage
+//! or configuration error naming it, before any request. The files are read
+//! again when the TLS client is built.
+
+use std::path::{Path, PathBuf};
+
+/// The PEM files of a server's TLS set-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsFiles {
+    /// Certificate authorities to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate (chain) to present.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub client_key: Option<PathBuf>,
+}
+
+/// Which of the files a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFile {
+    /// [`TlsFiles::ca_file`].
+    Ca,
+    /// [`TlsFiles::client_cert`].
+    Cert,
+    /// [`TlsFiles::client_key`].
+    Key,
+}
+
+/// Whether `pem` holds a certificate block.
+fn has_certificate(pem: &[u8]) -> bool {
+    pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----")
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))
+}
+
+impl TlsFiles {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.ca_file.is_none() && self.client_cert.is_none() && self.client_key.is_none()
+    }
+
+    /// The certificate authorities of `ca_file`, parsed.
+    fn authorities(&self) -> Result<Vec<reqwest::Certificate>, (TlsFile, String)> {
+        let Some(path) = &self.ca_file else { return Ok(Vec::new()) };
+        let pem = read(path).map_err(|e| (TlsFile::Ca, e))?;
+        let shown = path.display();
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => Ok(certs),
+            Ok(_) => Err((TlsFile::Ca, format!("'{shown}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)"))),
+            Err(e) => Err((TlsFile::Ca, format!("'{shown}' is not a PEM certificate bundle ({e})"))),
+        }
+    }
+
+    /// The client identity of `client_cert` and `client_key`, parsed.
+    fn identity(&self) -> Result<Option<reqwest::Identity>, (TlsFile, String)> {
+        let (cert, key) = match (&self.client_cert, &self.client_key) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => return Err((TlsFile::Key, "a client certificate needs its private key".to_owned())),
+            (None, Some(_)) => return Err((TlsFile::Cert, "a private key needs its client certificate".to_owned())),
+            (Some(cert), Some(key)) => (cert, key),
+        };
+        let mut pem = read(cert).map_err(|e| (TlsFile::Cert, e))?;
+        if !has_certificate(&pem) {
+            return Err((TlsFile::Cert, format!("'{}' holds no PEM certificate", cert.display())));
+        }
+        let key_pem = read(key).map_err(|e| (TlsFile::Key, e))?;
+        if !key_pem.windows(11).any(|w| w == b"PRIVATE KEY") {
+            return Err((TlsFile::Key, format!("'{}' holds no PEM private key", key.display())));
+        }
+        pem.push(b'\n');
+        pem.extend_from_slice(&key_pem);
+        reqwest::Identity::from_pem(&pem).map(Some).map_err(|e| {
+            (TlsFile::Key, format!("'{}' and '{}' are not a usable pair ({e})", cert.display(), key.display()))
+        })
+    }
+
+    /// Reads and parses the files that are not secret (the authorities and
+    /// the client certificate), and checks that a certificate comes with a
+    /// key: what checking a configuration does, since the key may be
+    /// readable by the service alone.
+    pub fn check_public(&self) -> Vec<(TlsFile, String)> {
+        let mut problems = Vec::new();
+        problems.extend(self.authorities().err());
+        match (&self.client_cert, &self.client_key) {
+            (Some(_), None) => problems.push((TlsFile::Key, "a client certificate needs its private key".to_owned())),
+            (None, Some(_)) => problems.push((TlsFile::Cert, "a private key needs its client certificate".to_owned())),
+            (Some(cert), Some(_)) => match read(cert) {
+                Err(e) => problems.push((TlsFile::Cert, e)),
+                Ok(pem) if !has_certificate(&pem) => {
+                    problems.push((TlsFile::Cert, format!("'{}' holds no PEM certificate", cert.display())));
+                }
+                Ok(_) => {}
+            },
+            (None, None) => {}
+        }
+        problems
+    }
+
+    /// Reads and parses every file, the key included: every problem, with
+    /// the file it is about.
+    pub fn check(&self) -> Vec<(TlsFile, String)> {
+        let mut problems = Vec::new();
+        problems.extend(self.authorities().err());
+        problems.extend(self.identity().err());
+        problems
+    }
+
+    /// `builder` trusting the extra authorities and presenting the client
+    /// certificate, if any.
+    pub fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+        let authorities = self.authorities().map_err(|(_, e)| e)?;
+        let builder = if authorities.is_empty() { builder } else { builder.tls_certs_merge(authorities) };
+        Ok(match self.identity().map_err(|(_, e)| e)? {
+            Some(identity) => builder.identity(identity),
+            None => builder,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_malformed_files_are_named() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let missing = dir.path().join("missing.pem");
+        let text = dir.path().join("text.pem");
+        std::fs::write(&text, "not a certificate\n").expect("written");
+        let files = TlsFiles { ca_file: Some(missing.clone()), ..TlsFiles::default() };
+        let problems = files.check();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, TlsFile::Ca);
+        assert!(problems[0].1.starts_with(&format!("cannot read '{}': ", missing.display())), "{problems:?}");
+        let files = TlsFiles { ca_file: Some(text.clone()), client_cert: Some(text.clone()), client_key: None };
+        let problems = files.check();
+        assert_eq!(problems.iter().map(|p| p.0).collect::<Vec<_>>(), [TlsFile::Ca, TlsFile::Key], "{problems:?}");
+        assert!(problems[0].1.contains("holds no PEM certificate"), "{problems:?}");
+        let files = TlsFiles { client_cert: Some(text.clone()), client_key: Some(text), ..TlsFiles::default() };
+        assert_eq!(files.check()[0].1, format!("'{}' holds no PEM certificate", dir.path().join("text.pem").display()));
+        assert!(TlsFiles::default().check().is_empty() && TlsFiles::default().is_empty());
+    }
+}

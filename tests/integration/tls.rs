@@ -1,0 +1,195 @@
+//! HTTPS with a private CA made at test time (rcgen): a CA, a server
+//! certificate for 127.0.0.1 and a client certificate, and a TLS front
+//! that terminates TLS (asking for a client certificate if told to) and
+//! relays to the plain test server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::helpers::*;
+
+/// A CA, a server certificate and a client certificate, the PEM files a
+/// client needs written to a directory.
+pub struct Pki {
+    /// Holds `ca.pem`, `client.pem` and `client.key`.
+    pub dir: tempfile::TempDir,
+    ca: CertificateDer<'static>,
+    server: (CertificateDer<'static>, Vec<u8>),
+}
+
+impl Pki {
+    /// A new CA and its certificates.
+    pub fn new() -> Self {
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "flagsd test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |name: &str, purpose| {
+            let key = KeyPair::generate().expect("a key");
+            let mut params = CertificateParams::new(vec![name.to_owned()]).expect("parameters");
+            params.extended_key_usages = vec![purpose];
+            (params.signed_by(&key, &issuer).expect("a certificate"), key)
+        };
+        let (server, server_key) = leaf("127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth);
+        let (client, client_key) = leaf("flagsd-client", ExtendedKeyUsagePurpose::ClientAuth);
+        let dir = tempfile::tempdir().expect("a directory");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("written");
+        std::fs::write(dir.path().join("client.pem"), client.pem()).expect("written");
+        std::fs::write(dir.path().join("client.key"), client_key.serialize_pem()).expect("written");
+        Self { dir, ca: ca.der().clone(), server: (server.der().clone(), server_key.serialize_der()) }
+    }
+
+    /// A file of this PKI's directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A server configuration with the server certificate, asking for a
+    /// client certificate from this CA if `client_auth`.
+    fn server_config(&self, client_auth: bool, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(self.ca.clone()).expect("the CA");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("a client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server.1.clone()));
+        let mut config = builder.with_single_cert(vec![self.server.0.clone()], key).expect("a server configuration");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+/// A TLS front on a free loopback port, relaying each connection to
+/// `backend` (it lives as long as the test process).
+pub struct TlsFront {
+    addr: SocketAddr,
+}
+
+impl TlsFront {
+    /// Terminates TLS with `pki`'s server certificate (and, if
+    /// `client_auth`, a client certificate of its CA) in front of `backend`.
+    pub fn start(backend: SocketAddr, pki: &Pki, client_auth: bool) -> Self {
+        let config = pki.server_config(client_auth, &[]);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("an address");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                        let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    });
+                }
+            });
+        });
+        Self { addr }
+    }
+
+    /// `https://127.0.0.1:PORT/flags`.
+    pub fn url(&self) -> String {
+        format!("https://{}/flags", self.addr)
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+#[test]
+fn a_private_ca_is_trusted_with_cacert_and_its_absence_explained() {
+    let (server, pki) = (clean_server(), Pki::new());
+    let front = TlsFront::start(server.addr(), &pki, false);
+    let out = tempfile::tempdir().unwrap();
+    let (status, stdout, _) = fetch(out.path(), &["BR", "-v", "-s", &front.url()]);
+    assert_eq!(status, 1, "{stdout}");
+    assert!(
+        stdout.contains(
+            "invalid peer certificate: UnknownIssuer; for a private CA, use --cacert or the server's ca_file"
+        ),
+        "{stdout}"
+    );
+    let (status, stdout, _) =
+        fetch(out.path(), &["BR", "AR", "-s", &front.url(), "--cacert", path(&pki.file("ca.pem"))]);
+    assert_eq!((status, final_counts(&stdout)), (0, (2, 0, 0)), "{stdout}");
+    assert_eq!(assert_only_complete_flags(out.path()), 2);
+}
+
+#[test]
+fn a_bad_cacert_is_a_usage_error_naming_the_file() {
+    let pki = Pki::new();
+    let out = tempfile::tempdir().unwrap();
+    let text = write_file(pki.dir.path(), "text.pem", "not a certificate\n");
+    for (file, message) in [
+        (
+            "/nonexistent/ca.pem".to_owned(),
+            "--cacert: cannot read '/nonexistent/ca.pem': No such file or directory".to_owned(),
+        ),
+        (path(&text).to_owned(), format!("--cacert: '{}' holds no PEM certificate", text.display())),
+    ] {
+        let (status, stdout, stderr) = fetch(out.path(), &["BR", "-s", "https://127.0.0.1:9/flags", "--cacert", &file]);
+        assert_eq!((status, stdout.as_str()), (2, ""), "{stderr}");
+        assert!(stderr.starts_with(&format!("*** Usage error: {message}")), "{stderr}");
+    }
+}
+
+#[test]
+fn a_server_that_asks_for_a_client_certificate_gets_it() {
+    let (server, pki) = (clean_server(), Pki::new());
+    let front = TlsFront::start(server.addr(), &pki, true);
+    let out = tempfile::tempdir().unwrap();
+    let ca = path(&pki.file("ca.pem")).to_owned();
+    let (status, stdout, _) = fetch(out.path(), &["BR", "-v", "-s", &front.url(), "--cacert", &ca]);
+    assert_eq!(status, 1, "refused without a client certificate: {stdout}");
+    let (cert, key) = (pki.file("client.pem"), pki.file("client.key"));
+    let args = ["BR", "-s", &front.url(), "--cacert", &ca, "--cert", path(&cert), "--key", path(&key)];
+    let (status, stdout, _) = fetch(out.path(), &args);
+    assert_eq!((status, final_counts(&stdout)), (0, (1, 0, 0)), "{stdout}");
+    let (status, _, stderr) = fetch(out.path(), &["BR", "-s", &front.url(), "--cert", path(&cert)]);
+    assert_eq!(status, 2, "--cert needs --key: {stderr}");
+}
+
+#[test]
+fn servers_carry_their_tls_files_in_the_configuration() {
+    let (server, pki) = (clean_server(), Pki::new());
+    let front = TlsFront::start(server.addr(), &pki, true);
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |ca: &Path| {
+        format!(
+            "[servers]\ninternal = {{ url = \"{}\", ca_file = \"{}\", client_cert = \"{}\", client_key = \"{}\" }}\n\
+             [[batch]]\nname = \"b\"\ncodes = [\"BR\"]\nserver = \"internal\"\n",
+            front.url(),
+            ca.display(),
+            pki.file("client.pem").display(),
+            pki.file("client.key").display()
+        )
+    };
+    write_file(dir.path(), "flagsd.toml", &entry(&pki.file("ca.pem")));
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert_eq!(assert_only_complete_flags(&dir.path().join("downloaded/b")), 1);
+    write_file(dir.path(), "flagsd.toml", &entry(Path::new("/nonexistent/ca.pem")));
+    let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.starts_with("flagsd.toml: servers.internal.ca_file: cannot read '/nonexistent/ca.pem'"), "{stderr}");
+}
