@@ -202,6 +202,20 @@ pub struct FetchArgs {
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
 
+    /// Send requests through this HTTP(S) proxy ('' for none), over the
+    /// http_proxy, https_proxy and all_proxy environment variables
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+
+    /// Hosts that bypass the proxy, comma-separated: '*', domains, IP
+    /// addresses or CIDR blocks; over the no_proxy environment variable
+    #[arg(long, value_name = "LIST")]
+    pub noproxy: Option<String>,
+
+    /// Speak HTTP/2 without negotiating it (h2c to an http:// server)
+    #[arg(long)]
+    pub http2_prior_knowledge: bool,
+
     /// Configuration file whose [servers] labels apply
     /// [default: $FLAGSD_CONFIG, else /etc/flagsd/flagsd.toml when present]
     #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]

@@ -11,7 +11,7 @@ use super::error::{ConfigError, Problem};
 use super::file::{RawBatch, RawCodes, RawConfig, RawServer};
 use super::server::{Server, Servers, check_base_url};
 use super::validate;
-use crate::http::client::Transport;
+use crate::http::proxy::parse_proxy;
 use crate::http::rate::Rate;
 use crate::http::tls::TlsFile;
 use crate::http::url::redact_credentials;
@@ -93,11 +93,14 @@ pub(super) fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawSer
             Some(Ok(rate)) => Some(rate),
             None => None,
         };
-        let tls = entry.tls();
-        for (file, message) in tls.check_public() {
+        let transport = entry.transport();
+        for (file, message) in transport.tls.check_public() {
             checker.problem(format!("{key}.{}", tls_key(file)), message);
         }
-        servers.insert(label, url, rate, Transport { tls });
+        if let Some(Err(why)) = transport.proxy.proxy.as_deref().map(parse_proxy) {
+            checker.problem(format!("{key}.proxy"), why);
+        }
+        servers.insert(label, url, rate, transport);
     }
     servers
 }

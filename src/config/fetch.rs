@@ -15,6 +15,7 @@ use super::server::Servers;
 use super::validate;
 use crate::engine::retry::RetryPolicy;
 use crate::http::client::Timeouts;
+use crate::http::proxy::parse_proxy;
 use crate::http::tls::TlsFile;
 use crate::model::codes::{self, CountryCode, Selection};
 
@@ -106,6 +107,15 @@ impl FetchConfig {
             };
             return Err(UsageError(format!("{flag}: {message}")));
         }
+        let transport = &mut server.transport;
+        if let Some(proxy) = &args.proxy {
+            parse_proxy(proxy).map_err(|e| UsageError(format!("--proxy: {e}")))?;
+            transport.proxy.proxy = Some(proxy.clone());
+        }
+        if let Some(list) = &args.noproxy {
+            transport.proxy.no_proxy = Some(list.clone());
+        }
+        transport.http2_prior_knowledge |= args.http2_prior_knowledge;
         let timeouts = Timeouts {
             connect: duration("--connect-timeout", &args.connect_timeout)?,
             read: duration("--read-timeout", &args.read_timeout)?,

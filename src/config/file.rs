@@ -19,6 +19,8 @@ use serde::Deserialize;
 use super::defaults;
 use super::error::{ConfigError, Problem};
 use super::problems::{Part, every_problem, from_config_error};
+use crate::http::client::Transport;
+use crate::http::proxy::ProxySettings;
 use crate::http::tls::TlsFiles;
 
 /// The whole file, as written.
@@ -70,6 +72,15 @@ pub enum RawServer {
         /// The client certificate's private key (PEM).
         #[serde(default)]
         client_key: Option<PathBuf>,
+        /// The proxy for this server (`""` for none), over the environment.
+        #[serde(default)]
+        proxy: Option<String>,
+        /// Hosts that bypass the proxy, over the environment's `no_proxy`.
+        #[serde(default)]
+        no_proxy: Option<String>,
+        /// Speak HTTP/2 without negotiating it (h2c for `http://`).
+        #[serde(default)]
+        http2_prior_knowledge: bool,
     },
 }
 
@@ -89,13 +100,19 @@ impl RawServer {
         }
     }
 
-    /// The TLS files, as written.
-    pub fn tls(&self) -> TlsFiles {
+    /// How the server is reached (TLS files, proxy, protocol), as written.
+    pub fn transport(&self) -> Transport {
         match self {
-            Self::Url(_) => TlsFiles::default(),
-            Self::Table { ca_file, client_cert, client_key, .. } => {
-                TlsFiles { ca_file: ca_file.clone(), client_cert: client_cert.clone(), client_key: client_key.clone() }
-            }
+            Self::Url(_) => Transport::default(),
+            Self::Table { ca_file, client_cert, client_key, proxy, no_proxy, http2_prior_knowledge, .. } => Transport {
+                tls: TlsFiles {
+                    ca_file: ca_file.clone(),
+                    client_cert: client_cert.clone(),
+                    client_key: client_key.clone(),
+                },
+                proxy: ProxySettings { proxy: proxy.clone(), no_proxy: no_proxy.clone() },
+                http2_prior_knowledge: *http2_prior_knowledge,
+            },
         }
     }
 }

@@ -320,6 +320,9 @@ mod tests {
             ca_file: None,
             client_cert: None,
             client_key: None,
+            proxy: None,
+            no_proxy: None,
+            http2_prior_knowledge: false,
         };
         r.servers.insert("Mirror".into(), mirror);
         r.batch[1].server = Some("mirror".into());

@@ -14,12 +14,13 @@
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, LOCATION};
 
+use super::proxy::{ProxyFailure, ProxySettings, Routes, Tunnel, ask_tunnel};
 use super::tls::TlsFiles;
-
-use std::time::Duration;
 
 /// Timeouts of the HTTP client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,6 +46,11 @@ const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
 pub struct Transport {
     /// Extra certificate authorities and a client certificate.
     pub tls: TlsFiles,
+    /// The proxy and the hosts that bypass it, if set.
+    pub proxy: ProxySettings,
+    /// Speak HTTP/2 from the first byte, without negotiating it: `h2c` for
+    /// `http://` (curl's `--http2-prior-knowledge`).
+    pub http2_prior_knowledge: bool,
 }
 
 /// What a client is built with.
@@ -52,7 +58,7 @@ pub struct Transport {
 pub struct ClientOptions {
     /// Request timeouts.
     pub timeouts: Timeouts,
-    /// Ignore proxy environment variables (used for the in-process server).
+    /// Go direct whatever the proxy settings (the in-process server).
     pub no_proxy: bool,
     /// TLS files (and more) of the server.
     pub transport: Transport,
@@ -67,9 +73,15 @@ pub enum RequestError {
     /// A TLS file cannot be used.
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    /// A proxy setting of the environment cannot be used.
+    #[error("cannot set up the proxy: {0}")]
+    ProxySetup(String),
     /// The request failed.
     #[error(transparent)]
     Transport(#[from] reqwest::Error),
+    /// The request through a proxy failed.
+    #[error("{}", .0.error)]
+    Proxy(Box<ProxyFailure>),
     /// A redirect that is not followed.
     #[error("{0}")]
     Redirect(String),
@@ -79,6 +91,7 @@ pub enum RequestError {
 #[derive(Debug)]
 pub struct Clients {
     options: ClientOptions,
+    routes: OnceCell<Arc<Routes>>,
     plain: OnceCell<reqwest::Client>,
     tls: OnceCell<reqwest::Client>,
 }
@@ -86,18 +99,40 @@ pub struct Clients {
 impl Clients {
     /// Clients for `options`; nothing is built yet.
     pub fn new(options: ClientOptions) -> Self {
-        Self { options, plain: OnceCell::new(), tls: OnceCell::new() }
+        Self { options, routes: OnceCell::new(), plain: OnceCell::new(), tls: OnceCell::new() }
     }
 
-    fn builder(&self) -> reqwest::ClientBuilder {
+    /// Where requests go: read from the settings and the environment once.
+    fn routes(&self) -> Result<&Arc<Routes>, RequestError> {
+        if let Some(routes) = self.routes.get() {
+            return Ok(routes);
+        }
+        let routes = if self.options.no_proxy {
+            Routes::default()
+        } else {
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            Routes::resolve(&self.options.transport.proxy, env).map_err(RequestError::ProxySetup)?
+        };
+        Ok(self.routes.get_or_init(|| Arc::new(routes)))
+    }
+
+    fn builder(&self) -> Result<reqwest::ClientBuilder, RequestError> {
         let t = self.options.timeouts;
-        let builder = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("flagsd/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(t.connect)
             .read_timeout(t.read)
-            .timeout(t.total);
-        if self.options.no_proxy { builder.no_proxy() } else { builder }
+            .timeout(t.total)
+            .no_proxy();
+        let routes = Arc::clone(self.routes()?);
+        if routes.any() {
+            builder = builder.proxy(reqwest::Proxy::custom(move |url| routes.proxy_for(url).map(|p| p.url.clone())));
+        }
+        if self.options.transport.http2_prior_knowledge {
+            builder = builder.http2_prior_knowledge();
+        }
+        Ok(builder)
     }
 
     /// The client for a URL of `scheme`.
@@ -106,7 +141,7 @@ impl Clients {
         if let Some(client) = cell.get() {
             return Ok(client);
         }
-        let builder = self.builder();
+        let builder = self.builder()?;
         // No root certificates for plain HTTP: nothing to verify.
         let builder = if tls {
             self.options.transport.tls.apply(builder).map_err(RequestError::Tls)?
@@ -130,7 +165,11 @@ impl Clients {
         let mut url = reqwest::Url::parse(url).map_err(|e| RequestError::Redirect(format!("bad URL: {e}")))?;
         let mut redirects = 0;
         loop {
-            let response = self.for_scheme(url.scheme())?.get(url.clone()).headers(headers.clone()).send().await?;
+            let sent = self.for_scheme(url.scheme())?.get(url.clone()).headers(headers.clone()).send().await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(error) => return Err(self.explain(error, &url).await),
+            };
             let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
             let Some(location) = location.filter(|_| REDIRECTS.contains(&response.status().as_u16())) else {
                 return Ok(response);
@@ -145,6 +184,25 @@ impl Clients {
             }
             url = next;
         }
+    }
+}
+
+impl Clients {
+    /// A failed request's error; through a proxy, with what the proxy did.
+    async fn explain(&self, error: reqwest::Error, url: &reqwest::Url) -> RequestError {
+        let Some(proxy) = self.routes.get().and_then(|routes| routes.proxy_for(url)) else {
+            return error.into();
+        };
+        let target = format!("{}:{}", url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0));
+        let tunnel = if error.is_timeout() || !error.is_connect() {
+            Tunnel::Open
+        } else if url.scheme() == "https" {
+            // The tunnel's own error carries no status: ask the proxy again.
+            ask_tunnel(proxy, url, self.options.timeouts.connect + self.options.timeouts.read).await
+        } else {
+            Tunnel::Unreachable
+        };
+        RequestError::Proxy(Box::new(ProxyFailure { proxy: proxy.shown.clone(), target, tunnel, error }))
     }
 }
 

@@ -25,9 +25,9 @@ use reqwest::StatusCode;
 use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use sha2::{Digest as _, Sha256};
 
-use super::client::{Clients, RequestError};
+use super::client::Clients;
 use super::rate::RateLimiter;
-use super::response::{body_error, connection_error, drain, reason_phrase, retry_after};
+use super::response::{body_error, connection_error, drain, reason_phrase, request_error, retry_after};
 use super::url::{flag_url, redact_credentials};
 use crate::engine::retry::retryable_status;
 use crate::engine::{Fetch, OutcomeFuture};
@@ -169,10 +169,7 @@ impl HttpFetcher {
         if let Some(limiter) = &self.limiter {
             limiter.wait().await;
         }
-        self.clients.get(url, headers).await.map_err(|e| match e {
-            RequestError::Transport(e) => connection_error(&e),
-            other => DownloadError::Connection { detail: Some(other.to_string()) },
-        })
+        self.clients.get(url, headers).await.map_err(request_error)
     }
 
     /// Names files by the `country` of the server's `{cc}/metadata.json`.

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod download;
+pub mod proxy;
 pub mod rate;
 pub mod response;
 pub mod tls;

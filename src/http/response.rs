@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::client::RequestError;
 use crate::model::outcome::DownloadError;
 
 /// How much of an unwanted body (404, errors) is read so that the
@@ -49,6 +50,20 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
 /// Classifies a transport failure. Timeouts first: a timed-out connect is
 /// also a connect error, and "timed out" is the more useful detail.
 pub fn connection_error(error: &reqwest::Error) -> DownloadError {
+    DownloadError::Connection { detail: Some(transport_detail(error)) }
+}
+
+/// A failed request in words: through a proxy, the proxy's part is named.
+pub fn request_error(error: RequestError) -> DownloadError {
+    let detail = match error {
+        RequestError::Transport(e) => transport_detail(&e),
+        RequestError::Proxy(failure) => failure.describe(&transport_detail(&failure.error)),
+        other => other.to_string(),
+    };
+    DownloadError::Connection { detail: Some(detail) }
+}
+
+fn transport_detail(error: &reqwest::Error) -> String {
     let detail = if error.is_timeout() {
         "timed out".to_owned()
     } else if let Some(io) = find_source::<std::io::Error>(error) {
@@ -56,12 +71,11 @@ pub fn connection_error(error: &reqwest::Error) -> DownloadError {
     } else {
         innermost_message(error)
     };
-    let detail = if detail.contains("invalid peer certificate") {
+    if detail.contains("invalid peer certificate") {
         format!("{detail}; for a private CA, use --cacert or the server's ca_file")
     } else {
         detail
-    };
-    DownloadError::Connection { detail: Some(detail) }
+    }
 }
 
 /// A failure while reading a body: the response is cut short.

@@ -11,7 +11,17 @@ pub fn redact_credentials(url: &str) -> String {
             let _ = parsed.set_password(None);
             parsed.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        // Not a URL, yet it may carry credentials: mask what lies before
+        // the authority's last '@'.
+        Err(_) => {
+            let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => url.to_owned(),
+            }
+        }
     }
 }
 
@@ -33,6 +43,7 @@ mod tests {
         assert_eq!(redact_credentials("https://user@host/flags"), "https://***@host/flags");
         assert_eq!(redact_credentials("http://host/flags"), "http://host/flags");
         assert_eq!(redact_credentials("not a url"), "not a url");
+        assert_eq!(redact_credentials("http://u:pw@bad host:1/a@b"), "http://***@bad host:1/a@b");
         let br = CountryCode::new(b'B', b'R').expect("a code");
         assert_eq!(flag_url("http://h/flags/", br), "http://h/flags/br/br.gif");
         assert_eq!(flag_url("http://h/flags", br), "http://h/flags/br/br.gif");

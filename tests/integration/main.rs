@@ -14,6 +14,7 @@ mod fleet;
 mod hostile;
 mod interrupt;
 mod naming;
+mod proxy;
 mod results;
 mod selection;
 mod state;
