@@ -64,6 +64,9 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     } else {
         emit(&final_report(&summary.counts, finished.elapsed));
     }
+    if verbose {
+        eprintln!("{}.", finished.prepared.opened().describe());
+    }
     if summary.interrupted {
         eprintln!("*** Interrupted: {} codes did not finish.", summary.unfinished);
     }

@@ -142,6 +142,7 @@ async fn report(fleet: &Fleet, batch: &BatchConfig, id: i64, submitted_at: Syste
         server: &job.server.label,
         url: &url,
         connections: job.pool_size,
+        opened: None,
         codes: &job.codes,
         url_of: &|code| flag_url(&url, code),
         started,

@@ -84,6 +84,9 @@ async fn run_batch(
         Ok(finished) => finished,
         Err(e) => return failed(report, e, end.run_id, end.started_at),
     };
+    if batch.verbose {
+        report.push_str(&format!("{}.\n", finished.prepared.opened().describe()));
+    }
     report.push_str(&final_report(&finished.summary.counts, finished.elapsed));
     let timing = (end.started_at, finished.elapsed);
     let result = finished.prepared.result(job, &finished.summary, timing, finished.status, end.run_id);

@@ -206,10 +206,12 @@ impl Shared {
             Ok(finished) => {
                 let (c, summary) = (finished.summary.counts, &finished.summary);
                 let elapsed = finished.elapsed.as_secs_f64();
+                let opened = finished.prepared.opened();
                 tracing::info!(
                     batch = %batch.name, run = id, downloaded = c.downloaded, unchanged = c.unchanged,
                     not_found = c.not_found, errors = c.errors, abandoned = summary.unfinished,
-                    elapsed_s = elapsed, exit_status = finished.status.code(), "run finished"
+                    elapsed_s = elapsed, exit_status = finished.status.code(),
+                    connections_http1 = opened.http1, connections_http2 = opened.http2, "run finished"
                 );
                 let text = format!(
                     "last run: {}: {} downloaded, {} unchanged, {} not found, {} errors in {elapsed:.2}s",

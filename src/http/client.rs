@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, LOCATION};
 
+use super::connections::{Counters, CountingLayer, Opened};
 use super::proxy::{ProxyFailure, ProxySettings, Routes, Tunnel, ask_tunnel};
 use super::tls::TlsFiles;
 
@@ -92,6 +93,7 @@ pub enum RequestError {
 pub struct Clients {
     options: ClientOptions,
     routes: OnceCell<Arc<Routes>>,
+    opened: Arc<Counters>,
     plain: OnceCell<reqwest::Client>,
     tls: OnceCell<reqwest::Client>,
 }
@@ -99,7 +101,8 @@ pub struct Clients {
 impl Clients {
     /// Clients for `options`; nothing is built yet.
     pub fn new(options: ClientOptions) -> Self {
-        Self { options, routes: OnceCell::new(), plain: OnceCell::new(), tls: OnceCell::new() }
+        let opened = Arc::default();
+        Self { options, routes: OnceCell::new(), opened, plain: OnceCell::new(), tls: OnceCell::new() }
     }
 
     /// Where requests go: read from the settings and the environment once.
@@ -129,10 +132,16 @@ impl Clients {
         if routes.any() {
             builder = builder.proxy(reqwest::Proxy::custom(move |url| routes.proxy_for(url).map(|p| p.url.clone())));
         }
-        if self.options.transport.http2_prior_knowledge {
+        let http2_only = self.options.transport.http2_prior_knowledge;
+        if http2_only {
             builder = builder.http2_prior_knowledge();
         }
-        Ok(builder)
+        Ok(builder.connector_layer(CountingLayer::new(Arc::clone(&self.opened), http2_only)))
+    }
+
+    /// The connections these clients opened so far.
+    pub fn opened(&self) -> Opened {
+        self.opened.opened()
     }
 
     /// The client for a URL of `scheme`.

@@ -3,6 +3,7 @@
 //! and per-server rate limits.
 
 pub mod client;
+pub mod connections;
 pub mod download;
 pub mod proxy;
 pub mod rate;

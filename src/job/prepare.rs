@@ -13,7 +13,8 @@ use super::error::FatalError;
 use crate::config::file::Naming;
 use crate::config::{JobConfig, ServerTarget};
 use crate::engine::{Fetch, OutcomeSink, PoolOptions, Run, RunSummary, WorkSource};
-use crate::http::client::{ClientCache, ClientOptions};
+use crate::http::client::{ClientCache, ClientOptions, Clients};
+use crate::http::connections::Opened;
 use crate::http::download::{HttpFetcher, SharedKnownFiles};
 use crate::http::rate::RateLimiters;
 use crate::http::url::redact_credentials;
@@ -45,6 +46,9 @@ pub struct PreparedJob {
     /// Workers in the pool: the job's pool size, lowered if the open-files
     /// limit cannot hold it.
     pub pool_size: usize,
+    clients: Rc<Clients>,
+    /// What the (shared) clients had opened when the job was prepared.
+    opened_before: Opened,
     fetcher: Rc<dyn Fetch>,
     options: PoolOptions,
     /// The in-process server of `DEMO`, kept alive as long as the job.
@@ -73,8 +77,10 @@ impl PreparedJob {
         let clients =
             context.clients.get(ClientOptions { timeouts: job.timeouts, no_proxy: demo.is_some(), transport });
         clients.prepare_for(&base_url)?;
+        let opened_before = clients.opened();
         let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
-        let mut fetcher = HttpFetcher::new(clients, &base_url, output).max_size(job.max_size).rate_limited(limiter);
+        let mut fetcher =
+            HttpFetcher::new(Rc::clone(&clients), &base_url, output).max_size(job.max_size).rate_limited(limiter);
         if demo.is_some() {
             fetcher = fetcher.recorded_as(&job.server.label);
         }
@@ -89,12 +95,19 @@ impl PreparedJob {
         let requests = if job.naming == Naming::Country { 2 } else { 1 };
         let deadline = job.timeouts.total * requests + DEADLINE_GRACE;
         let options = PoolOptions { pool_size, deadline, retry: job.retry, keep_outcomes: true };
-        Ok(Self { display_url: redact_credentials(&base_url), pool_size, fetcher, options, _demo: demo })
+        let display_url = redact_credentials(&base_url);
+        Ok(Self { display_url, pool_size, clients, opened_before, fetcher, options, _demo: demo })
     }
 
     /// The URL of `code` as reports show it (credentials masked).
     pub fn display_url_of(&self, code: CountryCode) -> String {
         self.fetcher.display_url(code)
+    }
+
+    /// The connections opened since the job was prepared. Jobs that share
+    /// clients (batches of one server at the same time) share the count.
+    pub fn opened(&self) -> Opened {
+        self.clients.opened().since(self.opened_before)
     }
 
     /// The `--json` description of a run of `job` by this preparation, which
@@ -111,6 +124,7 @@ impl PreparedJob {
             server: &job.server.label,
             url: &self.display_url,
             connections: self.pool_size,
+            opened: Some(self.opened()),
             codes: &job.codes,
             url_of: &|code| self.display_url_of(code),
             started,

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::RunSummary;
+use crate::http::connections::Opened;
 use crate::model::codes::CountryCode;
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
@@ -107,6 +108,9 @@ pub struct JobResult {
     pub url: String,
     /// Workers in the pool.
     pub connections: usize,
+    /// The connections actually opened, by protocol; `null` when unknown
+    /// (a fleet's nodes open their own, or the job did not start).
+    pub connections_opened: Option<Opened>,
     /// Start, RFC 3339 UTC.
     pub started_at: String,
     /// Wall-clock seconds.
@@ -133,6 +137,7 @@ impl JobResult {
             server: server.to_owned(),
             url: url.to_owned(),
             connections: 0,
+            connections_opened: None,
             started_at: time::rfc3339(started),
             elapsed_seconds: 0.0,
             interrupted: false,
@@ -153,6 +158,8 @@ pub struct JobFacts<'a> {
     pub url: &'a str,
     /// Workers in the pool.
     pub connections: usize,
+    /// The connections opened, if known.
+    pub opened: Option<Opened>,
     /// Every code asked for.
     pub codes: &'a [CountryCode],
     /// The URL of a code, for codes that did not finish.
@@ -193,6 +200,7 @@ pub fn job_result_of(
         server: facts.server.to_owned(),
         url: facts.url.to_owned(),
         connections: facts.connections,
+        connections_opened: facts.opened,
         started_at: time::rfc3339(facts.started),
         elapsed_seconds: facts.elapsed.as_secs_f64(),
         interrupted,

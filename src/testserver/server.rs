@@ -230,7 +230,8 @@ fn build(
         })
         .workers(workers)
         .backlog(4096)
-        .bind(bind)
+        // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) on the same port.
+        .bind_auto_h2c(bind)
         .map_err(|source| ServerError::Bind { what: WHAT, addr: bind, source })?;
     let addr = server.addrs().first().copied().unwrap_or(bind);
     Ok((server.disable_signals().run(), addr))

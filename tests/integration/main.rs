@@ -12,6 +12,7 @@ mod faults;
 mod fetch;
 mod fleet;
 mod hostile;
+mod http2;
 mod interrupt;
 mod naming;
 mod proxy;

@@ -84,7 +84,13 @@ impl TlsFront {
     /// Terminates TLS with `pki`'s server certificate (and, if
     /// `client_auth`, a client certificate of its CA) in front of `backend`.
     pub fn start(backend: SocketAddr, pki: &Pki, client_auth: bool) -> Self {
-        let config = pki.server_config(client_auth, &[]);
+        Self::start_offering(backend, pki, client_auth, &[])
+    }
+
+    /// As [`start`](Self::start), offering the ALPN protocols `alpn`
+    /// (`h2` lets clients speak HTTP/2; the backend must understand it).
+    pub fn start_offering(backend: SocketAddr, pki: &Pki, client_auth: bool, alpn: &[&[u8]]) -> Self {
+        let config = pki.server_config(client_auth, alpn);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("an address");

@@ -1,0 +1,100 @@
+//! HTTP/2: over TLS when the server offers `h2` (ALPN), in plain text with
+//! `--http2-prior-knowledge` or a server's `http2_prior_knowledge` key
+//! (h2c, which the test server speaks on its HTTP/1.1 port), and the
+//! connections actually opened, in `--json` and the verbose output.
+
+use crate::helpers::*;
+use crate::tls::{Pki, TlsFront};
+
+/// `connections_opened` of a `fetch --json` document, as (http1, http2).
+fn opened(json: &str) -> (u64, u64) {
+    let document: serde_json::Value = serde_json::from_str(json).expect("a JSON document");
+    let opened = &document["connections_opened"];
+    let count = |key: &str| opened[key].as_u64().unwrap_or_else(|| panic!("connections_opened.{key} in {json}"));
+    (count("http1"), count("http2"))
+}
+
+const TEN: [&str; 10] = ["AR", "BR", "CN", "DE", "EG", "FR", "IN", "JP", "NG", "US"];
+
+fn fetch_ten(extra: &[&str]) -> (i32, String, String) {
+    let out = tempfile::tempdir().unwrap();
+    let mut args: Vec<&str> = TEN.to_vec();
+    args.extend(["-m", "10"]);
+    args.extend(extra);
+    let answer = fetch(out.path(), &args);
+    if answer.0 == 0 && !extra.contains(&"--json") {
+        assert_eq!(assert_only_complete_flags(out.path()), TEN.len());
+    }
+    answer
+}
+
+#[test]
+fn http1_opens_connections_up_to_the_pool_and_says_so() {
+    let server = clean_server();
+    let (status, stdout, stderr) = fetch_ten(&["-s", &server.url(), "--json"]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    let (http1, http2) = opened(&stdout);
+    assert!((1..=10).contains(&http1) && http2 == 0, "{stdout}");
+}
+
+#[test]
+fn h2c_with_prior_knowledge_carries_the_whole_pool_on_one_connection() {
+    let server = clean_server();
+    let (status, stdout, stderr) = fetch_ten(&["-s", &server.url(), "--http2-prior-knowledge", "--json"]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert_eq!(opened(&stdout), (0, 1), "{stdout}");
+    let (status, stdout, stderr) = fetch_ten(&["-s", &server.url(), "--http2-prior-knowledge", "-v"]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("10 concurrent connections will be used."), "flags2's line is kept: {stdout}");
+    assert!(stderr.contains("1 connection opened (HTTP/2)."), "{stderr}");
+}
+
+#[test]
+fn https_speaks_http2_when_the_server_offers_it() {
+    let (server, pki) = (clean_server(), Pki::new());
+    let ca = pki.file("ca.pem").to_str().expect("a UTF-8 path").to_owned();
+    let h2 = TlsFront::start_offering(server.addr(), &pki, false, &[b"h2", b"http/1.1"]);
+    let (status, stdout, stderr) = fetch_ten(&["-s", &h2.url(), "--cacert", &ca, "--json"]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    let (http1, http2) = opened(&stdout);
+    assert!(http1 == 0 && (1..=10).contains(&http2), "{stdout}");
+    let (status, stdout, stderr) = fetch_ten(&["-s", &h2.url(), "--cacert", &ca]);
+    assert_eq!((status, final_counts(&stdout)), (0, (10, 0, 0)), "{stdout}{stderr}");
+
+    let h1 = TlsFront::start_offering(server.addr(), &pki, false, &[b"http/1.1"]);
+    let (status, stdout, stderr) = fetch_ten(&["-s", &h1.url(), "--cacert", &ca, "--json"]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    let (http1, http2) = opened(&stdout);
+    assert!((1..=10).contains(&http1) && http2 == 0, "{stdout}");
+}
+
+#[test]
+fn a_server_key_asks_for_prior_knowledge_in_run() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[servers]\nh2c = {{ url = \"{}\", http2_prior_knowledge = true }}\n\
+         [[batch]]\nname = \"b\"\ncodes = [\"BR\", \"AR\", \"CN\"]\nserver = \"h2c\"\nverbose = true\n",
+        server.url()
+    );
+    write_file(dir.path(), "flagsd.toml", &config);
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 connection opened (HTTP/2).\n"), "{stdout}");
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml", "--json"], &[]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    let document: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON document");
+    assert_eq!(document["batches"][0]["connections_opened"], serde_json::json!({"http1": 0, "http2": 1}), "{stdout}");
+}
+
+#[test]
+fn the_test_server_answers_curl_over_h2c() {
+    let Some(curl) = tool("curl") else { return };
+    let server = clean_server();
+    let out = std::process::Command::new(curl)
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "--http2-prior-knowledge"])
+        .arg(format!("{}/br/br.gif", server.url()))
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+}
