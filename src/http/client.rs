@@ -127,6 +127,13 @@ impl Clients {
             .connect_timeout(t.connect)
             .read_timeout(t.read)
             .timeout(t.total)
+            // Every request is bounded by the read and total timeouts, which
+            // find a dead peer; TCP keepalive and TCP_USER_TIMEOUT would cost
+            // five setsockopt calls per connection for nothing more.
+            .tcp_keepalive(None)
+            .tcp_keepalive_interval(None)
+            .tcp_keepalive_retries(None)
+            .tcp_user_timeout(None)
             .no_proxy();
         let routes = Arc::clone(self.routes()?);
         if routes.any() {

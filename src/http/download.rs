@@ -42,6 +42,10 @@ use crate::sys::files::read_exact_regular;
 /// What earlier runs saved, shared with whoever keeps it up to date.
 pub type SharedKnownFiles = Rc<RefCell<KnownFiles>>;
 
+/// Most body bytes held before a write: a flag (12 KiB on average, 36 KiB
+/// at most in the data set) is written with one call.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// Longest `ETag` or `Last-Modified` kept: a longer one is dropped, as if the
 /// server had sent none, so that a server cannot grow the state database
 /// (and every later request) at will.
@@ -224,7 +228,10 @@ impl HttpFetcher {
             value.filter(|v| v.len() <= MAX_VALIDATOR).map(str::to_owned)
         };
         let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
-        let mut file = self.output.temp_file(code).map_err(|e| io_error(&target, e))?;
+        let file = self.output.temp_file(code).map_err(|e| io_error(&target, e))?;
+        // A body of a known size up to WRITE_BUFFER is written in one call.
+        let buffer = response.content_length().map_or(WRITE_BUFFER, |n| n.clamp(1, WRITE_BUFFER as u64) as usize);
+        let mut file = std::io::BufWriter::with_capacity(buffer, file);
         let mut hasher = self.known.is_some().then(Sha256::new);
         let mut bytes = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(|e| body_error(&e))? {
@@ -237,6 +244,7 @@ impl HttpFetcher {
                 hasher.update(&chunk);
             }
         }
+        let file = file.into_inner().map_err(|e| io_error(&target, e.into_error()))?;
         if let Some(names) = &self.country_names {
             let country = self.country_name(code).await?;
             target = self.output.path().join(names.borrow_mut().claim(code, &country));
@@ -324,6 +332,10 @@ impl Fetch for HttpFetcher {
     fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture {
         let me = self.clone();
         Box::pin(async move {
+            // The connection this worker's last response used goes back to
+            // the pool from a task of its own: let it run first, or hyper
+            // opens a new connection while that one is on its way back.
+            tokio::task::yield_now().await;
             match me.download(code, &url).await {
                 Ok(outcome) => outcome,
                 Err(error) => Outcome::Failed(error),

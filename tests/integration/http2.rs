@@ -1,7 +1,8 @@
 //! HTTP/2: over TLS when the server offers `h2` (ALPN), in plain text with
 //! `--http2-prior-knowledge` or a server's `http2_prior_knowledge` key
 //! (h2c, which the test server speaks on its HTTP/1.1 port), and the
-//! connections actually opened, in `--json` and the verbose output.
+//! connections actually opened, in `--json` and the verbose output: never
+//! more than the pool.
 
 use crate::helpers::*;
 use crate::tls::{Pki, TlsFront};
@@ -35,6 +36,18 @@ fn http1_opens_connections_up_to_the_pool_and_says_so() {
     assert_eq!(status, 0, "{stdout}{stderr}");
     let (http1, http2) = opened(&stdout);
     assert!((1..=10).contains(&http1) && http2 == 0, "{stdout}");
+}
+
+#[test]
+fn a_pool_opens_no_more_connections_than_it_has_workers() {
+    // Before workers let a freed connection return to the pool first, a
+    // pool of 100 opened 110-160 connections for these 676 requests.
+    let server = clean_server();
+    let out = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = fetch(out.path(), &["-e", "-m", "100", "-s", &server.url(), "--json"]);
+    assert_eq!(status, 0, "{stderr}");
+    let (http1, http2) = opened(&stdout);
+    assert!(http1 <= 100 && http2 == 0, "{http1} connections for a pool of 100");
 }
 
 #[test]
