@@ -6,6 +6,10 @@
 #   bench/compare.sh            # every scenario (about 10 minutes)
 #   bench/compare.sh 1 6        # only scenarios 1 and 6
 #   RUNS=20 bench/compare.sh 1  # more runs
+#   ONE_CORE=0 bench/compare.sh # without the runs pinned to one core
+#
+# Each table gives every tool's mean, its CPU time (user + system) per URL,
+# and its mean again with the tool pinned to one core (taskset).
 #
 # Scenarios:
 #   1  fast local server, 100 connections (flagsd's test server, and nginx)
@@ -105,7 +109,9 @@ check_saved() {
     done
 }
 
-# compare NAME BASE CONNECTIONS CODES [RUNS]: hyperfine over the four tools.
+# compare NAME BASE CONNECTIONS CODES [RUNS]: hyperfine over the four tools
+# on every core, then (with ONE_CORE=1, the default) again with each tool
+# pinned to one core by taskset.
 compare() {
     local name=$1 base=$2 conns=$3 n=$4 r=${5:-$runs}
     commands "$base" "$conns" "$n" "$work/out"
@@ -113,21 +119,39 @@ compare() {
         --prepare "rm -rf $work/out" \
         --export-json "$results/$name.json" \
         -n flagsd "$cmd_flagsd" -n wget2 "$cmd_wget2" -n curl "$cmd_curl" -n aria2c "$cmd_aria2c" >/dev/null
-    summarise "$name" "$conns connections, $n URLs, $base"
+    rm -f "$results/$name-1core.json"
+    if [ "${ONE_CORE:-1}" = 1 ]; then
+        local pin="taskset -c $(( $(nproc) - 1 ))"
+        hyperfine -N --runs "$r" --warmup 2 -i --style none \
+            --prepare "rm -rf $work/out" \
+            --export-json "$results/$name-1core.json" \
+            -n flagsd "$pin $cmd_flagsd" -n wget2 "$pin $cmd_wget2" -n curl "$pin $cmd_curl" \
+            -n aria2c "$pin $cmd_aria2c" >/dev/null
+    fi
+    summarise "$name" "$conns connections, $n URLs, $base" "$n"
 }
 
-# summarise NAME TITLE: a markdown table of mean and min, and each tool's
-# mean as a ratio to flagsd's.
+# summarise NAME TITLE CODES: a markdown table of each tool's mean and min,
+# its mean as a ratio to flagsd's, its CPU time (user + system) per URL,
+# and its mean when pinned to one core, if that was measured.
 summarise() {
-    python3 - "$results/$1.json" "$2" >"$results/$1.md" <<'PY'
-import json, sys
+    python3 - "$results/$1.json" "$2" "$3" "$results/$1-1core.json" >"$results/$1.md" <<'PY'
+import json, os, sys
 data = json.load(open(sys.argv[1]))["results"]
+urls = int(sys.argv[3])
+one = {}
+if os.path.exists(sys.argv[4]):
+    one = {r["command"]: r for r in json.load(open(sys.argv[4]))["results"]}
 base = next(r["mean"] for r in data if r["command"] == "flagsd")
-print(f"### {sys.argv[1].rsplit('/', 1)[-1][:-5]}: {sys.argv[2]}\n")
-print("| tool | mean | min | ratio to flagsd |")
-print("|---|---|---|---|")
+print(f"### {sys.argv[1].rsplit('/', 1)[-1][:-5]}: {sys.argv[2]}, {os.cpu_count()} cores\n")
+print("| tool | mean | min | ratio to flagsd | CPU per URL (user+sys) | one core: mean | one core / all |")
+print("|---|---|---|---|---|---|---|")
 for r in data:
-    print(f"| {r['command']} | {r['mean'] * 1000:.1f} ms | {r['min'] * 1000:.1f} ms | {r['mean'] / base:.2f}x |")
+    cpu = (r["user"] + r["system"]) / urls * 1e6
+    pinned = one.get(r["command"])
+    single = f"{pinned['mean'] * 1000:.1f} ms | {pinned['mean'] / r['mean']:.2f}x" if pinned else "- | -"
+    print(f"| {r['command']} | {r['mean'] * 1000:.1f} ms | {r['min'] * 1000:.1f} ms | {r['mean'] / base:.2f}x "
+          f"| {cpu:.1f} µs | {single} |")
 PY
     cat "$results/$1.md"
     echo
@@ -174,7 +198,7 @@ if wants 4; then
     echo -e "tool\tpool\tcodes\tmean_s\tmin_s" >"$scaling"
     for n in 26 194 676; do
         for pool in 1 10 100 1000; do
-            compare "4-scaling-$pool-$n" "$fast_url" "$pool" "$n" 5 >/dev/null
+            ONE_CORE=0 compare "4-scaling-$pool-$n" "$fast_url" "$pool" "$n" 5 >/dev/null
             python3 - "$results/4-scaling-$pool-$n.json" "$pool" "$n" >>"$scaling" <<'PY'
 import json, sys
 for r in json.load(open(sys.argv[1]))["results"]:
