@@ -17,18 +17,11 @@ cd "$(dirname "$0")/.."
 runs=${RUNS:-20}
 command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null; }
 
-work=$(mktemp -d /dev/shm/flagsd-ab.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-    stop_servers
-    rm -rf "$work"
-}
-trap cleanup EXIT
 flagsd=$new
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+scratch_dir /dev/shm ab
 if [ -x "$nginx_bin" ]; then start_nginx; base=$nginx_url; else start_testserver fast --workers 2; base=$fast_url; fi
 
 echo "== fetch -e -m 100 from $base ($runs runs)"

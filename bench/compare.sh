@@ -50,19 +50,10 @@ cargo build --release --quiet
 flagsd=$PWD/target/release/flagsd
 results=$PWD/bench/results
 mkdir -p "$results"
-work=$(mktemp -d /dev/shm/flagsd-bench.XXXXXX)
-# nginx workers run as an unprivileged user: they must be able to read it.
-chmod 755 "$work"
-pids=()
-cleanup() {
-    stop_servers
-    rm -rf "$work" /tmp/flagsd-bench-disk
-}
-trap cleanup EXIT
-
 # --- servers ----------------------------------------------------------------
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+scratch_dir /dev/shm bench /tmp/flagsd-bench-disk
 
 # --- the tools' command lines -----------------------------------------------
 every_codes() { flagsd_codes=$(python3 -c 'import string as s; print(" ".join(a+b for a in s.ascii_lowercase for b in s.ascii_lowercase))'); }

@@ -31,17 +31,9 @@ flagsd=$(realpath "$FLAGSD")
 results=$PWD/bench/results
 mkdir -p "$results"
 
-work=$(mktemp -d /dev/shm/flagsd-http2.XXXXXX)
-# nginx workers run as an unprivileged user: they must be able to read it.
-chmod 755 "$work"
-pids=()
-cleanup() {
-    stop_servers
-    rm -rf "$work"
-}
-trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+scratch_dir /dev/shm http2
 
 # --- a CA and a server certificate for 127.0.0.1, valid for a day -------------
 tls=$work/tls
@@ -57,7 +49,6 @@ openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -
 cacert=$tls/ca.pem
 
 # --- one nginx, two ports: h1 (HTTP/1.1 only) and h2 (h2 offered by ALPN) -----
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 h1_port=$(free_port)
 h2_port=$(free_port)
 nginx_version=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')
@@ -69,29 +60,11 @@ else
     h1_listen="listen 127.0.0.1:$h1_port ssl;"
     h2_listen="listen 127.0.0.1:$h2_port ssl http2;"
 fi
-mkdir -p "$work/www" "$work/nginx"
-cp -r assets/flags "$work/www/"
-cat >"$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx/error.log error;
-events { worker_connections 4096; }
-http {
-    log_format conn '\$connection \$server_protocol \$status';
-    keepalive_requests 100000;
+nginx_serve "    log_format conn '\$connection \$server_protocol \$status';
     ssl_certificate $tls/server.pem;
     ssl_certificate_key $tls/server.key;
-    root $work/www;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
     server { $h1_listen access_log $work/nginx/h1.log conn; }
-    server { $h2_listen access_log $work/nginx/h2.log conn; }
-}
-CONF
-"$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log"
+    server { $h2_listen access_log $work/nginx/h2.log conn; }"
 base_h1=https://127.0.0.1:$h1_port/flags
 base_h2=https://127.0.0.1:$h2_port/flags
 

@@ -2,6 +2,19 @@
 # binary), $work (a scratch directory) and the array pids (killed on exit);
 # start_nginx also $nginx_bin.
 
+# scratch_dir PARENT NAME [PATH...]: makes the scratch directory $work under
+# PARENT (readable by nginx's unprivileged workers) and, on exit, stops every
+# server started here and removes $work and the PATHs.
+scratch_dir() {
+    local parent=$1 name=$2
+    shift 2
+    work=$(mktemp -d "$parent/flagsd-$name.XXXXXX")
+    chmod 755 "$work"
+    pids=()
+    scratch_extra=("$@")
+    trap 'stop_servers; rm -rf "$work" "${scratch_extra[@]}"' EXIT
+}
+
 # stop_servers: stops every server started here (for the scripts' exit traps).
 stop_servers() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -25,28 +38,37 @@ start_testserver() {
     printf -v "${name}_url" '%s' "$url"
 }
 
-# start_nginx: serves assets/flags with nginx on a free loopback port; sets nginx_url.
-start_nginx() {
+# free_port: a free loopback TCP port.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# nginx_serve HTTP: starts nginx (one worker, files in $work) with assets/flags
+# under $work/www and HTTP (directives, server blocks) in its http block.
+nginx_serve() {
     mkdir -p "$work/www" "$work/nginx"
     cp -r assets/flags "$work/www/"
-    local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    local t temp_paths=
+    for t in client_body proxy fastcgi uwsgi scgi; do temp_paths+="    ${t}_temp_path $work/nginx;"$'\n'; done
     cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes 1;
 pid $work/nginx.pid;
 error_log $work/nginx/error.log error;
 events { worker_connections 4096; }
 http {
-    access_log off;
     keepalive_requests 100000;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
-    server { listen 127.0.0.1:$port; root $work/www; }
+    root $work/www;
+$temp_paths$1
 }
 CONF
     "$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log"
+}
+
+# start_nginx: serves assets/flags with nginx on a free loopback port; sets nginx_url.
+start_nginx() {
+    local port
+    port=$(free_port)
+    nginx_serve "    access_log off;
+    server { listen 127.0.0.1:$port; }"
     nginx_url="http://127.0.0.1:$port/flags"
 }

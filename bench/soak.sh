@@ -14,15 +14,9 @@ cd "$(dirname "$0")/.."
 batches=${BATCHES:-40}
 cargo build --release --quiet
 flagsd=$PWD/target/release/flagsd
-work=$(mktemp -d "${TMPDIR:-/tmp}/flagsd-soak.XXXXXX")
-pids=()
-cleanup() {
-    stop_servers
-    rm -rf "$work"
-}
-trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+scratch_dir "${TMPDIR:-/tmp}" soak
 
 start_testserver soak --workers 2 --seed 7 \
     --error-rate 0.05 --status-rate 0.02 --status 500 --unavailable-rate 0.05 --retry-after 0 \
