@@ -216,6 +216,10 @@ pub struct FetchArgs {
     #[arg(long)]
     pub http2_prior_knowledge: bool,
 
+    /// Most threads the workers run on [default: one per core]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<String>,
+
     /// Configuration file whose [servers] labels apply
     /// [default: $FLAGSD_CONFIG, else /etc/flagsd/flagsd.toml when present]
     #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]

@@ -15,6 +15,14 @@ use crate::http::client::Timeouts;
 /// Concurrent requests of a `fetch` or a batch.
 pub const MAX_REQ: usize = 30;
 
+/// Most worker threads a process may be given (`--threads`, `threads`).
+pub const MAX_THREADS: usize = 256;
+
+/// Worker threads by default: one per available core.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(MAX_THREADS)
+}
+
 /// Where files go (`fetch -o`); the base directory of batches.
 pub const OUTPUT: &str = "downloaded";
 

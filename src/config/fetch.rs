@@ -12,7 +12,7 @@ use super::error::UsageError;
 use super::file::Naming;
 use super::job::{JobConfig, pool_size};
 use super::server::Servers;
-use super::validate;
+use super::{defaults, validate};
 use crate::engine::retry::RetryPolicy;
 use crate::http::client::Timeouts;
 use crate::http::proxy::parse_proxy;
@@ -24,6 +24,8 @@ use crate::model::codes::{self, CountryCode, Selection};
 pub struct FetchConfig {
     /// What to download.
     pub job: JobConfig,
+    /// Most threads the workers run on.
+    pub threads: usize,
     /// One line per code instead of a progress bar.
     pub verbose: bool,
     /// Print the JSON document instead of the report.
@@ -152,8 +154,15 @@ impl FetchConfig {
             max_size,
             naming: Naming::Code,
         };
+        let threads = match &args.threads {
+            None => defaults::threads(),
+            Some(text) => text.trim().parse::<i64>().ok().and_then(|n| validate::threads(n, defaults::MAX_THREADS).ok()).ok_or_else(|| {
+                UsageError(format!("--threads N must be from 1 to {} (got '{text}')", defaults::MAX_THREADS))
+            })?,
+        };
         Ok(Self {
             job,
+            threads,
             verbose: args.verbose,
             json: args.json,
             failed: args.failed.clone(),

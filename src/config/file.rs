@@ -160,6 +160,9 @@ pub struct RawDefaults {
     pub retry_after_cap: Duration,
     /// Largest body saved.
     pub max_size: RawSize,
+    /// Worker threads of the process, shared by every batch (default: one
+    /// per core).
+    pub threads: Option<i64>,
 }
 
 impl Default for RawDefaults {
@@ -178,6 +181,7 @@ impl Default for RawDefaults {
             retry_cap: retry.cap,
             retry_after_cap: retry.retry_after_cap,
             max_size: RawSize::Bytes(defaults::MAX_SIZE),
+            threads: None,
         }
     }
 }

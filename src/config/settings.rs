@@ -45,6 +45,8 @@ pub struct Settings {
     pub admin: Option<AdminSettings>,
     /// The fleet this process joins, when `[fleet]` is set.
     pub fleet: Option<FleetSettings>,
+    /// Most threads the batches' workers run on.
+    pub threads: usize,
 }
 
 /// The admin endpoint's settings, checked.
@@ -105,6 +107,12 @@ impl Settings {
         let servers = check_servers(&mut checker, &raw.servers);
         let d = &raw.defaults;
         let default_max_req = checker.at_least_one("defaults.max_req".into(), d.max_req);
+        let threads = d.threads.map_or_else(defaults::threads, |n| {
+            validate::threads(n, defaults::MAX_THREADS).unwrap_or_else(|message| {
+                checker.problem("defaults.threads".into(), message);
+                1
+            })
+        });
         checker.positive_duration("defaults.connect_timeout", d.connect_timeout);
         checker.positive_duration("defaults.read_timeout", d.read_timeout);
         checker.positive_duration("defaults.timeout", d.timeout);
@@ -190,6 +198,7 @@ impl Settings {
                 state_dir: raw.state.dir.clone(),
                 admin,
                 fleet,
+                threads,
             })
         } else {
             Err(ConfigError { problems: checker.problems })

@@ -35,6 +35,14 @@ pub fn at_least_one(value: i64) -> Result<usize, &'static str> {
     if value < 1 { Err("must be >= 1") } else { Ok(usize::try_from(value).unwrap_or(usize::MAX)) }
 }
 
+/// A number of worker threads: from 1 to `max`.
+pub fn threads(value: i64, max: usize) -> Result<usize, String> {
+    match usize::try_from(value) {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be from 1 to {max} (got {value})")),
+    }
+}
+
 /// A count flag's text (`--limit`, `--max-req`) as a count of at least
 /// one; `message` is what to say when it is not (flags2's wording).
 pub fn count_flag(text: &str, message: &str) -> Result<usize, String> {

@@ -97,15 +97,16 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state over `state`; in-flight runs are abandoned when
-    /// `abandon` turns true.
-    pub fn new(state: SharedState, abandon: watch::Receiver<bool>) -> Self {
+    /// `abandon` turns true. The workers run on at most `threads` threads
+    /// (set at start: a reload does not change it).
+    pub fn new(state: SharedState, abandon: watch::Receiver<bool>, threads: usize) -> Self {
         Self {
             running: RefCell::default(),
             deferred: RefCell::default(),
             skip_logged: RefCell::default(),
             next_runs: RefCell::default(),
             abandon,
-            context: JobContext::default(),
+            context: JobContext::new(threads),
             state,
             metrics: Rc::default(),
             stopped_by: Cell::new(None),

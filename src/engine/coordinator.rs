@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -33,6 +34,7 @@ use tokio::sync::oneshot;
 use super::queue::LocalQueue;
 use super::retry::RetryPolicy;
 use super::seams::{Fetch, OutcomeSink, Supply, Task, WorkSource};
+use super::threads::Placement;
 use super::worker::{Download, Worker};
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, DownloadError, Outcome, StatusCounts};
@@ -88,13 +90,27 @@ struct Interrupt;
 #[rtype(result = "()")]
 struct Drain;
 
+/// What a run's pool is made of: how a code is fetched, the pool's size
+/// and limits, and the threads its workers run on.
+#[derive(Clone)]
+pub struct Pool {
+    /// Shared by every worker, whatever its thread.
+    pub fetcher: Arc<dyn Fetch>,
+    /// Size, deadline and retries.
+    pub options: PoolOptions,
+    /// Where the workers run.
+    pub placement: Placement,
+}
+
 /// Owns the pool and the counts of one run, fed by a work source.
 pub struct Coordinator {
-    fetcher: Rc<dyn Fetch>,
+    fetcher: Arc<dyn Fetch>,
     source: Rc<dyn WorkSource>,
     options: PoolOptions,
-    /// Workers waiting for a task.
-    idle: Vec<Addr<Worker>>,
+    /// The threads the workers run on.
+    placement: Placement,
+    /// Workers waiting for a task, with their slot in the pool.
+    idle: Vec<(usize, Addr<Worker>)>,
     /// Tasks handed to a worker, by dispatch number.
     in_flight: HashMap<u64, Task>,
     dispatched: u64,
@@ -113,14 +129,20 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.idle = (0..self.options.pool_size.max(1)).map(|_| self.new_worker()).collect();
+        self.idle = (0..self.options.pool_size.max(1)).map(|slot| (slot, self.new_worker(slot))).collect();
         self.feed(ctx);
     }
 }
 
 impl Coordinator {
-    fn new_worker(&self) -> Addr<Worker> {
-        Worker::new(Rc::clone(&self.fetcher), self.options.deadline).start()
+    /// A worker for `slot`, on that slot's thread: a worker that replaces
+    /// another runs where it did.
+    fn new_worker(&self, slot: usize) -> Addr<Worker> {
+        let (fetcher, deadline) = (Arc::clone(&self.fetcher), self.options.deadline);
+        match self.placement.arbiter(slot) {
+            None => Worker::new(fetcher, deadline).start(),
+            Some(arbiter) => Worker::start_in_arbiter(arbiter, move |_| Worker::new(fetcher, deadline)),
+        }
     }
 
     /// Gives idle workers tasks from the source, or waits for the source,
@@ -169,7 +191,7 @@ impl Coordinator {
 
     /// Hands `task` to `worker`; the continuation settles it and feeds the
     /// worker again.
-    fn dispatch(&mut self, worker: Addr<Worker>, task: Task, ctx: &mut Context<Self>) {
+    fn dispatch(&mut self, (slot, worker): (usize, Addr<Worker>), task: Task, ctx: &mut Context<Self>) {
         let deadline = self.options.deadline + BACKSTOP_GRACE;
         let number = self.dispatched;
         self.dispatched += 1;
@@ -187,16 +209,16 @@ impl Coordinator {
                 Err(MailboxError::Timeout) => {
                     let detail = format!("no answer within {}s", deadline.as_secs_f64());
                     let error = DownloadError::Connection { detail: Some(detail) };
-                    (Outcome::Failed(error), act.new_worker())
+                    (Outcome::Failed(error), act.new_worker(slot))
                 }
                 Err(MailboxError::Closed) => {
                     tracing::error!(cc = %code, "worker failed; starting a new one");
                     let error = DownloadError::Internal { detail: "worker failed".to_owned() };
-                    (Outcome::Failed(error), act.new_worker())
+                    (Outcome::Failed(error), act.new_worker(slot))
                 }
             };
             act.settle(task, outcome);
-            act.idle.push(worker);
+            act.idle.push((slot, worker));
             act.feed(ctx);
         }));
     }
@@ -246,7 +268,8 @@ impl Handler<Interrupt> for Coordinator {
 
     fn handle(&mut self, _msg: Interrupt, ctx: &mut Self::Context) {
         // Stopping the coordinator drops its pending sends; the workers'
-        // downloads are abandoned with the runtime, temporary files included.
+        // downloads are abandoned with their threads' runtimes, temporary
+        // files included.
         self.resolve(ctx);
     }
 }
@@ -287,28 +310,20 @@ pub struct Run {
 
 impl Run {
     /// Starts a coordinator for `codes` (a [`LocalQueue`]) on the current
-    /// arbiter.
-    pub fn start(
-        codes: Vec<CountryCode>,
-        fetcher: Rc<dyn Fetch>,
-        options: PoolOptions,
-        sink: Box<dyn OutcomeSink>,
-    ) -> Self {
-        Self::from_source(Rc::new(LocalQueue::new(codes)), fetcher, options, sink)
+    /// arbiter, its workers where `placement` says.
+    pub fn start(codes: Vec<CountryCode>, pool: Pool, sink: Box<dyn OutcomeSink>) -> Self {
+        Self::from_source(Rc::new(LocalQueue::new(codes)), pool, sink)
     }
 
     /// Starts a coordinator for the tasks of `source` on the current arbiter.
-    pub fn from_source(
-        source: Rc<dyn WorkSource>,
-        fetcher: Rc<dyn Fetch>,
-        options: PoolOptions,
-        sink: Box<dyn OutcomeSink>,
-    ) -> Self {
+    pub fn from_source(source: Rc<dyn WorkSource>, pool: Pool, sink: Box<dyn OutcomeSink>) -> Self {
+        let Pool { fetcher, options, placement } = pool;
         let (tx, done) = oneshot::channel();
         let coordinator = Coordinator {
             fetcher,
             source,
             options,
+            placement,
             idle: Vec::new(),
             in_flight: HashMap::new(),
             dispatched: 0,
@@ -346,19 +361,20 @@ impl Run {
 mod tests {
     use std::cell::RefCell;
     use std::future::pending;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::engine::OutcomeFuture;
+    use crate::engine::{OutcomeFuture, WorkerThreads};
 
     /// Answers by code: `NF…` not found, `PA…` panics, `HA…` hangs, else OK.
-    /// Counts how many downloads run at once.
+    /// Counts how many downloads run at once, on any thread.
     #[derive(Default)]
     struct ScriptedFetcher {
-        running: RefCell<usize>,
-        peak: RefCell<usize>,
+        running: AtomicUsize,
+        peak: AtomicUsize,
     }
 
-    impl Fetch for Rc<ScriptedFetcher> {
+    impl Fetch for Arc<ScriptedFetcher> {
         fn url(&self, code: CountryCode) -> String {
             format!("test://{code}")
         }
@@ -368,13 +384,12 @@ mod tests {
         }
 
         fn fetch(&self, code: CountryCode, _url: String) -> OutcomeFuture {
-            let me = Rc::clone(self);
+            let me = Arc::clone(self);
             Box::pin(async move {
-                *me.running.borrow_mut() += 1;
-                let now = *me.running.borrow();
-                me.peak.replace_with(|p| (*p).max(now));
+                let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
+                me.peak.fetch_max(now, Ordering::SeqCst);
                 actix_rt::time::sleep(Duration::from_millis(1)).await;
-                *me.running.borrow_mut() -= 1;
+                me.running.fetch_sub(1, Ordering::SeqCst);
                 match code.as_str() {
                     c if c.starts_with('N') => Outcome::NotFound,
                     c if c.starts_with('P') => panic!("scripted panic for {c}"),
@@ -402,25 +417,42 @@ mod tests {
         letters.iter().flat_map(|l| crate::model::codes::expand_argument(l).unwrap()).collect()
     }
 
-    fn run(codes: Vec<CountryCode>, pool_size: usize) -> (RunSummary, Vec<CodeOutcome>, usize) {
-        let fetcher = Rc::new(ScriptedFetcher::default());
+    /// A pool of scripted fetchers whose workers run on up to `threads`
+    /// threads.
+    fn pool(options: PoolOptions, threads: &WorkerThreads) -> (Pool, Arc<ScriptedFetcher>) {
+        let scripted = Arc::new(ScriptedFetcher::default());
+        let fetcher: Arc<dyn Fetch> = Arc::new(Arc::clone(&scripted));
+        (Pool { fetcher, options, placement: threads.placement(options.pool_size) }, scripted)
+    }
+
+    fn run(codes: Vec<CountryCode>, pool_size: usize, threads: usize) -> (RunSummary, Vec<CodeOutcome>, usize) {
         let sink = Collect::default();
         let options =
             PoolOptions { pool_size, deadline: Duration::from_millis(200), retry: no_retries(), keep_outcomes: true };
-        let summary = actix_rt::System::new().block_on({
-            let fetcher: Rc<dyn Fetch> = Rc::new(Rc::clone(&fetcher));
+        let (summary, peak) = actix_rt::System::new().block_on({
             let sink = sink.clone();
-            async move { Run::start(codes, fetcher, options, Box::new(sink)).finish_or_interrupt(pending()).await }
+            async move {
+                let threads = WorkerThreads::new(threads);
+                let (pool, scripted) = pool(options, &threads);
+                assert_eq!(pool.placement.threads(), if threads.limit() > 1 { threads.limit() } else { 0 });
+                let summary = Run::start(codes, pool, Box::new(sink)).finish_or_interrupt(pending()).await;
+                (summary, scripted.peak.load(Ordering::SeqCst))
+            }
         });
-        let peak = *fetcher.peak.borrow();
         let outcomes = sink.0.borrow().clone();
         (summary.unwrap(), outcomes, peak)
     }
 
     #[test]
     fn every_code_gets_exactly_one_outcome_even_when_workers_panic_or_hang() {
+        for threads in [1, 2, 3] {
+            one_outcome_each_on(threads);
+        }
+    }
+
+    fn one_outcome_each_on(threads: usize) {
         let mut input = codes(&["A", "N", "P", "H"]);
-        let (summary, outcomes, _) = run(input.clone(), 8);
+        let (summary, outcomes, _) = run(input.clone(), 24, threads);
         input.sort();
         assert_eq!(outcomes.len(), input.len());
         let mut seen: Vec<_> = outcomes.iter().map(|o| o.code).collect();
@@ -441,21 +473,24 @@ mod tests {
 
     #[test]
     fn pool_never_runs_more_downloads_than_its_size() {
-        let (summary, _, peak) = run(codes(&["A", "B", "C"]), 5);
+        let (summary, _, peak) = run(codes(&["A", "B", "C"]), 5, 1);
         assert_eq!(summary.counts.downloaded, 78);
         assert_eq!(peak, 5);
+        let (summary, _, peak) = run(codes(&["A", "B", "C"]), 16, 2);
+        assert_eq!(summary.counts.downloaded, 78);
+        assert!(peak <= 16, "{peak} downloads at once on two threads");
     }
 
     #[test]
     fn a_pool_of_one_downloads_one_at_a_time() {
-        let (summary, _, peak) = run(codes(&["A"]), 1);
+        let (summary, _, peak) = run(codes(&["A"]), 1, 1);
         assert_eq!(summary.counts.downloaded, 26);
         assert_eq!(peak, 1);
     }
 
     #[test]
     fn an_empty_run_resolves_at_once() {
-        let (summary, outcomes, _) = run(vec![], 3);
+        let (summary, outcomes, _) = run(vec![], 3, 1);
         assert_eq!(summary.counts.total(), 0);
         assert!(outcomes.is_empty());
     }
@@ -468,9 +503,9 @@ mod tests {
             PoolOptions { pool_size: 2, deadline: Duration::from_secs(60), retry: no_retries(), keep_outcomes: true };
         let summary = actix_rt::System::new()
             .block_on(async move {
-                let fetcher: Rc<dyn Fetch> = Rc::new(Rc::new(ScriptedFetcher::default()));
+                let threads = WorkerThreads::new(1);
                 let stop = actix_rt::time::sleep(Duration::from_millis(50));
-                Run::start(input, fetcher, options, Box::new(sink)).finish_or_interrupt(stop).await
+                Run::start(input, pool(options, &threads).0, Box::new(sink)).finish_or_interrupt(stop).await
             })
             .unwrap();
         assert!(summary.interrupted);
@@ -521,18 +556,20 @@ mod tests {
         }
     }
 
-    /// Runs `source` to its end, or interrupts it after `stop`.
+    /// Runs `source` to its end, or interrupts it after `stop`, its workers
+    /// on two threads when the pool is large enough.
     fn run_source(source: Rc<RecordingSource>, options: PoolOptions, stop: Option<Duration>) -> RunSummary {
         actix_rt::System::new()
             .block_on(async move {
-                let fetcher: Rc<dyn Fetch> = Rc::new(Rc::new(ScriptedFetcher::default()));
+                let threads = WorkerThreads::new(2);
                 let stop = async move {
                     match stop {
                         Some(after) => actix_rt::time::sleep(after).await,
                         None => pending().await,
                     }
                 };
-                Run::from_source(source, fetcher, options, Box::new(Collect::default())).finish_or_interrupt(stop).await
+                let pool = pool(options, &threads).0;
+                Run::from_source(source, pool, Box::new(Collect::default())).finish_or_interrupt(stop).await
             })
             .unwrap()
     }
@@ -572,8 +609,8 @@ mod tests {
             PoolOptions { pool_size: 3, deadline: Duration::from_secs(5), retry: no_retries(), keep_outcomes: true };
         let summary = actix_rt::System::new()
             .block_on(async move {
-                let fetcher: Rc<dyn Fetch> = Rc::new(Rc::new(ScriptedFetcher::default()));
-                let run = Run::from_source(source, fetcher, options, Box::new(Collect::default()));
+                let threads = WorkerThreads::new(1);
+                let run = Run::from_source(source, pool(options, &threads).0, Box::new(Collect::default()));
                 run.controls().drain();
                 run.finish_or_interrupt(pending()).await
             })

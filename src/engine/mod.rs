@@ -5,9 +5,9 @@
 //! a fleet's shared queue) and the next one only when that worker answers
 //! (pull dispatch): no worker holds a backlog, so one slow request never
 //! strands codes behind it. Workers download one code at a time through a shared
-//! [`Fetch`]. Everything runs on the current arbiter: measurements on this
-//! 2-core machine found one thread fastest, because connection set-up and
-//! file system calls dominate, not parsing.
+//! [`Fetch`]. The coordinator runs on the current arbiter; the workers of a
+//! large enough pool are spread over [`WorkerThreads`], one arbiter per
+//! core, and a small pool stays with the coordinator.
 //!
 //! The engine imports only [`crate::model`]: HTTP, files and reports reach
 //! it through the [`Fetch`] and [`OutcomeSink`] traits it owns.
@@ -16,9 +16,11 @@ mod coordinator;
 mod queue;
 pub mod retry;
 mod seams;
+mod threads;
 mod worker;
 
-pub use coordinator::{Coordinator, CoordinatorLost, PoolOptions, Run, RunControls, RunSummary};
+pub use coordinator::{Coordinator, CoordinatorLost, Pool, PoolOptions, Run, RunControls, RunSummary};
 pub use queue::LocalQueue;
 pub use seams::{Fetch, OutcomeFuture, OutcomeSink, Supply, Task, WorkSource};
+pub use threads::{MIN_WORKERS_PER_THREAD, Placement, WorkerThreads};
 pub use worker::{Download, Worker};

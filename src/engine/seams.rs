@@ -22,8 +22,9 @@ use crate::model::outcome::{CodeOutcome, Outcome};
 /// A boxed, single-threaded future yielding one outcome.
 pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
 
-/// Turns a country code into an outcome.
-pub trait Fetch: 'static {
+/// Turns a country code into an outcome. Shared by workers on several
+/// threads; each future it returns runs on the thread that asked for it.
+pub trait Fetch: Send + Sync + 'static {
     /// The URL that `fetch` requests for `code`.
     fn url(&self, code: CountryCode) -> String;
     /// The URL as reports and logs show it: credentials masked.

@@ -4,7 +4,7 @@
 //! the download future is dropped (and with it any temporary file) and the
 //! worker answers with a connection error, ready for its next code.
 
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -23,16 +23,17 @@ pub struct Download {
     pub url: String,
 }
 
-/// A pool member: one download at a time, through a shared fetcher.
+/// A pool member: one download at a time, through a fetcher shared by the
+/// whole pool (on whichever thread each worker runs).
 pub struct Worker {
-    fetcher: Rc<dyn Fetch>,
+    fetcher: Arc<dyn Fetch>,
     deadline: Duration,
 }
 
 impl Worker {
     /// A worker using `fetcher` (shared with the rest of the pool), giving
     /// each attempt at most `deadline`.
-    pub fn new(fetcher: Rc<dyn Fetch>, deadline: Duration) -> Self {
+    pub fn new(fetcher: Arc<dyn Fetch>, deadline: Duration) -> Self {
         Self { fetcher, deadline }
     }
 }

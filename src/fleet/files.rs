@@ -53,7 +53,8 @@ impl Fleet {
                             Operation::Put => serde_json::from_slice::<FileRecord>(&entry.value).ok(),
                             Operation::Delete | Operation::Purge => None,
                         };
-                        let mut known = known.borrow_mut();
+                        // Whole records go in or out: a poisoned lock is still usable.
+                        let mut known = known.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                         match record {
                             Some(record) => known.insert(code, record),
                             None => known.remove(&code),

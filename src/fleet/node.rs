@@ -115,7 +115,7 @@ impl Node {
         let node = Rc::new(Self {
             fleet,
             hooks,
-            context: JobContext::default(),
+            context: JobContext::new(settings.threads),
             lanes: RefCell::default(),
             schedules: RefCell::default(),
             next_runs: RefCell::default(),
@@ -201,8 +201,8 @@ impl Node {
     /// Opens `batch`'s lane: prepares the job, joins the batch's consumer,
     /// and starts pulling.
     async fn open_lane(self: Rc<Self>, batch: Rc<BatchConfig>) {
-        let known = Rc::default();
-        let prepared = match PreparedJob::prepare(&batch.job, &self.context, Some(Rc::clone(&known))) {
+        let known = crate::http::download::SharedKnownFiles::default();
+        let prepared = match PreparedJob::prepare(&batch.job, &self.context, Some(std::sync::Arc::clone(&known))) {
             Ok(prepared) => Rc::new(prepared),
             Err(e) => {
                 tracing::error!(batch = %batch.name, error = %e, "this node cannot fetch the batch");

@@ -6,15 +6,16 @@
 //! built clients: a plain one for `http://` URLs, which carries no root
 //! certificates, and a TLS one for `https://`, built on first use. Redirects
 //! are therefore followed here rather than by reqwest, so that an `http`
-//! URL that redirects to `https` switches to the TLS client.
+//! URL that redirects to `https` switches to the TLS client. Each worker
+//! thread builds its own of each (see `PerThread`), on first use there.
 //!
 //! A [`ClientCache`] shares clients between the jobs of one process (the
 //! batches of `run` and `serve`), so that 50 batches do not build 50 clients.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, LOCATION};
@@ -92,17 +93,17 @@ pub enum RequestError {
 #[derive(Debug)]
 pub struct Clients {
     options: ClientOptions,
-    routes: OnceCell<Arc<Routes>>,
+    routes: OnceLock<Arc<Routes>>,
     opened: Arc<Counters>,
-    plain: OnceCell<reqwest::Client>,
-    tls: OnceCell<reqwest::Client>,
+    plain: PerThread,
+    tls: PerThread,
 }
 
 impl Clients {
     /// Clients for `options`; nothing is built yet.
     pub fn new(options: ClientOptions) -> Self {
         let opened = Arc::default();
-        Self { options, routes: OnceCell::new(), opened, plain: OnceCell::new(), tls: OnceCell::new() }
+        Self { options, routes: OnceLock::new(), opened, plain: PerThread::default(), tls: PerThread::default() }
     }
 
     /// Where requests go: read from the settings and the environment once.
@@ -152,7 +153,7 @@ impl Clients {
     }
 
     /// The client for a URL of `scheme`.
-    fn for_scheme(&self, scheme: &str) -> Result<&reqwest::Client, RequestError> {
+    fn for_scheme(&self, scheme: &str) -> Result<reqwest::Client, RequestError> {
         let (cell, tls) = if scheme == "https" { (&self.tls, true) } else { (&self.plain, false) };
         if let Some(client) = cell.get() {
             return Ok(client);
@@ -165,7 +166,7 @@ impl Clients {
             builder.tls_certs_only(Vec::new())
         };
         let client = builder.build().map_err(RequestError::Client)?;
-        Ok(cell.get_or_init(|| client))
+        Ok(cell.insert(client))
     }
 
     /// Checks that a TLS client can be built (at start, for https jobs).
@@ -222,17 +223,47 @@ impl Clients {
     }
 }
 
+/// A client per thread. A connection's task runs on the thread that opened
+/// it, so a worker that uses its own thread's client (and its own thread's
+/// connections) never waits for another thread.
+#[derive(Debug, Default)]
+struct PerThread(Mutex<Vec<(ThreadId, reqwest::Client)>>);
+
+impl PerThread {
+    fn lock(&self) -> MutexGuard<'_, Vec<(ThreadId, reqwest::Client)>> {
+        // Whole entries are pushed: a poisoned lock is still consistent.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// This thread's client, if it has one.
+    fn get(&self) -> Option<reqwest::Client> {
+        let here = std::thread::current().id();
+        self.lock().iter().find(|(thread, _)| *thread == here).map(|(_, client)| client.clone())
+    }
+
+    /// Keeps `client` as this thread's.
+    fn insert(&self, client: reqwest::Client) -> reqwest::Client {
+        self.lock().push((std::thread::current().id(), client.clone()));
+        client
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
 /// Clients shared by the jobs of one process, by options.
 #[derive(Debug, Default)]
 pub struct ClientCache {
-    by_options: RefCell<HashMap<ClientOptions, Rc<Clients>>>,
+    by_options: RefCell<HashMap<ClientOptions, Arc<Clients>>>,
 }
 
 impl ClientCache {
     /// The shared clients for `options`.
-    pub fn get(&self, options: ClientOptions) -> Rc<Clients> {
+    pub fn get(&self, options: ClientOptions) -> Arc<Clients> {
         let mut by_options = self.by_options.borrow_mut();
-        Rc::clone(by_options.entry(options.clone()).or_insert_with(|| Rc::new(Clients::new(options))))
+        Arc::clone(by_options.entry(options.clone()).or_insert_with(|| Arc::new(Clients::new(options))))
     }
 }
 
@@ -248,16 +279,18 @@ mod tests {
         let cache = ClientCache::default();
         let a = ClientOptions { timeouts: TIMEOUTS, no_proxy: false, transport: Transport::default() };
         let b = ClientOptions { no_proxy: true, ..a.clone() };
-        assert!(Rc::ptr_eq(&cache.get(a.clone()), &cache.get(a.clone())));
-        assert!(!Rc::ptr_eq(&cache.get(a), &cache.get(b)));
+        assert!(Arc::ptr_eq(&cache.get(a.clone()), &cache.get(a.clone())));
+        assert!(!Arc::ptr_eq(&cache.get(a), &cache.get(b)));
     }
 
     #[test]
     fn nothing_is_built_until_used() {
         let clients =
             Clients::new(ClientOptions { timeouts: TIMEOUTS, no_proxy: true, transport: Transport::default() });
-        assert!(clients.plain.get().is_none() && clients.tls.get().is_none());
+        assert!(clients.plain.is_empty() && clients.tls.is_empty());
         clients.prepare_for("http://127.0.0.1/flags").unwrap();
-        assert!(clients.plain.get().is_some() && clients.tls.get().is_none());
+        assert!(clients.plain.get().is_some() && clients.tls.is_empty());
+        let elsewhere = std::thread::scope(|s| s.spawn(|| clients.plain.get().is_none()).join());
+        assert!(elsewhere.unwrap(), "each thread builds its own");
     }
 }

@@ -15,11 +15,9 @@
 //! [`HttpFetcher`] implements the engine's [`Fetch`] seam: workers hold a
 //! `dyn Fetch` and know nothing of HTTP.
 
-use std::cell::RefCell;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
@@ -40,7 +38,19 @@ use crate::store::state::KnownFiles;
 use crate::sys::files::read_exact_regular;
 
 /// What earlier runs saved, shared with whoever keeps it up to date.
-pub type SharedKnownFiles = Rc<RefCell<KnownFiles>>;
+pub type SharedKnownFiles = Arc<RwLock<KnownFiles>>;
+
+/// The files earlier runs saved, for reading. Writers only insert whole
+/// records, so a panic elsewhere cannot leave the map torn: a poisoned lock
+/// is still read.
+pub fn read(known: &SharedKnownFiles) -> std::sync::RwLockReadGuard<'_, KnownFiles> {
+    known.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The name registry, locked (poison ignored: claims are whole updates).
+fn lock(names: &Mutex<NameRegistry>) -> MutexGuard<'_, NameRegistry> {
+    names.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Most body bytes held before a write: a flag (12 KiB on average, 36 KiB
 /// at most in the data set) is written with one call.
@@ -57,20 +67,20 @@ const METADATA_LIMIT: usize = 64 * 1024;
 /// Downloads flags over HTTP into an output directory.
 #[derive(Clone)]
 pub struct HttpFetcher {
-    clients: Rc<Clients>,
-    base: Rc<str>,
+    clients: Arc<Clients>,
+    base: Arc<str>,
     /// `base` with credentials masked, computed once for all reports.
-    display_base: Rc<str>,
+    display_base: Arc<str>,
     /// The base of the URLs validators are recorded under (see
     /// [`HttpFetcher::recorded_as`]).
-    record_base: Rc<str>,
+    record_base: Arc<str>,
     output: Arc<OutputDir>,
     /// Largest body saved, in bytes.
     max_size: u64,
     /// `Some` when files are named by country (`naming = "country"`).
-    country_names: Option<Rc<RefCell<NameRegistry>>>,
+    country_names: Option<Arc<Mutex<NameRegistry>>>,
     /// `Some` when the server has a request rate limit.
-    limiter: Option<Rc<RateLimiter>>,
+    limiter: Option<Arc<RateLimiter>>,
     /// `Some` when run state is kept: what earlier runs saved, by code.
     known: Option<SharedKnownFiles>,
 }
@@ -78,13 +88,13 @@ pub struct HttpFetcher {
 impl HttpFetcher {
     /// A fetcher for `base_url` (one trailing slash is ignored) saving into
     /// `output` as `{CC}.gif`, through `clients` (shared with other jobs).
-    pub fn new(clients: Rc<Clients>, base_url: &str, output: Arc<OutputDir>) -> Self {
+    pub fn new(clients: Arc<Clients>, base_url: &str, output: Arc<OutputDir>) -> Self {
         let base = base_url.strip_suffix('/').unwrap_or(base_url);
-        let display_base: Rc<str> = redact_credentials(base).into();
+        let display_base: Arc<str> = redact_credentials(base).into();
         Self {
             clients,
             base: base.into(),
-            record_base: Rc::clone(&display_base),
+            record_base: Arc::clone(&display_base),
             display_base,
             output,
             max_size: u64::MAX,
@@ -125,7 +135,7 @@ impl HttpFetcher {
     /// size is read, on a blocking thread, so that a FIFO, a device or a
     /// huge file put in its place cannot stall or bloat the event loop.
     async fn conditional(&self, code: CountryCode) -> Option<(PathBuf, HeaderMap)> {
-        let known = self.known.as_ref()?.borrow().get(&code)?.clone();
+        let known = read(self.known.as_ref()?).get(&code)?.clone();
         let path = known.path.clone()?;
         let by_code = path == self.output.target_path(code);
         let named_as_this_run_names = by_code == self.country_names.is_none();
@@ -162,7 +172,7 @@ impl HttpFetcher {
     }
 
     /// Spaces this fetcher's requests through `limiter` (shared per server).
-    pub fn rate_limited(mut self, limiter: Option<Rc<RateLimiter>>) -> Self {
+    pub fn rate_limited(mut self, limiter: Option<Arc<RateLimiter>>) -> Self {
         self.limiter = limiter;
         self
     }
@@ -184,7 +194,7 @@ impl HttpFetcher {
     /// Call it after [`with_state`](Self::with_state).
     pub fn naming_by_country(mut self) -> Self {
         let mut names = NameRegistry::default();
-        let known = self.known.as_ref().map(|known| known.borrow().clone()).unwrap_or_default();
+        let known = self.known.as_ref().map(|known| read(known).clone()).unwrap_or_default();
         for (code, record) in &known {
             let name =
                 record.path.as_deref().filter(|p| p.parent() == Some(self.output.path())).and_then(Path::file_name);
@@ -192,7 +202,7 @@ impl HttpFetcher {
                 names.reserve(*code, name);
             }
         }
-        self.country_names = Some(Rc::new(RefCell::new(names)));
+        self.country_names = Some(Arc::new(Mutex::new(names)));
         self
     }
 
@@ -247,7 +257,7 @@ impl HttpFetcher {
         let file = file.into_inner().map_err(|e| io_error(&target, e.into_error()))?;
         if let Some(names) = &self.country_names {
             let country = self.country_name(code).await?;
-            target = self.output.path().join(names.borrow_mut().claim(code, &country));
+            target = self.output.path().join(lock(names).claim(code, &country));
         }
         file.persist(&target).map_err(|e| io_error(&target, e.error))?;
         if let Some(names) = &self.country_names {
@@ -271,8 +281,8 @@ impl HttpFetcher {
     /// bound. Only a file that is still exactly what was saved (a regular
     /// file of the recorded size and SHA-256) is removed: one changed by
     /// someone else is left alone, and keeps its name reserved.
-    async fn retire_old_name(&self, code: CountryCode, target: &Path, names: &RefCell<NameRegistry>) {
-        let Some(known) = self.known.as_ref().and_then(|known| known.borrow().get(&code).cloned()) else { return };
+    async fn retire_old_name(&self, code: CountryCode, target: &Path, names: &Mutex<NameRegistry>) {
+        let Some(known) = self.known.as_ref().and_then(|known| read(known).get(&code).cloned()) else { return };
         let (Some(old), Some(size), Some(sha256)) = (known.path, known.size, known.sha256) else { return };
         if old == target || old.parent() != Some(self.output.path()) {
             return;
@@ -284,7 +294,7 @@ impl HttpFetcher {
         if let Ok(Some(old)) = removed.await
             && let Some(name) = old.file_name().and_then(|n| n.to_str())
         {
-            names.borrow_mut().release(code, name);
+            lock(names).release(code, name);
         }
     }
 

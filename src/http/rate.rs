@@ -2,18 +2,20 @@
 //!
 //! A [`RateLimiter`] spaces requests evenly: each caller takes the next free
 //! slot and sleeps until it. It is written here rather than taken from a
-//! crate such as `governor`: the need is one interval per server on one
-//! thread, a dozen lines with a `Cell`, where `governor` brings atomics,
-//! its own clock abstraction and a burst model flagsd does not use.
+//! crate such as `governor`: the need is one interval per server, a dozen
+//! lines with a mutex (workers on several threads share it), where
+//! `governor` brings its own clock abstraction and a burst model flagsd
+//! does not use.
 //!
 //! Limiters are shared by server label through [`RateLimiters`], so every
 //! batch that uses one server in a process (the daemon, or `flagsd run`)
 //! shares one budget.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -60,20 +62,22 @@ pub struct RateLimiter {
     interval: Duration,
     /// How many processes share the rate (a fleet's live nodes): this one
     /// spaces its requests that many intervals apart.
-    sharers: Cell<u32>,
-    next_free: Cell<Option<Instant>>,
+    sharers: AtomicU32,
+    next_free: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
     /// A limiter for `rate`.
     pub fn new(rate: Rate) -> Self {
-        Self { interval: rate.interval, sharers: Cell::new(1), next_free: Cell::new(None) }
+        Self { interval: rate.interval, sharers: AtomicU32::new(1), next_free: Mutex::new(None) }
     }
 
     /// Takes the next free slot at or after `now`.
     fn reserve(&self, now: Instant) -> Instant {
-        let slot = self.next_free.get().map_or(now, |next| next.max(now));
-        self.next_free.set(Some(slot + self.interval * self.sharers.get()));
+        // The lock guards two plain values: a panic cannot leave them torn.
+        let mut next_free = self.next_free.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = next_free.map_or(now, |next| next.max(now));
+        *next_free = Some(slot + self.interval * self.sharers.load(Ordering::Relaxed));
         slot
     }
 
@@ -90,21 +94,21 @@ impl RateLimiter {
 /// The limiters of one process, by server label and rate.
 #[derive(Debug, Default)]
 pub struct RateLimiters {
-    by_label: RefCell<HashMap<(String, Rate), Rc<RateLimiter>>>,
+    by_label: RefCell<HashMap<(String, Rate), Arc<RateLimiter>>>,
 }
 
 impl RateLimiters {
     /// The shared limiter for `label` at `rate` (created on first use).
-    pub fn get(&self, label: &str, rate: Rate) -> Rc<RateLimiter> {
+    pub fn get(&self, label: &str, rate: Rate) -> Arc<RateLimiter> {
         let mut map = self.by_label.borrow_mut();
-        Rc::clone(map.entry((label.to_owned(), rate)).or_insert_with(|| Rc::new(RateLimiter::new(rate))))
+        Arc::clone(map.entry((label.to_owned(), rate)).or_insert_with(|| Arc::new(RateLimiter::new(rate))))
     }
 
     /// Shares every rate among `sharers` processes (at least one): each
     /// server's rate is then the budget of all of them together.
     pub fn share_among(&self, sharers: u32) {
         for limiter in self.by_label.borrow().values() {
-            limiter.sharers.set(sharers.max(1));
+            limiter.sharers.store(sharers.max(1), Ordering::Relaxed);
         }
     }
 }
@@ -127,8 +131,8 @@ mod tests {
     fn limiters_are_shared_by_label_and_rate() {
         let limiters = RateLimiters::default();
         let rate: Rate = "10/s".parse().unwrap();
-        assert!(Rc::ptr_eq(&limiters.get("LOCAL", rate), &limiters.get("LOCAL", rate)));
-        assert!(!Rc::ptr_eq(&limiters.get("LOCAL", rate), &limiters.get("OTHER", rate)));
+        assert!(Arc::ptr_eq(&limiters.get("LOCAL", rate), &limiters.get("LOCAL", rate)));
+        assert!(!Arc::ptr_eq(&limiters.get("LOCAL", rate), &limiters.get("OTHER", rate)));
     }
 
     #[test]

@@ -18,9 +18,9 @@
 //!
 //! [`run`]: Recording::run
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::error::FatalError;
@@ -164,7 +164,7 @@ impl Recording {
             }
             RunEnd { run_id, started_at, result: Err(error), record_error: None }
         };
-        let prepared = match PreparedJob::prepare(job, context, known.map(|k| Rc::new(RefCell::new(k)))) {
+        let prepared = match PreparedJob::prepare(job, context, known.map(|k| Arc::new(RwLock::new(k)))) {
             Ok(prepared) => prepared,
             Err(error) => return failed(record, error).await,
         };

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use super::error::FatalError;
 use crate::config::file::Naming;
 use crate::config::{JobConfig, ServerTarget};
-use crate::engine::{Fetch, OutcomeSink, PoolOptions, Run, RunSummary, WorkSource};
+use crate::engine::{Fetch, OutcomeSink, Placement, Pool, PoolOptions, Run, RunSummary, WorkSource, WorkerThreads};
 use crate::http::client::{ClientCache, ClientOptions, Clients};
 use crate::http::connections::Opened;
 use crate::http::download::{HttpFetcher, SharedKnownFiles};
@@ -29,14 +29,26 @@ use crate::testserver::server::TestServer;
 /// Slack on top of the client's own total timeouts for one attempt.
 const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 
-/// What the jobs of one process share: HTTP clients, and rate limits per
-/// server.
-#[derive(Debug, Default)]
+/// What the jobs of one process share: HTTP clients, rate limits per
+/// server, and the threads the workers run on.
 pub struct JobContext {
     /// Rate limiters by server label.
     pub limiters: RateLimiters,
     /// HTTP clients by options.
     pub clients: ClientCache,
+    /// The worker threads, started when a pool first needs them.
+    pub threads: WorkerThreads,
+}
+
+impl JobContext {
+    /// A context whose pools use at most `threads` threads.
+    pub fn new(threads: usize) -> Self {
+        Self {
+            limiters: RateLimiters::default(),
+            clients: ClientCache::default(),
+            threads: WorkerThreads::new(threads),
+        }
+    }
 }
 
 /// A job whose output directory, server and client are ready.
@@ -46,11 +58,12 @@ pub struct PreparedJob {
     /// Workers in the pool: the job's pool size, lowered if the open-files
     /// limit cannot hold it.
     pub pool_size: usize,
-    clients: Rc<Clients>,
+    clients: Arc<Clients>,
     /// What the (shared) clients had opened when the job was prepared.
     opened_before: Opened,
-    fetcher: Rc<dyn Fetch>,
+    fetcher: Arc<dyn Fetch>,
     options: PoolOptions,
+    placement: Placement,
     /// The in-process server of `DEMO`, kept alive as long as the job.
     _demo: Option<TestServer>,
 }
@@ -80,23 +93,24 @@ impl PreparedJob {
         let opened_before = clients.opened();
         let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
         let mut fetcher =
-            HttpFetcher::new(Rc::clone(&clients), &base_url, output).max_size(job.max_size).rate_limited(limiter);
+            HttpFetcher::new(Arc::clone(&clients), &base_url, output).max_size(job.max_size).rate_limited(limiter);
         if demo.is_some() {
             fetcher = fetcher.recorded_as(&job.server.label);
         }
         if let Some(known) = known {
             fetcher = fetcher.with_state(known);
         }
-        let fetcher: Rc<dyn Fetch> = match job.naming {
-            Naming::Code => Rc::new(fetcher),
-            Naming::Country => Rc::new(fetcher.naming_by_country()),
+        let fetcher: Arc<dyn Fetch> = match job.naming {
+            Naming::Code => Arc::new(fetcher),
+            Naming::Country => Arc::new(fetcher.naming_by_country()),
         };
         // Naming by country costs a second request (metadata.json) per code.
         let requests = if job.naming == Naming::Country { 2 } else { 1 };
         let deadline = job.timeouts.total * requests + DEADLINE_GRACE;
         let options = PoolOptions { pool_size, deadline, retry: job.retry, keep_outcomes: true };
         let display_url = redact_credentials(&base_url);
-        Ok(Self { display_url, pool_size, clients, opened_before, fetcher, options, _demo: demo })
+        let placement = context.threads.placement(pool_size);
+        Ok(Self { display_url, pool_size, clients, opened_before, fetcher, options, placement, _demo: demo })
     }
 
     /// The URL of `code` as reports show it (credentials masked).
@@ -135,14 +149,23 @@ impl PreparedJob {
 
     /// Starts the coordinator for `job`'s codes on the current arbiter.
     pub fn start(&self, job: &JobConfig, sink: Box<dyn OutcomeSink>) -> Run {
-        Run::start(job.codes.clone(), Rc::clone(&self.fetcher), self.options, sink)
+        Run::start(job.codes.clone(), self.pool(self.options), sink)
     }
 
     /// Starts a long-lived coordinator for the tasks of `source` (a shared
     /// queue) on the current arbiter; only counts are kept.
     pub fn start_from(&self, source: Rc<dyn WorkSource>, sink: Box<dyn OutcomeSink>) -> Run {
         let options = PoolOptions { keep_outcomes: false, ..self.options };
-        Run::from_source(source, Rc::clone(&self.fetcher), options, sink)
+        Run::from_source(source, self.pool(options), sink)
+    }
+
+    fn pool(&self, options: PoolOptions) -> Pool {
+        Pool { fetcher: Arc::clone(&self.fetcher), options, placement: self.placement.clone() }
+    }
+
+    /// The threads this job's workers run on (0: the coordinator's).
+    pub fn threads(&self) -> usize {
+        self.placement.threads()
     }
 
     /// The longest one attempt may take, all its requests included.

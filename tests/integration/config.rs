@@ -106,6 +106,7 @@ fn an_out_of_range_value_is_rejected() {
         "[[batch]]\nname = \"a\"\nserver = \"URL\"\n[[batch]]\nname = \"b\"\nserver = \"URL\"\nmax_req = 0\n",
         ": batch[1].max_req: must be >= 1",
     );
+    assert_rejected("[defaults]\nthreads = 0\n", ": defaults.threads: must be from 1 to 256 (got 0)");
 }
 
 #[test]

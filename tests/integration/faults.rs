@@ -250,11 +250,27 @@ fn every_code_gets_exactly_one_outcome_over_random_fault_mixes() {
         let seed = (cases.next() * 1e9) as u64;
         let pool = pools[case % pools.len()];
         let retries = (cases.next() * 3.0) as u32;
-        let label = format!("case {case}: pool {pool}, retries {retries}, seed {seed}, {faults:?}");
+        // Worker threads 1 to 4: the invariant holds whichever thread a worker is on.
+        let threads = (case % 4 + 1).to_string();
+        let label = format!("case {case}: pool {pool}, {threads} threads, retries {retries}, seed {seed}, {faults:?}");
         let server = server(TestServerOptions { faults, seed, workers: 2, ..TestServerOptions::default() });
         let dir = tempfile::tempdir().unwrap();
         let (pool_arg, retries_arg) = (pool.to_string(), retries.to_string());
-        let args = ["-e", "-v", "-m", &pool_arg, "-s", &server.url(), "--retries", &retries_arg, "--retry-base", "5ms"];
+        let url = server.url();
+        let args = [
+            "-e",
+            "-v",
+            "-m",
+            &pool_arg,
+            "--threads",
+            &threads,
+            "-s",
+            &url,
+            "--retries",
+            &retries_arg,
+            "--retry-base",
+            "5ms",
+        ];
         let (status, stdout, stderr) = fetch(dir.path(), &args);
         let lines = verbose_lines(&stdout);
         assert_eq!(lines.len(), 676, "{label}: {stderr}");

@@ -60,7 +60,9 @@ fn sigint_stops_every_batch_of_run_with_status_130() {
 #[test]
 fn sigint_prints_the_final_report_and_leaves_no_partial_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, seen) = stop_midway(dir.path(), &["fetch", "-e", "-v", "-m", "50", "-s", "URL", "-o", "out"], "-INT");
+    // Two worker threads: what runs on them is dropped, temporary files too.
+    let args = ["fetch", "-e", "-v", "-m", "50", "--threads", "2", "-s", "URL", "-o", "out"];
+    let (status, seen) = stop_midway(dir.path(), &args, "-INT");
     assert_eq!(status, Some(130), "{seen}");
     let finished = verbose_lines(&seen).len();
     assert!(finished < 676, "the run was not interrupted");

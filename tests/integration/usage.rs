@@ -33,6 +33,13 @@ fn limit_below_one_is_rejected() {
 }
 
 #[test]
+fn threads_out_of_range_are_rejected() {
+    assert_usage_error(&["--threads", "0"], "--threads N must be from 1 to 256 (got '0')");
+    assert_usage_error(&["--threads", "257"], "--threads N must be from 1 to 256 (got '257')");
+    assert_usage_error(&["--threads", "many"], "--threads N must be from 1 to 256 (got 'many')");
+}
+
+#[test]
 fn max_req_below_one_is_rejected() {
     assert_usage_error(&["-m", "0"], "--max_req CONCURRENT must be >= 1");
     assert_usage_error(&["--max_req", "-1"], "--max_req CONCURRENT must be >= 1");
