@@ -156,9 +156,14 @@ impl FetchConfig {
         };
         let threads = match &args.threads {
             None => defaults::threads(),
-            Some(text) => text.trim().parse::<i64>().ok().and_then(|n| validate::threads(n, defaults::MAX_THREADS).ok()).ok_or_else(|| {
-                UsageError(format!("--threads N must be from 1 to {} (got '{text}')", defaults::MAX_THREADS))
-            })?,
+            Some(text) => text
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| validate::threads(n, defaults::MAX_THREADS).ok())
+                .ok_or_else(|| {
+                    UsageError(format!("--threads N must be from 1 to {} (got '{text}')", defaults::MAX_THREADS))
+                })?,
         };
         Ok(Self {
             job,
