@@ -33,7 +33,7 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
         }
         Box::new(ConsoleSink::new(verbose, job.codes.len()))
     };
-    let end = recording.run(job, &JobContext::new(config.threads), sink, signals.recv()).await;
+    let end = recording.run(job, &JobContext::new(config.threads, 0), sink, signals.recv()).await;
     let finished = end.result?;
     let summary = &finished.summary;
     // The state and the failed list are written before the report, so that

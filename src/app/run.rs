@@ -159,7 +159,7 @@ impl Printer {
 async fn run_here(settings: &Settings, batches: Vec<BatchConfig>, printer: &mut Printer) -> Result<(), FatalError> {
     let state = StateHandle::spawn(StateDb::open(&settings.state_dir)?)?;
     crate::sys::limits::raise_open_files_limit();
-    let context = Rc::new(JobContext::new(settings.threads));
+    let context = Rc::new(JobContext::new(settings.threads, batches.iter().map(|b| b.job.pool_size).sum()));
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
     let (stop_tx, stop_rx) = watch::channel(None);
     actix_rt::spawn(async move {

@@ -101,6 +101,12 @@ fn check_admin(checker: &mut Checker, raw: &RawAdmin) -> Option<AdminSettings> {
 const MIN_EVERY: Duration = Duration::from_secs(1);
 
 impl Settings {
+    /// The workers of every batch together: what the process runs at most
+    /// at once.
+    pub fn workload(&self) -> usize {
+        self.batches.iter().map(|b| b.job.pool_size).sum()
+    }
+
     /// Checks `raw`, read from `origin` (a file name, for messages).
     pub fn check(raw: &RawConfig, origin: &str) -> Result<Self, ConfigError> {
         let mut checker = Checker { origin: origin.to_owned(), problems: Vec::new() };

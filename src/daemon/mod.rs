@@ -129,7 +129,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
 async fn serve_alone(mut daemon: Daemon, mut settings: Settings) -> Result<ExitStatus, FatalError> {
     let state = StateHandle::spawn(StateDb::open(&settings.state_dir)?)?;
     let (abandon_tx, abandon) = watch::channel(false);
-    let shared = Rc::new(Shared::new(state, abandon, settings.threads));
+    let shared = Rc::new(Shared::new(state, abandon, (settings.threads, settings.workload())));
     let mut schedules = Schedules::new(Rc::clone(&shared));
     schedules.apply(&settings);
     start_watchdog();

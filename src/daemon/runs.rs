@@ -97,16 +97,17 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state over `state`; in-flight runs are abandoned when
-    /// `abandon` turns true. The workers run on at most `threads` threads
-    /// (set at start: a reload does not change it).
-    pub fn new(state: SharedState, abandon: watch::Receiver<bool>, threads: usize) -> Self {
+    /// `abandon` turns true. The workers run on at most `threads` threads,
+    /// for about `workload` workers at once (both set at start: a reload
+    /// does not change them).
+    pub fn new(state: SharedState, abandon: watch::Receiver<bool>, (threads, workload): (usize, usize)) -> Self {
         Self {
             running: RefCell::default(),
             deferred: RefCell::default(),
             skip_logged: RefCell::default(),
             next_runs: RefCell::default(),
             abandon,
-            context: JobContext::new(threads),
+            context: JobContext::new(threads, workload),
             state,
             metrics: Rc::default(),
             stopped_by: Cell::new(None),

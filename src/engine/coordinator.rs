@@ -432,7 +432,7 @@ mod tests {
         let (summary, peak) = actix_rt::System::new().block_on({
             let sink = sink.clone();
             async move {
-                let threads = WorkerThreads::new(threads);
+                let threads = WorkerThreads::new(threads, 0);
                 let (pool, scripted) = pool(options, &threads);
                 assert_eq!(pool.placement.threads(), if threads.limit() > 1 { threads.limit() } else { 0 });
                 let summary = Run::start(codes, pool, Box::new(sink)).finish_or_interrupt(pending()).await;
@@ -503,7 +503,7 @@ mod tests {
             PoolOptions { pool_size: 2, deadline: Duration::from_secs(60), retry: no_retries(), keep_outcomes: true };
         let summary = actix_rt::System::new()
             .block_on(async move {
-                let threads = WorkerThreads::new(1);
+                let threads = WorkerThreads::new(1, 0);
                 let stop = actix_rt::time::sleep(Duration::from_millis(50));
                 Run::start(input, pool(options, &threads).0, Box::new(sink)).finish_or_interrupt(stop).await
             })
@@ -561,7 +561,7 @@ mod tests {
     fn run_source(source: Rc<RecordingSource>, options: PoolOptions, stop: Option<Duration>) -> RunSummary {
         actix_rt::System::new()
             .block_on(async move {
-                let threads = WorkerThreads::new(2);
+                let threads = WorkerThreads::new(2, 0);
                 let stop = async move {
                     match stop {
                         Some(after) => actix_rt::time::sleep(after).await,
@@ -609,7 +609,7 @@ mod tests {
             PoolOptions { pool_size: 3, deadline: Duration::from_secs(5), retry: no_retries(), keep_outcomes: true };
         let summary = actix_rt::System::new()
             .block_on(async move {
-                let threads = WorkerThreads::new(1);
+                let threads = WorkerThreads::new(1, 0);
                 let run = Run::from_source(source, pool(options, &threads).0, Box::new(Collect::default()));
                 run.controls().drain();
                 run.finish_or_interrupt(pending()).await

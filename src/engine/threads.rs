@@ -2,15 +2,19 @@
 //! many as asked for), shared by every run of the process.
 //!
 //! The coordinator stays on its own thread with its queue and counts; only
-//! the workers move. A small pool stays on the coordinator's thread too: a
+//! the workers move. A small job stays on the coordinator's thread too: a
 //! thread costs more to start and to talk to than a few downloads gain
-//! from it, so [`WorkerThreads::placement`] spreads a pool only when it has
-//! at least [`MIN_WORKERS_PER_THREAD`] workers for each thread it uses.
+//! from it, so [`WorkerThreads::placement`] spreads workers only when the
+//! process runs at least [`MIN_WORKERS_PER_THREAD`] workers for each
+//! thread it uses: a big pool, or many batches with small pools (the
+//! process's expected workload, given at the start). Successive pools start
+//! on successive threads, so that fifty pools of two share the threads
+//! evenly.
 //! Arbiters are started on first use, and stopped and joined when the
 //! [`WorkerThreads`] is dropped: the downloads still running on them are
 //! dropped with them, temporary files included.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use actix::prelude::*;
 
@@ -20,13 +24,18 @@ pub const MIN_WORKERS_PER_THREAD: usize = 8;
 /// The worker threads of a process, started on first use.
 pub struct WorkerThreads {
     limit: usize,
+    /// Workers the process expects to run at once, all pools together.
+    workload: usize,
+    /// The thread the next pool starts on.
+    next: Cell<usize>,
     arbiters: RefCell<Vec<Arbiter>>,
 }
 
 impl WorkerThreads {
-    /// At most `limit` threads (at least one); none is started yet.
-    pub fn new(limit: usize) -> Self {
-        Self { limit: limit.max(1), arbiters: RefCell::default() }
+    /// At most `limit` threads (at least one) for a process that runs
+    /// about `workload` workers at once; none is started yet.
+    pub fn new(limit: usize, workload: usize) -> Self {
+        Self { limit: limit.max(1), workload, next: Cell::new(0), arbiters: RefCell::default() }
     }
 
     /// The most threads a pool may use.
@@ -35,10 +44,11 @@ impl WorkerThreads {
     }
 
     /// Where a pool of `pool_size` workers runs: on the coordinator's
-    /// thread, or spread over as many threads as it has
-    /// [`MIN_WORKERS_PER_THREAD`] workers for (at most the limit).
+    /// thread, or spread over as many threads as the pool (or the process's
+    /// workload, if larger) has [`MIN_WORKERS_PER_THREAD`] workers for, at
+    /// most the limit.
     pub fn placement(&self, pool_size: usize) -> Placement {
-        let wanted = (pool_size / MIN_WORKERS_PER_THREAD).min(self.limit);
+        let wanted = (pool_size.max(self.workload) / MIN_WORKERS_PER_THREAD).min(self.limit);
         if wanted <= 1 {
             return Placement::default();
         }
@@ -46,7 +56,10 @@ impl WorkerThreads {
         while arbiters.len() < wanted {
             arbiters.push(Arbiter::new());
         }
-        Placement { arbiters: arbiters.iter().take(wanted).map(Arbiter::handle).collect() }
+        let first = self.next.get() % wanted;
+        self.next.set(first + 1);
+        let handles = (0..wanted).map(|i| arbiters[(first + i) % wanted].handle()).collect();
+        Placement { arbiters: handles }
     }
 }
 
@@ -86,14 +99,33 @@ mod tests {
     #[test]
     fn small_pools_stay_on_the_coordinators_thread() {
         actix_rt::System::new().block_on(async {
-            let threads = WorkerThreads::new(4);
+            let threads = WorkerThreads::new(4, 0);
             assert_eq!(threads.placement(3).threads(), 0);
             assert_eq!(threads.placement(2 * MIN_WORKERS_PER_THREAD - 1).threads(), 0);
             assert!(threads.arbiters.borrow().is_empty(), "no thread started for small pools");
             assert_eq!(threads.placement(2 * MIN_WORKERS_PER_THREAD).threads(), 2);
             assert_eq!(threads.placement(1000).threads(), 4);
             assert_eq!(threads.arbiters.borrow().len(), 4, "threads are shared by later pools");
-            assert_eq!(WorkerThreads::new(1).placement(1000).threads(), 0);
+            assert_eq!(WorkerThreads::new(1, 1000).placement(1000).threads(), 0);
+        });
+    }
+
+    #[test]
+    fn many_small_pools_share_the_threads_evenly() {
+        actix_rt::System::new().block_on(async {
+            let threads = WorkerThreads::new(2, 50 * 2);
+            let mut first = Vec::new();
+            for _ in 0..4 {
+                let placement = threads.placement(1);
+                let arbiter = placement.arbiter(0).expect("small pools of a big workload are spread");
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                arbiter.spawn_fn(move || {
+                    let _ = tx.send(std::thread::current().id());
+                });
+                first.push(rx.await.expect("the arbiter runs"));
+            }
+            assert_ne!(first[0], first[1], "successive pools start on successive threads");
+            assert_eq!((first[0], first[1]), (first[2], first[3]));
         });
     }
 }

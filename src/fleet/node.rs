@@ -115,7 +115,7 @@ impl Node {
         let node = Rc::new(Self {
             fleet,
             hooks,
-            context: JobContext::new(settings.threads),
+            context: JobContext::new(settings.threads, settings.workload()),
             lanes: RefCell::default(),
             schedules: RefCell::default(),
             next_runs: RefCell::default(),

@@ -41,13 +41,12 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    /// A context whose pools use at most `threads` threads.
-    pub fn new(threads: usize) -> Self {
-        Self {
-            limiters: RateLimiters::default(),
-            clients: ClientCache::default(),
-            threads: WorkerThreads::new(threads),
-        }
+    /// A context whose pools use at most `threads` threads, for a process
+    /// that runs about `workload` workers at once (0 when it runs one job:
+    /// its pool decides).
+    pub fn new(threads: usize, workload: usize) -> Self {
+        let threads = WorkerThreads::new(threads, workload);
+        Self { limiters: RateLimiters::default(), clients: ClientCache::default(), threads }
     }
 }
 
