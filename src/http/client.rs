@@ -202,9 +202,7 @@ impl Clients {
             url = next;
         }
     }
-}
 
-impl Clients {
     /// A failed request's error; through a proxy, with what the proxy did.
     async fn explain(&self, error: reqwest::Error, url: &reqwest::Url) -> RequestError {
         let Some(proxy) = self.routes.get().and_then(|routes| routes.proxy_for(url)) else {
@@ -215,7 +213,7 @@ impl Clients {
             Tunnel::Open
         } else if url.scheme() == "https" {
             // The tunnel's own error carries no status: ask the proxy again.
-            ask_tunnel(proxy, url, self.options.timeouts.connect + self.options.timeouts.read).await
+            ask_tunnel(proxy, &target, self.options.timeouts.connect + self.options.timeouts.read).await
         } else {
             Tunnel::Unreachable
         };

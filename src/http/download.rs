@@ -43,7 +43,7 @@ pub type SharedKnownFiles = Arc<RwLock<KnownFiles>>;
 /// The files earlier runs saved, for reading. Writers only insert whole
 /// records, so a panic elsewhere cannot leave the map torn: a poisoned lock
 /// is still read.
-pub fn read(known: &SharedKnownFiles) -> std::sync::RwLockReadGuard<'_, KnownFiles> {
+fn read(known: &SharedKnownFiles) -> std::sync::RwLockReadGuard<'_, KnownFiles> {
     known.read().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -186,18 +186,15 @@ pub enum Tunnel {
     Open,
 }
 
-/// Asks `proxy` for a tunnel to `url`'s host, as the failed request did
-/// (with the proxy's credentials), giving up after `limit`.
-pub async fn ask_tunnel(proxy: &Proxy, url: &reqwest::Url, limit: Duration) -> Tunnel {
-    let (Some(host), Some(port), Some(proxy_host), Some(proxy_port)) =
-        (url.host_str(), url.port_or_known_default(), proxy.url.host_str(), proxy.url.port_or_known_default())
-    else {
+/// Asks `proxy` for a tunnel to `target` (`host:port`), as the failed
+/// request did (with the proxy's credentials), giving up after `limit`.
+pub async fn ask_tunnel(proxy: &Proxy, target: &str, limit: Duration) -> Tunnel {
+    let (Some(proxy_host), Some(proxy_port)) = (proxy.url.host_str(), proxy.url.port_or_known_default()) else {
         return Tunnel::Open;
     };
     if proxy.url.scheme() != "http" {
         return Tunnel::Open;
     }
-    let target = format!("{host}:{port}");
     let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if !proxy.url.username().is_empty() {
         let user = percent_decode(proxy.url.username());
@@ -258,23 +255,9 @@ impl ProxyFailure {
     }
 }
 
+/// A URL's user name or password as sent: percent-escapes decoded.
 fn percent_decode(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&first, tail)) = rest.split_first() {
-        let hex = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (first, hex) {
-            (b'%', Some(byte)) => {
-                bytes.push(byte);
-                rest = &tail[2..];
-            }
-            _ => {
-                bytes.push(first);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]

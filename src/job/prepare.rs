@@ -162,11 +162,6 @@ impl PreparedJob {
         Pool { fetcher: Arc::clone(&self.fetcher), options, placement: self.placement.clone() }
     }
 
-    /// The threads this job's workers run on (0: the coordinator's).
-    pub fn threads(&self) -> usize {
-        self.placement.threads()
-    }
-
     /// The longest one attempt may take, all its requests included.
     pub fn deadline(&self) -> Duration {
         self.options.deadline
