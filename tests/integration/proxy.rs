@@ -33,21 +33,10 @@ struct ForwardProxy {
 
 impl ForwardProxy {
     fn start(rules: Rules) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let addr = listener.local_addr().expect("an address");
         let (forwarded, tunnels) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let counters = (Arc::clone(&forwarded), Arc::clone(&tunnels));
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-                while let Ok((client, _)) = listener.accept().await {
-                    let (rules, counters) = (rules.clone(), (Arc::clone(&counters.0), Arc::clone(&counters.1)));
-                    tokio::spawn(relay(client, rules, counters));
-                }
-            });
-        });
+        let addr =
+            tcp_server(move |client| relay(client, rules.clone(), (Arc::clone(&counters.0), Arc::clone(&counters.1))));
         Self { addr, forwarded, tunnels }
     }
 

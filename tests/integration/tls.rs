@@ -90,24 +90,14 @@ impl TlsFront {
     /// As [`start`](Self::start), offering the ALPN protocols `alpn`
     /// (`h2` lets clients speak HTTP/2; the backend must understand it).
     pub fn start_offering(backend: SocketAddr, pki: &Pki, client_auth: bool, alpn: &[&[u8]]) -> Self {
-        let config = pki.server_config(client_auth, alpn);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let addr = listener.local_addr().expect("an address");
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-                let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                while let Ok((tcp, _)) = listener.accept().await {
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                        let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
-                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                    });
-                }
-            });
+        let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(client_auth, alpn));
+        let addr = tcp_server(move |tcp| {
+            let acceptor = acceptor.clone();
+            async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            }
         });
         Self { addr }
     }
