@@ -199,7 +199,7 @@ impl Coordinator {
         self.sink.attempt_started();
         let started = Instant::now();
         let code = task.code;
-        let request = worker.send(Download { code, url: self.fetcher.url(code) }).timeout(deadline);
+        let request = worker.send(Download { code }).timeout(deadline);
         ctx.spawn(request.into_actor(self).map(move |answer, act, ctx| {
             // Released by an interrupt: the run is over for this task.
             let Some(task) = act.in_flight.remove(&number) else { return };
@@ -374,22 +374,17 @@ mod tests {
         peak: AtomicUsize,
     }
 
-    impl Fetch for Arc<ScriptedFetcher> {
-        fn url(&self, code: CountryCode) -> String {
+    impl Fetch for ScriptedFetcher {
+        fn display_url(&self, code: CountryCode) -> String {
             format!("test://{code}")
         }
 
-        fn display_url(&self, code: CountryCode) -> String {
-            self.url(code)
-        }
-
-        fn fetch(&self, code: CountryCode, _url: String) -> OutcomeFuture {
-            let me = Arc::clone(self);
+        fn fetch(self: Arc<Self>, code: CountryCode) -> OutcomeFuture {
             Box::pin(async move {
-                let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
-                me.peak.fetch_max(now, Ordering::SeqCst);
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak.fetch_max(now, Ordering::SeqCst);
                 actix_rt::time::sleep(Duration::from_millis(1)).await;
-                me.running.fetch_sub(1, Ordering::SeqCst);
+                self.running.fetch_sub(1, Ordering::SeqCst);
                 match code.as_str() {
                     c if c.starts_with('N') => Outcome::NotFound,
                     c if c.starts_with('P') => panic!("scripted panic for {c}"),
@@ -421,7 +416,7 @@ mod tests {
     /// threads.
     fn pool(options: PoolOptions, threads: &WorkerThreads) -> (Pool, Arc<ScriptedFetcher>) {
         let scripted = Arc::new(ScriptedFetcher::default());
-        let fetcher: Arc<dyn Fetch> = Arc::new(Arc::clone(&scripted));
+        let fetcher: Arc<dyn Fetch> = Arc::clone(&scripted) as Arc<dyn Fetch>;
         (Pool { fetcher, options, placement: threads.placement(options.pool_size) }, scripted)
     }
 

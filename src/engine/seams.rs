@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::codes::CountryCode;
@@ -25,13 +26,12 @@ pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
 /// Turns a country code into an outcome. Shared by workers on several
 /// threads; each future it returns runs on the thread that asked for it.
 pub trait Fetch: Send + Sync + 'static {
-    /// The URL that `fetch` requests for `code`.
-    fn url(&self, code: CountryCode) -> String;
-    /// The URL as reports and logs show it: credentials masked.
+    /// The URL of `code` as reports and logs show it: credentials masked.
     fn display_url(&self, code: CountryCode) -> String;
-    /// Downloads `code` from `url` and says how it ended. Never panics on
-    /// anything a server or the disk does.
-    fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture;
+    /// Downloads `code` and says how it ended. Never panics on anything a
+    /// server or the disk does. The future holds the fetcher (one reference
+    /// count, however much the fetcher holds).
+    fn fetch(self: Arc<Self>, code: CountryCode) -> OutcomeFuture;
 }
 
 /// Receives each outcome as it arrives (report lines, progress, logs), and

@@ -13,14 +13,12 @@ use super::seams::Fetch;
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{DownloadError, Outcome};
 
-/// Asks a worker to download one code from `url`.
+/// Asks a worker to download one code.
 #[derive(Debug, Message)]
 #[rtype(result = "Outcome")]
 pub struct Download {
     /// The country code.
     pub code: CountryCode,
-    /// The URL to request.
-    pub url: String,
 }
 
 /// A pool member: one download at a time, through a fetcher shared by the
@@ -49,7 +47,7 @@ impl Handler<Download> for Worker {
 
     fn handle(&mut self, msg: Download, _ctx: &mut Self::Context) -> Self::Result {
         let deadline = self.deadline;
-        let attempt = tokio::time::timeout(deadline, self.fetcher.fetch(msg.code, msg.url));
+        let attempt = tokio::time::timeout(deadline, Arc::clone(&self.fetcher).fetch(msg.code));
         let outcome = async move {
             attempt.await.unwrap_or_else(|_| {
                 let detail = format!("no answer within {}s", deadline.as_secs_f64());

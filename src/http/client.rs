@@ -23,6 +23,7 @@ use reqwest::header::{HeaderMap, LOCATION};
 use super::connections::{Counters, CountingLayer, Opened};
 use super::proxy::{ProxyFailure, ProxySettings, Routes, Tunnel, ask_tunnel};
 use super::tls::TlsFiles;
+use super::url::redact_credentials;
 
 /// Timeouts of the HTTP client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,6 +85,9 @@ pub enum RequestError {
     /// The request through a proxy failed.
     #[error("{}", .0.error)]
     Proxy(Box<ProxyFailure>),
+    /// A base URL that cannot be requested.
+    #[error("cannot use the server URL {0}")]
+    BaseUrl(String),
     /// A redirect that is not followed.
     #[error("{0}")]
     Redirect(String),
@@ -169,17 +173,23 @@ impl Clients {
         Ok(cell.insert(client))
     }
 
-    /// Checks that a TLS client can be built (at start, for https jobs).
-    pub fn prepare_for(&self, url: &str) -> Result<(), RequestError> {
-        let scheme = reqwest::Url::parse(url).map(|u| u.scheme().to_owned()).unwrap_or_default();
-        self.for_scheme(&scheme).map(|_| ())
+    /// Parses a job's base URL, once for all its requests, and checks that
+    /// its client can be built (at start, so that a TLS problem of an
+    /// https job ends it before any request).
+    pub fn prepare_for(&self, url: &str) -> Result<reqwest::Url, RequestError> {
+        let bad = |problem: &str| RequestError::BaseUrl(format!("{}: {problem}", redact_credentials(url)));
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
+            return Err(bad("not an http:// or https:// URL"));
+        }
+        self.for_scheme(parsed.scheme())?;
+        Ok(parsed)
     }
 
     /// GETs `url` with `headers` (sent again to each redirect's target),
     /// following at most [`MAX_REDIRECTS`] redirects to http(s) URLs; returns
     /// the first response that is not a followed redirect.
-    pub async fn get(&self, url: &str, headers: &HeaderMap) -> Result<reqwest::Response, RequestError> {
-        let mut url = reqwest::Url::parse(url).map_err(|e| RequestError::Redirect(format!("bad URL: {e}")))?;
+    pub async fn get(&self, mut url: reqwest::Url, headers: &HeaderMap) -> Result<reqwest::Response, RequestError> {
         let mut redirects = 0;
         loop {
             let sent = self.for_scheme(url.scheme())?.get(url.clone()).headers(headers.clone()).send().await;

@@ -15,7 +15,6 @@
 //! [`HttpFetcher`] implements the engine's [`Fetch`] seam: workers hold a
 //! `dyn Fetch` and know nothing of HTTP.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -26,12 +25,13 @@ use sha2::{Digest as _, Sha256};
 use super::client::Clients;
 use super::rate::RateLimiter;
 use super::response::{body_error, connection_error, drain, reason_phrase, request_error, retry_after};
-use super::url::{flag_url, redact_credentials};
+use super::url::{flag_url, redact_credentials, url_under};
 use crate::engine::retry::retryable_status;
 use crate::engine::{Fetch, OutcomeFuture};
 use crate::model::codes::CountryCode;
 use crate::model::digest::{hex, sha256_hex};
 use crate::model::outcome::{DownloadError, Outcome, SavedFile};
+use crate::store::body::BodyWriter;
 use crate::store::naming::NameRegistry;
 use crate::store::output::OutputDir;
 use crate::store::state::KnownFiles;
@@ -52,10 +52,6 @@ fn lock(names: &Mutex<NameRegistry>) -> MutexGuard<'_, NameRegistry> {
     names.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Most body bytes held before a write: a flag (12 KiB on average, 36 KiB
-/// at most in the data set) is written with one call.
-const WRITE_BUFFER: usize = 64 * 1024;
-
 /// Longest `ETag` or `Last-Modified` kept: a longer one is dropped, as if the
 /// server had sent none, so that a server cannot grow the state database
 /// (and every later request) at will.
@@ -65,10 +61,10 @@ pub const MAX_VALIDATOR: usize = 1024;
 const METADATA_LIMIT: usize = 64 * 1024;
 
 /// Downloads flags over HTTP into an output directory.
-#[derive(Clone)]
 pub struct HttpFetcher {
     clients: Arc<Clients>,
-    base: Arc<str>,
+    /// The base URL, parsed once: each request's URL is built from it.
+    base: reqwest::Url,
     /// `base` with credentials masked, computed once for all reports.
     display_base: Arc<str>,
     /// The base of the URLs validators are recorded under (see
@@ -86,14 +82,16 @@ pub struct HttpFetcher {
 }
 
 impl HttpFetcher {
-    /// A fetcher for `base_url` (one trailing slash is ignored) saving into
-    /// `output` as `{CC}.gif`, through `clients` (shared with other jobs).
-    pub fn new(clients: Arc<Clients>, base_url: &str, output: Arc<OutputDir>) -> Self {
-        let base = base_url.strip_suffix('/').unwrap_or(base_url);
-        let display_base: Arc<str> = redact_credentials(base).into();
+    /// A fetcher for `base` (an http(s) URL, as
+    /// [`Clients::prepare_for`] gives; one trailing slash is ignored) saving
+    /// into `output` as `{CC}.gif`, through `clients` (shared with other
+    /// jobs).
+    pub fn new(clients: Arc<Clients>, base: reqwest::Url, output: Arc<OutputDir>) -> Self {
+        let text = base.as_str();
+        let display_base: Arc<str> = redact_credentials(text.strip_suffix('/').unwrap_or(text)).into();
         Self {
             clients,
-            base: base.into(),
+            base,
             record_base: Arc::clone(&display_base),
             display_base,
             output,
@@ -179,7 +177,7 @@ impl HttpFetcher {
 
     /// Sends a GET with `headers` (following redirects), after waiting for
     /// the rate limiter's slot.
-    async fn get(&self, url: &str, headers: &HeaderMap) -> Result<reqwest::Response, DownloadError> {
+    async fn get(&self, url: reqwest::Url, headers: &HeaderMap) -> Result<reqwest::Response, DownloadError> {
         if let Some(limiter) = &self.limiter {
             limiter.wait().await;
         }
@@ -206,9 +204,10 @@ impl HttpFetcher {
         self
     }
 
-    async fn download(&self, code: CountryCode, url: &str) -> Result<Outcome, DownloadError> {
+    async fn download(&self, code: CountryCode) -> Result<Outcome, DownloadError> {
         let conditional = self.conditional(code).await;
         let headers = conditional.as_ref().map(|(_, headers)| headers.clone()).unwrap_or_default();
+        let url = url_under(&self.base, code, &format!("{}.gif", code.lower()));
         let mut response = self.get(url, &headers).await?;
         let status = response.status();
         if let (StatusCode::NOT_MODIFIED, Some((path, _))) = (status, conditional) {
@@ -239,9 +238,7 @@ impl HttpFetcher {
         };
         let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
         let file = self.output.temp_file(code).map_err(|e| io_error(&target, e))?;
-        // A body of a known size up to WRITE_BUFFER is written in one call.
-        let buffer = response.content_length().map_or(WRITE_BUFFER, |n| n.clamp(1, WRITE_BUFFER as u64) as usize);
-        let mut file = std::io::BufWriter::with_capacity(buffer, file);
+        let mut file = BodyWriter::new(file);
         let mut hasher = self.known.is_some().then(Sha256::new);
         let mut bytes = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(|e| body_error(&e))? {
@@ -249,12 +246,12 @@ impl HttpFetcher {
             if bytes > self.max_size {
                 return Err(too_large);
             }
-            file.write_all(&chunk).map_err(|e| io_error(&target, e))?;
             if let Some(hasher) = &mut hasher {
                 hasher.update(&chunk);
             }
+            file.push(chunk).map_err(|e| io_error(&target, e))?;
         }
-        let file = file.into_inner().map_err(|e| io_error(&target, e.into_error()))?;
+        let file = file.finish().map_err(|e| io_error(&target, e))?;
         if let Some(names) = &self.country_names {
             let country = self.country_name(code).await?;
             target = self.output.path().join(lock(names).claim(code, &country));
@@ -300,11 +297,10 @@ impl HttpFetcher {
 
     /// The `country` field of `{base}/{cc}/metadata.json`.
     async fn country_name(&self, code: CountryCode) -> Result<String, DownloadError> {
-        let cc = code.lower();
-        let url = format!("{}/{cc}/metadata.json", self.base);
+        let url = url_under(&self.base, code, "metadata.json");
         let fail = |detail: String, transient: bool| DownloadError::Metadata { detail, transient };
         let transport = |e: reqwest::Error| fail(connection_error(&e).to_string(), true);
-        let mut response = self.get(&url, &HeaderMap::new()).await.map_err(|e| {
+        let mut response = self.get(url, &HeaderMap::new()).await.map_err(|e| {
             let transient = matches!(e, DownloadError::Connection { .. });
             fail(e.to_string(), transient)
         })?;
@@ -331,22 +327,17 @@ impl HttpFetcher {
 }
 
 impl Fetch for HttpFetcher {
-    fn url(&self, code: CountryCode) -> String {
-        flag_url(&self.base, code)
-    }
-
     fn display_url(&self, code: CountryCode) -> String {
         flag_url(&self.display_base, code)
     }
 
-    fn fetch(&self, code: CountryCode, url: String) -> OutcomeFuture {
-        let me = self.clone();
+    fn fetch(self: Arc<Self>, code: CountryCode) -> OutcomeFuture {
         Box::pin(async move {
             // The connection this worker's last response used goes back to
             // the pool from a task of its own: let it run first, or hyper
             // opens a new connection while that one is on its way back.
             tokio::task::yield_now().await;
-            match me.download(code, &url).await {
+            match self.download(code).await {
                 Ok(outcome) => outcome,
                 Err(error) => Outcome::Failed(error),
             }

@@ -1,5 +1,7 @@
 //! The URLs of flags, and URLs as reports and logs show them.
 
+use reqwest::Url;
+
 use crate::model::codes::CountryCode;
 
 /// `url` with any user name and password replaced by `***`, so that
@@ -30,7 +32,24 @@ pub fn redact_credentials(url: &str) -> String {
 pub fn flag_url(base: &str, code: CountryCode) -> String {
     let base = base.strip_suffix('/').unwrap_or(base);
     let cc = code.lower();
-    format!("{base}/{cc}/{cc}.gif")
+    // Built by hand: this runs for every outcome, and `format!` costs more.
+    let mut url = String::with_capacity(base.len() + 10);
+    for part in [base, "/", &cc, "/", &cc, ".gif"] {
+        url.push_str(part);
+    }
+    url
+}
+
+/// `base` with the path segments `{cc}/{file}` added (one trailing slash of
+/// `base` is ignored), `cc` in lower case: what [`flag_url`] gives, without
+/// parsing a URL again for every request. `base` must be an `http(s)` URL
+/// (checked once, when the job is prepared); any other is returned as is.
+pub fn url_under(base: &Url, code: CountryCode, file: &str) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().push(&code.lower()).push(file);
+    }
+    url
 }
 
 #[cfg(test)]
@@ -47,5 +66,16 @@ mod tests {
         let br = CountryCode::new(b'B', b'R').expect("a code");
         assert_eq!(flag_url("http://h/flags/", br), "http://h/flags/br/br.gif");
         assert_eq!(flag_url("http://h/flags", br), "http://h/flags/br/br.gif");
+    }
+
+    #[test]
+    fn urls_under_a_parsed_base_are_the_flag_urls() {
+        let br = CountryCode::new(b'B', b'R').expect("a code");
+        for base in ["http://h/flags/", "http://h/flags", "https://u:p@h:8443", "http://h/", "http://h/a%20b/c"] {
+            let parsed = Url::parse(base).expect("a URL");
+            assert_eq!(url_under(&parsed, br, "br.gif").as_str(), flag_url(base, br), "{base}");
+        }
+        let parsed = Url::parse("http://h/flags").expect("a URL");
+        assert_eq!(url_under(&parsed, br, "metadata.json").as_str(), "http://h/flags/br/metadata.json");
     }
 }

@@ -88,11 +88,11 @@ impl PreparedJob {
         let transport = job.server.transport.clone();
         let clients =
             context.clients.get(ClientOptions { timeouts: job.timeouts, no_proxy: demo.is_some(), transport });
-        clients.prepare_for(&base_url)?;
+        let base = clients.prepare_for(&base_url)?;
         let opened_before = clients.opened();
         let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
         let mut fetcher =
-            HttpFetcher::new(Arc::clone(&clients), &base_url, output).max_size(job.max_size).rate_limited(limiter);
+            HttpFetcher::new(Arc::clone(&clients), base, output).max_size(job.max_size).rate_limited(limiter);
         if demo.is_some() {
             fetcher = fetcher.recorded_as(&job.server.label);
         }

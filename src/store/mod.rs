@@ -2,6 +2,7 @@
 //! safe file names from untrusted country names, and the state database
 //! (run history, validators for conditional requests).
 
+pub mod body;
 pub mod naming;
 pub mod output;
 pub mod state;
