@@ -216,7 +216,7 @@ pub struct FetchArgs {
     #[arg(long)]
     pub http2_prior_knowledge: bool,
 
-    /// Most threads the workers run on [default: one per core]
+    /// Most threads the workers run on, the coordinator's included [default: one per core]
     #[arg(long, value_name = "N")]
     pub threads: Option<String>,
 
