@@ -240,7 +240,7 @@ fn a_seed_fails_the_same_codes_at_any_concurrency() {
         let (_, stdout, _) = fetch(dir.path(), &["-e", "-v", "-m", pool, "-s", &server.url()]);
         let lines = verbose_lines(&stdout);
         let failed: Vec<String> =
-            lines.iter().filter(|(_, l)| l.iter().any(|l| l.contains("418"))).map(|(cc, _)| cc.clone()).collect();
+            lines.iter().filter(|(_, l)| l.iter().any(|l| l.contains("HTTP 418"))).map(|(cc, _)| cc.clone()).collect();
         assert!(failed.len() > 100 && failed.len() < 300, "{}", failed.len());
         failed
     };
