@@ -33,7 +33,10 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
         }
         Box::new(ConsoleSink::new(verbose, job.codes.len()))
     };
-    let end = recording.run(job, &JobContext::new(config.threads, 0), sink, signals.recv()).await;
+    let context = JobContext::new(config.threads, 0);
+    // Only `-v` and `--json` report the connections opened.
+    let context = if config.verbose || config.json { context } else { context.without_connection_counts() };
+    let end = recording.run(job, &context, sink, signals.recv()).await;
     let finished = end.result?;
     let summary = &finished.summary;
     // The state and the failed list are written before the report, so that

@@ -65,6 +65,11 @@ pub struct ClientOptions {
     pub no_proxy: bool,
     /// TLS files (and more) of the server.
     pub transport: Transport,
+    /// Count the connections opened ([`Clients::opened`]). Counting costs
+    /// reqwest a boxed connector, cloned for every request (about 7 % of
+    /// flagsd's instructions per request), so it is off where nothing
+    /// reports the count.
+    pub count_connections: bool,
 }
 
 /// A client could not be built, or a request could not be made.
@@ -148,10 +153,14 @@ impl Clients {
         if http2_only {
             builder = builder.http2_prior_knowledge();
         }
+        if !self.options.count_connections {
+            return Ok(builder);
+        }
         Ok(builder.connector_layer(CountingLayer::new(Arc::clone(&self.opened), http2_only)))
     }
 
-    /// The connections these clients opened so far.
+    /// The connections these clients opened so far (none counted unless
+    /// [`ClientOptions::count_connections`]).
     pub fn opened(&self) -> Opened {
         self.opened.opened()
     }
@@ -285,7 +294,12 @@ mod tests {
     #[test]
     fn clients_are_shared_by_options() {
         let cache = ClientCache::default();
-        let a = ClientOptions { timeouts: TIMEOUTS, no_proxy: false, transport: Transport::default() };
+        let a = ClientOptions {
+            timeouts: TIMEOUTS,
+            no_proxy: false,
+            transport: Transport::default(),
+            count_connections: true,
+        };
         let b = ClientOptions { no_proxy: true, ..a.clone() };
         assert!(Arc::ptr_eq(&cache.get(a.clone()), &cache.get(a.clone())));
         assert!(!Arc::ptr_eq(&cache.get(a), &cache.get(b)));
@@ -293,8 +307,12 @@ mod tests {
 
     #[test]
     fn nothing_is_built_until_used() {
-        let clients =
-            Clients::new(ClientOptions { timeouts: TIMEOUTS, no_proxy: true, transport: Transport::default() });
+        let clients = Clients::new(ClientOptions {
+            timeouts: TIMEOUTS,
+            no_proxy: true,
+            transport: Transport::default(),
+            count_connections: true,
+        });
         assert!(clients.plain.is_empty() && clients.tls.is_empty());
         clients.prepare_for("http://127.0.0.1/flags").unwrap();
         assert!(clients.plain.get().is_some() && clients.tls.is_empty());

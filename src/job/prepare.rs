@@ -38,6 +38,9 @@ pub struct JobContext {
     pub clients: ClientCache,
     /// The worker threads, started when a pool first needs them.
     pub threads: WorkerThreads,
+    /// Count the connections the jobs open (see
+    /// [`ClientOptions::count_connections`]).
+    count_connections: bool,
 }
 
 impl JobContext {
@@ -46,7 +49,14 @@ impl JobContext {
     /// its pool decides).
     pub fn new(threads: usize, workload: usize) -> Self {
         let threads = WorkerThreads::new(threads, workload);
-        Self { limiters: RateLimiters::default(), clients: ClientCache::default(), threads }
+        Self { limiters: RateLimiters::default(), clients: ClientCache::default(), threads, count_connections: true }
+    }
+
+    /// Counts no connections: for a `fetch` that reports none (neither
+    /// `-v` nor `--json`); [`PreparedJob::opened`] is then zero.
+    pub fn without_connection_counts(mut self) -> Self {
+        self.count_connections = false;
+        self
     }
 }
 
@@ -86,8 +96,12 @@ impl PreparedJob {
         let fds_per_worker = if demo.is_some() { 3 } else { 2 };
         let pool_size = limits::fit_pool(job.pool_size, fds_per_worker);
         let transport = job.server.transport.clone();
-        let clients =
-            context.clients.get(ClientOptions { timeouts: job.timeouts, no_proxy: demo.is_some(), transport });
+        let clients = context.clients.get(ClientOptions {
+            timeouts: job.timeouts,
+            no_proxy: demo.is_some(),
+            transport,
+            count_connections: context.count_connections,
+        });
         let base = clients.prepare_for(&base_url)?;
         let opened_before = clients.opened();
         let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
