@@ -7,26 +7,33 @@
 //! ([`LocalQueue`](super::LocalQueue)) or a shared queue that several
 //! processes pull from.
 //!
-//! It never awaits inside a handler. Each dispatch spawns a small actor
-//! future (`send` to the worker, with a deadline) whose continuation settles
-//! the task and asks for the worker's next one. That continuation is the
-//! only place a task leaves the in-flight set, and every path through it
-//! settles it exactly once:
+//! It never awaits inside a handler. A dispatch is a message to the worker
+//! ([`Download`]) naming the pool slot and the dispatch's number; the
+//! worker answers with a message of its own ([`Settled`]), whose handler
+//! settles the task and gives the worker its next one. A task leaves the
+//! in-flight set of its slot in one of three ways, each settling it exactly
+//! once:
 //!
 //! - the worker answers: its outcome;
-//! - the worker's mailbox closes (the worker panicked): an internal error,
-//!   and a fresh worker takes its place;
-//! - the deadline passes: a connection error, and a fresh worker takes the
-//!   place of the stuck one (which is abandoned, not reused).
+//! - the worker is lost (it panicked: its download was dropped, which
+//!   answers so), or cannot be reached: an internal error, and a fresh
+//!   worker takes its place;
+//! - the deadline passes with no answer (checked every
+//!   [`BACKSTOP_SCAN`]): a connection error, and a fresh worker takes the
+//!   place of the stuck one (which is abandoned, not reused; its late
+//!   answer, if any, is stale and ignored).
+//!
+//! No future is kept per download: actix polls every future an actor has
+//! spawned whenever the actor wakes, so a future per dispatch made every
+//! answer cost work in proportion to the pool.
 //!
 //! A failed attempt that the retry policy allows is given back to the source
 //! with its delay (no worker waits for it); any other outcome is final, is
 //! counted, and goes to the sink and to the source.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -34,8 +41,9 @@ use tokio::sync::oneshot;
 use super::queue::LocalQueue;
 use super::retry::RetryPolicy;
 use super::seams::{Fetch, OutcomeSink, Supply, Task, WorkSource};
+use super::slots::Slots;
 use super::threads::Placement;
-use super::worker::{Download, Worker};
+use super::worker::{Download, Settled, Worker};
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, DownloadError, Outcome, StatusCounts};
 use crate::model::random::Dice;
@@ -43,6 +51,9 @@ use crate::model::random::Dice;
 /// How much longer than the attempt deadline the coordinator waits for a
 /// worker's answer before it gives up on that worker.
 const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the coordinator looks for workers that are past the backstop.
+const BACKSTOP_SCAN: Duration = Duration::from_secs(1);
 
 /// Size, deadline and retries of the worker pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,9 +122,8 @@ pub struct Coordinator {
     placement: Placement,
     /// Workers waiting for a task, with their slot in the pool.
     idle: Vec<(usize, Addr<Worker>)>,
-    /// Tasks handed to a worker, by dispatch number.
-    in_flight: HashMap<u64, Task>,
-    dispatched: u64,
+    /// The tasks the workers are on.
+    in_flight: Slots,
     /// A [`Supply::Later`] wait is under way.
     waiting: bool,
     /// No new task is taken ([`Drain`]).
@@ -129,7 +139,10 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.idle = (0..self.options.pool_size.max(1)).map(|slot| (slot, self.new_worker(slot))).collect();
+        let size = self.options.pool_size.max(1);
+        self.idle = (0..size).map(|slot| (slot, self.new_worker(slot))).collect();
+        self.in_flight = Slots::new(size);
+        ctx.run_interval(BACKSTOP_SCAN, |act, ctx| act.replace_stuck_workers(ctx));
         self.feed(ctx);
     }
 }
@@ -189,38 +202,56 @@ impl Coordinator {
         }
     }
 
-    /// Hands `task` to `worker`; the continuation settles it and feeds the
-    /// worker again.
+    /// Hands `task` to `worker`, whose answer ([`Settled`]) settles it.
     fn dispatch(&mut self, (slot, worker): (usize, Addr<Worker>), task: Task, ctx: &mut Context<Self>) {
-        let deadline = self.options.deadline + BACKSTOP_GRACE;
-        let number = self.dispatched;
-        self.dispatched += 1;
-        self.in_flight.insert(number, task);
         self.sink.attempt_started();
-        let started = Instant::now();
-        let code = task.code;
-        let request = worker.send(Download { code }).timeout(deadline);
-        ctx.spawn(request.into_actor(self).map(move |answer, act, ctx| {
-            // Released by an interrupt: the run is over for this task.
-            let Some(task) = act.in_flight.remove(&number) else { return };
-            act.sink.attempt_finished(started.elapsed());
-            let (outcome, worker) = match answer {
-                Ok(outcome) => (outcome, worker),
-                Err(MailboxError::Timeout) => {
-                    let detail = format!("no answer within {}s", deadline.as_secs_f64());
-                    let error = DownloadError::Connection { detail: Some(detail) };
-                    (Outcome::Failed(error), act.new_worker(slot))
-                }
-                Err(MailboxError::Closed) => {
-                    tracing::error!(cc = %code, "worker failed; starting a new one");
-                    let error = DownloadError::Internal { detail: "worker failed".to_owned() };
-                    (Outcome::Failed(error), act.new_worker(slot))
-                }
-            };
-            act.settle(task, outcome);
-            act.idle.push((slot, worker));
-            act.feed(ctx);
-        }));
+        let ticket = self.in_flight.start(slot, task, worker.clone());
+        let sent = worker.try_send(Download { code: task.code, ticket, reply: ctx.address().recipient() });
+        if sent.is_err() {
+            // The worker is gone (its mailbox closed): as if it said so, in
+            // a message of its own, so that `feed` is not entered again
+            // while it hands out tasks.
+            ctx.notify(Settled { ticket, outcome: None });
+        }
+    }
+
+    /// Settles the task a worker answered for, and gives the worker (or the
+    /// one that replaces a lost worker) its next task. A stale answer (for
+    /// a task already settled by the backstop or released by an interrupt)
+    /// is ignored.
+    fn finish(&mut self, answer: Settled, ctx: &mut Context<Self>) {
+        let slot = answer.ticket.slot;
+        let Some(flight) = self.in_flight.finish(answer.ticket) else { return };
+        self.sink.attempt_finished(flight.started.elapsed());
+        let (outcome, worker) = match answer.outcome {
+            Some(outcome) => (outcome, flight.worker),
+            None => {
+                tracing::error!(cc = %flight.task.code, "worker failed; starting a new one");
+                let error = DownloadError::Internal { detail: "worker failed".to_owned() };
+                (Outcome::Failed(error), self.new_worker(slot))
+            }
+        };
+        self.settle(flight.task, outcome);
+        self.idle.push((slot, worker));
+        self.feed(ctx);
+    }
+
+    /// Settles, as a connection error, each task whose worker has not
+    /// answered within the deadline and the grace, and puts a fresh worker
+    /// in the place of each stuck one.
+    fn replace_stuck_workers(&mut self, ctx: &mut Context<Self>) {
+        let limit = self.options.deadline + BACKSTOP_GRACE;
+        let overdue = self.in_flight.overdue(limit);
+        if overdue.is_empty() {
+            return;
+        }
+        for (slot, flight) in overdue {
+            self.sink.attempt_finished(flight.started.elapsed());
+            let detail = format!("no answer within {}s", limit.as_secs_f64());
+            self.settle(flight.task, Outcome::Failed(DownloadError::Connection { detail: Some(detail) }));
+            self.idle.push((slot, self.new_worker(slot)));
+        }
+        self.feed(ctx);
     }
 
     /// Settles an attempt at `task`: its outcome is final (counted, sent to
@@ -248,7 +279,7 @@ impl Coordinator {
     /// Resolves the run's future with what has finished, and stops. Tasks
     /// still in flight are released to the source.
     fn resolve(&mut self, ctx: &mut Context<Self>) {
-        let in_flight: Vec<Task> = self.in_flight.drain().map(|(_, task)| task).collect();
+        let in_flight = self.in_flight.drain();
         let unfinished = in_flight.len() + self.source.remaining();
         for task in in_flight {
             self.source.release(task);
@@ -260,6 +291,14 @@ impl Coordinator {
             let _ = done.send(summary);
         }
         ctx.stop();
+    }
+}
+
+impl Handler<Settled> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, answer: Settled, ctx: &mut Self::Context) {
+        self.finish(answer, ctx);
     }
 }
 
@@ -325,8 +364,7 @@ impl Run {
             options,
             placement,
             idle: Vec::new(),
-            in_flight: HashMap::new(),
-            dispatched: 0,
+            in_flight: Slots::default(),
             waiting: false,
             draining: false,
             counts: StatusCounts::default(),
@@ -366,12 +404,16 @@ mod tests {
     use super::*;
     use crate::engine::{OutcomeFuture, WorkerThreads};
 
-    /// Answers by code: `NF…` not found, `PA…` panics, `HA…` hangs, else OK.
-    /// Counts how many downloads run at once, on any thread.
+    /// Answers by code: `NF…` not found, `PA…` panics, `HA…` hangs, `S…`
+    /// blocks its thread (the first such code run away from `home`, the
+    /// coordinator's thread) past the backstop, else OK. Counts how many
+    /// downloads run at once, on any thread.
     #[derive(Default)]
     struct ScriptedFetcher {
         running: AtomicUsize,
         peak: AtomicUsize,
+        home: std::sync::OnceLock<std::thread::ThreadId>,
+        blocked: std::sync::atomic::AtomicBool,
     }
 
     impl Fetch for ScriptedFetcher {
@@ -389,6 +431,13 @@ mod tests {
                     c if c.starts_with('N') => Outcome::NotFound,
                     c if c.starts_with('P') => panic!("scripted panic for {c}"),
                     c if c.starts_with('H') => pending().await,
+                    c if c.starts_with('S')
+                        && self.home.get() != Some(&std::thread::current().id())
+                        && !self.blocked.swap(true, Ordering::SeqCst) =>
+                    {
+                        std::thread::sleep(BACKSTOP_GRACE + Duration::from_secs(2));
+                        Outcome::NotFound
+                    }
                     _ => Outcome::Downloaded(crate::model::outcome::SavedFile::new(format!("{code}.gif"), 1)),
                 }
             })
@@ -416,6 +465,7 @@ mod tests {
     /// threads.
     fn pool(options: PoolOptions, threads: &WorkerThreads) -> (Pool, Arc<ScriptedFetcher>) {
         let scripted = Arc::new(ScriptedFetcher::default());
+        let _ = scripted.home.set(std::thread::current().id());
         let fetcher: Arc<dyn Fetch> = Arc::clone(&scripted) as Arc<dyn Fetch>;
         (Pool { fetcher, options, placement: threads.placement(options.pool_size) }, scripted)
     }
@@ -464,6 +514,24 @@ mod tests {
         };
         assert_eq!(kinds('P'), ["internal_error"]);
         assert_eq!(kinds('H'), ["connection_error"]);
+    }
+
+    #[test]
+    fn a_worker_whose_thread_is_stuck_is_replaced_after_the_backstop() {
+        // Two threads: the first S code on the other thread blocks it; the
+        // coordinator's thread goes on, and settles what the stuck workers
+        // hold once the deadline and the grace have passed.
+        let input = codes(&["A", "S"]);
+        let (summary, outcomes, _) = run(input.clone(), 16, 2);
+        let mut seen: Vec<_> = outcomes.iter().map(|o| o.code).collect();
+        seen.sort();
+        assert_eq!(seen, input, "one outcome per code");
+        let stuck = outcomes.iter().filter(|o| match &o.outcome {
+            Outcome::Failed(DownloadError::Connection { detail: Some(d) }) => d.starts_with("no answer within 5.2s"),
+            _ => false,
+        });
+        assert!(stuck.count() >= 1, "{outcomes:?}");
+        assert_eq!(summary.counts.total(), 52);
     }
 
     #[test]

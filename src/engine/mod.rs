@@ -16,6 +16,7 @@ mod coordinator;
 mod queue;
 pub mod retry;
 mod seams;
+mod slots;
 mod threads;
 mod worker;
 
