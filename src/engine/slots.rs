@@ -37,15 +37,17 @@ impl Slots {
         Self { busy: (0..size).map(|_| None).collect(), count: 0, dispatched: 0 }
     }
 
-    /// Records that `worker`, in `slot`, now works on `task`; the ticket
-    /// its answer must carry.
+    /// Records that `worker`, in `slot`, now works on `task` (a slot past
+    /// the pool's size is added); the ticket its answer must carry.
     pub fn start(&mut self, slot: usize, task: Task, worker: Addr<Worker>) -> Ticket {
         let number = self.dispatched;
         self.dispatched += 1;
-        if let Some(cell) = self.busy.get_mut(slot) {
-            self.count += usize::from(cell.is_none());
-            *cell = Some(InFlight { task, worker, started: Instant::now(), number });
+        if slot >= self.busy.len() {
+            self.busy.resize_with(slot + 1, || None);
         }
+        let cell = &mut self.busy[slot];
+        self.count += usize::from(cell.is_none());
+        *cell = Some(InFlight { task, worker, started: Instant::now(), number });
         Ticket { slot, number }
     }
 
@@ -124,6 +126,8 @@ mod tests {
             let second = slots.start(0, task(2), worker.clone());
             assert!(slots.finish(first).is_none(), "an older dispatch of the slot is stale");
             assert!(slots.finish(Ticket { slot: 7, number: second.number }).is_none(), "no such slot");
+            let far = slots.start(5, task(4), worker.clone());
+            assert_eq!(slots.finish(far).map(|f| f.task.ticket), Some(4), "a slot past the size is added");
             slots.start(1, task(3), worker);
             assert!(slots.overdue(Duration::from_secs(60)).is_empty());
             let overdue: Vec<u64> = slots.overdue(Duration::ZERO).iter().map(|(_, f)| f.task.ticket).collect();
