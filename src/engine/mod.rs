@@ -5,9 +5,10 @@
 //! a fleet's shared queue) and the next one only when that worker answers
 //! (pull dispatch): no worker holds a backlog, so one slow request never
 //! strands codes behind it. Workers download one code at a time through a shared
-//! [`Fetch`]. The coordinator runs on the current arbiter; the workers of a
-//! large enough pool are spread over [`WorkerThreads`], one arbiter per
-//! core, and a small pool stays with the coordinator.
+//! [`Fetch`], and answer with a message of their own ([`Settled`]). The
+//! coordinator runs on the current arbiter; the workers of a large enough
+//! pool are spread over [`WorkerThreads`], one thread per core, the
+//! coordinator's among them, and a small pool stays with the coordinator.
 //!
 //! The engine imports only [`crate::model`]: HTTP, files and reports reach
 //! it through the [`Fetch`] and [`OutcomeSink`] traits it owns.
@@ -24,4 +25,4 @@ pub use coordinator::{Coordinator, CoordinatorLost, Pool, PoolOptions, Run, RunC
 pub use queue::LocalQueue;
 pub use seams::{Fetch, OutcomeFuture, OutcomeSink, Supply, Task, WorkSource};
 pub use threads::{MIN_WORKERS_PER_THREAD, Placement, WorkerThreads};
-pub use worker::{Download, Worker};
+pub use worker::{Download, Settled, Ticket, Worker};
