@@ -22,7 +22,8 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 scratch_dir /dev/shm ab
-if [ -x "$nginx_bin" ]; then start_nginx; base=$nginx_url; else start_testserver fast --workers 2; base=$fast_url; fi
+start_fast_server
+base=$fast_server_url
 
 echo "== fetch -e -m 100 from $base ($runs runs)"
 hyperfine -N --runs "$runs" --warmup 3 --style basic --prepare "rm -rf $work/out" \

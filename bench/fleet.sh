@@ -58,11 +58,6 @@ start_nats() {
     nats_url="nats://127.0.0.1:$port"
 }
 
-# start_fast: nginx when installed, else the test server; sets url.
-start_fast() {
-    if [ -x "$nginx_bin" ]; then start_nginx; url=$nginx_url; else start_testserver fast --workers 2; url=$fast_url; fi
-}
-
 # write_config FILE URL BATCHES MAX_REQ: a fleet configuration with BATCHES
 # batches of every code from URL.
 write_config() {
@@ -146,8 +141,8 @@ for part in "${parts[@]}"; do
     overhead)
         echo "== overhead: a fleet of one node against plain run, 676 codes, 30 workers"
         start_nats
-        start_fast
-        write_config "$work/fleet.toml" "$url" 1 30
+        start_fast_server
+        write_config "$work/fleet.toml" "$fast_server_url" 1 30
         sed '1,4d' "$work/fleet.toml" >"$work/plain.toml"
         start_nodes "$work/fleet.toml" 1
         check_run "$work/fleet.toml"
@@ -161,8 +156,8 @@ for part in "${parts[@]}"; do
     memory)
         echo "== memory: 50 batches x 676 codes through 2 nodes, 2 workers each per batch"
         start_nats
-        start_fast
-        write_config "$work/memory.toml" "$url" 50 2
+        start_fast_server
+        write_config "$work/memory.toml" "$fast_server_url" 50 2
         start_nodes "$work/memory.toml" 2
         rm -f "$work/stop"
         sample_rss "$nats_pid" "${nodes[@]}" >"$work/rss" &

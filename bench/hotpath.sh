@@ -31,7 +31,8 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 scratch_dir /dev/shm hotpath
-if [ -x "$nginx_bin" ]; then start_nginx; base=$nginx_url; else start_testserver fast --workers 2; base=$fast_url; fi
+start_fast_server
+base=$fast_server_url
 python3 -c 'import string as s; print("\n".join(f"'"$base"'/{a}{b}/{a}{b}.gif" for a in s.ascii_lowercase for b in s.ascii_lowercase))' \
     >"$work/urls.txt"
 

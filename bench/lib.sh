@@ -1,6 +1,6 @@
 # Shared by the bench scripts (sourced, not run). Expects $flagsd (the
 # binary), $work (a scratch directory) and the array pids (killed on exit);
-# start_nginx also $nginx_bin.
+# start_nginx and start_fast_server also $nginx_bin.
 
 # scratch_dir PARENT NAME [PATH...]: makes the scratch directory $work under
 # PARENT (readable by nginx's unprivileged workers) and, on exit, stops every
@@ -62,6 +62,18 @@ $temp_paths$1
 }
 CONF
     "$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log"
+}
+
+# start_fast_server: nginx when installed, else the test server; sets
+# fast_server_url.
+start_fast_server() {
+    if [ -x "$nginx_bin" ]; then
+        start_nginx
+        fast_server_url=$nginx_url
+    else
+        start_testserver fast --workers 2
+        fast_server_url=$fast_url
+    fi
 }
 
 # start_nginx: serves assets/flags with nginx on a free loopback port; sets nginx_url.
