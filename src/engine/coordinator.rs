@@ -43,7 +43,7 @@ use super::retry::RetryPolicy;
 use super::seams::{Fetch, OutcomeSink, Supply, Task, WorkSource};
 use super::slots::Slots;
 use super::threads::Placement;
-use super::worker::{Download, Settled, Worker};
+use super::worker::{Download, Settled, Worker, no_answer};
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, DownloadError, Outcome, StatusCounts};
 use crate::model::random::Dice;
@@ -247,8 +247,7 @@ impl Coordinator {
         }
         for (slot, flight) in overdue {
             self.sink.attempt_finished(flight.started.elapsed());
-            let detail = format!("no answer within {}s", limit.as_secs_f64());
-            self.settle(flight.task, Outcome::Failed(DownloadError::Connection { detail: Some(detail) }));
+            self.settle(flight.task, no_answer(limit));
             self.idle.push((slot, self.new_worker(slot)));
         }
         self.feed(ctx);
@@ -306,9 +305,9 @@ impl Handler<Interrupt> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, _msg: Interrupt, ctx: &mut Self::Context) {
-        // Stopping the coordinator drops its pending sends; the workers'
-        // downloads are abandoned with their threads' runtimes, temporary
-        // files included.
+        // Answers that come after the coordinator stopped are dropped; the
+        // workers' downloads are abandoned with their threads' runtimes,
+        // temporary files included.
         self.resolve(ctx);
     }
 }
@@ -466,7 +465,7 @@ mod tests {
     fn pool(options: PoolOptions, threads: &WorkerThreads) -> (Pool, Arc<ScriptedFetcher>) {
         let scripted = Arc::new(ScriptedFetcher::default());
         let _ = scripted.home.set(std::thread::current().id());
-        let fetcher: Arc<dyn Fetch> = Arc::clone(&scripted) as Arc<dyn Fetch>;
+        let fetcher = Arc::clone(&scripted) as Arc<dyn Fetch>;
         (Pool { fetcher, options, placement: threads.placement(options.pool_size) }, scripted)
     }
 

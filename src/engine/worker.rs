@@ -56,6 +56,14 @@ pub struct Settled {
     pub outcome: Option<Outcome>,
 }
 
+/// The outcome of an attempt that had no answer within `limit`: a
+/// connection error (the worker's own deadline, or the coordinator's
+/// backstop for a stuck worker).
+pub fn no_answer(limit: Duration) -> Outcome {
+    let detail = format!("no answer within {}s", limit.as_secs_f64());
+    Outcome::Failed(DownloadError::Connection { detail: Some(detail) })
+}
+
 /// Sends the answer to a dispatch exactly once: the outcome, or, when
 /// dropped without one, that the worker was lost.
 struct Answer {
@@ -108,10 +116,7 @@ impl Handler<Download> for Worker {
         let answer = Answer { reply: msg.reply, ticket: msg.ticket, sent: false };
         let attempt = tokio::time::timeout(deadline, Arc::clone(&self.fetcher).fetch(msg.code));
         let download = async move {
-            let outcome = attempt.await.unwrap_or_else(|_| {
-                let detail = format!("no answer within {}s", deadline.as_secs_f64());
-                Outcome::Failed(DownloadError::Connection { detail: Some(detail) })
-            });
+            let outcome = attempt.await.unwrap_or_else(|_| no_answer(deadline));
             answer.send(outcome);
         };
         AtomicResponse::new(Box::pin(download.into_actor(self)))
