@@ -31,7 +31,14 @@ pub trait Fetch: Send + Sync + 'static {
     /// Downloads `code` and says how it ended. Never panics on anything a
     /// server or the disk does. The future holds the fetcher (one reference
     /// count, however much the fetcher holds).
-    fn fetch(self: Arc<Self>, code: CountryCode) -> OutcomeFuture;
+    ///
+    /// `lane` is the asking worker's slot in its pool. A worker keeps its
+    /// lane for life and downloads one code at a time, so a fetcher may keep
+    /// a resource per lane (a connection) that no other worker of the pool
+    /// takes from it. The one exception: a worker replaced because its
+    /// thread is stuck hands its lane to its replacement while it may still
+    /// be running.
+    fn fetch(self: Arc<Self>, code: CountryCode, lane: usize) -> OutcomeFuture;
 }
 
 /// Receives each outcome as it arrives (report lines, progress, logs), and

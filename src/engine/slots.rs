@@ -104,7 +104,7 @@ mod tests {
             String::new()
         }
 
-        fn fetch(self: Arc<Self>, _code: CountryCode) -> OutcomeFuture {
+        fn fetch(self: Arc<Self>, _code: CountryCode, _lane: usize) -> OutcomeFuture {
             Box::pin(std::future::pending())
         }
     }

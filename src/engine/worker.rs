@@ -114,7 +114,7 @@ impl Handler<Download> for Worker {
     fn handle(&mut self, msg: Download, _ctx: &mut Self::Context) -> Self::Result {
         let deadline = self.deadline;
         let answer = Answer { reply: msg.reply, ticket: msg.ticket, sent: false };
-        let attempt = tokio::time::timeout(deadline, Arc::clone(&self.fetcher).fetch(msg.code));
+        let attempt = tokio::time::timeout(deadline, Arc::clone(&self.fetcher).fetch(msg.code, msg.ticket.slot));
         let download = async move {
             let outcome = attempt.await.unwrap_or_else(|_| no_answer(deadline));
             answer.send(outcome);

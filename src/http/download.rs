@@ -177,11 +177,16 @@ impl HttpFetcher {
 
     /// Sends a GET with `headers` (following redirects), after waiting for
     /// the rate limiter's slot.
-    async fn get(&self, url: reqwest::Url, headers: &HeaderMap) -> Result<reqwest::Response, DownloadError> {
+    async fn get(
+        &self,
+        url: reqwest::Url,
+        headers: &HeaderMap,
+        lane: usize,
+    ) -> Result<reqwest::Response, DownloadError> {
         if let Some(limiter) = &self.limiter {
             limiter.wait().await;
         }
-        self.clients.get(url, headers).await.map_err(request_error)
+        self.clients.get(url, headers, lane).await.map_err(request_error)
     }
 
     /// Names files by the `country` of the server's `{cc}/metadata.json`.
@@ -204,11 +209,11 @@ impl HttpFetcher {
         self
     }
 
-    async fn download(&self, code: CountryCode) -> Result<Outcome, DownloadError> {
+    async fn download(&self, code: CountryCode, lane: usize) -> Result<Outcome, DownloadError> {
         let conditional = self.conditional(code).await;
         let headers = conditional.as_ref().map(|(_, headers)| headers.clone()).unwrap_or_default();
         let url = url_under(&self.base, code, &format!("{}.gif", code.lower()));
-        let mut response = self.get(url, &headers).await?;
+        let mut response = self.get(url, &headers, lane).await?;
         let status = response.status();
         if let (StatusCode::NOT_MODIFIED, Some((path, _))) = (status, conditional) {
             drain(&mut response).await;
@@ -253,7 +258,7 @@ impl HttpFetcher {
         }
         let file = file.finish().map_err(|e| io_error(&target, e))?;
         if let Some(names) = &self.country_names {
-            let country = self.country_name(code).await?;
+            let country = self.country_name(code, lane).await?;
             target = self.output.path().join(lock(names).claim(code, &country));
         }
         file.persist(&target).map_err(|e| io_error(&target, e.error))?;
@@ -296,11 +301,11 @@ impl HttpFetcher {
     }
 
     /// The `country` field of `{base}/{cc}/metadata.json`.
-    async fn country_name(&self, code: CountryCode) -> Result<String, DownloadError> {
+    async fn country_name(&self, code: CountryCode, lane: usize) -> Result<String, DownloadError> {
         let url = url_under(&self.base, code, "metadata.json");
         let fail = |detail: String, transient: bool| DownloadError::Metadata { detail, transient };
         let transport = |e: reqwest::Error| fail(connection_error(&e).to_string(), true);
-        let mut response = self.get(url, &HeaderMap::new()).await.map_err(|e| {
+        let mut response = self.get(url, &HeaderMap::new(), lane).await.map_err(|e| {
             let transient = matches!(e, DownloadError::Connection { .. });
             fail(e.to_string(), transient)
         })?;
@@ -331,13 +336,13 @@ impl Fetch for HttpFetcher {
         flag_url(&self.display_base, code)
     }
 
-    fn fetch(self: Arc<Self>, code: CountryCode) -> OutcomeFuture {
+    fn fetch(self: Arc<Self>, code: CountryCode, lane: usize) -> OutcomeFuture {
         Box::pin(async move {
             // The connection this worker's last response used goes back to
             // the pool from a task of its own: let it run first, or hyper
             // opens a new connection while that one is on its way back.
             tokio::task::yield_now().await;
-            match self.download(code).await {
+            match self.download(code, lane).await {
                 Ok(outcome) => outcome,
                 Err(error) => Outcome::Failed(error),
             }

@@ -9,6 +9,16 @@
 //! again when the TLS client is built.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A client certificate chain and its private key.
+struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
 
 /// The PEM files of a server's TLS set-up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -48,38 +58,36 @@ impl TlsFiles {
     }
 
     /// The certificate authorities of `ca_file`, parsed.
-    fn authorities(&self) -> Result<Vec<reqwest::Certificate>, (TlsFile, String)> {
+    /// The extra certificate authorities, parsed (none without a CA file).
+    fn authorities(&self) -> Result<Vec<CertificateDer<'static>>, (TlsFile, String)> {
         let Some(path) = &self.ca_file else { return Ok(Vec::new()) };
         let pem = read(path).map_err(|e| (TlsFile::Ca, e))?;
         let shown = path.display();
-        match reqwest::Certificate::from_pem_bundle(&pem) {
+        match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
             Ok(certs) if !certs.is_empty() => Ok(certs),
             Ok(_) => Err((TlsFile::Ca, format!("'{shown}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)"))),
             Err(e) => Err((TlsFile::Ca, format!("'{shown}' is not a PEM certificate bundle ({e})"))),
         }
     }
 
-    /// The client identity of `client_cert` and `client_key`, parsed.
-    fn identity(&self) -> Result<Option<reqwest::Identity>, (TlsFile, String)> {
+    /// The client certificate chain and its key, parsed, if both are set.
+    fn identity(&self) -> Result<Option<Identity>, (TlsFile, String)> {
         let (cert, key) = match (&self.client_cert, &self.client_key) {
             (None, None) => return Ok(None),
             (Some(_), None) => return Err((TlsFile::Key, "a client certificate needs its private key".to_owned())),
             (None, Some(_)) => return Err((TlsFile::Cert, "a private key needs its client certificate".to_owned())),
             (Some(cert), Some(key)) => (cert, key),
         };
-        let mut pem = read(cert).map_err(|e| (TlsFile::Cert, e))?;
-        if !has_certificate(&pem) {
-            return Err((TlsFile::Cert, format!("'{}' holds no PEM certificate", cert.display())));
-        }
+        let pem = read(cert).map_err(|e| (TlsFile::Cert, e))?;
+        let chain = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
+        let chain = match chain {
+            Ok(chain) if !chain.is_empty() => chain,
+            _ => return Err((TlsFile::Cert, format!("'{}' holds no PEM certificate", cert.display()))),
+        };
         let key_pem = read(key).map_err(|e| (TlsFile::Key, e))?;
-        if !key_pem.windows(11).any(|w| w == b"PRIVATE KEY") {
-            return Err((TlsFile::Key, format!("'{}' holds no PEM private key", key.display())));
-        }
-        pem.push(b'\n');
-        pem.extend_from_slice(&key_pem);
-        reqwest::Identity::from_pem(&pem).map(Some).map_err(|e| {
-            (TlsFile::Key, format!("'{}' and '{}' are not a usable pair ({e})", cert.display(), key.display()))
-        })
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| (TlsFile::Key, format!("'{}' holds no PEM private key ({e})", key.display())))?;
+        Ok(Some(Identity { chain, key }))
     }
 
     /// Reads and parses the files that are not secret (the authorities and
@@ -113,15 +121,33 @@ impl TlsFiles {
         problems
     }
 
-    /// `builder` trusting the extra authorities and presenting the client
-    /// certificate, if any.
-    pub fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+    /// The TLS set-up of a client: the system's roots and the extra
+    /// authorities, the client certificate if any, and ALPN offering HTTP/2
+    /// and HTTP/1.1 (only HTTP/2 with `http2_only`). Built once and shared
+    /// by every client of a server, for loading the system's roots costs
+    /// milliseconds.
+    pub fn client_config(&self, http2_only: bool) -> Result<rustls::ClientConfig, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let authorities = self.authorities().map_err(|(_, e)| e)?;
-        let builder = if authorities.is_empty() { builder } else { builder.tls_certs_merge(authorities) };
-        Ok(match self.identity().map_err(|(_, e)| e)? {
-            Some(identity) => builder.identity(identity),
-            None => builder,
-        })
+        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(authorities, Arc::clone(&provider))
+            .map_err(|e| format!("cannot load the system's certificate authorities ({e})"))?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let mut config = match self.identity().map_err(|(_, e)| e)? {
+            Some(Identity { chain, key }) => {
+                let shown = self.client_cert.as_deref().unwrap_or(Path::new("")).display();
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("'{shown}' and its key are not a usable pair ({e})"))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols =
+            if http2_only { vec![b"h2".to_vec()] } else { vec![b"h2".to_vec(), b"http/1.1".to_vec()] };
+        Ok(config)
     }
 }
 

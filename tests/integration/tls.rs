@@ -90,10 +90,25 @@ impl TlsFront {
     /// As [`start`](Self::start), offering the ALPN protocols `alpn`
     /// (`h2` lets clients speak HTTP/2; the backend must understand it).
     pub fn start_offering(backend: SocketAddr, pki: &Pki, client_auth: bool, alpn: &[&[u8]]) -> Self {
+        Self::start_inner(backend, pki, client_auth, alpn, false)
+    }
+
+    /// As [`start`](Self::start), but handshakes finish unevenly, as on a
+    /// busy server: the n-th connection waits (n mod 4) × 40 ms first.
+    pub fn start_staggered(backend: SocketAddr, pki: &Pki) -> Self {
+        Self::start_inner(backend, pki, false, &[], true)
+    }
+
+    fn start_inner(backend: SocketAddr, pki: &Pki, client_auth: bool, alpn: &[&[u8]], staggered: bool) -> Self {
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(client_auth, alpn));
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let addr = tcp_server(move |tcp| {
             let acceptor = acceptor.clone();
+            let n = accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
+                if staggered {
+                    tokio::time::sleep(std::time::Duration::from_millis(n % 4 * 40)).await;
+                }
                 let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                 let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
