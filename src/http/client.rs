@@ -12,7 +12,8 @@
 //! Each thread has a plain client, and each worker (its lane, on its
 //! thread) a TLS client of its own, so that its TLS connection is its own:
 //! see `PerLane`. Over HTTP/2 the lanes share one client per thread, whose
-//! one connection carries them all.
+//! one connection carries them all; a TLS server's first request finds out
+//! which it speaks before the others go (see [`Protocol`]).
 //!
 //! A [`ClientCache`] shares clients between the jobs of one process (the
 //! batches of `run` and `serve`), so that 50 batches do not load the roots
@@ -20,7 +21,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, LOCATION};
 
 use super::connections::{Counters, CountingLayer, Opened};
+use super::protocol::Protocol;
 use super::proxy::{ProxyFailure, ProxySettings, Routes, Tunnel, ask_tunnel};
 use super::tls::TlsFiles;
 use super::url::redact_credentials;
@@ -112,9 +113,8 @@ pub struct Clients {
     routes: OnceLock<Arc<Routes>>,
     opened: Arc<Counters>,
     tls_config: OnceLock<rustls::ClientConfig>,
-    /// HTTP/2 is spoken (known in advance, or answered over TLS): one
-    /// connection serves every lane, so lanes share a client.
-    multiplexed: AtomicBool,
+    /// What each TLS server (host and port) speaks, learnt by a probe.
+    protocols: Mutex<HashMap<(String, u16), Arc<Protocol>>>,
     plain: PerLane,
     tls: PerLane,
 }
@@ -124,8 +124,8 @@ impl Clients {
     pub fn new(options: ClientOptions) -> Self {
         let opened = Arc::default();
         let (plain, tls) = (PerLane::default(), PerLane::default());
-        let multiplexed = AtomicBool::new(options.transport.http2_prior_knowledge);
-        Self { options, routes: OnceLock::new(), opened, tls_config: OnceLock::new(), multiplexed, plain, tls }
+        let (routes, tls_config, protocols) = (OnceLock::new(), OnceLock::new(), Mutex::default());
+        Self { options, routes, opened, tls_config, protocols, plain, tls }
     }
 
     /// Where requests go: read from the settings and the environment once.
@@ -142,7 +142,7 @@ impl Clients {
         Ok(self.routes.get_or_init(|| Arc::new(routes)))
     }
 
-    fn builder(&self) -> Result<reqwest::ClientBuilder, RequestError> {
+    fn builder(&self, http2_only: bool) -> Result<reqwest::ClientBuilder, RequestError> {
         let t = self.options.timeouts;
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("flagsd/", env!("CARGO_PKG_VERSION")))
@@ -162,7 +162,6 @@ impl Clients {
         if routes.any() {
             builder = builder.proxy(reqwest::Proxy::custom(move |url| routes.proxy_for(url).map(|p| p.url.clone())));
         }
-        let http2_only = self.options.transport.http2_prior_knowledge;
         if http2_only {
             builder = builder.http2_prior_knowledge();
         }
@@ -178,30 +177,52 @@ impl Clients {
         self.opened.opened()
     }
 
-    /// The TLS set-up of every TLS client here, built on first use.
-    fn tls_config(&self) -> Result<&rustls::ClientConfig, RequestError> {
-        if let Some(config) = self.tls_config.get() {
-            return Ok(config);
-        }
-        let transport = &self.options.transport;
-        let config = transport.tls.client_config(transport.http2_prior_knowledge).map_err(RequestError::Tls)?;
-        Ok(self.tls_config.get_or_init(|| config))
+    /// The TLS set-up of a TLS client here, offering HTTP/2 and HTTP/1.1
+    /// or HTTP/2 alone (ALPN); what they share is built on first use.
+    fn tls_config(&self, http2_only: bool) -> Result<rustls::ClientConfig, RequestError> {
+        let shared = match self.tls_config.get() {
+            Some(config) => config,
+            None => {
+                let config = self.options.transport.tls.client_config().map_err(RequestError::Tls)?;
+                self.tls_config.get_or_init(|| config)
+            }
+        };
+        let mut config = shared.clone();
+        config.alpn_protocols =
+            if http2_only { vec![b"h2".to_vec()] } else { vec![b"h2".to_vec(), b"http/1.1".to_vec()] };
+        Ok(config)
+    }
+
+    /// What the TLS server of `url` speaks (HTTP/2 from the start with
+    /// prior knowledge).
+    fn protocol_of(&self, url: &reqwest::Url) -> Arc<Protocol> {
+        let server = (url.host_str().unwrap_or_default().to_owned(), url.port_or_known_default().unwrap_or(0));
+        let mut protocols = self.protocols.lock().unwrap_or_else(PoisonError::into_inner);
+        let protocol = protocols.entry(server).or_insert_with(|| {
+            let prior = self.options.transport.http2_prior_knowledge;
+            Arc::new(if prior { Protocol::http2() } else { Protocol::unknown() })
+        });
+        Arc::clone(protocol)
     }
 
     /// The client of `lane` for a URL of `scheme`: over TLS, the lane's
-    /// own; over plain HTTP and over HTTP/2, the one of lane 0 on this
-    /// thread, which all its lanes share (see [`PerLane`] for why).
+    /// own; for plain HTTP, the one this thread's lanes share (`SHARED`;
+    /// see [`PerLane`] for why). Over TLS to an HTTP/2 server, pass
+    /// `SHARED` as the lane.
     fn for_scheme(&self, scheme: &str, lane: usize) -> Result<reqwest::Client, RequestError> {
         let tls = scheme == "https";
-        let lane = if tls && !self.multiplexed.load(Ordering::Relaxed) { lane } else { 0 };
-        let cell = if tls { &self.tls } else { &self.plain };
+        let (cell, lane) = if tls { (&self.tls, lane) } else { (&self.plain, SHARED) };
         if let Some(client) = cell.get(lane) {
             return Ok(client);
         }
-        let builder = self.builder()?;
+        // A thread's shared TLS client serves a server known to speak
+        // HTTP/2: it speaks it from the start, so that its requests wait for
+        // its one connection rather than each opening its own.
+        let http2_only = self.options.transport.http2_prior_knowledge || (tls && lane == SHARED);
+        let builder = self.builder(http2_only)?;
         // No root certificates for plain HTTP: nothing to verify.
         let builder = if tls {
-            builder.use_preconfigured_tls(self.tls_config()?.clone())
+            builder.use_preconfigured_tls(self.tls_config(http2_only)?)
         } else {
             builder.tls_certs_only(Vec::new())
         };
@@ -218,6 +239,7 @@ impl Clients {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(bad("not an http:// or https:// URL"));
         }
+        // Lane 0: the first worker's, on this thread.
         self.for_scheme(parsed.scheme(), 0)?;
         Ok(parsed)
     }
@@ -234,14 +256,26 @@ impl Clients {
     ) -> Result<reqwest::Response, RequestError> {
         let mut redirects = 0;
         loop {
-            let sent = self.for_scheme(url.scheme(), lane)?.get(url.clone()).headers(headers.clone()).send().await;
+            let protocol = (url.scheme() == "https").then(|| self.protocol_of(&url));
+            let probe = match &protocol {
+                Some(protocol) => protocol.known_or_probe().await,
+                None => None,
+            };
+            let shared = protocol.as_ref().is_some_and(|p| p.is_http2());
+            let client = self.for_scheme(url.scheme(), if shared { SHARED } else { lane })?;
+            let sent = client.get(url.clone()).headers(headers.clone()).send().await;
+            if let Some(probe) = probe {
+                let http2 = sent.as_ref().is_ok_and(|r| r.version() == reqwest::Version::HTTP_2);
+                if http2 {
+                    // The probe's connection carries this thread's lanes.
+                    self.tls.insert(SHARED, client);
+                }
+                probe.answered(http2);
+            }
             let response = match sent {
                 Ok(response) => response,
                 Err(error) => return Err(self.explain(error, &url).await),
             };
-            if response.version() == reqwest::Version::HTTP_2 {
-                self.multiplexed.store(true, Ordering::Relaxed);
-            }
             let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
             let Some(location) = location.filter(|_| REDIRECTS.contains(&response.status().as_u16())) else {
                 return Ok(response);
@@ -276,6 +310,9 @@ impl Clients {
     }
 }
 
+/// The lane of the client that a thread's lanes share.
+const SHARED: usize = usize::MAX;
+
 /// Clients by worker (its lane) and thread.
 ///
 /// A client's pool hands a returned connection to whichever request of the
@@ -287,11 +324,12 @@ impl Clients {
 /// worker has a TLS client of its own, whose connection comes back to that
 /// worker only (and 100 workers fetched 676 flags 12 % faster).
 ///
-/// Plain HTTP keeps one client per thread (lane 0): a TCP connection is set
+/// Plain HTTP keeps one client per thread (`SHARED`): a TCP connection is set
 /// up in one round trip, before any answer can come back, so connections
 /// are not taken from one another there (a test checks it), and a client
 /// per worker would cost `fetch -m 1000` 6 MiB and 4 % more time. HTTP/2
-/// shares one client per thread too: one connection carries every lane.
+/// shares one client per thread too: one connection carries every lane
+/// (see [`Protocol`] for how a TLS server's HTTP/2 is learnt).
 ///
 /// The thread is part of the key because a connection's task runs on the
 /// thread that opened it: a worker that uses connections opened on its own
@@ -368,8 +406,8 @@ mod tests {
         });
         assert!(clients.plain.is_empty() && clients.tls.is_empty());
         clients.prepare_for("http://127.0.0.1/flags").unwrap();
-        assert!(clients.plain.get(0).is_some() && clients.plain.get(1).is_none() && clients.tls.is_empty());
-        let elsewhere = std::thread::scope(|s| s.spawn(|| clients.plain.get(0).is_none()).join());
+        assert!(clients.plain.get(SHARED).is_some() && clients.plain.get(0).is_none() && clients.tls.is_empty());
+        let elsewhere = std::thread::scope(|s| s.spawn(|| clients.plain.get(SHARED).is_none()).join());
         assert!(elsewhere.unwrap(), "each thread builds its own");
     }
 }

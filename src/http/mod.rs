@@ -5,6 +5,7 @@
 pub mod client;
 pub mod connections;
 pub mod download;
+pub mod protocol;
 pub mod proxy;
 pub mod rate;
 pub mod response;

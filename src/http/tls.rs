@@ -122,11 +122,10 @@ impl TlsFiles {
     }
 
     /// The TLS set-up of a client: the system's roots and the extra
-    /// authorities, the client certificate if any, and ALPN offering HTTP/2
-    /// and HTTP/1.1 (only HTTP/2 with `http2_only`). Built once and shared
-    /// by every client of a server, for loading the system's roots costs
-    /// milliseconds.
-    pub fn client_config(&self, http2_only: bool) -> Result<rustls::ClientConfig, String> {
+    /// authorities, and the client certificate if any (ALPN is the
+    /// client's to set). Built once and shared by every client of a server,
+    /// for loading the system's roots costs milliseconds.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let authorities = self.authorities().map_err(|(_, e)| e)?;
         let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(authorities, Arc::clone(&provider))
@@ -136,7 +135,7 @@ impl TlsFiles {
             .map_err(|e| e.to_string())?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier));
-        let mut config = match self.identity().map_err(|(_, e)| e)? {
+        Ok(match self.identity().map_err(|(_, e)| e)? {
             Some(Identity { chain, key }) => {
                 let shown = self.client_cert.as_deref().unwrap_or(Path::new("")).display();
                 builder
@@ -144,10 +143,7 @@ impl TlsFiles {
                     .map_err(|e| format!("'{shown}' and its key are not a usable pair ({e})"))?
             }
             None => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols =
-            if http2_only { vec![b"h2".to_vec()] } else { vec![b"h2".to_vec(), b"http/1.1".to_vec()] };
-        Ok(config)
+        })
     }
 }
 

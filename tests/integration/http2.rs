@@ -90,7 +90,8 @@ fn https_speaks_http2_when_the_server_offers_it() {
     let (status, stdout, stderr) = fetch_ten(&["-s", &h2.url(), "--cacert", &ca, "--json"]);
     assert_eq!(status, 0, "{stdout}{stderr}");
     let (http1, http2) = opened(&stdout);
-    assert!(http1 == 0 && (1..=10).contains(&http2), "{stdout}");
+    // Ten workers stay on one thread: one connection, found out by the first.
+    assert_eq!((http1, http2), (0, 1), "{stdout}");
     let (status, stdout, stderr) = fetch_ten(&["-s", &h2.url(), "--cacert", &ca]);
     assert_eq!((status, final_counts(&stdout)), (0, (10, 0, 0)), "{stdout}{stderr}");
 
@@ -99,6 +100,22 @@ fn https_speaks_http2_when_the_server_offers_it() {
     assert_eq!(status, 0, "{stdout}{stderr}");
     let (http1, http2) = opened(&stdout);
     assert!((1..=10).contains(&http1) && http2 == 0, "{stdout}");
+}
+
+#[test]
+fn over_tls_http2_is_found_out_before_the_pool_fans_out() {
+    // Before the first request waited to learn the protocol, each of 100
+    // workers opened an HTTP/2 connection (a TLS handshake) of its own.
+    let (server, pki) = (clean_server(), Pki::new());
+    let ca = pki.file("ca.pem").to_str().expect("a UTF-8 path").to_owned();
+    let h2 = TlsFront::start_offering(server.addr(), &pki, false, &[b"h2", b"http/1.1"]);
+    let out = tempfile::tempdir().unwrap();
+    let args = ["-e", "-m", "100", "--threads", "2", "-s", &h2.url(), "--cacert", &ca, "--json"];
+    let (status, stdout, stderr) = fetch(out.path(), &args);
+    assert_eq!(status, 0, "{stderr}");
+    let (http1, http2) = opened(&stdout);
+    assert!(http1 == 0 && (1..=2).contains(&http2), "one connection per thread: {http2} for a pool of 100");
+    assert_eq!(assert_only_complete_flags(out.path()), 194);
 }
 
 #[test]

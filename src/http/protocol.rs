@@ -1,0 +1,134 @@
+//! Whether a TLS server speaks HTTP/2, learnt from one request before the
+//! others fan out.
+//!
+//! A server says which protocol it speaks (ALPN) only at the end of a TLS
+//! handshake. Each worker has a TLS client of its own (see
+//! `client::PerLane`), so if every worker sent its first request at once, a
+//! pool of 100 would open 100 HTTP/2 connections where one carries them all.
+//! So the first TLS request of a set of clients is a probe: the other
+//! requests wait for its answer, then either share one client per thread
+//! (HTTP/2) or go each through its own (HTTP/1.1). curl's `--parallel`
+//! waits the same way by default.
+//!
+//! A probe that fails (no connection, a timeout) decides HTTP/1.1, so that
+//! a server that is down fails every request at once rather than one at a
+//! time. A probe dropped before its answer (its worker's deadline, an
+//! interrupted run) hands the probe on to the next request.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tokio::sync::Notify;
+
+/// Nothing is known yet, and nobody is asking.
+const UNKNOWN: u8 = 0;
+/// A probe is out.
+const PROBING: u8 = 1;
+/// HTTP/1.1 (or a probe that failed).
+const HTTP1: u8 = 2;
+/// HTTP/2: one connection per thread carries every request.
+const HTTP2: u8 = 3;
+
+/// What is known of a server's protocol over TLS.
+#[derive(Debug)]
+pub struct Protocol {
+    state: AtomicU8,
+    decided: Notify,
+}
+
+impl Protocol {
+    /// Nothing known yet: the first request will probe.
+    pub fn unknown() -> Self {
+        Self { state: AtomicU8::new(UNKNOWN), decided: Notify::new() }
+    }
+
+    /// HTTP/2 is spoken from the first byte (prior knowledge): no probe.
+    pub fn http2() -> Self {
+        Self { state: AtomicU8::new(HTTP2), decided: Notify::new() }
+    }
+
+    /// Whether the server is known to speak HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        self.state.load(Ordering::Acquire) == HTTP2
+    }
+
+    /// Waits until the protocol is known, or returns the probe that this
+    /// request is to be: report its answer with [`Probe::answered`].
+    pub async fn known_or_probe(&self) -> Option<Probe<'_>> {
+        loop {
+            let decided = self.decided.notified();
+            tokio::pin!(decided);
+            // Registered before the state is read, so a decision made in
+            // between still wakes this request.
+            decided.as_mut().enable();
+            match self.state.compare_exchange(UNKNOWN, PROBING, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(Probe { protocol: self, answered: false }),
+                Err(PROBING) => decided.await,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn decide(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        self.decided.notify_waiters();
+    }
+}
+
+/// The request that finds out the protocol for the others.
+#[derive(Debug)]
+pub struct Probe<'a> {
+    protocol: &'a Protocol,
+    answered: bool,
+}
+
+impl Probe<'_> {
+    /// The probe's answer: whether it came over HTTP/2 (`false` for a
+    /// failed request too).
+    pub fn answered(mut self, http2: bool) {
+        self.answered = true;
+        self.protocol.decide(if http2 { HTTP2 } else { HTTP1 });
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.protocol.decide(UNKNOWN);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_wait_for_the_probe_and_a_dropped_probe_is_handed_on() {
+        let protocol = Arc::new(Protocol::unknown());
+        let probe = protocol.known_or_probe().await.expect("the first request probes");
+        let waiting = {
+            let protocol = Arc::clone(&protocol);
+            tokio::spawn(async move { protocol.known_or_probe().await.is_none() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "a second request waits for the probe");
+        drop(probe);
+        // The waiting request becomes the probe: it is not told "known".
+        assert!(!waiting.await.expect("the waiting request"), "a dropped probe is handed on");
+        let probe = protocol.known_or_probe().await.expect("still unknown: probe again");
+        probe.answered(true);
+        assert!(protocol.is_http2());
+        assert!(protocol.known_or_probe().await.is_none(), "known: no more probes");
+        assert!(Protocol::http2().is_http2() && !Protocol::unknown().is_http2());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_probe_decides_http1_for_everyone() {
+        let protocol = Protocol::unknown();
+        protocol.known_or_probe().await.expect("a probe").answered(false);
+        assert!(protocol.known_or_probe().await.is_none() && !protocol.is_http2());
+    }
+}
