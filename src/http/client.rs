@@ -258,7 +258,7 @@ impl Clients {
         loop {
             let protocol = (url.scheme() == "https").then(|| self.protocol_of(&url));
             let probe = match &protocol {
-                Some(protocol) => protocol.known_or_probe().await,
+                Some(protocol) => protocol.known_or_probe(self.options.timeouts.connect).await,
                 None => None,
             };
             let shared = protocol.as_ref().is_some_and(|p| p.is_http2());

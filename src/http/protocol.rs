@@ -13,9 +13,14 @@
 //! A probe that fails (no connection, a timeout) decides HTTP/1.1, so that
 //! a server that is down fails every request at once rather than one at a
 //! time. A probe dropped before its answer (its worker's deadline, an
-//! interrupted run) hands the probe on to the next request.
+//! interrupted run) hands the probe on to the next request. The others wait
+//! at most a connect timeout (their deadline allows for it): a server that
+//! is slower to answer is taken for HTTP/1.1 until the probe's answer says
+//! otherwise.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -51,9 +56,11 @@ impl Protocol {
         self.state.load(Ordering::Acquire) == HTTP2
     }
 
-    /// Waits until the protocol is known, or returns the probe that this
-    /// request is to be: report its answer with [`Probe::answered`].
-    pub async fn known_or_probe(&self) -> Option<Probe<'_>> {
+    /// Waits until the protocol is known, or for `patience` at most (then
+    /// HTTP/1.1 is taken), or returns the probe that this request is to be:
+    /// report its answer with [`Probe::answered`].
+    pub async fn known_or_probe(&self, patience: Duration) -> Option<Probe<'_>> {
+        let give_up = tokio::time::Instant::now() + patience;
         loop {
             let decided = self.decided.notified();
             tokio::pin!(decided);
@@ -62,7 +69,14 @@ impl Protocol {
             decided.as_mut().enable();
             match self.state.compare_exchange(UNKNOWN, PROBING, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Some(Probe { protocol: self, answered: false }),
-                Err(PROBING) => decided.await,
+                Err(PROBING) => {
+                    if tokio::time::timeout_at(give_up, decided).await.is_err() {
+                        // The probe's answer may still upgrade this to HTTP/2.
+                        let _ = self.state.compare_exchange(PROBING, HTTP1, Ordering::AcqRel, Ordering::Acquire);
+                        self.decided.notify_waiters();
+                        return None;
+                    }
+                }
                 Err(_) => return None,
             }
         }
@@ -92,8 +106,10 @@ impl Probe<'_> {
 
 impl Drop for Probe<'_> {
     fn drop(&mut self) {
-        if !self.answered {
-            self.protocol.decide(UNKNOWN);
+        // Handed on, unless the others stopped waiting meanwhile.
+        let state = &self.protocol.state;
+        if !self.answered && state.compare_exchange(PROBING, UNKNOWN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.protocol.decided.notify_waiters();
         }
     }
 }
@@ -105,30 +121,54 @@ mod tests {
 
     use super::*;
 
+    const PATIENCE: Duration = Duration::from_secs(60);
+
     #[tokio::test(flavor = "current_thread")]
     async fn requests_wait_for_the_probe_and_a_dropped_probe_is_handed_on() {
         let protocol = Arc::new(Protocol::unknown());
-        let probe = protocol.known_or_probe().await.expect("the first request probes");
+        let probe = protocol.known_or_probe(PATIENCE).await.expect("the first request probes");
         let waiting = {
             let protocol = Arc::clone(&protocol);
-            tokio::spawn(async move { protocol.known_or_probe().await.is_none() })
+            tokio::spawn(async move { protocol.known_or_probe(PATIENCE).await.is_none() })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished(), "a second request waits for the probe");
         drop(probe);
         // The waiting request becomes the probe: it is not told "known".
         assert!(!waiting.await.expect("the waiting request"), "a dropped probe is handed on");
-        let probe = protocol.known_or_probe().await.expect("still unknown: probe again");
+        let probe = protocol.known_or_probe(PATIENCE).await.expect("still unknown: probe again");
         probe.answered(true);
         assert!(protocol.is_http2());
-        assert!(protocol.known_or_probe().await.is_none(), "known: no more probes");
+        assert!(protocol.known_or_probe(PATIENCE).await.is_none(), "known: no more probes");
         assert!(Protocol::http2().is_http2() && !Protocol::unknown().is_http2());
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_failed_probe_decides_http1_for_everyone() {
         let protocol = Protocol::unknown();
-        protocol.known_or_probe().await.expect("a probe").answered(false);
-        assert!(protocol.known_or_probe().await.is_none() && !protocol.is_http2());
+        protocol.known_or_probe(PATIENCE).await.expect("a probe").answered(false);
+        assert!(protocol.known_or_probe(PATIENCE).await.is_none() && !protocol.is_http2());
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_slow_probe_is_waited_for_a_while_and_may_still_say_http2() {
+        let protocol = Protocol::unknown();
+        let probe = protocol.known_or_probe(PATIENCE).await.expect("a probe");
+        let started = tokio::time::Instant::now();
+        assert!(protocol.known_or_probe(PATIENCE).await.is_none(), "the wait ends without a probe");
+        assert_eq!(started.elapsed(), PATIENCE, "after the patience, not before");
+        assert!(protocol.known_or_probe(PATIENCE).await.is_none(), "later requests do not wait");
+        assert!(!protocol.is_http2());
+        probe.answered(true);
+        assert!(protocol.is_http2(), "the late answer still counts");
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_probe_dropped_after_the_others_gave_up_leaves_http1() {
+        let protocol = Protocol::unknown();
+        let probe = protocol.known_or_probe(PATIENCE).await.expect("a probe");
+        assert!(protocol.known_or_probe(PATIENCE).await.is_none());
+        drop(probe);
+        assert!(protocol.known_or_probe(PATIENCE).await.is_none(), "no new probe, no wait");
     }
 }

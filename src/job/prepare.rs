@@ -117,9 +117,11 @@ impl PreparedJob {
             Naming::Code => Arc::new(fetcher),
             Naming::Country => Arc::new(fetcher.naming_by_country()),
         };
-        // Naming by country costs a second request (metadata.json) per code.
+        // Naming by country costs a second request (metadata.json) per code;
+        // a first request to a TLS server may wait up to a connect timeout
+        // for the probe of its protocol (see `http::protocol`).
         let requests = if job.naming == Naming::Country { 2 } else { 1 };
-        let deadline = job.timeouts.total * requests + DEADLINE_GRACE;
+        let deadline = job.timeouts.total * requests + job.timeouts.connect + DEADLINE_GRACE;
         let options = PoolOptions { pool_size, deadline, retry: job.retry, keep_outcomes: true };
         let display_url = redact_credentials(&base_url);
         let placement = context.threads.placement(pool_size);
