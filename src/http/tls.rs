@@ -170,4 +170,37 @@ mod tests {
         assert_eq!(files.check()[0].1, format!("'{}' holds no PEM certificate", dir.path().join("text.pem").display()));
         assert!(TlsFiles::default().check().is_empty() && TlsFiles::default().is_empty());
     }
+
+    /// A self-signed certificate and its key, as PEM files in `dir`.
+    fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("parameters");
+        let cert = params.self_signed(&key).expect("a certificate");
+        let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&cert_path, cert.pem()).expect("written");
+        std::fs::write(&key_path, key.serialize_pem()).expect("written");
+        (cert_path, key_path)
+    }
+
+    #[test]
+    fn a_client_key_that_is_missing_or_not_the_certificates_is_named() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let (a_cert, a_key) = self_signed(dir.path(), "a");
+        let (_, b_key) = self_signed(dir.path(), "b");
+        let good =
+            TlsFiles { ca_file: Some(a_cert.clone()), client_cert: Some(a_cert.clone()), client_key: Some(a_key) };
+        assert!(good.check().is_empty(), "{:?}", good.check());
+        let config = good.client_config().expect("a usable set-up");
+        assert!(config.client_auth_cert_resolver.has_certs());
+
+        let no_key = TlsFiles { client_key: Some(a_cert.clone()), ..good.clone() };
+        let problems = no_key.check();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, TlsFile::Key);
+        assert!(problems[0].1.starts_with(&format!("'{}' holds no PEM private key", a_cert.display())), "{problems:?}");
+
+        let mismatched = TlsFiles { client_key: Some(b_key), ..good };
+        let error = mismatched.client_config().expect_err("another certificate's key");
+        assert!(error.starts_with(&format!("'{}' and its key are not a usable pair", a_cert.display())), "{error}");
+    }
 }
