@@ -7,7 +7,9 @@
 # CA and a certificate for 127.0.0.1 are made with openssl in the scratch
 # directory, which is removed on exit. After the timed runs, one more run of
 # each case is matched against nginx's access log: how many TCP connections
-# served its 676 requests, and with which protocol.
+# served its 676 requests, and with which protocol. Last, six batches of
+# `flagsd run` over HTTP/2 against a port that closes each connection after
+# 500 requests count the connections that reconnecting costs.
 #
 #   bench/http2.sh                        # builds target/release/flagsd first
 #   FLAGSD=/path/to/flagsd bench/http2.sh # an existing binary (needs --cacert)
@@ -51,20 +53,24 @@ cacert=$tls/ca.pem
 # --- one nginx, two ports: h1 (HTTP/1.1 only) and h2 (h2 offered by ALPN) -----
 h1_port=$(free_port)
 h2_port=$(free_port)
+h2_short_port=$(free_port)
 nginx_version=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')
 # `http2 on;` arrived in nginx 1.25.1; before it, http2 is a parameter of listen.
 if [ "$(printf '%s\n' 1.25.1 "${nginx_version#nginx/}" | sort -V | head -1)" = 1.25.1 ]; then
     h1_listen="listen 127.0.0.1:$h1_port ssl; http2 off;"
     h2_listen="listen 127.0.0.1:$h2_port ssl; http2 on;"
+    h2_short_listen="listen 127.0.0.1:$h2_short_port ssl; http2 on;"
 else
     h1_listen="listen 127.0.0.1:$h1_port ssl;"
     h2_listen="listen 127.0.0.1:$h2_port ssl http2;"
+    h2_short_listen="listen 127.0.0.1:$h2_short_port ssl http2;"
 fi
 nginx_serve "    log_format conn '\$connection \$server_protocol \$status';
     ssl_certificate $tls/server.pem;
     ssl_certificate_key $tls/server.key;
     server { $h1_listen access_log $work/nginx/h1.log conn; }
-    server { $h2_listen access_log $work/nginx/h2.log conn; }"
+    server { $h2_listen access_log $work/nginx/h2.log conn; }
+    server { $h2_short_listen access_log $work/nginx/h2-short.log conn; keepalive_requests 500; }"
 base_h1=https://127.0.0.1:$h1_port/flags
 base_h2=https://127.0.0.1:$h2_port/flags
 
@@ -111,7 +117,21 @@ for i in "${!names[@]}"; do
               printf "%s\t%d\t%d\t%s\n", name, nc, n, ps }' "$log" >>"$work/counts.tsv"
 done
 
-python3 - "$results/9-http2.json" "$work/counts.tsv" "$nginx_version" "$runs" >"$results/9-http2.md" <<'PY'
+# --- reconnects: six batches of `run` (pools of 50) over HTTP/2 against a port
+# that closes each connection after 500 requests, as nginx does after 1,000 by
+# default: how many connections carry the 4,056 requests -------------------------
+{
+    printf '[servers]\nH2 = { url = "https://127.0.0.1:%s/flags", ca_file = "%s" }\n' "$h2_short_port" "$cacert"
+    printf '[state]\ndir = "%s/state"\n' "$work"
+    printf '[defaults]\nmax_req = 50\noutput = "%s"\nretries = 0\n' "$out"
+    for i in 1 2 3 4 5 6; do printf '\n[[batch]]\nname = "b%s"\ncodes = "every"\nserver = "H2"\n' "$i"; done
+} >"$work/reconnects.toml"
+rm -rf "$out"
+"$flagsd" run --config "$work/reconnects.toml" >/dev/null 2>&1 || true
+reconnects=$(awk '{ c[$1] = 1; n++ } END { nc = 0; for (k in c) nc++; printf "%d connections for %d requests", nc, n }' \
+    "$work/nginx/h2-short.log")
+
+python3 - "$results/9-http2.json" "$work/counts.tsv" "$nginx_version" "$runs" "$reconnects" >"$results/9-http2.md" <<'PY'
 import json, os, sys
 results = json.load(open(sys.argv[1]))["results"]
 counts = {}
@@ -131,6 +151,8 @@ conn = lambda n: f"{n} connection{'s' if n != 1 else ''}"
 h1, h2 = counts["flagsd h1 -m 100"], counts["flagsd h2 -m 100"]
 print(f"\nflagsd -m 100: HTTP/1.1: {conn(h1[0])} for {h1[1]} requests; "
       f"HTTP/2: {conn(h2[0])} for {h2[1]} requests ({h2[2]}).")
+print(f"\nflagsd run, 6 batches x 676 codes over HTTP/2, the server closing each connection "
+      f"after 500 requests: {sys.argv[5]}.")
 print("\nConnections and protocol: one extra run of each case, counted in nginx's access "
       "log ($connection, $server_protocol). CPU is the client's, as hyperfine measures it.")
 PY

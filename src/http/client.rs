@@ -217,7 +217,10 @@ impl Clients {
         }
         // A thread's shared TLS client serves a server known to speak
         // HTTP/2: it speaks it from the start, so that its requests wait for
-        // its one connection rather than each opening its own.
+        // its one connection rather than each opening its own, at first and
+        // whenever the server closes it (nginx does every 1,000 requests).
+        // So the probe's client, which offered HTTP/1.1 too, is not the one
+        // shared: its connection is left idle.
         let http2_only = self.options.transport.http2_prior_knowledge || (tls && lane == SHARED);
         let builder = self.builder(http2_only)?;
         // No root certificates for plain HTTP: nothing to verify.
@@ -265,12 +268,7 @@ impl Clients {
             let client = self.for_scheme(url.scheme(), if shared { SHARED } else { lane })?;
             let sent = client.get(url.clone()).headers(headers.clone()).send().await;
             if let Some(probe) = probe {
-                let http2 = sent.as_ref().is_ok_and(|r| r.version() == reqwest::Version::HTTP_2);
-                if http2 {
-                    // The probe's connection carries this thread's lanes.
-                    self.tls.insert(SHARED, client);
-                }
-                probe.answered(http2);
+                probe.answered(sent.as_ref().is_ok_and(|r| r.version() == reqwest::Version::HTTP_2));
             }
             let response = match sent {
                 Ok(response) => response,
@@ -322,7 +320,7 @@ const SHARED: usize = usize::MAX;
 /// handshake was still running, and that handshake's connection then joined
 /// the pool as well: 100 workers opened up to 152 TLS connections. So each
 /// worker has a TLS client of its own, whose connection comes back to that
-/// worker only (and 100 workers fetched 676 flags 12 % faster).
+/// worker only (`docs/benchmarks.md` has the figures).
 ///
 /// Plain HTTP keeps one client per thread (`SHARED`): a TCP connection is set
 /// up in one round trip, before any answer can come back, so connections
