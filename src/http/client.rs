@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, LOCATION};
 
-use super::connections::{Counters, CountingLayer, Opened};
+use super::connections::{ConnectionsLayer, Counters, OnConnect, Opened};
 use super::protocol::Protocol;
 use super::proxy::{ProxyFailure, ProxySettings, Routes, Tunnel, ask_tunnel};
 use super::tls::TlsFiles;
@@ -168,7 +168,23 @@ impl Clients {
         if !self.options.count_connections {
             return Ok(builder);
         }
-        Ok(builder.connector_layer(CountingLayer::new(Arc::clone(&self.opened), http2_only)))
+        Ok(builder.connector_layer(ConnectionsLayer::new(self.opened.hook(), http2_only)))
+    }
+
+    /// A client for `https://` (or plain HTTP), speaking HTTP/2 alone if
+    /// `http2_only`, whose new connections are also reported to `learn`.
+    fn build(&self, tls: bool, http2_only: bool, learn: Option<OnConnect>) -> Result<reqwest::Client, RequestError> {
+        let mut builder = self.builder(http2_only)?;
+        if let Some(learn) = learn {
+            builder = builder.connector_layer(ConnectionsLayer::new(learn, http2_only));
+        }
+        // No root certificates for plain HTTP: nothing to verify.
+        let builder = if tls {
+            builder.use_preconfigured_tls(self.tls_config(http2_only)?)
+        } else {
+            builder.tls_certs_only(Vec::new())
+        };
+        builder.build().map_err(RequestError::Client)
     }
 
     /// The connections these clients opened so far (none counted unless
@@ -220,17 +236,9 @@ impl Clients {
         // its one connection rather than each opening its own, at first and
         // whenever the server closes it (nginx does every 1,000 requests).
         // So the probe's client, which offered HTTP/1.1 too, is not the one
-        // shared: its connection is left idle.
+        // shared.
         let http2_only = self.options.transport.http2_prior_knowledge || (tls && lane == SHARED);
-        let builder = self.builder(http2_only)?;
-        // No root certificates for plain HTTP: nothing to verify.
-        let builder = if tls {
-            builder.use_preconfigured_tls(self.tls_config(http2_only)?)
-        } else {
-            builder.tls_certs_only(Vec::new())
-        };
-        let client = builder.build().map_err(RequestError::Client)?;
-        Ok(cell.insert(lane, client))
+        Ok(cell.insert(lane, self.build(tls, http2_only, None)?))
     }
 
     /// Parses a job's base URL, once for all its requests, and checks that
@@ -264,11 +272,24 @@ impl Clients {
                 Some(protocol) => protocol.known_or_probe(self.options.timeouts.connect).await,
                 None => None,
             };
-            let shared = protocol.as_ref().is_some_and(|p| p.is_http2());
-            let client = self.for_scheme(url.scheme(), if shared { SHARED } else { lane })?;
+            let client = match (&protocol, &probe) {
+                // A client of its own, which says what the server speaks as
+                // soon as its connection is made: the others go then, not
+                // when the answer comes.
+                (Some(protocol), Some(_)) => {
+                    let protocol = Arc::clone(protocol);
+                    self.build(true, false, Some(Arc::new(move |http2| protocol.learnt(http2))))?
+                }
+                (Some(protocol), None) if protocol.is_http2() => self.for_scheme(url.scheme(), SHARED)?,
+                _ => self.for_scheme(url.scheme(), lane)?,
+            };
             let sent = client.get(url.clone()).headers(headers.clone()).send().await;
             if let Some(probe) = probe {
                 probe.answered(sent.as_ref().is_ok_and(|r| r.version() == reqwest::Version::HTTP_2));
+                if !protocol.as_ref().is_some_and(|p| p.is_http2()) {
+                    // Over HTTP/1.1 the probe's connection is this lane's.
+                    self.tls.insert(lane, client);
+                }
             }
             let response = match sent {
                 Ok(response) => response,

@@ -2,7 +2,7 @@
 //!
 //! The pool size says how many requests may be in flight, not how many
 //! connections carry them: over HTTP/2 one connection carries them all.
-//! [`CountingLayer`] wraps reqwest's connector, so it sees every new
+//! [`ConnectionsLayer`] wraps reqwest's connector, so it sees every new
 //! connection (direct, through a proxy, or a tunnel) once it is
 //! established, and whether TLS negotiated `h2` for it.
 
@@ -62,40 +62,58 @@ impl Counters {
         let counter = if http2 { &self.http2 } else { &self.http1 };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A report that counts each connection here.
+    pub fn hook(self: &Arc<Self>) -> OnConnect {
+        let counters = Arc::clone(self);
+        Arc::new(move |http2| counters.record(http2))
+    }
 }
 
-/// A connector layer that counts the connections it establishes.
-#[derive(Debug, Clone)]
-pub struct CountingLayer {
-    counters: Arc<Counters>,
+/// Told of each connection a client establishes, and whether it speaks
+/// HTTP/2.
+pub type OnConnect = Arc<dyn Fn(bool) + Send + Sync>;
+
+/// A connector layer that reports every connection it establishes: to
+/// count them ([`Counters::hook`]), or to learn what a server speaks (see
+/// `protocol`).
+#[derive(Clone)]
+pub struct ConnectionsLayer {
+    report: OnConnect,
     /// Every connection speaks HTTP/2 (prior knowledge), ALPN or not.
     http2_only: bool,
 }
 
-impl CountingLayer {
-    /// Counts into `counters`; `http2_only` for a client with HTTP/2 prior
+impl ConnectionsLayer {
+    /// Reports to `report`; `http2_only` for a client with HTTP/2 prior
     /// knowledge.
-    pub fn new(counters: Arc<Counters>, http2_only: bool) -> Self {
-        Self { counters, http2_only }
+    pub fn new(report: OnConnect, http2_only: bool) -> Self {
+        Self { report, http2_only }
     }
 }
 
-impl<S> tower_layer::Layer<S> for CountingLayer {
-    type Service = Counting<S>;
+impl std::fmt::Debug for ConnectionsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionsLayer").field("http2_only", &self.http2_only).finish_non_exhaustive()
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ConnectionsLayer {
+    type Service = Reporting<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Counting { inner, layer: self.clone() }
+        Reporting { inner, layer: self.clone() }
     }
 }
 
-/// The connector of [`CountingLayer`].
+/// The connector of [`ConnectionsLayer`].
 #[derive(Debug, Clone)]
-pub struct Counting<S> {
+pub struct Reporting<S> {
     inner: S,
-    layer: CountingLayer,
+    layer: ConnectionsLayer,
 }
 
-impl<S, R> tower_service::Service<R> for Counting<S>
+impl<S, R> tower_service::Service<R> for Reporting<S>
 where
     S: tower_service::Service<R>,
     S::Response: Connection,
@@ -114,7 +132,7 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let connection = connecting.await?;
-            layer.counters.record(layer.http2_only || connection.connected().is_negotiated_h2());
+            (layer.report)(layer.http2_only || connection.connected().is_negotiated_h2());
             Ok(connection)
         })
     }

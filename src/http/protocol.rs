@@ -5,10 +5,11 @@
 //! handshake. Each worker has a TLS client of its own (see
 //! `client::PerLane`), so if every worker sent its first request at once, a
 //! pool of 100 would open 100 HTTP/2 connections where one carries them all.
-//! So the first TLS request of a set of clients is a probe: the other
-//! requests wait for its answer, then either share one client per thread
-//! (HTTP/2) or go each through its own (HTTP/1.1). curl's `--parallel`
-//! waits the same way by default.
+//! So the first TLS request to a server is a probe: the other requests wait
+//! until its connection is made (its client reports the protocol the
+//! handshake chose) or its answer comes, then either share one client per
+//! thread (HTTP/2) or go each through its own (HTTP/1.1). curl's
+//! `--parallel` waits the same way by default.
 //!
 //! A probe that fails (no connection, a timeout) decides HTTP/1.1, so that
 //! a server that is down fails every request at once rather than one at a
@@ -82,8 +83,16 @@ impl Protocol {
         }
     }
 
-    fn decide(&self, state: u8) {
-        self.state.store(state, Ordering::Release);
+    /// What a connection to the server said. HTTP/2 is always taken (also
+    /// after the others stopped waiting); HTTP/1.1 only while the probe is
+    /// out, so that a failed request after an HTTP/2 handshake does not
+    /// undo it.
+    pub fn learnt(&self, http2: bool) {
+        if http2 {
+            self.state.store(HTTP2, Ordering::Release);
+        } else {
+            let _ = self.state.compare_exchange(PROBING, HTTP1, Ordering::AcqRel, Ordering::Acquire);
+        }
         self.decided.notify_waiters();
     }
 }
@@ -97,10 +106,10 @@ pub struct Probe<'a> {
 
 impl Probe<'_> {
     /// The probe's answer: whether it came over HTTP/2 (`false` for a
-    /// failed request too).
+    /// failed request too), unless its connection said so already.
     pub fn answered(mut self, http2: bool) {
         self.answered = true;
-        self.protocol.decide(if http2 { HTTP2 } else { HTTP1 });
+        self.protocol.learnt(http2);
     }
 }
 
@@ -161,6 +170,16 @@ mod tests {
         assert!(!protocol.is_http2());
         probe.answered(true);
         assert!(protocol.is_http2(), "the late answer still counts");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_handshake_decides_before_the_answer_and_a_failed_answer_does_not_undo_http2() {
+        let protocol = Protocol::unknown();
+        let probe = protocol.known_or_probe(PATIENCE).await.expect("a probe");
+        protocol.learnt(true);
+        assert!(protocol.known_or_probe(PATIENCE).await.is_none() && protocol.is_http2(), "known at the handshake");
+        probe.answered(false);
+        assert!(protocol.is_http2(), "a request that failed after an HTTP/2 handshake");
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]

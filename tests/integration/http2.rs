@@ -4,6 +4,8 @@
 //! connections actually opened, in `--json` and the verbose output: never
 //! more than the pool, over TLS too.
 
+use flagsd::testserver::TestServerOptions;
+
 use crate::helpers::*;
 use crate::tls::{Pki, TlsFront};
 
@@ -117,6 +119,28 @@ fn over_tls_http2_is_found_out_before_the_pool_fans_out() {
     let (http1, http2) = opened(&stdout);
     assert!(http1 == 0 && (1..=3).contains(&http2), "the probe's and one per thread: {http2} for a pool of 100");
     assert_eq!(assert_only_complete_flags(out.path()), 194);
+}
+
+#[test]
+fn over_tls_the_pool_waits_for_the_first_handshake_not_the_first_answer() {
+    // A server that answers after 3 s: the nine other requests must reach it
+    // as soon as the first connection has said HTTP/1.1, not 3 s later.
+    let (slow, pki) =
+        (server(TestServerOptions { delay: Some("3".parse().unwrap()), ..Default::default() }), Pki::new());
+    let front = TlsFront::start(slow.addr(), &pki, false);
+    let ca = pki.file("ca.pem").to_str().expect("a UTF-8 path").to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let url = front.url();
+    let mut args: Vec<&str> = vec!["fetch", "-m", "10", "-s", &url, "--cacert", &ca, "-o"];
+    args.push(out.path().to_str().expect("a UTF-8 path"));
+    args.extend(TEN);
+    let mut child = flagsd_child().args(&args).stdout(std::process::Stdio::null()).spawn().expect("fetch starts");
+    let fanned_out = wait_until(std::time::Duration::from_millis(2500), || slow.hits() >= 10);
+    let before_the_answer = slow.hits();
+    let status = child.wait().expect("fetch ends");
+    assert!(fanned_out, "only {before_the_answer} of 10 requests before the first answer");
+    assert!(status.success());
+    assert_eq!(assert_only_complete_flags(out.path()), TEN.len());
 }
 
 #[test]
