@@ -20,7 +20,6 @@
 //! otherwise.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-
 use std::time::Duration;
 
 use tokio::sync::Notify;
