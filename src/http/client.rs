@@ -113,8 +113,9 @@ pub struct Clients {
     routes: OnceLock<Arc<Routes>>,
     opened: Arc<Counters>,
     tls_config: OnceLock<rustls::ClientConfig>,
-    /// What each TLS server (host and port) speaks, learnt by a probe.
-    protocols: Mutex<HashMap<(String, u16), Arc<Protocol>>>,
+    /// What each TLS server (host and port) speaks, learnt by a probe; a
+    /// job talks to one or a few, so they are looked up in order.
+    protocols: Mutex<Vec<(String, u16, Arc<Protocol>)>>,
     plain: PerLane,
     tls: PerLane,
 }
@@ -212,13 +213,16 @@ impl Clients {
     /// What the TLS server of `url` speaks (HTTP/2 from the start with
     /// prior knowledge).
     fn protocol_of(&self, url: &reqwest::Url) -> Arc<Protocol> {
-        let server = (url.host_str().unwrap_or_default().to_owned(), url.port_or_known_default().unwrap_or(0));
+        let (host, port) = (url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0));
+        // Whole entries are pushed: a poisoned lock is still consistent.
         let mut protocols = self.protocols.lock().unwrap_or_else(PoisonError::into_inner);
-        let protocol = protocols.entry(server).or_insert_with(|| {
-            let prior = self.options.transport.http2_prior_knowledge;
-            Arc::new(if prior { Protocol::http2() } else { Protocol::unknown() })
-        });
-        Arc::clone(protocol)
+        if let Some((_, _, protocol)) = protocols.iter().find(|(h, p, _)| h == host && *p == port) {
+            return Arc::clone(protocol);
+        }
+        let prior = self.options.transport.http2_prior_knowledge;
+        let protocol = Arc::new(if prior { Protocol::http2() } else { Protocol::unknown() });
+        protocols.push((host.to_owned(), port, Arc::clone(&protocol)));
+        protocol
     }
 
     /// The client of `lane` for a URL of `scheme`: over TLS, the lane's
