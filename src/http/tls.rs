@@ -42,11 +42,6 @@ pub enum TlsFile {
     Key,
 }
 
-/// Whether `pem` holds a certificate block.
-fn has_certificate(pem: &[u8]) -> bool {
-    pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----")
-}
-
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))
 }
@@ -57,7 +52,6 @@ impl TlsFiles {
         self.ca_file.is_none() && self.client_cert.is_none() && self.client_key.is_none()
     }
 
-    /// The certificate authorities of `ca_file`, parsed.
     /// The extra certificate authorities, parsed (none without a CA file).
     fn authorities(&self) -> Result<Vec<CertificateDer<'static>>, (TlsFile, String)> {
         let Some(path) = &self.ca_file else { return Ok(Vec::new()) };
@@ -70,20 +64,30 @@ impl TlsFiles {
         }
     }
 
+    /// The client certificate's and key's files, if both are set; an
+    /// error if only one is.
+    fn client_files(&self) -> Result<Option<(&Path, &Path)>, (TlsFile, String)> {
+        match (&self.client_cert, &self.client_key) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err((TlsFile::Key, "a client certificate needs its private key".to_owned())),
+            (None, Some(_)) => Err((TlsFile::Cert, "a private key needs its client certificate".to_owned())),
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        }
+    }
+
+    /// The client certificate chain in `cert`, parsed.
+    fn client_chain(cert: &Path) -> Result<Vec<CertificateDer<'static>>, (TlsFile, String)> {
+        let pem = read(cert).map_err(|e| (TlsFile::Cert, e))?;
+        match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+            Ok(chain) if !chain.is_empty() => Ok(chain),
+            _ => Err((TlsFile::Cert, format!("'{}' holds no PEM certificate", cert.display()))),
+        }
+    }
+
     /// The client certificate chain and its key, parsed, if both are set.
     fn identity(&self) -> Result<Option<Identity>, (TlsFile, String)> {
-        let (cert, key) = match (&self.client_cert, &self.client_key) {
-            (None, None) => return Ok(None),
-            (Some(_), None) => return Err((TlsFile::Key, "a client certificate needs its private key".to_owned())),
-            (None, Some(_)) => return Err((TlsFile::Cert, "a private key needs its client certificate".to_owned())),
-            (Some(cert), Some(key)) => (cert, key),
-        };
-        let pem = read(cert).map_err(|e| (TlsFile::Cert, e))?;
-        let chain = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
-        let chain = match chain {
-            Ok(chain) if !chain.is_empty() => chain,
-            _ => return Err((TlsFile::Cert, format!("'{}' holds no PEM certificate", cert.display()))),
-        };
+        let Some((cert, key)) = self.client_files()? else { return Ok(None) };
+        let chain = Self::client_chain(cert)?;
         let key_pem = read(key).map_err(|e| (TlsFile::Key, e))?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|e| (TlsFile::Key, format!("'{}' holds no PEM private key ({e})", key.display())))?;
@@ -97,17 +101,10 @@ impl TlsFiles {
     pub fn check_public(&self) -> Vec<(TlsFile, String)> {
         let mut problems = Vec::new();
         problems.extend(self.authorities().err());
-        match (&self.client_cert, &self.client_key) {
-            (Some(_), None) => problems.push((TlsFile::Key, "a client certificate needs its private key".to_owned())),
-            (None, Some(_)) => problems.push((TlsFile::Cert, "a private key needs its client certificate".to_owned())),
-            (Some(cert), Some(_)) => match read(cert) {
-                Err(e) => problems.push((TlsFile::Cert, e)),
-                Ok(pem) if !has_certificate(&pem) => {
-                    problems.push((TlsFile::Cert, format!("'{}' holds no PEM certificate", cert.display())));
-                }
-                Ok(_) => {}
-            },
-            (None, None) => {}
+        match self.client_files() {
+            Err(problem) => problems.push(problem),
+            Ok(Some((cert, _))) => problems.extend(Self::client_chain(cert).err()),
+            Ok(None) => {}
         }
         problems
     }
