@@ -15,12 +15,12 @@ old=$(realpath "$1")
 new=$(realpath "$2")
 cd "$(dirname "$0")/.."
 runs=${RUNS:-20}
-command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need_debian hyperfine
 
 flagsd=$new
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 scratch_dir /dev/shm ab
 start_fast_server
 base=$fast_server_url

@@ -35,15 +35,9 @@ scenarios=("$@")
 wants() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
 # --- tools ------------------------------------------------------------------
-need=()
-for tool in hyperfine:hyperfine wget2:wget2 curl:curl aria2c:aria2 gnuplot:gnuplot-nox wrk:wrk nginx:nginx-light; do
-    command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || need+=("${tool#*:}")
-done
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "== installing ${need[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need_debian hyperfine wget2 curl aria2c:aria2 gnuplot:gnuplot-nox wrk nginx:nginx-light time
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet
@@ -51,8 +45,6 @@ flagsd=$PWD/target/release/flagsd
 results=$PWD/bench/results
 mkdir -p "$results"
 # --- servers ----------------------------------------------------------------
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 scratch_dir /dev/shm bench /tmp/flagsd-bench-disk
 
 # --- the tools' command lines -----------------------------------------------

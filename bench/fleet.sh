@@ -23,7 +23,6 @@ parts=("$@")
 cargo build --release --quiet
 flagsd=$PWD/target/release/flagsd
 nats_server=${FLAGSD_NATS_SERVER:-$(bash .ci/install-nats)}
-command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null; }
 work=$(mktemp -d /dev/shm/flagsd-fleet.XXXXXX)
 chmod 755 "$work"
 pids=()
@@ -37,10 +36,7 @@ trap cleanup EXIT
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+need_debian hyperfine
 
 # start_nats: a JetStream server on a free port, ready; sets nats_url, nats_pid.
 start_nats() {

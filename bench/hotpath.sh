@@ -19,17 +19,12 @@ old=$(realpath "$1")
 new=$(realpath "$2")
 cd "$(dirname "$0")/.."
 runs=${RUNS:-40}
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v wget2 >/dev/null || need+=(wget2)
-if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need_debian valgrind wget2
 
 flagsd=$new
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 scratch_dir /dev/shm hotpath
 start_fast_server
 base=$fast_server_url

@@ -2,6 +2,20 @@
 # binary), $work (a scratch directory) and the array pids (killed on exit);
 # start_nginx and start_fast_server also $nginx_bin.
 
+# need_debian COMMAND[:PACKAGE]...: installs from Debian the package of each
+# COMMAND that is not installed (PACKAGE when it is named otherwise).
+need_debian() {
+    local tool command missing=()
+    for tool in "$@"; do
+        command=${tool%%:*}
+        [ -x "$(command -v "$command")" ] || [ -x "/usr/sbin/$command" ] || [ -x "/usr/bin/$command" ] ||
+            missing+=("${tool#*:}")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    echo "== installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # scratch_dir PARENT NAME [PATH...]: makes the scratch directory $work under
 # PARENT (readable by nginx's unprivileged workers) and, on exit, stops every
 # server started here and removes $work and the PATHs.
