@@ -45,6 +45,10 @@ pub struct OutputDirError {
 #[derive(Debug)]
 pub struct OutputDir {
     path: PathBuf,
+    /// `path` made absolute once, for temporary files: given a relative
+    /// directory, `tempfile` would ask for the working directory (a
+    /// `getcwd` call) on every file.
+    temp_dir: PathBuf,
     temp_suffix: String,
 }
 
@@ -54,7 +58,11 @@ impl OutputDir {
     pub fn prepare(path: &Path) -> Result<Self, OutputDirError> {
         let fail = |source| OutputDirError { path: path.to_owned(), source };
         fs::create_dir_all(path).map_err(fail)?;
-        let dir = Self { path: path.to_owned(), temp_suffix: format!(".{}{TEMP_SUFFIX}", std::process::id()) };
+        let dir = Self {
+            path: path.to_owned(),
+            temp_dir: std::path::absolute(path).map_err(fail)?,
+            temp_suffix: format!(".{}{TEMP_SUFFIX}", std::process::id()),
+        };
         drop(dir.new_temp(".probe.").map_err(fail)?);
         dir.remove_stale_temp_files();
         Ok(dir)
@@ -81,7 +89,7 @@ impl OutputDir {
             .suffix(&self.temp_suffix)
             // Final files get the usual 0666 & !umask, not tempfile's 0600.
             .permissions(fs::Permissions::from_mode(0o666))
-            .tempfile_in(&self.path)
+            .tempfile_in(&self.temp_dir)
     }
 
     /// Removes temporary files whose process is gone. Best effort: a file
@@ -165,6 +173,19 @@ mod tests {
         assert!(temp.path().exists());
         drop(temp);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_relative_directory_keeps_its_name_and_gets_temp_files_beside_its_flags() {
+        // A directory under the working directory, named relatively.
+        let dir = tempfile::Builder::new().prefix(".output-test").tempdir_in(".").unwrap();
+        let relative = Path::new(dir.path().file_name().unwrap());
+        let out = OutputDir::prepare(relative).unwrap();
+        let code = CountryCode::new(b'B', b'R').unwrap();
+        assert_eq!(out.target_path(code), relative.join("BR.gif"), "paths in reports stay as given");
+        let temp = out.temp_file(code).unwrap();
+        let beside = std::path::absolute(relative).unwrap();
+        assert_eq!(temp.path().parent(), Some(beside.as_path()));
     }
 
     #[test]
