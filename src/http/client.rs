@@ -148,6 +148,7 @@ impl Clients {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("flagsd/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
+            .retry(super::refused::policy())
             .connect_timeout(t.connect)
             .read_timeout(t.read)
             .timeout(t.total)

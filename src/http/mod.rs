@@ -8,6 +8,7 @@ pub mod download;
 pub mod protocol;
 pub mod proxy;
 pub mod rate;
+pub mod refused;
 pub mod response;
 pub mod tls;
 pub mod url;
