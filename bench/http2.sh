@@ -9,7 +9,8 @@
 # each case is matched against nginx's access log: how many TCP connections
 # served its 676 requests, and with which protocol. Last, six batches of
 # `flagsd run` over HTTP/2 against a port that closes each connection after
-# 500 requests count the connections that reconnecting costs.
+# 500 requests count the connections that reconnecting costs, and the codes
+# lost to it (retries = 0).
 #
 #   bench/http2.sh                        # builds target/release/flagsd first
 #   FLAGSD=/path/to/flagsd bench/http2.sh # an existing binary (needs --cacert)
@@ -127,9 +128,12 @@ done
     for i in 1 2 3 4 5 6; do printf '\n[[batch]]\nname = "b%s"\ncodes = "every"\nserver = "H2"\n' "$i"; done
 } >"$work/reconnects.toml"
 rm -rf "$out"
-"$flagsd" run --config "$work/reconnects.toml" >/dev/null 2>&1 || true
+"$flagsd" run --config "$work/reconnects.toml" --json >"$work/reconnects.json" 2>/dev/null || true
+failed=$(python3 -c 'import json, sys; print(sum(b["counts"]["errors"] for b in json.load(open(sys.argv[1]))["batches"]))' \
+    "$work/reconnects.json")
 reconnects=$(awk '{ c[$1] = 1; n++ } END { nc = 0; for (k in c) nc++; printf "%d connections for %d requests", nc, n }' \
     "$work/nginx/h2-short.log")
+reconnects="$reconnects, $failed failed codes"
 
 python3 - "$results/9-http2.json" "$work/counts.tsv" "$nginx_version" "$runs" "$reconnects" >"$results/9-http2.md" <<'PY'
 import json, os, sys
