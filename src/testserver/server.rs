@@ -56,6 +56,12 @@ pub const TARGET_CONNECTIONS: u64 = 1000;
 /// What the server is called in errors.
 const WHAT: &str = "test server";
 
+/// Seconds that SIGINT or SIGTERM leaves requests in flight to finish
+/// before the server stops: long enough for an ordinary answer, short
+/// enough that a hanging or delayed one does not hold it (actix waits 30 s
+/// by default, so Ctrl-C with one `--hang-rate` request open took 30 s).
+const SHUTDOWN_GRACE_SECS: u64 = 1;
+
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TestServerError {
@@ -229,6 +235,7 @@ fn build(
             }
         })
         .workers(workers)
+        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         .backlog(4096)
         // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) on the same port.
         .bind_auto_h2c(bind)

@@ -31,6 +31,55 @@ fn serves_the_bundled_flags_until_sigterm() {
 }
 
 #[test]
+fn sigterm_stops_it_within_its_grace_even_with_a_request_hanging() {
+    // actix's default grace is 30 s: a hanging request held the server
+    // that long after SIGTERM.
+    let mut child = flagsd_child()
+        .args(["testserver", "--bind", "127.0.0.1:0", "--workers", "1", "--hang-rate", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("Serving flags at http://").unwrap_or_else(|| panic!("{line}")).to_owned();
+    let addr = url.strip_suffix("/flags").expect("a base URL");
+    let mut hanging = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(&mut hanging, b"GET /flags/br/br.gif HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // No answer says that the request is in: the kernel does, when the
+    // server's end of the connection has nothing left to read.
+    let (server_port, client_port) = (port_of(addr), hanging.local_addr().unwrap().port());
+    assert!(wait_until(Duration::from_secs(10), || unread_bytes(server_port, client_port) == Some(0)), "never read");
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let stopped = wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
+    if !stopped {
+        child.kill().unwrap();
+    }
+    assert!(stopped, "still serving 10 s after SIGTERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).expect("an address with a port")
+}
+
+/// The bytes waiting to be read at the end of a loopback TCP connection
+/// whose own port is `local_port` and peer's `remote_port`, from
+/// `/proc/net/tcp` (the `rx_queue` column); `None` if there is no such end.
+fn unread_bytes(local_port: u16, remote_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port = |address: &str| address.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, remote, queues) = (fields.get(1)?, fields.get(2)?, fields.get(4)?);
+        if port(local)? != local_port || port(remote)? != remote_port {
+            return None;
+        }
+        u64::from_str_radix(queues.split_once(':')?.1, 16).ok()
+    })
+}
+
+#[test]
 fn an_address_in_use_exits_3() {
     let server = clean_server();
     let out = flagsd().args(["testserver", "--bind", &server.addr().to_string()]).output().unwrap();
