@@ -2,23 +2,31 @@
 //! answers of the built-in server, over raw HTTP/1.1.
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
 use flagsd::testserver::{TestServer, TestServerOptions};
 
 use crate::helpers::*;
 
-#[test]
-fn serves_the_bundled_flags_until_sigterm() {
+/// `flagsd testserver` on a free port with one worker and `extra`
+/// options, as a child process, and the base URL it printed.
+fn spawn_testserver(extra: &[&str]) -> (Child, String) {
     let mut child = flagsd_child()
         .args(["testserver", "--bind", "127.0.0.1:0", "--workers", "1"])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("Serving flags at ").unwrap_or_else(|| panic!("{line}")).to_owned();
+    (child, url)
+}
+
+#[test]
+fn serves_the_bundled_flags_until_sigterm() {
+    let (mut child, url) = spawn_testserver(&[]);
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/flags"), "{url}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -34,15 +42,8 @@ fn serves_the_bundled_flags_until_sigterm() {
 fn sigterm_stops_it_within_its_grace_even_with_a_request_hanging() {
     // actix's default grace is 30 s: a hanging request held the server
     // that long after SIGTERM.
-    let mut child = flagsd_child()
-        .args(["testserver", "--bind", "127.0.0.1:0", "--workers", "1", "--hang-rate", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("Serving flags at http://").unwrap_or_else(|| panic!("{line}")).to_owned();
-    let addr = url.strip_suffix("/flags").expect("a base URL");
+    let (mut child, url) = spawn_testserver(&["--hang-rate", "1"]);
+    let addr = url.strip_prefix("http://").and_then(|u| u.strip_suffix("/flags")).expect("a base URL");
     let mut hanging = std::net::TcpStream::connect(addr).unwrap();
     std::io::Write::write_all(&mut hanging, b"GET /flags/br/br.gif HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     // No answer says that the request is in: the kernel does, when the
