@@ -23,6 +23,8 @@ use std::io;
 
 use reqwest::{Method, retry};
 
+use super::response::{find_source, innermost_message};
+
 /// Most times one request is sent again after going unanswered.
 pub const RESENDS: u32 = 10;
 
@@ -36,7 +38,10 @@ pub fn policy() -> retry::Builder {
         .no_budget()
         .max_retries_per_request(RESENDS)
         .classify_fn(|attempt| match attempt.error() {
-            Some(error) if attempt.method() == Method::GET && unanswered(error) => attempt.retryable(),
+            Some(error) if attempt.method() == Method::GET && unanswered(error) => {
+                tracing::debug!(url = %attempt.uri(), error = innermost_message(error), "sending again a request left unanswered");
+                attempt.retryable()
+            }
             _ => attempt.success(),
         })
 }
@@ -55,26 +60,16 @@ pub fn policy() -> retry::Builder {
 ///   it, which hyper does to the request it holds while waiting for a
 ///   stream when GOAWAY arrives (hyperium/hyper#2500).
 fn unanswered(error: &(dyn StdError + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if let Some(hyper) = error.downcast_ref::<hyper::Error>()
-            && hyper.is_user()
-        {
-            return true;
-        }
-        if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            let reason = h2.reason();
-            let remote = h2.is_remote();
-            return (remote && h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
-                || (remote && h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM))
-                || h2.get_io().is_some_and(broken_pipe);
-        }
-        if error.downcast_ref::<io::Error>().is_some_and(broken_pipe) {
-            return true;
-        }
-        cause = error.source();
+    if find_source::<hyper::Error>(error).is_some_and(hyper::Error::is_user) {
+        return true;
     }
-    false
+    if let Some(h2) = find_source::<h2::Error>(error) {
+        let (reason, remote) = (h2.reason(), h2.is_remote());
+        return (remote && h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
+            || (remote && h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM))
+            || h2.get_io().is_some_and(broken_pipe);
+    }
+    find_source::<io::Error>(error).is_some_and(broken_pipe)
 }
 
 fn broken_pipe(error: &io::Error) -> bool {

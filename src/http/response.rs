@@ -88,7 +88,10 @@ pub fn body_error(error: &reqwest::Error) -> DownloadError {
     }
 }
 
-fn find_source<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+/// The first error of type `T` among `error` and its causes.
+pub(super) fn find_source<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<T>() {
@@ -99,7 +102,8 @@ fn find_source<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::E
     None
 }
 
-fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {
+/// The message of the deepest cause of `error`.
+pub(super) fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current = error;
     while let Some(next) = current.source() {
         current = next;

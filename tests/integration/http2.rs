@@ -234,7 +234,9 @@ fn requests_an_http2_server_turns_away_when_it_closes_a_connection_are_sent_agai
     // codes in three runs (reqwest alone resends the first kind twice).
     let (url, connections) = closing_h2c_server(50);
     let out = tempfile::tempdir().unwrap();
-    let args = ["-e", "-m", "100", "--threads", "1", "--http2-prior-knowledge", "-s", &url, "--json"];
+    let log = ["--log-level", "flagsd::http::refused=debug"];
+    let mut args = vec!["-e", "-m", "100", "--threads", "1", "--http2-prior-knowledge", "-s", &url, "--json"];
+    args.extend(log);
     let (status, stdout, stderr) = fetch(out.path(), &args);
     let document: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON document");
     let failed: Vec<_> = document["codes"]
@@ -247,5 +249,6 @@ fn requests_an_http2_server_turns_away_when_it_closes_a_connection_are_sent_agai
     assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
     assert_eq!(status, 0, "{stderr}");
     assert!(connections.load(Ordering::SeqCst) >= 676 / 50, "the server closed its connections");
+    assert!(stderr.contains("sending again a request left unanswered"), "resends are logged at debug: {stderr}");
     assert_eq!(assert_only_complete_flags(out.path()), 194);
 }
