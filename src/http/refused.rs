@@ -60,6 +60,9 @@ pub fn policy() -> retry::Builder {
 ///   it, which hyper does to the request it holds while waiting for a
 ///   stream when GOAWAY arrives (hyperium/hyper#2500).
 fn unanswered(error: &(dyn StdError + 'static)) -> bool {
+    // hyper names that case only as a "user" error. Its other user errors
+    // (a bad header, an unsupported version or body) cannot come from
+    // flagsd's GETs, and would fail the same way at once if they did.
     if find_source::<hyper::Error>(error).is_some_and(hyper::Error::is_user) {
         return true;
     }
