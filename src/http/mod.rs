@@ -2,6 +2,7 @@
 //! one outcome (the engine's [`Fetch`](crate::engine::Fetch) implemented),
 //! and per-server rate limits.
 
+pub mod causes;
 pub mod client;
 pub mod connections;
 pub mod download;

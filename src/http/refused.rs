@@ -23,7 +23,7 @@ use std::io;
 
 use reqwest::{Method, retry};
 
-use super::response::{find_source, innermost_message};
+use super::causes::{find_source, innermost_message};
 
 /// Most times one request is sent again after going unanswered.
 pub const RESENDS: u32 = 10;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::causes::{find_source, innermost_message};
 use super::client::RequestError;
 use crate::model::outcome::DownloadError;
 
@@ -86,29 +87,6 @@ pub fn body_error(error: &reqwest::Error) -> DownloadError {
         }
         other => other,
     }
-}
-
-/// The first error of type `T` among `error` and its causes.
-pub(super) fn find_source<'a, T: std::error::Error + 'static>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
-}
-
-/// The message of the deepest cause of `error`.
-pub(super) fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
 }
 
 fn io_detail(error: &std::io::Error) -> String {
