@@ -48,7 +48,7 @@ fn sigterm_stops_it_within_its_grace_even_with_a_request_hanging() {
     std::io::Write::write_all(&mut hanging, b"GET /flags/br/br.gif HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     // No answer says that the request is in: the kernel does, when the
     // server's end of the connection has nothing left to read.
-    let (server_port, client_port) = (port_of(addr), hanging.local_addr().unwrap().port());
+    let (server_port, client_port) = (hanging.peer_addr().unwrap().port(), hanging.local_addr().unwrap().port());
     assert!(wait_until(Duration::from_secs(10), || unread_bytes(server_port, client_port) == Some(0)), "never read");
 
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -58,10 +58,6 @@ fn sigterm_stops_it_within_its_grace_even_with_a_request_hanging() {
     }
     assert!(stopped, "still serving 10 s after SIGTERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
-}
-
-fn port_of(addr: &str) -> u16 {
-    addr.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).expect("an address with a port")
 }
 
 /// The bytes waiting to be read at the end of a loopback TCP connection
