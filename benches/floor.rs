@@ -119,7 +119,7 @@ fn cpu_time() -> Duration {
 /// The client of a variant.
 enum Client<'a> {
     Hyper { address: &'a str, host: &'a str, paths: &'a Arc<Vec<String>> },
-    Reqwest { client: &'a reqwest::Client, urls: &'a Arc<Vec<reqwest::Url>> },
+    Reqwest { client: reqwest::Client, urls: &'a Arc<Vec<reqwest::Url>> },
 }
 
 /// One round: every URL once, by `CONNECTIONS` tasks. Returns (wall, CPU,
@@ -142,7 +142,7 @@ fn round(
                     save_to.map(Path::to_owned),
                 )),
                 Client::Reqwest { client, urls } => tokio::spawn(reqwest_task(
-                    (*client).clone(),
+                    client.clone(),
                     Arc::clone(urls),
                     Arc::clone(&next),
                     save_to.map_or_else(PathBuf::new, Path::to_owned),
@@ -183,11 +183,10 @@ fn main() -> Result<(), Failure> {
         let (mut walls, mut cpus, mut saved) = (Vec::new(), Vec::new(), 0);
         for _ in 0..ROUNDS {
             let dir = tempfile::tempdir_in(&scratch)?;
-            // A new reqwest client each round, so that its connections are
-            // new too, as hyper's are.
-            let reqwest = reqwest::Client::builder().no_proxy().build()?;
             let client = if use_reqwest {
-                Client::Reqwest { client: &reqwest, urls: &urls }
+                // A new reqwest client each round, so that its connections
+                // are new too, as hyper's are.
+                Client::Reqwest { client: reqwest::Client::builder().no_proxy().build()?, urls: &urls }
             } else {
                 Client::Hyper { address: &address, host: &authority, paths: &paths }
             };
