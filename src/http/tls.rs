@@ -14,8 +14,10 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// A client certificate chain and its private key.
-struct Identity {
+/// A client certificate chain (and the file it came from) and its private
+/// key.
+struct Identity<'a> {
+    cert: &'a Path,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
@@ -85,13 +87,13 @@ impl TlsFiles {
     }
 
     /// The client certificate chain and its key, parsed, if both are set.
-    fn identity(&self) -> Result<Option<Identity>, (TlsFile, String)> {
+    fn identity(&self) -> Result<Option<Identity<'_>>, (TlsFile, String)> {
         let Some((cert, key)) = self.client_files()? else { return Ok(None) };
         let chain = Self::client_chain(cert)?;
         let key_pem = read(key).map_err(|e| (TlsFile::Key, e))?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|e| (TlsFile::Key, format!("'{}' holds no PEM private key ({e})", key.display())))?;
-        Ok(Some(Identity { chain, key }))
+        Ok(Some(Identity { cert, chain, key }))
     }
 
     /// Reads and parses the files that are not secret (the authorities and
@@ -133,12 +135,9 @@ impl TlsFiles {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier));
         Ok(match self.identity().map_err(|(_, e)| e)? {
-            Some(Identity { chain, key }) => {
-                let shown = self.client_cert.as_deref().unwrap_or(Path::new("")).display();
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("'{shown}' and its key are not a usable pair ({e})"))?
-            }
+            Some(Identity { cert, chain, key }) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("'{}' and its key are not a usable pair ({e})", cert.display()))?,
             None => builder.with_no_client_auth(),
         })
     }
