@@ -1,10 +1,18 @@
 //! What one batch of `flagsd run` leaves to print, whether it ran here or
-//! in the fleet.
+//! in the fleet: one path from a run's results to its report and its
+//! `--json` result.
+
+use std::time::{Duration, SystemTime};
 
 use crate::config::{BatchConfig, ServerTarget};
-use crate::http::url::redact_credentials;
+use crate::http::connections::Opened;
+use crate::http::url::{flag_url, redact_credentials};
+use crate::job::FatalError;
 use crate::model::exit::ExitStatus;
-use crate::present::results::JobResult;
+use crate::model::outcome::StatusCounts;
+use crate::model::run::CodeResult;
+use crate::present::report::{final_report, initial_report, result_line};
+use crate::present::results::{JobFacts, JobResult, job_result_of};
 
 /// What a batch run leaves to print: its report (stdout) and any fatal
 /// error (stderr), its exit status, and its result for `--json`.
@@ -25,5 +33,86 @@ pub fn display_url(batch: &BatchConfig) -> String {
     match &batch.job.server.target {
         ServerTarget::Url(url) => redact_credentials(url),
         ServerTarget::Demo => String::new(),
+    }
+}
+
+/// What a run of a batch left, however it ran.
+pub struct Ran {
+    /// The base URL it fetched from (credentials masked).
+    pub url: String,
+    /// Workers in its pool (per node, in a fleet).
+    pub pool: usize,
+    /// Its counts.
+    pub counts: StatusCounts,
+    /// Each finished code's result, in the order they finished (empty when
+    /// neither verbose lines nor `--json` need them).
+    pub codes: Vec<CodeResult>,
+    /// It was stopped (a signal, a cancel) before every code finished.
+    pub interrupted: bool,
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// When it started, and how long it took.
+    pub timing: (SystemTime, Duration),
+    /// The connections it opened, when known (not in a fleet).
+    pub opened: Option<Opened>,
+    /// Its id in the ledger.
+    pub run_id: Option<i64>,
+}
+
+impl BatchReport {
+    /// The report of `batch` that ran as `ran`.
+    pub fn of(batch: &BatchConfig, ran: Ran) -> Self {
+        let job = &batch.job;
+        let mut text = format!("== batch {} ==\n", batch.name);
+        text.push_str(&initial_report(&job.server.label, &ran.url, &job.codes, ran.pool));
+        if batch.verbose {
+            for result in &ran.codes {
+                text.push_str(&result_line(result));
+                text.push('\n');
+            }
+            if let Some(opened) = ran.opened {
+                text.push_str(&format!("{}.\n", opened.describe()));
+            }
+        }
+        text.push_str(&final_report(&ran.counts, ran.timing.1));
+        let facts = JobFacts {
+            server: &job.server.label,
+            url: &ran.url,
+            connections: ran.pool,
+            opened: ran.opened,
+            codes: &job.codes,
+            url_of: &|code| flag_url(&ran.url, code),
+            started: ran.timing.0,
+            elapsed: ran.timing.1,
+        };
+        let result = job_result_of(&facts, ran.codes, ran.interrupted, ran.status, ran.run_id);
+        Self { report: text, error: None, status: ran.status, result }
+    }
+
+    /// The report of `batch` that `error` stopped before or while it ran
+    /// (as run `run_id`, when it got one), with `report` as far as it got.
+    pub fn failed(
+        batch: &BatchConfig,
+        report: String,
+        error: &FatalError,
+        run_id: Option<i64>,
+        at: SystemTime,
+    ) -> Self {
+        let result = JobResult {
+            run_id,
+            ..JobResult::failed(
+                &batch.job.server.label,
+                &display_url(batch),
+                at,
+                error.to_string(),
+                error.exit_status(),
+            )
+        };
+        Self {
+            report,
+            error: Some(format!("*** Error in batch {}: {error}", batch.name)),
+            status: error.exit_status(),
+            result,
+        }
     }
 }

@@ -7,7 +7,9 @@
 
 use crate::config::FetchConfig;
 use crate::engine::OutcomeSink;
-use crate::job::{FETCH_BATCH, FatalError, JobContext, PreparedJob, Recording};
+use std::rc::Rc;
+
+use crate::job::{FETCH_BATCH, FatalError, JobContext, LocalLedger, PreparedJob, Recording};
 use crate::model::exit::ExitStatus;
 use crate::present::report::{ConsoleSink, emit, final_report, initial_report};
 use crate::present::results::{FetchDocument, SCHEMA_VERSION, failed_codes, to_json, write_code_list};
@@ -23,7 +25,10 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     raise_open_files_limit();
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
     let recording = match &config.state_dir {
-        Some(dir) => Recording::begin(&StateHandle::spawn(StateDb::open(dir)?)?, FETCH_BATCH, "fetch").await?,
+        Some(dir) => {
+            let ledger = Rc::new(LocalLedger::new(StateHandle::spawn(StateDb::open(dir)?)?));
+            Recording::begin(ledger, FETCH_BATCH, job, "fetch").await?
+        }
         None => Recording::none(),
     };
     let verbose = config.verbose && !config.json;

@@ -13,62 +13,47 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
-use super::batch_report::{BatchReport, display_url};
+use super::batch_report::{BatchReport, Ran};
 use crate::config::{BatchConfig, Settings, UsageError};
 use crate::engine::OutcomeSink;
-use crate::job::{FatalError, JobContext, PreparedJob, Recording, SharedState};
+use crate::job::{FatalError, JobContext, Ledger, LocalLedger, PreparedJob, Recording};
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::CodeOutcome;
-use crate::present::report::{emit, final_report, initial_report, log_outcome, verbose_line};
+use crate::model::run::CodeResult;
+use crate::present::report::{emit, initial_report, log_outcome};
 use crate::present::results::{BatchResult, JobResult, RunDocument, SCHEMA_VERSION, to_json};
 use crate::store::state::{StateDb, StateHandle};
 use crate::sys::signals::{StopSignal, StopSignals};
 
-/// Keeps a batch's verbose lines until its report is printed.
-struct BufferedSink {
-    verbose: bool,
-    lines: Rc<RefCell<String>>,
-}
+/// Logs a batch's outcomes as they come (its report is printed whole at
+/// the end).
+struct LogOnly;
 
-impl OutcomeSink for BufferedSink {
+impl OutcomeSink for LogOnly {
     fn record(&mut self, outcome: &CodeOutcome) {
         log_outcome(outcome);
-        if self.verbose {
-            let mut lines = self.lines.borrow_mut();
-            lines.push_str(&verbose_line(outcome));
-            lines.push('\n');
-        }
     }
 }
 
-/// Runs one batch to the end (or to the signal in `stop`), keeping its
-/// report text; records it in `state`.
+/// Runs one batch to the end (or to the signal in `stop`), recorded in
+/// `ledger`; its report.
 async fn run_batch(
     batch: BatchConfig,
     context: Rc<JobContext>,
-    state: SharedState,
+    ledger: Rc<dyn Ledger>,
     mut stop: watch::Receiver<Option<StopSignal>>,
 ) -> BatchReport {
-    let report = RefCell::new(format!("== batch {} ==\n", batch.name));
     let job = &batch.job;
-    let failed = |report: String, e: FatalError, run_id, started_at| BatchReport {
-        report,
-        error: Some(format!("*** Error in batch {}: {e}", batch.name)),
-        status: e.exit_status(),
-        result: JobResult {
-            run_id,
-            ..JobResult::failed(&job.server.label, &display_url(&batch), started_at, e.to_string(), e.exit_status())
-        },
-    };
-    let recording = match Recording::begin(&state, &batch.name, "run").await {
+    let header = format!("== batch {} ==\n", batch.name);
+    let recording = match Recording::begin(ledger, &batch.name, job, "run").await {
         Ok(recording) => recording,
-        Err(e) => return failed(report.into_inner(), e.into(), None, SystemTime::now()),
+        Err(e) => return BatchReport::failed(&batch, header, &e.into(), None, SystemTime::now()),
     };
-    let lines = Rc::default();
+    let started = RefCell::new(header);
     let sink = |prepared: &PreparedJob| -> Box<dyn OutcomeSink> {
         let initial = initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size);
-        report.borrow_mut().push_str(&initial);
-        Box::new(BufferedSink { verbose: batch.verbose, lines: Rc::clone(&lines) })
+        started.borrow_mut().push_str(&initial);
+        Box::new(LogOnly)
     };
     let signal = async move {
         match stop.wait_for(Option::is_some).await.ok().and_then(|s| *s) {
@@ -78,21 +63,29 @@ async fn run_batch(
         }
     };
     let end = recording.run(job, &context, sink, signal).await;
-    let mut report = report.into_inner();
-    report.push_str(&lines.borrow());
     let finished = match end.result {
         Ok(finished) => finished,
-        Err(e) => return failed(report, e, end.run_id, end.started_at),
+        Err(e) => return BatchReport::failed(&batch, started.into_inner(), &e, end.run_id, end.started_at),
     };
-    if batch.verbose {
-        report.push_str(&format!("{}.\n", finished.prepared.opened().describe()));
-    }
-    report.push_str(&final_report(&finished.summary.counts, finished.elapsed));
-    let timing = (end.started_at, finished.elapsed);
-    let result = finished.prepared.result(job, &finished.summary, timing, finished.status, end.run_id);
+    let summary = &finished.summary;
+    let ran = Ran {
+        url: finished.prepared.display_url.clone(),
+        pool: finished.prepared.pool_size,
+        counts: summary.counts,
+        codes: summary.outcomes.iter().map(CodeResult::of).collect(),
+        interrupted: summary.interrupted,
+        status: finished.status,
+        timing: (end.started_at, finished.elapsed),
+        opened: Some(finished.prepared.opened()),
+        run_id: end.run_id,
+    };
+    let report = BatchReport::of(&batch, ran);
     match end.record_error {
-        None => BatchReport { report, error: None, status: finished.status, result },
-        Some(e) => BatchReport { result, ..failed(report, e.into(), end.run_id, end.started_at) },
+        None => report,
+        Some(e) => {
+            let failed = BatchReport::failed(&batch, report.report, &e.into(), end.run_id, end.started_at);
+            BatchReport { result: report.result, ..failed }
+        }
     }
 }
 
@@ -157,7 +150,7 @@ impl Printer {
 /// Runs `batches` in this process, in parallel, recorded in the state
 /// database.
 async fn run_here(settings: &Settings, batches: Vec<BatchConfig>, printer: &mut Printer) -> Result<(), FatalError> {
-    let state = StateHandle::spawn(StateDb::open(&settings.state_dir)?)?;
+    let ledger: Rc<dyn Ledger> = Rc::new(LocalLedger::new(StateHandle::spawn(StateDb::open(&settings.state_dir)?)?));
     crate::sys::limits::raise_open_files_limit();
     let context = Rc::new(JobContext::new(settings.threads, batches.iter().map(|b| b.job.pool_size).sum()));
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
@@ -170,7 +163,7 @@ async fn run_here(settings: &Settings, batches: Vec<BatchConfig>, printer: &mut 
         .into_iter()
         .map(|b| {
             let name = b.name.clone();
-            let task = run_batch(b, Rc::clone(&context), state.clone(), stop_rx.clone());
+            let task = run_batch(b, Rc::clone(&context), Rc::clone(&ledger), stop_rx.clone());
             (name, actix_rt::spawn(task))
         })
         .collect();

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::{FleetSettings, Settings};
-use crate::fleet::messages::{RunEntry, RunState};
 use crate::fleet::schedule::ticks_around;
 use crate::fleet::{Fleet, Patience};
 use crate::job::FatalError;
@@ -184,10 +183,9 @@ fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
 /// `flagsd status` of a fleet: its batches' last and next runs, and its
 /// live nodes, read from NATS.
 async fn fleet_status(settings: &Settings, fleet: &FleetSettings) -> Result<ExitStatus, FatalError> {
-    let joined = Fleet::join(fleet, "flagsd-status", Patience::Once, |_| {}).await;
-    let nats = joined.map_err(|e| FatalError::Fleet(e.to_string()))?;
-    let fail = |e: crate::fleet::FleetError| FatalError::Fleet(e.to_string());
-    let mut last = nats.last_runs(settings.batches.iter().map(|b| b.name.as_str())).await.map_err(fail)?;
+    let nats = Fleet::join(fleet, "flagsd-status", Patience::Once, |_| {}).await?;
+    let names: Vec<String> = settings.batches.iter().map(|b| b.name.clone()).collect();
+    let mut last = nats.last_runs(&names).await?;
     let now = SystemTime::now();
     let views: Vec<BatchView> = settings
         .batches
@@ -195,15 +193,15 @@ async fn fleet_status(settings: &Settings, fleet: &FleetSettings) -> Result<Exit
         .map(|b| {
             let last = last.remove(&b.name);
             BatchView {
-                running: Some(last.as_ref().is_some_and(|e| e.state == RunState::Running)),
+                running: Some(last.as_ref().is_some_and(RunRecord::is_running)),
                 next_run: b.every.map(|every| rfc3339(UNIX_EPOCH + Duration::from_millis(ticks_around(now, every).1))),
-                ..BatchView::of(b, last.as_ref().map(RunEntry::record))
+                ..BatchView::of(b, last)
             }
         })
         .collect();
-    let source = Source::Fleet { name: fleet.name.clone(), servers: fleet.servers.join(", ") };
+    let source = Source::Fleet { name: fleet.name.clone(), servers: fleet.display_servers() };
     let mut text = table(&views, &source);
-    let nodes = nats.live_nodes().await.map_err(fail)?;
+    let nodes = nats.live_nodes().await?;
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| vec![n.node.clone(), n.heartbeat_at.clone(), n.in_flight.to_string(), n.joined_at.clone()])
@@ -219,7 +217,7 @@ async fn fleet_status(settings: &Settings, fleet: &FleetSettings) -> Result<Exit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::present::api::RunCounts;
+    use crate::model::outcome::StatusCounts;
 
     fn view(name: &str, every: Option<&str>, last_run: Option<RunRecord>) -> BatchView {
         BatchView {
@@ -233,13 +231,11 @@ mod tests {
     #[test]
     fn the_table_shows_last_and_next_runs() {
         let run = RunRecord {
-            id: 7,
-            batch: "populous".to_owned(),
-            trigger: "schedule".to_owned(),
-            started_at: "2026-11-25T06:00:00.000Z".to_owned(),
             ended_at: Some("2026-11-25T06:00:01.000Z".to_owned()),
-            counts: Some(RunCounts { downloaded: 2, unchanged: 18, not_found: 0, errors: 1 }),
+            state: crate::model::run::RunState::Finished,
+            counts: Some(StatusCounts { downloaded: 2, unchanged: 18, not_found: 0, errors: 1 }),
             exit_status: Some(1),
+            ..RunRecord::started(7, "populous", "schedule", "2026-11-25T06:00:00.000Z".to_owned())
         };
         let text =
             table(&[view("populous", Some("6h"), Some(run)), view("adhoc", None, None)], &Source::Admin("u".into()));

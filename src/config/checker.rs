@@ -19,11 +19,22 @@ use crate::model::codes::{CountryCode, Selection, expand_argument};
 
 /// Collects problems while checking.
 pub(super) struct Checker {
-    pub(super) origin: String,
-    pub(super) problems: Vec<Problem>,
+    origin: String,
+    problems: Vec<Problem>,
 }
 
 impl Checker {
+    /// A checker of the configuration from `origin` (a file name, for
+    /// messages), with no problem yet.
+    pub(super) fn new(origin: &str) -> Self {
+        Self { origin: origin.to_owned(), problems: Vec::new() }
+    }
+
+    /// `value` when no problem was found, else every problem.
+    pub(super) fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.problems.is_empty() { Ok(value) } else { Err(ConfigError { problems: self.problems }) }
+    }
+
     pub(super) fn problem(&mut self, key: String, message: impl Into<String>) {
         self.problems.push(Problem {
             origin: self.origin.clone(),
@@ -64,9 +75,9 @@ pub(super) fn problems(origin: &str, found: impl Iterator<Item = (String, String
 /// The built-in labels, overridden and extended by `raw`'s `[servers]`
 /// (what `fetch` uses of a configuration).
 pub(super) fn configured_servers(raw: &RawConfig, origin: &str) -> Result<Servers, ConfigError> {
-    let mut checker = Checker { origin: origin.to_owned(), problems: Vec::new() };
+    let mut checker = Checker::new(origin);
     let servers = check_servers(&mut checker, &raw.servers);
-    if checker.problems.is_empty() { Ok(servers) } else { Err(ConfigError { problems: checker.problems }) }
+    checker.finish(servers)
 }
 
 pub(super) fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawServer>) -> Servers {

@@ -67,6 +67,14 @@ pub const FLEET_NAME: &str = "flagsd";
 /// JetStream replicas of a fleet's streams and buckets.
 pub const FLEET_REPLICAS: i64 = 1;
 
+/// How long a fleet node may hold a code without a sign of life (it sends
+/// one every third of this while it downloads) before the fleet hands the
+/// code to another node.
+pub const FLEET_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a fleet's streams remember a message id, to drop a duplicate.
+pub const FLEET_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
 /// The retry policy with `retries` further attempts and the default backoff.
 pub const fn retry_policy(retries: u32) -> RetryPolicy {
     RetryPolicy { retries, base: RETRY_BASE, cap: RETRY_CAP, retry_after_cap: RETRY_AFTER_CAP }

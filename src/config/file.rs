@@ -243,6 +243,13 @@ pub struct RawFleet {
     pub token_file: Option<PathBuf>,
     /// A PEM file of CA certificates that sign the NATS servers' certificates.
     pub tls_ca_file: Option<PathBuf>,
+    /// How long a node may hold a code without a sign of life before the
+    /// fleet hands it to another node.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Option<Duration>,
+    /// How long the streams remember a message id to drop a duplicate.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Option<Duration>,
 }
 
 /// `nats = "URL"` or `nats = ["URL", ...]`.

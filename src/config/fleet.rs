@@ -4,8 +4,17 @@
 //! and the node's name a key in its buckets, so both are restricted to
 //! letters, digits, `-` and `_`. Nothing here talks to NATS: `check-config`
 //! checks the section whether or not NATS is up.
+//!
+//! Credentials in a URL (`nats://user:password@host`, `nats://token@host`)
+//! are taken out of it as typed, before the URL is parsed (a password may
+//! hold `/`, `#`, `?` or `@`), and given to NATS as its options; every URL
+//! shown (logs, `STATUS=`, `/readyz`, errors) is the URL without them,
+//! with `***@` in their place ([`FleetSettings::display_servers`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
 
 use super::defaults;
 use super::file::{RawFleet, RawUrls};
@@ -13,11 +22,34 @@ use super::file::{RawFleet, RawUrls};
 /// Most JetStream replicas of a stream or bucket.
 pub const MAX_REPLICAS: i64 = 5;
 
+/// Credentials given in the NATS URLs.
+#[derive(Clone, PartialEq, Eq)]
+pub enum UrlAuth {
+    /// `nats://user:password@host`.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// `nats://token@host`.
+    Token(String),
+}
+
+impl std::fmt::Debug for UrlAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlAuth(***)")
+    }
+}
+
 /// The fleet settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetSettings {
-    /// NATS server URLs (`nats://` or `tls://`), as given.
+    /// NATS server URLs (`nats://` or `tls://`), without the credentials
+    /// they were given with.
     pub servers: Vec<String>,
+    /// The credentials the URLs carried, if any.
+    pub url_auth: Option<UrlAuth>,
     /// Namespace of the fleet's streams, buckets and subjects.
     pub name: String,
     /// This node's name.
@@ -30,7 +62,17 @@ pub struct FleetSettings {
     pub token_file: Option<PathBuf>,
     /// CA certificates for the NATS servers (PEM).
     pub tls_ca_file: Option<PathBuf>,
+    /// How long a node may hold a code without a sign of life.
+    pub ack_wait: Duration,
+    /// How long the streams remember a message id.
+    pub duplicate_window: Duration,
 }
+
+/// The shortest `ack_wait`: a node sends a sign of life every third of it.
+const MIN_ACK_WAIT: Duration = Duration::from_secs(1);
+
+/// The longest `ack_wait` and `duplicate_window`.
+const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Whether `name` is 1 to `max` letters, digits, `-` or `_`.
 fn is_plain_name(name: &str, max: usize) -> bool {
@@ -60,10 +102,27 @@ pub fn check(raw: &RawFleet) -> Result<FleetSettings, Vec<(String, String)>> {
     if raw.nats.is_some() && urls.iter().all(String::is_empty) {
         problem("nats", "is empty: give at least one NATS server URL".into());
     }
+    let mut servers = Vec::new();
+    let mut auths = Vec::new();
     for (i, url) in urls.iter().enumerate().filter(|(_, u)| !u.is_empty()) {
-        if let Err(message) = check_url(url) {
-            problem(&format!("nats[{i}]"), message);
+        let (bare, auth) = split_credentials(url);
+        match check_url(&bare, url) {
+            Ok(()) => servers.push(bare),
+            Err(message) => problem(&format!("nats[{i}]"), message),
         }
+        auths.extend(auth);
+    }
+    auths.dedup();
+    let url_auth = match auths.as_slice() {
+        [] => None,
+        [one] => Some(one.clone()),
+        _ => {
+            problem("nats", "the URLs carry different credentials: give them once, in every URL alike".into());
+            None
+        }
+    };
+    if url_auth.is_some() && (raw.creds_file.is_some() || raw.token_file.is_some()) {
+        problem("nats", "credentials in the URL and in creds_file or token_file: give them one way".into());
     }
     let name = raw.name.clone().unwrap_or_else(|| defaults::FLEET_NAME.to_owned());
     if !is_plain_name(&name, 32) {
@@ -80,33 +139,71 @@ pub fn check(raw: &RawFleet) -> Result<FleetSettings, Vec<(String, String)>> {
     if raw.creds_file.is_some() && raw.token_file.is_some() {
         problem("token_file", "set creds_file or token_file, not both".into());
     }
+    let ack_wait = raw.ack_wait.unwrap_or(defaults::FLEET_ACK_WAIT);
+    if !(MIN_ACK_WAIT..=MAX_WINDOW).contains(&ack_wait) {
+        problem("ack_wait", format!("must be from 1s to 24h (got {})", defaults::duration_text(ack_wait)));
+    }
+    let duplicate_window = raw.duplicate_window.unwrap_or(defaults::FLEET_DUPLICATE_WINDOW);
+    if !(Duration::from_secs(1)..=MAX_WINDOW).contains(&duplicate_window) {
+        let got = defaults::duration_text(duplicate_window);
+        problem("duplicate_window", format!("must be from 1s to 24h (got {got})"));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(FleetSettings {
-        servers: urls.into_iter().filter(|u| !u.is_empty()).collect(),
+        servers,
+        url_auth,
         name,
         node,
         replicas: usize::try_from(replicas).unwrap_or(1),
         creds_file: raw.creds_file.clone(),
         token_file: raw.token_file.clone(),
         tls_ca_file: raw.tls_ca_file.clone(),
+        ack_wait,
+        duplicate_window,
     })
 }
 
-/// A NATS URL: `nats://` or `tls://`, with a host.
-fn check_url(text: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(text).map_err(|e| format!("'{text}' is not a URL ({e})"))?;
+/// `url` without its credentials, and the credentials: everything between
+/// the scheme and the last `@` of the URL, as typed (percent-escapes
+/// decoded), before anything parses it.
+pub fn split_credentials(url: &str) -> (String, Option<UrlAuth>) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return (url.to_owned(), None) };
+    let decode = |text: &str| percent_decode_str(text).decode_utf8_lossy().into_owned();
+    let auth = match userinfo.split_once(':') {
+        Some((user, password)) => UrlAuth::UserPassword { user: decode(user), password: decode(password) },
+        None => UrlAuth::Token(decode(userinfo)),
+    };
+    (format!("{scheme}://{host}"), Some(auth))
+}
+
+/// A NATS URL (`bare`, without credentials): `nats://` or `tls://`, with a
+/// host. Messages show `typed` masked.
+fn check_url(bare: &str, typed: &str) -> Result<(), String> {
+    let shown = if bare == typed { bare.to_owned() } else { bare.replacen("://", "://***@", 1) };
+    let url = reqwest::Url::parse(bare).map_err(|e| format!("'{shown}' is not a URL ({e})"))?;
     if !matches!(url.scheme(), "nats" | "tls") {
-        return Err(format!("'{text}' must start with nats:// or tls://"));
+        return Err(format!("'{shown}' must start with nats:// or tls://"));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("'{text}' has no host"));
+        return Err(format!("'{shown}' has no host"));
     }
     Ok(())
 }
 
 impl FleetSettings {
+    /// The servers as messages show them: comma-separated, with `***@`
+    /// where credentials were given.
+    pub fn display_servers(&self) -> String {
+        let mask = |url: &String| match &self.url_auth {
+            Some(_) => url.replacen("://", "://***@", 1),
+            None => url.clone(),
+        };
+        self.servers.iter().map(mask).collect::<Vec<_>>().join(", ")
+    }
+
     /// The files that are not secret and must be readable (the CA
     /// certificates), with their keys: problems are `(key, message)`.
     pub fn check_files(&self) -> Vec<(String, String)> {
@@ -181,6 +278,8 @@ mod tests {
             creds_file: Some("c".into()),
             token_file: Some("t".into()),
             tls_ca_file: None,
+            ack_wait: Some(Duration::from_millis(10)),
+            duplicate_window: None,
         };
         let problems = keys(check(&bad));
         let expected = [
@@ -190,10 +289,44 @@ mod tests {
             "fleet.node: 'host a' must be 1 to 64 letters, digits, '-' or '_'",
             "fleet.replicas: must be from 1 to 5 (got 7)",
             "fleet.token_file: set creds_file or token_file, not both",
+            "fleet.ack_wait: must be from 1s to 24h (got 10ms)",
         ];
         assert_eq!(problems, expected);
         assert!(keys(check(&RawFleet::default()))[0].starts_with("fleet.nats: missing"));
         assert!(keys(check(&raw(" , ")))[0].starts_with("fleet.nats: is empty"));
+    }
+
+    #[test]
+    fn credentials_come_out_of_the_urls_as_typed_and_never_show() {
+        for (typed, user, password) in [
+            ("nats://alice:pa#ss@h:4222", "alice", "pa#ss"),
+            ("nats://alice:1234/x@127.0.0.1:1", "alice", "1234/x"),
+            ("nats://alice:p%40ss?w@h:1", "alice", "p@ss?w"),
+            ("tls://bob:a@b@h:1", "bob:a@b", ""),
+        ] {
+            let (bare, auth) = split_credentials(typed);
+            assert!(!bare.contains('@'), "{bare}");
+            match auth {
+                Some(UrlAuth::UserPassword { user: u, password: p }) if password.is_empty() => {
+                    // `bob:a@b`: the last `@` ends the credentials.
+                    assert_eq!((u.as_str(), p.as_str()), ("bob", "a@b"), "{typed}");
+                }
+                Some(UrlAuth::UserPassword { user: u, password: p }) => {
+                    assert_eq!((u.as_str(), p.as_str()), (user, password), "{typed}");
+                }
+                other => panic!("{typed}: {other:?}"),
+            }
+        }
+        assert_eq!(split_credentials("nats://s3cret@h:1").1, Some(UrlAuth::Token("s3cret".into())));
+        let fleet = check(&raw("nats://alice:pa/ss@h:4222, nats://alice:pa/ss@g:4222")).expect("valid");
+        assert_eq!(fleet.servers, ["nats://h:4222", "nats://g:4222"]);
+        assert_eq!(fleet.display_servers(), "nats://***@h:4222, nats://***@g:4222");
+        assert!(!format!("{fleet:?}").contains("pa/ss"));
+        let problems = keys(check(&raw("nats://alice:one@h:1, nats://alice:two@g:1")));
+        assert!(problems[0].contains("different credentials"), "{problems:?}");
+        assert!(problems.iter().all(|p| !p.contains("one") && !p.contains("two")), "{problems:?}");
+        let bad = keys(check(&raw("http://alice:s3cret@h:1")));
+        assert_eq!(bad, ["fleet.nats[0]: 'http://***@h:1' must start with nats:// or tls://"]);
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Settings {
 
     /// Checks `raw`, read from `origin` (a file name, for messages).
     pub fn check(raw: &RawConfig, origin: &str) -> Result<Self, ConfigError> {
-        let mut checker = Checker { origin: origin.to_owned(), problems: Vec::new() };
+        let mut checker = Checker::new(origin);
         let servers = check_servers(&mut checker, &raw.servers);
         let d = &raw.defaults;
         let default_max_req = checker.at_least_one("defaults.max_req".into(), d.max_req);
@@ -197,18 +197,14 @@ impl Settings {
                 });
             }
         }
-        if checker.problems.is_empty() {
-            Ok(Self {
-                batches,
-                shutdown_timeout: raw.daemon.shutdown_timeout,
-                state_dir: raw.state.dir.clone(),
-                admin,
-                fleet,
-                threads,
-            })
-        } else {
-            Err(ConfigError { problems: checker.problems })
-        }
+        checker.finish(Self {
+            batches,
+            shutdown_timeout: raw.daemon.shutdown_timeout,
+            state_dir: raw.state.dir.clone(),
+            admin,
+            fleet,
+            threads,
+        })
     }
 
     /// The batches named in `names` (all when empty), in file order; an

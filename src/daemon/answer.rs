@@ -1,59 +1,104 @@
-//! The daemon's answers to the admin endpoint's requests, from its own
-//! state, on its own thread.
+//! The daemon's answers to the admin endpoint's requests: one path for a
+//! daemon alone and a node of a fleet, through its [`Runner`] and the run
+//! ledger behind it. What needs the ledger is answered by a task of its
+//! own, so the daemon's loop never waits.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::admin::{AdminRequest, Trigger};
-use super::runs::{NotStarted, Shared};
+use super::admin::{AdminRequest, Cancel, Trigger, Unavailable};
+use super::metrics::Metrics;
+use super::runner::{Refused, Runner};
 use crate::config::{BatchConfig, Settings};
+use crate::job::{Ledger, RunQuery};
 use crate::model::time::rfc3339;
 use crate::present::api::BatchView;
 
-/// Answers one request of the admin endpoint from the daemon's state. What
-/// needs the database is answered by a task of its own, once the
-/// database's thread has answered.
-pub fn answer(shared: &Rc<Shared>, settings: &Settings, request: AdminRequest) {
+/// The ledger, or why there is none yet.
+fn ledger(runner: &Rc<dyn Runner>) -> Result<Rc<dyn Ledger>, Unavailable> {
+    runner.ledger().ok_or_else(|| Unavailable::NotReady(runner.ready().err().unwrap_or_default()))
+}
+
+/// Answers one request of the admin endpoint.
+pub fn answer(runner: &Rc<dyn Runner>, metrics: &Rc<RefCell<Metrics>>, settings: &Settings, request: AdminRequest) {
     // A reply that cannot be delivered means the HTTP request is gone.
     match request {
         AdminRequest::Ping(reply) => {
             let _ = reply.send(());
         }
         AdminRequest::Ready(reply) => {
-            let _ = reply.send(shared.state.check_writable().map_err(|e| e.to_string()));
+            let _ = reply.send(runner.ready());
         }
         AdminRequest::Metrics(reply) => {
-            let _ = reply.send(shared.metrics.borrow().render());
+            let mut metrics = metrics.borrow_mut();
+            runner.measure(&mut metrics);
+            let _ = reply.send(metrics.render());
         }
         AdminRequest::Batches(reply) => {
-            let (shared, batches) = (Rc::clone(shared), settings.batches.clone());
+            let (runner, batches) = (Rc::clone(runner), settings.batches.clone());
             actix_rt::spawn(async move {
-                let _ = reply.send(batch_views(&shared, &batches).await);
+                let _ = reply.send(batch_views(&runner, &batches).await);
             });
         }
-        AdminRequest::Runs { batch, limit, reply } => {
-            let state = shared.state.clone();
+        AdminRequest::Runs { batch, limit, before, reply } => {
+            let ledger = ledger(runner);
             actix_rt::spawn(async move {
-                let runs = state.call(move |db| db.runs(batch.as_deref(), limit)).await;
-                let _ = reply.send(runs.map_err(|e| e.to_string()));
+                let runs = match ledger {
+                    Ok(ledger) => {
+                        let query = RunQuery { batch, limit, before };
+                        ledger.recent(&query).await.map_err(|e| Unavailable::Failed(e.to_string()))
+                    }
+                    Err(why) => Err(why),
+                };
+                let _ = reply.send(runs);
+            });
+        }
+        AdminRequest::Run { id, reply } => {
+            let ledger = ledger(runner);
+            actix_rt::spawn(async move {
+                let run = match ledger {
+                    Ok(ledger) => ledger.details(id).await.map_err(|e| Unavailable::Failed(e.to_string())),
+                    Err(why) => Err(why),
+                };
+                let _ = reply.send(run);
             });
         }
         AdminRequest::Trigger { batch, reply } => {
-            let started = match settings.batches.iter().find(|b| b.name == batch) {
-                None => Err(Trigger::Unknown),
-                Some(config) => shared.try_start(&Rc::new(config.clone()), "admin").map_err(refused),
+            let Some(config) = find(settings, &batch) else {
+                let _ = reply.send(Trigger::Unknown);
+                return;
             };
+            let started = Rc::clone(runner).start(config, "admin");
             actix_rt::spawn(async move {
-                let answer = match started {
-                    Err(answer) => answer,
-                    Ok(run_id) => match run_id.await {
-                        Ok(Ok(run_id)) => {
-                            tracing::info!(batch = %batch, run = run_id, "run requested through the admin endpoint");
-                            Trigger::Started { run_id }
-                        }
-                        Ok(Err(why)) => refused(why),
-                        Err(_) => Trigger::Failed("the run ended before it was recorded".to_owned()),
-                    },
+                let answer = match started.await {
+                    Ok(record) => {
+                        tracing::info!(%batch, run = record.id, "run requested through the admin endpoint");
+                        Trigger::Started { run_id: record.id }
+                    }
+                    Err(Refused::Running(_)) => Trigger::Running,
+                    Err(Refused::Stopping) => Trigger::NotReady("the daemon is stopping".to_owned()),
+                    Err(Refused::NotReady(why)) => Trigger::NotReady(why),
+                    Err(Refused::Failed(why)) => Trigger::Failed(why),
+                };
+                let _ = reply.send(answer);
+            });
+        }
+        AdminRequest::Cancel { batch, reply } => {
+            if find(settings, &batch).is_none() {
+                let _ = reply.send(Cancel::Unknown);
+                return;
+            }
+            let cancelled = Rc::clone(runner).cancel(batch.clone());
+            actix_rt::spawn(async move {
+                let answer = match cancelled.await {
+                    Ok(record) => {
+                        tracing::info!(%batch, run = record.id, "run cancelled through the admin endpoint");
+                        Cancel::Cancelled(record)
+                    }
+                    Err(Refused::Running(_)) => Cancel::NotRunning,
+                    Err(Refused::Stopping) => Cancel::NotReady("the daemon is stopping".to_owned()),
+                    Err(Refused::NotReady(why)) => Cancel::NotReady(why),
+                    Err(Refused::Failed(why)) => Cancel::Failed(why),
                 };
                 let _ = reply.send(answer);
             });
@@ -61,28 +106,32 @@ pub fn answer(shared: &Rc<Shared>, settings: &Settings, request: AdminRequest) {
     }
 }
 
-/// The answer to a trigger that did not start a run.
-fn refused(why: NotStarted) -> Trigger {
-    match why {
-        NotStarted::Running => Trigger::Running,
-        NotStarted::Failed(message) => Trigger::Failed(message),
-        NotStarted::Stopping => Trigger::Failed("the daemon is stopping".to_owned()),
-    }
+/// The batch of `settings` named `name`.
+fn find(settings: &Settings, name: &str) -> Option<Rc<BatchConfig>> {
+    settings.batches.iter().find(|b| b.name == name).map(|b| Rc::new(b.clone()))
 }
 
-/// `GET /batches`: every configured batch with its live facts.
-async fn batch_views(shared: &Shared, batches: &[BatchConfig]) -> Vec<BatchView> {
-    let mut last = shared.state.call(|db| db.last_runs()).await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "cannot read the run history");
-        BTreeMap::new()
-    });
-    let next_runs = shared.next_runs.borrow();
+/// `GET /batches`: every configured batch with its last run (from the
+/// ledger), whether it runs, and when it runs next.
+async fn batch_views(runner: &Rc<dyn Runner>, batches: &[BatchConfig]) -> Vec<BatchView> {
+    let names: Vec<String> = batches.iter().map(|b| b.name.clone()).collect();
+    let mut last = match runner.ledger() {
+        Some(ledger) => ledger.last(&names).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the run history");
+            Default::default()
+        }),
+        None => Default::default(),
+    };
     batches
         .iter()
-        .map(|b| BatchView {
-            running: Some(shared.is_running(&b.name)),
-            next_run: next_runs.get(&b.name).map(|t| rfc3339(*t)),
-            ..BatchView::of(b, last.remove(&b.name))
+        .map(|b| {
+            let last_run = last.remove(&b.name);
+            let from_ledger = last_run.as_ref().map(|r| r.is_running());
+            BatchView {
+                running: runner.running(&b.name).or(from_ledger).or(Some(false)),
+                next_run: runner.next_run(&b.name).map(rfc3339),
+                ..BatchView::of(b, last_run)
+            }
         })
         .collect()
 }

@@ -34,6 +34,12 @@ struct BatchLabels {
     batch: String,
 }
 
+/// The labels of `flagsd_fleet_messages_dropped_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
 /// The labels of `flagsd_fleet_nodes`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FleetLabels {
@@ -66,6 +72,7 @@ pub struct Metrics {
     fleet_nodes: Family<FleetLabels, Gauge>,
     fleet_queued: Family<BatchLabels, Gauge>,
     fleet_in_flight: Family<BatchLabels, Gauge>,
+    fleet_dropped: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -120,6 +127,12 @@ impl Metrics {
             "Codes handed out to the fleet's nodes and not yet settled",
             fleet_in_flight.clone(),
         );
+        let fleet_dropped = Family::default();
+        registry.register(
+            "flagsd_fleet_messages_dropped",
+            "Messages from NATS this node dropped: malformed, foreign, duplicate, or of a run that ended",
+            fleet_dropped.clone(),
+        );
         Self {
             registry,
             downloads,
@@ -133,6 +146,7 @@ impl Metrics {
             fleet_nodes,
             fleet_queued,
             fleet_in_flight,
+            fleet_dropped,
         }
     }
 
@@ -214,6 +228,23 @@ impl Metrics {
                 let labels = BatchLabels { batch: batch.clone() };
                 family.get_or_create(&labels).set(i64::try_from(*value).unwrap_or(i64::MAX));
             }
+        }
+    }
+
+    /// Whether a run of each batch is in progress in the fleet, as the
+    /// fleet's records say (every node shows the same).
+    pub fn fleet_running(&mut self, running: &BTreeMap<String, bool>) {
+        for (batch, running) in running {
+            let labels = self.batch(batch);
+            self.running.get_or_create(&labels).set(i64::from(*running));
+        }
+    }
+
+    /// The messages from NATS this node dropped so far, by reason.
+    pub fn fleet_dropped(&mut self, counts: &[(&'static str, u64)]) {
+        for (reason, count) in counts {
+            let counter = self.fleet_dropped.get_or_create(&ReasonLabels { reason: (*reason).to_owned() });
+            counter.inc_by(count.saturating_sub(counter.get()));
         }
     }
 

@@ -16,7 +16,10 @@
 //! files are deleted) and exits 0.
 //!
 //! With `[fleet]` set, the daemon is a node of a fleet instead (see
-//! [`crate::fleet`]): the batches' runs are shared through NATS.
+//! [`crate::fleet`]): the batches' runs are shared through NATS. Either
+//! way the loop below, the admin answers and the reports are the same: the
+//! daemon drives a [`runner::Runner`] (alone: [`runs`]; a node: [`fleet`])
+//! and reads the run [ledger](crate::job::ledger) behind it.
 //!
 //! With `admin.listen` set, the [`admin`] endpoint runs on its
 //! own thread and forwards each request here over a channel: this loop owns
@@ -32,25 +35,26 @@ mod answer;
 mod fleet;
 pub mod metrics;
 mod notify;
+mod runner;
 mod runs;
 mod schedule;
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use actix_rt::task::JoinHandle;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, ConfigSource, Settings};
-use crate::job::FatalError;
+use crate::job::{FatalError, LocalLedger};
 use crate::model::exit::ExitStatus;
 use crate::store::state::{StateDb, StateHandle};
 use crate::sys::signals::StopSignals;
 use admin::{AdminOptions, AdminRequest, AdminServer};
 use answer::answer;
+use metrics::Metrics;
 use notify::{notify, start_watchdog};
-use runs::Shared;
-use schedule::Schedules;
+use runner::Runner;
 
 /// Logs every problem of a configuration that could not be (re)loaded.
 fn log_config_error(error: &ConfigError, action: &str) {
@@ -74,35 +78,21 @@ fn start_admin(
     Ok(Some(server))
 }
 
-/// What both kinds of daemon (alone, or a node of a fleet) share: the
-/// configuration's source, the signals, and the admin endpoint's requests.
-pub struct Daemon {
-    source: ConfigSource,
-    /// What a reload cannot change: compared with each new file.
-    at_start: Settings,
-    hangups: tokio::signal::unix::Signal,
-    stops: StopSignals,
-    admin_requests: mpsc::Receiver<AdminRequest>,
-    _admin: Option<AdminServer>,
-}
-
-impl Daemon {
-    /// Reads the configuration again (on SIGHUP): the new settings, or
-    /// `None` (logged) when the file does not load and the old ones stay.
-    fn reload(&self) -> Option<Settings> {
-        match self.source.load_checked() {
-            Ok(new) => {
-                let at_start = &self.at_start;
-                if new.state_dir != at_start.state_dir || new.admin != at_start.admin || new.fleet != at_start.fleet {
-                    tracing::warn!("state.dir, [admin] and [fleet] changes take effect at the next start");
-                }
-                tracing::info!(batches = new.batches.len(), "configuration reloaded");
-                Some(new)
+/// Reads the configuration of `source` again (on SIGHUP): the new
+/// settings, or `None` (logged) when the file does not load and the old
+/// ones stay. What a reload cannot change is compared with `at_start`.
+fn reload(source: &ConfigSource, at_start: &Settings) -> Option<Settings> {
+    match source.load_checked() {
+        Ok(new) => {
+            if new.state_dir != at_start.state_dir || new.admin != at_start.admin || new.fleet != at_start.fleet {
+                tracing::warn!("state.dir, [admin] and [fleet] changes take effect at the next start");
             }
-            Err(e) => {
-                log_config_error(&e, "configuration not reloaded; the previous one stays in force");
-                None
-            }
+            tracing::info!(batches = new.batches.len(), "configuration reloaded");
+            Some(new)
+        }
+        Err(e) => {
+            log_config_error(&e, "configuration not reloaded; the previous one stays in force");
+            None
         }
     }
 }
@@ -112,64 +102,49 @@ impl Daemon {
 /// error (status 2) before `READY=1`; so is a state database that cannot be
 /// opened or an admin address that cannot be bound (status 3).
 pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
-    let settings = source.load_for_start()?;
+    let mut settings = source.load_for_start()?;
     crate::sys::limits::raise_open_files_limit();
-    let hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
-    let stops = StopSignals::install().map_err(FatalError::Signals)?;
-    let (admin_tx, admin_requests) = mpsc::channel(64);
-    let admin = start_admin(&settings, &source.origin(), admin_tx)?;
-    let daemon = Daemon { source, at_start: settings.clone(), hangups, stops, admin_requests, _admin: admin };
-    match settings.fleet.clone() {
-        Some(fleet_settings) => fleet::serve(daemon, settings, fleet_settings).await,
-        None => serve_alone(daemon, settings).await,
-    }
-}
-
-/// The daemon alone: its own schedules, runs and state database.
-async fn serve_alone(mut daemon: Daemon, mut settings: Settings) -> Result<ExitStatus, FatalError> {
-    let state = StateHandle::spawn(StateDb::open(&settings.state_dir)?)?;
-    let (abandon_tx, abandon) = watch::channel(false);
-    let shared = Rc::new(Shared::new(state, abandon, (settings.threads, settings.workload())));
-    let mut schedules = Schedules::new(Rc::clone(&shared));
-    schedules.apply(&settings);
+    let mut hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
+    let mut stops = StopSignals::install().map_err(FatalError::Signals)?;
+    let (admin_tx, mut admin_requests) = mpsc::channel(64);
+    let _admin = start_admin(&settings, &source.origin(), admin_tx)?;
+    let at_start = settings.clone();
+    let metrics: Rc<RefCell<Metrics>> = Rc::default();
+    let (fatal_tx, mut fatal) = mpsc::channel(1);
     start_watchdog();
-    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
-    tracing::info!(config = %daemon.source.origin(), batches = settings.batches.len(), "serving");
+    let runner: Rc<dyn Runner> = match settings.fleet.clone() {
+        Some(fleet) => fleet::Member::start(&settings, fleet, Rc::clone(&metrics), fatal_tx),
+        None => {
+            let ledger = LocalLedger::new(StateHandle::spawn(StateDb::open(&settings.state_dir)?)?);
+            let alone = runs::Alone::start(ledger, Rc::clone(&metrics), &settings);
+            notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
+            alone
+        }
+    };
+    tracing::info!(config = %source.origin(), batches = settings.batches.len(), "serving");
 
-    loop {
+    let ended = loop {
         tokio::select! {
-            _ = daemon.hangups.recv() => {
+            _ = hangups.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading]);
-                if let Some(new) = daemon.reload() {
-                    schedules.apply(&new);
+                if let Some(new) = reload(&source, &at_start) {
+                    Rc::clone(&runner).apply(&new);
                     settings = new;
                 }
                 notify(&[sd_notify::NotifyState::Ready]);
             }
-            Some(request) = daemon.admin_requests.recv() => answer(&shared, &settings, request),
-            signal = daemon.stops.recv() => {
+            Some(request) = admin_requests.recv() => answer(&runner, &metrics, &settings, request),
+            Some(error) = fatal.recv() => break Err(error),
+            signal = stops.recv() => {
                 tracing::info!(?signal, "stop requested");
-                shared.stopped_by.set(Some(signal));
-                shared.deferred.borrow_mut().clear();
-                break;
+                runner.stopping(signal);
+                break Ok(ExitStatus::Success);
             }
         }
-    }
+    };
 
     notify(&[sd_notify::NotifyState::Stopping]);
-    schedules.stop();
-    let shutdown_timeout = settings.shutdown_timeout;
-    let runs: Vec<(String, JoinHandle<()>)> = std::mem::take(&mut *shared.running.borrow_mut()).into_iter().collect();
-    let in_flight = runs.iter().filter(|(_, h)| !h.is_finished()).count();
-    tracing::info!(in_flight, timeout = %humantime::format_duration(shutdown_timeout), "stopping");
-    let deadline = tokio::time::Instant::now() + shutdown_timeout;
-    for (name, mut run) in runs {
-        if tokio::time::timeout_at(deadline, &mut run).await.is_err() {
-            tracing::warn!(batch = %name, "run still in progress at the shutdown timeout; abandoning it");
-            let _ = abandon_tx.send(true);
-            let _ = run.await;
-        }
-    }
+    runner.stop(settings.shutdown_timeout).await;
     tracing::info!("stopped");
-    Ok(ExitStatus::Success)
+    ended
 }

@@ -1,5 +1,11 @@
-//! The daemon's runs: starting one (unless its batch is running already),
-//! running it through the recorded-run lifecycle, and what every run shares.
+//! The daemon alone: its own schedules and runs, each run going through the
+//! recorded-run lifecycle into the state database's ledger.
+//!
+//! A batch never runs twice at once: a tick that finds the previous run
+//! still going is skipped and logged (a reload's first tick waits for it
+//! instead, so changed settings apply as soon as it ends). A run can be
+//! cancelled (`POST /batches/{name}/cancel`, `flagsd cancel`): it stops
+//! like a run interrupted by a signal, and its record says `cancelled`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
@@ -10,12 +16,14 @@ use actix_rt::task::JoinHandle;
 use tokio::sync::{oneshot, watch};
 
 use super::metrics::Metrics;
-use super::notify::notify;
-use crate::config::BatchConfig;
+use super::runner::{Local, Refused, Runner, run_ended, run_started};
+use super::schedule::{Schedules, Ticks};
+use crate::config::{BatchConfig, Settings};
 use crate::engine::OutcomeSink;
-use crate::job::{JobContext, Recording, RunEnd, SharedState};
+use crate::job::{JobContext, Ledger, LocalLedger, Recording};
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, Outcome};
+use crate::model::run::RunRecord;
 use crate::sys::signals::StopSignal;
 
 /// Logs each outcome of a daemon run (errors as warnings when the batch is
@@ -60,93 +68,104 @@ impl OutcomeSink for LogSink {
     }
 }
 
-/// Why a run did not start.
-pub enum NotStarted {
-    /// The batch is running already.
-    Running,
-    /// The state database refused the run's record.
-    Failed(String),
-    /// The daemon is stopping.
-    Stopping,
+/// A run in progress.
+struct LocalRun {
+    task: JoinHandle<()>,
+    /// Turns true to cancel the run.
+    cancel: watch::Sender<bool>,
+    /// The run's record once it ended.
+    ended: watch::Receiver<Option<RunRecord>>,
 }
 
-/// State shared by the schedule tasks, the signal loop and the admin requests.
-pub struct Shared {
+/// The daemon alone; see the module documentation.
+pub struct Alone {
     /// Runs in progress, by batch name.
-    pub running: RefCell<BTreeMap<String, JoinHandle<()>>>,
+    running: RefCell<BTreeMap<String, LocalRun>>,
     /// Batches whose settings changed while they ran: run again, with the
     /// new settings, as soon as the current run ends.
-    pub deferred: RefCell<BTreeMap<String, Rc<BatchConfig>>>,
+    deferred: RefCell<BTreeMap<String, Rc<BatchConfig>>>,
     /// Batches whose skipped tick has been logged during the current run.
     skip_logged: RefCell<HashSet<String>>,
     /// When each scheduled batch runs next.
-    pub next_runs: RefCell<BTreeMap<String, SystemTime>>,
+    next_runs: RefCell<BTreeMap<String, SystemTime>>,
+    schedules: RefCell<Schedules>,
     /// Turns true when in-flight runs must be abandoned.
-    abandon: watch::Receiver<bool>,
+    abandon: watch::Sender<bool>,
     /// Clients and rate limits, shared by every batch.
     context: JobContext,
     /// The run history and what each batch saved.
-    pub state: SharedState,
+    ledger: Rc<LocalLedger>,
     /// What `/metrics` shows.
-    pub metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<RefCell<Metrics>>,
     /// The signal that stopped the daemon, once one has: no run starts
     /// after it, and runs abandoned at the shutdown timeout end with its
     /// status.
-    pub stopped_by: Cell<Option<StopSignal>>,
+    stopped_by: Cell<Option<StopSignal>>,
 }
 
-impl Shared {
-    /// Shared state over `state`; in-flight runs are abandoned when
-    /// `abandon` turns true. The workers run on at most `threads` threads,
-    /// for about `workload` workers at once (both set at start: a reload
-    /// does not change them).
-    pub fn new(state: SharedState, abandon: watch::Receiver<bool>, (threads, workload): (usize, usize)) -> Self {
-        Self {
+impl Alone {
+    /// The daemon's runs over `ledger`, counted in `metrics`, for
+    /// `settings` (its schedules started). The workers run on at most
+    /// `settings.threads` threads, for about its workload of workers at once
+    /// (both set at start: a reload does not change them).
+    pub fn start(ledger: LocalLedger, metrics: Rc<RefCell<Metrics>>, settings: &Settings) -> Rc<Self> {
+        let alone = Rc::new(Self {
             running: RefCell::default(),
             deferred: RefCell::default(),
             skip_logged: RefCell::default(),
             next_runs: RefCell::default(),
-            abandon,
-            context: JobContext::new(threads, workload),
-            state,
-            metrics: Rc::default(),
+            schedules: RefCell::default(),
+            abandon: watch::Sender::new(false),
+            context: JobContext::new(settings.threads, settings.workload()),
+            ledger: Rc::new(ledger),
+            metrics,
             stopped_by: Cell::new(None),
-        }
+        });
+        Rc::clone(&alone).apply(settings);
+        alone
     }
 
     /// Whether a run of `name` is in progress.
-    pub fn is_running(&self, name: &str) -> bool {
-        self.running.borrow().get(name).is_some_and(|h| !h.is_finished())
+    fn is_running(&self, name: &str) -> bool {
+        self.running.borrow().get(name).is_some_and(|r| !r.task.is_finished())
     }
 
     /// Starts a run of `batch` (recorded as started by `trigger`) unless one
     /// is in progress. From this call on the batch counts as running; the
-    /// run id arrives on the returned channel once the run is recorded (the
+    /// run's record arrives on the returned channel once it is recorded (the
     /// database works on its own thread), or why it could not start.
-    pub fn try_start(
+    fn try_start(
         self: &Rc<Self>,
         batch: &Rc<BatchConfig>,
         trigger: &str,
-    ) -> Result<oneshot::Receiver<Result<i64, NotStarted>>, NotStarted> {
+    ) -> Result<oneshot::Receiver<Result<RunRecord, Refused>>, Refused> {
         if self.stopped_by.get().is_some() {
-            return Err(NotStarted::Stopping);
+            return Err(Refused::Stopping);
         }
         if self.is_running(&batch.name) {
-            return Err(NotStarted::Running);
+            return Err(Refused::Running(true));
         }
-        let (started, run_id) = oneshot::channel();
+        let (started, record) = oneshot::channel();
+        let (cancel, cancelled) = watch::channel(false);
+        let (ended_tx, ended) = watch::channel(None);
         let me = Rc::clone(self);
         let batch = Rc::clone(batch);
         let (name, trigger) = (batch.name.clone(), trigger.to_owned());
         let task = actix_rt::spawn(async move {
-            match Recording::begin(&me.state, &batch.name, &trigger).await {
+            let ledger: Rc<dyn Ledger> = Rc::clone(&me.ledger) as Rc<dyn Ledger>;
+            match Recording::begin(ledger, &batch.name, &batch.job, &trigger).await {
                 Ok(recording) => {
-                    let _ = started.send(Ok(recording.run_id().unwrap_or_default()));
-                    me.run(&batch, recording).await;
+                    let id = recording.run_id().unwrap_or_default();
+                    let record =
+                        RunRecord::started(id, &batch.name, &trigger, crate::model::time::rfc3339(SystemTime::now()));
+                    run_started(&mut me.metrics.borrow_mut(), &record);
+                    let _ = started.send(Ok(record));
+                    let ended = me.run(&batch, recording, cancelled).await;
+                    ended_tx.send_replace(ended);
                 }
                 Err(e) => {
                     tracing::error!(batch = %batch.name, error = %e, "run not started");
-                    let _ = started.send(Err(NotStarted::Failed(e.to_string())));
+                    let _ = started.send(Err(Refused::Failed(e.to_string())));
                 }
             }
             me.skip_logged.borrow_mut().remove(&batch.name);
@@ -158,15 +177,58 @@ impl Shared {
                 });
             }
         });
-        self.running.borrow_mut().insert(name, task);
-        Ok(run_id)
+        self.running.borrow_mut().insert(name, LocalRun { task, cancel, ended });
+        Ok(record)
     }
 
+    /// Runs `batch` through the lifecycle `recording` began, with logs,
+    /// metrics and a `STATUS=` line, until it ends or `cancelled` or the
+    /// daemon's shutdown timeout stops it; its ended record.
+    async fn run(
+        &self,
+        batch: &BatchConfig,
+        recording: Recording,
+        mut cancelled: watch::Receiver<bool>,
+    ) -> Option<RunRecord> {
+        let sink = |_: &crate::job::PreparedJob| -> Box<dyn OutcomeSink> {
+            Box::new(LogSink::new(batch, Rc::clone(&self.metrics)))
+        };
+        let mut abandon = self.abandon.subscribe();
+        let stop = async move {
+            // An error means the sender is gone: then nothing stops us that way.
+            let abandoned = async {
+                if abandon.wait_for(|a| *a).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let cancel = async {
+                if cancelled.wait_for(|c| *c).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = abandoned => self.stopped_by.get().unwrap_or(StopSignal::Interrupt),
+                () = cancel => StopSignal::Interrupt,
+            }
+        };
+        let end = recording.run(&batch.job, &self.context, sink, stop).await;
+        if let Some(e) = &end.record_error {
+            tracing::error!(batch = %batch.name, run = end.run_id, error = %e, "run not recorded");
+        }
+        let elapsed = end.result.as_ref().ok().map(|finished| finished.elapsed);
+        if let Some(record) = &end.recorded {
+            run_ended(&mut self.metrics.borrow_mut(), record, elapsed);
+        }
+        end.recorded
+    }
+}
+
+impl Ticks for Alone {
     /// A scheduled tick: starts a run, or skips the tick (logged once per
     /// run) while one is in progress; with `defer`, the run starts as soon
     /// as the current one ends instead.
-    pub fn tick(self: &Rc<Self>, batch: &Rc<BatchConfig>, defer: bool) {
-        if let Err(NotStarted::Running) = self.try_start(batch, "schedule") {
+    fn tick(self: Rc<Self>, batch: &Rc<BatchConfig>, defer: bool) {
+        if let Err(Refused::Running(true)) = self.try_start(batch, "schedule") {
             if defer {
                 tracing::info!(batch = %batch.name, "run in progress; the new settings apply when it ends");
                 self.deferred.borrow_mut().insert(batch.name.clone(), Rc::clone(batch));
@@ -176,55 +238,90 @@ impl Shared {
         }
     }
 
-    /// Runs `batch` through the lifecycle `recording` began, with logs,
-    /// metrics and a `STATUS=` line.
-    async fn run(&self, batch: &BatchConfig, recording: Recording) {
-        let job = &batch.job;
-        let id = recording.run_id().unwrap_or_default();
-        tracing::info!(batch = %batch.name, run = id, codes = job.codes.len(), server = %job.server.label, "run started");
-        self.metrics.borrow_mut().run_started(&batch.name);
-        let sink = |_: &crate::job::PreparedJob| -> Box<dyn OutcomeSink> {
-            Box::new(LogSink::new(batch, Rc::clone(&self.metrics)))
+    fn set_next_run(&self, batch: &str, at: Option<SystemTime>) {
+        match at {
+            Some(at) => self.next_runs.borrow_mut().insert(batch.to_owned(), at),
+            None => self.next_runs.borrow_mut().remove(batch),
         };
-        let mut abandon = self.abandon.clone();
-        let stop = async move {
-            // An error means the sender is gone: then nothing will ever stop us.
-            if abandon.wait_for(|a| *a).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            self.stopped_by.get().unwrap_or(StopSignal::Interrupt)
-        };
-        let end = recording.run(job, &self.context, sink, stop).await;
-        self.report(batch, id, &end);
-        self.metrics.borrow_mut().run_finished(&batch.name, SystemTime::now(), end.status().code());
-        if let Some(e) = &end.record_error {
-            tracing::error!(batch = %batch.name, run = id, error = %e, "run not recorded");
-        }
+    }
+}
+
+impl Runner for Alone {
+    fn ledger(&self) -> Option<Rc<dyn Ledger>> {
+        Some(Rc::clone(&self.ledger) as Rc<dyn Ledger>)
     }
 
-    /// Logs how a run ended, and says so in `STATUS=`.
-    fn report(&self, batch: &BatchConfig, id: i64, end: &RunEnd) {
-        match &end.result {
-            Ok(finished) => {
-                let (c, summary) = (finished.summary.counts, &finished.summary);
-                let elapsed = finished.elapsed.as_secs_f64();
-                let opened = finished.prepared.opened();
-                tracing::info!(
-                    batch = %batch.name, run = id, downloaded = c.downloaded, unchanged = c.unchanged,
-                    not_found = c.not_found, errors = c.errors, abandoned = summary.unfinished,
-                    elapsed_s = elapsed, exit_status = finished.status.code(),
-                    connections_http1 = opened.http1, connections_http2 = opened.http2, "run finished"
-                );
-                let text = format!(
-                    "last run: {}: {} downloaded, {} unchanged, {} not found, {} errors in {elapsed:.2}s",
-                    batch.name, c.downloaded, c.unchanged, c.not_found, c.errors
-                );
-                notify(&[sd_notify::NotifyState::Status(&text)]);
+    fn ready(&self) -> Result<(), String> {
+        self.ledger.db().check_writable().map_err(|e| e.to_string())
+    }
+
+    fn apply(self: Rc<Self>, settings: &Settings) {
+        let ticks: Rc<dyn Ticks> = Rc::clone(&self) as Rc<dyn Ticks>;
+        self.schedules.borrow_mut().apply(&ticks, settings);
+    }
+
+    fn start(
+        self: Rc<Self>,
+        batch: Rc<BatchConfig>,
+        trigger: &'static str,
+    ) -> Local<'static, Result<RunRecord, Refused>> {
+        let started = self.try_start(&batch, trigger);
+        Box::pin(async move {
+            match started?.await {
+                Ok(answer) => answer,
+                Err(_) => Err(Refused::Failed("the run ended before it was recorded".to_owned())),
             }
-            Err(e) => {
-                tracing::error!(batch = %batch.name, run = id, error = %e, "run failed");
-                notify(&[sd_notify::NotifyState::Status(&format!("{}: {e}", batch.name))]);
+        })
+    }
+
+    fn cancel(self: Rc<Self>, batch: String) -> Local<'static, Result<RunRecord, Refused>> {
+        Box::pin(async move {
+            let ended = match self.running.borrow().get(&batch).filter(|r| !r.task.is_finished()) {
+                Some(run) => {
+                    run.cancel.send_replace(true);
+                    run.ended.clone()
+                }
+                None => return Err(Refused::Running(false)),
+            };
+            let mut ended = ended;
+            match ended.wait_for(Option::is_some).await {
+                Ok(record) => record.clone().ok_or(Refused::Running(false)),
+                Err(_) => Err(Refused::Failed("the run's end was not recorded".to_owned())),
             }
-        }
+        })
+    }
+
+    fn running(&self, batch: &str) -> Option<bool> {
+        Some(self.is_running(batch))
+    }
+
+    fn next_run(&self, batch: &str) -> Option<SystemTime> {
+        self.next_runs.borrow().get(batch).copied()
+    }
+
+    fn measure(&self, _metrics: &mut Metrics) {}
+
+    fn stopping(&self, signal: StopSignal) {
+        self.stopped_by.set(Some(signal));
+        self.deferred.borrow_mut().clear();
+    }
+
+    fn stop(self: Rc<Self>, timeout: Duration) -> Local<'static, ()> {
+        Box::pin(async move {
+            self.schedules.borrow_mut().stop();
+            self.next_runs.borrow_mut().clear();
+            self.deferred.borrow_mut().clear();
+            let runs: Vec<(String, LocalRun)> = std::mem::take(&mut *self.running.borrow_mut()).into_iter().collect();
+            let in_flight = runs.iter().filter(|(_, r)| !r.task.is_finished()).count();
+            tracing::info!(in_flight, timeout = %humantime::format_duration(timeout), "stopping");
+            let deadline = tokio::time::Instant::now() + timeout;
+            for (name, mut run) in runs {
+                if tokio::time::timeout_at(deadline, &mut run.task).await.is_err() {
+                    tracing::warn!(batch = %name, "run still in progress at the shutdown timeout; abandoning it");
+                    self.abandon.send_replace(true);
+                    let _ = run.task.await;
+                }
+            }
+        })
     }
 }

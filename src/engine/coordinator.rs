@@ -258,7 +258,8 @@ impl Coordinator {
     /// tried again after the retry delay.
     fn settle(&mut self, task: Task, outcome: Outcome) {
         let task = Task { attempts: task.attempts + 1, ..task };
-        let Some(delay) = self.options.retry.delay(&outcome, task.attempts, &self.dice) else {
+        let delay = self.options.retry.delay(&outcome, task.attempts, &self.dice);
+        let Some(delay) = delay.or_else(|| self.source.hand_back(&task, &outcome)) else {
             let url = self.fetcher.display_url(task.code);
             let outcome = CodeOutcome { code: task.code, url, outcome, attempts: task.attempts };
             self.counts.record(&outcome.outcome);

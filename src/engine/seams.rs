@@ -96,4 +96,11 @@ pub trait WorkSource {
     /// Tasks known to the source and not handed out yet (queued, or waiting
     /// for their retry time).
     fn remaining(&self) -> usize;
+    /// Whether the source takes `task` back, after `delay`, rather than let
+    /// `outcome` (which the retry policy made final) end it here: a shared
+    /// queue hands a fault of this process (its disk) to another process.
+    /// `task.attempts` counts the attempt that failed.
+    fn hand_back(&self, _task: &Task, _outcome: &Outcome) -> Option<Duration> {
+        None
+    }
 }

@@ -1,19 +1,29 @@
 //! Joining a fleet: the NATS connection, and the streams and buckets every
-//! node shares, created by whichever node comes first.
+//! node shares, created by whichever node comes first, and created again by
+//! whichever node finds one missing (NATS restarted without its store, a
+//! bucket deleted to cap its growth): [`Fleet::heal`].
 //!
 //! Nodes only talk to NATS. A daemon keeps trying until NATS answers
-//! ([`Fleet::join`] with retries), saying why in its log; the one-shot
-//! commands (`run`, `status`) give up at once with a clear error.
+//! ([`Fleet::join`] with [`Patience::Wait`]), saying why in its log; the
+//! one-shot commands (`run`, `status`, `cancel`) give up at once with a
+//! clear error. Every NATS error keeps its source and is classified
+//! ([`classify`]): unreachable, credentials refused, something missing, or
+//! other, so that callers retry, heal or give up as fits.
 
-use std::time::Duration;
+use std::error::Error;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, kv, stream};
-use async_nats::{ConnectOptions, Event};
+use async_nats::{ConnectErrorKind, ConnectOptions, Event, ServerError};
 
+use super::messages::Dropped;
 use super::names::Names;
 use crate::config::FleetSettings;
+use crate::config::fleet::UrlAuth;
 use crate::config::validate::read_token_file;
+use crate::job::ledger::{FleetFailure, LedgerError};
 
 /// How long a JetStream request or a publish acknowledgement may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,41 +32,78 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// details of a run).
 const OUTCOMES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// How long an outcome's de-duplication id is remembered: longer than any
-/// redelivery (an attempt's deadline plus the ack wait's grace).
-const OUTCOME_DEDUP_WINDOW: Duration = Duration::from_secs(10 * 60);
-
-/// How long a tick claim is kept: longer than any node's clock can lag.
-const TICKS_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// The most the outcome stream holds; the oldest outcomes go first.
+const OUTCOMES_MAX_BYTES: i64 = 1 << 30;
 
 /// How long a node counts as live after its last heartbeat.
 pub const NODE_LEASE: Duration = Duration::from_secs(10);
 
-/// Something the fleet asked of NATS failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {detail}")]
-pub struct FleetError {
-    /// What was being done.
-    pub what: String,
-    /// What NATS (or the file system) said.
-    pub detail: String,
+/// The least time between two attempts at creating what is missing.
+const HEAL_EVERY: Duration = Duration::from_secs(1);
+
+/// A fleet error: what was being done, and NATS's error, classified.
+pub type FleetError = LedgerError;
+
+/// The error of doing `what` that NATS answered with `error`.
+pub fn nats_error(what: impl Into<String>, error: impl Into<Box<dyn Error + Send + Sync>>) -> FleetError {
+    let source = error.into();
+    LedgerError::Fleet { what: what.into(), kind: classify(&*source), source }
 }
 
-impl FleetError {
-    /// An error while doing `what`.
-    pub fn new(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
-        Self { what: what.into(), detail: detail.to_string() }
+/// An error of doing `what` for a reason of flagsd's own (not NATS's).
+pub fn fleet_error(what: impl Into<String>, kind: FleetFailure, reason: impl Into<String>) -> FleetError {
+    LedgerError::Fleet { what: what.into(), kind, source: reason.into().into() }
+}
+
+/// What kind of failure `error` (and its sources) is. async-nats has an
+/// error kind per call; their names are read off the chain's debug form.
+pub fn classify(error: &(dyn Error + 'static)) -> FleetFailure {
+    let mut chain = String::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        chain.push_str(&format!("{e:?} {e} "));
+        next = e.source();
+    }
+    let has = |words: &[&str]| words.iter().any(|w| chain.contains(w));
+    if has(&["AuthorizationViolation", "Authentication", "authorization violation", "Permissions Violation"]) {
+        FleetFailure::Refused
+    } else if has(&[
+        "NoResponders",
+        "no responders",
+        "StreamNotFound",
+        "stream not found",
+        "consumer not found",
+        "NotFound",
+    ]) {
+        // With NATS up, nothing answering a JetStream subject means its
+        // stream (or bucket) is gone.
+        FleetFailure::Missing
+    } else if has(&[
+        "TimedOut",
+        "timed out",
+        "Disconnected",
+        "disconnected",
+        "BrokenPipe",
+        "broken pipe",
+        "Io",
+        "connection",
+    ]) {
+        FleetFailure::Unreachable
+    } else {
+        FleetFailure::Other
     }
 }
 
 /// A joined fleet: the connection, the names, and the shared streams and
-/// buckets. Cheap to clone.
+/// buckets. Cheap to clone; usable from any thread.
 #[derive(Clone)]
 pub struct Fleet {
     /// The fleet's names.
     pub names: Names,
     /// This process's name in the fleet.
     pub node: String,
+    /// The servers as messages show them (credentials masked).
+    pub servers: String,
     client: async_nats::Client,
     /// The JetStream context.
     pub js: jetstream::Context,
@@ -70,8 +117,23 @@ pub struct Fleet {
     pub ticks: kv::Store,
     /// Validators for conditional requests.
     pub files: kv::Store,
+    /// File-name claims.
+    pub file_names: kv::Store,
     /// Heartbeats of the live nodes.
     pub nodes: kv::Store,
+    /// The messages this process dropped, by reason.
+    pub dropped: Arc<Dropped>,
+    /// What the fleet was set up with, to set it up again.
+    plan: Arc<Plan>,
+    /// The last time [`Fleet::heal`] ran.
+    healed: Arc<Mutex<Option<Instant>>>,
+}
+
+/// How the streams and buckets are made.
+struct Plan {
+    replicas: usize,
+    ack_wait: Duration,
+    duplicate_window: Duration,
 }
 
 /// How to connect: a daemon waits for NATS, a one-shot command does not.
@@ -79,28 +141,44 @@ pub struct Fleet {
 pub enum Patience {
     /// Keep trying (the daemon).
     Wait,
-    /// Fail at once when NATS does not answer (`run`, `status`).
+    /// Fail at once when NATS does not answer (`run`, `status`, `cancel`).
     Once,
 }
+
+/// The last thing the servers refused, for the reason a node gives while
+/// it waits.
+type Refusal = Arc<Mutex<Option<String>>>;
 
 /// Connects to the NATS servers of `settings` as `client_name`.
 async fn connect(
     settings: &FleetSettings,
     client_name: &str,
     patience: Patience,
+    refusal: &Refusal,
 ) -> Result<async_nats::Client, FleetError> {
+    let servers = settings.display_servers();
     let mut options = match &settings.creds_file {
         Some(path) => ConnectOptions::with_credentials_file(path)
             .await
-            .map_err(|e| FleetError::new(format!("fleet.creds_file '{}'", path.display()), e))?,
+            .map_err(|e| nats_error(format!("fleet.creds_file '{}'", path.display()), e))?,
         None => ConnectOptions::new(),
     };
     if let Some(path) = &settings.token_file {
-        options = options.token(read_token_file(path).map_err(|e| FleetError::new("fleet.token_file", e))?);
+        let token =
+            read_token_file(path).map_err(|e| fleet_error("fleet.token_file", FleetFailure::Other, e.to_string()))?;
+        options = options.token(token);
+    }
+    match &settings.url_auth {
+        Some(UrlAuth::UserPassword { user, password }) => {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        Some(UrlAuth::Token(token)) => options = options.token(token.clone()),
+        None => {}
     }
     if let Some(path) = &settings.tls_ca_file {
         options = options.add_root_certificates(path.clone()).require_tls(true);
     }
+    let refused = Arc::clone(refusal);
     options = options
         .name(client_name)
         .connection_timeout(Duration::from_secs(3))
@@ -109,23 +187,36 @@ async fn connect(
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis(100 * attempts.saturating_sub(1) as u64).min(Duration::from_secs(2))
         })
-        .event_callback(|event| async move {
-            match event {
-                Event::Connected => tracing::info!("connected to NATS"),
-                Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
-                Event::LameDuckMode => tracing::warn!("the NATS server is shutting down (lame duck mode)"),
-                Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
-                other => tracing::debug!(event = %other, "NATS event"),
+        .event_callback(move |event| {
+            let refused = Arc::clone(&refused);
+            async move {
+                match event {
+                    Event::Connected => {
+                        *refused.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                        tracing::info!("connected to NATS");
+                    }
+                    Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+                    Event::LameDuckMode => tracing::warn!("the NATS server is shutting down (lame duck mode)"),
+                    Event::ServerError(ServerError::AuthorizationViolation) => {
+                        *refused.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some("the server refused the credentials (authorization violation)".to_owned());
+                        tracing::warn!("NATS refused the credentials");
+                    }
+                    Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
             }
         });
     if patience == Patience::Wait {
         options = options.retry_on_initial_connect();
     }
-    let servers = settings.servers.join(", ");
-    options
-        .connect(settings.servers.as_slice())
-        .await
-        .map_err(|e| FleetError::new(format!("cannot connect to NATS at {servers}"), e))
+    options.connect(settings.servers.as_slice()).await.map_err(|e| {
+        if e.kind() == ConnectErrorKind::AuthorizationViolation {
+            fleet_error(format!("NATS at {servers} refused the credentials"), FleetFailure::Refused, e.to_string())
+        } else {
+            nats_error(format!("cannot connect to NATS at {servers}"), e)
+        }
+    })
 }
 
 impl Fleet {
@@ -139,17 +230,26 @@ impl Fleet {
         patience: Patience,
         mut waiting: impl FnMut(&FleetError),
     ) -> Result<Self, FleetError> {
-        let client = connect(settings, client_name, patience).await?;
+        let refusal = Refusal::default();
+        let client = connect(settings, client_name, patience, &refusal).await?;
         let mut backoff = Duration::from_millis(200);
         loop {
             match Self::set_up(settings, client.clone()).await {
                 Ok(fleet) => return Ok(fleet),
                 Err(e) if patience == Patience::Wait => {
-                    let e = match client.connection_state() {
-                        State::Connected => e,
-                        state => FleetError::new(
-                            format!("NATS at {} is not reachable ({state})", settings.servers.join(", ")),
-                            e,
+                    let servers = settings.display_servers();
+                    let refused = refusal.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    let e = match (refused, client.connection_state()) {
+                        (Some(why), _) => fleet_error(
+                            format!("NATS at {servers} refused the credentials"),
+                            FleetFailure::Refused,
+                            why,
+                        ),
+                        (None, State::Connected) => e,
+                        (None, state) => fleet_error(
+                            format!("NATS at {servers} is not reachable ({state})"),
+                            FleetFailure::Unreachable,
+                            e.to_string(),
                         ),
                     };
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot join the fleet yet");
@@ -165,45 +265,55 @@ impl Fleet {
     async fn set_up(settings: &FleetSettings, client: async_nats::Client) -> Result<Self, FleetError> {
         let names = Names::new(&settings.name);
         let js = jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client.clone());
-        let replicas = settings.replicas;
-        let work = js
-            .get_or_create_stream(stream::Config {
-                name: names.work_stream(),
-                subjects: vec![names.work_subjects()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| FleetError::new(format!("cannot create the stream {}", names.work_stream()), e))?;
-        let outcomes = js
-            .get_or_create_stream(stream::Config {
-                name: names.outcome_stream(),
-                subjects: vec![names.outcome_subjects()],
-                retention: stream::RetentionPolicy::Limits,
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                max_age: OUTCOMES_KEPT,
-                duplicate_window: OUTCOME_DEDUP_WINDOW,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| FleetError::new(format!("cannot create the stream {}", names.outcome_stream()), e))?;
-        let bucket = |name: String, max_age: Duration| kv::Config {
-            bucket: name,
-            history: 1,
-            max_age,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
+        let plan = Plan {
+            replicas: settings.replicas,
+            ack_wait: settings.ack_wait,
+            duplicate_window: settings.duplicate_window,
         };
-        let runs = key_value(&js, bucket(names.runs_bucket(), Duration::ZERO)).await?;
-        let ticks = key_value(&js, bucket(names.ticks_bucket(), TICKS_KEPT)).await?;
-        let files = key_value(&js, bucket(names.files_bucket(), Duration::ZERO)).await?;
-        let nodes = key_value(&js, bucket(names.nodes_bucket(), NODE_LEASE)).await?;
-        Ok(Self { names, node: settings.node.clone(), client, js, work, outcomes, runs, ticks, files, nodes })
+        let made = make_all(&js, &names, &plan).await?;
+        Ok(Self {
+            names,
+            node: settings.node.clone(),
+            servers: settings.display_servers(),
+            client,
+            js,
+            work: made.work,
+            outcomes: made.outcomes,
+            runs: made.runs,
+            ticks: made.ticks,
+            files: made.files,
+            file_names: made.file_names,
+            nodes: made.nodes,
+            dropped: Arc::default(),
+            plan: Arc::new(plan),
+            healed: Arc::default(),
+        })
+    }
+
+    /// Creates again whatever stream or bucket is missing (at most once a
+    /// second, however many callers found one missing): the handles this
+    /// fleet holds address them by name, so they work again at once.
+    pub async fn heal(&self) -> Result<(), FleetError> {
+        {
+            let mut healed = self.healed.lock().unwrap_or_else(PoisonError::into_inner);
+            if healed.is_some_and(|at| at.elapsed() < HEAL_EVERY) {
+                return Ok(());
+            }
+            *healed = Some(Instant::now());
+        }
+        make_all(&self.js, &self.names, &self.plan).await?;
+        tracing::info!("the fleet's streams and buckets are in place");
+        Ok(())
+    }
+
+    /// How long a node may hold a code without a sign of life.
+    pub fn ack_wait(&self) -> Duration {
+        self.plan.ack_wait
+    }
+
+    /// Whether the connection to NATS is up.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
     }
 
     /// Sends what is buffered, so that nothing published is lost at exit.
@@ -212,6 +322,60 @@ impl Fleet {
             tracing::warn!(error = %e, "cannot flush the NATS connection");
         }
     }
+}
+
+/// The streams and buckets, as made (or found).
+struct Made {
+    work: stream::Stream,
+    outcomes: stream::Stream,
+    runs: kv::Store,
+    ticks: kv::Store,
+    files: kv::Store,
+    file_names: kv::Store,
+    nodes: kv::Store,
+}
+
+/// Makes every stream and bucket of the fleet that is missing.
+async fn make_all(js: &jetstream::Context, names: &Names, plan: &Plan) -> Result<Made, FleetError> {
+    let replicas = plan.replicas;
+    let stream = |name: String, subjects: String| stream::Config {
+        name,
+        subjects: vec![subjects],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: plan.duplicate_window,
+        ..Default::default()
+    };
+    let work = stream(names.work_stream(), names.work_subjects());
+    let work = stream::Config { retention: stream::RetentionPolicy::WorkQueue, ..work };
+    let outcomes = stream(names.outcome_stream(), names.outcome_subjects());
+    let outcomes = stream::Config {
+        retention: stream::RetentionPolicy::Limits,
+        max_age: OUTCOMES_KEPT,
+        max_bytes: OUTCOMES_MAX_BYTES,
+        ..outcomes
+    };
+    let make_stream = async |config: stream::Config| {
+        let name = config.name.clone();
+        js.get_or_create_stream(config).await.map_err(|e| nats_error(format!("cannot create the stream {name}"), e))
+    };
+    let bucket = |name: String, max_age: Duration| kv::Config {
+        bucket: name,
+        history: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    Ok(Made {
+        work: make_stream(work).await?,
+        outcomes: make_stream(outcomes).await?,
+        runs: key_value(js, bucket(names.runs_bucket(), Duration::ZERO)).await?,
+        ticks: key_value(js, bucket(names.ticks_bucket(), Duration::ZERO)).await?,
+        files: key_value(js, bucket(names.files_bucket(), Duration::ZERO)).await?,
+        file_names: key_value(js, bucket(names.names_bucket(), Duration::ZERO)).await?,
+        nodes: key_value(js, bucket(names.nodes_bucket(), NODE_LEASE)).await?,
+    })
 }
 
 /// The bucket of `config`, created if missing (by this node or a concurrent
@@ -223,6 +387,34 @@ async fn key_value(js: &jetstream::Context, config: kv::Config) -> Result<kv::St
         Err(create) => js
             .get_key_value(&name)
             .await
-            .map_err(|e| FleetError::new(format!("cannot create the bucket {name}"), format!("{create}; {e}"))),
+            .map_err(|e| nats_error(format!("cannot create the bucket {name}"), format!("{create}; {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Named(&'static str);
+
+    impl std::fmt::Display for Named {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl Error for Named {}
+
+    #[test]
+    fn errors_are_classified_by_what_nats_said() {
+        assert_eq!(classify(&Named("jetstream request timed out")), FleetFailure::Unreachable);
+        assert_eq!(classify(&Named("no responders")), FleetFailure::Missing);
+        assert_eq!(classify(&Named("stream not found")), FleetFailure::Missing);
+        assert_eq!(classify(&Named("authorization violation")), FleetFailure::Refused);
+        assert_eq!(classify(&Named("wrong last sequence")), FleetFailure::Other);
+        let e = nats_error("cannot read run 3", Named("timed out"));
+        assert_eq!(e.to_string(), "cannot read run 3: timed out");
+        assert!(e.is_transient());
     }
 }

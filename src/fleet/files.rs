@@ -2,9 +2,12 @@
 //! path, size, SHA-256, `ETag`, `Last-Modified`), so that a flag saved by
 //! one node is asked for conditionally by any other next time.
 //!
-//! A node writes a code's record after saving its file, and keeps a copy of
-//! every record of its batches up to date by watching the bucket; its
-//! fetchers read that copy.
+//! A node writes a code's record after saving its file (unless it is the
+//! record the fleet has already), and keeps a copy of every record of its
+//! batches up to date by watching the bucket; its fetchers read that copy.
+//! The record of a code that is no longer in its batch is removed when the
+//! watch meets it, so the bucket does not grow with every code ever asked
+//! for.
 
 use std::time::Duration;
 
@@ -34,8 +37,8 @@ impl Fleet {
     }
 
     /// Keeps `known` equal to the fleet's records of `batch`, for as long as
-    /// the returned future runs.
-    pub async fn watch_validators(self, batch: String, known: SharedKnownFiles) {
+    /// the returned future runs; records of codes not in `codes` are removed.
+    pub async fn watch_validators(self, batch: String, codes: Vec<CountryCode>, known: SharedKnownFiles) {
         let prefix = format!("{}.", token(&batch));
         loop {
             match self.files.watch_with_history(format!("{prefix}*")).await {
@@ -49,6 +52,12 @@ impl Fleet {
                             }
                         };
                         let Some(code) = entry.key.strip_prefix(&prefix).and_then(parse_code) else { continue };
+                        if !codes.contains(&code) && entry.operation == Operation::Put {
+                            if let Err(e) = self.files.purge(&entry.key).await {
+                                tracing::debug!(%batch, cc = %code, error = %e, "cannot remove the record of a code not in the batch");
+                            }
+                            continue;
+                        }
                         let record = match entry.operation {
                             Operation::Put => serde_json::from_slice::<FileRecord>(&entry.value).ok(),
                             Operation::Delete | Operation::Purge => None,

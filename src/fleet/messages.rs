@@ -1,90 +1,97 @@
 //! What the nodes of a fleet write to NATS, as JSON: the work items, the
-//! outcomes, the run records and the nodes' heartbeats. Every node reads
-//! what any node wrote, so these are a stable interface within a fleet.
+//! outcomes, the run records, the tick claims and the nodes' heartbeats.
+//! Every node reads what any node (or anyone with access to the subjects)
+//! wrote, so every message is checked as it is read ([`read_outcome`],
+//! [`read_work`]): its size is capped, its run comes from its subject, its
+//! code must belong to the run, and a message that fails is dropped and
+//! counted ([`Dropped`]), never trusted and never allowed to block.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::present::api::{RunCounts, RunRecord};
-use crate::present::results::CodeResult;
+use crate::job::ledger::RunKey;
+use crate::model::codes::{CountryCode, parse_code};
+use crate::model::run::{CodeResult, RunRecord};
 
-/// One code of one run, queued on the work stream.
+use super::names::run_token;
+
+/// Largest work item read, in bytes.
+pub const MAX_WORK_ITEM: usize = 256;
+
+/// Largest outcome read, in bytes.
+pub const MAX_OUTCOME: usize = 16 * 1024;
+
+/// The outcome kinds a node publishes.
+const KINDS: [&str; 9] = [
+    "downloaded",
+    "unchanged",
+    "not_found",
+    "http_error",
+    "connection_error",
+    "too_large",
+    "io_error",
+    "metadata_error",
+    "internal_error",
+];
+
+/// One code of one run, queued on the work stream; the run is the
+/// subject's (`{fleet}.work.{batch}.{run}`), never the payload's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkItem {
-    /// The run.
-    pub run: i64,
-    /// The batch (its name in the configuration every node runs).
-    pub batch: String,
     /// The country code.
     pub code: String,
 }
 
-/// One code's final outcome in one run, published with the
-/// de-duplication id `{run}/{code}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutcomeMessage {
-    /// The run.
-    pub run: i64,
-    /// What became of the code, and the node that fetched it.
+/// A run as the fleet records it: the batch's newest run under
+/// `last.{batch}` (the record that counts while it is the newest: starts,
+/// ends and cancels are compare-and-set on it), and a copy under
+/// `run.{id}` for the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetRun {
+    /// The record every ledger keeps.
     #[serde(flatten)]
-    pub result: CodeResult,
-}
-
-/// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunState {
-    /// Codes are queued or in flight.
-    Running,
-    /// Every code has an outcome.
-    Finished,
-    /// Stopped before every code had one (`flagsd run` interrupted).
-    Cancelled,
-}
-
-/// A run as the fleet records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunEntry {
-    /// The run id, unique in the fleet.
-    pub id: i64,
-    /// The batch.
-    pub batch: String,
-    /// What started it: `schedule`, `admin`, `run`.
-    pub trigger: String,
-    /// The node (or `flagsd run`) that started it.
-    pub started_by: String,
+    pub record: RunRecord,
+    /// The run's nonce: its key is `{id}-{nonce}`.
+    pub nonce: String,
     /// The scheduled tick (UNIX milliseconds) it runs for, if scheduled.
+    #[serde(default)]
     pub tick: Option<u64>,
-    /// Start, RFC 3339 UTC.
-    pub started_at: String,
-    /// The codes asked for, in order.
+    /// The codes asked for, while it runs (dropped when it ends: a record
+    /// keeps counts, not code lists).
+    #[serde(default)]
     pub codes: Vec<String>,
-    /// Where it stands.
-    pub state: RunState,
-    /// End, RFC 3339 UTC, once it ended.
-    pub ended_at: Option<String>,
-    /// Counts, once it ended.
-    pub counts: Option<RunCounts>,
-    /// Exit status, once it ended (0 or 1; 130 or 143 when cancelled).
-    pub exit_status: Option<i32>,
 }
 
-impl RunEntry {
-    /// The run as the run history shows it.
-    pub fn record(&self) -> RunRecord {
-        RunRecord {
-            id: self.id,
-            batch: self.batch.clone(),
-            trigger: self.trigger.clone(),
-            started_at: self.started_at.clone(),
-            ended_at: self.ended_at.clone(),
-            counts: self.counts,
-            exit_status: self.exit_status,
-        }
+impl FleetRun {
+    /// The run's key.
+    pub fn key(&self) -> RunKey {
+        RunKey { batch: self.record.batch.clone(), id: self.record.id, nonce: self.nonce.clone() }
+    }
+
+    /// The run's key as its subjects carry it, `{id}-{nonce}`.
+    pub fn token(&self) -> String {
+        run_token(self.record.id, &self.nonce)
+    }
+
+    /// The run's codes, parsed (a code that is not one is left out: no
+    /// flagsd writes one).
+    pub fn code_list(&self) -> Vec<CountryCode> {
+        self.codes.iter().filter_map(|c| parse_code(c)).collect()
     }
 }
 
-/// A node's heartbeat, renewed every few seconds; a node whose heartbeat
-/// has expired is gone.
+/// A claim on a scheduled tick: the node that will start its run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickClaim {
+    /// The claiming node.
+    pub node: String,
+    /// When it claimed, RFC 3339 UTC.
+    pub claimed_at: String,
+}
+
+/// A node's heartbeat, renewed every few seconds while the node can take
+/// work; a node whose heartbeat has expired is gone (or not ready).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeBeat {
     /// The node's name.
@@ -95,4 +102,123 @@ pub struct NodeBeat {
     pub heartbeat_at: String,
     /// Codes it is fetching right now.
     pub in_flight: u64,
+}
+
+/// Why a message was dropped, as the metric's `reason` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Not JSON, not the expected fields, too large, or an unknown kind.
+    Malformed,
+    /// For a run this fleet does not have, or a code not in its run.
+    Foreign,
+    /// A second outcome of a code (it was fetched twice).
+    Duplicate,
+    /// A code of a run that has ended (cancelled, or finished meanwhile).
+    Ended,
+}
+
+impl DropReason {
+    const ALL: [Self; 4] = [Self::Malformed, Self::Foreign, Self::Duplicate, Self::Ended];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Foreign => "foreign",
+            Self::Duplicate => "duplicate",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+/// The messages a process dropped, by reason, for
+/// `flagsd_fleet_messages_dropped_total`.
+#[derive(Debug, Default)]
+pub struct Dropped {
+    counts: [AtomicU64; 4],
+}
+
+impl Dropped {
+    /// Counts one message on `subject` dropped for `reason` (`why`, in
+    /// more words), and says so in the log: a duplicate at debug level
+    /// (redeliveries make them), anything else as a warning.
+    pub fn count(&self, reason: DropReason, subject: &str, why: &str) {
+        self.counts[reason as usize].fetch_add(1, Ordering::Relaxed);
+        let subject = crate::model::text::terminal_safe(subject, 200);
+        match reason {
+            DropReason::Duplicate | DropReason::Ended => {
+                tracing::debug!(reason = reason.label(), %subject, why, "message dropped");
+            }
+            DropReason::Malformed | DropReason::Foreign => {
+                tracing::warn!(reason = reason.label(), %subject, why, "message dropped");
+            }
+        }
+    }
+
+    /// The counts so far, by reason label (every reason, zeros included).
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL.iter().map(|r| (r.label(), self.counts[*r as usize].load(Ordering::Relaxed))).collect()
+    }
+}
+
+/// The code of a work item of a run with `codes`, or why it is dropped.
+pub fn read_work(payload: &[u8], codes: &[CountryCode]) -> Result<CountryCode, (DropReason, &'static str)> {
+    if payload.len() > MAX_WORK_ITEM {
+        return Err((DropReason::Malformed, "too large"));
+    }
+    let item: WorkItem = serde_json::from_slice(payload).map_err(|_| (DropReason::Malformed, "not a work item"))?;
+    let code = parse_code(&item.code).ok_or((DropReason::Malformed, "not a country code"))?;
+    if !codes.contains(&code) {
+        return Err((DropReason::Foreign, "a code that is not in its run"));
+    }
+    Ok(code)
+}
+
+/// The outcome of `code` published as `payload`, or why it is dropped.
+pub fn read_outcome(payload: &[u8], code: CountryCode) -> Result<CodeResult, (DropReason, &'static str)> {
+    if payload.len() > MAX_OUTCOME {
+        return Err((DropReason::Malformed, "too large"));
+    }
+    let result: CodeResult = serde_json::from_slice(payload).map_err(|_| (DropReason::Malformed, "not an outcome"))?;
+    if result.code != code.as_str() {
+        return Err((DropReason::Foreign, "the code is not its subject's"));
+    }
+    if !KINDS.contains(&result.outcome.as_str()) {
+        return Err((DropReason::Malformed, "an unknown outcome"));
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> CountryCode {
+        parse_code(text).expect("a code")
+    }
+
+    #[test]
+    fn work_items_must_name_a_code_of_their_run() {
+        let codes = [code("BR"), code("AR")];
+        assert_eq!(read_work(br#"{"code":"BR"}"#, &codes), Ok(code("BR")));
+        assert_eq!(read_work(br#"{"code":"CL"}"#, &codes).map_err(|e| e.0), Err(DropReason::Foreign));
+        for bad in [&b"garbage"[..], br#"{"code":"B"}"#, br#"{"run":1}"#] {
+            assert_eq!(read_work(bad, &codes).map_err(|e| e.0), Err(DropReason::Malformed), "{bad:?}");
+        }
+        let huge = format!(r#"{{"code":"BR","pad":"{}"}}"#, "x".repeat(MAX_WORK_ITEM));
+        assert_eq!(read_work(huge.as_bytes(), &codes).map_err(|e| e.0), Err(DropReason::Malformed));
+    }
+
+    #[test]
+    fn outcomes_must_be_their_subjects_and_of_a_known_kind() {
+        let mut result = CodeResult::unfinished(code("BR"), "u".into());
+        result.outcome = "downloaded".into();
+        let json = serde_json::to_vec(&result).expect("JSON");
+        assert_eq!(read_outcome(&json, code("BR")), Ok(result.clone()));
+        assert_eq!(read_outcome(&json, code("AR")).map_err(|e| e.0), Err(DropReason::Foreign));
+        result.outcome = "unfinished".into();
+        let json = serde_json::to_vec(&result).expect("JSON");
+        assert_eq!(read_outcome(&json, code("BR")).map_err(|e| e.0), Err(DropReason::Malformed));
+        assert_eq!(read_outcome(b"{", code("BR")).map_err(|e| e.0), Err(DropReason::Malformed));
+    }
 }

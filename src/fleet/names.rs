@@ -6,11 +6,16 @@
 //! |---|---|
 //! | work-queue stream | `{fleet}_work`, subjects `{fleet}.work.{batch}.{run}` |
 //! | a batch's consumer | `{fleet}-{batch}`, filter `{fleet}.work.{batch}.*` |
-//! | outcome stream | `{fleet}_outcomes`, subjects `{fleet}.outcomes.{run}.{kind}` |
-//! | run records | bucket `{fleet}_runs`: `run.{id}`, `last.{batch}`, `next-id` |
+//! | outcome stream | `{fleet}_outcomes`, subjects `{fleet}.outcomes.{run}.{CC}` |
+//! | run records | bucket `{fleet}_runs`: `last.{batch}`, `run.{id}`, `next-id` |
 //! | tick claims | bucket `{fleet}_ticks`: `{batch}.{tick}` |
 //! | validators | bucket `{fleet}_files`: `{batch}.{CC}` |
+//! | file names | bucket `{fleet}_names`: `{batch}.{hash of the name}` |
 //! | live nodes | bucket `{fleet}_nodes`: `{node}` |
+//!
+//! `{run}` is a run's key, `{id}-{nonce}`: the id people see, and a random
+//! nonce that makes every run's subjects and de-duplication ids its own,
+//! even when the ids start again at 1 (the runs bucket lost or deleted).
 //!
 //! A batch name may hold a `.`, which separates subject tokens; in names
 //! and keys such a batch is written with `_` for `.` and a hash of its
@@ -55,9 +60,16 @@ impl Names {
         format!("{}.work.>", self.fleet)
     }
 
-    /// The subject of run `run`'s codes of `batch`.
-    pub fn work_subject(&self, batch: &str, run: i64) -> String {
+    /// The subject of run `run`'s codes of `batch` (`run`: a run key,
+    /// [`run_token`]).
+    pub fn work_subject(&self, batch: &str, run: &str) -> String {
         format!("{}.work.{}.{run}", self.fleet, token(batch))
+    }
+
+    /// The run key in a work subject of `batch`, if the subject is one.
+    pub fn run_of_work_subject<'a>(&self, batch: &str, subject: &'a str) -> Option<&'a str> {
+        let prefix = format!("{}.work.{}.", self.fleet, token(batch));
+        subject.strip_prefix(&prefix).filter(|run| !run.is_empty() && !run.contains('.'))
     }
 
     /// The subjects of every run of `batch`.
@@ -80,14 +92,15 @@ impl Names {
         format!("{}.outcomes.>", self.fleet)
     }
 
-    /// The subject of run `run`'s outcomes of kind `kind` (`downloaded`,
-    /// `not_found`, …): one subject a kind, so that the stream counts them.
-    pub fn outcome_subject(&self, run: i64, kind: &str) -> String {
-        format!("{}.outcomes.{run}.{kind}", self.fleet)
+    /// The subject of `code`'s outcome in run `run` (a run key): one
+    /// subject a code, so that the first outcome of a code is the only one
+    /// the stream takes (see `outcomes`).
+    pub fn outcome_subject(&self, run: &str, code: CountryCode) -> String {
+        format!("{}.outcomes.{run}.{code}", self.fleet)
     }
 
-    /// The subjects of every outcome of run `run`.
-    pub fn run_outcomes(&self, run: i64) -> String {
+    /// The subjects of every outcome of run `run` (a run key).
+    pub fn run_outcomes(&self, run: &str) -> String {
         format!("{}.outcomes.{run}.*", self.fleet)
     }
 
@@ -104,6 +117,11 @@ impl Names {
     /// The bucket of validators.
     pub fn files_bucket(&self) -> String {
         format!("{}_files", self.fleet)
+    }
+
+    /// The bucket of file-name claims.
+    pub fn names_bucket(&self) -> String {
+        format!("{}_names", self.fleet)
     }
 
     /// The bucket of live nodes.
@@ -132,9 +150,29 @@ pub fn file_key(batch: &str, code: CountryCode) -> String {
     format!("{}.{code}", token(batch))
 }
 
-/// The de-duplication id of `code`'s message or outcome in run `run`.
-pub fn message_id(run: i64, code: CountryCode) -> String {
+/// The key of the claim on file name `name` in `batch`'s output: a hash
+/// of the name, compared case-insensitively as the file system may.
+pub fn name_key(batch: &str, folded_name: &str) -> String {
+    let digest = crate::model::digest::sha256_hex(folded_name.as_bytes());
+    format!("{}.{}", token(batch), &digest[..32])
+}
+
+/// The de-duplication id of `code`'s message or outcome in run `run` (a
+/// run key).
+pub fn message_id(run: &str, code: CountryCode) -> String {
     format!("{run}/{code}")
+}
+
+/// A run's key, `{id}-{nonce}`, as its subjects and ids carry it.
+pub fn run_token(id: i64, nonce: &str) -> String {
+    format!("{id}-{nonce}")
+}
+
+/// The id and nonce of a run key, if `token` is one.
+pub fn parse_run_token(token: &str) -> Option<(i64, &str)> {
+    let (id, nonce) = token.split_once('-')?;
+    let valid = !nonce.is_empty() && nonce.len() <= 32 && nonce.bytes().all(|b| b.is_ascii_alphanumeric());
+    Some((id.parse().ok().filter(|id| *id > 0)?, nonce)).filter(|_| valid)
 }
 
 #[cfg(test)]
@@ -155,14 +193,23 @@ mod tests {
     #[test]
     fn names_live_under_the_fleet() {
         let names = Names::new("flags");
-        assert_eq!(names.work_subject("daily", 7), "flags.work.daily.7");
+        let run = run_token(7, "k2x9");
+        assert_eq!(names.work_subject("daily", &run), "flags.work.daily.7-k2x9");
+        assert_eq!(names.run_of_work_subject("daily", "flags.work.daily.7-k2x9"), Some("7-k2x9"));
+        assert_eq!(names.run_of_work_subject("daily", "flags.work.other.7-k2x9"), None);
         assert_eq!(names.batch_filter("daily"), "flags.work.daily.*");
         assert_eq!(names.consumer("daily"), "flags-daily");
-        assert_eq!(names.outcome_subject(7, "not_found"), "flags.outcomes.7.not_found");
-        assert_eq!(names.run_outcomes(7), "flags.outcomes.7.*");
-        assert_eq!((names.work_stream(), names.runs_bucket()), ("flags_work".to_owned(), "flags_runs".to_owned()));
         let br = CountryCode::new(b'B', b'R').expect("a code");
-        assert_eq!((file_key("daily", br), message_id(7, br)), ("daily.BR".to_owned(), "7/BR".to_owned()));
+        assert_eq!(names.outcome_subject(&run, br), "flags.outcomes.7-k2x9.BR");
+        assert_eq!(names.run_outcomes(&run), "flags.outcomes.7-k2x9.*");
+        assert_eq!((names.work_stream(), names.runs_bucket()), ("flags_work".to_owned(), "flags_runs".to_owned()));
+        assert_eq!((file_key("daily", br), message_id(&run, br)), ("daily.BR".to_owned(), "7-k2x9/BR".to_owned()));
+        assert_eq!(parse_run_token("7-k2x9"), Some((7, "k2x9")));
+        for bad in ["7", "x-k2", "0-k2", "7-", "7-a.b", "-1-ab"] {
+            assert_eq!(parse_run_token(bad), None, "{bad}");
+        }
+        assert_eq!(name_key("daily", "france.gif").len(), "daily.".len() + 32);
+        assert_ne!(name_key("daily", "france.gif"), name_key("daily", "france (fx).gif"));
         assert_eq!(
             (run_key(7), last_key("daily"), tick_key("daily", 60)),
             ("run.7".into(), "last.daily".into(), "daily.60".into())

@@ -1,52 +1,58 @@
 //! A node of the fleet: one lane per batch pulling that batch's codes, the
-//! batch's schedule, a heartbeat, and the finisher that closes runs.
+//! batch's schedule, a heartbeat, and the finisher that ends runs.
 //!
 //! - **Lanes.** Each batch has a coordinator with the batch's pool (its
 //!   `max_req` caps its concurrent requests on this node) whose tasks come
 //!   from the batch's shared queue ([`FleetSource`]): work flows to
 //!   whichever node has idle workers.
-//! - **Schedules.** Ticks are aligned to multiples of `every` since the UNIX
-//!   epoch, so that nodes agree on them; the node that creates a tick's key
-//!   in the ticks bucket starts the run, the others let it be. A batch whose
-//!   last run is older than `every` when a node starts runs at once, for the
-//!   current tick (claimed like any other, so only once).
-//! - **Heartbeat.** Every [`BEAT_EVERY`] the node renews its key in the
-//!   nodes bucket (which forgets a key after [`NODE_LEASE`](super::core::NODE_LEASE)); the live nodes
-//!   share each server's request rate.
+//! - **Schedules.** See [`schedule`](super::schedule): each tick runs once.
+//! - **Heartbeat.** Every [`BEAT_EVERY`] a node that can take work renews
+//!   its key in the nodes bucket (which forgets a key after
+//!   [`NODE_LEASE`](super::core::NODE_LEASE)); the live nodes share each
+//!   server's request rate. A node that cannot take work ([`Health`]: its
+//!   queue gone, its disk failing, NATS away) removes its key instead, so
+//!   it is not shown live.
 //! - **Finisher.** A run is finished by whichever node first sees every code
-//!   accounted for: the runs this node published outcomes of are checked at
-//!   once, and every batch's running run now and then, so the run of a dead
-//!   node ends too.
+//!   accounted for: the runs this node recorded outcomes of are checked at
+//!   once, and every batch's running run every [`SWEEP_EVERY`], so the run
+//!   of a dead node ends too; a running run of which nothing is queued any
+//!   more and codes are missing (the queue was lost, its starter died while
+//!   queueing) gets those codes queued again.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use actix_rt::task::JoinHandle;
-use async_nats::jetstream::consumer::{AckPolicy, pull};
+use futures_util::StreamExt as _;
 
-use super::core::Fleet;
-use super::messages::RunEntry;
-use super::runs::StartError;
-use super::source::{FleetSource, Settling, Touched};
+use super::core::{Fleet, FleetError, nats_error};
+use super::health::Health;
+use super::messages::NodeBeat;
+use super::schedule::Scheduling;
+use super::source::{FleetSource, Settling, Shared, Touched};
 use crate::config::{BatchConfig, Settings};
 use crate::engine::{OutcomeSink, RunControls};
+use crate::job::ledger::{LedgerError, RunKey, RunStart};
 use crate::job::{JobContext, PreparedJob};
+use crate::model::run::RunRecord;
+use crate::model::time::rfc3339;
 
 /// How often a node renews its heartbeat (and reads the fleet's gauges).
 pub const BEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// How long the finisher gathers outcomes after the first one it hears of
 /// before it checks their runs.
-pub(super) const FINISH_COALESCE: Duration = Duration::from_millis(20);
+const FINISH_COALESCE: Duration = Duration::from_millis(20);
 
 /// How often the finisher checks every batch's running run.
-pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(3);
+const SWEEP_EVERY: Duration = Duration::from_secs(3);
 
-/// How much longer than an attempt's deadline a node may hold a code
-/// before the fleet hands it to another node.
-const ACK_GRACE: Duration = Duration::from_secs(5);
+/// Sweeps in a row that find a running run with nothing queued and codes
+/// missing before those codes are queued again.
+const STALLED_SWEEPS: u32 = 2;
 
 /// How long a stopping node waits for its acknowledgements and outcomes to
 /// reach NATS.
@@ -55,17 +61,14 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 /// Makes the sink of a batch's outcomes.
 pub type SinkFactory = Box<dyn Fn(&BatchConfig) -> Box<dyn OutcomeSink>>;
 
-/// A scheduled batch and its schedule's task.
-pub(super) type Schedule = (Rc<BatchConfig>, JoinHandle<()>);
-
 /// What the daemon wants to hear of the node's work.
 pub struct Hooks {
     /// The sink of a lane's outcomes (logs, metrics).
     pub sink: SinkFactory,
     /// This node started a run.
-    pub run_started: Box<dyn Fn(&RunEntry)>,
-    /// This node wrote a run's final record.
-    pub run_ended: Box<dyn Fn(&RunEntry)>,
+    pub run_started: Rc<dyn Fn(&RunRecord)>,
+    /// This node ended a run.
+    pub run_ended: Box<dyn Fn(&RunRecord)>,
 }
 
 /// What a node measures of the fleet, for its metrics.
@@ -77,54 +80,67 @@ pub struct Gauges {
     pub queued: BTreeMap<String, u64>,
     /// Codes handed out and not yet settled, by batch (the whole fleet).
     pub in_flight: BTreeMap<String, u64>,
+    /// Whether each batch has a run in progress in the fleet.
+    pub running: BTreeMap<String, bool>,
 }
 
+/// A scheduled batch and its schedule's task.
+type Schedule = (Rc<BatchConfig>, JoinHandle<()>);
+
 /// A batch's lane on this node.
-pub(super) struct Lane {
-    pub(super) batch: Rc<BatchConfig>,
-    pub(super) source: FleetSource,
-    pub(super) controls: RunControls,
-    pub(super) run: JoinHandle<()>,
-    pub(super) consumer: async_nats::jetstream::consumer::PullConsumer,
-    pub(super) watcher: JoinHandle<()>,
+struct Lane {
+    batch: Rc<BatchConfig>,
+    source: FleetSource,
+    controls: RunControls,
+    run: JoinHandle<()>,
+    /// The pump, the signs of life, the watch of the validators.
+    tasks: Vec<JoinHandle<()>>,
     /// The job as prepared (its `DEMO` server, if any, lives as long).
-    _prepared: Rc<PreparedJob>,
+    prepared: Rc<PreparedJob>,
 }
 
 /// A node of the fleet; see the module documentation.
 pub struct Node {
-    pub(super) fleet: Fleet,
-    pub(super) hooks: Hooks,
-    pub(super) context: JobContext,
-    pub(super) lanes: RefCell<BTreeMap<String, Lane>>,
-    pub(super) schedules: RefCell<BTreeMap<String, Schedule>>,
-    /// When each scheduled batch runs next.
-    pub(super) next_runs: RefCell<BTreeMap<String, SystemTime>>,
-    pub(super) loops: RefCell<Vec<JoinHandle<()>>>,
-    pub(super) settling: Rc<Settling>,
-    pub(super) touched: Rc<Touched>,
-    pub(super) gauges: RefCell<Gauges>,
-    pub(super) joined_at: SystemTime,
-    pub(super) stopping: Cell<bool>,
+    fleet: Fleet,
+    hooks: Hooks,
+    context: JobContext,
+    lanes: RefCell<BTreeMap<String, Lane>>,
+    /// Each scheduled batch and its schedule's task.
+    schedules: RefCell<BTreeMap<String, Schedule>>,
+    scheduling: Rc<Scheduling>,
+    loops: RefCell<Vec<JoinHandle<()>>>,
+    shared: Shared,
+    gauges: RefCell<Gauges>,
+    /// Sweeps in a row that found each running run stalled.
+    stalled: RefCell<HashMap<RunKey, u32>>,
+    joined_at: SystemTime,
 }
 
 impl Node {
     /// Starts the node's lanes, schedules, heartbeat and finisher for the
     /// batches of `settings`.
     pub fn start(fleet: Fleet, settings: &Settings, hooks: Hooks) -> Rc<Self> {
+        let scheduling = Rc::new(Scheduling {
+            fleet: fleet.clone(),
+            next_runs: Rc::default(),
+            started: Rc::clone(&hooks.run_started),
+        });
         let node = Rc::new(Self {
             fleet,
             hooks,
             context: JobContext::new(settings.threads, settings.workload()),
             lanes: RefCell::default(),
             schedules: RefCell::default(),
-            next_runs: RefCell::default(),
+            scheduling,
             loops: RefCell::default(),
-            settling: Rc::default(),
-            touched: Rc::default(),
+            shared: Shared {
+                settling: Rc::<Settling>::default(),
+                touched: Rc::<Touched>::default(),
+                health: Rc::<Health>::default(),
+            },
             gauges: RefCell::default(),
+            stalled: RefCell::default(),
             joined_at: SystemTime::now(),
-            stopping: Cell::new(false),
         });
         node.apply(settings);
         let beat = actix_rt::spawn(Rc::clone(&node).heartbeat());
@@ -145,7 +161,15 @@ impl Node {
 
     /// When `batch` runs next, if it is scheduled.
     pub fn next_run(&self, batch: &str) -> Option<SystemTime> {
-        self.next_runs.borrow().get(batch).copied()
+        self.scheduling.next_runs.borrow().get(batch).copied()
+    }
+
+    /// Why this node cannot take work now, or `None` when it can.
+    pub fn problem(&self) -> Option<String> {
+        if !self.fleet.connected() {
+            return Some(format!("not connected to NATS at {}", self.fleet.servers));
+        }
+        self.shared.health.problem()
     }
 
     /// Makes the lanes and schedules match `settings`: new and changed
@@ -163,83 +187,44 @@ impl Node {
         for name in stale {
             if let Some(lane) = self.lanes.borrow_mut().remove(&name) {
                 tracing::info!(batch = %name, "lane closed");
-                lane.controls.drain();
-                lane.source.close();
-                lane.watcher.abort();
-                // The lane (its job, a `DEMO` server) lives until its codes in
-                // flight are settled.
-                actix_rt::spawn(async move {
-                    let Lane { run, _prepared: prepared, .. } = lane;
-                    let _ = run.await;
-                    drop(prepared);
-                });
+                self.close_lane(lane);
             }
         }
         self.schedules.borrow_mut().retain(|name, (batch, task)| {
             let keep = wanted.get(name.as_str()).is_some_and(|b| **b == **batch && b.every.is_some());
             if !keep {
                 task.abort();
-                self.next_runs.borrow_mut().remove(name);
+                self.scheduling.next_runs.borrow_mut().remove(name);
             }
             keep
         });
         for batch in &settings.batches {
             let batch = Rc::new(batch.clone());
             if !self.lanes.borrow().contains_key(&batch.name) {
-                let me = Rc::clone(self);
-                let lane_batch = Rc::clone(&batch);
-                actix_rt::spawn(async move { me.open_lane(lane_batch).await });
+                self.open_lane(Rc::clone(&batch));
             }
             if let Some(every) = batch.every.filter(|_| !self.schedules.borrow().contains_key(&batch.name)) {
                 tracing::info!(batch = %batch.name, every = %humantime::format_duration(every), "batch scheduled in the fleet");
-                let task = actix_rt::spawn(Rc::clone(self).schedule(Rc::clone(&batch), every));
+                let task = actix_rt::spawn(Rc::clone(&self.scheduling).keep(Rc::clone(&batch), every));
                 self.schedules.borrow_mut().insert(batch.name.clone(), (batch, task));
             }
         }
     }
 
-    /// Opens `batch`'s lane: prepares the job, joins the batch's consumer,
-    /// and starts pulling.
-    async fn open_lane(self: Rc<Self>, batch: Rc<BatchConfig>) {
-        let known = crate::http::download::SharedKnownFiles::default();
-        let prepared = match PreparedJob::prepare(&batch.job, &self.context, Some(std::sync::Arc::clone(&known))) {
+    /// Opens `batch`'s lane: prepares the job and starts taking its codes.
+    fn open_lane(self: &Rc<Self>, batch: Rc<BatchConfig>) {
+        let known = Arc::new(RwLock::new(Default::default()));
+        let prepared = match PreparedJob::prepare(&batch.job, &self.context, Some(Arc::clone(&known))) {
             Ok(prepared) => Rc::new(prepared),
             Err(e) => {
-                tracing::error!(batch = %batch.name, error = %e, "this node cannot fetch the batch");
+                self.shared.health.set(&format!("batch {}", batch.name), format!("cannot fetch it: {e}"));
                 return;
             }
         };
-        let names = &self.fleet.names;
-        let config = pull::Config {
-            durable_name: Some(names.consumer(&batch.name)),
-            filter_subject: names.batch_filter(&batch.name),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: prepared.deadline() + ACK_GRACE,
-            max_deliver: -1,
-            max_ack_pending: 100_000,
-            ..Default::default()
-        };
-        let consumer = loop {
-            match self.fleet.work.create_consumer(config.clone()).await {
-                Ok(consumer) => break consumer,
-                Err(e) if !self.stopping.get() => {
-                    tracing::warn!(batch = %batch.name, error = %e, "cannot join the batch's queue yet");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(_) => return,
-            }
-        };
-        if self.stopping.get() || self.lanes.borrow().contains_key(&batch.name) {
-            return;
-        }
-        let watcher = actix_rt::spawn(self.fleet.clone().watch_validators(batch.name.clone(), known));
-        let source = FleetSource::new(
-            self.fleet.clone(),
-            &batch,
-            consumer.clone(),
-            Rc::clone(&self.settling),
-            Rc::clone(&self.touched),
-        );
+        let watch =
+            self.fleet.clone().watch_validators(batch.name.clone(), batch.job.codes.clone(), Arc::clone(&known));
+        let (source, mut tasks) = FleetSource::open(self.fleet.clone(), Rc::clone(&batch), known, self.shared.clone());
+        tasks.push(actix_rt::spawn(watch));
         let run = prepared.start_from(Rc::new(source.clone()), (self.hooks.sink)(&batch));
         let controls = run.controls();
         let name = batch.name.clone();
@@ -249,18 +234,164 @@ impl Node {
             }
         });
         tracing::info!(batch = %batch.name, workers = prepared.pool_size, "lane open");
-        let lane =
-            Lane { batch: Rc::clone(&batch), source, controls, run: task, consumer, watcher, _prepared: prepared };
+        let lane = Lane { batch: Rc::clone(&batch), source, controls, run: task, tasks, prepared };
         self.lanes.borrow_mut().insert(batch.name.clone(), lane);
     }
 
+    /// Closes `lane`: no new code; what it pulled goes back; its job lives
+    /// until the codes in flight are settled.
+    fn close_lane(&self, lane: Lane) {
+        lane.controls.drain();
+        lane.source.close();
+        self.shared.health.forget(&format!("batch {}", lane.batch.name));
+        self.shared.health.forget(&format!("disk {}", lane.batch.name));
+        actix_rt::spawn(async move {
+            let Lane { run, tasks, prepared, .. } = lane;
+            let _ = run.await;
+            for task in tasks {
+                task.abort();
+            }
+            drop(prepared);
+        });
+    }
+
     /// Starts a run of `batch` now (started by `trigger`).
-    pub async fn start_run(&self, batch: &BatchConfig, trigger: &str, tick: Option<u64>) -> Result<i64, StartError> {
-        let id = self.fleet.start_run(batch, trigger, tick).await?;
-        if let Ok(Some((entry, _))) = self.fleet.run_entry(id).await {
-            (self.hooks.run_started)(&entry);
+    pub async fn start_run(&self, batch: &BatchConfig, trigger: &str) -> Result<RunRecord, LedgerError> {
+        let run = self.fleet.start_run(RunStart::of(batch, trigger)).await?;
+        (self.hooks.run_started)(&run.record);
+        Ok(run.record)
+    }
+
+    /// Renews the heartbeat while the node can take work (removes it while
+    /// it cannot), shares the rates among the live nodes and reads the
+    /// fleet's gauges, every [`BEAT_EVERY`].
+    async fn heartbeat(self: Rc<Self>) {
+        let mut ticks = tokio::time::interval(BEAT_EVERY);
+        if let Ok(Some(_)) = self.fleet.nodes.get(&self.fleet.node).await {
+            tracing::warn!(
+                node = %self.fleet.node,
+                "a live node of the fleet has this node's name (or this node restarted within seconds): \
+                 node names must be unique"
+            );
         }
-        Ok(id)
+        let mut beating = false;
+        loop {
+            ticks.tick().await;
+            let renewed = match self.problem() {
+                None => self.beat().await.map_err(|e| e.to_string()),
+                Some(_) if beating => {
+                    self.fleet.nodes.delete(&self.fleet.node).await.map(|()| false).map_err(|e| e.to_string())
+                }
+                Some(_) => Ok(false),
+            };
+            match renewed {
+                Ok(now) => beating = now,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew this node's heartbeat");
+                    if let Err(e) = self.fleet.heal().await {
+                        tracing::debug!(error = %e, "cannot create the fleet's buckets yet");
+                    }
+                    continue;
+                }
+            }
+            match self.fleet.live_nodes().await {
+                Ok(nodes) => {
+                    let live = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
+                    self.context.limiters.share_among(live.max(1));
+                    self.gauges.borrow_mut().live_nodes = u64::from(live);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot count the live nodes"),
+            }
+            let batches: Vec<String> = self.lanes.borrow().keys().cloned().collect();
+            for name in batches {
+                if let Ok(info) = self.fleet.work.consumer_info(self.fleet.names.consumer(&name)).await {
+                    let mut gauges = self.gauges.borrow_mut();
+                    gauges.queued.insert(name.clone(), info.num_pending);
+                    gauges.in_flight.insert(name.clone(), info.num_ack_pending as u64);
+                }
+                if let Ok(last) = self.fleet.last_run(&name).await {
+                    let running = last.is_some_and(|(run, _)| run.record.is_running());
+                    self.gauges.borrow_mut().running.insert(name, running);
+                }
+            }
+        }
+    }
+
+    /// Writes this node's heartbeat.
+    async fn beat(&self) -> Result<bool, async_nats::jetstream::kv::PutError> {
+        let in_flight = self.lanes.borrow().values().map(|l| l.source.held() as u64).sum();
+        let beat = NodeBeat {
+            node: self.fleet.node.clone(),
+            joined_at: rfc3339(self.joined_at),
+            heartbeat_at: rfc3339(SystemTime::now()),
+            in_flight,
+        };
+        let value = serde_json::to_vec(&beat).unwrap_or_default();
+        self.fleet.nodes.put(&self.fleet.node, value.into()).await.map(|_| true)
+    }
+
+    /// Finishes the runs whose codes are all accounted for: those this node
+    /// recorded an outcome of, as soon as it did, and every batch's running
+    /// run every [`SWEEP_EVERY`] (whoever worked on it).
+    async fn finisher(self: Rc<Self>) {
+        let mut wake = self.shared.touched.subscribe();
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                // Outcomes come in bursts: check once a burst, not once an outcome.
+                _ = wake.changed() => tokio::time::sleep(FINISH_COALESCE).await,
+                _ = sweep.tick() => self.sweep().await,
+            }
+            for key in self.shared.touched.take() {
+                match self.fleet.finish_if_complete(&key).await {
+                    Ok(Some(record)) => {
+                        self.stalled.borrow_mut().remove(&key);
+                        (self.hooks.run_ended)(&record);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(run = key.id, error = %e, "cannot finish a run yet");
+                        self.shared.touched.defer(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Looks at each batch's running run: to be checked for completion, and
+    /// its lost codes queued again when it has stalled.
+    async fn sweep(&self) {
+        let batches: Vec<String> = self.lanes.borrow().keys().cloned().collect();
+        for batch in batches {
+            let Ok(Some((run, _))) = self.fleet.last_run(&batch).await else { continue };
+            if !run.record.is_running() {
+                continue;
+            }
+            let key = run.key();
+            self.shared.touched.defer(key.clone());
+            let queued = match self.fleet.queued(&batch, &run).await {
+                Ok(queued) => queued,
+                Err(e) => {
+                    tracing::debug!(%batch, error = %e, "cannot count the queued codes");
+                    continue;
+                }
+            };
+            let stalled = {
+                let mut stalled = self.stalled.borrow_mut();
+                stalled.retain(|k, _| k.batch != batch || *k == key);
+                let sweeps = stalled.entry(key.clone()).or_insert(0);
+                *sweeps = if queued == 0 { *sweeps + 1 } else { 0 };
+                *sweeps >= STALLED_SWEEPS
+            };
+            if stalled {
+                match self.fleet.requeue_missing(&batch, &run).await {
+                    Ok(_) => {
+                        self.stalled.borrow_mut().remove(&key);
+                    }
+                    Err(e) => tracing::warn!(%batch, run = run.record.id, error = %e, "cannot queue lost codes again"),
+                }
+            }
+        }
     }
 
     /// Leaves the fleet: stops scheduling and pulling, lets the codes in
@@ -268,15 +399,14 @@ impl Node {
     /// outcomes and acknowledgements to reach NATS, and removes this node's
     /// heartbeat.
     pub async fn stop(&self, timeout: Duration) {
-        self.stopping.set(true);
         for (_, (_, task)) in std::mem::take(&mut *self.schedules.borrow_mut()) {
             task.abort();
         }
         for task in self.loops.borrow_mut().drain(..) {
             task.abort();
         }
-        let lanes: HashMap<String, Lane> = std::mem::take(&mut *self.lanes.borrow_mut()).into_iter().collect();
-        for lane in lanes.values() {
+        let lanes: Vec<(String, Lane)> = std::mem::take(&mut *self.lanes.borrow_mut()).into_iter().collect();
+        for (_, lane) in &lanes {
             // No new code: what was pulled and not started goes back at once.
             lane.controls.drain();
             lane.source.close();
@@ -288,14 +418,34 @@ impl Node {
                 lane.controls.interrupt();
                 let _ = lane.run.await;
             }
-            lane.watcher.abort();
+            for task in lane.tasks {
+                task.abort();
+            }
         }
-        if !self.settling.wait(SETTLE_LIMIT).await {
+        if !self.shared.settling.wait(SETTLE_LIMIT).await {
             tracing::warn!("some acknowledgements did not reach NATS; their codes come back after the ack wait");
         }
         if let Err(e) = self.fleet.nodes.delete(&self.fleet.node).await {
             tracing::debug!(error = %e, "cannot remove this node's heartbeat");
         }
         self.fleet.flush().await;
+    }
+}
+
+impl Fleet {
+    /// The live nodes' heartbeats.
+    pub async fn live_nodes(&self) -> Result<Vec<NodeBeat>, FleetError> {
+        let what = || "cannot read the live nodes".to_owned();
+        let mut keys = self.nodes.keys().await.map_err(|e| nats_error(what(), e))?;
+        let mut beats = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| nats_error(what(), e))?;
+            if let Some(value) = self.nodes.get(&key).await.map_err(|e| nats_error(what(), e))?
+                && let Ok(beat) = serde_json::from_slice::<NodeBeat>(&value)
+            {
+                beats.push(beat);
+            }
+        }
+        Ok(beats)
     }
 }

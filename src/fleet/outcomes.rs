@@ -1,169 +1,192 @@
-//! A run's outcomes and its end: each code's outcome published once
-//! (de-duplicated by `{run}/{code}`, on a subject per kind so that the
-//! stream counts them), the run finished by whichever node first sees every
-//! code accounted for, or cancelled.
+//! A run's outcomes and its end.
+//!
+//! Each code's outcome goes to a subject of its own,
+//! `{fleet}.outcomes.{run}.{CC}`, published only if that subject holds
+//! nothing yet (`Nats-Expected-Last-Subject-Sequence: 0`): a create-if-absent
+//! per code, so the first outcome of a code is the one the stream keeps,
+//! whoever sends a second one and however late ([`Fleet::record_outcome`]).
+//! Readers check every outcome ([`read_outcome`]) and keep the first valid
+//! one of each code of the run, so a malformed or forged message counts for
+//! nothing and blocks nothing: a valid outcome published after it is still
+//! taken (its publish expects the malformed message's sequence).
+//!
+//! A run is finished when every one of its codes has an outcome, counted by
+//! code, never by message: the finisher first asks the stream how many
+//! subjects the run has (one request), and reads the outcomes only when
+//! that could be all of them.
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::SystemTime;
+use std::collections::HashSet;
 
 use async_nats::jetstream::consumer::pull;
-use async_nats::jetstream::kv::UpdateErrorKind;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use futures_util::StreamExt as _;
 
-use super::core::{Fleet, FleetError};
-use super::messages::{OutcomeMessage, RunEntry, RunState};
-use super::names::run_key;
-use super::runs::{json, parse};
+use super::core::{Fleet, FleetError, nats_error};
+use super::messages::{DropReason, FleetRun, read_outcome};
+use super::names::message_id;
+use super::runs::json;
+use crate::job::ledger::{Recorded, RunKey, Stop};
+use crate::model::codes::{CountryCode, parse_code};
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::StatusCounts;
-use crate::model::time::rfc3339;
-use crate::present::api::RunCounts;
-use crate::present::results::CodeResult;
+use crate::model::run::{CodeResult, RunRecord, RunState};
 
-/// The counts of a run's outcomes, given as kinds and how many of each,
-/// and its exit status.
-fn tally<'a>(kinds: impl IntoIterator<Item = (&'a str, usize)>) -> (RunCounts, ExitStatus) {
+/// Tries at taking the place of malformed messages on a code's subject.
+const PUBLISH_TRIES: usize = 3;
+
+/// The counts of `results` (one per code).
+fn tally(results: &[CodeResult]) -> StatusCounts {
     let mut counts = StatusCounts::default();
-    for (kind, n) in kinds {
-        for _ in 0..n {
-            counts.record_kind(kind);
-        }
+    for result in results {
+        counts.record_kind(&result.outcome);
     }
-    let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-    let run_counts = RunCounts {
-        downloaded: n(counts.downloaded),
-        unchanged: n(counts.unchanged),
-        not_found: n(counts.not_found),
-        errors: n(counts.errors),
-    };
-    (run_counts, ExitStatus::of_counts(&counts))
+    counts
 }
 
 impl Fleet {
-    /// Publishes `result` as the outcome of its code in run `run`; a second
-    /// outcome for the same code is dropped by de-duplication.
-    pub async fn publish_outcome(&self, run: i64, result: CodeResult) -> Result<(), FleetError> {
-        let id = format!("{run}/{}", result.code);
-        let kind = result.outcome.clone();
-        let message = OutcomeMessage { run, result };
-        let publish = PublishMessage::build().payload(json(&message)).message_id(id);
-        let what = || format!("cannot publish an outcome of run {run}");
-        let ack = self
-            .js
-            .send_publish(self.names.outcome_subject(run, &kind), publish)
-            .await
-            .map_err(|e| FleetError::new(what(), e))?;
-        ack.await.map_err(|e| FleetError::new(what(), e))?;
-        Ok(())
-    }
-
-    /// How many outcomes of each kind the stream holds for run `id`.
-    async fn outcome_counts(&self, id: i64) -> Result<BTreeMap<String, usize>, FleetError> {
-        let what = || format!("cannot count the outcomes of run {id}");
-        let filter = self.names.run_outcomes(id);
-        let mut subjects = self.outcomes.info_with_subjects(&filter).await.map_err(|e| FleetError::new(what(), e))?;
-        let prefix = filter.trim_end_matches('*');
-        let mut counts = BTreeMap::new();
-        while let Some(item) = subjects.next().await {
-            let (subject, n) = item.map_err(|e| FleetError::new(what(), e))?;
-            if let Some(kind) = subject.strip_prefix(prefix) {
-                *counts.entry(kind.to_owned()).or_insert(0) += n;
+    /// Records `result` as `code`'s outcome in run `token` unless the code
+    /// has a valid one: the first wins.
+    pub async fn record_outcome(
+        &self,
+        token: &str,
+        code: CountryCode,
+        result: &CodeResult,
+    ) -> Result<Recorded, FleetError> {
+        let subject = self.names.outcome_subject(token, code);
+        let what = || format!("cannot publish the outcome of {code} in run {token}");
+        let mut expected = 0;
+        for _ in 0..PUBLISH_TRIES {
+            let message = PublishMessage::build()
+                .payload(json(result))
+                .message_id(message_id(token, code))
+                .expected_last_subject_sequence(expected);
+            let ack = self.js.send_publish(subject.clone(), message).await.map_err(|e| nats_error(what(), e))?;
+            match ack.await {
+                Ok(ack) if ack.duplicate => return Ok(Recorded::Duplicate),
+                Ok(_) => return Ok(Recorded::First),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    let last = self.outcomes.get_last_raw_message_by_subject(&subject).await;
+                    let last = last.map_err(|e| nats_error(what(), e))?;
+                    match read_outcome(&last.payload, code) {
+                        Ok(_) => return Ok(Recorded::Duplicate),
+                        Err((reason, why)) => {
+                            self.dropped.count(reason, &subject, why);
+                            expected = last.sequence;
+                        }
+                    }
+                }
+                Err(e) => return Err(nats_error(what(), e)),
             }
         }
-        Ok(counts)
+        Err(nats_error(what(), "the code's subject keeps getting malformed messages"))
     }
 
-    /// The outcomes of run `id`, in the order they were recorded, one per
-    /// code (the first, should a code have two).
-    pub async fn outcomes(&self, id: i64) -> Result<Vec<OutcomeMessage>, FleetError> {
-        let expected: usize = self.outcome_counts(id).await?.values().sum();
+    /// How many of run `token`'s codes have a message on their subject.
+    async fn outcome_subjects(&self, token: &str) -> Result<usize, FleetError> {
+        let what = || format!("cannot count the outcomes of run {token}");
+        let mut subjects = self
+            .outcomes
+            .info_with_subjects(self.names.run_outcomes(token))
+            .await
+            .map_err(|e| nats_error(what(), e))?;
+        let mut count = 0;
+        while let Some(item) = subjects.next().await {
+            item.map_err(|e| nats_error(what(), e))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The outcomes of `run`, in the order they were recorded: the first
+    /// valid one of each of its codes (the others are dropped and counted).
+    /// An ended run's record no longer lists its codes: any code is then
+    /// taken (its counts are in its record already).
+    pub async fn outcomes_of(&self, run: &FleetRun) -> Result<Vec<CodeResult>, FleetError> {
+        let token = run.token();
+        let what = || format!("cannot read the outcomes of run {}", run.record.id);
+        let filter = self.names.run_outcomes(&token);
+        let mut subjects = self.outcomes.info_with_subjects(&filter).await.map_err(|e| nats_error(what(), e))?;
+        let mut expected = 0;
+        while let Some(item) = subjects.next().await {
+            expected += item.map_err(|e| nats_error(what(), e))?.1;
+        }
         if expected == 0 {
             return Ok(Vec::new());
         }
-        let what = || format!("cannot read the outcomes of run {id}");
-        let config = pull::OrderedConfig { filter_subject: self.names.run_outcomes(id), ..Default::default() };
-        let consumer = self.outcomes.create_consumer(config).await.map_err(|e| FleetError::new(what(), e))?;
-        let mut messages = consumer.messages().await.map_err(|e| FleetError::new(what(), e))?;
+        let config = pull::OrderedConfig { filter_subject: filter.clone(), ..Default::default() };
+        let consumer = self.outcomes.create_consumer(config).await.map_err(|e| nats_error(what(), e))?;
+        let mut messages = consumer.messages().await.map_err(|e| nats_error(what(), e))?;
+        let codes: HashSet<CountryCode> = run.code_list().into_iter().collect();
+        let prefix = filter.trim_end_matches('*');
         let mut seen = HashSet::new();
         let mut outcomes = Vec::new();
         for _ in 0..expected {
             let message = match messages.next().await {
                 Some(Ok(message)) => message,
-                Some(Err(e)) => return Err(FleetError::new(what(), e)),
+                Some(Err(e)) => return Err(nats_error(what(), e)),
                 None => break,
             };
-            let outcome: OutcomeMessage = parse("outcome", &message.payload)?;
-            if seen.insert(outcome.result.code.clone()) {
-                outcomes.push(outcome);
+            let subject = message.subject.as_str();
+            let code = subject
+                .strip_prefix(prefix)
+                .and_then(parse_code)
+                .filter(|code| codes.is_empty() || codes.contains(code));
+            let Some(code) = code else {
+                self.dropped.count(DropReason::Foreign, subject, "not a code of its run");
+                continue;
+            };
+            match read_outcome(&message.payload, code) {
+                Ok(result) if seen.insert(code) => outcomes.push(result),
+                Ok(_) => self.dropped.count(DropReason::Duplicate, subject, "a second outcome of its code"),
+                Err((reason, why)) => self.dropped.count(reason, subject, why),
             }
         }
         Ok(outcomes)
     }
 
-    /// Writes run `id`'s final record if every code has an outcome and no
-    /// other node wrote it first; returns it when this call wrote it.
-    ///
-    /// The counts come from the stream's count of each kind's subject (one
-    /// request); only when they add up to more than the run's codes (a code
-    /// published twice, further apart than the de-duplication window) are
-    /// the outcomes read, keeping the first of each code.
-    pub async fn finish_if_complete(&self, id: i64) -> Result<Option<RunEntry>, FleetError> {
-        let Some((entry, revision)) = self.run_entry(id).await? else { return Ok(None) };
-        if entry.state != RunState::Running {
+    /// Ends run `key` as finished if it is its batch's running run and
+    /// every one of its codes has an outcome; the ended record when this
+    /// call ended it.
+    pub async fn finish_if_complete(&self, key: &RunKey) -> Result<Option<RunRecord>, FleetError> {
+        let Some((run, revision)) = self.last_run(&key.batch).await? else { return Ok(None) };
+        if run.key() != *key || !run.record.is_running() {
             return Ok(None);
         }
-        let by_kind = self.outcome_counts(id).await?;
-        let total: usize = by_kind.values().sum();
-        let (counts, status) = match total.cmp(&entry.codes.len()) {
-            std::cmp::Ordering::Less => return Ok(None),
-            std::cmp::Ordering::Equal => tally(by_kind.iter().map(|(kind, n)| (kind.as_str(), *n))),
-            std::cmp::Ordering::Greater => {
-                let outcomes = self.outcomes(id).await?;
-                if outcomes.len() < entry.codes.len() {
-                    return Ok(None);
-                }
-                tally(outcomes.iter().map(|o| (o.result.outcome.as_str(), 1)))
-            }
-        };
-        self.end_run(entry, revision, RunState::Finished, counts, status).await
-    }
-
-    /// Cancels run `id` (stopped by `signal_status`): its queued codes are
-    /// removed, and its record ends with what finished.
-    pub async fn cancel_run(&self, id: i64, signal_status: ExitStatus) -> Result<Option<RunEntry>, FleetError> {
-        let Some((entry, revision)) = self.run_entry(id).await? else { return Ok(None) };
-        if entry.state != RunState::Running {
+        let codes = run.code_list().len();
+        if self.outcome_subjects(&run.token()).await? < codes {
             return Ok(None);
         }
-        let subject = self.names.work_subject(&entry.batch, id);
-        self.work.purge().filter(subject).await.map_err(|e| FleetError::new(format!("cannot cancel run {id}"), e))?;
-        let outcomes = self.outcomes(id).await?;
-        let (counts, _) = tally(outcomes.iter().map(|o| (o.result.outcome.as_str(), 1)));
-        self.end_run(entry, revision, RunState::Cancelled, counts, signal_status).await
+        let outcomes = self.outcomes_of(&run).await?;
+        if outcomes.len() < codes {
+            return Ok(None);
+        }
+        let counts = tally(&outcomes);
+        self.end_run(run, revision, RunState::Finished, counts, ExitStatus::of_counts(&counts), None).await
     }
 
-    /// Writes the end of a run by compare-and-set on `revision`.
-    async fn end_run(
-        &self,
-        entry: RunEntry,
-        revision: u64,
-        state: RunState,
-        counts: RunCounts,
-        status: ExitStatus,
-    ) -> Result<Option<RunEntry>, FleetError> {
-        let ended = RunEntry {
-            state,
-            ended_at: Some(rfc3339(SystemTime::now())),
-            counts: Some(counts),
-            exit_status: Some(status.code()),
-            ..entry
-        };
-        match self.runs.update(run_key(ended.id), json(&ended), revision).await {
-            Ok(_) => Ok(Some(ended)),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
-            Err(e) => Err(FleetError::new(format!("cannot record the end of run {}", ended.id), e)),
+    /// Ends run `key` as `stop` says, with what it recorded: a cancelled
+    /// run's queued codes are removed (codes a node is fetching still
+    /// finish, and their outcomes are dropped). `None` when the run is not
+    /// its batch's running run (it ended already).
+    pub async fn stop_run(&self, key: &RunKey, stop: Stop) -> Result<Option<RunRecord>, FleetError> {
+        let Some((run, revision)) = self.last_run(&key.batch).await? else { return Ok(None) };
+        if run.key() != *key || !run.record.is_running() {
+            return Ok(None);
         }
+        let counts = tally(&self.outcomes_of(&run).await?);
+        let subject = self.names.work_subject(&key.batch, &run.token());
+        let (state, status, error) = match stop {
+            Stop::Cancelled(status) => (RunState::Cancelled, status, None),
+            Stop::Failed { status, error } => (RunState::Failed, status, Some(error)),
+        };
+        let ended = self.end_run(run, revision, state, counts, status, error).await?;
+        if ended.is_some() {
+            // Ended first, purged next: nothing queues the codes again.
+            let purged = self.work.purge().filter(subject).await;
+            purged.map_err(|e| nats_error(format!("cannot remove the queued codes of run {}", key.id), e))?;
+        }
+        Ok(ended)
     }
 }
 
@@ -171,23 +194,15 @@ impl Fleet {
 mod tests {
     use super::*;
 
-    fn outcome(code: &str, kind: &str) -> OutcomeMessage {
-        let mut result = CodeResult::unfinished(crate::model::codes::parse_code(code).expect("a code"), String::new());
-        result.outcome = kind.to_owned();
-        OutcomeMessage { run: 1, result }
-    }
-
     #[test]
-    fn a_tally_counts_kinds_and_errors_make_status_1() {
-        let all_good = [outcome("BR", "downloaded"), outcome("ZZ", "not_found"), outcome("AR", "unchanged")];
-        let kinds = |outcomes: &[OutcomeMessage]| -> Vec<(String, usize)> {
-            outcomes.iter().map(|o| (o.result.outcome.clone(), 1)).collect()
+    fn a_tally_counts_kinds_and_unfinished_is_not_an_error() {
+        let result = |code: &str, kind: &str| {
+            let mut r = CodeResult::unfinished(parse_code(code).expect("a code"), String::new());
+            r.outcome = kind.to_owned();
+            r
         };
-        let (counts, status) = tally(kinds(&all_good).iter().map(|(k, n)| (k.as_str(), *n)));
-        assert_eq!(counts, RunCounts { downloaded: 1, unchanged: 1, not_found: 1, errors: 0 });
-        assert_eq!(status, ExitStatus::Success);
-        let (counts, status) = tally([("http_error", 1), ("downloaded", 1)]);
-        assert_eq!(tally([("not_found", 482), ("downloaded", 194)]).0.not_found, 482);
-        assert_eq!((counts.errors, status), (1, ExitStatus::SomeErrors));
+        let counts = tally(&[result("BR", "downloaded"), result("ZZ", "not_found"), result("AR", "http_error")]);
+        assert_eq!(counts, StatusCounts { downloaded: 1, unchanged: 0, not_found: 1, errors: 1 });
+        assert_eq!(ExitStatus::of_counts(&counts), ExitStatus::SomeErrors);
     }
 }

@@ -1,29 +1,36 @@
-//! Runs in a fleet: starting one (an id, a record, its codes queued),
-//! reading its outcomes, finishing it once every code has one, cancelling
-//! it.
+//! Runs in a fleet: starting one, queueing its codes (again, when the fleet
+//! lost them), ending it once, and reading the history.
 //!
-//! A run's progress lives in JetStream, not in the memory of the node that
-//! started it: its codes are messages on the work-queue stream, its outcomes
-//! messages on the outcome stream (one per code, de-duplicated by
-//! `{run}/{code}`), its record an entry of the runs bucket. Any node can
-//! therefore finish a run whose starter died: the first to see every code
-//! accounted for writes the final record, by compare-and-set.
+//! A batch's newest run is the record under `last.{batch}`: a start is a
+//! compare-and-set that replaces an ended run (or none) with a new running
+//! one, so of two starts at once exactly one wins, and a batch never runs
+//! twice at once; a scheduled start also refuses a tick the newest run
+//! already ran for, so a tick runs at most once. Ends and cancels are
+//! compare-and-sets on the same record, so a run ends once. A copy of each
+//! record lives under `run.{id}` for the history (written at the start and
+//! at the end; `last.{batch}` wins where they disagree).
+//!
+//! The record is written before the codes are queued: a starter that dies
+//! while queueing leaves a running run that the fleet completes (the
+//! finisher queues its missing codes again: [`Fleet::requeue_missing`]).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::kv::{CreateErrorKind, Entry, UpdateErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::{Fleet, FleetError};
-use super::messages::{RunEntry, RunState, WorkItem};
+use super::core::{Fleet, FleetError, fleet_error, nats_error};
+use super::messages::{FleetRun, WorkItem};
 use super::names::{last_key, message_id, run_key};
-use crate::config::BatchConfig;
+use crate::job::ledger::{FleetFailure, LedgerError, RunQuery, RunStart};
+use crate::model::codes::CountryCode;
 use crate::model::exit::ExitStatus;
+use crate::model::outcome::StatusCounts;
+use crate::model::run::{RunRecord, RunState};
 use crate::model::time::rfc3339;
 
 /// The key holding the last run id handed out.
@@ -32,226 +39,302 @@ const NEXT_ID_KEY: &str = "next-id";
 /// Publish acknowledgements awaited together when queueing a run's codes.
 const PUBLISH_WINDOW: usize = 1000;
 
-/// Why a run was not started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A run of the batch is in progress in the fleet.
-    #[error("batch {batch} is running in the fleet (run {run})")]
-    Running {
-        /// The batch.
-        batch: String,
-        /// Its run in progress.
-        run: i64,
-    },
-    /// NATS failed.
-    #[error(transparent)]
-    Fleet(#[from] FleetError),
-}
+/// Run records kept in the history: the record `RUNS_KEPT` ids older than
+/// a run that ends is deleted.
+pub const RUNS_KEPT: i64 = 10_000;
 
+/// Most records read to fill one page of the history.
+const SCAN_LIMIT: usize = 2_000;
+
+/// `value` as JSON.
 pub(super) fn json<T: Serialize>(value: &T) -> Bytes {
     // Serializing these plain structs cannot fail: every map key is a string.
     Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
 
+/// `bytes` as a `T`, or an error naming `what`.
 pub(super) fn parse<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, FleetError> {
-    serde_json::from_slice(bytes).map_err(|e| FleetError::new(format!("unreadable {what}"), e))
+    serde_json::from_slice(bytes).map_err(|e| nats_error(format!("unreadable {what}"), e))
+}
+
+/// A random nonce for a new run: 12 hex digits.
+fn new_nonce() -> String {
+    let mut bytes = [0u8; 6];
+    // Without the system's randomness the time's low bits still make a
+    // repeat unlikely; a nonce needs to be unique, not secret.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..6]);
+    }
+    crate::model::digest::hex(&bytes)
 }
 
 impl Fleet {
-    /// A new run id, unique in the fleet (a counter, by compare-and-set).
+    /// A new run id (a counter, by compare-and-set: no two starters get the
+    /// same one while the bucket lives).
     async fn next_run_id(&self) -> Result<i64, FleetError> {
         loop {
-            let entry =
-                self.runs.entry(NEXT_ID_KEY).await.map_err(|e| FleetError::new("cannot read the run counter", e))?;
-            let (next, written) = match entry {
-                None => (
-                    1,
-                    self.runs
-                        .create(NEXT_ID_KEY, json(&1_i64))
-                        .await
-                        .map_err(|e| e.kind() == CreateErrorKind::AlreadyExists),
-                ),
-                Some(entry) => {
-                    let next = parse::<i64>("run counter", &entry.value)? + 1;
-                    let update = self.runs.update(NEXT_ID_KEY, json(&next), entry.revision).await;
-                    (next, update.map_err(|e| e.kind() == UpdateErrorKind::WrongLastRevision))
-                }
-            };
+            let entry = self.runs.entry(NEXT_ID_KEY).await.map_err(|e| nats_error("cannot read the run counter", e))?;
+            let (next, written) =
+                match entry {
+                    None => (
+                        1,
+                        self.runs.create(NEXT_ID_KEY, json(&1_i64)).await.map(drop).map_err(|e| {
+                            (e.kind() == CreateErrorKind::AlreadyExists).then_some(()).ok_or(e.to_string())
+                        }),
+                    ),
+                    Some(entry) => {
+                        let next = parse::<i64>("run counter", &entry.value)?.max(0) + 1;
+                        let update = self.runs.update(NEXT_ID_KEY, json(&next), entry.revision).await;
+                        let lost = |e: async_nats::jetstream::kv::UpdateError| {
+                            (e.kind() == UpdateErrorKind::WrongLastRevision).then_some(()).ok_or(e.to_string())
+                        };
+                        (next, update.map(drop).map_err(lost))
+                    }
+                };
             match written {
-                Ok(_) => return Ok(next),
+                Ok(()) => return Ok(next),
                 // Another node took this id first: try the next one.
-                Err(true) => continue,
-                Err(false) => {
-                    return Err(FleetError::new("cannot update the run counter", "NATS did not take the write"));
-                }
+                Err(Ok(())) => continue,
+                Err(Err(e)) => return Err(fleet_error("cannot update the run counter", FleetFailure::Other, e)),
             }
         }
     }
 
-    /// Run `id`'s record and its revision, if it exists.
-    pub async fn run_entry(&self, id: i64) -> Result<Option<(RunEntry, u64)>, FleetError> {
-        let entry =
-            self.runs.entry(run_key(id)).await.map_err(|e| FleetError::new(format!("cannot read run {id}"), e))?;
-        match entry {
-            Some(entry) if !entry.value.is_empty() => Ok(Some((parse("run record", &entry.value)?, entry.revision))),
-            _ => Ok(None),
-        }
+    /// `batch`'s newest run and the revision of its record, if it ever
+    /// ran. A record that cannot be read (an older flagsd's, or one written
+    /// by hand) counts as none, with a warning: it never blocks the batch.
+    pub async fn last_run(&self, batch: &str) -> Result<Option<(FleetRun, u64)>, FleetError> {
+        let entry = self.runs.entry(last_key(batch)).await.map_err(|e| nats_error("cannot read the run history", e))?;
+        Ok(entry.and_then(|entry| readable(batch, &entry).map(|run| (run, entry.revision))))
     }
 
-    /// The latest run of `batch`, if it ever ran.
-    pub async fn last_run(&self, batch: &str) -> Result<Option<(RunEntry, u64)>, FleetError> {
-        let last =
-            self.runs.get(last_key(batch)).await.map_err(|e| FleetError::new("cannot read the run history", e))?;
-        match last {
-            Some(bytes) => self.run_entry(parse("run id", &bytes)?).await,
-            None => Ok(None),
-        }
-    }
-
-    /// Starts a run of `batch` in the fleet, started by `trigger` (for the
-    /// scheduled tick `tick`): records it and queues its codes for every
-    /// node to pull. Refused while a run of the batch is in progress.
-    ///
-    /// The record is written first and the codes queued next, so that any
-    /// node can finish the run once it has begun; the batch's pointer to its
-    /// latest run is moved last, by compare-and-set on what was read when
-    /// checking that no run is in progress: of two starts at once, the later
-    /// one cancels its own run. A starter that dies before moving the
-    /// pointer leaves a run the nodes still finish, and a batch that can run
-    /// again.
-    pub async fn start_run(&self, batch: &BatchConfig, trigger: &str, tick: Option<u64>) -> Result<i64, StartError> {
-        let what = |id: i64| format!("cannot record run {id}");
-        let pointer = self
-            .runs
-            .entry(last_key(&batch.name))
-            .await
-            .map_err(|e| FleetError::new("cannot read the run history", e))?;
-        if let Some(pointer) = &pointer
-            && let Some((last, _)) = self.run_entry(parse("run id", &pointer.value)?).await?
-            && last.state == RunState::Running
+    /// Run `id`'s record: its copy in the history, or the batch's newest
+    /// run when that is the same run (which wins when they disagree).
+    pub async fn run_record(&self, id: i64) -> Result<Option<FleetRun>, FleetError> {
+        let entry = self.runs.entry(run_key(id)).await.map_err(|e| nats_error(format!("cannot read run {id}"), e))?;
+        let Some(copy) = entry.filter(|e| !e.value.is_empty()) else { return Ok(None) };
+        let Ok(copy) = serde_json::from_slice::<FleetRun>(&copy.value) else {
+            tracing::warn!(run = id, "an unreadable run record is left out");
+            return Ok(None);
+        };
+        if copy.record.is_running()
+            && let Some((last, _)) = self.last_run(&copy.record.batch).await?
+            && last.record.id == id
+            && last.nonce == copy.nonce
         {
-            return Err(StartError::Running { batch: batch.name.clone(), run: last.id });
+            return Ok(Some(last));
+        }
+        Ok(Some(copy))
+    }
+
+    /// Starts a run as `start` says: records it as `batch`'s newest run and
+    /// queues its codes for every node to pull. Refused while a run of the
+    /// batch is in progress, or (for a scheduled start) when the newest run
+    /// already ran for this tick or a later one.
+    pub async fn start_run(&self, start: RunStart<'_>) -> Result<FleetRun, FleetError> {
+        let batch = start.batch;
+        let current =
+            self.runs.entry(last_key(batch)).await.map_err(|e| nats_error("cannot read the run history", e))?;
+        let last = current.as_ref().and_then(|entry| readable(batch, entry));
+        if let Some(last) = &last {
+            if last.record.is_running() {
+                return Err(running(batch, last.record.id));
+            }
+            if let (Some(tick), Some(ran)) = (start.tick, last.tick)
+                && ran >= tick
+            {
+                return Err(LedgerError::TickRan { batch: batch.to_owned(), tick, run: last.record.id });
+            }
         }
         let id = self.next_run_id().await?;
-        let entry = RunEntry {
-            id,
-            batch: batch.name.clone(),
-            trigger: trigger.to_owned(),
-            started_by: self.node.clone(),
-            tick,
-            started_at: rfc3339(SystemTime::now()),
-            codes: batch.job.codes.iter().map(ToString::to_string).collect(),
-            state: RunState::Running,
-            ended_at: None,
-            counts: None,
-            exit_status: None,
+        let mut record = RunRecord::started(id, batch, start.trigger, rfc3339(SystemTime::now()));
+        record.started_by = Some(self.node.clone());
+        let run = FleetRun {
+            record,
+            nonce: new_nonce(),
+            tick: start.tick,
+            codes: start.codes.iter().map(ToString::to_string).collect(),
         };
-        self.runs.put(run_key(id), json(&entry)).await.map_err(|e| FleetError::new(what(id), e))?;
-        self.queue(batch, id).await?;
-        let moved = match &pointer {
-            Some(pointer) => self
+        let moved = match &current {
+            Some(entry) => self
                 .runs
-                .update(last_key(&batch.name), json(&id), pointer.revision)
+                .update(last_key(batch), json(&run), entry.revision)
                 .await
                 .map(drop)
-                .map_err(|e| e.kind() == UpdateErrorKind::WrongLastRevision),
+                .map_err(|e| (e.kind() == UpdateErrorKind::WrongLastRevision).then_some(()).ok_or(e.to_string())),
             None => self
                 .runs
-                .create(last_key(&batch.name), json(&id))
+                .create(last_key(batch), json(&run))
                 .await
                 .map(drop)
-                .map_err(|e| e.kind() == CreateErrorKind::AlreadyExists),
+                .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists).then_some(()).ok_or(e.to_string())),
         };
         match moved {
+            Ok(()) => {}
+            // Another start got in between: this one gives way.
+            Err(Ok(())) => {
+                let winner = self.last_run(batch).await?.map_or(0, |(run, _)| run.record.id);
+                return Err(running(batch, winner));
+            }
+            Err(Err(e)) => return Err(fleet_error(format!("cannot record run {id}"), FleetFailure::Other, e)),
+        }
+        self.save_copy(&run).await;
+        match self.queue(batch, &run, start.codes).await {
             Ok(()) => {
-                tracing::info!(batch = %batch.name, run = id, codes = batch.job.codes.len(), trigger, "run queued in the fleet");
-                Ok(id)
+                tracing::info!(%batch, run = id, codes = run.codes.len(), trigger = start.trigger, "run queued in the fleet");
             }
-            Err(true) => {
-                // Another start got in between: this one gives way.
-                self.cancel_run(id, ExitStatus::Interrupted).await?;
-                let run = self.last_run(&batch.name).await?.map_or(0, |(last, _)| last.id);
-                Err(StartError::Running { batch: batch.name.clone(), run })
-            }
-            Err(false) => Err(FleetError::new(what(id), "NATS did not take the write").into()),
+            // The run is recorded: the fleet queues what is missing.
+            Err(e) => tracing::warn!(%batch, run = id, error = %e, "not every code was queued; the fleet queues them"),
+        }
+        Ok(run)
+    }
+
+    /// Writes `run`'s copy in the history (a failure is logged: the
+    /// batch's newest record holds it meanwhile).
+    async fn save_copy(&self, run: &FleetRun) {
+        if let Err(e) = self.runs.put(run_key(run.record.id), json(run)).await {
+            tracing::warn!(run = run.record.id, error = %e, "cannot write the run's copy in the history");
         }
     }
 
-    /// Queues the codes of run `id` of `batch`, each with its
-    /// de-duplication id.
-    async fn queue(&self, batch: &BatchConfig, id: i64) -> Result<(), FleetError> {
-        let what = || format!("cannot queue the codes of run {id}");
-        let subject = self.names.work_subject(&batch.name, id);
-        for chunk in batch.job.codes.chunks(PUBLISH_WINDOW) {
+    /// Queues `codes` of `run` of `batch`, each with its de-duplication id
+    /// (so queueing a code twice within the window queues it once).
+    pub(super) async fn queue(&self, batch: &str, run: &FleetRun, codes: &[CountryCode]) -> Result<(), FleetError> {
+        let what = || format!("cannot queue the codes of run {}", run.record.id);
+        let token = run.token();
+        let subject = self.names.work_subject(batch, &token);
+        for chunk in codes.chunks(PUBLISH_WINDOW) {
             let mut acks = Vec::with_capacity(chunk.len());
             for &code in chunk {
-                let item = WorkItem { run: id, batch: batch.name.clone(), code: code.to_string() };
-                let message = PublishMessage::build().payload(json(&item)).message_id(message_id(id, code));
-                acks.push(
-                    self.js.send_publish(subject.clone(), message).await.map_err(|e| FleetError::new(what(), e))?,
-                );
+                let item = WorkItem { code: code.to_string() };
+                let message = PublishMessage::build().payload(json(&item)).message_id(message_id(&token, code));
+                acks.push(self.js.send_publish(subject.clone(), message).await.map_err(|e| nats_error(what(), e))?);
             }
             for ack in acks {
-                ack.await.map_err(|e| FleetError::new(what(), e))?;
+                ack.await.map_err(|e| nats_error(what(), e))?;
             }
         }
         Ok(())
     }
 
-    /// Waits until run `id` is no longer running, watching its record, and
-    /// returns it (`None` if it has no record).
-    pub async fn wait_ended(&self, id: i64) -> Result<Option<RunEntry>, FleetError> {
-        let what = || format!("cannot watch run {id}");
-        // Watch first, then read: no change between the two is missed.
-        let mut changes = self.runs.watch(run_key(id)).await.map_err(|e| FleetError::new(what(), e))?;
-        let mut entry = self.run_entry(id).await?.map(|(entry, _)| entry);
-        while entry.as_ref().is_some_and(|e| e.state == RunState::Running) {
-            match changes.next().await {
-                Some(Ok(change)) => entry = Some(parse("run record", &change.value)?),
-                Some(Err(e)) => return Err(FleetError::new(what(), e)),
-                None => return Err(FleetError::new(what(), "the watch ended")),
-            }
+    /// How many of `run`'s codes of `batch` wait in the work queue (queued
+    /// or held by a node).
+    pub(super) async fn queued(&self, batch: &str, run: &FleetRun) -> Result<u64, FleetError> {
+        use futures_util::StreamExt as _;
+        let what = || format!("cannot count the queued codes of run {}", run.record.id);
+        let subject = self.names.work_subject(batch, &run.token());
+        let mut subjects = self.work.info_with_subjects(&subject).await.map_err(|e| nats_error(what(), e))?;
+        let mut queued = 0;
+        while let Some(item) = subjects.next().await {
+            queued += item.map_err(|e| nats_error(what(), e))?.1 as u64;
         }
-        Ok(entry)
+        Ok(queued)
     }
 
-    /// The newest `limit` runs (of `batch` only, when given), newest first.
-    pub async fn recent_runs(&self, batch: Option<&str>, limit: usize) -> Result<Vec<RunEntry>, FleetError> {
-        let what = || "cannot read the run history".to_owned();
-        let mut keys = self.runs.keys().await.map_err(|e| FleetError::new(what(), e))?;
-        let mut ids = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| FleetError::new(what(), e))?;
-            if let Some(id) = key.strip_prefix("run.").and_then(|id| id.parse::<i64>().ok()) {
-                ids.push(id);
-            }
+    /// Queues again the codes of `batch`'s running `run` that have no
+    /// outcome, when none of its codes is in the queue any more (the queue
+    /// was lost, or its starter died while queueing); the number queued.
+    pub async fn requeue_missing(&self, batch: &str, run: &FleetRun) -> Result<usize, FleetError> {
+        if self.queued(batch, run).await? > 0 {
+            return Ok(0);
         }
-        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let done = self.outcomes_of(run).await?;
+        let missing: Vec<CountryCode> =
+            run.code_list().into_iter().filter(|code| !done.iter().any(|o| o.code == code.as_str())).collect();
+        if !missing.is_empty() {
+            self.queue(batch, run, &missing).await?;
+            tracing::warn!(%batch, run = run.record.id, codes = missing.len(), "codes queued again: the fleet had lost them");
+        }
+        Ok(missing.len())
+    }
+
+    /// Ends `run` (the batch's newest, read at `revision`) in `state` with
+    /// `counts` and `status` (and `error`), unless it changed meanwhile;
+    /// the ended record, or `None` when another node ended it first.
+    pub(super) async fn end_run(
+        &self,
+        run: FleetRun,
+        revision: u64,
+        state: RunState,
+        counts: StatusCounts,
+        status: ExitStatus,
+        error: Option<String>,
+    ) -> Result<Option<RunRecord>, FleetError> {
+        let id = run.record.id;
+        let ended = FleetRun {
+            record: RunRecord {
+                ended_at: Some(rfc3339(SystemTime::now())),
+                state,
+                counts: Some(counts),
+                exit_status: Some(status.code()),
+                error,
+                ..run.record
+            },
+            codes: Vec::new(),
+            ..run
+        };
+        match self.runs.update(last_key(&ended.record.batch), json(&ended), revision).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => return Ok(None),
+            Err(e) => return Err(nats_error(format!("cannot record the end of run {id}"), e)),
+        }
+        self.save_copy(&ended).await;
+        if let Err(e) = self.runs.purge(run_key(id - RUNS_KEPT)).await {
+            tracing::debug!(error = %e, "cannot forget an old run");
+        }
+        Ok(Some(ended.record))
+    }
+
+    /// The runs `query` asks for, newest first: the ids below the counter
+    /// (or below `query.before`), read one by one, at most [`SCAN_LIMIT`].
+    pub async fn recent_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, FleetError> {
+        let top = match self.runs.get(NEXT_ID_KEY).await.map_err(|e| nats_error("cannot read the run counter", e))? {
+            Some(bytes) => parse::<i64>("run counter", &bytes)?,
+            None => return Ok(Vec::new()),
+        };
+        let start = query.before.map_or(top, |before| (before - 1).min(top));
         let mut runs = Vec::new();
-        for id in ids {
-            if runs.len() >= limit {
+        for id in (1..=start).rev().take(SCAN_LIMIT) {
+            if runs.len() >= query.limit {
                 break;
             }
-            if let Some((entry, _)) = self.run_entry(id).await?
-                && batch.is_none_or(|b| b == entry.batch)
+            if let Some(run) = self.run_record(id).await?
+                && query.batch.as_deref().is_none_or(|b| b == run.record.batch)
             {
-                runs.push(entry);
+                runs.push(run.record);
             }
         }
         Ok(runs)
     }
 
-    /// The latest run of each of `batches`, by batch name.
-    pub async fn last_runs<'a>(
-        &self,
-        batches: impl IntoIterator<Item = &'a str>,
-    ) -> Result<BTreeMap<String, RunEntry>, FleetError> {
+    /// The newest run of each of `batches`, by batch name.
+    pub async fn last_runs(&self, batches: &[String]) -> Result<BTreeMap<String, RunRecord>, FleetError> {
         let mut last = BTreeMap::new();
         for batch in batches {
-            if let Some((entry, _)) = self.last_run(batch).await? {
-                last.insert(batch.to_owned(), entry);
+            if let Some((run, _)) = self.last_run(batch).await? {
+                last.insert(batch.clone(), run.record);
             }
         }
         Ok(last)
+    }
+}
+
+/// The error of a start refused because run `run` of `batch` is running.
+fn running(batch: &str, run: i64) -> FleetError {
+    LedgerError::Running { batch: batch.to_owned(), run, place: " in the fleet" }
+}
+
+/// The run record in `entry`, unless it cannot be read (logged).
+fn readable(batch: &str, entry: &Entry) -> Option<FleetRun> {
+    if entry.value.is_empty() {
+        return None;
+    }
+    match serde_json::from_slice::<FleetRun>(&entry.value) {
+        Ok(run) if run.record.batch == *batch => Some(run),
+        Ok(_) | Err(_) => {
+            tracing::warn!(%batch, "the batch's newest run record is unreadable; it counts as none");
+            None
+        }
     }
 }

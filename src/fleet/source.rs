@@ -1,44 +1,79 @@
 //! A batch's shared work queue as the engine's [`WorkSource`]: a node's
-//! coordinator pulls as many codes as it has idle workers from the batch's
-//! durable JetStream consumer, which every node shares.
+//! lane takes codes from the batch's durable JetStream consumer, which
+//! every node shares, through one long-lived pull subscription.
 //!
-//! Settling a task maps onto JetStream: a final outcome is published (with
-//! the de-duplication id `{run}/{code}`, after the code's validators) and
-//! then the message is acknowledged; a retry is a negative acknowledgement
-//! with the backoff delay, so that any node may take the next attempt, and
-//! the attempt count is the message's delivery count, which the server
-//! keeps across nodes; a released task is handed back at once. A message
-//! whose node dies comes back after the consumer's ack wait.
+//! Nothing that comes off the queue is trusted ([`super::messages`]): the
+//! run is the subject's, and must be the batch's running run (or an ended
+//! one: its code is dropped), the code must be one of the run's, the
+//! payload is size-capped. A message that fails is terminated and counted,
+//! and blocks nothing.
+//!
+//! Settling a task maps onto JetStream: a final outcome is recorded first
+//! (the first of its code wins: [`Fleet::record_outcome`]), and only then
+//! is the message acknowledged; a retry is a negative acknowledgement with
+//! the backoff delay, so that any node may take the next attempt, and the
+//! attempt count is the message's delivery count, which the server keeps
+//! across nodes; a released task is handed back at once. While a worker
+//! holds a code, the lane tells the server every third of the ack wait that
+//! it is still at it, so the ack wait can be short and a dead node's codes
+//! come back soon, however long a download takes.
+//!
+//! A code that fails here with an error of this node's own (its disk full,
+//! read-only or gone) is handed back for another node rather than ended,
+//! and the lane takes one code at a time, the node not ready, until a write
+//! to its output directory succeeds again; once the code's attempts are
+//! spent it ends with the error, as it would on one host.
+//!
+//! The queue itself is looked after too: a consumer or stream that
+//! disappears (NATS lost its state) is created again, the lane's problem
+//! shown in the node's health meanwhile.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::consumer::pull::{self, Stream as Pulled};
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer};
 use async_nats::jetstream::{AckKind, Message};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
-use super::core::Fleet;
-use super::messages::WorkItem;
+use super::core::{Fleet, nats_error};
+use super::health::Health;
+use super::messages::{DropReason, FleetRun, read_work};
+use super::names::parse_run_token;
 use crate::config::BatchConfig;
 use crate::engine::{Supply, Task, WorkSource};
-use crate::model::codes::parse_code;
-use crate::model::outcome::{CodeOutcome, Outcome};
-use crate::present::results::CodeResult;
-use crate::store::state::FileRecord;
+use crate::job::ledger::{FleetFailure, Recorded, RunKey};
+use crate::model::codes::CountryCode;
+use crate::model::outcome::{CodeOutcome, DownloadError, Outcome};
+use crate::model::run::CodeResult;
+use crate::store::state::{FileRecord, KnownFiles};
 
-/// How long one pull request waits on the server for messages.
-const PULL_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait before trying the queue again after NATS failed.
+const BACKOFF: Duration = Duration::from_secs(1);
 
-/// How long to wait before pulling again after NATS failed.
-const PULL_BACKOFF: Duration = Duration::from_secs(1);
+/// How long one pull request of the subscription stays open on the server.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
 
-/// Tries at publishing an outcome before handing the code back.
-const PUBLISH_TRIES: u32 = 3;
+/// How long a lane trusts what it read of a run before reading it again.
+const RUN_FRESH: Duration = Duration::from_secs(2);
+
+/// Tries at recording an outcome before handing the code back.
+const RECORD_TRIES: u32 = 3;
+
+/// How many more times than its attempts a code is handed back for an error
+/// of a node's own (its disk), before it ends with that error.
+const HANDBACKS: u32 = 3;
+
+/// How long a code handed back for an error of this node's own waits, so
+/// that another node takes it first.
+const HANDBACK_DELAY: Duration = Duration::from_secs(1);
+
+/// How often a lane whose output directory failed tries a write.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Background tasks (acknowledgements, publishes) still running, so that a
 /// stopping node can wait for them.
@@ -71,11 +106,11 @@ impl Settling {
     }
 }
 
-/// The runs this node published an outcome of, for the finisher to check
-/// at once: adding one wakes it.
+/// The runs this node recorded an outcome of, for the finisher to check at
+/// once: adding one wakes it.
 #[derive(Debug)]
 pub struct Touched {
-    runs: RefCell<BTreeSet<i64>>,
+    runs: RefCell<HashSet<RunKey>>,
     wake: watch::Sender<()>,
 }
 
@@ -87,18 +122,18 @@ impl Default for Touched {
 
 impl Touched {
     /// Run `run` got an outcome: wakes the finisher.
-    pub fn add(&self, run: i64) {
+    pub fn add(&self, run: RunKey) {
         self.runs.borrow_mut().insert(run);
         self.wake.send_replace(());
     }
 
     /// Run `run` is to be checked again later, without waking anyone.
-    pub fn defer(&self, run: i64) {
+    pub fn defer(&self, run: RunKey) {
         self.runs.borrow_mut().insert(run);
     }
 
     /// The runs to check, leaving none.
-    pub fn take(&self) -> BTreeSet<i64> {
+    pub fn take(&self) -> HashSet<RunKey> {
         std::mem::take(&mut *self.runs.borrow_mut())
     }
 
@@ -108,34 +143,57 @@ impl Touched {
     }
 }
 
-/// A message this node holds, and the run it belongs to.
+/// What a lane knows of a run it got codes of.
+#[derive(Debug)]
+struct RunView {
+    key: RunKey,
+    token: String,
+    codes: Vec<CountryCode>,
+    running: bool,
+    read_at: Instant,
+}
+
+/// A message this node holds, and its run.
 struct Held {
     message: Message,
-    run: i64,
+    run: Rc<RunView>,
+}
+
+/// What the node shares with each of its lanes.
+#[derive(Clone)]
+pub struct Shared {
+    /// Settling tasks, waited for at the end.
+    pub settling: Rc<Settling>,
+    /// Runs to check for completion.
+    pub touched: Rc<Touched>,
+    /// The node's health.
+    pub health: Rc<Health>,
 }
 
 struct Inner {
     fleet: Fleet,
-    batch: String,
-    /// The batch's output directory, created again for each new run (as a
-    /// run on one host does).
-    output: PathBuf,
-    /// The newest run this node has seen a code of.
-    newest_run: Cell<i64>,
-    consumer: PullConsumer,
+    batch: Rc<BatchConfig>,
+    /// What the fleet knows of the batch's files (kept by the lane's watch).
+    known: std::sync::Arc<std::sync::RwLock<KnownFiles>>,
+    consumer_config: pull::Config,
+    runs: RefCell<HashMap<String, Rc<RunView>>>,
     /// Tasks pulled and not handed out yet.
     buffer: RefCell<VecDeque<Task>>,
     /// Messages of tasks pulled and not settled, by ticket.
     held: RefCell<HashMap<u64, Held>>,
     next_ticket: Cell<u64>,
-    /// Messages asked for by pull requests still open.
-    outstanding: Cell<usize>,
+    /// How many tasks the coordinator asked for and did not get.
+    demand: Cell<usize>,
+    /// Wakes the pump (more demand, or the lane closed).
+    pump: watch::Sender<()>,
     /// Signals a change of the buffer (a wait subscribes when it is made).
     changed: watch::Sender<()>,
     closed: Cell<bool>,
-    settling: Rc<Settling>,
-    /// Runs with a new outcome, to check for completion.
-    touched: Rc<Touched>,
+    /// The output directory failed: one code at a time until a write works.
+    degraded: Cell<bool>,
+    /// Attempts a code gets (the batch's retries, plus one).
+    attempts: u32,
+    shared: Shared,
 }
 
 /// The shared queue of one batch, as one node sees it.
@@ -145,31 +203,45 @@ pub struct FleetSource {
 }
 
 impl FleetSource {
-    /// The queue of `batch` through its durable `consumer`; settling runs
-    /// under `settling`, and runs that got an outcome are added to `touched`.
-    pub fn new(
+    /// The queue of `batch`, taken through its durable consumer (created
+    /// with the fleet's ack wait if missing); `known` is what the fleet
+    /// knows of the batch's files. Starts the pump and the signs of life.
+    pub fn open(
         fleet: Fleet,
-        batch: &BatchConfig,
-        consumer: PullConsumer,
-        settling: Rc<Settling>,
-        touched: Rc<Touched>,
-    ) -> Self {
-        let inner = Inner {
+        batch: Rc<BatchConfig>,
+        known: std::sync::Arc<std::sync::RwLock<KnownFiles>>,
+        shared: Shared,
+    ) -> (Self, Vec<actix_rt::task::JoinHandle<()>>) {
+        let names = &fleet.names;
+        let consumer_config = pull::Config {
+            durable_name: Some(names.consumer(&batch.name)),
+            filter_subject: names.batch_filter(&batch.name),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: fleet.ack_wait(),
+            max_deliver: -1,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        };
+        let inner = Rc::new(Inner {
+            attempts: batch.job.retry.retries.saturating_add(1),
             fleet,
-            batch: batch.name.clone(),
-            output: batch.job.output.clone(),
-            newest_run: Cell::new(0),
-            consumer,
+            batch,
+            known,
+            consumer_config,
+            runs: RefCell::default(),
             buffer: RefCell::default(),
             held: RefCell::default(),
             next_ticket: Cell::new(0),
-            outstanding: Cell::new(0),
+            demand: Cell::new(0),
+            pump: watch::Sender::new(()),
             changed: watch::Sender::new(()),
             closed: Cell::new(false),
-            settling,
-            touched,
-        };
-        Self { inner: Rc::new(inner) }
+            degraded: Cell::new(false),
+            shared,
+        });
+        let tasks =
+            vec![actix_rt::spawn(Rc::clone(&inner).pump_loop()), actix_rt::spawn(Rc::clone(&inner).signs_of_life())];
+        (Self { inner }, tasks)
     }
 
     /// Codes of this batch held by this node (pulled and not settled).
@@ -178,8 +250,8 @@ impl FleetSource {
     }
 
     /// Stops pulling and hands back what was pulled and not started (and
-    /// whatever a pull request still open delivers later). Codes in flight
-    /// are settled as usual.
+    /// what the subscription still had). Codes in flight are settled as
+    /// usual.
     pub fn close(&self) {
         let inner = &self.inner;
         inner.closed.set(true);
@@ -187,69 +259,212 @@ impl FleetSource {
         for task in tasks {
             inner.settle(task, |message| async move { message.ack_with(AckKind::Nak(None)).await });
         }
+        inner.pump.send_replace(());
         inner.changed.send_replace(());
     }
 }
 
 impl Inner {
-    /// Asks the server for `want` more messages and buffers them as they
-    /// come (a pull request stays open up to [`PULL_WAIT`]).
-    async fn pull(self: Rc<Self>, want: usize) {
-        let mut received = 0;
-        match self.consumer.batch().max_messages(want).expires(PULL_WAIT).messages().await {
-            Ok(mut messages) => {
-                while let Some(item) = messages.next().await {
-                    match item {
-                        Ok(message) => {
-                            received += 1;
-                            self.outstanding.set(self.outstanding.get().saturating_sub(1));
-                            self.accept(message);
-                        }
-                        Err(e) => {
-                            tracing::warn!(batch = %self.batch, error = %e, "pulling codes from the fleet failed");
-                            tokio::time::sleep(PULL_BACKOFF).await;
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(batch = %self.batch, error = %e, "cannot pull codes from the fleet");
-                tokio::time::sleep(PULL_BACKOFF).await;
-            }
-        }
-        self.outstanding.set(self.outstanding.get().saturating_sub(want - received.min(want)));
-        self.changed.send_replace(());
+    fn part(&self) -> String {
+        format!("batch {}", self.batch.name)
     }
 
-    /// Takes a delivered message as a task (or throws away one that is not
-    /// a work item of this batch).
-    fn accept(&self, message: Message) {
+    /// Takes messages off the subscription while the coordinator wants
+    /// them, (re)creating the consumer and the subscription as needed.
+    async fn pump_loop(self: Rc<Self>) {
+        let mut wake = self.pump.subscribe();
+        let mut pulled: Option<Pulled> = None;
+        while !self.closed.get() {
+            if self.demand.get() <= self.buffer.borrow().len() {
+                let _ = wake.changed().await;
+                continue;
+            }
+            let messages = match &mut pulled {
+                Some(messages) => messages,
+                None => match self.subscribe().await {
+                    Some(messages) => pulled.insert(messages),
+                    None => {
+                        tokio::time::sleep(BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            tokio::select! {
+                next = messages.next() => match next {
+                    Some(Ok(message)) => {
+                        self.shared.health.clear(&self.part());
+                        self.accept(message).await;
+                    }
+                    Some(Err(e)) => {
+                        let e = nats_error(format!("cannot take the codes of batch {}", self.batch.name), e);
+                        tracing::warn!(batch = %self.batch.name, error = %e, "pulling codes from the fleet failed");
+                        if let crate::job::LedgerError::Fleet { kind: FleetFailure::Missing, .. } = e {
+                            self.shared.health.set(&self.part(), e.to_string());
+                            pulled = None;
+                        }
+                        tokio::time::sleep(BACKOFF).await;
+                    }
+                    None => pulled = None,
+                },
+                _ = wake.changed() => {}
+            }
+        }
+        if let Some(messages) = pulled {
+            self.hand_back_unread(messages).await;
+        }
+    }
+
+    /// The batch's consumer and a subscription to it, or `None` (the reason
+    /// in the node's health) when NATS cannot give them now; creates what
+    /// is missing.
+    async fn subscribe(&self) -> Option<Pulled> {
+        let consumer = match self.consumer().await {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                self.shared.health.set(&self.part(), e.to_string());
+                if e.is_transient()
+                    && let Err(heal) = self.fleet.heal().await
+                {
+                    tracing::debug!(error = %heal, "cannot create the fleet's streams yet");
+                }
+                return None;
+            }
+        };
+        let batch = self.batch.job.pool_size.clamp(1, 1000);
+        match consumer.stream().max_messages_per_batch(batch).expires(PULL_EXPIRES).messages().await {
+            Ok(messages) => {
+                self.shared.health.clear(&self.part());
+                Some(messages)
+            }
+            Err(e) => {
+                let e = nats_error(format!("cannot take the codes of batch {}", self.batch.name), e);
+                self.shared.health.set(&self.part(), e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The batch's consumer, created (or its ack wait set) as the
+    /// configuration says: every node runs the same one, so a difference
+    /// means a node with another configuration, which is said.
+    async fn consumer(&self) -> Result<PullConsumer, crate::job::LedgerError> {
+        let name = self.fleet.names.consumer(&self.batch.name);
+        let what = || format!("cannot join the queue of batch {}", self.batch.name);
+        let existing = self.fleet.work.get_consumer::<pull::Config>(&name).await;
+        if let Ok(mut consumer) = existing {
+            let theirs = consumer.info().await.map(|info| info.config.ack_wait).map_err(|e| nats_error(what(), e))?;
+            if theirs == self.consumer_config.ack_wait {
+                return Ok(consumer);
+            }
+            tracing::warn!(
+                batch = %self.batch.name, theirs_ms = theirs.as_millis() as u64,
+                ours_ms = self.consumer_config.ack_wait.as_millis() as u64,
+                "the queue's ack wait is not this node's fleet.ack_wait: every node must run the same configuration"
+            );
+        }
+        self.fleet.work.create_consumer(self.consumer_config.clone()).await.map_err(|e| nats_error(what(), e))
+    }
+
+    /// Hands back what the subscription delivered and nobody read.
+    async fn hand_back_unread(&self, mut messages: Pulled) {
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(50), messages.next()).await {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+
+    /// What this lane knows of run `token` (read again when stale), `None`
+    /// when this fleet has no such run; an error when NATS cannot say.
+    async fn run_view(
+        &self,
+        token: &str,
+        id: i64,
+        nonce: &str,
+    ) -> Result<Option<Rc<RunView>>, crate::job::LedgerError> {
+        if let Some(view) = self.runs.borrow().get(token).filter(|v| v.read_at.elapsed() < RUN_FRESH) {
+            return Ok(Some(Rc::clone(view)));
+        }
+        let (run, running) = match self.fleet.last_run(&self.batch.name).await? {
+            Some((last, _)) if last.token() == token => {
+                let running = last.record.is_running();
+                (Some(last), running)
+            }
+            // Not the batch's newest run: it ended, or it is not this fleet's.
+            _ => {
+                let copy = self.fleet.run_record(id).await?;
+                (copy.filter(|r| r.nonce == nonce && r.record.batch == self.batch.name), false)
+            }
+        };
+        let view = run.map(|run: FleetRun| {
+            Rc::new(RunView {
+                key: run.key(),
+                token: token.to_owned(),
+                codes: run.code_list(),
+                running,
+                read_at: Instant::now(),
+            })
+        });
+        let mut runs = self.runs.borrow_mut();
+        if let Some(view) = view.as_ref().filter(|v| v.running && !runs.contains_key(token)) {
+            // A new run: its output directory is made again, as a run on
+            // one host makes it (someone may have removed it meanwhile).
+            if let Err(e) = std::fs::create_dir_all(&self.batch.job.output) {
+                tracing::warn!(batch = %self.batch.name, run = view.key.id, error = %e, "cannot create the output directory");
+            }
+        }
+        if runs.len() > 64 {
+            runs.retain(|_, v| v.running);
+        }
+        if let Some(view) = &view {
+            runs.insert(token.to_owned(), Rc::clone(view));
+        }
+        Ok(view)
+    }
+
+    /// Takes a delivered message as a task, or drops it (terminated, and
+    /// counted) when it is not a code of this batch's running run.
+    async fn accept(&self, message: Message) {
+        let subject = message.subject.to_string();
+        let drop = |reason: DropReason, why: &str, message: Message| {
+            self.fleet.dropped.count(reason, &subject, why);
+            self.shared.settling.spawn(async move {
+                let _ = message.ack_with(AckKind::Term).await;
+            });
+        };
         if self.closed.get() {
-            self.settling.spawn(async move {
+            self.shared.settling.spawn(async move {
                 let _ = message.ack_with(AckKind::Nak(None)).await;
             });
             return;
         }
-        let item: Option<WorkItem> = serde_json::from_slice(&message.payload).ok();
-        let Some((item, code)) = item.and_then(|item| parse_code(&item.code).map(|code| (item, code))) else {
-            tracing::warn!(batch = %self.batch, subject = %message.subject, "not a work item; dropping it");
-            self.settling.spawn(async move {
-                let _ = message.ack_with(AckKind::Term).await;
-            });
-            return;
+        let Some(token) = self.fleet.names.run_of_work_subject(&self.batch.name, &subject) else {
+            return drop(DropReason::Foreign, "not a subject of this batch's runs", message);
         };
-        if item.run > self.newest_run.get() {
-            self.newest_run.set(item.run);
-            if let Err(e) = std::fs::create_dir_all(&self.output) {
-                tracing::warn!(batch = %self.batch, path = %self.output.display(), error = %e, "cannot create the output directory");
+        let Some((id, nonce)) = parse_run_token(token) else {
+            return drop(DropReason::Malformed, "not a run's subject", message);
+        };
+        let view = match self.run_view(token, id, nonce).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return drop(DropReason::Foreign, "a run this fleet does not have", message),
+            Err(e) => {
+                tracing::warn!(batch = %self.batch.name, error = %e, "cannot read a run; its code waits");
+                self.shared.settling.spawn(async move {
+                    let _ = message.ack_with(AckKind::Nak(Some(BACKOFF))).await;
+                });
+                return;
             }
+        };
+        if !view.running {
+            return drop(DropReason::Ended, "a code of a run that has ended", message);
         }
+        let code = match read_work(&message.payload, &view.codes) {
+            Ok(code) => code,
+            Err((reason, why)) => return drop(reason, why, message),
+        };
         let delivered = message.info().map_or(1, |info| info.delivered.max(1));
         let attempts = u32::try_from(delivered - 1).unwrap_or(u32::MAX);
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket + 1);
-        self.held.borrow_mut().insert(ticket, Held { message, run: item.run });
+        self.held.borrow_mut().insert(ticket, Held { message, run: view });
         self.buffer.borrow_mut().push_back(Task { code, attempts, ticket });
         self.changed.send_replace(());
     }
@@ -261,32 +476,102 @@ impl Inner {
         Fut: Future<Output = Result<(), async_nats::Error>>,
     {
         let Some(held) = self.held.borrow_mut().remove(&task.ticket) else { return };
-        let batch = self.batch.clone();
-        self.settling.spawn(async move {
+        let batch = self.batch.name.clone();
+        self.changed.send_replace(());
+        self.shared.settling.spawn(async move {
             if let Err(e) = act(held.message).await {
                 tracing::warn!(%batch, cc = %task.code, error = %e, "cannot acknowledge a code");
             }
         });
     }
+
+    /// Tells the server, every third of the ack wait, that the codes this
+    /// lane holds are still being worked on.
+    async fn signs_of_life(self: Rc<Self>) {
+        let every = (self.fleet.ack_wait() / 3).max(Duration::from_millis(300));
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        while !self.closed.get() || !self.held.borrow().is_empty() {
+            ticks.tick().await;
+            let held: Vec<Message> = self.held.borrow().values().map(|h| h.message.clone()).collect();
+            for message in held {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(batch = %self.batch.name, error = %e, "cannot say a code is in progress");
+                }
+            }
+        }
+    }
+
+    /// The output directory failed: one code at a time, the node not
+    /// ready, until a write to it succeeds again.
+    fn degrade(self: &Rc<Self>, error: &str) {
+        self.shared.health.set(&format!("disk {}", self.batch.name), error);
+        if self.degraded.replace(true) {
+            return;
+        }
+        let me = Rc::clone(self);
+        actix_rt::spawn(async move {
+            while me.degraded.get() && !me.closed.get() {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let dir = me.batch.job.output.clone();
+                let writable = tokio::task::spawn_blocking(move || {
+                    std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir)).map(drop)
+                });
+                if let Ok(Ok(())) = writable.await {
+                    me.recovered();
+                }
+            }
+        });
+    }
+
+    /// A write to the output directory succeeded.
+    fn recovered(&self) {
+        if self.degraded.replace(false) {
+            self.shared.health.clear(&format!("disk {}", self.batch.name));
+            self.changed.send_replace(());
+        }
+    }
+
+    /// What to share of a saved file, unless the fleet has it already.
+    fn validators(&self, outcome: &CodeOutcome) -> Option<FileRecord> {
+        let Outcome::Downloaded(saved) = &outcome.outcome else { return None };
+        let record = FileRecord {
+            status: "downloaded".to_owned(),
+            path: Some(saved.path.clone()),
+            size: Some(saved.bytes),
+            sha256: saved.sha256.clone(),
+            etag: saved.etag.clone(),
+            last_modified: saved.last_modified.clone(),
+            url: saved.origin.clone(),
+        };
+        let known = self.known.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (known.get(&outcome.code) != Some(&record)).then_some(record)
+    }
 }
 
 impl WorkSource for FleetSource {
-    fn take(&self, max: usize) -> Supply {
+    fn take(&self, mut max: usize) -> Supply {
         let inner = &self.inner;
         if inner.closed.get() {
             return Supply::Finished;
         }
+        if inner.degraded.get() {
+            // One code at a time until a write works again.
+            let in_flight = inner.held.borrow().len().saturating_sub(inner.buffer.borrow().len());
+            max = if in_flight == 0 { max.min(1) } else { 0 };
+        }
         let mut buffer = inner.buffer.borrow_mut();
-        if !buffer.is_empty() {
-            let n = max.min(buffer.len());
+        let n = max.min(buffer.len());
+        if n > 0 {
+            inner.demand.set(inner.demand.get().saturating_sub(n));
             return Supply::Tasks(buffer.drain(..n).collect());
         }
-        let mut changed = inner.changed.subscribe();
-        let want = max.saturating_sub(inner.outstanding.get());
-        if want > 0 {
-            inner.outstanding.set(inner.outstanding.get() + want);
-            actix_rt::spawn(Rc::clone(inner).pull(want));
+        let changed = inner.changed.subscribe();
+        if inner.demand.get() != max {
+            inner.demand.set(max);
+            inner.pump.send_replace(());
         }
+        let mut changed = changed;
         Supply::Later(Box::pin(async move {
             let _ = changed.changed().await;
         }))
@@ -295,46 +580,44 @@ impl WorkSource for FleetSource {
     fn done(&self, task: Task, outcome: &CodeOutcome) {
         let inner = &self.inner;
         let Some(held) = inner.held.borrow_mut().remove(&task.ticket) else { return };
+        inner.changed.send_replace(());
+        if matches!(outcome.outcome, Outcome::Downloaded(_)) {
+            inner.recovered();
+        }
         let fleet = inner.fleet.clone();
+        let validators = inner.validators(outcome);
         let mut result = CodeResult::of(outcome);
         result.node = Some(fleet.node.clone());
-        let validators = match &outcome.outcome {
-            Outcome::Downloaded(saved) => Some(FileRecord {
-                status: "downloaded".to_owned(),
-                path: Some(saved.path.clone()),
-                size: Some(saved.bytes),
-                sha256: saved.sha256.clone(),
-                etag: saved.etag.clone(),
-                last_modified: saved.last_modified.clone(),
-                url: saved.origin.clone(),
-            }),
-            _ => None,
-        };
-        let (batch, touched) = (inner.batch.clone(), Rc::clone(&inner.touched));
-        inner.settling.spawn(async move {
+        let (batch, touched) = (inner.batch.name.clone(), Rc::clone(&inner.shared.touched));
+        let code = task.code;
+        inner.shared.settling.spawn(async move {
             if let Some(record) = validators {
-                fleet.save_validators(&batch, task.code, &record).await;
+                fleet.save_validators(&batch, code, &record).await;
             }
-            let mut published = fleet.publish_outcome(held.run, result.clone()).await;
-            for _ in 1..PUBLISH_TRIES {
-                if published.is_ok() {
+            let mut recorded = fleet.record_outcome(&held.run.token, code, &result).await;
+            for _ in 1..RECORD_TRIES {
+                if recorded.is_ok() {
                     break;
                 }
-                tokio::time::sleep(PULL_BACKOFF).await;
-                published = fleet.publish_outcome(held.run, result.clone()).await;
+                tokio::time::sleep(BACKOFF).await;
+                recorded = fleet.record_outcome(&held.run.token, code, &result).await;
             }
-            let acked = match published {
-                Ok(()) => {
-                    touched.add(held.run);
+            let acked = match recorded {
+                Ok(first) => {
+                    if first == Recorded::Duplicate {
+                        let subject = fleet.names.outcome_subject(&held.run.token, code);
+                        fleet.dropped.count(DropReason::Duplicate, &subject, "the code had an outcome already");
+                    }
+                    touched.add(held.run.key.clone());
                     held.message.ack().await
                 }
                 Err(e) => {
-                    tracing::warn!(%batch, cc = %task.code, error = %e, "outcome not published; handing the code back");
+                    tracing::warn!(%batch, cc = %code, error = %e, "outcome not recorded; handing the code back");
                     held.message.ack_with(AckKind::Nak(None)).await
                 }
             };
             if let Err(e) = acked {
-                tracing::warn!(%batch, cc = %task.code, error = %e, "cannot acknowledge a code");
+                tracing::warn!(%batch, cc = %code, error = %e, "cannot acknowledge a code");
             }
         });
     }
@@ -349,5 +632,15 @@ impl WorkSource for FleetSource {
 
     fn remaining(&self) -> usize {
         self.inner.buffer.borrow().len()
+    }
+
+    fn hand_back(&self, task: &Task, outcome: &Outcome) -> Option<Duration> {
+        let Outcome::Failed(DownloadError::Io { detail }) = outcome else { return None };
+        if task.attempts >= self.inner.attempts.saturating_add(HANDBACKS) {
+            return None;
+        }
+        self.inner.degrade(detail);
+        tracing::warn!(batch = %self.inner.batch.name, cc = %task.code, error = %detail, "a local disk error; handing the code to another node");
+        Some(HANDBACK_DELAY)
     }
 }

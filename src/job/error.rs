@@ -1,6 +1,7 @@
 //! The errors that end a command before or instead of its normal report,
 //! and the exit status each leads to.
 
+use super::ledger::LedgerError;
 use crate::config::{ConfigError, UsageError};
 use crate::engine::CoordinatorLost;
 use crate::http::client::RequestError;
@@ -46,12 +47,10 @@ pub enum FatalError {
     /// Signal handlers cannot be installed (status 3).
     #[error("cannot install the signal handler: {0}")]
     Signals(std::io::Error),
-    /// The fleet's NATS servers cannot be used (status 3).
-    #[error("{0}")]
-    Fleet(String),
-    /// The state database cannot be used (status 3).
+    /// The run ledger (the state database, or the fleet's NATS servers)
+    /// cannot be used (status 3).
     #[error(transparent)]
-    State(#[from] StateError),
+    Ledger(#[from] LedgerError),
     /// A generated file (man page, completions) cannot be written (status 3).
     #[error("cannot write into '{}': {source}", path.display())]
     Generate {
@@ -70,6 +69,12 @@ pub enum FatalError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<StateError> for FatalError {
+    fn from(error: StateError) -> Self {
+        Self::Ledger(LedgerError::State(error))
+    }
 }
 
 impl FatalError {

@@ -1,5 +1,6 @@
-//! The one recorded-run lifecycle that `fetch --state`, `run` and `serve`
-//! share: begin, prepare, run, then finish, fail or abandon.
+//! The one lifecycle of a run that this process fetches itself (`fetch
+//! --state`, `run`, `serve`): begin, prepare, run, then finish, fail or
+//! cancel, each recorded in the run [ledger](super::ledger).
 //!
 //! A [`Recording`] is begun before anything else happens to a run (so the
 //! daemon can answer a trigger with the run's id at once), and [`run`]
@@ -7,14 +8,18 @@
 //!
 //! - **prepare** the job; a failure ends the run with that error's status;
 //! - **run** it, until every code has an outcome or `stop` completes;
-//! - **finish**: the run's counts, exit status and outcomes are recorded;
+//! - **finish**: each code's outcome is recorded (the first of a code wins),
+//!   then the run's end, with its counts and exit status;
 //! - **fail**: a run that ended before any outcome (preparation failed, the
-//!   coordinator vanished) is recorded with the error's exit status;
-//! - **abandon**: a run stopped by a signal is recorded with that signal's
-//!   status (130 for SIGINT, 143 for SIGTERM), whatever finished included.
+//!   coordinator vanished) is recorded as failed, with the error and its
+//!   exit status;
+//! - **cancel**: a run stopped by a signal is recorded as cancelled with
+//!   that signal's status (130 for SIGINT, 143 for SIGTERM), whatever
+//!   finished included.
 //!
 //! Without run state ([`Recording::none`]) the same steps run and nothing is
-//! recorded.
+//! recorded. A fleet's runs are fetched by its nodes instead
+//! (`fleet::node`), and recorded in the same kind of ledger.
 //!
 //! [`run`]: Recording::run
 
@@ -24,12 +29,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::error::FatalError;
+use super::ledger::{Ledger, LedgerError, RunKey, RunStart, Stop};
 use super::prepare::{JobContext, PreparedJob};
 use crate::config::JobConfig;
 use crate::engine::{OutcomeSink, RunSummary};
 use crate::model::exit::ExitStatus;
-use crate::model::outcome::StatusCounts;
-use crate::store::state::{KnownFiles, StateError, StateHandle};
+use crate::model::run::RunRecord;
+use crate::store::state::{KnownFiles, StateHandle};
 use crate::sys::signals::StopSignal;
 
 /// The state database as the jobs of one process share it: on its own
@@ -48,39 +54,10 @@ pub fn signal_status(signal: StopSignal) -> ExitStatus {
     }
 }
 
-/// A run's row in the state database, from its start to its end.
-#[derive(Debug)]
-struct Record {
-    db: SharedState,
-    batch: String,
-    id: i64,
-}
-
-impl Record {
-    /// Records the end of the run: counts, exit status and outcomes.
-    async fn finish(self, summary: &RunSummary, status: ExitStatus) -> Result<(), StateError> {
-        let Self { db, batch, id } = self;
-        let (counts, outcomes) = (summary.counts, summary.outcomes.clone());
-        db.call(move |db| db.finish_run(id, &batch, &counts, status.code(), &outcomes)).await
-    }
-
-    /// Records a run that ended before any outcome; a failure to record it
-    /// is logged (the error that ended the run is what the caller reports).
-    async fn fail(self, status: ExitStatus) {
-        let Self { db, batch, id } = self;
-        let name = batch.clone();
-        let recorded = db.call(move |db| db.finish_run(id, &name, &StatusCounts::default(), status.code(), &[])).await;
-        if let Err(e) = recorded {
-            tracing::error!(batch = %batch, run = id, error = %e, "the end of the run was not recorded");
-        }
-    }
-}
-
-/// A run about to be prepared: recorded in the state database from its
-/// start, or not recorded at all.
-#[derive(Debug)]
+/// A run about to be prepared: recorded in a ledger from its start, or not
+/// recorded at all.
 pub struct Recording {
-    record: Option<Record>,
+    record: Option<(Rc<dyn Ledger>, RunKey)>,
     known: Option<KnownFiles>,
 }
 
@@ -98,14 +75,17 @@ pub struct FinishedRun {
 
 /// How a run ended, as its command reports it.
 pub struct RunEnd {
-    /// The run's id in the state database, when it is recorded.
+    /// The run's id in its ledger, when it is recorded.
     pub run_id: Option<i64>,
     /// When the run started.
     pub started_at: SystemTime,
     /// The run, or the error that ended it before or while it ran.
     pub result: Result<FinishedRun, FatalError>,
+    /// The run's record as its ledger ended it (none without a ledger, or
+    /// when recording failed).
+    pub recorded: Option<RunRecord>,
     /// The end of a run that ran could not be recorded.
-    pub record_error: Option<StateError>,
+    pub record_error: Option<LedgerError>,
 }
 
 impl RunEnd {
@@ -124,24 +104,23 @@ impl Recording {
         Self { record: None, known: None }
     }
 
-    /// Records the start of a run of `batch`, started by `trigger`
-    /// (`schedule`, `admin`, `reload`, `run`, `fetch`), and reads what
-    /// earlier runs of the batch saved (for conditional requests).
-    pub async fn begin(db: &SharedState, batch: &str, trigger: &str) -> Result<Self, StateError> {
-        let (name, trigger) = (batch.to_owned(), trigger.to_owned());
-        let (known, id) = db
-            .call(move |db| {
-                let known = db.files(&name)?;
-                Ok((known, db.begin_run(&name, &trigger, SystemTime::now())?))
-            })
-            .await?;
-        let record = Record { db: db.clone(), batch: batch.to_owned(), id };
-        Ok(Self { record: Some(record), known: Some(known) })
+    /// Begins a run of the codes of `job` as batch `batch`, started by
+    /// `trigger` (`schedule`, `admin`, `reload`, `run`, `fetch`), in
+    /// `ledger`, which also says what earlier runs of the batch saved (for
+    /// conditional requests).
+    pub async fn begin(
+        ledger: Rc<dyn Ledger>,
+        batch: &str,
+        job: &JobConfig,
+        trigger: &str,
+    ) -> Result<Self, LedgerError> {
+        let begun = ledger.begin(RunStart { batch, codes: &job.codes, trigger, tick: None }).await?;
+        Ok(Self { record: Some((ledger, begun.key)), known: begun.known })
     }
 
-    /// The run's id in the state database, when it is recorded.
+    /// The run's id in its ledger, when it is recorded.
     pub fn run_id(&self) -> Option<i64> {
-        self.record.as_ref().map(|r| r.id)
+        self.record.as_ref().map(|(_, key)| key.id)
     }
 
     /// Prepares `job` with what `context` shares, starts its coordinator
@@ -156,13 +135,18 @@ impl Recording {
         stop: impl Future<Output = StopSignal>,
     ) -> RunEnd {
         let Self { record, known } = self;
-        let run_id = record.as_ref().map(|r| r.id);
+        let run_id = record.as_ref().map(|(_, key)| key.id);
         let started_at = SystemTime::now();
-        let failed = async |record: Option<Record>, error: FatalError| {
-            if let Some(record) = record {
-                record.fail(error.exit_status()).await;
+        let failed = async |record: Option<(Rc<dyn Ledger>, RunKey)>, error: FatalError| {
+            let mut recorded = None;
+            if let Some((ledger, key)) = record {
+                let stop = Stop::Failed { status: error.exit_status(), error: error.to_string() };
+                match ledger.stop(&key, stop).await {
+                    Ok(record) => recorded = record,
+                    Err(e) => tracing::error!(run = key.id, error = %e, "the end of the run was not recorded"),
+                }
             }
-            RunEnd { run_id, started_at, result: Err(error), record_error: None }
+            RunEnd { run_id, started_at, result: Err(error), recorded, record_error: None }
         };
         let prepared = match PreparedJob::prepare(job, context, known.map(|k| Arc::new(RwLock::new(k)))) {
             Ok(prepared) => prepared,
@@ -185,10 +169,39 @@ impl Recording {
         } else {
             ExitStatus::of_counts(&summary.counts)
         };
-        let record_error = match record {
-            Some(record) => record.finish(&summary, status).await.err(),
-            None => None,
+        let (recorded, record_error) = match record {
+            Some((ledger, key)) => match end(&*ledger, &key, &summary, status).await {
+                Ok(recorded) => (recorded, None),
+                Err(e) => (None, Some(e)),
+            },
+            None => (None, None),
         };
-        RunEnd { run_id, started_at, result: Ok(FinishedRun { prepared, summary, status, elapsed }), record_error }
+        let result = Ok(FinishedRun { prepared, summary, status, elapsed });
+        RunEnd { run_id, started_at, result, recorded, record_error }
+    }
+}
+
+/// Records the outcomes of `summary` as run `key`'s, and its end: finished,
+/// or cancelled with `status` when a signal interrupted it.
+async fn end(
+    ledger: &dyn Ledger,
+    key: &RunKey,
+    summary: &RunSummary,
+    status: ExitStatus,
+) -> Result<Option<RunRecord>, LedgerError> {
+    for outcome in &summary.outcomes {
+        ledger.record(key, outcome, None).await?;
+    }
+    if summary.interrupted {
+        return ledger.stop(key, Stop::Cancelled(status)).await;
+    }
+    match ledger.finish(key).await? {
+        Some(record) => Ok(Some(record)),
+        None => {
+            // The coordinator settles every code once: short of a bug, a
+            // run that was not interrupted is complete.
+            let error = format!("{} codes ended without an outcome", summary.unfinished);
+            ledger.stop(key, Stop::Failed { status: ExitStatus::Fatal, error }).await
+        }
     }
 }

@@ -40,6 +40,19 @@ impl ExitStatus {
         self as i32
     }
 
+    /// The status a record wrote as `code` (an unknown number is a fatal
+    /// error: no flagsd writes one).
+    pub fn from_code(code: i32) -> Self {
+        match code {
+            0 => Self::Success,
+            1 => Self::SomeErrors,
+            2 => Self::Usage,
+            130 => Self::Interrupted,
+            143 => Self::Terminated,
+            _ => Self::Fatal,
+        }
+    }
+
     /// The worse of two statuses: interrupted, then fatal, usage, errors,
     /// success (what `flagsd run` exits with over its batches).
     pub fn worst(self, other: Self) -> Self {

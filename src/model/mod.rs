@@ -1,10 +1,13 @@
 //! Leaf values that every layer shares: country codes and the selection
-//! rules, outcomes and their counts, exit statuses, the seeded dice, time
-//! formats. Nothing here imports anything else of the crate.
+//! rules, outcomes and their counts, runs and their records, exit
+//! statuses, the seeded dice, time formats, text made safe for a terminal.
+//! Nothing here imports anything else of the crate.
 
 pub mod codes;
 pub mod digest;
 pub mod exit;
 pub mod outcome;
 pub mod random;
+pub mod run;
+pub mod text;
 pub mod time;

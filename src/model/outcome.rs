@@ -175,8 +175,9 @@ pub struct CodeOutcome {
     pub attempts: u32,
 }
 
-/// The counts of a run, as the final report shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The counts of a run, as the final report shows them, the records keep
+/// them and the admin API and `--json` show them: the one counts type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatusCounts {
     /// Codes saved.
     pub downloaded: usize,

@@ -9,7 +9,7 @@ use crate::config::file::Naming;
 use crate::config::{BatchConfig, ServerTarget};
 use crate::http::url::redact_credentials;
 use crate::model::digest::hex;
-pub use crate::store::state::{RunCounts, RunRecord};
+pub use crate::model::run::RunRecord;
 
 /// One batch as the admin endpoint and `flagsd status` show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

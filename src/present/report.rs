@@ -14,6 +14,11 @@ use super::results::CodeResult;
 use crate::engine::OutcomeSink;
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
+use crate::model::text::terminal_safe;
+
+/// The most characters of a URL or message from a server (or a fleet's
+/// node) a verbose line shows.
+const MAX_SHOWN: usize = 500;
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
@@ -78,9 +83,9 @@ pub fn result_line(result: &CodeResult) -> String {
     match result.outcome.as_str() {
         "downloaded" => format!("{code} OK"),
         "unchanged" => format!("{code} unchanged"),
-        "not_found" => format!("{code} not found: {}", result.url),
+        "not_found" => format!("{code} not found: {}", terminal_safe(&result.url, MAX_SHOWN)),
         _ => {
-            let message = result.message.as_deref().unwrap_or(&result.outcome);
+            let message = terminal_safe(result.message.as_deref().unwrap_or(&result.outcome), MAX_SHOWN);
             if result.attempts > 1 {
                 format!("*** Error for {code}: {message} (after {} attempts)", result.attempts)
             } else {

@@ -11,92 +11,27 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::engine::RunSummary;
 use crate::http::connections::Opened;
 use crate::model::codes::CountryCode;
 use crate::model::exit::ExitStatus;
-use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
+use crate::model::outcome::{Outcome, StatusCounts};
+pub use crate::model::run::CodeResult;
 use crate::model::time;
 
 /// The version of the document's layout.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The counts of one job.
+/// The counts of one job: every code with an outcome, and those without.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
-    /// Codes saved.
-    pub downloaded: usize,
-    /// Codes whose file on disk was current (`304`).
-    pub unchanged: usize,
-    /// Codes the server did not have (`404`).
-    pub not_found: usize,
-    /// Codes that ended in an error.
-    pub errors: usize,
+    /// Codes with an outcome, by outcome.
+    #[serde(flatten)]
+    pub finished: StatusCounts,
     /// Codes that did not finish (the run was interrupted).
     pub unfinished: usize,
-}
-
-/// What became of one code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CodeResult {
-    /// The country code, upper case.
-    pub code: String,
-    /// `downloaded`, `unchanged`, `not_found`, `unfinished`, or an error
-    /// kind (`http_error`, `connection_error`, `too_large`, `io_error`,
-    /// `metadata_error`, `internal_error`).
-    pub outcome: String,
-    /// The HTTP status of the last response, if one came.
-    pub status: Option<u16>,
-    /// The error message (as in the verbose line), for errors only.
-    pub message: Option<String>,
-    /// Requests made for this code.
-    pub attempts: u32,
-    /// Body bytes received and saved.
-    pub bytes: u64,
-    /// The file on disk for this code (downloaded or unchanged), else `null`.
-    pub file: Option<String>,
-    /// The URL requested (credentials masked).
-    pub url: String,
-    /// The fleet node that fetched it (`null` outside a fleet).
-    #[serde(default)]
-    pub node: Option<String>,
-}
-
-impl CodeResult {
-    /// The result of a finished code.
-    pub fn of(o: &CodeOutcome) -> Self {
-        Self {
-            code: o.code.to_string(),
-            outcome: o.outcome.kind().to_owned(),
-            status: o.outcome.http_status(),
-            message: match &o.outcome {
-                Outcome::Failed(error) => Some(error.to_string()),
-                _ => None,
-            },
-            attempts: o.attempts,
-            bytes: o.outcome.bytes(),
-            file: o.outcome.file().map(|p| p.display().to_string()),
-            url: o.url.clone(),
-            node: None,
-        }
-    }
-
-    /// A code that did not finish, to be fetched from `url`.
-    pub fn unfinished(code: CountryCode, url: String) -> Self {
-        Self {
-            code: code.to_string(),
-            outcome: "unfinished".to_owned(),
-            status: None,
-            message: None,
-            attempts: 0,
-            bytes: 0,
-            file: None,
-            url,
-            node: None,
-        }
-    }
 }
 
 /// The result of one job: a `fetch`, or one batch of `run`.
@@ -207,13 +142,7 @@ pub fn job_result_of(
         exit_status: status.code(),
         run_id,
         error: None,
-        counts: Counts {
-            downloaded: counts.downloaded,
-            unchanged: counts.unchanged,
-            not_found: counts.not_found,
-            errors: counts.errors,
-            unfinished: unfinished.len(),
-        },
+        counts: Counts { finished: counts, unfinished: unfinished.len() },
         codes,
     }
 }

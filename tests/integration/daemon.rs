@@ -76,9 +76,9 @@ fn sigterm_during_a_run_exits_0_within_the_shutdown_timeout_leaving_no_partial_f
     assert!(saved > 0 && saved < 194, "{saved}");
     // The abandoned run is recorded, with what finished and SIGTERM's status.
     let state = flagsd::store::state::StateDb::open_read_only(&dir.path().join("state")).unwrap().unwrap();
-    let run = &state.runs(Some("slow"), 1).unwrap()[0];
+    let run = &state.runs(Some("slow"), 1, None).unwrap()[0];
     assert_eq!(run.exit_status, Some(143), "{run:?}");
-    assert_eq!(run.counts.map(|c| c.downloaded), Some(saved as i64), "{run:?}");
+    assert_eq!(run.counts.map(|c| c.downloaded), Some(saved), "{run:?}");
 }
 
 #[test]

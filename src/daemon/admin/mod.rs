@@ -28,7 +28,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{HttpServer, web};
 use tokio::sync::mpsc;
 
-pub use requests::{AdminRequest, Trigger};
+pub use requests::{AdminRequest, Cancel, Trigger, Unavailable};
 
 use crate::sys::limits::ADMIN_CONNECTIONS;
 use crate::sys::server_thread::{self, ServerError};

@@ -7,7 +7,8 @@
 
 use tokio::sync::oneshot;
 
-use crate::present::api::{BatchView, RunRecord};
+use crate::model::run::{RunDetails, RunRecord};
+use crate::present::api::BatchView;
 
 /// Runs listed by `GET /runs` when the request gives no `limit`.
 pub const DEFAULT_RUNS_LIMIT: usize = 20;
@@ -26,15 +27,24 @@ pub enum AdminRequest {
     Metrics(oneshot::Sender<String>),
     /// `GET /batches`: every configured batch with its live facts.
     Batches(oneshot::Sender<Vec<BatchView>>),
-    /// `GET /runs`: the latest `limit` runs, of one batch or of all; an
-    /// `Err` becomes `500`.
+    /// `GET /runs`: the latest `limit` runs, of one batch or of all, with
+    /// an id below `before` (the next page).
     Runs {
         /// Only runs of this batch, if given (an empty `batch=` means all).
         batch: Option<String>,
         /// Runs wanted at most, from 1 to [`MAX_RUNS_LIMIT`].
         limit: usize,
+        /// Only runs with a smaller id.
+        before: Option<i64>,
         /// Where the answer goes.
-        reply: oneshot::Sender<Result<Vec<RunRecord>, String>>,
+        reply: oneshot::Sender<Result<Vec<RunRecord>, Unavailable>>,
+    },
+    /// `GET /runs/{id}`: one run with each code's outcome.
+    Run {
+        /// The run id.
+        id: i64,
+        /// Where the answer goes (`None`: no such run).
+        reply: oneshot::Sender<Result<Option<RunDetails>, Unavailable>>,
     },
     /// `POST /batches/{name}/run`: start a run of `batch` now.
     Trigger {
@@ -43,6 +53,22 @@ pub enum AdminRequest {
         /// Where the answer goes.
         reply: oneshot::Sender<Trigger>,
     },
+    /// `POST /batches/{name}/cancel`: cancel `batch`'s run in progress.
+    Cancel {
+        /// The batch name from the path (percent-decoded).
+        batch: String,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Cancel>,
+    },
+}
+
+/// Why the daemon cannot answer a request about runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Not yet (a node that has not joined its fleet): `503`.
+    NotReady(String),
+    /// The ledger failed: `500`.
+    Failed(String),
 }
 
 /// The daemon's answer to a [`AdminRequest::Trigger`].
@@ -57,6 +83,24 @@ pub enum Trigger {
     Running,
     /// No batch has that name (`404`).
     Unknown,
+    /// The run cannot start now (`503`): the daemon is stopping, or a node
+    /// has not joined its fleet; the message says which.
+    NotReady(String),
     /// The run could not start (`500`); the message says why.
+    Failed(String),
+}
+
+/// The daemon's answer to a [`AdminRequest::Cancel`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancel {
+    /// The run was cancelled (`200`, with its record).
+    Cancelled(RunRecord),
+    /// The batch has no run in progress (`409`).
+    NotRunning,
+    /// No batch has that name (`404`).
+    Unknown,
+    /// Not now (`503`): why.
+    NotReady(String),
+    /// The run could not be cancelled (`500`): why.
     Failed(String),
 }

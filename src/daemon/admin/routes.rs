@@ -7,8 +7,10 @@
 //! | `GET /readyz` | `200 ready`, or `503` with the reason (with a token configured, only for requests that carry it) |
 //! | `GET /metrics` | the Prometheus text format 0.0.4 |
 //! | `GET /batches` | JSON: the batches ([`BatchView`](crate::present::api::BatchView)) |
-//! | `GET /runs?batch=NAME&limit=N` | JSON: the runs; `limit` from 1 to 1000, 20 by default |
-//! | `POST /batches/{name}/run` | `202` (started), `409` (running), `404` (unknown), `500` (failed) |
+//! | `GET /runs?batch=NAME&limit=N&before=ID` | JSON: the runs, newest first; `limit` from 1 to 1000, 20 by default; `before` pages |
+//! | `GET /runs/{id}` | JSON: the run and each code's outcome ([`RunDetails`](crate::model::run::RunDetails)), `404` if unknown |
+//! | `POST /batches/{name}/run` | `202` (started), `409` (running), `404` (unknown), `503` (not now), `500` (failed) |
+//! | `POST /batches/{name}/cancel` | `200` with the cancelled run, `409` (none running), `404` (unknown), `503`, `500` |
 //! | `GET /proof?challenge=HEX` | JSON: proof that the daemon holds the token ([`Proof`]); `404` without one |
 //!
 //! Errors are JSON objects `{"error": "…"}` (except `/readyz`, whose reason
@@ -27,7 +29,7 @@ use futures_util::future::{Either, ready};
 use tokio::sync::{mpsc, oneshot};
 
 use super::auth;
-use super::requests::{AdminRequest, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, Trigger};
+use super::requests::{AdminRequest, Cancel, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, Trigger, Unavailable};
 use crate::daemon::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use crate::present::api::{ApiError, Proof, Started, proof_of, valid_challenge};
 
@@ -122,13 +124,22 @@ async fn batches(state: web::Data<State>) -> HttpResponse {
 struct RunsQuery {
     batch: Option<String>,
     limit: Option<String>,
+    before: Option<String>,
 }
 
-/// The batch filter and limit of a `GET /runs` query string, or the message
-/// of a `400`.
-fn runs_query(query: &str) -> Result<(Option<String>, usize), String> {
+/// What `GET /runs` asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct RunsWanted {
+    batch: Option<String>,
+    limit: usize,
+    before: Option<i64>,
+}
+
+/// The batch filter, limit and page of a `GET /runs` query string, or the
+/// message of a `400`.
+fn runs_query(query: &str) -> Result<RunsWanted, String> {
     let query = web::Query::<RunsQuery>::from_query(query).map_err(|e| format!("bad query string: {e}"))?;
-    let RunsQuery { batch, limit } = query.into_inner();
+    let RunsQuery { batch, limit, before } = query.into_inner();
     let limit = match limit {
         None => DEFAULT_RUNS_LIMIT,
         Some(text) => match text.parse::<usize>() {
@@ -136,18 +147,45 @@ fn runs_query(query: &str) -> Result<(Option<String>, usize), String> {
             _ => return Err(format!("limit must be a whole number from 1 to {MAX_RUNS_LIMIT}")),
         },
     };
-    Ok((batch.filter(|b| !b.is_empty()), limit))
+    let before = match before.filter(|b| !b.is_empty()) {
+        None => None,
+        Some(text) => match text.parse::<i64>() {
+            Ok(id) if id > 0 => Some(id),
+            _ => return Err("before must be a run id (a whole number from 1)".to_owned()),
+        },
+    };
+    Ok(RunsWanted { batch: batch.filter(|b| !b.is_empty()), limit, before })
+}
+
+/// The answer to a request about runs the daemon could not serve.
+fn unavailable(why: Unavailable) -> HttpResponse {
+    match why {
+        Unavailable::NotReady(message) => json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
+        Unavailable::Failed(message) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+    }
 }
 
 async fn runs(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    let (batch, limit) = match runs_query(req.query_string()) {
+    let RunsWanted { batch, limit, before } = match runs_query(req.query_string()) {
         Ok(query) => query,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
     };
-    match ask(&state, |reply| AdminRequest::Runs { batch, limit, reply }).await {
+    match ask(&state, |reply| AdminRequest::Runs { batch, limit, before, reply }).await {
         Ok(Ok(runs)) => HttpResponse::Ok().json(runs),
-        Ok(Err(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+        Ok(Err(why)) => unavailable(why),
         Err(why) => unanswered("runs", why),
+    }
+}
+
+async fn run(id: web::Path<String>, state: web::Data<State>) -> HttpResponse {
+    let Some(id) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
+        return json_error(StatusCode::NOT_FOUND, &format!("no run {id}: a run id is a whole number from 1"));
+    };
+    match ask(&state, |reply| AdminRequest::Run { id, reply }).await {
+        Ok(Ok(Some(details))) => HttpResponse::Ok().json(details),
+        Ok(Ok(None)) => json_error(StatusCode::NOT_FOUND, &format!("no run {id}")),
+        Ok(Err(why)) => unavailable(why),
+        Err(why) => unanswered("run", why),
     }
 }
 
@@ -158,8 +196,22 @@ async fn trigger(name: web::Path<String>, state: web::Data<State>) -> HttpRespon
         Ok(Trigger::Started { run_id }) => HttpResponse::Accepted().json(Started { run_id, batch: name }),
         Ok(Trigger::Running) => json_error(StatusCode::CONFLICT, &format!("batch {name} is running")),
         Ok(Trigger::Unknown) => json_error(StatusCode::NOT_FOUND, &format!("no batch named {name}")),
+        Ok(Trigger::NotReady(message)) => json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
         Ok(Trigger::Failed(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
         Err(why) => unanswered("trigger", why),
+    }
+}
+
+async fn cancel(name: web::Path<String>, state: web::Data<State>) -> HttpResponse {
+    let name = name.into_inner();
+    let batch = name.clone();
+    match ask(&state, |reply| AdminRequest::Cancel { batch, reply }).await {
+        Ok(Cancel::Cancelled(record)) => HttpResponse::Ok().json(record),
+        Ok(Cancel::NotRunning) => json_error(StatusCode::CONFLICT, &format!("batch {name} has no run in progress")),
+        Ok(Cancel::Unknown) => json_error(StatusCode::NOT_FOUND, &format!("no batch named {name}")),
+        Ok(Cancel::NotReady(message)) => json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
+        Ok(Cancel::Failed(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+        Err(why) => unanswered("cancel", why),
     }
 }
 
@@ -227,9 +279,13 @@ pub fn app(
         .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(get_only)))
         .service(web::resource("/batches").route(web::get().to(batches)).default_service(web::to(get_only)))
         .service(web::resource("/runs").route(web::get().to(runs)).default_service(web::to(get_only)))
+        .service(web::resource("/runs/{id}").route(web::get().to(run)).default_service(web::to(get_only)))
         .service(web::resource("/proof").route(web::get().to(proof)).default_service(web::to(get_only)))
         .service(
             web::resource("/batches/{name}/run").route(web::post().to(trigger)).default_service(web::to(post_only)),
+        )
+        .service(
+            web::resource("/batches/{name}/cancel").route(web::post().to(cancel)).default_service(web::to(post_only)),
         )
         .default_service(web::to(not_found))
 }
@@ -244,6 +300,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::daemon::admin::Unavailable;
     use crate::present::api::BatchView;
 
     /// An answer, read whole.
@@ -326,8 +383,10 @@ mod tests {
                     AdminRequest::Ready(_) => "ready".to_owned(),
                     AdminRequest::Metrics(_) => "metrics".to_owned(),
                     AdminRequest::Batches(_) => "batches".to_owned(),
-                    AdminRequest::Runs { batch, limit, .. } => format!("runs {batch:?} {limit}"),
+                    AdminRequest::Runs { batch, limit, before, .. } => format!("runs {batch:?} {limit} {before:?}"),
+                    AdminRequest::Run { id, .. } => format!("run {id}"),
                     AdminRequest::Trigger { batch, .. } => format!("trigger {batch}"),
+                    AdminRequest::Cancel { batch, .. } => format!("cancel {batch}"),
                 });
                 match request {
                     AdminRequest::Ping(reply) => {
@@ -344,10 +403,33 @@ mod tests {
                     }
                     AdminRequest::Runs { batch, reply, .. } => {
                         let answer = match batch.as_deref() {
-                            Some("broken") => Err("database is locked".to_owned()),
+                            Some("broken") => Err(Unavailable::Failed("database is locked".to_owned())),
+                            Some("joining") => Err(Unavailable::NotReady("not in the fleet yet".to_owned())),
                             _ => Ok(Vec::new()),
                         };
                         let _ = reply.send(answer);
+                    }
+                    AdminRequest::Run { id, reply } => {
+                        let answer = match id {
+                            7 => Ok(Some(crate::model::run::RunDetails {
+                                record: crate::model::run::RunRecord::started(7, "daily", "admin", "t".to_owned()),
+                                codes: Vec::new(),
+                            })),
+                            _ => Ok(None),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                    AdminRequest::Cancel { batch, reply } => {
+                        let _ = reply.send(match batch.as_str() {
+                            "daily" => Cancel::Cancelled(crate::model::run::RunRecord::started(
+                                7,
+                                "daily",
+                                "admin",
+                                "t".into(),
+                            )),
+                            "idle" => Cancel::NotRunning,
+                            _ => Cancel::Unknown,
+                        });
                     }
                     AdminRequest::Trigger { batch, reply } => {
                         let _ = reply.send(match batch.as_str() {
@@ -448,16 +530,57 @@ mod tests {
     #[test]
     fn runs_forward_the_batch_and_the_limit() {
         let (daemon, log) = fake_daemon(Ok(()));
-        let targets =
-            ["/runs?batch=daily&limit=5", "/runs", "/runs?batch=&limit=1000", "/runs?limit=1&batch=two%20words"];
+        let targets = [
+            "/runs?batch=daily&limit=5",
+            "/runs",
+            "/runs?batch=&limit=1000&before=",
+            "/runs?limit=1&batch=two%20words&before=42",
+        ];
         let replies = exchange(daemon, None, Duration::from_secs(5), targets.iter().map(|t| get(t)).collect());
         for reply in &replies {
             assert_eq!((reply.status, reply.json()), (200, json!([])));
         }
         assert_eq!(
             log.try_iter().collect::<Vec<_>>(),
-            [r#"runs Some("daily") 5"#, "runs None 20", "runs None 1000", r#"runs Some("two words") 1"#]
+            [
+                r#"runs Some("daily") 5 None"#,
+                "runs None 20 None",
+                "runs None 1000 None",
+                r#"runs Some("two words") 1 Some(42)"#
+            ]
         );
+        for bad in ["0", "-3", "x"] {
+            let reply = one(fake_daemon(Ok(())).0, None, get(&format!("/runs?before={bad}")));
+            assert_eq!(
+                (reply.status, reply.error()),
+                (400, "before must be a run id (a whole number from 1)".to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_has_a_page_of_its_own() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        let replies =
+            exchange(daemon, None, Duration::from_secs(5), vec![get("/runs/7"), get("/runs/8"), get("/runs/x")]);
+        assert_eq!(replies[0].status, 200, "{:?}", replies[0]);
+        assert_eq!((replies[0].json()["id"].clone(), replies[0].json()["codes"].clone()), (json!(7), json!([])));
+        assert_eq!((replies[1].status, replies[1].error()), (404, "no run 8".to_owned()));
+        assert_eq!(replies[2].status, 404);
+        assert_eq!(log.try_iter().collect::<Vec<_>>(), ["run 7", "run 8"]);
+    }
+
+    #[test]
+    fn cancels_map_to_200_409_and_404() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        let targets = ["/batches/daily/cancel", "/batches/idle/cancel", "/batches/nope/cancel"];
+        let replies = exchange(daemon, None, Duration::from_secs(5), targets.iter().map(|t| post(t)).collect());
+        assert_eq!((replies[0].status, replies[0].json()["id"].clone()), (200, json!(7)));
+        assert_eq!((replies[1].status, replies[1].error()), (409, "batch idle has no run in progress".to_owned()));
+        assert_eq!((replies[2].status, replies[2].error()), (404, "no batch named nope".to_owned()));
+        assert_eq!(log.try_iter().collect::<Vec<_>>(), ["cancel daily", "cancel idle", "cancel nope"]);
+        let wrong = one(fake_daemon(Ok(())).0, None, get("/batches/daily/cancel"));
+        assert_eq!((wrong.status, wrong.allow.as_deref()), (405, Some("POST")));
     }
 
     #[test]
@@ -477,11 +600,13 @@ mod tests {
     }
 
     #[test]
-    fn a_runs_error_from_the_daemon_is_500() {
+    fn a_runs_error_from_the_daemon_is_500_and_not_yet_503() {
         let (daemon, _log) = fake_daemon(Ok(()));
-        let runs = one(daemon, None, get("/runs?batch=broken"));
+        let runs = one(daemon.clone(), None, get("/runs?batch=broken"));
         assert_eq!(runs.status, 500);
         assert_eq!(runs.error(), "database is locked");
+        let runs = one(daemon, None, get("/runs?batch=joining"));
+        assert_eq!((runs.status, runs.error()), (503, "not in the fleet yet".to_owned()));
     }
 
     #[test]

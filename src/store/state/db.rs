@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{Connection, params};
 
 use super::error::{StateError, classify};
-use super::records::{FileRecord, KnownFiles, RunCounts, RunRecord};
+use super::records::{FileRecord, KnownFiles};
 use super::schema::{MIGRATIONS, SCHEMA_VERSION};
 
 use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
+use crate::model::run::{CodeResult, RunRecord, RunState};
 use crate::model::time::{self, unix_seconds};
 use crate::sys::files::check_writable;
 
@@ -22,6 +23,9 @@ pub const DB_FILE: &str = "flagsd.db";
 /// Runs kept in the history of each batch: older ones are deleted as a run
 /// ends (a run a minute keeps about a week).
 pub const RUNS_KEPT: i64 = 10_000;
+
+/// Runs of each batch whose per-code outcomes are kept (a run's page).
+pub const OUTCOMES_KEPT: i64 = 50;
 
 /// How long a writer waits for another one before the database counts as locked.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -195,23 +199,19 @@ impl StateDb {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Records the end of run `id` of `batch` and every finished code's
-    /// outcome, in one transaction.
-    pub fn finish_run(
-        &mut self,
-        id: i64,
-        batch: &str,
-        counts: &StatusCounts,
-        exit_status: i32,
-        outcomes: &[CodeOutcome],
-    ) -> Result<(), StateError> {
+    /// Records the end of run `id` of `batch` as `end` says, with every
+    /// finished code's outcome, in one transaction: the run's row, what
+    /// each code left on disk, and the outcomes of the newest
+    /// [`OUTCOMES_KEPT`] runs of the batch.
+    pub fn finish_run(&mut self, id: i64, batch: &str, end: &RunEnd<'_>) -> Result<(), StateError> {
         let path = self.path.clone();
         let fail = |e| classify(&path, e);
         let now = unix_seconds(SystemTime::now());
+        let counts = end.counts;
         let tx = self.conn.transaction().map_err(fail)?;
         tx.execute(
             "UPDATE runs SET ended_at = ?2, downloaded = ?3, unchanged = ?4, not_found = ?5, errors = ?6,
-                 exit_status = ?7 WHERE id = ?1",
+                 exit_status = ?7, state = ?8, error = ?9 WHERE id = ?1",
             params![
                 id,
                 now,
@@ -219,66 +219,68 @@ impl StateDb {
                 count(counts.unchanged),
                 count(counts.not_found),
                 count(counts.errors),
-                exit_status
+                end.exit_status,
+                end.state.as_str(),
+                end.error
             ],
         )
         .map_err(fail)?;
-        // The history keeps the newest runs of each batch.
-        tx.execute(
-            "DELETE FROM runs WHERE batch = ?1 AND id <= (SELECT id FROM runs WHERE batch = ?1
-                 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            params![batch, RUNS_KEPT],
-        )
-        .map_err(fail)?;
-        {
-            // A new file replaces everything known of the old one.
-            let mut saved = tx
-                .prepare_cached(
-                    "INSERT INTO files (batch, code, status, http_status, path, size, sha256, etag, last_modified,
-                         updated_at, url)
-                     VALUES (?1, ?2, 'downloaded', ?9, ?3, ?4, ?5, ?6, ?7, ?8, ?10)
-                     ON CONFLICT (batch, code) DO UPDATE SET status = 'downloaded', http_status = ?9,
-                         path = excluded.path, size = excluded.size, sha256 = excluded.sha256,
-                         etag = excluded.etag, last_modified = excluded.last_modified,
-                         updated_at = excluded.updated_at, url = excluded.url",
-                )
-                .map_err(fail)?;
-            // Anything else leaves the file (if any) and what is known of it.
-            let mut other = tx
-                .prepare_cached(
-                    "INSERT INTO files (batch, code, status, http_status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (batch, code) DO UPDATE SET status = excluded.status,
-                         http_status = excluded.http_status, updated_at = excluded.updated_at",
-                )
-                .map_err(fail)?;
-            for o in outcomes {
-                let code = o.code.as_str();
-                match &o.outcome {
-                    Outcome::Downloaded(file) => saved.execute(params![
-                        batch,
-                        code,
-                        file.path.as_os_str().as_bytes(),
-                        i64::try_from(file.bytes).unwrap_or(i64::MAX),
-                        file.sha256,
-                        file.etag,
-                        file.last_modified,
-                        now,
-                        file.status,
-                        file.origin
-                    ]),
-                    outcome => other.execute(params![batch, code, outcome.kind(), outcome.http_status(), now]),
-                }
-                .map_err(fail)?;
-            }
+        // The history keeps the newest runs of each batch, and the outcomes
+        // of fewer of them.
+        for (table, keep) in [("outcomes", OUTCOMES_KEPT), ("runs", RUNS_KEPT)] {
+            let column = if table == "runs" { "id" } else { "run_id" };
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE {column} IN (SELECT id FROM runs WHERE batch = ?1 AND id <=
+                         (SELECT id FROM runs WHERE batch = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2))"
+                ),
+                params![batch, keep],
+            )
+            .map_err(fail)?;
         }
+        record_files(&tx, batch, now, end.outcomes).map_err(fail)?;
+        record_outcomes(&tx, id, end.outcomes).map_err(fail)?;
         tx.commit().map_err(fail)
     }
 
-    /// The newest `limit` runs, of `batch` only when given, newest first.
-    pub fn runs(&self, batch: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+    /// The outcomes recorded for run `id`, in the order they came (none
+    /// once the run is older than the [`OUTCOMES_KEPT`] newest of its
+    /// batch).
+    pub fn outcomes(&self, id: i64) -> Result<Vec<CodeResult>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT code, outcome, status, message, attempts, bytes, file, url FROM outcomes
+                 WHERE run_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([id], |row| {
+                Ok(CodeResult {
+                    code: row.get(0)?,
+                    outcome: row.get(1)?,
+                    status: row.get(2)?,
+                    message: row.get(3)?,
+                    attempts: row.get(4)?,
+                    bytes: row.get::<_, i64>(5).map(|b| u64::try_from(b).unwrap_or(0))?,
+                    file: row.get(6)?,
+                    url: row.get(7)?,
+                    node: None,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The newest `limit` runs, of `batch` only when given, with an id
+    /// below `before` when given (the next page), newest first.
+    pub fn runs(&self, batch: Option<&str>, limit: usize, before: Option<i64>) -> Result<Vec<RunRecord>, StateError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let sql = format!("{RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR batch = ?1 ORDER BY id DESC LIMIT ?2");
-        self.query_runs(&sql, params![batch, limit])
+        let sql = format!(
+            "{RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR batch = ?1) AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?2"
+        );
+        self.query_runs(&sql, params![batch, limit, before])
     }
 
     /// The newest run of each batch, by batch name.
@@ -292,20 +294,37 @@ impl StateDb {
         let rows = statement
             .query_map(params, |row| {
                 let ended_at: Option<f64> = row.get(4)?;
+                let n = |v: i64| usize::try_from(v).unwrap_or(0);
                 let counts = match (row.get(5)?, row.get(6)?, row.get(7)?, row.get(8)?) {
-                    (Some(downloaded), Some(unchanged), Some(not_found), Some(errors)) => {
-                        Some(RunCounts { downloaded, unchanged, not_found, errors })
-                    }
+                    (Some(downloaded), Some(unchanged), Some(not_found), Some(errors)) => Some(StatusCounts {
+                        downloaded: n(downloaded),
+                        unchanged: n(unchanged),
+                        not_found: n(not_found),
+                        errors: n(errors),
+                    }),
                     _ => None,
                 };
+                let exit_status: Option<i32> = row.get(9)?;
+                let state: Option<String> = row.get(10)?;
+                let state = match state.as_deref() {
+                    Some("running") => RunState::Running,
+                    Some("finished") => RunState::Finished,
+                    Some("cancelled") => RunState::Cancelled,
+                    Some("failed") => RunState::Failed,
+                    _ => RunState::of_status(exit_status),
+                };
                 Ok(RunRecord {
-                    id: row.get(0)?,
-                    batch: row.get(1)?,
-                    trigger: row.get(2)?,
-                    started_at: rfc3339(row.get(3)?),
                     ended_at: ended_at.map(rfc3339),
+                    state,
                     counts,
-                    exit_status: row.get(9)?,
+                    exit_status,
+                    error: row.get(11)?,
+                    ..RunRecord::started(
+                        row.get(0)?,
+                        &row.get::<_, String>(1)?,
+                        &row.get::<_, String>(2)?,
+                        rfc3339(row.get(3)?),
+                    )
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -319,8 +338,92 @@ impl StateDb {
     }
 }
 
-const RUN_COLUMNS: &str =
-    "SELECT id, batch, trigger, started_at, ended_at, downloaded, unchanged, not_found, errors, exit_status";
+const RUN_COLUMNS: &str = "SELECT id, batch, trigger, started_at, ended_at, downloaded, unchanged, not_found, errors,
+     exit_status, state, error";
+
+/// How a run ended, as [`StateDb::finish_run`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd<'a> {
+    /// Finished, failed or cancelled.
+    pub state: RunState,
+    /// The counts of `outcomes`.
+    pub counts: StatusCounts,
+    /// The run's exit status.
+    pub exit_status: i32,
+    /// Why it failed, if it did.
+    pub error: Option<&'a str>,
+    /// Each code's outcome, once.
+    pub outcomes: &'a [CodeOutcome],
+}
+
+/// Records what each of `outcomes` left on disk, for the next runs of `batch`.
+fn record_files(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &str,
+    now: f64,
+    outcomes: &[CodeOutcome],
+) -> rusqlite::Result<()> {
+    // A new file replaces everything known of the old one.
+    let mut saved = tx.prepare_cached(
+        "INSERT INTO files (batch, code, status, http_status, path, size, sha256, etag, last_modified,
+             updated_at, url)
+         VALUES (?1, ?2, 'downloaded', ?9, ?3, ?4, ?5, ?6, ?7, ?8, ?10)
+         ON CONFLICT (batch, code) DO UPDATE SET status = 'downloaded', http_status = ?9,
+             path = excluded.path, size = excluded.size, sha256 = excluded.sha256,
+             etag = excluded.etag, last_modified = excluded.last_modified,
+             updated_at = excluded.updated_at, url = excluded.url",
+    )?;
+    // Anything else leaves the file (if any) and what is known of it.
+    let mut other = tx.prepare_cached(
+        "INSERT INTO files (batch, code, status, http_status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (batch, code) DO UPDATE SET status = excluded.status,
+             http_status = excluded.http_status, updated_at = excluded.updated_at",
+    )?;
+    for o in outcomes {
+        let code = o.code.as_str();
+        match &o.outcome {
+            Outcome::Downloaded(file) => saved.execute(params![
+                batch,
+                code,
+                file.path.as_os_str().as_bytes(),
+                i64::try_from(file.bytes).unwrap_or(i64::MAX),
+                file.sha256,
+                file.etag,
+                file.last_modified,
+                now,
+                file.status,
+                file.origin
+            ]),
+            outcome => other.execute(params![batch, code, outcome.kind(), outcome.http_status(), now]),
+        }?;
+    }
+    Ok(())
+}
+
+/// Records each of `outcomes` as run `id`'s, in order.
+fn record_outcomes(tx: &rusqlite::Transaction<'_>, id: i64, outcomes: &[CodeOutcome]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO outcomes (run_id, seq, code, outcome, status, message, attempts, bytes, file, url)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for (seq, o) in outcomes.iter().enumerate() {
+        let r = CodeResult::of(o);
+        let bytes = i64::try_from(r.bytes).unwrap_or(i64::MAX);
+        insert.execute(params![
+            id,
+            count(seq),
+            r.code,
+            r.outcome,
+            r.status,
+            r.message,
+            r.attempts,
+            bytes,
+            r.file,
+            r.url
+        ])?;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
@@ -330,6 +433,10 @@ mod tests {
 
     fn code(text: &str) -> CountryCode {
         crate::model::codes::parse_code(text).unwrap()
+    }
+
+    fn end(counts: StatusCounts, exit_status: i32, outcomes: &[CodeOutcome]) -> RunEnd<'_> {
+        RunEnd { state: RunState::Finished, counts, exit_status, error: None, outcomes }
     }
 
     fn outcome(cc: &str, outcome: Outcome) -> CodeOutcome {
@@ -359,7 +466,7 @@ mod tests {
         }
         tx.commit().unwrap();
         let id = db.begin_run("pop", "run", SystemTime::now()).unwrap();
-        db.finish_run(id, "pop", &StatusCounts::default(), 0, &[]).unwrap();
+        db.finish_run(id, "pop", &end(StatusCounts::default(), 0, &[])).unwrap();
         let runs = |batch: &str| -> (i64, i64) {
             let sql = "SELECT count(*), min(id) FROM runs WHERE batch = ?1";
             db.conn.query_row(sql, [batch], |row| Ok((row.get(0)?, row.get(1)?))).unwrap()
@@ -386,7 +493,7 @@ mod tests {
             outcome("AR", Outcome::Failed(DownloadError::Connection { detail: None })),
         ];
         let counts = StatusCounts { downloaded: 1, not_found: 1, errors: 1, unchanged: 0 };
-        db.finish_run(id, "pop", &counts, 1, &first).unwrap();
+        db.finish_run(id, "pop", &end(counts, 1, &first)).unwrap();
 
         let files = db.files("pop").unwrap();
         assert_eq!(files.len(), 3);
@@ -406,15 +513,21 @@ mod tests {
                 retry_after: None,
             }),
         )];
-        db.finish_run(id2, "pop", &StatusCounts { errors: 1, ..Default::default() }, 1, &second).unwrap();
+        db.finish_run(id2, "pop", &end(StatusCounts { errors: 1, ..Default::default() }, 1, &second)).unwrap();
         let br = &db.files("pop").unwrap()[&code("BR")];
         assert_eq!((br.status.as_str(), br.sha256.clone()), ("http_error", Some("ab".repeat(32))));
 
-        let runs = db.runs(Some("pop"), 10).unwrap();
+        let runs = db.runs(Some("pop"), 10, None).unwrap();
         assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [id2, id]);
-        assert_eq!(runs[1].counts, Some(RunCounts { downloaded: 1, unchanged: 0, not_found: 1, errors: 1 }));
+        assert_eq!(runs[1].counts, Some(StatusCounts { downloaded: 1, unchanged: 0, not_found: 1, errors: 1 }));
+        assert_eq!(runs[1].state, RunState::Finished);
+        let details = db.outcomes(id).unwrap();
+        assert_eq!(details.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(), ["BR", "ZZ", "AR"], "in order");
+        assert_eq!(details[2].message.as_deref(), Some("Connection error"));
+        assert_eq!((details[0].bytes, details[0].outcome.as_str()), (42, "downloaded"));
         assert_eq!((runs[1].exit_status, runs[0].trigger.as_str()), (Some(1), "schedule"));
-        assert_eq!(db.runs(None, 1).unwrap().len(), 1);
+        assert_eq!(db.runs(None, 1, None).unwrap().len(), 1);
+        assert_eq!(db.runs(Some("pop"), 10, Some(id2)).unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [id]);
         assert_eq!(db.last_runs().unwrap()["pop"].id, id2);
     }
 
@@ -447,7 +560,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE unrelated (x); DROP TABLE unrelated;").unwrap();
         drop(conn);
         let db = StateDb::open(dir.path()).unwrap();
-        assert!(db.runs(None, 1).unwrap().is_empty());
+        assert!(db.runs(None, 1, None).unwrap().is_empty());
     }
 
     #[test]

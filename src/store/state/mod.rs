@@ -1,13 +1,16 @@
 //! The state database: what each batch saved, and the history of its runs.
 //!
 //! One SQLite file, `{state_dir}/flagsd.db` (rusqlite with SQLite bundled, so
-//! the build needs nothing but a C compiler). Two tables:
+//! the build needs nothing but a C compiler). Three tables:
 //!
-//! - `runs`: one row a run (batch, what started it, start and end, counts,
-//!   exit status), inserted when the run starts and completed when it ends;
+//! - `runs`: one row a run (batch, what started it, start and end, state,
+//!   counts, exit status, error), inserted when the run starts and
+//!   completed when it ends;
 //! - `files`: per batch and code, the last outcome and, for the file last
 //!   saved, its path, size, SHA-256, `ETag` and `Last-Modified`: what the
-//!   next run needs for a conditional request.
+//!   next run needs for a conditional request;
+//! - `outcomes`: each code's outcome in the newest [`OUTCOMES_KEPT`] runs
+//!   of each batch (a run's page in the admin API).
 //!
 //! The schema version is SQLite's `user_version`; [`StateDb::open`] applies
 //! the missing [`MIGRATIONS`] in one transaction and refuses a database newer
@@ -32,8 +35,8 @@ mod handle;
 mod records;
 mod schema;
 
-pub use db::{BUSY_TIMEOUT, DB_FILE, StateDb};
+pub use db::{BUSY_TIMEOUT, DB_FILE, OUTCOMES_KEPT, RunEnd, StateDb};
 pub use error::StateError;
 pub use handle::StateHandle;
-pub use records::{FileRecord, KnownFiles, RunCounts, RunRecord};
+pub use records::{FileRecord, KnownFiles};
 pub use schema::SCHEMA_VERSION;

@@ -34,6 +34,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- The URL a file was saved from: validators are sent to that URL only.
     ALTER TABLE files ADD COLUMN url TEXT;
 ",
+    "
+    -- Where a run stands (NULL in older rows: read from exit_status), and
+    -- why a failed run failed.
+    ALTER TABLE runs ADD COLUMN state TEXT;
+    ALTER TABLE runs ADD COLUMN error TEXT;
+    -- Each code's outcome in the newest runs of each batch (a run's page).
+    CREATE TABLE outcomes (
+        run_id   INTEGER NOT NULL,
+        seq      INTEGER NOT NULL,
+        code     TEXT NOT NULL,
+        outcome  TEXT NOT NULL,
+        status   INTEGER,
+        message  TEXT,
+        attempts INTEGER NOT NULL,
+        bytes    INTEGER NOT NULL,
+        file     TEXT,
+        url      TEXT NOT NULL,
+        PRIMARY KEY (run_id, code)
+    ) WITHOUT ROWID;
+",
 ];
 
 /// The schema version this flagsd writes.
