@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::args::{ConfigArgs, EXIT_STATUS_HELP, FetchArgs, GenerateArgs, ReloadArgs, RunArgs};
+use crate::config::args::{CancelArgs, ConfigArgs, EXIT_STATUS_HELP, FetchArgs, GenerateArgs, ReloadArgs, RunArgs};
 use crate::sys::logging::LogFormat;
 use crate::testserver::options::TestServerArgs;
 
@@ -44,6 +44,8 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Show each batch's last and next run (from the daemon, else the state database).
     Status(ConfigArgs),
+    /// Cancel a batch's run in progress (in the fleet, or in the daemon).
+    Cancel(CancelArgs),
     /// Serve the bundled flags over HTTP, for tests, demos and benchmarks.
     Testserver(TestServerArgs),
     /// Write the man pages or a shell's completions (for packaging).

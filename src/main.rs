@@ -10,7 +10,7 @@ use flagsd::model::exit::ExitStatus;
 const FETCH_USAGE: &str =
     "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
 const GENERAL_USAGE: &str =
-    "usage: flagsd <fetch|run|serve|status|check-config|reload|testserver> [OPTIONS]  (see flagsd --help)";
+    "usage: flagsd <fetch|run|serve|status|cancel|check-config|reload|testserver> [OPTIONS]  (see flagsd --help)";
 
 fn main() {
     let fetching = std::env::args().skip(1).any(|a| a == "fetch");
@@ -77,6 +77,10 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
         Command::Status(args) => {
             let settings = ConfigSource::from_args(&args)?.load()?;
             system.block_on(app::status::status(&settings))
+        }
+        Command::Cancel(args) => {
+            let settings = ConfigSource::from_args(&args.config_args())?.load()?;
+            system.block_on(app::cancel::cancel(&settings, &args.batch))
         }
         Command::Testserver(args) => system.block_on(app::testserver::testserver(args)),
         Command::Generate(args) => {

@@ -1,9 +1,12 @@
 //! The commands, one module each, from checked settings to an exit status:
-//! [`fetch`], [`run`], [`status`], [`check_config`], [`reload`],
-//! [`testserver`] and [`generate`] (man pages and completions).
-//! (`serve` is the [`daemon`](crate::daemon).) Only the binary imports them.
+//! [`fetch`], [`run`], [`status`], [`cancel`], [`check_config`],
+//! [`reload`], [`testserver`] and [`generate`] (man pages and
+//! completions). (`serve` is the [`daemon`](crate::daemon).) Only the
+//! binary imports them.
 
+mod admin_client;
 mod batch_report;
+pub mod cancel;
 pub mod check_config;
 pub mod fetch;
 mod fleet_run;

@@ -9,79 +9,24 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use subtle::ConstantTimeEq as _;
+use reqwest::Method;
 
+use super::admin_client::AdminClient;
 use crate::config::{FleetSettings, Settings};
 use crate::fleet::schedule::ticks_around;
 use crate::fleet::{Fleet, Patience};
 use crate::job::FatalError;
-use crate::model::digest::hex;
 use crate::model::exit::ExitStatus;
 use crate::model::time::rfc3339;
-use crate::present::api::{BatchView, Proof, RunRecord, proof_of};
+use crate::present::api::{BatchView, RunRecord};
 use crate::present::report::emit;
 use crate::store::state::{DB_FILE, StateDb};
-
-/// How long `flagsd status` waits for the admin endpoint.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the views came from, said above the table.
 enum Source {
     Admin(String),
     StateDb { path: String, why: String },
     Fleet { name: String, servers: String },
-}
-
-/// The largest answer read from the admin endpoint.
-const MAX_ANSWER: usize = 4 << 20;
-
-/// Asks the admin endpoint at `url` for the batches, with `token` if set.
-///
-/// Whatever listens on the port may not be the daemon (the port is free
-/// while it is down): with a token, the endpoint must first prove it holds
-/// it (`/proof`, an HMAC of a fresh random challenge) before the token is
-/// sent; and no answer is read beyond [`MAX_ANSWER`].
-async fn from_admin(url: &str, token: Option<&str>) -> Result<Vec<BatchView>, String> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(ADMIN_TIMEOUT)
-        .tls_certs_only(Vec::new())
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut request = client.get(format!("{url}/batches"));
-    if let Some(token) = token {
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random).map_err(|e| format!("no random challenge ({e})"))?;
-        let challenge = hex(&random);
-        let answer: Proof = get_json(client.get(format!("{url}/proof?challenge={challenge}"))).await?;
-        let proven: bool = answer.proof.as_bytes().ct_eq(proof_of(token, &challenge).as_bytes()).into();
-        if !proven {
-            return Err("it could not prove it holds the token, which was not sent".to_owned());
-        }
-        request = request.bearer_auth(token);
-    }
-    get_json(request).await
-}
-
-/// Sends `request` and reads its JSON answer, at most [`MAX_ANSWER`] bytes.
-async fn get_json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, String> {
-    let mut response = request.send().await.map_err(|e| format!("not reachable ({e})"))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("it answered HTTP {status}"));
-    }
-    let too_large = || format!("answer larger than {MAX_ANSWER} bytes");
-    if response.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| format!("answer cut short ({e})"))? {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("unexpected answer ({e})"))
 }
 
 /// `flagsd status`: prints a table of the configured batches with their
@@ -92,17 +37,16 @@ pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
     }
     let mut why = "the admin endpoint is not configured".to_owned();
     if let Some(admin) = &settings.admin {
-        let url = format!("http://{}", admin.connect_address());
-        let answer = match admin.token() {
-            Ok(token) => from_admin(&url, token.as_deref()).await,
+        let answer = match AdminClient::new(admin) {
+            Ok(client) => client.call::<Vec<BatchView>>(Method::GET, "/batches").await.map(|v| (v, client)),
             Err(e) => Err(e),
         };
         match answer {
-            Ok(views) => {
-                emit(&table(&views, &Source::Admin(url)));
+            Ok((views, client)) => {
+                emit(&table(&views, &Source::Admin(client.url().to_owned())));
                 return Ok(ExitStatus::Success);
             }
-            Err(e) => why = format!("the admin endpoint {url}: {e}"),
+            Err(e) => why = e.to_string(),
         }
     }
     let path = settings.state_dir.join(DB_FILE).display().to_string();

@@ -51,6 +51,37 @@ pub struct ConfigArgs {
     pub verbose: bool,
 }
 
+/// `flagsd cancel`: cancel a batch's run in progress.
+#[derive(Debug, Args)]
+#[command(after_help = CANCEL_AFTER_HELP)]
+pub struct CancelArgs {
+    /// Configuration file [default: /etc/flagsd/flagsd.toml when present]
+    #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The batch whose run to cancel
+    #[arg(value_name = "BATCH")]
+    pub batch: String,
+}
+
+impl CancelArgs {
+    /// The configuration arguments, without overrides.
+    pub fn config_args(&self) -> ConfigArgs {
+        ConfigArgs { config: self.config.clone(), max_req: None, output: None, verbose: false }
+    }
+}
+
+const CANCEL_AFTER_HELP: &str = "\
+Cancels the batch's run in the fleet ([fleet]), else in the daemon (through
+its admin endpoint). Queued codes are dropped, codes in flight finish, the
+run's record says cancelled, and the batch can start again at once.
+
+Exit status:
+  0    a run was cancelled
+  1    the batch had no run in progress
+  2    usage or configuration error (no such batch)
+  3    the daemon or NATS cannot be reached";
+
 /// `flagsd reload`: check the configuration, then ask the daemon to reload.
 #[derive(Debug, Args)]
 pub struct ReloadArgs {

@@ -35,7 +35,7 @@ use super::schedule::Scheduling;
 use super::source::{FleetSource, Settling, Shared, Touched};
 use crate::config::{BatchConfig, Settings};
 use crate::engine::{OutcomeSink, RunControls};
-use crate::job::ledger::{LedgerError, RunKey, RunStart};
+use crate::job::ledger::{FleetFailure, LedgerError, RunKey, RunStart};
 use crate::job::{JobContext, PreparedJob};
 use crate::model::run::RunRecord;
 use crate::model::time::rfc3339;
@@ -137,6 +137,7 @@ impl Node {
                 settling: Rc::<Settling>::default(),
                 touched: Rc::<Touched>::default(),
                 health: Rc::<Health>::default(),
+                others: Rc::new(std::cell::Cell::new(1)),
             },
             gauges: RefCell::default(),
             stalled: RefCell::default(),
@@ -298,16 +299,30 @@ impl Node {
                 Ok(nodes) => {
                     let live = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
                     self.context.limiters.share_among(live.max(1));
+                    let others = nodes.iter().filter(|n| n.node != self.fleet.node).count();
+                    self.shared.others.set(u32::try_from(others).unwrap_or(u32::MAX));
                     self.gauges.borrow_mut().live_nodes = u64::from(live);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot count the live nodes"),
             }
             let batches: Vec<String> = self.lanes.borrow().keys().cloned().collect();
             for name in batches {
-                if let Ok(info) = self.fleet.work.consumer_info(self.fleet.names.consumer(&name)).await {
-                    let mut gauges = self.gauges.borrow_mut();
-                    gauges.queued.insert(name.clone(), info.num_pending);
-                    gauges.in_flight.insert(name.clone(), info.num_ack_pending as u64);
+                match self.fleet.work.consumer_info(self.fleet.names.consumer(&name)).await {
+                    Ok(info) => {
+                        let mut gauges = self.gauges.borrow_mut();
+                        gauges.queued.insert(name.clone(), info.num_pending);
+                        gauges.in_flight.insert(name.clone(), info.num_ack_pending as u64);
+                    }
+                    Err(e) => {
+                        let e = nats_error(format!("the queue of batch {name} is gone"), e);
+                        if let LedgerError::Fleet { kind: FleetFailure::Missing, .. } = e {
+                            // NATS lost the consumer: the lane makes it again.
+                            self.shared.health.set(&format!("batch {name}"), e.to_string());
+                            if let Some(lane) = self.lanes.borrow().get(&name) {
+                                lane.source.reset();
+                            }
+                        }
+                    }
                 }
                 if let Ok(last) = self.fleet.last_run(&name).await {
                     let running = last.is_some_and(|(run, _)| run.record.is_running());

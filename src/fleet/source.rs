@@ -19,10 +19,12 @@
 //! come back soon, however long a download takes.
 //!
 //! A code that fails here with an error of this node's own (its disk full,
-//! read-only or gone) is handed back for another node rather than ended,
-//! and the lane takes one code at a time, the node not ready, until a write
-//! to its output directory succeeds again; once the code's attempts are
-//! spent it ends with the error, as it would on one host.
+//! read-only or gone) is handed back for another node rather than ended
+//! (when another node is live), and the lane stops prefetching and takes
+//! one code every few seconds, the node not ready, until a write to its
+//! output directory succeeds again; once the code's attempts are spent (or
+//! when no other node is live) it ends with the error, as it would on one
+//! host.
 //!
 //! The queue itself is looked after too: a consumer or stream that
 //! disappears (NATS lost its state) is created again, the lane's problem
@@ -168,6 +170,9 @@ pub struct Shared {
     pub touched: Rc<Touched>,
     /// The node's health.
     pub health: Rc<Health>,
+    /// The live nodes of the fleet other than this one, as the last
+    /// heartbeat counted them (1 until the first count: others may be).
+    pub others: Rc<Cell<u32>>,
 }
 
 struct Inner {
@@ -186,6 +191,8 @@ struct Inner {
     demand: Cell<usize>,
     /// Wakes the pump (more demand, or the lane closed).
     pump: watch::Sender<()>,
+    /// Makes the pump subscribe again (the consumer was found missing).
+    reset: watch::Sender<()>,
     /// Signals a change of the buffer (a wait subscribes when it is made).
     changed: watch::Sender<()>,
     closed: Cell<bool>,
@@ -234,6 +241,7 @@ impl FleetSource {
             next_ticket: Cell::new(0),
             demand: Cell::new(0),
             pump: watch::Sender::new(()),
+            reset: watch::Sender::new(()),
             changed: watch::Sender::new(()),
             closed: Cell::new(false),
             degraded: Cell::new(false),
@@ -247,6 +255,12 @@ impl FleetSource {
     /// Codes of this batch held by this node (pulled and not settled).
     pub fn held(&self) -> usize {
         self.inner.held.borrow().len()
+    }
+
+    /// The batch's consumer is gone (NATS lost its state): the lane
+    /// subscribes again, creating what is missing.
+    pub fn reset(&self) {
+        self.inner.reset.send_replace(());
     }
 
     /// Stops pulling and hands back what was pulled and not started (and
@@ -273,10 +287,24 @@ impl Inner {
     /// them, (re)creating the consumer and the subscription as needed.
     async fn pump_loop(self: Rc<Self>) {
         let mut wake = self.pump.subscribe();
+        let mut reset = self.reset.subscribe();
         let mut pulled: Option<Pulled> = None;
         while !self.closed.get() {
+            if reset.has_changed().unwrap_or(false) {
+                reset.mark_unchanged();
+                pulled = None;
+            }
             if self.demand.get() <= self.buffer.borrow().len() {
                 let _ = wake.changed().await;
+                continue;
+            }
+            if self.degraded.get() {
+                // No prefetching for a node whose disk fails: what it held
+                // goes back, and it tries one code now and then.
+                if let Some(messages) = pulled.take() {
+                    self.hand_back_unread(messages).await;
+                }
+                self.try_one().await;
                 continue;
             }
             let messages = match &mut pulled {
@@ -307,10 +335,27 @@ impl Inner {
                     None => pulled = None,
                 },
                 _ = wake.changed() => {}
+                _ = reset.changed() => pulled = None,
             }
         }
         if let Some(messages) = pulled {
             self.hand_back_unread(messages).await;
+        }
+    }
+
+    /// Takes one code, if one is queued, after a pause: what a lane whose
+    /// output directory failed does, one code at a time.
+    async fn try_one(&self) {
+        tokio::time::sleep(PROBE_EVERY).await;
+        if !self.degraded.get() || self.closed.get() || !self.held.borrow().is_empty() {
+            return;
+        }
+        let Ok(consumer) = self.consumer().await else { return };
+        let fetched = consumer.fetch().max_messages(1).expires(PROBE_EVERY).messages().await;
+        if let Ok(mut messages) = fetched
+            && let Some(Ok(message)) = messages.next().await
+        {
+            self.accept(message).await;
         }
     }
 
@@ -636,7 +681,9 @@ impl WorkSource for FleetSource {
 
     fn hand_back(&self, task: &Task, outcome: &Outcome) -> Option<Duration> {
         let Outcome::Failed(DownloadError::Io { detail }) = outcome else { return None };
-        if task.attempts >= self.inner.attempts.saturating_add(HANDBACKS) {
+        // Alone in the fleet, there is nobody to hand it to: it ends here,
+        // as on one host.
+        if self.inner.shared.others.get() == 0 || task.attempts >= self.inner.attempts.saturating_add(HANDBACKS) {
             return None;
         }
         self.inner.degrade(detail);

@@ -35,6 +35,9 @@ pub enum FatalError {
     /// The coordinator vanished (status 3; a bug).
     #[error(transparent)]
     Coordinator(#[from] CoordinatorLost),
+    /// The daemon's admin endpoint cannot be reached, or refused (status 3).
+    #[error("{0}")]
+    Admin(String),
     /// A signal could not be sent to a process (status 3).
     #[error("cannot signal process {pid}: {source}")]
     Signal {

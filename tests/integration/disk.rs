@@ -5,52 +5,11 @@
 //! These mount a small tmpfs, which needs root (or CAP_SYS_ADMIN); where
 //! that is not possible they print why and return.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use flagsd::testserver::TestServerOptions;
 
 use crate::helpers::*;
-
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (mount(8) syntax); `None`, with the reason
-    /// printed, where mounting is not allowed.
-    fn mount(size: &str) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mnt");
-        std::fs::create_dir(&path).unwrap();
-        let out =
-            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).output();
-        match out {
-            Ok(out) if out.status.success() => Some(Self { path, _dir: dir }),
-            Ok(out) => {
-                println!("skipped: cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr).trim());
-                None
-            }
-            Err(e) => {
-                println!("skipped: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-
-    fn remount_read_only(&self) {
-        let status = Command::new("mount").args(["-o", "remount,ro"]).arg(&self.path).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
 
 /// Runs a verbose `fetch -a` against a slow server into `out`, calling
 /// `midway` once the first flag is saved; returns (status, stdout).

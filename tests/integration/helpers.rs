@@ -407,3 +407,47 @@ where
     });
     addr
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+pub struct Tmpfs {
+    /// The mount point.
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (mount(8) syntax); `None`, with the reason
+    /// printed, where mounting is not allowed.
+    pub fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Self { path, _dir: dir }),
+            Ok(out) => {
+                println!("skipped: cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr).trim());
+                None
+            }
+            Err(e) => {
+                println!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    /// Makes the file system read-only.
+    pub fn remount_read_only(&self) {
+        let status = std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(&self.path).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

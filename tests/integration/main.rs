@@ -11,6 +11,8 @@ mod disk;
 mod faults;
 mod fetch;
 mod fleet;
+mod fleet_faults;
+mod fleetctl;
 mod hostile;
 mod http2;
 mod interrupt;

@@ -157,6 +157,8 @@ pub struct NatsServer {
     membership: Option<Membership>,
     /// The token clients must present, if any.
     token: Option<String>,
+    /// The user and password clients must present, if any.
+    user: Option<(String, String)>,
     dir: tempfile::TempDir,
     /// The running (or exited but not yet reaped) process.
     child: Option<Child>,
@@ -175,11 +177,22 @@ impl NatsServer {
     /// [`NatsServer::start`], with clients required to present `token`
     /// (`--auth`) when one is given.
     pub fn start_with_token(token: Option<&str>) -> Option<NatsServer> {
+        NatsServer::start_with(|server| server.token = token.map(str::to_owned))
+    }
+
+    /// [`NatsServer::start`], with clients required to present `user` and
+    /// `password` (`--user`, `--pass`).
+    pub fn start_with_user(user: &str, password: &str) -> Option<NatsServer> {
+        NatsServer::start_with(|server| server.user = Some((user.to_owned(), password.to_owned())))
+    }
+
+    /// [`NatsServer::start`], its options set by `set` first.
+    fn start_with(set: impl Fn(&mut NatsServer)) -> Option<NatsServer> {
         let binary = binary_or_skip()?;
         let mut attempt = 1;
         loop {
             let mut server = NatsServer::single(binary.clone());
-            server.token = token.map(str::to_owned);
+            set(&mut server);
             match server.try_launch() {
                 Ok(()) => return Some(server),
                 Err(Failure::PortTaken(_)) if attempt < PORT_ATTEMPTS => attempt += 1,
@@ -204,7 +217,18 @@ impl NatsServer {
     fn new(binary: PathBuf, name: String, port: u16, monitor_port: u16, membership: Option<Membership>) -> NatsServer {
         let dir =
             tempfile::Builder::new().prefix("flagsd-nats-").tempdir().expect("a temporary directory for nats-server");
-        NatsServer { binary, name, port, monitor_port, membership, token: None, dir, child: None, launches: 0 }
+        NatsServer {
+            binary,
+            name,
+            port,
+            monitor_port,
+            membership,
+            token: None,
+            user: None,
+            dir,
+            child: None,
+            launches: 0,
+        }
     }
 
     /// Starts the process on the ports and store chosen before, and waits
@@ -220,6 +244,15 @@ impl NatsServer {
     /// same ports with the same store, waiting until it is ready.
     pub fn restart(&mut self) {
         self.stop();
+        self.launch();
+    }
+
+    /// Stops the process, throws its store away, and launches it again on
+    /// the same ports with an empty store: NATS as it comes back after
+    /// losing its disk.
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        let _ = fs::remove_dir_all(self.store_dir());
         self.launch();
     }
 
@@ -318,6 +351,9 @@ impl NatsServer {
         }
         if let Some(token) = &self.token {
             args.extend(["--auth".to_owned(), token.clone()]);
+        }
+        if let Some((user, password)) = &self.user {
+            args.extend(["--user".to_owned(), user.clone(), "--pass".to_owned(), password.clone()]);
         }
         args
     }
