@@ -364,3 +364,44 @@ fn a_database_locked_by_another_process_does_not_freeze_the_daemon() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
 }
+
+#[test]
+fn cancel_stops_the_daemons_run_and_the_batch_can_run_again_at_once() {
+    let server =
+        server(TestServerOptions { delay: Some("0.5".parse().unwrap()), workers: 2, ..TestServerOptions::default() });
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "token", "s3cret-admin\n");
+    let config = with_admin(&batch("slow", "\"every\"", &server.url(), "1h"), "token_file = \"token\"");
+    write_file(dir.path(), "flagsd.toml", &config);
+    let daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+    let env = [("FLAGSD_ADMIN__LISTEN", addr.as_str())];
+    let cancel = || flagsd_in(dir.path(), &["cancel", "--config", "flagsd.toml", "slow"], &env);
+    assert!(wait_until(LONG, || server.hits() >= 2), "{}", daemon.log());
+    let (status, stdout, stderr) = cancel();
+    assert_eq!(status, 0, "{stdout}{stderr}\n{}", daemon.log());
+    assert!(stdout.starts_with("cancelled run 1 of batch slow: "), "{stdout}");
+    let runs = runs_when(&addr, "batch=slow", Some("s3cret-admin"), |r| finished(r, 1));
+    assert_eq!(
+        (runs[0]["state"].as_str(), runs[0]["exit_status"].as_i64()),
+        (Some("cancelled"), Some(130)),
+        "{runs:?}"
+    );
+    // Nothing runs now.
+    let (status, _, stderr) = cancel();
+    assert_eq!((status, stderr.as_str()), (1, "batch slow has no run in progress\n"));
+    // The batch starts again at once, and that run can be cancelled too.
+    let (status, body) = http(&addr, "POST", "/batches/slow/run", Some("s3cret-admin"));
+    assert_eq!(status, 202, "{body}");
+    assert!(wait_until(LONG, || cancel().0 == 0), "{}", daemon.log());
+    // Without an admin endpoint, nothing can reach the daemon: status 3.
+    write_file(dir.path(), "alone.toml", &batch("slow", "\"every\"", &server.url(), "1h"));
+    let (status, _, stderr) = flagsd_in(dir.path(), &["cancel", "--config", "alone.toml", "slow"], &[]);
+    assert_eq!(status, 3, "{stderr}");
+    assert!(stderr.contains("no admin endpoint"), "{stderr}");
+    // The daemon gone: status 3 as well.
+    drop(daemon);
+    let (status, _, stderr) = cancel();
+    assert_eq!(status, 3, "{stderr}");
+    assert!(stderr.contains("not reachable"), "{stderr}");
+}
