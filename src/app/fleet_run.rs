@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use super::batch_report::{BatchReport, Ran, display_url};
 use crate::config::{BatchConfig, FleetSettings};
+use futures_util::StreamExt as _;
+
 use crate::fleet::core::fleet_error;
+use crate::fleet::names::last_key;
 use crate::fleet::{Fleet, FleetError, Patience};
 use crate::job::FatalError;
 use crate::job::ledger::{FleetFailure, Ledger, RunKey, RunStart, Stop};
@@ -19,8 +22,13 @@ use crate::model::exit::ExitStatus;
 use crate::model::run::{RunRecord, RunState};
 use crate::sys::signals::StopSignals;
 
-/// How often a waiting `run` reads its runs' records.
-const POLL_EVERY: Duration = Duration::from_millis(100);
+/// How often a waiting `run` reads its runs' records, besides watching
+/// them.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long to wait before reading the fleet's records again after NATS
+/// failed.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a read of the fleet's records is tried again while NATS fails
 /// (a cluster electing a new leader takes a few seconds).
@@ -38,27 +46,40 @@ where
             Ok(value) => return Ok(value),
             Err(e) if e.is_transient() && tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %e, "reading the fleet's records failed; trying again");
-                tokio::time::sleep(POLL_EVERY * 2).await;
+                tokio::time::sleep(RETRY_EVERY).await;
             }
             Err(e) => return Err(e),
         }
     }
 }
 
-/// Waits until run `key` has ended; its record. A run whose record is gone
-/// (NATS lost its state, the bucket was deleted) is an error: it will not
-/// end.
+/// Waits until run `key` has ended; its record. The batch's record is
+/// watched (its end shows at once) and read again every [`CHECK_EVERY`]
+/// (a watch that NATS dropped). A run whose record is gone (NATS lost its
+/// state, the bucket was deleted) is an error: it will not end.
 async fn ended(fleet: &Fleet, key: &RunKey) -> Result<RunRecord, FleetError> {
+    let mut changes = fleet.runs.watch(last_key(&key.batch)).await.ok();
     loop {
         let record = patiently(|| fleet.get(key.id)).await?;
         match record {
             Some(record) if !record.is_running() => return Ok(record),
-            Some(_) => tokio::time::sleep(POLL_EVERY).await,
+            Some(_) => {}
             None => {
                 let why = "its record is gone (NATS lost its state, or the runs bucket was deleted)";
                 return Err(fleet_error(format!("run {} cannot end", key.id), FleetFailure::Missing, why));
             }
         }
+        let changed = async {
+            match &mut changes {
+                Some(watch) => {
+                    if !matches!(watch.next().await, Some(Ok(_))) {
+                        changes = None;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let _ = tokio::time::timeout(CHECK_EVERY, changed).await;
     }
 }
 
