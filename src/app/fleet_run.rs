@@ -60,7 +60,7 @@ where
 async fn ended(fleet: &Fleet, key: &RunKey) -> Result<RunRecord, FleetError> {
     let mut changes = fleet.runs.watch(last_key(&key.batch)).await.ok();
     loop {
-        let record = patiently(|| fleet.get(key.id)).await?;
+        let record = patiently(|| own_record(fleet, key)).await?;
         match record {
             Some(record) if !record.is_running() => return Ok(record),
             Some(_) => {}
@@ -81,6 +81,13 @@ async fn ended(fleet: &Fleet, key: &RunKey) -> Result<RunRecord, FleetError> {
         };
         let _ = tokio::time::timeout(CHECK_EVERY, changed).await;
     }
+}
+
+/// Run `key`'s record: run `key.id` if it has `key`'s nonce (ids start
+/// again at 1 when the runs bucket is lost: another run may have the id).
+async fn own_record(fleet: &Fleet, key: &RunKey) -> Result<Option<RunRecord>, FleetError> {
+    let run = fleet.run_record(key.id).await?;
+    Ok(run.filter(|run| run.key() == *key).map(|run| run.record))
 }
 
 /// Waits until every run of `keys` has ended.
@@ -142,9 +149,12 @@ async fn report(
 ) -> BatchReport {
     let header = format!("== batch {} ==\n", batch.name);
     let read = patiently(|| async {
-        match fleet.get(key.id).await? {
-            Some(record) if details => Ok(fleet.details(key.id).await?.map(|d| (record, d.codes))),
-            Some(record) => Ok(Some((record, Vec::new()))),
+        match fleet.run_record(key.id).await?.filter(|run| run.key() == *key) {
+            Some(run) if details => {
+                let codes = fleet.outcomes_of(&run).await?;
+                Ok(Some((run.record, codes)))
+            }
+            Some(run) => Ok(Some((run.record, Vec::new()))),
             None => Ok(None),
         }
     });

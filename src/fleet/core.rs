@@ -306,6 +306,28 @@ impl Fleet {
         Ok(())
     }
 
+    /// The fleet's streams (buckets are streams too) that NATS does not
+    /// have: someone deleted them, or NATS lost its state.
+    pub async fn missing(&self) -> Result<Vec<String>, FleetError> {
+        use futures_util::StreamExt as _;
+        let mut names = self.js.stream_names();
+        let mut found = std::collections::HashSet::new();
+        while let Some(name) = names.next().await {
+            found.insert(name.map_err(|e| nats_error("cannot list the streams", e))?);
+        }
+        let names = &self.names;
+        let buckets = [
+            names.runs_bucket(),
+            names.ticks_bucket(),
+            names.files_bucket(),
+            names.names_bucket(),
+            names.nodes_bucket(),
+        ];
+        let wanted =
+            [names.work_stream(), names.outcome_stream()].into_iter().chain(buckets.iter().map(|b| format!("KV_{b}")));
+        Ok(wanted.filter(|name| !found.contains(name)).collect())
+    }
+
     /// How long a node may hold a code without a sign of life.
     pub fn ack_wait(&self) -> Duration {
         self.plan.ack_wait

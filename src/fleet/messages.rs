@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::job::ledger::RunKey;
-use crate::model::codes::{CountryCode, parse_code};
+use crate::model::codes::{CodeSet, CountryCode, parse_code};
 use crate::model::run::{CodeResult, RunRecord};
 
 use super::names::run_token;
@@ -57,10 +57,9 @@ pub struct FleetRun {
     /// The scheduled tick (UNIX milliseconds) it runs for, if scheduled.
     #[serde(default)]
     pub tick: Option<u64>,
-    /// The codes asked for, while it runs (dropped when it ends: a record
-    /// keeps counts, not code lists).
-    #[serde(default)]
-    pub codes: Vec<String>,
+    /// The codes asked for, as a set of 676 bits (a record stays small
+    /// however many codes its run has).
+    pub codes: CodeSet,
 }
 
 impl FleetRun {
@@ -74,10 +73,9 @@ impl FleetRun {
         run_token(self.record.id, &self.nonce)
     }
 
-    /// The run's codes, parsed (a code that is not one is left out: no
-    /// flagsd writes one).
+    /// The run's codes, `AA` first.
     pub fn code_list(&self) -> Vec<CountryCode> {
-        self.codes.iter().filter_map(|c| parse_code(c)).collect()
+        self.codes.codes()
     }
 }
 
@@ -162,13 +160,13 @@ impl Dropped {
 }
 
 /// The code of a work item of a run with `codes`, or why it is dropped.
-pub fn read_work(payload: &[u8], codes: &[CountryCode]) -> Result<CountryCode, (DropReason, &'static str)> {
+pub fn read_work(payload: &[u8], codes: &CodeSet) -> Result<CountryCode, (DropReason, &'static str)> {
     if payload.len() > MAX_WORK_ITEM {
         return Err((DropReason::Malformed, "too large"));
     }
     let item: WorkItem = serde_json::from_slice(payload).map_err(|_| (DropReason::Malformed, "not a work item"))?;
     let code = parse_code(&item.code).ok_or((DropReason::Malformed, "not a country code"))?;
-    if !codes.contains(&code) {
+    if !codes.contains(code) {
         return Err((DropReason::Foreign, "a code that is not in its run"));
     }
     Ok(code)
@@ -199,7 +197,7 @@ mod tests {
 
     #[test]
     fn work_items_must_name_a_code_of_their_run() {
-        let codes = [code("BR"), code("AR")];
+        let codes: CodeSet = [code("BR"), code("AR")].into_iter().collect();
         assert_eq!(read_work(br#"{"code":"BR"}"#, &codes), Ok(code("BR")));
         assert_eq!(read_work(br#"{"code":"CL"}"#, &codes).map_err(|e| e.0), Err(DropReason::Foreign));
         for bad in [&b"garbage"[..], br#"{"code":"B"}"#, br#"{"run":1}"#] {

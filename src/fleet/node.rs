@@ -278,6 +278,16 @@ impl Node {
         let mut beating = false;
         loop {
             ticks.tick().await;
+            match self.fleet.missing().await {
+                Ok(missing) if !missing.is_empty() => {
+                    tracing::warn!(missing = %missing.join(", "), "streams or buckets of the fleet are gone; creating them again");
+                    if let Err(e) = self.fleet.heal().await {
+                        tracing::warn!(error = %e, "cannot create the fleet's streams and buckets yet");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot list the fleet's streams"),
+            }
             let renewed = match self.problem() {
                 None => self.beat().await.map_err(|e| e.to_string()),
                 Some(_) if beating => {

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures_util::StreamExt as _;
 
 use super::core::{Fleet, FleetError, nats_error};
@@ -34,6 +35,20 @@ use crate::model::run::{CodeResult, RunRecord, RunState};
 
 /// Tries at taking the place of malformed messages on a code's subject.
 const PUBLISH_TRIES: usize = 3;
+
+/// Most messages of one code's subject read to find a valid outcome.
+const MAX_SCAN: usize = 16;
+
+/// What a code's outcome subject holds.
+enum Scan {
+    /// A valid outcome.
+    Valid,
+    /// Only malformed messages, the last at this sequence (0: none).
+    Invalid {
+        /// The sequence of the last message.
+        last: u64,
+    },
+}
 
 /// The counts of `results` (one per code).
 fn tally(results: &[CodeResult]) -> StatusCounts {
@@ -66,20 +81,42 @@ impl Fleet {
                 Ok(ack) if ack.duplicate => return Ok(Recorded::Duplicate),
                 Ok(_) => return Ok(Recorded::First),
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    let last = self.outcomes.get_last_raw_message_by_subject(&subject).await;
-                    let last = last.map_err(|e| nats_error(what(), e))?;
-                    match read_outcome(&last.payload, code) {
-                        Ok(_) => return Ok(Recorded::Duplicate),
-                        Err((reason, why)) => {
-                            self.dropped.count(reason, &subject, why);
-                            expected = last.sequence;
-                        }
+                    match self.first_valid(&subject, code).await? {
+                        // The code has its outcome: this one is a duplicate.
+                        Scan::Valid => return Ok(Recorded::Duplicate),
+                        // Only malformed messages: this one takes their place.
+                        Scan::Invalid { last } => expected = last,
                     }
                 }
                 Err(e) => return Err(nats_error(what(), e)),
             }
         }
         Err(nats_error(what(), "the code's subject keeps getting malformed messages"))
+    }
+
+    /// Whether `subject` (the outcome subject of `code`) holds a valid
+    /// outcome, reading its messages in order; the malformed ones met are
+    /// counted as dropped.
+    async fn first_valid(&self, subject: &str, code: CountryCode) -> Result<Scan, FleetError> {
+        let what = || format!("cannot read the outcomes of {code} on {subject}");
+        let mut from = 1;
+        let mut last = 0;
+        for _ in 0..MAX_SCAN {
+            let next = self.outcomes.raw_message_builder().sequence(from).next_by_subject(subject.to_owned()).send();
+            match next.await {
+                Ok(message) => {
+                    last = message.sequence;
+                    match read_outcome(&message.payload, code) {
+                        Ok(_) => return Ok(Scan::Valid),
+                        Err((reason, why)) => self.dropped.count(reason, subject, why),
+                    }
+                    from = message.sequence + 1;
+                }
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
+                Err(e) => return Err(nats_error(what(), e)),
+            }
+        }
+        Ok(Scan::Invalid { last })
     }
 
     /// How many of run `token`'s codes have a message on their subject.

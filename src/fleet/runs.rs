@@ -150,12 +150,8 @@ impl Fleet {
         let id = self.next_run_id().await?;
         let mut record = RunRecord::started(id, batch, start.trigger, rfc3339(SystemTime::now()));
         record.started_by = Some(self.node.clone());
-        let run = FleetRun {
-            record,
-            nonce: new_nonce(),
-            tick: start.tick,
-            codes: start.codes.iter().map(ToString::to_string).collect(),
-        };
+        let run =
+            FleetRun { record, nonce: new_nonce(), tick: start.tick, codes: start.codes.iter().copied().collect() };
         let moved = match &current {
             Some(entry) => self
                 .runs
@@ -271,7 +267,6 @@ impl Fleet {
                 error,
                 ..run.record
             },
-            codes: Vec::new(),
             ..run
         };
         match self.runs.update(last_key(&ended.record.batch), json(&ended), revision).await {

@@ -49,7 +49,7 @@ use super::names::parse_run_token;
 use crate::config::BatchConfig;
 use crate::engine::{Supply, Task, WorkSource};
 use crate::job::ledger::{FleetFailure, Recorded, RunKey};
-use crate::model::codes::CountryCode;
+use crate::model::codes::CodeSet;
 use crate::model::outcome::{CodeOutcome, DownloadError, Outcome};
 use crate::model::run::CodeResult;
 use crate::store::state::{FileRecord, KnownFiles};
@@ -76,6 +76,10 @@ const HANDBACK_DELAY: Duration = Duration::from_secs(1);
 
 /// How often a lane whose output directory failed tries a write.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// How much a lane whose output directory failed writes to see whether it
+/// works again: the size of a large flag.
+const PROBE_BYTES: usize = 64 * 1024;
 
 /// Background tasks (acknowledgements, publishes) still running, so that a
 /// stopping node can wait for them.
@@ -150,7 +154,7 @@ impl Touched {
 struct RunView {
     key: RunKey,
     token: String,
-    codes: Vec<CountryCode>,
+    codes: CodeSet,
     running: bool,
     read_at: Instant,
 }
@@ -443,7 +447,7 @@ impl Inner {
             Rc::new(RunView {
                 key: run.key(),
                 token: token.to_owned(),
-                codes: run.code_list(),
+                codes: run.codes,
                 running,
                 read_at: Instant::now(),
             })
@@ -559,8 +563,11 @@ impl Inner {
             while me.degraded.get() && !me.closed.get() {
                 tokio::time::sleep(PROBE_EVERY).await;
                 let dir = me.batch.job.output.clone();
+                // A write of some size: a full file system still takes an empty file.
                 let writable = tokio::task::spawn_blocking(move || {
-                    std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir)).map(drop)
+                    std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir)).and_then(|mut file| {
+                        std::io::Write::write_all(&mut file, &[0; PROBE_BYTES]).and_then(|()| file.sync_data())
+                    })
                 });
                 if let Ok(Ok(())) = writable.await {
                     me.recovered();

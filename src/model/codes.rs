@@ -178,6 +178,97 @@ impl Selection {
     }
 }
 
+/// A set of codes as one bit for each of the 676 codes `AA` to `ZZ`: how a
+/// fleet's run record keeps its codes, in 170 hex digits however many there
+/// are (`serde`: that hex text).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CodeSet([u64; 11]);
+
+impl CodeSet {
+    /// The bit of `code`: `(first - 'A') * 26 + (second - 'A')`.
+    fn bit(code: CountryCode) -> usize {
+        usize::from(code.0[0] - b'A') * 26 + usize::from(code.0[1] - b'A')
+    }
+
+    /// Adds `code`.
+    pub fn insert(&mut self, code: CountryCode) {
+        let bit = Self::bit(code);
+        self.0[bit / 64] |= 1 << (bit % 64);
+    }
+
+    /// Whether `code` is in the set.
+    pub fn contains(&self, code: CountryCode) -> bool {
+        let bit = Self::bit(code);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    /// How many codes the set holds.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|word| word.count_ones() as usize).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|word| *word == 0)
+    }
+
+    /// The codes, `AA` first.
+    pub fn codes(&self) -> Vec<CountryCode> {
+        (b'A'..=b'Z')
+            .flat_map(|first| (b'A'..=b'Z').filter_map(move |second| CountryCode::new(first, second)))
+            .filter(|code| self.contains(*code))
+            .collect()
+    }
+
+    /// The set as 170 lower-case hex digits (bit 0 of the first word last).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().rev().map(|word| format!("{word:016x}")).collect::<String>()[6..].to_owned()
+    }
+
+    /// The set that [`to_hex`](Self::to_hex) wrote, or `None`.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 170 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let full = format!("000000{text}");
+        let mut words = [0u64; 11];
+        for (i, word) in words.iter_mut().rev().enumerate() {
+            *word = u64::from_str_radix(&full[i * 16..(i + 1) * 16], 16).ok()?;
+        }
+        // 676 bits: the last word holds 36.
+        (words[10] >> 36 == 0).then_some(Self(words))
+    }
+}
+
+impl FromIterator<CountryCode> for CodeSet {
+    fn from_iter<I: IntoIterator<Item = CountryCode>>(codes: I) -> Self {
+        let mut set = Self::default();
+        for code in codes {
+            set.insert(code);
+        }
+        set
+    }
+}
+
+impl fmt::Debug for CodeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.codes()).finish()
+    }
+}
+
+impl serde::Serialize for CodeSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CodeSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::from_hex(&text).ok_or_else(|| serde::de::Error::custom("not a set of codes (170 hex digits)"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +363,23 @@ mod tests {
         assert_eq!(codes[0].as_str(), "BA");
         assert_eq!(codes[26].as_str(), "ZW");
         assert_eq!(strs(&Selection::Explicit(list).resolve(Some(3))), ["BA", "BB", "BC"]);
+    }
+
+    #[test]
+    fn a_code_set_holds_any_codes_in_170_hex_digits() {
+        let codes: CodeSet = ["AA", "BR", "ZZ", "ZY"].iter().filter_map(|c| parse_code(c)).collect();
+        assert_eq!((codes.len(), codes.is_empty()), (4, false));
+        assert!(codes.contains(parse_code("BR").unwrap()) && !codes.contains(parse_code("AR").unwrap()));
+        let hex = codes.to_hex();
+        assert_eq!(hex.len(), 170);
+        let back = CodeSet::from_hex(&hex).unwrap();
+        assert_eq!(back, codes);
+        assert_eq!(back.codes().iter().map(CountryCode::as_str).collect::<Vec<_>>(), ["AA", "BR", "ZY", "ZZ"]);
+        let every: CodeSet = expand_argument("a").unwrap().into_iter().collect();
+        assert_eq!(every.len(), 26);
+        assert_eq!(serde_json::from_str::<CodeSet>(&serde_json::to_string(&codes).unwrap()).unwrap(), codes);
+        assert!(CodeSet::from_hex("zz").is_none());
+        assert!(CodeSet::from_hex(&"f".repeat(170)).is_none(), "bits past ZZ");
+        assert!(CodeSet::default().is_empty());
     }
 }

@@ -14,6 +14,7 @@ use flagsd::fleet::Fleet;
 use flagsd::fleet::messages::FleetRun;
 use flagsd::fleet::names::{last_key, run_token};
 use flagsd::job::Ledger;
+use flagsd::model::codes::parse_code;
 use flagsd::model::run::{RunRecord, RunState};
 use serde_json::Value;
 
@@ -313,7 +314,7 @@ fn config_with_url(config: &Path, from: &str, to: &str) -> std::path::PathBuf {
 #[test]
 fn a_node_whose_disk_is_full_hands_its_codes_to_the_others() {
     let Some(nats) = NatsServer::start() else { return };
-    let Some(disk) = Tmpfs::mount("64k") else { return };
+    let Some(disk) = Tmpfs::mount("256k") else { return };
     let urls = [nats.url()];
     let flags = slow_server("0.02");
     let dir = tempfile::tempdir().expect("a directory");
@@ -322,7 +323,7 @@ fn a_node_whose_disk_is_full_hands_its_codes_to_the_others() {
     std::fs::create_dir_all(full.join("world")).expect("a directory");
     // Fill the file system, leaving no room for a flag.
     let filler = std::fs::File::create(disk.path.join("filler")).expect("a file");
-    let _ = std::io::Write::write_all(&mut &filler, &vec![0u8; 64 * 1024]);
+    let _ = std::io::Write::write_all(&mut &filler, &vec![0u8; 256 * 1024]);
     drop(filler);
     let a = Node::start(&config, "a", &[]);
     let b = Node::start(
@@ -358,8 +359,12 @@ fn a_run_whose_starter_died_before_queueing_is_completed_by_the_fleet() {
     // running record, and not one code queued.
     let mut record = RunRecord::started(41, "world", "run", flagsd::model::time::rfc3339(SystemTime::now()));
     record.started_by = Some("dead".to_owned());
-    let run =
-        FleetRun { record, nonce: "0dead0".to_owned(), tick: None, codes: vec!["BR".into(), "AR".into(), "ZZ".into()] };
+    let run = FleetRun {
+        record,
+        nonce: "0dead0".to_owned(),
+        tick: None,
+        codes: ["BR", "AR", "ZZ"].iter().filter_map(|c| parse_code(c)).collect(),
+    };
     with_fleet(&urls, async |fleet| {
         fleet.runs.put(last_key("world"), serde_json::to_vec(&run).expect("JSON").into()).await.expect("written");
     });
