@@ -190,7 +190,12 @@ impl Fleet {
         if run.key() != *key || !run.record.is_running() {
             return Ok(None);
         }
-        let codes = run.code_list().len();
+        // Cheap checks first: a code still queued (or held by a node) has
+        // no outcome yet, nor has a code whose subject is empty.
+        if self.queued(&key.batch, &run).await? > 0 {
+            return Ok(None);
+        }
+        let codes = run.codes.len();
         if self.outcome_subjects(&run.token()).await? < codes {
             return Ok(None);
         }

@@ -660,8 +660,12 @@ impl WorkSource for FleetSource {
                         let subject = fleet.names.outcome_subject(&held.run.token, code);
                         fleet.dropped.count(DropReason::Duplicate, &subject, "the code had an outcome already");
                     }
+                    // Acknowledged and confirmed before the finisher looks:
+                    // a run none of whose codes is queued any more has all
+                    // its outcomes.
+                    let acked = held.message.double_ack().await;
                     touched.add(held.run.key.clone());
-                    held.message.ack().await
+                    acked
                 }
                 Err(e) => {
                     tracing::warn!(%batch, cc = %code, error = %e, "outcome not recorded; handing the code back");
