@@ -201,7 +201,7 @@ impl Node {
     /// Opens `batch`'s lane: prepares the job, joins the batch's consumer,
     /// and starts pulling.
     async fn open_lane(self: Rc<Self>, batch: Rc<BatchConfig>) {
-        let known = crate::http::download::SharedKnownFiles::default();
+        let known = crate::store::state::SharedKnownFiles::default();
         let prepared = match PreparedJob::prepare(&batch.job, &self.context, Some(std::sync::Arc::clone(&known))) {
             Ok(prepared) => Rc::new(prepared),
             Err(e) => {

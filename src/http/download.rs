@@ -16,7 +16,7 @@
 //! `dyn Fetch` and know nothing of HTTP.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
@@ -34,11 +34,8 @@ use crate::model::outcome::{DownloadError, Outcome, SavedFile};
 use crate::store::body::BodyWriter;
 use crate::store::naming::NameRegistry;
 use crate::store::output::OutputDir;
-use crate::store::state::KnownFiles;
+use crate::store::state::{KnownFiles, SharedKnownFiles};
 use crate::sys::files::read_exact_regular;
-
-/// What earlier runs saved, shared with whoever keeps it up to date.
-pub type SharedKnownFiles = Arc<RwLock<KnownFiles>>;
 
 /// The files earlier runs saved, for reading. Writers only insert whole
 /// records, so a panic elsewhere cannot leave the map torn: a poisoned lock

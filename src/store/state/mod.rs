@@ -35,5 +35,5 @@ mod schema;
 pub use db::{BUSY_TIMEOUT, DB_FILE, StateDb};
 pub use error::StateError;
 pub use handle::StateHandle;
-pub use records::{FileRecord, KnownFiles, RunCounts, RunRecord};
+pub use records::{FileRecord, KnownFiles, RunCounts, RunRecord, SharedKnownFiles};
 pub use schema::SCHEMA_VERSION;
