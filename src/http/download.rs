@@ -16,7 +16,7 @@
 //! `dyn Fetch` and know nothing of HTTP.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
@@ -32,7 +32,7 @@ use crate::model::codes::CountryCode;
 use crate::model::digest::{hex, sha256_hex};
 use crate::model::outcome::{DownloadError, Outcome, SavedFile};
 use crate::store::body::BodyWriter;
-use crate::store::naming::NameRegistry;
+use crate::store::claims::{LocalClaims, NameClaims, claim_file_name};
 use crate::store::output::OutputDir;
 use crate::store::state::{KnownFiles, SharedKnownFiles};
 use crate::sys::files::read_exact_regular;
@@ -42,11 +42,6 @@ use crate::sys::files::read_exact_regular;
 /// is still read.
 fn read(known: &SharedKnownFiles) -> std::sync::RwLockReadGuard<'_, KnownFiles> {
     known.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The name registry, locked (poison ignored: claims are whole updates).
-fn lock(names: &Mutex<NameRegistry>) -> MutexGuard<'_, NameRegistry> {
-    names.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Longest `ETag` or `Last-Modified` kept: a longer one is dropped, as if the
@@ -71,7 +66,7 @@ pub struct HttpFetcher {
     /// Largest body saved, in bytes.
     max_size: u64,
     /// `Some` when files are named by country (`naming = "country"`).
-    country_names: Option<Arc<Mutex<NameRegistry>>>,
+    country_names: Option<Arc<dyn NameClaims>>,
     /// `Some` when the server has a request rate limit.
     limiter: Option<Arc<RateLimiter>>,
     /// `Some` when run state is kept: what earlier runs saved, by code.
@@ -193,16 +188,8 @@ impl HttpFetcher {
     /// keeps its file even when another code now claims the same name.
     /// Call it after [`with_state`](Self::with_state).
     pub fn naming_by_country(mut self) -> Self {
-        let mut names = NameRegistry::default();
         let known = self.known.as_ref().map(|known| read(known).clone()).unwrap_or_default();
-        for (code, record) in &known {
-            let name =
-                record.path.as_deref().filter(|p| p.parent() == Some(self.output.path())).and_then(Path::file_name);
-            if let Some(name) = name.and_then(|n| n.to_str()) {
-                names.reserve(*code, name);
-            }
-        }
-        self.country_names = Some(Arc::new(Mutex::new(names)));
+        self.country_names = Some(Arc::new(LocalClaims::seeded(self.output.path(), &known)));
         self
     }
 
@@ -256,11 +243,14 @@ impl HttpFetcher {
         let file = file.finish().map_err(|e| io_error(&target, e))?;
         if let Some(names) = &self.country_names {
             let country = self.country_name(code, lane).await?;
-            target = self.output.path().join(lock(names).claim(code, &country));
+            let name = claim_file_name(&**names, code, &country)
+                .await
+                .map_err(|e| DownloadError::Io { detail: e.detail() })?;
+            target = self.output.path().join(name);
         }
         file.persist(&target).map_err(|e| io_error(&target, e.error))?;
         if let Some(names) = &self.country_names {
-            self.retire_old_name(code, &target, names).await;
+            self.retire_old_name(code, &target, &**names).await;
         }
         let sha256 = hasher.map(|h| hex(&h.finalize()));
         let (status, origin) = (status.as_u16(), Some(self.record_url(code)));
@@ -280,7 +270,7 @@ impl HttpFetcher {
     /// bound. Only a file that is still exactly what was saved (a regular
     /// file of the recorded size and SHA-256) is removed: one changed by
     /// someone else is left alone, and keeps its name reserved.
-    async fn retire_old_name(&self, code: CountryCode, target: &Path, names: &Mutex<NameRegistry>) {
+    async fn retire_old_name(&self, code: CountryCode, target: &Path, names: &dyn NameClaims) {
         let Some(known) = self.known.as_ref().and_then(|known| read(known).get(&code).cloned()) else { return };
         let (Some(old), Some(size), Some(sha256)) = (known.path, known.size, known.sha256) else { return };
         if old == target || old.parent() != Some(self.output.path()) {
@@ -292,8 +282,9 @@ impl HttpFetcher {
         });
         if let Ok(Some(old)) = removed.await
             && let Some(name) = old.file_name().and_then(|n| n.to_str())
+            && let Err(e) = names.release(code, name).await
         {
-            lock(names).release(code, name);
+            tracing::warn!(cc = %code, name, error = %e, "cannot release the claim on a retired file name");
         }
     }
 

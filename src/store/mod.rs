@@ -3,6 +3,7 @@
 //! (run history, validators for conditional requests).
 
 pub mod body;
+pub mod claims;
 pub mod naming;
 pub mod output;
 pub mod state;
