@@ -202,7 +202,8 @@ impl Node {
     /// and starts pulling.
     async fn open_lane(self: Rc<Self>, batch: Rc<BatchConfig>) {
         let known = crate::store::state::SharedKnownFiles::default();
-        let prepared = match PreparedJob::prepare(&batch.job, &self.context, Some(std::sync::Arc::clone(&known))) {
+        let prepared = match PreparedJob::prepare(&batch.job, &self.context, Some(std::sync::Arc::clone(&known)).into())
+        {
             Ok(prepared) => Rc::new(prepared),
             Err(e) => {
                 tracing::error!(batch = %batch.name, error = %e, "this node cannot fetch the batch");

@@ -3,6 +3,7 @@
 //! ([`error`]).
 
 pub mod error;
+pub mod fetch;
 pub mod lifecycle;
 pub mod prepare;
 
