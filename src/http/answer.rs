@@ -257,3 +257,155 @@ fn insert_validator(headers: &mut HeaderMap, name: HeaderName, value: Option<Str
         headers.insert(name, value);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::http::client::{ClientCache, ClientOptions, Timeouts, Transport};
+    use crate::model::codes::parse_code;
+
+    const TIMEOUTS: Timeouts =
+        Timeouts { connect: Duration::from_secs(5), read: Duration::from_secs(10), total: Duration::from_secs(30) };
+
+    /// A source of the flags under `url`, refusing bodies over `max_size`.
+    fn source(url: &str, max_size: u64) -> FlagSource {
+        let transport = Transport::default();
+        let options = ClientOptions { timeouts: TIMEOUTS, no_proxy: true, transport, count_connections: false };
+        let clients = ClientCache::default().get(options);
+        let base = clients.prepare_for(url).unwrap();
+        FlagSource::new(clients, base).max_size(max_size)
+    }
+
+    /// An answer with `head` (status line and headers) and `body`, its
+    /// length announced.
+    fn answer(head: &str, body: &[u8]) -> Vec<u8> {
+        let mut answer = format!("HTTP/1.1 {head}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        answer.extend_from_slice(body);
+        answer
+    }
+
+    /// Reads one request's head from `stream`.
+    async fn request_head(stream: &mut TcpStream) -> Option<String> {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            stream.read_exact(&mut byte).await.ok()?;
+            head.push(byte[0]);
+        }
+        Some(String::from_utf8_lossy(&head).to_lowercase())
+    }
+
+    /// A server under `/flags` that gives `answers`, in order, one a
+    /// request, on any connection; its base URL, and the heads of the
+    /// requests it received (in lower case).
+    async fn canned(answers: Vec<Vec<u8>>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let url = format!("http://{}/flags", listener.local_addr().unwrap());
+        let (heads, seen) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(answers.into_iter())));
+        let kept = Arc::clone(&heads);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (heads, answers) = (Arc::clone(&heads), Arc::clone(&seen));
+                tokio::spawn(async move {
+                    while let Some(head) = request_head(&mut stream).await {
+                        heads.lock().unwrap().push(head);
+                        let Some(answer) = answers.lock().unwrap().next() else { return };
+                        stream.write_all(&answer).await.unwrap();
+                    }
+                });
+            }
+        });
+        (url, kept)
+    }
+
+    /// The whole body of `answer`, which must be a body.
+    async fn read_all(answer: FlagAnswer<&str>) -> Result<Vec<u8>, DownloadError> {
+        let FlagAnswer::Body(mut body) = answer else { panic!("no body: {answer:?}") };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.chunk().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_status_is_its_answer_and_a_current_flag_gives_back_what_its_conditional_held() {
+        let date = "Last-Modified: Tue, 01 Dec 2026 10:00:00 GMT";
+        let (url, heads) = canned(vec![
+            answer(&format!("200 OK\r\nETag: \"e1\"\r\n{date}"), b"GIF89a"),
+            answer("304 Not Modified", b""),
+            answer("404 Not Found", b"no such flag"),
+            answer("304 Not Modified", b""),
+            answer("503 Busy\r\nRetry-After: 7", b""),
+            answer("200 OK", br#"{"country": "Brazil"}"#),
+        ])
+        .await;
+        let (source, br) = (source(&url, u64::MAX), parse_code("BR").unwrap());
+        let FlagAnswer::Body(body) = source.flag::<&str>(br, None, 0).await.unwrap() else { panic!("no body") };
+        let (etag, last_modified) = (body.etag.clone(), body.last_modified.clone());
+        assert_eq!((body.status, etag.as_deref()), (200, Some("\"e1\"")));
+        assert_eq!(read_all(FlagAnswer::Body(body)).await.unwrap(), b"GIF89a");
+        let conditional = Conditional { etag, last_modified, earlier: "held" };
+        assert!(matches!(source.flag(br, Some(conditional), 0).await, Ok(FlagAnswer::NotModified("held"))));
+        let asked = heads.lock().unwrap()[1].clone();
+        assert!(asked.starts_with("get /flags/br/br.gif "), "{asked}");
+        assert!(
+            asked.contains("if-none-match: \"e1\"\r\n") && asked.contains("if-modified-since: tue, 01 dec"),
+            "{asked}"
+        );
+        assert!(matches!(source.flag::<&str>(br, None, 0).await, Ok(FlagAnswer::NotFound)));
+        let unasked = source.flag::<&str>(br, None, 0).await.unwrap_err();
+        assert_eq!(unasked.to_string(), "HTTP 304 - Not Modified", "a 304 to an unconditional request");
+        let busy = source.flag::<&str>(br, None, 0).await.unwrap_err();
+        let retry_after = Some(Duration::from_secs(7));
+        assert_eq!(busy, DownloadError::Http { status: 503, reason: "Busy".to_owned(), retry_after });
+        assert_eq!(source.country_name(br, 0).await.unwrap(), "Brazil");
+        assert!(heads.lock().unwrap()[5].starts_with("get /flags/br/metadata.json "));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn validators_longer_than_the_cap_are_dropped() {
+        let long = "x".repeat(MAX_VALIDATOR - 2);
+        let (url, _) = canned(vec![
+            answer(&format!("200 OK\r\nETag: \"{long}\""), b"GIF89a"),
+            answer(&format!("200 OK\r\nETag: \"{long}x\""), b"GIF89a"),
+        ])
+        .await;
+        let (source, br) = (source(&url, u64::MAX), parse_code("BR").unwrap());
+        for kept in [true, false] {
+            let FlagAnswer::Body(body) = source.flag::<&str>(br, None, 0).await.unwrap() else { panic!("no body") };
+            assert_eq!(body.etag.map(|etag| etag.len()), kept.then_some(MAX_VALIDATOR));
+        }
+    }
+
+    /// An answer of `pieces` chunks of 800 bytes, no length announced.
+    fn chunked(pieces: usize) -> Vec<u8> {
+        let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..pieces {
+            answer.extend_from_slice(b"320\r\n");
+            answer.extend_from_slice(&[b'x'; 800]);
+            answer.extend_from_slice(b"\r\n");
+        }
+        answer.extend_from_slice(b"0\r\n\r\n");
+        answer
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_size_cap_holds_whether_announced_or_streamed() {
+        let (url, _) = canned(vec![answer("200 OK", &[b'x'; 1025]), chunked(1), chunked(2)]).await;
+        let (source, br) = (source(&url, 1024), parse_code("BR").unwrap());
+        let too_large = DownloadError::TooLarge { limit: 1024 };
+        assert_eq!(source.flag::<&str>(br, None, 0).await.unwrap_err(), too_large, "announced");
+        let within = source.flag(br, None, 0).await.unwrap();
+        assert_eq!(read_all(within).await.unwrap().len(), 800);
+        let beyond = source.flag(br, None, 0).await.unwrap();
+        assert_eq!(read_all(beyond).await.unwrap_err(), too_large, "1600 bytes streamed");
+    }
+}
