@@ -65,10 +65,9 @@ pub enum FlagAnswer<T> {
     Body(FlagBody),
 }
 
-/// A 2xx answer whose announced length is within the size cap; its body is
-/// pulled with [`FlagBody::chunk`].
-#[derive(Debug)]
-pub struct FlagBody {
+/// What a 2xx answer says of its body: its status and validators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagHead {
     /// The status (2xx).
     pub status: u16,
     /// The server's `ETag`, if it sent one no longer than
@@ -77,6 +76,14 @@ pub struct FlagBody {
     /// The server's `Last-Modified`, if it sent one no longer than
     /// [`MAX_VALIDATOR`].
     pub last_modified: Option<String>,
+}
+
+/// A 2xx answer whose announced length is within the size cap; its body is
+/// pulled with [`FlagBody::chunk`].
+#[derive(Debug)]
+pub struct FlagBody {
+    /// The status and validators.
+    pub head: FlagHead,
     response: reqwest::Response,
     /// Largest body accepted, in bytes.
     max_size: u64,
@@ -200,9 +207,8 @@ impl FlagSource {
             let value = response.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
             value.filter(|v| v.len() <= MAX_VALIDATOR).map(str::to_owned)
         };
-        let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
-        let (status, max_size) = (status.as_u16(), self.max_size);
-        Ok(FlagAnswer::Body(FlagBody { status, etag, last_modified, response, max_size, received: 0 }))
+        let head = FlagHead { status: status.as_u16(), etag: header(ETAG), last_modified: header(LAST_MODIFIED) };
+        Ok(FlagAnswer::Body(FlagBody { head, response, max_size: self.max_size, received: 0 }))
     }
 
     /// The `country` field of `{base}/{cc}/metadata.json`.
@@ -349,8 +355,8 @@ mod tests {
         .await;
         let (source, br) = (source(&url, u64::MAX), parse_code("BR").unwrap());
         let FlagAnswer::Body(body) = source.flag::<&str>(br, None, 0).await.unwrap() else { panic!("no body") };
-        let (etag, last_modified) = (body.etag.clone(), body.last_modified.clone());
-        assert_eq!((body.status, etag.as_deref()), (200, Some("\"e1\"")));
+        let FlagHead { status, etag, last_modified } = body.head.clone();
+        assert_eq!((status, etag.as_deref()), (200, Some("\"e1\"")));
         assert_eq!(read_all(FlagAnswer::Body(body)).await.unwrap(), b"GIF89a");
         let conditional = Conditional { etag, last_modified, earlier: "held" };
         assert!(matches!(source.flag(br, Some(conditional), 0).await, Ok(FlagAnswer::NotModified("held"))));
@@ -381,7 +387,7 @@ mod tests {
         let (source, br) = (source(&url, u64::MAX), parse_code("BR").unwrap());
         for kept in [true, false] {
             let FlagAnswer::Body(body) = source.flag::<&str>(br, None, 0).await.unwrap() else { panic!("no body") };
-            assert_eq!(body.etag.map(|etag| etag.len()), kept.then_some(MAX_VALIDATOR));
+            assert_eq!(body.head.etag.map(|etag| etag.len()), kept.then_some(MAX_VALIDATOR));
         }
     }
 

@@ -11,10 +11,10 @@
 use std::sync::Arc;
 
 use crate::engine::{Fetch, OutcomeFuture};
-use crate::http::answer::{Conditional, FlagAnswer, FlagBody, FlagSource};
+use crate::http::answer::{Conditional, FlagAnswer, FlagBody, FlagHead, FlagSource};
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{DownloadError, Outcome, SavedFile};
-use crate::store::save::{Earlier, Saver};
+use crate::store::save::{Earlier, Incoming, Saver};
 
 /// Downloads flags from a [`FlagSource`] into a [`Saver`].
 pub struct FlagFetcher {
@@ -32,19 +32,28 @@ impl FlagFetcher {
         let earlier = self.saver.earlier(code, |url| self.source.is_record_url(code, url)).await;
         let conditional =
             earlier.map(|Earlier { path, etag, last_modified }| Conditional { etag, last_modified, earlier: path });
-        let mut body = match self.source.flag(code, conditional, lane).await? {
+        let body = match self.source.flag(code, conditional, lane).await? {
             FlagAnswer::NotModified(path) => return Ok(Outcome::Unchanged(path)),
             FlagAnswer::NotFound => return Ok(Outcome::NotFound),
             FlagAnswer::Body(body) => body,
         };
+        let (incoming, FlagHead { status, etag, last_modified }) = self.receive(code, body).await?;
+        let saved = self.saver.save(code, incoming, || self.source.country_name(code, lane)).await?;
+        let origin = Some(self.source.record_url(code));
+        Ok(Outcome::Downloaded(SavedFile { status, etag, last_modified, origin, ..saved }))
+    }
+
+    /// Streams `body` into a new temporary file for `code`. A function of
+    /// its own so that the body and the writer, which the loop borrows, are
+    /// not kept in the download's future through the save that follows (it
+    /// may await a metadata request): that future is allocated for every
+    /// code, at the size of its largest state.
+    async fn receive(&self, code: CountryCode, mut body: FlagBody) -> Result<(Incoming, FlagHead), DownloadError> {
         let mut incoming = self.saver.incoming(code)?;
         while let Some(chunk) = body.chunk().await? {
             incoming.push(chunk)?;
         }
-        let saved = self.saver.save(code, incoming, self.source.country_name(code, lane)).await?;
-        let FlagBody { status, etag, last_modified, .. } = body;
-        let origin = Some(self.source.record_url(code));
-        Ok(Outcome::Downloaded(SavedFile { status, etag, last_modified, origin, ..saved }))
+        Ok((incoming, body.head))
     }
 }
 

@@ -157,22 +157,27 @@ impl Saver {
 
     /// Gives `code`'s complete body its final name, and retires the name an
     /// earlier run gave it if that changed. Named by country, the name is
-    /// claimed for `country` (awaited only then: it costs a request); the
-    /// file keeps its temporary name until then, so a failure to name it
-    /// leaves nothing behind.
+    /// claimed for the country that `country` asks for (only then: it costs
+    /// a request); the file keeps its temporary name until then, so a
+    /// failure to name it leaves nothing behind.
     ///
     /// The [`SavedFile`] has the path, size and hash; the HTTP facts
     /// (status, validators, origin) are the caller's to add.
-    pub async fn save(
+    pub async fn save<C>(
         &self,
         code: CountryCode,
         incoming: Incoming,
-        country: impl Future<Output = Result<String, DownloadError>>,
-    ) -> Result<SavedFile, DownloadError> {
+        country: impl FnOnce() -> C,
+    ) -> Result<SavedFile, DownloadError>
+    where
+        C: Future<Output = Result<String, DownloadError>>,
+    {
+        // The (large) future of `country` is made here, where it is awaited:
+        // taken as an argument, it would be kept twice in this one.
         let Incoming { mut target, file, hasher, bytes } = incoming;
         let file = file.finish().map_err(|e| io_error(&target, e))?;
         if let Some(claims) = &self.claims {
-            let country = country.await?;
+            let country = country().await?;
             let claimed = claim_file_name(&**claims, code, &country).await;
             target = self.output.path().join(claimed.map_err(|e| DownloadError::Io { detail: e.detail() })?);
         }
@@ -271,7 +276,7 @@ mod tests {
     ) -> Result<SavedFile, DownloadError> {
         let mut incoming = saver.incoming(code)?;
         incoming.push(Bytes::from_static(body))?;
-        saver.save(code, incoming, ready(Ok(country.to_owned()))).await
+        saver.save(code, incoming, || ready(Ok(country.to_owned()))).await
     }
 
     fn names_in(dir: &Path) -> Vec<String> {
