@@ -11,17 +11,17 @@
 //! - [`engine`]: the actor system, a coordinator and its fixed pool of
 //!   workers, and the retry policy; owns the `Fetch` and `OutcomeSink`
 //!   seams; imports only `model`;
-//! - [`store`]: the output directory and its atomic files, safe names, the
-//!   state database;
-//! - [`http`]: HTTP clients, one download turned into one outcome, rate
+//! - [`store`]: the output directory and its atomic files, safe names and
+//!   their claims, saving a flag, the state database;
+//! - [`http`]: HTTP clients, a flag asked for and its answer checked, rate
 //!   limits;
 //! - [`config`]: raw arguments, files and environment turned into checked
 //!   settings, with the defaults and validators in one place;
 //! - [`testserver`]: the built-in flag server (`DEMO`, tests, benchmarks);
 //! - [`present`]: what people and programs read (the flags2 report, the
 //!   `--json` documents, the admin API's types);
-//! - [`job`]: preparing a job, and the one recorded-run lifecycle every
-//!   command uses;
+//! - [`job`]: preparing a job, fetching as answer plus saving, and the one
+//!   recorded-run lifecycle every command uses;
 //! - [`fleet`]: several nodes sharing the batches through NATS JetStream
 //!   (runs, shared work queues, schedules claimed once, heartbeats);
 //! - [`daemon`]: `flagsd serve` (schedules, signals, systemd notify, metrics,

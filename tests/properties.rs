@@ -20,7 +20,9 @@ use flagsd::http::response::parse_retry_after;
 use flagsd::model::codes::{CountryCode, SHOWN_WORD_CHARS, parse_code_list};
 use flagsd::model::outcome::{DownloadError, Outcome};
 use flagsd::model::random::Dice;
-use flagsd::store::naming::{NameRegistry, sanitize_stem};
+use flagsd::store::claims::{LocalClaims, claim_file_name};
+use flagsd::store::naming::sanitize_stem;
+use flagsd::store::state::KnownFiles;
 use flagsd::testserver::conditional::is_not_modified;
 use proptest::prelude::*;
 
@@ -144,11 +146,12 @@ proptest! {
 
     #[test]
     fn no_two_codes_share_a_file_name(names in prop::collection::vec("[a-zA-Z]{1,3}", 1..30)) {
-        let mut registry = NameRegistry::default();
+        let claims = LocalClaims::seeded(std::path::Path::new("out"), &KnownFiles::new());
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
         let mut given = std::collections::HashSet::new();
         for (i, name) in names.iter().enumerate() {
             let code = CountryCode::new(b'A' + (i / 26) as u8, b'A' + (i % 26) as u8).expect("a code");
-            let file = registry.claim(code, name);
+            let file = runtime.block_on(claim_file_name(&claims, code, name)).expect("local claims never fail");
             prop_assert!(given.insert(file.to_lowercase()), "{file} given twice");
         }
     }

@@ -3,10 +3,10 @@
 //! ([`OutcomeSink`]).
 //!
 //! The coordinator and its workers hold only these traits, so the actor
-//! system knows nothing of HTTP, files, reports or NATS. The HTTP side
-//! implements [`Fetch`]; reports, logs and metrics implement
-//! [`OutcomeSink`]; a run's list of codes is a [`LocalQueue`] and a fleet's
-//! work queue another [`WorkSource`]. The coordinator's guarantees (one
+//! system knows nothing of HTTP, files, reports or NATS. A job implements
+//! [`Fetch`] with the HTTP side's answers and the store's saving; reports,
+//! logs and metrics implement [`OutcomeSink`]; a run's list of codes is a
+//! [`LocalQueue`] and a fleet's work queue another [`WorkSource`]. The coordinator's guarantees (one
 //! outcome per code, also when a worker panics or hangs) are tested with
 //! fetchers that misbehave on purpose.
 //!

@@ -16,9 +16,8 @@ use futures_util::StreamExt as _;
 
 use super::core::Fleet;
 use super::names::{file_key, token};
-use crate::http::download::SharedKnownFiles;
 use crate::model::codes::{CountryCode, parse_code};
-use crate::store::state::FileRecord;
+use crate::store::state::{FileRecord, SharedKnownFiles};
 
 /// How long to wait before watching again after the watch failed.
 const REWATCH_AFTER: Duration = Duration::from_secs(1);

@@ -7,12 +7,14 @@
 //! like the state database of one process ([`ledger`]): a run is a record in
 //! a bucket and its codes messages on a work-queue stream ([`runs`]); every
 //! node's lanes pull codes from it as they have idle workers ([`source`]),
-//! record each code's outcome once, the first winning ([`outcomes`]), and
-//! share the validators of what they saved ([`files`]). A [`node`] runs the
+//! record each code's outcome once, the first winning ([`outcomes`]),
+//! share the validators of what they saved ([`files`]) and claim file names
+//! fleet-wide ([`claims`]). A [`node`] runs the
 //! lanes, the schedules ([`schedule`]), the heartbeat and the finisher, and
 //! knows whether it can take work ([`health`]). Everything read from NATS
 //! is checked first ([`messages`]). See `docs/fleet.md`.
 
+pub mod claims;
 pub mod core;
 pub mod files;
 pub mod health;

@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime};
 use actix_rt::task::JoinHandle;
 use futures_util::StreamExt as _;
 
+use super::claims::FleetClaims;
 use super::core::{Fleet, FleetError, nats_error};
 use super::health::Health;
 use super::messages::NodeBeat;
@@ -36,9 +37,11 @@ use super::source::{FleetSource, Settling, Shared, Touched};
 use crate::config::{BatchConfig, Settings};
 use crate::engine::{OutcomeSink, RunControls};
 use crate::job::ledger::{FleetFailure, LedgerError, RunKey, RunStart};
+use crate::job::prepare::Saving;
 use crate::job::{JobContext, PreparedJob};
 use crate::model::run::RunRecord;
 use crate::model::time::rfc3339;
+use crate::store::claims::NameClaims;
 
 /// How often a node renews its heartbeat (and reads the fleet's gauges).
 pub const BEAT_EVERY: Duration = Duration::from_secs(2);
@@ -215,7 +218,9 @@ impl Node {
     /// Opens `batch`'s lane: prepares the job and starts taking its codes.
     fn open_lane(self: &Rc<Self>, batch: Rc<BatchConfig>) {
         let known = Arc::new(RwLock::new(Default::default()));
-        let prepared = match PreparedJob::prepare(&batch.job, &self.context, Some(Arc::clone(&known))) {
+        let claims: Arc<dyn NameClaims> = Arc::new(FleetClaims::new(self.fleet.clone(), &batch.name));
+        let saving = Saving { known: Some(Arc::clone(&known)), claims: Some(claims) };
+        let prepared = match PreparedJob::prepare(&batch.job, &self.context, saving) {
             Ok(prepared) => Rc::new(prepared),
             Err(e) => {
                 self.shared.health.set(&format!("batch {}", batch.name), format!("cannot fetch it: {e}"));

@@ -1,11 +1,11 @@
-//! The HTTP side: clients built once and shared, one request turned into
-//! one outcome (the engine's [`Fetch`](crate::engine::Fetch) implemented),
-//! and per-server rate limits.
+//! The HTTP side: clients built once and shared, a flag asked for and its
+//! answer checked (nothing of files: saving is the store's), and per-server
+//! rate limits.
 
+pub mod answer;
 pub mod causes;
 pub mod client;
 pub mod connections;
-pub mod download;
 pub mod protocol;
 pub mod proxy;
 pub mod rate;

@@ -40,6 +40,15 @@ pub fn flag_url(base: &str, code: CountryCode) -> String {
     url
 }
 
+/// Whether `url` is [`flag_url`]`(base, code)`, found without building it:
+/// this runs for every code whose validators are checked.
+pub fn is_flag_url(url: &str, base: &str, code: CountryCode) -> bool {
+    let base = base.strip_suffix('/').unwrap_or(base);
+    let [first, second] = code.as_str().as_bytes() else { return false };
+    let (a, b) = (first.to_ascii_lowercase(), second.to_ascii_lowercase());
+    url.strip_prefix(base).is_some_and(|rest| rest.as_bytes() == [b'/', a, b, b'/', a, b, b'.', b'g', b'i', b'f'])
+}
+
 /// `base` with the path segments `{cc}/{file}` added (one trailing slash of
 /// `base` is ignored), `cc` in lower case: what [`flag_url`] gives, without
 /// parsing a URL again for every request. `base` must be an `http(s)` URL
@@ -66,6 +75,21 @@ mod tests {
         let br = CountryCode::new(b'B', b'R').expect("a code");
         assert_eq!(flag_url("http://h/flags/", br), "http://h/flags/br/br.gif");
         assert_eq!(flag_url("http://h/flags", br), "http://h/flags/br/br.gif");
+    }
+
+    #[test]
+    fn flag_urls_are_recognised_as_built() {
+        let br = CountryCode::new(b'B', b'R').expect("a code");
+        let ar = CountryCode::new(b'A', b'R').expect("a code");
+        for base in ["http://h/flags/", "http://h/flags", "DEMO", "https://***@h:8443"] {
+            assert!(is_flag_url(&flag_url(base, br), base, br), "{base}");
+            assert!(!is_flag_url(&flag_url(base, ar), base, br), "{base}");
+        }
+        for other in
+            ["http://h/flags/br/br.gif/", "http://h/flags/BR/BR.gif", "http://h/flags/br/br.gi", "http://h/br/br.gif"]
+        {
+            assert!(!is_flag_url(other, "http://h/flags", br), "{other}");
+        }
     }
 
     #[test]

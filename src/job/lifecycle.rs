@@ -148,7 +148,7 @@ impl Recording {
             }
             RunEnd { run_id, started_at, result: Err(error), recorded, record_error: None }
         };
-        let prepared = match PreparedJob::prepare(job, context, known.map(|k| Arc::new(RwLock::new(k)))) {
+        let prepared = match PreparedJob::prepare(job, context, known.map(|k| Arc::new(RwLock::new(k))).into()) {
             Ok(prepared) => prepared,
             Err(error) => return failed(record, error).await,
         };

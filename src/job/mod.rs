@@ -4,6 +4,7 @@
 //! that end a command ([`error`]).
 
 pub mod error;
+pub mod fetch;
 pub mod ledger;
 pub mod lifecycle;
 pub mod local;

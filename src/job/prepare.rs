@@ -10,18 +10,22 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::error::FatalError;
+use super::fetch::FlagFetcher;
 use crate::config::file::Naming;
 use crate::config::{JobConfig, ServerTarget};
 use crate::engine::{Fetch, OutcomeSink, Placement, Pool, PoolOptions, Run, RunSummary, WorkSource, WorkerThreads};
+use crate::http::answer::FlagSource;
 use crate::http::client::{ClientCache, ClientOptions, Clients};
 use crate::http::connections::Opened;
-use crate::http::download::{HttpFetcher, SharedKnownFiles};
 use crate::http::rate::RateLimiters;
 use crate::http::url::redact_credentials;
 use crate::model::codes::CountryCode;
 use crate::model::exit::ExitStatus;
 use crate::present::results::{JobFacts, JobResult, job_result};
+use crate::store::claims::NameClaims;
 use crate::store::output::OutputDir;
+use crate::store::save::{Names, Saver};
+use crate::store::state::SharedKnownFiles;
 use crate::sys::limits;
 use crate::testserver::options::TestServerOptions;
 use crate::testserver::server::TestServer;
@@ -60,6 +64,28 @@ impl JobContext {
     }
 }
 
+/// What a job's saving shares with others: the files earlier runs saved,
+/// and where file names are claimed. The default keeps no run state and
+/// claims names in this process.
+#[derive(Default)]
+pub struct Saving {
+    /// `Some` when run state is kept: files that earlier runs saved (as
+    /// others may keep them up to date meanwhile) are asked for
+    /// conditionally, and every saved file is hashed.
+    pub known: Option<SharedKnownFiles>,
+    /// Where file names are claimed when files are named by country (a
+    /// fleet's shared bucket); `None`: in this process, the names of
+    /// `known`'s files reserved for their codes.
+    pub claims: Option<Arc<dyn NameClaims>>,
+}
+
+/// Run state alone (`Some`) or none, names claimed in this process.
+impl From<Option<SharedKnownFiles>> for Saving {
+    fn from(known: Option<SharedKnownFiles>) -> Self {
+        Self { known, claims: None }
+    }
+}
+
 /// A job whose output directory, server and client are ready.
 pub struct PreparedJob {
     /// The base URL requests go to, credentials masked (for reports).
@@ -79,10 +105,9 @@ pub struct PreparedJob {
 
 impl PreparedJob {
     /// Prepares `job`, with what `context` shares between the jobs of this
-    /// process; nothing has been requested when this fails. With `known`
-    /// (run state is kept), files saved by earlier runs are asked for
-    /// conditionally.
-    pub fn prepare(job: &JobConfig, context: &JobContext, known: Option<SharedKnownFiles>) -> Result<Self, FatalError> {
+    /// process, saving as `saving` says; nothing has been requested when
+    /// this fails.
+    pub fn prepare(job: &JobConfig, context: &JobContext, saving: Saving) -> Result<Self, FatalError> {
         let output = Arc::new(OutputDir::prepare(&job.output)?);
         let (base_url, demo) = match &job.server.target {
             ServerTarget::Url(url) => (url.clone(), None),
@@ -105,18 +130,16 @@ impl PreparedJob {
         let base = clients.prepare_for(&base_url)?;
         let opened_before = clients.opened();
         let limiter = job.server.rate.map(|rate| context.limiters.get(&job.server.label, rate));
-        let mut fetcher =
-            HttpFetcher::new(Arc::clone(&clients), base, output).max_size(job.max_size).rate_limited(limiter);
+        let mut source = FlagSource::new(Arc::clone(&clients), base).max_size(job.max_size).rate_limited(limiter);
         if demo.is_some() {
-            fetcher = fetcher.recorded_as(&job.server.label);
+            source = source.recorded_as(&job.server.label);
         }
-        if let Some(known) = known {
-            fetcher = fetcher.with_state(known);
-        }
-        let fetcher: Arc<dyn Fetch> = match job.naming {
-            Naming::Code => Arc::new(fetcher),
-            Naming::Country => Arc::new(fetcher.naming_by_country()),
+        let names = match job.naming {
+            Naming::Code => Names::ByCode,
+            Naming::Country => Names::ByCountry(saving.claims),
         };
+        let saver = Saver::new(output, names, saving.known, job.max_size);
+        let fetcher: Arc<dyn Fetch> = Arc::new(FlagFetcher::new(source, saver));
         // Naming by country costs a second request (metadata.json) per code;
         // a first request to a TLS server may wait up to a connect timeout
         // for the probe of its protocol (see `http::protocol`).

@@ -8,13 +8,11 @@
 //! then removed as such) and composed and decomposed accents are one name;
 //! separators, `..`, leading dots, control, line-separator and invisible
 //! formatting characters go; a leading `-` (an option to many tools)
-//! becomes `_`; the length is bounded. A [`NameRegistry`] gives each code
-//! its own name, comparing names case-insensitively (so `France` and
-//! `FRANCE` cannot share a file on a case-insensitive file system): when
-//! two codes claim the same name, the later one gets ` (CC)` appended
-//! instead of overwriting the first.
-
-use std::collections::HashMap;
+//! becomes `_`; the length is bounded.
+//!
+//! A safe name may still be another code's: [`candidate_name`] gives the
+//! names a code tries, in order (` (CC)` appended after the first, then a
+//! counter), and the claims of [`super::claims`] say which of them is free.
 
 use icu_normalizer::ComposingNormalizerBorrowed;
 
@@ -55,46 +53,20 @@ pub fn sanitize_stem(raw: &str) -> Option<String> {
     (!stem.is_empty()).then_some(stem)
 }
 
-/// The key names are compared by: two names with the same key would be
-/// one file on a case-insensitive file system.
-fn fold(name: &str) -> String {
-    name.to_lowercase()
+/// The stem of `code`'s file names when its country is `country`: the
+/// safe form of `country`, or the code itself when nothing usable is left.
+pub fn country_stem(code: CountryCode, country: &str) -> String {
+    sanitize_stem(country).unwrap_or_else(|| code.to_string())
 }
 
-/// The file names given out, so that no two codes share one.
-#[derive(Debug, Default)]
-pub struct NameRegistry {
-    /// Name and owner, by [`fold`]ed name.
-    taken: HashMap<String, (String, CountryCode)>,
-}
-
-impl NameRegistry {
-    /// Reserves the file name `name` for `code` (the file an earlier run
-    /// saved for it), so that no other code of this run takes it.
-    pub fn reserve(&mut self, code: CountryCode, name: &str) {
-        self.taken.entry(fold(name)).or_insert_with(|| (name.to_owned(), code));
-    }
-
-    /// Gives up `code`'s claim on `name` (its file is gone).
-    pub fn release(&mut self, code: CountryCode, name: &str) {
-        let key = fold(name);
-        if self.taken.get(&key).is_some_and(|(_, owner)| *owner == code) {
-            self.taken.remove(&key);
-        }
-    }
-
-    /// The file name (`{stem}.gif`) for `code`, whose country is `country`.
-    /// Falls back to `{CC}.gif` when the country name has nothing usable.
-    pub fn claim(&mut self, code: CountryCode, country: &str) -> String {
-        let stem = sanitize_stem(country).unwrap_or_else(|| code.to_string());
-        let mut name = format!("{stem}.gif");
-        let mut n = 1;
-        while self.taken.get(&fold(&name)).is_some_and(|(_, owner)| *owner != code) {
-            n += 1;
-            name = if n == 2 { format!("{stem} ({code}).gif") } else { format!("{stem} ({code}-{n}).gif") };
-        }
-        self.taken.insert(fold(&name), (name.clone(), code));
-        name
+/// The `n`th file name (counting from 1) that `code` tries for the stem
+/// `stem`: `{stem}.gif`, then `{stem} ({CC}).gif`, then `{stem}
+/// ({CC}-3).gif`, `{stem} ({CC}-4).gif`, and so on.
+pub fn candidate_name(stem: &str, code: CountryCode, n: u64) -> String {
+    match n {
+        ..=1 => format!("{stem}.gif"),
+        2 => format!("{stem} ({code}).gif"),
+        n => format!("{stem} ({code}-{n}).gif"),
     }
 }
 
@@ -126,17 +98,13 @@ mod tests {
     }
 
     #[test]
-    fn collisions_get_the_code_appended() {
-        let br = CountryCode::new(b'B', b'R').unwrap();
+    fn candidates_append_the_code_then_a_counter() {
         let ar = CountryCode::new(b'A', b'R').unwrap();
-        let cl = CountryCode::new(b'C', b'L').unwrap();
-        let mut names = NameRegistry::default();
-        assert_eq!(names.claim(br, "Same"), "Same.gif");
-        assert_eq!(names.claim(ar, "Same"), "Same (AR).gif");
-        assert_eq!(names.claim(br, "Same"), "Same.gif");
-        assert_eq!(names.claim(cl, "Same (AR)"), "Same (AR) (CL).gif");
-        assert_eq!(names.claim(cl, "/"), "_.gif");
-        assert_eq!(names.claim(ar, ".."), "AR.gif");
+        let first: Vec<String> = (1..=4).map(|n| candidate_name("Same", ar, n)).collect();
+        assert_eq!(first, ["Same.gif", "Same (AR).gif", "Same (AR-3).gif", "Same (AR-4).gif"]);
+        assert_eq!(country_stem(ar, "Same (CL)"), "Same (CL)");
+        assert_eq!(country_stem(ar, "/"), "_");
+        assert_eq!(country_stem(ar, ".."), "AR", "nothing usable: the code");
     }
 
     #[test]
@@ -148,29 +116,5 @@ mod tests {
         assert_eq!(sanitize_stem("--help").as_deref(), Some("_-help"));
         let (nfc, nfd) = ("C\u{00F4}te", "Co\u{0302}te");
         assert_eq!(sanitize_stem(nfc), sanitize_stem(nfd), "one name, however composed");
-    }
-
-    #[test]
-    fn names_differing_in_case_only_do_not_share_a_file() {
-        let fr = CountryCode::new(b'F', b'R').unwrap();
-        let fx = CountryCode::new(b'F', b'X').unwrap();
-        let mut names = NameRegistry::default();
-        assert_eq!(names.claim(fr, "France"), "France.gif");
-        assert_eq!(names.claim(fx, "FRANCE"), "FRANCE (FX).gif");
-        names.release(fx, "FRANCE (FX).gif");
-        names.release(fx, "France.gif");
-        assert_eq!(names.claim(fx, "FRANCE"), "FRANCE (FX).gif", "FX cannot release FR's name");
-        names.release(fr, "France.gif");
-        assert_eq!(names.claim(fx, "france"), "france.gif");
-    }
-
-    #[test]
-    fn reserved_names_stay_with_their_code() {
-        let aa = CountryCode::new(b'A', b'A').unwrap();
-        let bb = CountryCode::new(b'B', b'B').unwrap();
-        let mut names = NameRegistry::default();
-        names.reserve(aa, "Foo.gif");
-        assert_eq!(names.claim(bb, "Foo"), "Foo (BB).gif");
-        assert_eq!(names.claim(aa, "Foo"), "Foo.gif");
     }
 }

@@ -5,6 +5,7 @@
 //! away, credentials in the NATS URL, a node whose disk is full, a starter
 //! that died before queueing, and `flagsd cancel`.
 
+use std::collections::BTreeSet;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,7 +20,7 @@ use flagsd::model::run::{RunRecord, RunState};
 use serde_json::Value;
 
 use crate::fleetctl::*;
-use crate::helpers::{Tmpfs, closed_port_url, flagsd_in, http, server, wait_until};
+use crate::helpers::{Tmpfs, closed_port_url, country_root, flagsd_in, http, server, wait_until};
 use crate::natsd::NatsServer;
 
 /// Runs `work` with a client of the fleet on `nats`, on an actix system of
@@ -415,4 +416,48 @@ fn cancel_stops_a_fleet_run_and_the_batch_runs_again_at_once() {
         flagsd_in(dir.path(), &["cancel", "--config", other.to_str().expect("UTF-8"), "world"], &[]);
     assert_eq!(status, 3, "{stderr}");
     assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+}
+
+#[test]
+fn files_named_by_country_get_one_name_each_across_nodes() {
+    let Some(nats) = NatsServer::start() else { return };
+    let urls = [nats.url()];
+    // 20 codes in 10 pairs, each pair one country name.
+    let codes = [
+        "ad", "ae", "af", "ag", "al", "am", "ao", "ar", "at", "au", "az", "ba", "bb", "bd", "be", "bf", "bg", "bh",
+        "bi", "bj",
+    ];
+    let pairs: Vec<(&str, String)> =
+        codes.iter().enumerate().map(|(i, cc)| (*cc, format!("\"Pair {}\"", i / 2))).collect();
+    let root = country_root(&pairs.iter().map(|(cc, name)| (*cc, name.as_str())).collect::<Vec<_>>());
+    let flags = server(flagsd::testserver::TestServerOptions {
+        root: Some(root.path().to_owned()),
+        delay: Some("0.05".parse().expect("a delay")),
+        workers: 4,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("a directory");
+    let list: Vec<String> = codes.iter().map(|cc| format!("\"{}\"", cc.to_uppercase())).collect();
+    let config = config(dir.path(), &urls, &flags.url(), &format!("[{}]", list.join(", ")), "naming = \"country\"\n");
+    let _nodes = start_nodes(&config, &["a", "b"]);
+    let (status, document) = finish(submit(&config));
+    assert_eq!(status, 0, "{document}");
+    let batch = batch(&document);
+    assert_eq!(batch["counts"]["downloaded"].as_u64(), Some(20), "{document}");
+    let (by_node, _) = shares(batch);
+    assert_eq!(by_node.len(), 2, "both nodes fetched: {by_node:?}");
+    let files: BTreeSet<String> = batch["codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .filter_map(|c| c["file"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(files.len(), 20, "every code its own file: {files:?}");
+    for code in batch["codes"].as_array().expect("codes") {
+        let cc = code["code"].as_str().expect("a code").to_lowercase();
+        let saved = std::fs::read(code["file"].as_str().expect("a file")).expect("the file");
+        let flag = flagsd::testserver::dataset::get(&format!("flags/{cc}/{cc}.gif")).expect("the flag");
+        assert!(saved == flag, "{} holds another code's bytes", code["file"]);
+    }
+    assert_eq!(std::fs::read_dir(dir.path().join("out/world")).expect("the files").count(), 20);
 }

@@ -451,3 +451,17 @@ impl Drop for Tmpfs {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+/// A data-set root where each code's metadata names the given country.
+pub fn country_root(countries: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for (cc, country) in countries {
+        let dir = root.path().join(cc);
+        std::fs::create_dir(&dir).unwrap();
+        let gif = flagsd::testserver::dataset::get(&format!("flags/{cc}/{cc}.gif")).unwrap();
+        std::fs::write(dir.join(format!("{cc}.gif")), gif).unwrap();
+        let json = format!("{{\"iso_cc\": \"{}\", \"country\": {country}}}", cc.to_uppercase());
+        std::fs::write(dir.join("metadata.json"), json).unwrap();
+    }
+    root
+}

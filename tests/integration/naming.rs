@@ -6,23 +6,9 @@ use flagsd::testserver::TestServerOptions;
 
 use crate::helpers::*;
 
-/// A data-set root where each code's metadata names the given country.
-fn hostile_root(countries: &[(&str, &str)]) -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    for (cc, country) in countries {
-        let dir = root.path().join(cc);
-        std::fs::create_dir(&dir).unwrap();
-        let gif = flagsd::testserver::dataset::get(&format!("flags/{cc}/{cc}.gif")).unwrap();
-        std::fs::write(dir.join(format!("{cc}.gif")), gif).unwrap();
-        let json = format!("{{\"iso_cc\": \"{}\", \"country\": {country}}}", cc.to_uppercase());
-        std::fs::write(dir.join("metadata.json"), json).unwrap();
-    }
-    root
-}
-
 #[test]
 fn files_are_named_by_country_and_never_leave_the_output_directory() {
-    let root = hostile_root(&[
+    let root = country_root(&[
         ("ad", r#""../../etc/x""#),
         ("ae", r#""/abs""#),
         ("af", r#""evil\u0007name\n""#),
@@ -61,7 +47,7 @@ fn files_are_named_by_country_and_never_leave_the_output_directory() {
 
 #[test]
 fn an_unchanged_file_keeps_its_country_name_when_another_code_claims_it() {
-    let root = hostile_root(&[("ag", r#""Same""#), ("al", r#""Same""#)]);
+    let root = country_root(&[("ag", r#""Same""#), ("al", r#""Same""#)]);
     let server = server(TestServerOptions { root: Some(root.path().to_owned()), ..TestServerOptions::default() });
     let work = tempfile::tempdir().unwrap();
     let run = |codes: &str| {

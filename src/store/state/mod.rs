@@ -38,5 +38,5 @@ mod schema;
 pub use db::{BUSY_TIMEOUT, DB_FILE, OUTCOMES_KEPT, RunEnd, StateDb};
 pub use error::StateError;
 pub use handle::StateHandle;
-pub use records::{FileRecord, KnownFiles};
+pub use records::{FileRecord, KnownFiles, SharedKnownFiles};
 pub use schema::SCHEMA_VERSION;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,3 +30,9 @@ pub struct FileRecord {
 
 /// What earlier runs of a batch saved, by code.
 pub type KnownFiles = HashMap<CountryCode, FileRecord>;
+
+/// What earlier runs saved, shared with whoever keeps it up to date (a
+/// fleet node's watch of the fleet's records) while jobs read it. Writers
+/// insert or remove whole records only, so a lock poisoned by a panic
+/// elsewhere still holds a consistent map.
+pub type SharedKnownFiles = Arc<RwLock<KnownFiles>>;
