@@ -31,6 +31,7 @@ mod helpers;
 mod natsd;
 
 mod case;
+mod findings;
 mod harness;
 mod invariants;
 mod nats;
