@@ -196,10 +196,8 @@ pub fn run(seed: u64) -> Verdict {
         })
         .collect();
     let mut world = World { nodes, disk, nats, _flags: flags, dir };
-    let started = Instant::now();
     let violations = play(&schedule, &mut world, &config);
     if violations.is_empty() {
-        println!("chaos seed {seed}: passed in {:.1} s", started.elapsed().as_secs_f64());
         return Verdict::Passed;
     }
     let mut report = format!("{schedule}\n{} violations:\n", violations.len());
@@ -398,14 +396,15 @@ fn check_submission(schedule: &Schedule, runs: &[FleetRun], submission: &Submitt
                 violations.push(format!("{name}: flagsd run exited 3 without saying its record is gone: {said}"));
             }
         }
-        (0 | 1, Some(run)) => {
-            let document: Result<Value, _> = serde_json::from_str(&exit.stdout);
-            match document {
-                Ok(document) => violations.extend(check_document(&name, &document["batches"][0], run)),
+        (0 | 1, record) if record.is_some() || lossy => {
+            // A run whose record went after it ended; but not another
+            // run that took its id when the ids started again at 1.
+            let codes = schedule.codes.list();
+            match serde_json::from_str::<Value>(&exit.stdout) {
+                Ok(document) => violations.extend(check_document(&name, &document["batches"][0], &codes, record)),
                 Err(e) => violations.push(format!("{name}: no JSON ({e}): {}", last_line(&exit.stderr))),
             }
         }
-        (0 | 1, None) if lossy => {}
         (_, None) => violations.push(format!(
             "{name}: run {id} ({nonce}) has no record {}, and flagsd run exited {status}: {}",
             if lossy { "after a fault that loses records" } else { "though no fault loses records" },
@@ -420,23 +419,30 @@ fn check_submission(schedule: &Schedule, runs: &[FleetRun], submission: &Submitt
     violations
 }
 
-/// A batch of a `flagsd run --json` document against its run's record.
-fn check_document(name: &str, batch: &Value, run: &FleetRun) -> Vec<String> {
+/// A batch of a `flagsd run --json` document of a finished run of `codes`:
+/// every code once, counted once, as its record (if it has one) counts them.
+fn check_document(name: &str, batch: &Value, codes: &[CountryCode], run: Option<&FleetRun>) -> Vec<String> {
     let mut violations = Vec::new();
     let counts = &batch["counts"];
     let theirs = ["downloaded", "unchanged", "not_found", "errors"].map(|k| counts[k].as_u64().unwrap_or(u64::MAX));
-    let ours = run.record.counts.map(|c| [c.downloaded, c.unchanged, c.not_found, c.errors].map(|n| n as u64));
-    if Some(theirs) != ours {
+    let ours = run.and_then(|run| run.record.counts).map(|c| [c.downloaded, c.unchanged, c.not_found, c.errors]);
+    if let Some(ours) = ours.map(|c| c.map(|n| n as u64)).filter(|ours| *ours != theirs) {
         violations.push(format!("{name}: flagsd run's counts {theirs:?} are not its record's {ours:?}"));
     }
-    let codes: Vec<&str> = batch["codes"].as_array().into_iter().flatten().filter_map(|c| c["code"].as_str()).collect();
-    let distinct: BTreeSet<&str> = codes.iter().copied().collect();
+    let listed: Vec<&str> =
+        batch["codes"].as_array().into_iter().flatten().filter_map(|c| c["code"].as_str()).collect();
+    let distinct: BTreeSet<&str> = listed.iter().copied().collect();
+    let wanted: BTreeSet<&str> = codes.iter().map(CountryCode::as_str).collect();
     let total: u64 = theirs.iter().sum();
-    if distinct.len() != codes.len() || codes.len() as u64 != total {
+    if distinct != wanted || listed.len() != wanted.len() || total != wanted.len() as u64 {
+        let strangers: Vec<&&str> = distinct.difference(&wanted).take(12).collect();
         violations.push(format!(
-            "{name}: flagsd run's document lists {} codes ({} distinct) for {total} counted",
-            codes.len(),
-            distinct.len()
+            "{name}: flagsd run's document lists {} codes ({} distinct, {} of the batch's {}; others: {strangers:?}) \
+             and counts {total}",
+            listed.len(),
+            distinct.len(),
+            distinct.intersection(&wanted).count(),
+            wanted.len()
         ));
     }
     violations
@@ -496,8 +502,8 @@ fn final_run(
         Ok(Some(run)) => run,
         other => return vec![format!("{name}: run {id}'s record: {other:?}")],
     };
-    violations.extend(check_document(name, batch, &run));
     let codes = schedule.codes.list();
+    violations.extend(check_document(name, batch, &codes, Some(&run)));
     violations.extend(check_run(fleet, observer, &run, &codes));
     match node_outcomes(observer, &run, &codes) {
         Ok((first, _)) => {
