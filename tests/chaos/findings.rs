@@ -6,11 +6,14 @@
 use std::time::Duration;
 
 use flagsd::config::FleetSettings;
+use flagsd::fleet::messages::FleetRun;
+use flagsd::fleet::names::{last_key, run_key};
 use flagsd::fleet::{Fleet, Patience};
 use flagsd::job::Ledger as _;
 use flagsd::job::ledger::{Recorded, RunStart};
 use flagsd::model::codes::{CountryCode, parse_code};
-use flagsd::model::run::CodeResult;
+use flagsd::model::outcome::StatusCounts;
+use flagsd::model::run::{CodeResult, RunRecord, RunState};
 use flagsd::testserver::TestServerOptions;
 
 use crate::harness::{FLEET, Node, SmallDisk, Submission, eventually, is_root, write_config};
@@ -169,5 +172,52 @@ fn a_node_whose_disk_is_full_stays_not_ready() {
         "the node with a full disk said it could take work again (and the run exited {:?}):\n{}",
         exit.status,
         full.log()
+    );
+}
+
+/// `app/fleet_run.rs`: "A run whose record is gone (NATS lost its state,
+/// the bucket was deleted) is an error: it will not end." But `flagsd run`
+/// waits for its run by id alone: once the records are lost, the ids start
+/// again at 1, and the first run started then (here a scheduled run of
+/// another batch, finished) takes the waiting run's id, `flagsd run` reads
+/// that run as its own, prints its report for the batch it asked for, and
+/// exits 0. The fleet's state after such a loss is written directly, so
+/// that the test does not depend on a race.
+#[test]
+fn flagsd_run_never_takes_another_run_with_its_id_for_its_own() {
+    let Some(server) = NatsServer::start() else { return };
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = write_config(dir.path(), &server.url(), "http://127.0.0.1:9/flags", "all", false);
+    let run = Submission::start(&config, "world", "run"); // no node: it waits
+    let observer = Nats::connect(&server.url());
+    let mut ours = None;
+    eventually(Duration::from_secs(20), Duration::from_millis(50), || {
+        ours = observer.last_run("world").ok().flatten();
+        ours.is_some()
+    });
+    let ours = ours.expect("the run's record");
+    let counts = StatusCounts { downloaded: 3, unchanged: 0, not_found: 1, errors: 0 };
+    let record = RunRecord {
+        batch: "tick".to_owned(),
+        trigger: "schedule".to_owned(),
+        ended_at: Some(ours.record.started_at.clone()),
+        state: RunState::Finished,
+        counts: Some(counts),
+        exit_status: Some(0),
+        ..ours.record.clone()
+    };
+    let theirs = FleetRun { record, nonce: "0123456789ab".to_owned(), tick: Some(0), codes: Vec::new() };
+    observer.set_run_entry(&last_key("world"), None).expect("the loss");
+    observer.set_run_entry(&run_key(ours.record.id), Some(&theirs)).expect("the new run");
+    observer.set_run_entry(&last_key("tick"), Some(&theirs)).expect("the new run");
+    let exit = run.finish(Duration::from_secs(90));
+    let said = exit.stderr.trim_end().lines().last().unwrap_or_default().to_owned();
+    assert_eq!(
+        (exit.status, said.contains("record is gone")),
+        (Some(3), true),
+        "flagsd run took run {} of tick for its run of world:\n{}{}",
+        ours.record.id,
+        exit.stdout,
+        exit.stderr
     );
 }

@@ -8,6 +8,8 @@
 //!   without its store, forged and replayed messages, a full disk, a clock
 //!   offset, buckets deleted).
 //! - [`case`]: runs a case, and [`invariants`] checks it.
+//! - [`findings`]: what the cases found in the fleet, each reduced to a
+//!   minimal test that fails until it is fixed.
 //! - Two entry points: [`fixed_seeds_keep_every_invariant`], the seeds CI
 //!   runs (chosen to cover every kind of fault: see
 //!   [`the_fixed_seeds_cover_every_fault`]); and

@@ -114,6 +114,21 @@ impl Nats {
         })
     }
 
+    /// Writes `run` under `key` of the runs bucket, or deletes the key
+    /// (what a fleet that lost its records and started a new run holds).
+    pub fn set_run_entry(&self, key: &str, run: Option<&FleetRun>) -> Result<(), String> {
+        self.block_on(async {
+            let bucket = self.js.get_key_value(format!("{FLEET}_runs")).await.map_err(|e| chain(&e))?;
+            match run {
+                Some(run) => {
+                    let value = serde_json::to_vec(run).map_err(|e| e.to_string())?;
+                    bucket.put(key, value.into()).await.map(drop).map_err(|e| chain(&e))
+                }
+                None => bucket.delete(key).await.map_err(|e| chain(&e)),
+            }
+        })
+    }
+
     /// The streams and buckets of the fleet that do not exist (or do not
     /// answer).
     pub fn missing(&self) -> Vec<String> {
