@@ -123,9 +123,10 @@ impl Node {
         node
     }
 
-    /// Starts the process (when none runs).
+    /// Starts the process (when none runs: never launched, killed, or
+    /// exited by itself).
     pub fn launch(&mut self) {
-        if self.child.is_some() {
+        if self.running() {
             return;
         }
         self.launches += 1;

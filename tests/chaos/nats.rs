@@ -210,14 +210,16 @@ impl Nats {
         })
     }
 
-    /// Deletes bucket `name`, trying again while NATS is away.
+    /// Deletes bucket `name`, trying again while NATS is away (a bucket
+    /// already gone is deleted).
     pub fn delete_bucket(&self, name: &str) -> Result<(), String> {
         let deadline = Instant::now() + FAULT_PATIENCE;
         self.block_on(async {
             loop {
-                match self.js.delete_key_value(name).await {
+                match self.js.delete_key_value(name).await.map_err(|e| chain(&e)) {
                     Ok(_) => return Ok(()),
-                    Err(e) if Instant::now() >= deadline => return Err(format!("cannot delete {name}: {}", chain(&e))),
+                    Err(e) if e.contains("stream not found") => return Ok(()),
+                    Err(e) if Instant::now() >= deadline => return Err(format!("cannot delete {name}: {e}")),
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             }

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use flagsd::model::codes::{CountryCode, all_countries, every_code};
 
+use crate::harness::FLEET;
+
 /// The consumers' ack wait in every case (`fleet.ack_wait`): a dead or
 /// paused node's codes come back to the queue after it.
 pub const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -440,7 +442,7 @@ impl fmt::Display for FaultKind {
                 write!(f, "forged messages: {} (codes picked by {pick:#x})", labels.join(", "))
             }
             Self::DiskFull { node } => write!(f, "node {}'s 64 KiB output disk filled up", NODE_NAMES[*node]),
-            Self::DeleteBucket(bucket) => write!(f, "bucket {} deleted", bucket.name("test")),
+            Self::DeleteBucket(bucket) => write!(f, "bucket {} deleted", bucket.name(FLEET)),
         }
     }
 }
