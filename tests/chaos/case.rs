@@ -5,6 +5,10 @@
 //! released), and one more run with every node healthy, which must be
 //! exact. A case that fails keeps its directory (configuration, node logs,
 //! `flagsd run` output) and says where it is.
+//!
+//! The faults follow the schedule's times, with one exception: a forged
+//! message or a bucket deletion due while nats-server is down waits until
+//! the server is back, as any client's would.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
