@@ -252,8 +252,21 @@ impl NatsServer {
     /// losing its disk.
     pub fn restart_empty(&mut self) {
         self.stop();
-        let _ = fs::remove_dir_all(self.store_dir());
+        self.empty_store();
         self.launch();
+    }
+
+    /// Removes everything the server stored, so that the next
+    /// [`NatsServer::launch`] starts like a server that lost its disk.
+    /// Panics if the server runs: its store is in use.
+    pub fn empty_store(&mut self) {
+        assert!(!self.is_running(), "the store of nats-server {} is emptied while it runs", self.name);
+        let store = self.store_dir();
+        if let Err(e) = fs::remove_dir_all(&store)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            panic!("cannot empty the store {}: {e}", store.display());
+        }
     }
 
     /// Kills the process with SIGKILL and reaps it (nothing if none runs).
@@ -675,4 +688,16 @@ fn a_cluster_elects_a_leader_and_survives_a_member() {
     cluster.restart(0);
     assert!(cluster.servers()[0].is_running());
     cluster.wait_for_leader(); // now with n1 too
+}
+
+#[test]
+fn a_server_comes_back_with_an_empty_store() {
+    let Some(mut server) = NatsServer::start() else { return }; // printed `skipped: …`
+    assert!(server.store_dir().exists(), "no store at {}", server.store_dir().display());
+    server.stop();
+    server.empty_store();
+    assert!(!server.store_dir().exists(), "the store is still there");
+    server.launch();
+    assert_eq!(server.healthz(), Some(200), "{}", server.log());
+    assert_eq!(server.log().matches("--- harness: launch").count(), 2, "{}", server.log());
 }
