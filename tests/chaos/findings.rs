@@ -3,6 +3,7 @@
 //! the one fault. Each test names the behaviour the fleet promises, and
 //! fails while the fleet breaks it.
 
+use std::future::IntoFuture as _;
 use std::time::Duration;
 
 use flagsd::config::FleetSettings;
@@ -98,6 +99,9 @@ fn an_ended_runs_details_leave_out_codes_that_were_not_in_it() {
     let run = observer.block_on(fleet.start_run(start)).expect("a run");
     let recorded = observer.block_on(fleet.record_outcome(&run.token(), code("BR"), &outcome("BR", "downloaded", "a")));
     assert_eq!(recorded.expect("recorded"), Recorded::First);
+    // As the node that recorded it would, the code leaves the queue.
+    let queued = fleet.names.work_subject("world", &run.token());
+    observer.block_on(fleet.work.purge().filter(queued).into_future()).expect("the code acknowledged");
     let ended = observer.block_on(fleet.finish_if_complete(&run.key())).expect("the check").expect("finished");
     assert_eq!(ended.counts.map(|c| c.downloaded), Some(1));
     let target = Target { batch: "world", codes: &codes, current: (run.record.id, run.nonce.clone()), previous: None };
