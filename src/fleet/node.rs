@@ -281,6 +281,7 @@ impl Node {
             );
         }
         let mut beating = false;
+        let mut alone_once = false;
         loop {
             ticks.tick().await;
             match self.fleet.missing().await {
@@ -314,8 +315,14 @@ impl Node {
                 Ok(nodes) => {
                     let live = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
                     self.context.limiters.share_among(live.max(1));
-                    let others = nodes.iter().filter(|n| n.node != self.fleet.node).count();
-                    self.shared.others.set(u32::try_from(others).unwrap_or(u32::MAX));
+                    // Alone only when two counts in a row say so: a node
+                    // that just joined may not have beaten yet.
+                    let others = u32::try_from(nodes.iter().filter(|n| n.node != self.fleet.node).count());
+                    let others = others.unwrap_or(u32::MAX);
+                    if others > 0 || alone_once {
+                        self.shared.others.set(others);
+                    }
+                    alone_once = others == 0;
                     self.gauges.borrow_mut().live_nodes = u64::from(live);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot count the live nodes"),

@@ -174,8 +174,9 @@ pub struct Shared {
     pub touched: Rc<Touched>,
     /// The node's health.
     pub health: Rc<Health>,
-    /// The live nodes of the fleet other than this one, as the last
-    /// heartbeat counted them (1 until the first count: others may be).
+    /// The live nodes of the fleet other than this one, as the heartbeats
+    /// count them (0 only once two counts in a row found none; 1 until
+    /// then: others may be).
     pub others: Rc<Cell<u32>>,
 }
 
