@@ -14,9 +14,11 @@ use std::time::Duration;
 use async_nats::jetstream::kv::Operation;
 use futures_util::StreamExt as _;
 
+use super::claims::FleetClaims;
 use super::core::Fleet;
 use super::names::{file_key, token};
 use crate::model::codes::{CountryCode, parse_code};
+use crate::store::claims::NameClaims as _;
 use crate::store::state::{FileRecord, SharedKnownFiles};
 
 /// How long to wait before watching again after the watch failed.
@@ -32,6 +34,23 @@ impl Fleet {
         };
         if let Err(e) = self.files.put(file_key(batch, code), value.into()).await {
             tracing::warn!(%batch, cc = %code, error = %e, "cannot share the validators of a code");
+        }
+    }
+
+    /// Forgets `code`, no longer in `batch`: its record (under `key`,
+    /// `value`) and the claim on its file's name.
+    async fn forget(&self, batch: &str, code: CountryCode, key: &str, value: &[u8]) {
+        let name = serde_json::from_slice::<FileRecord>(value)
+            .ok()
+            .and_then(|record| record.path)
+            .and_then(|path| path.file_name().and_then(|n| n.to_str()).map(str::to_owned));
+        if let Some(name) = name
+            && let Err(e) = FleetClaims::new(self.clone(), batch).release(code, &name).await
+        {
+            tracing::debug!(%batch, cc = %code, error = %e, "cannot release the name of a code not in the batch");
+        }
+        if let Err(e) = self.files.purge(key).await {
+            tracing::debug!(%batch, cc = %code, error = %e, "cannot remove the record of a code not in the batch");
         }
     }
 
@@ -52,9 +71,7 @@ impl Fleet {
                         };
                         let Some(code) = entry.key.strip_prefix(&prefix).and_then(parse_code) else { continue };
                         if !codes.contains(&code) && entry.operation == Operation::Put {
-                            if let Err(e) = self.files.purge(&entry.key).await {
-                                tracing::debug!(%batch, cc = %code, error = %e, "cannot remove the record of a code not in the batch");
-                            }
+                            self.forget(&batch, code, &entry.key, &entry.value).await;
                             continue;
                         }
                         let record = match entry.operation {
