@@ -117,6 +117,30 @@ sample_rss() {
     for pid in "$@"; do echo "$pid ${peak[$pid]:-0}"; done
 }
 
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# cpu_per_code CONFIG RUNS: the CPU time the node(s) and nats-server spend
+# per code over RUNS runs of CONFIG's batches of 676 codes.
+cpu_per_code() {
+    local config=$1 runs=$2 tick i node_ticks=0 nats0 node0=()
+    tick=$(getconf CLK_TCK)
+    nats0=$(cpu_ticks "$nats_pid")
+    for i in "${!nodes[@]}"; do node0[i]=$(cpu_ticks "${nodes[i]}"); done
+    for i in $(seq "$runs"); do "$flagsd" run --config "$config" >/dev/null; done
+    for i in "${!nodes[@]}"; do node_ticks=$((node_ticks + $(cpu_ticks "${nodes[i]}") - node0[i])); done
+    python3 - "$tick" "$runs" "$node_ticks" "$(($(cpu_ticks "$nats_pid") - nats0))" <<'PY'
+import sys
+tick, runs, node, nats = (int(v) for v in sys.argv[1:])
+codes = runs * 676
+per = lambda ticks: ticks / tick / codes * 1e6
+print(f"CPU per code over {codes:,} codes: node(s) {per(node):.0f} µs, nats-server {per(nats):.0f} µs"
+      f" ({1e6 / per(nats):,.0f} codes/s per nats-server core)" if nats else "no CPU measured")
+PY
+}
+
 for part in "${parts[@]}"; do
     case $part in
     scaling)
@@ -145,6 +169,7 @@ for part in "${parts[@]}"; do
         hyperfine -N --runs 20 --warmup 2 --style basic --prepare "rm -rf $work/out $work/state" \
             -n "plain run" "$flagsd run --config $work/plain.toml" \
             -n "fleet of one" "$flagsd run --config $work/fleet.toml"
+        cpu_per_code "$work/fleet.toml" 20
         stop_nodes
         stop_servers
         pids=()

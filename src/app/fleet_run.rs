@@ -151,7 +151,7 @@ async fn report(
     let read = patiently(|| async {
         match fleet.run_record(key.id).await?.filter(|run| run.key() == *key) {
             Some(run) if details => {
-                let codes = fleet.outcomes_of(&run).await?;
+                let (codes, _) = fleet.outcomes_of(&run).await?;
                 Ok(Some((run.record, codes)))
             }
             Some(run) => Ok(Some((run.record, Vec::new()))),

@@ -23,13 +23,16 @@ impl Ledger for Fleet {
         })
     }
 
+    /// Stores the outcome as the code's, unless the code has one: which of
+    /// the two is for the readers of the run to say (the first in the
+    /// stream's order), so a fleet answers [`Recorded::First`].
     fn record<'a>(&'a self, key: &'a RunKey, outcome: &CodeOutcome, node: Option<&str>) -> LedgerFuture<'a, Recorded> {
         let mut result = CodeResult::of(outcome);
         result.node = node.map(str::to_owned);
-        let code = outcome.code;
         Box::pin(async move {
             let token = super::names::run_token(key.id, &key.nonce);
-            self.record_outcome(&token, code, &result).await
+            self.record_outcomes(&token, &[result]).await?;
+            Ok(Recorded::First)
         })
     }
 
@@ -56,7 +59,7 @@ impl Ledger for Fleet {
     fn details(&self, id: i64) -> LedgerFuture<'_, Option<RunDetails>> {
         Box::pin(async move {
             let Some(run) = self.run_record(id).await? else { return Ok(None) };
-            let codes = self.outcomes_of(&run).await?;
+            let (codes, _) = self.outcomes_of(&run).await?;
             Ok(Some(RunDetails { record: run.record, codes }))
         })
     }

@@ -19,8 +19,15 @@ use super::names::run_token;
 /// Largest work item read, in bytes.
 pub const MAX_WORK_ITEM: usize = 256;
 
-/// Largest outcome read, in bytes.
-pub const MAX_OUTCOME: usize = 16 * 1024;
+/// Largest batch of outcomes read, in bytes.
+pub const MAX_OUTCOMES: usize = 512 * 1024;
+
+/// Most outcomes a node publishes in one message.
+pub const MAX_BATCH: usize = 64;
+
+/// Longest message or URL of an outcome read, in bytes: a longer one is cut
+/// (at a character boundary).
+const MAX_TEXT: usize = 2048;
 
 /// The outcome kinds a node publishes.
 const KINDS: [&str; 9] = [
@@ -172,19 +179,60 @@ pub fn read_work(payload: &[u8], codes: &CodeSet) -> Result<CountryCode, (DropRe
     Ok(code)
 }
 
-/// The outcome of `code` published as `payload`, or why it is dropped.
-pub fn read_outcome(payload: &[u8], code: CountryCode) -> Result<CodeResult, (DropReason, &'static str)> {
-    if payload.len() > MAX_OUTCOME {
-        return Err((DropReason::Malformed, "too large"));
+/// A message or entry dropped: why, in a reason and in words.
+pub type Rejected = (DropReason, &'static str);
+
+/// The outcomes of a run with `codes` published as `payload` (a batch: a
+/// JSON array of them), each with its code, and the entries dropped (or the
+/// whole message, when it is not a batch), each with why.
+pub fn read_outcomes(payload: &[u8], codes: &CodeSet) -> (Vec<(CountryCode, CodeResult)>, Vec<Rejected>) {
+    if payload.len() > MAX_OUTCOMES {
+        return (Vec::new(), vec![(DropReason::Malformed, "too large")]);
     }
-    let result: CodeResult = serde_json::from_slice(payload).map_err(|_| (DropReason::Malformed, "not an outcome"))?;
-    if result.code != code.as_str() {
-        return Err((DropReason::Foreign, "the code is not its subject's"));
+    let Ok(entries) = serde_json::from_slice::<Vec<serde_json::Value>>(payload) else {
+        return (Vec::new(), vec![(DropReason::Malformed, "not a batch of outcomes")]);
+    };
+    let (mut results, mut drops) = (Vec::new(), Vec::new());
+    for entry in entries.into_iter().take(4 * MAX_BATCH) {
+        match read_entry(entry, codes) {
+            Ok(found) => results.push(found),
+            Err(dropped) => drops.push(dropped),
+        }
+    }
+    (results, drops)
+}
+
+/// One outcome of a batch, checked.
+fn read_entry(
+    entry: serde_json::Value,
+    codes: &CodeSet,
+) -> Result<(CountryCode, CodeResult), (DropReason, &'static str)> {
+    let mut result: CodeResult =
+        serde_json::from_value(entry).map_err(|_| (DropReason::Malformed, "not an outcome"))?;
+    let code = parse_code(&result.code)
+        .filter(|_| result.code.len() == 2)
+        .ok_or((DropReason::Malformed, "not a country code"))?;
+    if !codes.contains(code) {
+        return Err((DropReason::Foreign, "a code that is not in its run"));
     }
     if !KINDS.contains(&result.outcome.as_str()) {
         return Err((DropReason::Malformed, "an unknown outcome"));
     }
-    Ok(result)
+    for text in [result.message.as_mut(), Some(&mut result.url), result.file.as_mut(), result.node.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        cut(text);
+    }
+    Ok((code, result))
+}
+
+/// `text` cut to [`MAX_TEXT`] bytes, at a character boundary.
+fn cut(text: &mut String) {
+    if text.len() > MAX_TEXT {
+        let end = (0..=MAX_TEXT).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.truncate(end);
+    }
 }
 
 #[cfg(test)]
@@ -208,15 +256,40 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_must_be_their_subjects_and_of_a_known_kind() {
-        let mut result = CodeResult::unfinished(code("BR"), "u".into());
-        result.outcome = "downloaded".into();
-        let json = serde_json::to_vec(&result).expect("JSON");
-        assert_eq!(read_outcome(&json, code("BR")), Ok(result.clone()));
-        assert_eq!(read_outcome(&json, code("AR")).map_err(|e| e.0), Err(DropReason::Foreign));
-        result.outcome = "unfinished".into();
-        let json = serde_json::to_vec(&result).expect("JSON");
-        assert_eq!(read_outcome(&json, code("BR")).map_err(|e| e.0), Err(DropReason::Malformed));
-        assert_eq!(read_outcome(b"{", code("BR")).map_err(|e| e.0), Err(DropReason::Malformed));
+    fn outcomes_come_in_batches_checked_entry_by_entry() {
+        let codes: CodeSet = [code("BR"), code("AR")].into_iter().collect();
+        let result = |cc: &str, kind: &str| {
+            let mut r = CodeResult::unfinished(code(cc), "u".into());
+            r.outcome = kind.to_owned();
+            r
+        };
+        let mut long = result("AR", "not_found");
+        long.url = "é".repeat(MAX_TEXT);
+        let batch = serde_json::to_vec(&[
+            result("BR", "downloaded"),
+            result("CL", "downloaded"),
+            result("BR", "unfinished"),
+            long,
+        ])
+        .expect("JSON");
+        let (results, drops) = read_outcomes(&batch, &codes);
+        assert_eq!(
+            results.iter().map(|(c, r)| (c.as_str(), r.outcome.as_str())).collect::<Vec<_>>(),
+            [("BR", "downloaded"), ("AR", "not_found")]
+        );
+        assert!(results[1].1.url.len() <= MAX_TEXT && results[1].1.url.starts_with('é'));
+        assert_eq!(drops.iter().map(|d| d.0).collect::<Vec<_>>(), [DropReason::Foreign, DropReason::Malformed]);
+        for bad in [&b"{"[..], br#"{"code":"BR"}"#, &vec![b' '; MAX_OUTCOMES + 1]] {
+            let (results, drops) = read_outcomes(bad, &codes);
+            assert!(results.is_empty());
+            assert_eq!(
+                drops.iter().map(|d| d.0).collect::<Vec<_>>(),
+                [DropReason::Malformed],
+                "{:?}",
+                &bad[..bad.len().min(20)]
+            );
+        }
+        let garbage = br#"[{"code":"B","outcome":"downloaded"}, 7]"#;
+        assert_eq!(read_outcomes(garbage, &codes).1.len(), 2);
     }
 }

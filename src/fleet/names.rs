@@ -6,7 +6,7 @@
 //! |---|---|
 //! | work-queue stream | `{fleet}_work`, subjects `{fleet}.work.{batch}.{run}` |
 //! | a batch's consumer | `{fleet}-{batch}`, filter `{fleet}.work.{batch}.*` |
-//! | outcome stream | `{fleet}_outcomes`, subjects `{fleet}.outcomes.{run}.{CC}` |
+//! | outcome stream | `{fleet}_outcomes`, subjects `{fleet}.outcomes.{run}.{node}` |
 //! | run records | bucket `{fleet}_runs`: `last.{batch}`, `run.{id}`, `next-id` |
 //! | tick claims | bucket `{fleet}_ticks`: `{batch}.{tick}` |
 //! | validators | bucket `{fleet}_files`: `{batch}.{CC}` |
@@ -92,11 +92,10 @@ impl Names {
         format!("{}.outcomes.>", self.fleet)
     }
 
-    /// The subject of `code`'s outcome in run `run` (a run key): one
-    /// subject a code, so that the first outcome of a code is the only one
-    /// the stream takes (see `outcomes`).
-    pub fn outcome_subject(&self, run: &str, code: CountryCode) -> String {
-        format!("{}.outcomes.{run}.{code}", self.fleet)
+    /// The subject of the outcomes of run `run` (a run key) that node
+    /// `node` publishes.
+    pub fn outcome_subject(&self, run: &str, node: &str) -> String {
+        format!("{}.outcomes.{run}.{node}", self.fleet)
     }
 
     /// The subjects of every outcome of run `run` (a run key).
@@ -200,7 +199,7 @@ mod tests {
         assert_eq!(names.batch_filter("daily"), "flags.work.daily.*");
         assert_eq!(names.consumer("daily"), "flags-daily");
         let br = CountryCode::new(b'B', b'R').expect("a code");
-        assert_eq!(names.outcome_subject(&run, br), "flags.outcomes.7-k2x9.BR");
+        assert_eq!(names.outcome_subject(&run, "n1"), "flags.outcomes.7-k2x9.n1");
         assert_eq!(names.run_outcomes(&run), "flags.outcomes.7-k2x9.*");
         assert_eq!((names.work_stream(), names.runs_bucket()), ("flags_work".to_owned(), "flags_runs".to_owned()));
         assert_eq!((file_key("daily", br), message_id(&run, br)), ("daily.BR".to_owned(), "7-k2x9/BR".to_owned()));

@@ -47,8 +47,9 @@ use crate::store::claims::NameClaims;
 pub const BEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// How long the finisher gathers outcomes after the first one it hears of
-/// before it checks their runs.
-const FINISH_COALESCE: Duration = Duration::from_millis(20);
+/// before it checks their runs (a node publishes outcomes in batches
+/// already; this only merges batches that come together).
+const FINISH_COALESCE: Duration = Duration::from_millis(2);
 
 /// How often the finisher checks every batch's running run.
 const SWEEP_EVERY: Duration = Duration::from_secs(3);

@@ -1,54 +1,35 @@
 //! A run's outcomes and its end.
 //!
-//! Each code's outcome goes to a subject of its own,
-//! `{fleet}.outcomes.{run}.{CC}`, published only if that subject holds
-//! nothing yet (`Nats-Expected-Last-Subject-Sequence: 0`): a create-if-absent
-//! per code, so the first outcome of a code is the one the stream keeps,
-//! whoever sends a second one and however late ([`Fleet::record_outcome`]).
-//! Readers check every outcome ([`read_outcome`]) and keep the first valid
-//! one of each code of the run, so a malformed or forged message counts for
-//! nothing and blocks nothing: a valid outcome published after it is still
-//! taken (its publish expects the malformed message's sequence).
+//! A node publishes the outcomes it settled in batches, one message for
+//! the codes of one run it settled within a few milliseconds (or 64 of
+//! them), on `{fleet}.outcomes.{run}.{node}`, and acknowledges their work
+//! messages only once NATS has stored the batch ([`Fleet::record_outcomes`]).
+//! The first outcome of a code in the stream's order is the code's outcome:
+//! readers check every entry ([`read_outcomes`]) and keep the first valid
+//! one of each code of the run; a later one is a duplicate (a code fetched
+//! twice, by a node paused past the ack wait, or a republish), dropped and
+//! counted, and a malformed or forged message counts for nothing and blocks
+//! nothing.
 //!
 //! A run is finished when every one of its codes has an outcome, counted by
-//! code, never by message: the finisher first asks the stream how many
-//! subjects the run has (one request), and reads the outcomes only when
-//! that could be all of them.
+//! code, never by message: the finisher first asks the work stream whether
+//! any of the run's codes is still queued (one request: a node acknowledges
+//! a code, and waits for NATS to confirm, only after its outcome is
+//! stored), and reads the outcomes only when none is.
 
 use std::collections::HashSet;
 
 use async_nats::jetstream::consumer::pull;
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures_util::StreamExt as _;
 
 use super::core::{Fleet, FleetError, nats_error};
-use super::messages::{DropReason, FleetRun, read_outcome};
-use super::names::message_id;
+use super::messages::{DropReason, FleetRun, read_outcomes};
 use super::runs::json;
-use crate::job::ledger::{Recorded, RunKey, Stop};
-use crate::model::codes::{CountryCode, parse_code};
+use crate::job::ledger::{RunKey, Stop};
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::StatusCounts;
 use crate::model::run::{CodeResult, RunRecord, RunState};
-
-/// Tries at taking the place of malformed messages on a code's subject.
-const PUBLISH_TRIES: usize = 3;
-
-/// Most messages of one code's subject read to find a valid outcome.
-const MAX_SCAN: usize = 16;
-
-/// What a code's outcome subject holds.
-enum Scan {
-    /// A valid outcome.
-    Valid,
-    /// Only malformed messages, the last at this sequence (0: none).
-    Invalid {
-        /// The sequence of the last message.
-        last: u64,
-    },
-}
 
 /// The counts of `results` (one per code).
 fn tally(results: &[CodeResult]) -> StatusCounts {
@@ -59,87 +40,25 @@ fn tally(results: &[CodeResult]) -> StatusCounts {
     counts
 }
 
+/// A message dropped while reading outcomes: why, and its subject.
+pub type Drop = (DropReason, String, &'static str);
+
 impl Fleet {
-    /// Records `result` as `code`'s outcome in run `token` unless the code
-    /// has a valid one: the first wins.
-    pub async fn record_outcome(
-        &self,
-        token: &str,
-        code: CountryCode,
-        result: &CodeResult,
-    ) -> Result<Recorded, FleetError> {
-        let subject = self.names.outcome_subject(token, code);
-        let what = || format!("cannot publish the outcome of {code} in run {token}");
-        let mut expected = 0;
-        for _ in 0..PUBLISH_TRIES {
-            let message = PublishMessage::build()
-                .payload(json(result))
-                .message_id(message_id(token, code))
-                .expected_last_subject_sequence(expected);
-            let ack = self.js.send_publish(subject.clone(), message).await.map_err(|e| nats_error(what(), e))?;
-            match ack.await {
-                Ok(ack) if ack.duplicate => return Ok(Recorded::Duplicate),
-                Ok(_) => return Ok(Recorded::First),
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    match self.first_valid(&subject, code).await? {
-                        // The code has its outcome: this one is a duplicate.
-                        Scan::Valid => return Ok(Recorded::Duplicate),
-                        // Only malformed messages: this one takes their place.
-                        Scan::Invalid { last } => expected = last,
-                    }
-                }
-                Err(e) => return Err(nats_error(what(), e)),
-            }
-        }
-        Err(nats_error(what(), "the code's subject keeps getting malformed messages"))
+    /// Stores `results` as outcomes of run `token` fetched by this node, in
+    /// one message; whether each is its code's first is for readers to say.
+    pub async fn record_outcomes(&self, token: &str, results: &[CodeResult]) -> Result<(), FleetError> {
+        let subject = self.names.outcome_subject(token, &self.node);
+        let what = || format!("cannot publish {} outcomes of run {token}", results.len());
+        let message = PublishMessage::build().payload(json(&results));
+        let ack = self.js.send_publish(subject, message).await.map_err(|e| nats_error(what(), e))?;
+        ack.await.map_err(|e| nats_error(what(), e))?;
+        Ok(())
     }
 
-    /// Whether `subject` (the outcome subject of `code`) holds a valid
-    /// outcome, reading its messages in order; the malformed ones met are
-    /// counted as dropped.
-    async fn first_valid(&self, subject: &str, code: CountryCode) -> Result<Scan, FleetError> {
-        let what = || format!("cannot read the outcomes of {code} on {subject}");
-        let mut from = 1;
-        let mut last = 0;
-        for _ in 0..MAX_SCAN {
-            let next = self.outcomes.raw_message_builder().sequence(from).next_by_subject(subject.to_owned()).send();
-            match next.await {
-                Ok(message) => {
-                    last = message.sequence;
-                    match read_outcome(&message.payload, code) {
-                        Ok(_) => return Ok(Scan::Valid),
-                        Err((reason, why)) => self.dropped.count(reason, subject, why),
-                    }
-                    from = message.sequence + 1;
-                }
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
-                Err(e) => return Err(nats_error(what(), e)),
-            }
-        }
-        Ok(Scan::Invalid { last })
-    }
-
-    /// How many of run `token`'s codes have a message on their subject.
-    async fn outcome_subjects(&self, token: &str) -> Result<usize, FleetError> {
-        let what = || format!("cannot count the outcomes of run {token}");
-        let mut subjects = self
-            .outcomes
-            .info_with_subjects(self.names.run_outcomes(token))
-            .await
-            .map_err(|e| nats_error(what(), e))?;
-        let mut count = 0;
-        while let Some(item) = subjects.next().await {
-            item.map_err(|e| nats_error(what(), e))?;
-            count += 1;
-        }
-        Ok(count)
-    }
-
-    /// The outcomes of `run`, in the order they were recorded: the first
-    /// valid one of each of its codes (the others are dropped and counted).
-    /// An ended run's record no longer lists its codes: any code is then
-    /// taken (its counts are in its record already).
-    pub async fn outcomes_of(&self, run: &FleetRun) -> Result<Vec<CodeResult>, FleetError> {
+    /// The outcomes of `run`, in the order they were stored: the first
+    /// valid one of each of its codes; and what was dropped on the way
+    /// (malformed or foreign entries, second outcomes of a code).
+    pub async fn outcomes_of(&self, run: &FleetRun) -> Result<(Vec<CodeResult>, Vec<Drop>), FleetError> {
         let token = run.token();
         let what = || format!("cannot read the outcomes of run {}", run.record.id);
         let filter = self.names.run_outcomes(&token);
@@ -149,62 +68,58 @@ impl Fleet {
             expected += item.map_err(|e| nats_error(what(), e))?.1;
         }
         if expected == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let config = pull::OrderedConfig { filter_subject: filter.clone(), ..Default::default() };
         let consumer = self.outcomes.create_consumer(config).await.map_err(|e| nats_error(what(), e))?;
         let mut messages = consumer.messages().await.map_err(|e| nats_error(what(), e))?;
-        let codes: HashSet<CountryCode> = run.code_list().into_iter().collect();
-        let prefix = filter.trim_end_matches('*');
         let mut seen = HashSet::new();
-        let mut outcomes = Vec::new();
+        let (mut outcomes, mut drops) = (Vec::new(), Vec::new());
         for _ in 0..expected {
             let message = match messages.next().await {
                 Some(Ok(message)) => message,
                 Some(Err(e)) => return Err(nats_error(what(), e)),
                 None => break,
             };
-            let subject = message.subject.as_str();
-            let code = subject
-                .strip_prefix(prefix)
-                .and_then(parse_code)
-                .filter(|code| codes.is_empty() || codes.contains(code));
-            let Some(code) = code else {
-                self.dropped.count(DropReason::Foreign, subject, "not a code of its run");
-                continue;
-            };
-            match read_outcome(&message.payload, code) {
-                Ok(result) if seen.insert(code) => outcomes.push(result),
-                Ok(_) => self.dropped.count(DropReason::Duplicate, subject, "a second outcome of its code"),
-                Err((reason, why)) => self.dropped.count(reason, subject, why),
+            let subject = message.subject.to_string();
+            let (results, dropped) = read_outcomes(&message.payload, &run.codes);
+            drops.extend(dropped.into_iter().map(|(reason, why)| (reason, subject.clone(), why)));
+            for (code, result) in results {
+                if seen.insert(code) {
+                    outcomes.push(result);
+                } else {
+                    drops.push((DropReason::Duplicate, subject.clone(), "a second outcome of its code"));
+                }
             }
         }
-        Ok(outcomes)
+        Ok((outcomes, drops))
     }
 
     /// Ends run `key` as finished if it is its batch's running run and
     /// every one of its codes has an outcome; the ended record when this
-    /// call ended it.
+    /// call ended it (the messages dropped on the way are then counted).
     pub async fn finish_if_complete(&self, key: &RunKey) -> Result<Option<RunRecord>, FleetError> {
         let Some((run, revision)) = self.last_run(&key.batch).await? else { return Ok(None) };
         if run.key() != *key || !run.record.is_running() {
             return Ok(None);
         }
-        // Cheap checks first: a code still queued (or held by a node) has
-        // no outcome yet, nor has a code whose subject is empty.
+        // A code still queued (or held by a node) has no outcome yet.
         if self.queued(&key.batch, &run).await? > 0 {
             return Ok(None);
         }
-        let codes = run.codes.len();
-        if self.outcome_subjects(&run.token()).await? < codes {
-            return Ok(None);
-        }
-        let outcomes = self.outcomes_of(&run).await?;
-        if outcomes.len() < codes {
+        let (outcomes, drops) = self.outcomes_of(&run).await?;
+        if outcomes.len() < run.codes.len() {
             return Ok(None);
         }
         let counts = tally(&outcomes);
-        self.end_run(run, revision, RunState::Finished, counts, ExitStatus::of_counts(&counts), None).await
+        let ended =
+            self.end_run(run, revision, RunState::Finished, counts, ExitStatus::of_counts(&counts), None).await?;
+        if ended.is_some() {
+            for (reason, subject, why) in drops {
+                self.dropped.count(reason, &subject, why);
+            }
+        }
+        Ok(ended)
     }
 
     /// Ends run `key` as `stop` says, with what it recorded: a cancelled
@@ -216,7 +131,7 @@ impl Fleet {
         if run.key() != *key || !run.record.is_running() {
             return Ok(None);
         }
-        let counts = tally(&self.outcomes_of(&run).await?);
+        let counts = tally(&self.outcomes_of(&run).await?.0);
         let subject = self.names.work_subject(&key.batch, &run.token());
         let (state, status, error) = match stop {
             Stop::Cancelled(status) => (RunState::Cancelled, status, None),
@@ -239,7 +154,7 @@ mod tests {
     #[test]
     fn a_tally_counts_kinds_and_unfinished_is_not_an_error() {
         let result = |code: &str, kind: &str| {
-            let mut r = CodeResult::unfinished(parse_code(code).expect("a code"), String::new());
+            let mut r = CodeResult::unfinished(crate::model::codes::parse_code(code).expect("a code"), String::new());
             r.outcome = kind.to_owned();
             r
         };

@@ -235,7 +235,7 @@ impl Fleet {
         if self.queued(batch, run).await? > 0 {
             return Ok(0);
         }
-        let done = self.outcomes_of(run).await?;
+        let (done, _) = self.outcomes_of(run).await?;
         let missing: Vec<CountryCode> =
             run.code_list().into_iter().filter(|code| !done.iter().any(|o| o.code == code.as_str())).collect();
         if !missing.is_empty() {

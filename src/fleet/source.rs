@@ -44,11 +44,11 @@ use tokio::sync::watch;
 
 use super::core::{Fleet, nats_error};
 use super::health::Health;
-use super::messages::{DropReason, FleetRun, read_work};
+use super::messages::{DropReason, FleetRun, MAX_BATCH, read_work};
 use super::names::parse_run_token;
 use crate::config::BatchConfig;
 use crate::engine::{Supply, Task, WorkSource};
-use crate::job::ledger::{FleetFailure, Recorded, RunKey};
+use crate::job::ledger::{FleetFailure, RunKey};
 use crate::model::codes::CodeSet;
 use crate::model::outcome::{CodeOutcome, DownloadError, Outcome};
 use crate::model::run::CodeResult;
@@ -63,8 +63,11 @@ const PULL_EXPIRES: Duration = Duration::from_secs(10);
 /// How long a lane trusts what it read of a run before reading it again.
 const RUN_FRESH: Duration = Duration::from_secs(2);
 
-/// Tries at recording an outcome before handing the code back.
+/// Tries at recording outcomes before handing their codes back.
 const RECORD_TRIES: u32 = 3;
+
+/// How long settled outcomes wait for others to share their message.
+const FLUSH_AFTER: Duration = Duration::from_millis(2);
 
 /// How many more times than its attempts a code is handed back for an error
 /// of a node's own (its disk), before it ends with that error.
@@ -149,6 +152,31 @@ impl Touched {
     }
 }
 
+/// Outcomes of one run settled here and not published yet.
+struct Pending {
+    run: Rc<RunView>,
+    results: Vec<CodeResult>,
+    messages: Vec<Message>,
+    validators: Vec<(crate::model::codes::CountryCode, FileRecord)>,
+}
+
+impl Pending {
+    fn new(run: Rc<RunView>) -> Self {
+        Self { run, results: Vec::new(), messages: Vec::new(), validators: Vec::new() }
+    }
+
+    fn add(
+        &mut self,
+        result: CodeResult,
+        message: Message,
+        validators: Option<(crate::model::codes::CountryCode, FileRecord)>,
+    ) {
+        self.results.push(result);
+        self.messages.push(message);
+        self.validators.extend(validators);
+    }
+}
+
 /// What a lane knows of a run it got codes of.
 #[derive(Debug)]
 struct RunView {
@@ -189,6 +217,10 @@ struct Inner {
     runs: RefCell<HashMap<String, Rc<RunView>>>,
     /// Tasks pulled and not handed out yet.
     buffer: RefCell<VecDeque<Task>>,
+    /// Outcomes settled and not published yet, by run.
+    outbox: RefCell<HashMap<String, Pending>>,
+    /// A flush of the outbox is on its way.
+    flush_due: Cell<bool>,
     /// Messages of tasks pulled and not settled, by ticket.
     held: RefCell<HashMap<u64, Held>>,
     next_ticket: Cell<u64>,
@@ -242,6 +274,8 @@ impl FleetSource {
             consumer_config,
             runs: RefCell::default(),
             buffer: RefCell::default(),
+            outbox: RefCell::default(),
+            flush_due: Cell::new(false),
             held: RefCell::default(),
             next_ticket: Cell::new(0),
             demand: Cell::new(0),
@@ -278,6 +312,7 @@ impl FleetSource {
         for task in tasks {
             inner.settle(task, |message| async move { message.ack_with(AckKind::Nak(None)).await });
         }
+        inner.flush();
         inner.pump.send_replace(());
         inner.changed.send_replace(());
     }
@@ -585,6 +620,51 @@ impl Inner {
         }
     }
 
+    /// Publishes every pending batch of outcomes, in the background; then
+    /// acknowledges their codes (a code whose outcome could not be stored
+    /// is handed back instead).
+    fn flush(&self) {
+        self.flush_due.set(false);
+        let batches: Vec<Pending> = self.outbox.borrow_mut().drain().map(|(_, pending)| pending).collect();
+        for pending in batches {
+            let (fleet, batch, touched) =
+                (self.fleet.clone(), self.batch.name.clone(), Rc::clone(&self.shared.touched));
+            self.shared.settling.spawn(async move {
+                let Pending { run, results, messages, validators } = pending;
+                for (code, record) in validators {
+                    fleet.save_validators(&batch, code, &record).await;
+                }
+                let mut recorded = fleet.record_outcomes(&run.token, &results).await;
+                for _ in 1..RECORD_TRIES {
+                    if recorded.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(BACKOFF).await;
+                    recorded = fleet.record_outcomes(&run.token, &results).await;
+                }
+                let acks = messages.iter().map(|message| async {
+                    match &recorded {
+                        // Acknowledged, and confirmed, before the finisher
+                        // looks: a run none of whose codes is queued any
+                        // more has all its outcomes stored.
+                        Ok(()) => message.double_ack().await,
+                        Err(_) => message.ack_with(AckKind::Nak(None)).await,
+                    }
+                });
+                let acked = futures_util::future::join_all(acks).await;
+                match recorded {
+                    Ok(()) => touched.add(run.key.clone()),
+                    Err(e) => {
+                        tracing::warn!(%batch, codes = results.len(), error = %e, "outcomes not recorded; handing the codes back");
+                    }
+                }
+                if let Some(Err(e)) = acked.into_iter().find(Result::is_err) {
+                    tracing::warn!(%batch, error = %e, "cannot acknowledge a code");
+                }
+            });
+        }
+    }
+
     /// What to share of a saved file, unless the fleet has it already.
     fn validators(&self, outcome: &CodeOutcome) -> Option<FileRecord> {
         let Outcome::Downloaded(saved) = &outcome.outcome else { return None };
@@ -637,46 +717,28 @@ impl WorkSource for FleetSource {
         if matches!(outcome.outcome, Outcome::Downloaded(_)) {
             inner.recovered();
         }
-        let fleet = inner.fleet.clone();
-        let validators = inner.validators(outcome);
         let mut result = CodeResult::of(outcome);
-        result.node = Some(fleet.node.clone());
-        let (batch, touched) = (inner.batch.name.clone(), Rc::clone(&inner.shared.touched));
-        let code = task.code;
-        inner.shared.settling.spawn(async move {
-            if let Some(record) = validators {
-                fleet.save_validators(&batch, code, &record).await;
-            }
-            let mut recorded = fleet.record_outcome(&held.run.token, code, &result).await;
-            for _ in 1..RECORD_TRIES {
-                if recorded.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(BACKOFF).await;
-                recorded = fleet.record_outcome(&held.run.token, code, &result).await;
-            }
-            let acked = match recorded {
-                Ok(first) => {
-                    if first == Recorded::Duplicate {
-                        let subject = fleet.names.outcome_subject(&held.run.token, code);
-                        fleet.dropped.count(DropReason::Duplicate, &subject, "the code had an outcome already");
-                    }
-                    // Acknowledged and confirmed before the finisher looks:
-                    // a run none of whose codes is queued any more has all
-                    // its outcomes.
-                    let acked = held.message.double_ack().await;
-                    touched.add(held.run.key.clone());
-                    acked
-                }
-                Err(e) => {
-                    tracing::warn!(%batch, cc = %code, error = %e, "outcome not recorded; handing the code back");
-                    held.message.ack_with(AckKind::Nak(None)).await
-                }
-            };
-            if let Err(e) = acked {
-                tracing::warn!(%batch, cc = %code, error = %e, "cannot acknowledge a code");
-            }
-        });
+        result.node = Some(inner.fleet.node.clone());
+        let validators = inner.validators(outcome).map(|record| (task.code, record));
+        let full = {
+            let mut outbox = inner.outbox.borrow_mut();
+            let token = held.run.token.clone();
+            let pending = outbox.entry(token).or_insert_with(|| Pending::new(Rc::clone(&held.run)));
+            pending.add(result, held.message, validators);
+            pending.results.len() >= MAX_BATCH
+        };
+        // Flush at once when the batch is full or nothing else is in
+        // flight here; else soon, with what settles meanwhile.
+        if full || inner.held.borrow().len() <= inner.buffer.borrow().len() {
+            inner.flush();
+        } else if !inner.flush_due.replace(true) {
+            // Counted with the settling tasks, so a stopping node waits for it.
+            let me = Rc::clone(inner);
+            inner.shared.settling.spawn(async move {
+                tokio::time::sleep(FLUSH_AFTER).await;
+                me.flush();
+            });
+        }
     }
 
     fn retry(&self, task: Task, delay: Duration) {

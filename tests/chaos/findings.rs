@@ -11,7 +11,7 @@ use flagsd::fleet::messages::FleetRun;
 use flagsd::fleet::names::{last_key, run_key};
 use flagsd::fleet::{Fleet, Patience};
 use flagsd::job::Ledger as _;
-use flagsd::job::ledger::{Recorded, RunStart};
+use flagsd::job::ledger::RunStart;
 use flagsd::model::codes::{CountryCode, parse_code};
 use flagsd::model::outcome::StatusCounts;
 use flagsd::model::run::{CodeResult, RunRecord, RunState};
@@ -58,29 +58,28 @@ fn code(text: &str) -> CountryCode {
     parse_code(text).expect("a code")
 }
 
-/// `outcomes.rs`: "the first outcome of a code is the one the stream
-/// keeps, whoever sends a second one and however late". A second outcome
-/// published after the de-duplication window, when a malformed message
-/// followed the first, is taken as if it were the first: it expects the
-/// malformed message's sequence, and nothing checks that a valid outcome
-/// came before it. (A node paused past the window makes such a late
-/// duplicate; anyone who can publish on the subject, the malformed message.)
+/// `outcomes.rs`: "the first outcome of a code in the stream's order is
+/// the code's outcome". A second outcome published after a malformed
+/// message (and after the de-duplication window), as a node paused past it
+/// publishes one, is read as a duplicate: the run's details keep the first.
 #[test]
 fn a_late_second_outcome_after_a_malformed_message_is_a_duplicate() {
     let Some(server) = NatsServer::start() else { return };
     let observer = Nats::connect(&server.url());
     let settings = client(&server.url(), Duration::from_secs(1));
     let fleet = observer.block_on(Fleet::join(&settings, "finding", Patience::Once, |_| {})).expect("join");
-    let token = "1-0123456789ab";
-    let first = observer.block_on(fleet.record_outcome(token, code("BR"), &outcome("BR", "downloaded", "a")));
-    assert_eq!(first.expect("the first outcome"), Recorded::First);
-    let target =
-        Target { batch: "world", codes: &[code("BR")], current: (1, "0123456789ab".to_owned()), previous: None };
+    let codes = [code("BR")];
+    let start = RunStart { batch: "world", codes: &codes, trigger: "run", tick: None };
+    let run = observer.block_on(fleet.start_run(start)).expect("a run");
+    let token = run.token();
+    observer.block_on(fleet.record_outcomes(&token, &[outcome("BR", "downloaded", "a")])).expect("the first outcome");
+    let target = Target { batch: "world", codes: &codes, current: (run.record.id, run.nonce.clone()), previous: None };
     observer.forge(Forgery::OutcomeNotJson, &target, &mut Rng::new(0)).expect("the malformed message");
     std::thread::sleep(Duration::from_millis(1500)); // past the window
-    let second = observer.block_on(fleet.record_outcome(token, code("BR"), &outcome("BR", "unchanged", "b")));
-    let valid = observer.outcomes(token).expect("the outcomes").iter().filter(|o| !o.forged).count();
-    assert_eq!((second.expect("an answer"), valid), (Recorded::Duplicate, 1), "a second outcome was stored as first");
+    observer.block_on(fleet.record_outcomes(&token, &[outcome("BR", "unchanged", "b")])).expect("the second outcome");
+    let details = observer.block_on(fleet.details(run.record.id)).expect("the details").expect("the run");
+    let read: Vec<(&str, &str)> = details.codes.iter().map(|c| (c.code.as_str(), c.outcome.as_str())).collect();
+    assert_eq!(read, [("BR", "downloaded")], "the second outcome was taken as the code's");
 }
 
 /// `outcomes.rs`: "a malformed or forged message counts for nothing". Once
@@ -97,8 +96,7 @@ fn an_ended_runs_details_leave_out_codes_that_were_not_in_it() {
     let codes = [code("BR")];
     let start = RunStart { batch: "world", codes: &codes, trigger: "run", tick: None };
     let run = observer.block_on(fleet.start_run(start)).expect("a run");
-    let recorded = observer.block_on(fleet.record_outcome(&run.token(), code("BR"), &outcome("BR", "downloaded", "a")));
-    assert_eq!(recorded.expect("recorded"), Recorded::First);
+    observer.block_on(fleet.record_outcomes(&run.token(), &[outcome("BR", "downloaded", "a")])).expect("recorded");
     // As the node that recorded it would, the code leaves the queue.
     let queued = fleet.names.work_subject("world", &run.token());
     observer.block_on(fleet.work.purge().filter(queued).into_future()).expect("the code acknowledged");

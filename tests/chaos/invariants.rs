@@ -2,12 +2,14 @@
 //! returns the violations it found, in words, rather than panicking at the
 //! first, so that one failing case reports everything it broke.
 //!
-//! - **One outcome a code.** Each code of a run has exactly one outcome
-//!   published by a node on its subject (forged messages, marked by the
-//!   harness, aside); a finished run has one for each of the batch's codes
-//!   and none for any other; the record's counts are the kinds of those
-//!   outcomes; and the fleet's own reading of the run (`Ledger::details`)
-//!   is that same outcome for each code.
+//! - **One outcome a code.** Each code of a run has exactly one outcome:
+//!   the first one a node published (in the stream's order; forged
+//!   messages, marked by the harness, aside; a code fetched twice, by a
+//!   node paused past the ack wait, has a later second one, which never
+//!   counts); a finished run has one for each of the batch's codes and none
+//!   for any other; the record's counts are the kinds of those outcomes;
+//!   and the fleet's own reading of the run (`Ledger::details`) is that
+//!   same outcome for each code.
 //! - **Whole files.** Every file in every output directory is a `{CC}.gif`
 //!   holding exactly its code's flag; no temporary file stays once the
 //!   nodes are idle, except those of processes the harness killed with
@@ -75,17 +77,26 @@ pub fn tally<'a>(results: impl IntoIterator<Item = &'a CodeResult>) -> Counts {
     counts
 }
 
-/// A node's outcome as the nodes' rules read it, or why it is not one.
-fn readable(raw: &RawOutcome) -> Result<CodeResult, String> {
-    let result: CodeResult =
-        serde_json::from_slice(&raw.payload).map_err(|e| format!("not an outcome ({e}): {:?}", raw.payload))?;
-    if result.code != raw.code {
-        return Err(format!("its payload names {}", result.code));
-    }
-    if !KINDS.contains(&result.outcome.as_str()) {
-        return Err(format!("an unknown kind {:?}", result.outcome));
-    }
-    Ok(result)
+/// The outcomes of a node's batch as the nodes' rules read them, or why
+/// the batch (or an entry) is not one.
+fn readable(raw: &RawOutcome) -> Vec<Result<CodeResult, String>> {
+    let entries: Vec<serde_json::Value> = match serde_json::from_slice(&raw.payload) {
+        Ok(entries) => entries,
+        Err(e) => return vec![Err(format!("not a batch of outcomes ({e}): {:?}", raw.payload))],
+    };
+    entries
+        .into_iter()
+        .map(|entry| {
+            let result: CodeResult = serde_json::from_value(entry).map_err(|e| format!("not an outcome ({e})"))?;
+            if result.code.len() != 2 || !result.code.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(format!("not a code: {:?}", result.code));
+            }
+            if !KINDS.contains(&result.outcome.as_str()) {
+                return Err(format!("an unknown kind {:?}", result.outcome));
+            }
+            Ok(result)
+        })
+        .collect()
 }
 
 /// A run's name in violations.
@@ -103,36 +114,26 @@ pub fn node_outcomes(
     let name = label(run);
     let raw = nats.outcomes(&run.token()).map_err(|e| format!("{name}: cannot read its outcomes: {e}"))?;
     let wanted: BTreeSet<&str> = codes.iter().map(CountryCode::as_str).collect();
-    let mut by_code: BTreeMap<&str, Vec<&RawOutcome>> = BTreeMap::new();
-    for outcome in raw.iter().filter(|o| !o.forged) {
-        by_code.entry(outcome.code.as_str()).or_default().push(outcome);
-    }
+    let mut first: BTreeMap<String, CodeResult> = BTreeMap::new();
     let mut violations = Vec::new();
-    let strangers: Vec<&&str> = by_code.keys().filter(|code| !wanted.contains(**code)).collect();
+    let mut strangers = BTreeSet::new();
+    for raw in raw.iter().filter(|o| !o.forged) {
+        for read in readable(raw) {
+            match read {
+                Ok(result) if !wanted.contains(result.code.as_str()) => {
+                    strangers.insert(result.code);
+                }
+                Ok(result) => {
+                    first.entry(result.code.clone()).or_insert(result);
+                }
+                Err(why) => {
+                    violations.push(format!("{name}: node {}'s batch #{} is unreadable: {why}", raw.node, raw.sequence))
+                }
+            }
+        }
+    }
     if !strangers.is_empty() {
         violations.push(format!("{name}: nodes published outcomes for codes not in the run: {}", some(strangers)));
-    }
-    let mut first = BTreeMap::new();
-    for (code, outcomes) in &by_code {
-        let read: Vec<Result<CodeResult, String>> = outcomes.iter().map(|o| readable(o)).collect();
-        if outcomes.len() > 1 {
-            let each: Vec<String> = outcomes
-                .iter()
-                .zip(&read)
-                .map(|(raw, r)| match r {
-                    Ok(r) => format!("#{} {} by {}", raw.sequence, r.outcome, r.node.as_deref().unwrap_or("?")),
-                    Err(why) => format!("#{} unreadable: {why}", raw.sequence),
-                })
-                .collect();
-            violations.push(format!("{name}: {code} has {} outcomes from nodes: {}", outcomes.len(), each.join("; ")));
-        }
-        match read.into_iter().next() {
-            Some(Ok(result)) => {
-                first.insert((*code).to_owned(), result);
-            }
-            Some(Err(why)) => violations.push(format!("{name}: a node's outcome of {code} is unreadable: {why}")),
-            None => {}
-        }
     }
     Ok((first, violations))
 }
@@ -374,21 +375,24 @@ fn files_are_whole_flags_or_leftovers_of_killed_nodes() {
 }
 
 #[test]
-fn a_nodes_outcome_names_its_subjects_code_and_a_known_kind() {
-    let raw = |code: &str, payload: &str| RawOutcome {
-        code: code.to_owned(),
+fn a_nodes_batch_holds_codes_of_known_kinds() {
+    let raw = |payload: &str| RawOutcome {
+        node: "a".to_owned(),
         sequence: 1,
         payload: bytes::Bytes::from(payload.to_owned()),
         forged: false,
     };
     let good = r#"{"code":"BR","outcome":"unchanged","status":304,"message":null,"attempts":1,"bytes":0,"file":"x","url":"u"}"#;
-    assert_eq!(readable(&raw("BR", good)).map(|r| r.outcome), Ok("unchanged".to_owned()));
-    assert!(readable(&raw("AR", good)).is_err());
-    assert!(readable(&raw("BR", &good.replace("unchanged", "exploded"))).is_err());
-    assert!(readable(&raw("BR", "{")).is_err());
-    let results: Vec<CodeResult> = ["downloaded", "unchanged", "not_found", "io_error", "not_found"]
-        .iter()
-        .filter_map(|kind| readable(&raw("BR", &good.replace("unchanged", kind))).ok())
-        .collect();
+    let read = |payload: String| -> Vec<Result<String, String>> {
+        readable(&raw(&payload)).into_iter().map(|r| r.map(|r| r.outcome)).collect()
+    };
+    assert_eq!(read(format!("[{good}]")), [Ok("unchanged".to_owned())]);
+    assert!(read(format!("[{}]", good.replace("\"BR\"", "\"B1\"")))[0].is_err());
+    assert!(read(format!("[{}]", good.replace("unchanged", "exploded")))[0].is_err());
+    assert!(read("{".to_owned())[0].is_err());
+    assert!(read(good.to_owned())[0].is_err(), "an outcome outside a batch");
+    let batch = ["downloaded", "unchanged", "not_found", "io_error", "not_found"].map(|k| good.replace("unchanged", k));
+    let results: Vec<CodeResult> =
+        readable(&raw(&format!("[{}]", batch.join(",")))).into_iter().filter_map(Result::ok).collect();
     assert_eq!(tally(&results), (1, 1, 2, 1));
 }

@@ -37,8 +37,8 @@ const FAULT_PATIENCE: Duration = Duration::from_secs(20);
 /// A message of a run's outcome stream, as stored.
 #[derive(Debug, Clone)]
 pub struct RawOutcome {
-    /// The last token of its subject (a code, unless forged).
-    pub code: String,
+    /// The last token of its subject (the publishing node, unless forged).
+    pub node: String,
     /// The stream sequence.
     pub sequence: u64,
     /// The payload.
@@ -181,9 +181,9 @@ impl Nats {
                     Ok(None) | Err(_) => return Err(format!("{} of {expected} outcomes read", found.len())),
                 };
                 let sequence = message.info().map_err(|e| e.to_string())?.stream_sequence;
-                let code = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
+                let node = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
                 let forged = message.headers.as_ref().is_some_and(|h| h.get(FORGED).is_some());
-                found.push(RawOutcome { code, sequence, payload: message.payload.clone(), forged });
+                found.push(RawOutcome { node, sequence, payload: message.payload.clone(), forged });
             }
             Ok(found)
         })
@@ -236,13 +236,14 @@ impl Nats {
         let code = rng.pick(target.codes);
         let outside = every_code().into_iter().filter(|c| !target.codes.contains(c)).collect::<Vec<_>>();
         let work = |run: &str| format!("{FLEET}.work.{}.{run}", target.batch);
-        let outcome = |run: &str, code: &str| format!("{FLEET}.outcomes.{run}.{code}");
+        // Outcomes come in batches, on a subject a node: a forger's.
+        let outcome = |run: &str, _code: &str| format!("{FLEET}.outcomes.{run}.forger");
         let item = |code: &str| Bytes::from(json!({ "code": code }).to_string());
         let result = |code: &str, kind: &str, message: Option<String>| {
-            let value = json!({
+            let value = json!([{
                 "code": code, "outcome": kind, "status": 200, "message": message, "attempts": 1,
                 "bytes": 1, "file": null, "url": "http://127.0.0.1:9/forged", "node": "forger",
-            });
+            }]);
             Bytes::from(value.to_string())
         };
         let garbage = Bytes::from_static(b"\xff\x00{not json");
@@ -270,7 +271,8 @@ impl Nats {
             }
             Forgery::OutcomeNotJson => messages.push((outcome(&token, code.as_str()), None, garbage)),
             Forgery::OutcomeOversize => {
-                let big = result(code.as_str(), "downloaded", Some("x".repeat(20 * 1024)));
+                // Larger than any batch a node reads (512 KiB).
+                let big = result(code.as_str(), "downloaded", Some("x".repeat(600 * 1024)));
                 messages.push((outcome(&token, code.as_str()), None, big));
             }
             Forgery::OutcomeCodeNotInRun => {
@@ -284,9 +286,9 @@ impl Nats {
                 }
             }
             Forgery::OutcomeWrongCode => {
-                let other = rng.pick(target.codes);
-                let other = if other == code { "ZZ" } else { other.as_str() };
-                messages.push((outcome(&token, code.as_str()), None, result(other, "downloaded", None)));
+                // A batch entry whose code is not a country code.
+                let bad = format!("{}1", code.as_str());
+                messages.push((outcome(&token, code.as_str()), None, result(&bad, "downloaded", None)));
             }
             Forgery::OutcomeUnknownKind => {
                 messages.push((outcome(&token, code.as_str()), None, result(code.as_str(), "exploded", None)));

@@ -101,8 +101,8 @@ fn outcomes_of_a_paused_node_and_repeated_outcomes_never_finish_a_run_early() {
             let mut again = result.clone();
             again.outcome = "http_error".to_owned();
             again.message = Some("HTTP 500 - a repeat".to_owned());
-            let subject = format!("{FLEET}.outcomes.{token}.{}", result.code);
-            publish(&urls, &subject, &serde_json::to_vec(&again).expect("JSON"));
+            let subject = format!("{FLEET}.outcomes.{token}.replayer");
+            publish(&urls, &subject, &serde_json::to_vec(&[again]).expect("JSON"));
             published += 1;
         }
     }
