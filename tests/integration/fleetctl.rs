@@ -130,10 +130,17 @@ pub fn start_nodes(config: &Path, names: &[&str]) -> Vec<Node> {
 
 /// `flagsd run --json` against the fleet, in the background.
 pub fn submit(config: &Path) -> Child {
+    submit_batches(config, &[])
+}
+
+/// `flagsd run --json` of `batches` (all when empty) against the fleet, in
+/// the background.
+pub fn submit_batches(config: &Path, batches: &[&str]) -> Child {
     flagsd_child()
         .current_dir(config.parent().expect("a directory"))
         .args(["run", "--json", "--config"])
         .arg(config)
+        .args(batches)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

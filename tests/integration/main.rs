@@ -12,6 +12,7 @@ mod faults;
 mod fetch;
 mod fleet;
 mod fleet_faults;
+mod fleet_permissions;
 mod fleetctl;
 mod hostile;
 mod http2;

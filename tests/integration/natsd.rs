@@ -159,6 +159,9 @@ pub struct NatsServer {
     token: Option<String>,
     /// The user and password clients must present, if any.
     user: Option<(String, String)>,
+    /// A configuration file's text (its listen address and store directory
+    /// are overridden by the command line's).
+    config: Option<String>,
     dir: tempfile::TempDir,
     /// The running (or exited but not yet reaped) process.
     child: Option<Child>,
@@ -184,6 +187,12 @@ impl NatsServer {
     /// `password` (`--user`, `--pass`).
     pub fn start_with_user(user: &str, password: &str) -> Option<NatsServer> {
         NatsServer::start_with(|server| server.user = Some((user.to_owned(), password.to_owned())))
+    }
+
+    /// [`NatsServer::start`] with the configuration file `text` (accounts,
+    /// users, permissions; the ports and the store are the harness's).
+    pub fn start_with_config(text: &str) -> Option<NatsServer> {
+        NatsServer::start_with(|server| server.config = Some(text.to_owned()))
     }
 
     /// [`NatsServer::start`], its options set by `set` first.
@@ -225,6 +234,7 @@ impl NatsServer {
             membership,
             token: None,
             user: None,
+            config: None,
             dir,
             child: None,
             launches: 0,
@@ -368,6 +378,9 @@ impl NatsServer {
         if let Some((user, password)) = &self.user {
             args.extend(["--user".to_owned(), user.clone(), "--pass".to_owned(), password.clone()]);
         }
+        if self.config.is_some() {
+            args.extend(["-c".to_owned(), self.dir.path().join("nats.conf").display().to_string()]);
+        }
         args
     }
 
@@ -384,6 +397,10 @@ impl NatsServer {
         }
         self.kill(); // reaps a process that exited on its own
         self.launches += 1;
+        if let Some(text) = &self.config {
+            fs::write(self.dir.path().join("nats.conf"), text)
+                .map_err(|e| format!("cannot write the configuration: {e}"))?;
+        }
         let args = self.args();
         let mut log = OpenOptions::new()
             .create(true)
