@@ -152,6 +152,21 @@ impl Touched {
     }
 }
 
+/// Tells the server every `every` that `messages` are still in progress,
+/// until dropped.
+async fn in_progress(messages: &[Message], every: Duration) -> std::convert::Infallible {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        for message in messages {
+            if let Err(e) = message.ack_with(AckKind::Progress).await {
+                tracing::debug!(error = %e, "cannot say a code is in progress");
+            }
+        }
+    }
+}
+
 /// Outcomes of one run settled here and not published yet.
 struct Pending {
     run: Rc<RunView>,
@@ -570,10 +585,15 @@ impl Inner {
         });
     }
 
+    /// How often a code in progress says so: every third of the ack wait.
+    fn progress_every(&self) -> Duration {
+        (self.fleet.ack_wait() / 3).max(Duration::from_millis(300))
+    }
+
     /// Tells the server, every third of the ack wait, that the codes this
     /// lane holds are still being worked on.
     async fn signs_of_life(self: Rc<Self>) {
-        let every = (self.fleet.ack_wait() / 3).max(Duration::from_millis(300));
+        let every = self.progress_every();
         let mut ticks = tokio::time::interval(every);
         ticks.tick().await;
         while !self.closed.get() || !self.held.borrow().is_empty() {
@@ -629,19 +649,29 @@ impl Inner {
         for pending in batches {
             let (fleet, batch, touched) =
                 (self.fleet.clone(), self.batch.name.clone(), Rc::clone(&self.shared.touched));
+            let every = self.progress_every();
             self.shared.settling.spawn(async move {
                 let Pending { run, results, messages, validators } = pending;
-                for (code, record) in validators {
-                    fleet.save_validators(&batch, code, &record).await;
-                }
-                let mut recorded = fleet.record_outcomes(&run.token, &results).await;
-                for _ in 1..RECORD_TRIES {
-                    if recorded.is_ok() {
-                        break;
+                let publish = async {
+                    for (code, record) in validators {
+                        fleet.save_validators(&batch, code, &record).await;
                     }
-                    tokio::time::sleep(BACKOFF).await;
-                    recorded = fleet.record_outcomes(&run.token, &results).await;
-                }
+                    let mut recorded = fleet.record_outcomes(&run.token, &results).await;
+                    for _ in 1..RECORD_TRIES {
+                        if recorded.is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(BACKOFF).await;
+                        recorded = fleet.record_outcomes(&run.token, &results).await;
+                    }
+                    recorded
+                };
+                // A slow NATS must not let the ack wait run out on codes
+                // that are done: they still say they are in progress.
+                let recorded = tokio::select! {
+                    recorded = publish => recorded,
+                    never = in_progress(&messages, every) => match never {},
+                };
                 let acks = messages.iter().map(|message| async {
                     match &recorded {
                         // Acknowledged, and confirmed, before the finisher

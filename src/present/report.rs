@@ -213,4 +213,17 @@ mod tests {
         let retried = CodeOutcome { code, url: String::new(), outcome: Outcome::Failed(teapot), attempts: 3 };
         assert_eq!(verbose_line(&retried), "*** Error for BR: HTTP 418 - I'm a Teapot (after 3 attempts)");
     }
+
+    #[test]
+    fn verbose_lines_make_server_text_safe_for_a_terminal() {
+        let mut result =
+            CodeResult::unfinished(crate::model::codes::parse_code("BR").unwrap(), "http://h/x\x1b[2J".into());
+        result.outcome = "not_found".into();
+        assert_eq!(result_line(&result), "BR not found: http://h/x\\x1b[2J");
+        result.outcome = "http_error".into();
+        result.message = Some(format!("HTTP 500 - \r{}\u{202e}", "x".repeat(1000)));
+        let line = result_line(&result);
+        assert!(line.starts_with("*** Error for BR: HTTP 500 - \\x0dxxx") && line.contains('…'), "{line}");
+        assert!(!line.contains('\r') && !line.contains('\u{202e}'), "{line}");
+    }
 }

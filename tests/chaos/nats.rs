@@ -68,13 +68,7 @@ pub struct Nats {
 
 /// `error`'s text and its sources'.
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
+    crate::natsd::error_chain(error)
 }
 
 impl Nats {

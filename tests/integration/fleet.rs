@@ -126,6 +126,12 @@ fn a_node_that_starts_before_nats_becomes_ready_when_it_comes() {
     let (status, body) = http(&addr, "GET", "/readyz", None);
     assert_eq!(status, 503, "{body}");
     assert!(body.starts_with("not in the fleet yet"), "{body}");
+    // What needs the fleet answers 503, not 500, until the node has joined.
+    for (method, path) in [("GET", "/runs"), ("POST", "/batches/world/run"), ("POST", "/batches/world/cancel")] {
+        let (status, body) = http(&addr, method, path, None);
+        assert_eq!(status, 503, "{method} {path}: {body}");
+        assert!(body.contains("not in the fleet yet"), "{body}");
+    }
     assert_eq!(http(&addr, "GET", "/healthz", None).0, 200, "alive, though not ready");
     assert!(wait_until(FLEET_WAIT, || node.log().contains("cannot join the fleet yet")), "{}", node.log());
     nats.launch();
