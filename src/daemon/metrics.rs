@@ -12,14 +12,17 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::model::time::unix_seconds;
+use crate::sys::process::ProcessStats;
 
 /// The content type of the rendered text (Prometheus text format 0.0.4).
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -32,6 +35,19 @@ pub const DURATION_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BatchLabels {
     batch: String,
+}
+
+/// The labels of `flagsd_runs_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    batch: String,
+    result: String,
+}
+
+/// The labels of `flagsd_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
 }
 
 /// The labels of `flagsd_fleet_messages_dropped_total`.
@@ -68,6 +84,8 @@ pub struct Metrics {
     retries: Family<BatchLabels, Counter>,
     last_run_timestamp: Family<BatchLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     last_run_status: Family<BatchLabels, Gauge>,
+    runs: Family<RunLabels, Counter>,
+    schedule: Family<BatchLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     running: Family<BatchLabels, Gauge>,
     fleet_nodes: Family<FleetLabels, Gauge>,
     fleet_queued: Family<BatchLabels, Gauge>,
@@ -111,6 +129,22 @@ impl Metrics {
             "Exit status of the last run of the batch (0 = success)",
             last_run_status.clone(),
         );
+        let runs = Family::default();
+        registry.register(
+            "flagsd_runs",
+            "Runs that ended, by batch and result (success, errors, cancelled, failed)",
+            runs.clone(),
+        );
+        let schedule = Family::default();
+        registry.register(
+            "flagsd_batch_schedule_seconds",
+            "The batch's schedule: seconds between its runs (only batches with `every`)",
+            schedule.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
+        registry.register("flagsd_build_info", "Always 1; the label says which flagsd this is", build);
+        registry.register_collector(Box::new(ProcessCollector));
         let running = Family::default();
         registry.register("flagsd_batch_running", "1 while a run of the batch is in progress, else 0", running.clone());
         let fleet_nodes = Family::default();
@@ -142,6 +176,8 @@ impl Metrics {
             retries,
             last_run_timestamp,
             last_run_status,
+            runs,
+            schedule,
             running,
             fleet_nodes,
             fleet_queued,
@@ -204,12 +240,29 @@ impl Metrics {
     }
 
     /// A run of `batch` ended at `ended` with `exit_status` (the status
-    /// `flagsd fetch` would have exited with).
-    pub fn run_finished(&mut self, batch: &str, ended: SystemTime, exit_status: i32) {
+    /// `flagsd fetch` would have exited with) and `result` (`success`,
+    /// `errors`, `cancelled` or `failed`: [`RunResult`]).
+    pub fn run_finished(&mut self, batch: &str, ended: SystemTime, exit_status: i32, result: RunResult) {
         let labels = self.batch(batch);
         self.running.get_or_create(&labels).set(0);
         self.last_run_timestamp.get_or_create(&labels).set(unix_seconds(ended));
         self.last_run_status.get_or_create(&labels).set(i64::from(exit_status));
+        let run = RunLabels { batch: labels.batch, result: result.as_str().to_owned() };
+        self.runs.get_or_create(&run).inc();
+    }
+
+    /// The batches of the configuration in force (at start and after each
+    /// reload): each appears in the per-batch families, and those with a
+    /// schedule in `flagsd_batch_schedule_seconds` (a batch no longer
+    /// scheduled leaves it).
+    pub fn configured<'a>(&mut self, batches: impl IntoIterator<Item = (&'a str, Option<Duration>)>) {
+        self.schedule.clear();
+        for (batch, every) in batches {
+            let labels = self.batch(batch);
+            if let Some(every) = every {
+                self.schedule.get_or_create(&labels).set(every.as_secs_f64());
+            }
+        }
     }
 
     /// What a fleet node last measured of its fleet: live nodes, and codes
@@ -257,6 +310,61 @@ impl Metrics {
     }
 }
 
+/// How a run ended, as `flagsd_runs_total`'s `result` label says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunResult {
+    /// Every code downloaded, unchanged or not found (status 0).
+    Success,
+    /// Every code has an outcome, some of them errors (status 1).
+    Errors,
+    /// Stopped before the end: a signal, `flagsd cancel`, the admin API.
+    Cancelled,
+    /// Ended by an error before or while it ran (status 3).
+    Failed,
+}
+
+impl RunResult {
+    /// The label's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Errors => "errors",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Prometheus' standard process metrics (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, …), read from `/proc` at each scrape;
+/// none where `/proc` cannot be read.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(stats) = ProcessStats::read() else { return Ok(()) };
+        let cpu = "Total user and system CPU time spent in seconds";
+        let cpu = encoder.encode_descriptor("process_cpu_seconds", cpu, None, MetricType::Counter)?;
+        ConstCounter::new(stats.cpu_seconds).encode(cpu)?;
+        let gauges = [
+            ("process_resident_memory_bytes", "Resident memory size in bytes", stats.resident_bytes as f64),
+            ("process_virtual_memory_bytes", "Virtual memory size in bytes", stats.virtual_bytes as f64),
+            ("process_open_fds", "Number of open file descriptors", stats.open_fds as f64),
+            ("process_max_fds", "Maximum number of open file descriptors", stats.max_fds as f64),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since the UNIX epoch in seconds",
+                stats.start_time_seconds,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::UNIX_EPOCH;
@@ -266,7 +374,7 @@ mod tests {
     use super::*;
 
     /// The families a scrape declares, by name, with their type.
-    const FAMILIES: [(&str, &str); 8] = [
+    const FAMILIES: [(&str, &str); 10] = [
         ("flagsd_downloads_total", "counter"),
         ("flagsd_downloaded_bytes_total", "counter"),
         ("flagsd_request_duration_seconds", "histogram"),
@@ -275,6 +383,8 @@ mod tests {
         ("flagsd_last_run_timestamp_seconds", "gauge"),
         ("flagsd_last_run_exit_status", "gauge"),
         ("flagsd_batch_running", "gauge"),
+        ("flagsd_runs_total", "counter"),
+        ("flagsd_batch_schedule_seconds", "gauge"),
     ];
 
     /// Parses the rendered text with an independent parser of the format.
@@ -304,10 +414,17 @@ mod tests {
 
     #[test]
     fn every_family_is_declared_with_help_and_type() {
-        assert!(scrape(&Metrics::new()).samples.is_empty());
+        // Before any batch is named, only the build and the process show.
+        let fresh = scrape(&Metrics::new());
+        assert!(
+            fresh.samples.iter().all(|s| s.metric.starts_with("process_") || s.metric == "flagsd_build_info"),
+            "{:?}",
+            fresh.samples
+        );
         let mut metrics = Metrics::new();
         metrics.outcome("daily", "downloaded", 10);
-        metrics.run_finished("daily", UNIX_EPOCH + Duration::from_secs(5), 0);
+        metrics.run_finished("daily", UNIX_EPOCH + Duration::from_secs(5), 0, RunResult::Success);
+        metrics.configured([("daily", Some(Duration::from_secs(60)))]);
         let text = metrics.render();
         for (name, kind) in FAMILIES {
             assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "no TYPE for {name} in\n{text}");
@@ -422,17 +539,78 @@ mod tests {
         assert!(samples(&s, "flagsd_last_run_timestamp_seconds").is_empty());
         assert!(samples(&s, "flagsd_last_run_exit_status").is_empty());
 
-        metrics.run_finished("daily", UNIX_EPOCH + Duration::from_millis(1_700_000_000_250), 1);
+        metrics.run_finished("daily", UNIX_EPOCH + Duration::from_millis(1_700_000_000_250), 1, RunResult::Errors);
         let s = scrape(&metrics);
         assert_eq!(samples(&s, "flagsd_batch_running")["batch=daily"], 0.0);
         assert_eq!(samples(&s, "flagsd_last_run_timestamp_seconds")["batch=daily"], 1_700_000_000.25);
         assert_eq!(samples(&s, "flagsd_last_run_exit_status")["batch=daily"], 1.0);
 
         metrics.run_started("daily");
-        metrics.run_finished("daily", UNIX_EPOCH + Duration::from_secs(1_700_000_060), 0);
+        metrics.run_finished("daily", UNIX_EPOCH + Duration::from_secs(1_700_000_060), 0, RunResult::Success);
         let s = scrape(&metrics);
         assert_eq!(samples(&s, "flagsd_last_run_timestamp_seconds")["batch=daily"], 1_700_000_060.0);
         assert_eq!(samples(&s, "flagsd_last_run_exit_status")["batch=daily"], 0.0);
+    }
+
+    #[test]
+    fn runs_are_counted_by_batch_and_result() {
+        let mut metrics = Metrics::new();
+        let end = UNIX_EPOCH + Duration::from_secs(1);
+        metrics.run_finished("daily", end, 0, RunResult::Success);
+        metrics.run_finished("daily", end, 1, RunResult::Errors);
+        metrics.run_finished("daily", end, 1, RunResult::Errors);
+        metrics.run_finished("weekly", end, 130, RunResult::Cancelled);
+        metrics.run_finished("weekly", end, 3, RunResult::Failed);
+        let expected: BTreeMap<String, f64> = [
+            ("batch=daily,result=errors", 2.0),
+            ("batch=daily,result=success", 1.0),
+            ("batch=weekly,result=cancelled", 1.0),
+            ("batch=weekly,result=failed", 1.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(samples(&scrape(&metrics), "flagsd_runs_total"), expected);
+    }
+
+    #[test]
+    fn schedules_follow_the_configuration_in_force() {
+        let mut metrics = Metrics::new();
+        metrics.configured([("hourly", Some(Duration::from_secs(3600))), ("manual", None)]);
+        let s = scrape(&metrics);
+        let expected: BTreeMap<String, f64> = [("batch=hourly".to_owned(), 3600.0)].into();
+        assert_eq!(samples(&s, "flagsd_batch_schedule_seconds"), expected);
+        // The unscheduled batch is known to the per-batch families all the same.
+        assert_eq!(samples(&s, "flagsd_batch_running")["batch=manual"], 0.0);
+        // A reload: hourly is no longer scheduled, daily is.
+        metrics.configured([("hourly", None), ("daily", Some(Duration::from_secs(86_400)))]);
+        let expected: BTreeMap<String, f64> = [("batch=daily".to_owned(), 86_400.0)].into();
+        assert_eq!(samples(&scrape(&metrics), "flagsd_batch_schedule_seconds"), expected);
+    }
+
+    #[test]
+    fn build_and_process_metrics_are_prometheus_standard_ones() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        let s = scrape(&metrics);
+        let build = samples(&s, "flagsd_build_info");
+        assert_eq!(build, [(format!("version={}", env!("CARGO_PKG_VERSION")), 1.0)].into());
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"), "{text}");
+        for gauge in [
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(&format!("# TYPE {gauge} gauge\n")), "{gauge} in\n{text}");
+            let value = samples(&s, gauge)[""];
+            assert!(value > 0.0, "{gauge} = {value}");
+        }
+        let (open, max) = (samples(&s, "process_open_fds")[""], samples(&s, "process_max_fds")[""]);
+        assert!(open < max, "{open} of {max}");
+        // A test process may not have used a whole clock tick yet: 0 is fine.
+        assert!(samples(&s, "process_cpu_seconds_total")[""] >= 0.0);
     }
 
     #[test]

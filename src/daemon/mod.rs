@@ -97,6 +97,11 @@ fn reload(source: &ConfigSource, at_start: &Settings) -> Option<Settings> {
     }
 }
 
+/// Tells the metrics which batches `settings` has, and their schedules.
+fn configured(metrics: &RefCell<Metrics>, settings: &Settings) {
+    metrics.borrow_mut().configured(settings.batches.iter().map(|b| (b.name.as_str(), b.every)));
+}
+
 /// Runs the daemon until SIGTERM or SIGINT: alone, or as a node of the fleet
 /// that `[fleet]` names. A configuration that does not load at start is an
 /// error (status 2) before `READY=1`; so is a state database that cannot be
@@ -110,6 +115,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
     let _admin = start_admin(&settings, &source.origin(), admin_tx)?;
     let at_start = settings.clone();
     let metrics: Rc<RefCell<Metrics>> = Rc::default();
+    configured(&metrics, &settings);
     let (fatal_tx, mut fatal) = mpsc::channel(1);
     start_watchdog();
     let runner: Rc<dyn Runner> = match settings.fleet.clone() {
@@ -129,6 +135,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
                 notify(&[sd_notify::NotifyState::Reloading]);
                 if let Some(new) = reload(&source, &at_start) {
                     Rc::clone(&runner).apply(&new);
+                    configured(&metrics, &new);
                     settings = new;
                 }
                 notify(&[sd_notify::NotifyState::Ready]);

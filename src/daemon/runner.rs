@@ -14,12 +14,12 @@ use std::time::{Duration, SystemTime};
 
 use sd_notify::NotifyState;
 
-use super::metrics::Metrics;
+use super::metrics::{Metrics, RunResult};
 use super::notify::notify;
 use crate::config::{BatchConfig, Settings};
 use crate::job::Ledger;
 use crate::model::exit::ExitStatus;
-use crate::model::run::RunRecord;
+use crate::model::run::{RunRecord, RunState};
 
 /// A future on the daemon's thread.
 pub type Local<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -85,7 +85,13 @@ pub fn run_started(metrics: &mut Metrics, record: &RunRecord) {
 /// one report for a run of this process and a run of the fleet.
 pub fn run_ended(metrics: &mut Metrics, record: &RunRecord, elapsed: Option<Duration>) {
     let status = record.exit_status.unwrap_or(ExitStatus::Fatal.code());
-    metrics.run_finished(&record.batch, SystemTime::now(), status);
+    let result = match record.state {
+        RunState::Finished if status == ExitStatus::Success.code() => RunResult::Success,
+        RunState::Finished => RunResult::Errors,
+        RunState::Cancelled => RunResult::Cancelled,
+        RunState::Failed | RunState::Running => RunResult::Failed,
+    };
+    metrics.run_finished(&record.batch, SystemTime::now(), status, result);
     let c = record.counts.unwrap_or_default();
     let elapsed_s = elapsed.map(|e| e.as_secs_f64());
     match &record.error {

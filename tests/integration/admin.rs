@@ -76,7 +76,20 @@ fn metrics_after_a_run_equal_its_counts() {
         .map(|f| std::fs::metadata(dir.path().join("downloaded/mix").join(f)).unwrap().len())
         .sum();
     assert_eq!(series(&metrics, "flagsd_downloaded_bytes_total{batch=\"mix\"}"), bytes as f64);
-    assert!(metrics.lines().filter(|l| !l.starts_with('#')).all(|l| l.starts_with("flagsd_")), "{metrics}");
+    assert_eq!(series(&metrics, "flagsd_runs_total{batch=\"mix\",result=\"errors\"}"), 1.0);
+    assert_eq!(series(&metrics, "flagsd_runs_total{batch=\"mix\",result=\"success\"}"), 0.0);
+    assert_eq!(series(&metrics, "flagsd_batch_schedule_seconds{batch=\"mix\"}"), 3600.0);
+    let version = format!("flagsd_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(series(&metrics, &version), 1.0);
+    // The process metrics are the daemon's own: it started after this test did.
+    let started = series(&metrics, "process_start_time_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(started > now - 600.0 && started <= now + 1.0, "{started} vs {now}");
+    assert!(series(&metrics, "process_resident_memory_bytes") > 1e6, "{metrics}");
+    assert!(series(&metrics, "process_open_fds") < series(&metrics, "process_max_fds"), "{metrics}");
+    assert!(series(&metrics, "process_cpu_seconds_total") > 0.0, "{metrics}");
+    let samples = || metrics.lines().filter(|l| !l.starts_with('#'));
+    assert!(samples().all(|l| l.starts_with("flagsd_") || l.starts_with("process_")), "{metrics}");
 
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0));

@@ -5,6 +5,7 @@ mod helpers;
 mod natsd;
 
 mod admin;
+mod alerts;
 mod config;
 mod daemon;
 mod disk;

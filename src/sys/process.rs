@@ -1,0 +1,178 @@
+//! What this process uses, read from `/proc` (Linux): CPU time, resident
+//! memory, open descriptors and their limit, and when it started. The
+//! daemon exports them as Prometheus' standard `process_*` metrics.
+
+use std::io;
+use std::path::Path;
+
+/// One reading of this process's resources.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcessStats {
+    /// User and system CPU time, in seconds.
+    pub cpu_seconds: f64,
+    /// Resident memory, in bytes.
+    pub resident_bytes: u64,
+    /// Virtual memory, in bytes.
+    pub virtual_bytes: u64,
+    /// Descriptors open now.
+    pub open_fds: u64,
+    /// The soft limit on open descriptors.
+    pub max_fds: u64,
+    /// When the process started, in UNIX seconds.
+    pub start_time_seconds: f64,
+}
+
+impl ProcessStats {
+    /// Reads this process's figures from `/proc/self` (an error elsewhere
+    /// than on Linux).
+    pub fn read() -> io::Result<Self> {
+        let ticks = clock_ticks_per_second()?;
+        let page = page_size()?;
+        let stat = std::fs::read_to_string("/proc/self/stat")?;
+        let fields = StatFields::parse(&stat)?;
+        let boot_time = boot_time(&std::fs::read_to_string("/proc/stat")?)?;
+        let (max_fds, _) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+        Ok(Self {
+            cpu_seconds: (fields.utime + fields.stime) as f64 / ticks as f64,
+            resident_bytes: fields.rss_pages.saturating_mul(page),
+            virtual_bytes: fields.vsize,
+            open_fds: count_entries(Path::new("/proc/self/fd"))?,
+            max_fds,
+            start_time_seconds: boot_time as f64 + fields.start_ticks as f64 / ticks as f64,
+        })
+    }
+}
+
+/// The fields of `/proc/PID/stat` this module reads (proc(5) numbers them
+/// from 1).
+#[derive(Debug, PartialEq)]
+struct StatFields {
+    /// Field 14, in clock ticks.
+    utime: u64,
+    /// Field 15, in clock ticks.
+    stime: u64,
+    /// Field 22, clock ticks after boot.
+    start_ticks: u64,
+    /// Field 23, in bytes.
+    vsize: u64,
+    /// Field 24, in pages.
+    rss_pages: u64,
+}
+
+impl StatFields {
+    /// Parses a `/proc/PID/stat` line. The command name (field 2) is in
+    /// parentheses and may hold spaces and parentheses itself, so the
+    /// fields are counted from the last `)`.
+    fn parse(stat: &str) -> io::Result<Self> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/self/stat: {what}"));
+        let after_name = stat.rfind(')').map(|at| &stat[at + 1..]).ok_or_else(|| bad("no command name"))?;
+        // The first field after the name is field 3 (the state).
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let field = |number: usize| -> io::Result<u64> {
+            let text = fields.get(number - 3).ok_or_else(|| bad(&format!("no field {number}")))?;
+            text.parse().map_err(|_| bad(&format!("field {number} is not a number: {text:?}")))
+        };
+        Ok(Self {
+            utime: field(14)?,
+            stime: field(15)?,
+            start_ticks: field(22)?,
+            vsize: field(23)?,
+            rss_pages: field(24)?,
+        })
+    }
+}
+
+/// The boot time, in UNIX seconds, from the `btime` line of `/proc/stat`.
+fn boot_time(proc_stat: &str) -> io::Result<u64> {
+    proc_stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat has no btime line"))
+}
+
+/// How many entries `dir` holds.
+fn count_entries(dir: &Path) -> io::Result<u64> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir)? {
+        entry?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The kernel's clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+fn clock_ticks_per_second() -> io::Result<u64> {
+    sysconf(libc::_SC_CLK_TCK)
+}
+
+/// The memory page size in bytes (`sysconf(_SC_PAGESIZE)`).
+fn page_size() -> io::Result<u64> {
+    sysconf(libc::_SC_PAGESIZE)
+}
+
+fn sysconf(name: libc::c_int) -> io::Result<u64> {
+    // SAFETY: sysconf takes a plain integer and touches no memory of ours.
+    let value = unsafe { libc::sysconf(name) };
+    u64::try_from(value).ok().filter(|v| *v > 0).ok_or_else(io::Error::last_os_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis() {
+        // A command name with a space and a parenthesis, as a process may
+        // name itself; the numbers are those of fields 3 to 24.
+        let line = "4242 (a) b)) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    250 50 0 0 20 0 3 0 987654 104857600 2560 18446744073709551615";
+        let fields = StatFields::parse(line).unwrap();
+        assert_eq!(
+            fields,
+            StatFields { utime: 250, stime: 50, start_ticks: 987654, vsize: 104857600, rss_pages: 2560 }
+        );
+    }
+
+    #[test]
+    fn a_short_or_garbled_stat_line_is_an_error_naming_the_field() {
+        let err = StatFields::parse("1 (x) S 1 2").unwrap_err();
+        assert!(err.to_string().contains("no field 14"), "{err}");
+        let err = StatFields::parse("no name at all").unwrap_err();
+        assert!(err.to_string().contains("no command name"), "{err}");
+        let line = "1 (x) S 1 1 1 0 -1 0 0 0 0 0 ten 5 0 0 20 0 1 0 9 9 9";
+        let err = StatFields::parse(line).unwrap_err();
+        assert!(err.to_string().contains("field 14 is not a number"), "{err}");
+    }
+
+    #[test]
+    fn boot_time_is_the_btime_line() {
+        assert_eq!(boot_time("cpu 1 2 3\nbtime 1700000000\nprocesses 5\n").unwrap(), 1_700_000_000);
+        assert!(boot_time("cpu 1 2 3\n").is_err());
+    }
+
+    #[test]
+    fn this_process_reads_as_itself() {
+        let before = ProcessStats::read().unwrap();
+        // Burn CPU until the kernel has counted a tick of it (10 s at most,
+        // however loaded the machine), with one more file open.
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut after = ProcessStats::read().unwrap();
+        while after.cpu_seconds <= before.cpu_seconds && std::time::Instant::now() < deadline {
+            let mut x = 0u64;
+            for i in 0..100_000u64 {
+                x = x.wrapping_add(std::hint::black_box(i));
+            }
+            std::hint::black_box(x);
+            after = ProcessStats::read().unwrap();
+        }
+        drop(file);
+        assert!(after.cpu_seconds > before.cpu_seconds, "{before:?} {after:?}");
+        assert!(after.resident_bytes > 1 << 20, "{after:?}");
+        assert!(after.virtual_bytes >= after.resident_bytes, "{after:?}");
+        assert!(after.open_fds >= 4 && after.open_fds <= after.max_fds, "{after:?}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(after.start_time_seconds <= now + 1.0 && after.start_time_seconds > now - 3600.0, "{after:?} at {now}");
+    }
+}
