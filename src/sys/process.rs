@@ -1,6 +1,8 @@
 //! What this process uses, read from `/proc` (Linux): CPU time, resident
 //! memory, open descriptors and their limit, and when it started. The
-//! daemon exports them as Prometheus' standard `process_*` metrics.
+//! daemon exports them as Prometheus' standard `process_*` metrics. And a
+//! process's [`Stamp`], which tells later whether that very process still
+//! runs.
 
 use std::io;
 use std::path::Path;
@@ -43,6 +45,77 @@ impl ProcessStats {
     }
 }
 
+/// What identifies a process across time: the boot it ran in, its id, and
+/// its start time (a later process may reuse the id, not all three).
+/// Written as `BOOT_ID/PID/START_TICKS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    boot: String,
+    pid: u32,
+    start_ticks: u64,
+}
+
+impl Stamp {
+    /// This process's stamp.
+    pub fn current() -> io::Result<Self> {
+        let pid = std::process::id();
+        let start_ticks = start_ticks_of(pid)?.ok_or_else(|| io::Error::other("/proc/self/stat is missing"))?;
+        Ok(Self { boot: boot_id()?, pid, start_ticks })
+    }
+
+    /// Reads a stamp written by [`Display`](std::fmt::Display); `None` when
+    /// `text` is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split('/');
+        let (boot, pid, start) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || boot.is_empty() {
+            return None;
+        }
+        Some(Self { boot: boot.to_owned(), pid: pid.parse().ok()?, start_ticks: start.parse().ok()? })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the process of this stamp still runs: `Some(false)` when the
+    /// machine booted since or no process with its id and start time
+    /// exists, `None` when that cannot be told (no `/proc`).
+    pub fn is_running(&self) -> Option<bool> {
+        let boot = boot_id().ok()?;
+        if boot != self.boot {
+            return Some(false);
+        }
+        match start_ticks_of(self.pid) {
+            Ok(Some(start)) => Some(start == self.start_ticks),
+            Ok(None) => Some(false),
+            Err(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.boot, self.pid, self.start_ticks)
+    }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+fn boot_id() -> io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?.trim().to_owned())
+}
+
+/// When process `pid` started, in clock ticks after boot; `None` when there
+/// is no such process.
+fn start_ticks_of(pid: u32) -> io::Result<Option<u64>> {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => Ok(Some(StatFields::parse(&stat)?.start_ticks)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The fields of `/proc/PID/stat` this module reads (proc(5) numbers them
 /// from 1).
 #[derive(Debug, PartialEq)]
@@ -64,7 +137,7 @@ impl StatFields {
     /// parentheses and may hold spaces and parentheses itself, so the
     /// fields are counted from the last `)`.
     fn parse(stat: &str) -> io::Result<Self> {
-        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/self/stat: {what}"));
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/PID/stat: {what}"));
         let after_name = stat.rfind(')').map(|at| &stat[at + 1..]).ok_or_else(|| bad("no command name"))?;
         // The first field after the name is field 3 (the state).
         let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -143,6 +216,31 @@ mod tests {
         let line = "1 (x) S 1 1 1 0 -1 0 0 0 0 0 ten 5 0 0 20 0 1 0 9 9 9";
         let err = StatFields::parse(line).unwrap_err();
         assert!(err.to_string().contains("field 14 is not a number"), "{err}");
+    }
+
+    #[test]
+    fn a_stamp_tells_a_running_process_from_an_ended_one() {
+        let me = Stamp::current().unwrap();
+        assert_eq!(me.pid(), std::process::id());
+        assert_eq!(Stamp::parse(&me.to_string()), Some(me.clone()));
+        assert_eq!(me.is_running(), Some(true));
+        // The same id with another start time: a process that reused it.
+        let reused = Stamp { start_ticks: me.start_ticks + 1, ..me.clone() };
+        assert_eq!(reused.is_running(), Some(false));
+        // Another boot.
+        let rebooted = Stamp { boot: "another-boot".into(), ..me.clone() };
+        assert_eq!(rebooted.is_running(), Some(false));
+        // A child, while it runs and once it has ended.
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let start_ticks = start_ticks_of(child.id()).unwrap().unwrap();
+        let stamp = Stamp { pid: child.id(), start_ticks, ..me.clone() };
+        assert_eq!(stamp.is_running(), Some(true));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(stamp.is_running(), Some(false));
+        for bad in ["", "x", "b/1", "b/one/2", "b/1/2/3", "/1/2"] {
+            assert_eq!(Stamp::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

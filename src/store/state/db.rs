@@ -16,6 +16,7 @@ use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
 use crate::model::run::{CodeResult, RunRecord, RunState};
 use crate::model::time::{self, unix_seconds};
 use crate::sys::files::check_writable;
+use crate::sys::process::Stamp;
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "flagsd.db";
@@ -36,6 +37,9 @@ pub struct StateDb {
     conn: Connection,
     dir: PathBuf,
     path: PathBuf,
+    /// This process, as the owner of the runs it begins (`None` where it
+    /// cannot be told: no `/proc`).
+    owner: Option<String>,
 }
 
 /// [`StateDb::check_writable`] for the database `path` in `dir`, without
@@ -73,7 +77,7 @@ impl StateDb {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| classify(&path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| classify(&path, e))?;
-        let db = Self { conn, dir: dir.to_owned(), path };
+        let db = Self { conn, dir: dir.to_owned(), path, owner: None };
         db.check_integrity()?;
         let found = db.version()?;
         if found != SCHEMA_VERSION {
@@ -93,7 +97,8 @@ impl StateDb {
         let fail = |e| classify(&path, e);
         let conn = Connection::open(&path).map_err(fail)?;
         conn.busy_timeout(busy_timeout).map_err(fail)?;
-        let db = Self { conn, dir: dir.to_owned(), path };
+        let owner = Stamp::current().ok().map(|stamp| stamp.to_string());
+        let db = Self { conn, dir: dir.to_owned(), path, owner };
         db.check_integrity()?;
         db.conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db.error(e))?;
         db.conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| db.error(e))?;
@@ -188,12 +193,12 @@ impl StateDb {
         Ok(files)
     }
 
-    /// Records the start of a run of `batch`; returns its id.
+    /// Records the start of a run of `batch`, by this process; returns its id.
     pub fn begin_run(&self, batch: &str, trigger: &str, started: SystemTime) -> Result<i64, StateError> {
         self.conn
             .execute(
-                "INSERT INTO runs (batch, trigger, started_at) VALUES (?1, ?2, ?3)",
-                params![batch, trigger, unix_seconds(started)],
+                "INSERT INTO runs (batch, trigger, started_at, owner) VALUES (?1, ?2, ?3, ?4)",
+                params![batch, trigger, unix_seconds(started), self.owner],
             )
             .map_err(|e| self.error(e))?;
         Ok(self.conn.last_insert_rowid())
@@ -306,19 +311,28 @@ impl StateDb {
                 };
                 let exit_status: Option<i32> = row.get(9)?;
                 let state: Option<String> = row.get(10)?;
-                let state = match state.as_deref() {
+                let mut state = match state.as_deref() {
                     Some("running") => RunState::Running,
                     Some("finished") => RunState::Finished,
                     Some("cancelled") => RunState::Cancelled,
                     Some("failed") => RunState::Failed,
                     _ => RunState::of_status(exit_status),
                 };
+                let mut error: Option<String> = row.get(11)?;
+                let owner: Option<String> = row.get(12)?;
+                if state == RunState::Running
+                    && let Some(gone) =
+                        owner.as_deref().and_then(Stamp::parse).filter(|o| o.is_running() == Some(false))
+                {
+                    state = RunState::Failed;
+                    error = Some(abandoned(gone.pid()));
+                }
                 Ok(RunRecord {
                     ended_at: ended_at.map(rfc3339),
                     state,
                     counts,
                     exit_status,
-                    error: row.get(11)?,
+                    error,
                     ..RunRecord::started(
                         row.get(0)?,
                         &row.get::<_, String>(1)?,
@@ -339,7 +353,12 @@ impl StateDb {
 }
 
 const RUN_COLUMNS: &str = "SELECT id, batch, trigger, started_at, ended_at, downloaded, unchanged, not_found, errors,
-     exit_status, state, error";
+     exit_status, state, error, owner";
+
+/// Why a run whose process is gone failed.
+fn abandoned(pid: u32) -> String {
+    format!("flagsd (process {pid}) ended before the run did: it was killed, or the machine stopped")
+}
 
 /// How a run ended, as [`StateDb::finish_run`] records it.
 #[derive(Debug, Clone, Copy)]
@@ -452,6 +471,36 @@ mod tests {
         let version: i64 = db.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(db.path(), state.join(DB_FILE));
+    }
+
+    #[test]
+    fn a_running_run_whose_process_is_gone_reads_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        let mine = db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        let gone = db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        let unknown = db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        // This process in another boot: the machine stopped since.
+        let me = db.owner.clone().expect("a stamp on Linux");
+        let (_, rest) = me.split_once('/').unwrap();
+        db.conn
+            .execute("UPDATE runs SET owner = ?2 WHERE id = ?1", params![gone, format!("earlier-boot/{rest}")])
+            .unwrap();
+        // Written by a flagsd without stamps: nothing can be told.
+        db.conn.execute("UPDATE runs SET owner = NULL WHERE id = ?1", [unknown]).unwrap();
+
+        let mine = db.run(mine).unwrap().unwrap();
+        assert_eq!((mine.state, mine.error), (RunState::Running, None));
+        let gone = db.run(gone).unwrap().unwrap();
+        assert_eq!(gone.state, RunState::Failed);
+        let pid = std::process::id();
+        assert_eq!(gone.error.as_deref(), Some(abandoned(pid).as_str()));
+        assert!(abandoned(pid).contains(&format!("process {pid}")));
+        assert_eq!(db.run(unknown).unwrap().unwrap().state, RunState::Running);
+        // Readers see the same.
+        let reader = StateDb::open_read_only(dir.path()).unwrap().unwrap();
+        let states: Vec<RunState> = reader.runs(Some("pop"), 10, None).unwrap().iter().map(|r| r.state).collect();
+        assert_eq!(states, [RunState::Running, RunState::Failed, RunState::Running]);
     }
 
     #[test]

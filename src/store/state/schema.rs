@@ -54,6 +54,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, code)
     ) WITHOUT ROWID;
 ",
+    "
+    -- The process that runs a run (sys::process::Stamp): a running run whose
+    -- process is gone reads as failed.
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+",
 ];
 
 /// The schema version this flagsd writes.
