@@ -93,7 +93,7 @@ pub fn answer(runner: &Rc<dyn Runner>, metrics: &Rc<RefCell<Metrics>>, settings:
                 let answer = match cancelled.await {
                     Ok(record) => {
                         tracing::info!(%batch, run = record.id, "run cancelled through the admin endpoint");
-                        Cancel::Cancelled(record)
+                        Cancel::Cancelled(Box::new(record))
                     }
                     Err(Refused::Running(_)) => Cancel::NotRunning,
                     Err(Refused::Stopping) => Cancel::NotReady("the daemon is stopping".to_owned()),

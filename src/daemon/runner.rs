@@ -18,6 +18,7 @@ use super::metrics::{Metrics, RunResult};
 use super::notify::notify;
 use crate::config::{BatchConfig, Settings};
 use crate::job::Ledger;
+use crate::model::causes::Causes;
 use crate::model::exit::ExitStatus;
 use crate::model::run::{RunRecord, RunState};
 
@@ -100,14 +101,24 @@ pub fn run_ended(metrics: &mut Metrics, record: &RunRecord, elapsed: Option<Dura
             notify(&[NotifyState::Status(&format!("last run: {}: failed: {error}", record.batch))]);
         }
         None => {
-            tracing::info!(
-                batch = %record.batch, run = record.id, downloaded = c.downloaded, unchanged = c.unchanged,
-                not_found = c.not_found, errors = c.errors, elapsed_s, exit_status = status,
-                state = %record.state.as_str(), "run finished"
-            );
+            let causes = Causes::from_kept(&record.causes);
+            if c.errors > 0 {
+                tracing::warn!(
+                    batch = %record.batch, run = record.id, downloaded = c.downloaded, unchanged = c.unchanged,
+                    not_found = c.not_found, errors = c.errors, %causes, elapsed_s, exit_status = status,
+                    state = %record.state.as_str(), "run finished with errors"
+                );
+            } else {
+                tracing::info!(
+                    batch = %record.batch, run = record.id, downloaded = c.downloaded, unchanged = c.unchanged,
+                    not_found = c.not_found, errors = c.errors, elapsed_s, exit_status = status,
+                    state = %record.state.as_str(), "run finished"
+                );
+            }
             let took = elapsed_s.map(|s| format!(" in {s:.2}s")).unwrap_or_default();
+            let why = if causes.is_empty() { String::new() } else { format!(" ({causes})") };
             let text = format!(
-                "last run: {}: {} downloaded, {} unchanged, {} not found, {} errors{took}",
+                "last run: {}: {} downloaded, {} unchanged, {} not found, {} errors{why}{took}",
                 record.batch, c.downloaded, c.unchanged, c.not_found, c.errors
             );
             notify(&[NotifyState::Status(&text)]);

@@ -28,17 +28,7 @@ use super::messages::{DropReason, FleetRun, read_outcomes};
 use super::runs::json;
 use crate::job::ledger::{RunKey, Stop};
 use crate::model::exit::ExitStatus;
-use crate::model::outcome::StatusCounts;
-use crate::model::run::{CodeResult, RunRecord, RunState};
-
-/// The counts of `results` (one per code).
-fn tally(results: &[CodeResult]) -> StatusCounts {
-    let mut counts = StatusCounts::default();
-    for result in results {
-        counts.record_kind(&result.outcome);
-    }
-    counts
-}
+use crate::model::run::{CodeResult, RunRecord, RunState, tally};
 
 /// A message dropped while reading outcomes: why, and its subject.
 pub type Drop = (DropReason, String, &'static str);
@@ -111,9 +101,8 @@ impl Fleet {
         if outcomes.len() < run.codes.len() {
             return Ok(None);
         }
-        let counts = tally(&outcomes);
-        let ended =
-            self.end_run(run, revision, RunState::Finished, counts, ExitStatus::of_counts(&counts), None).await?;
+        let status = ExitStatus::of_counts(&tally(&outcomes));
+        let ended = self.end_run(run, revision, RunState::Finished, &outcomes, status, None).await?;
         if ended.is_some() {
             for (reason, subject, why) in drops {
                 self.dropped.count(reason, &subject, why);
@@ -131,13 +120,13 @@ impl Fleet {
         if run.key() != *key || !run.record.is_running() {
             return Ok(None);
         }
-        let counts = tally(&self.outcomes_of(&run).await?.0);
+        let (outcomes, _) = self.outcomes_of(&run).await?;
         let subject = self.names.work_subject(&key.batch, &run.token());
         let (state, status, error) = match stop {
             Stop::Cancelled(status) => (RunState::Cancelled, status, None),
             Stop::Failed { status, error } => (RunState::Failed, status, Some(error)),
         };
-        let ended = self.end_run(run, revision, state, counts, status, error).await?;
+        let ended = self.end_run(run, revision, state, &outcomes, status, error).await?;
         if ended.is_some() {
             // Ended first, purged next: nothing queues the codes again.
             let purged = self.work.purge().filter(subject).await;
@@ -150,6 +139,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::outcome::StatusCounts;
 
     #[test]
     fn a_tally_counts_kinds_and_unfinished_is_not_an_error() {

@@ -27,10 +27,10 @@ use super::core::{Fleet, FleetError, fleet_error, nats_error};
 use super::messages::{FleetRun, WorkItem};
 use super::names::{last_key, message_id, run_key};
 use crate::job::ledger::{FleetFailure, LedgerError, RunQuery, RunStart};
+use crate::model::causes::Causes;
 use crate::model::codes::CountryCode;
 use crate::model::exit::ExitStatus;
-use crate::model::outcome::StatusCounts;
-use crate::model::run::{RunRecord, RunState};
+use crate::model::run::{CodeResult, RunRecord, RunState, tally};
 use crate::model::time::rfc3339;
 
 /// The key holding the last run id handed out.
@@ -253,7 +253,7 @@ impl Fleet {
         run: FleetRun,
         revision: u64,
         state: RunState,
-        counts: StatusCounts,
+        outcomes: &[CodeResult],
         status: ExitStatus,
         error: Option<String>,
     ) -> Result<Option<RunRecord>, FleetError> {
@@ -262,9 +262,10 @@ impl Fleet {
             record: RunRecord {
                 ended_at: Some(rfc3339(SystemTime::now())),
                 state,
-                counts: Some(counts),
+                counts: Some(tally(outcomes)),
                 exit_status: Some(status.code()),
                 error,
+                causes: Causes::of(outcomes).kept(),
                 ..run.record
             },
             ..run

@@ -1,8 +1,9 @@
 //! Leaf values that every layer shares: country codes and the selection
-//! rules, outcomes and their counts, runs and their records, exit
+//! rules, outcomes and their counts and causes, runs and their records, exit
 //! statuses, the seeded dice, time formats, text made safe for a terminal.
 //! Nothing here imports anything else of the crate.
 
+pub mod causes;
 pub mod codes;
 pub mod digest;
 pub mod exit;

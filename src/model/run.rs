@@ -52,6 +52,26 @@ impl RunState {
     }
 }
 
+/// One cause of a run's errors, in a few words, and how many codes it
+/// failed (see `model::causes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// The cause: `connection refused`, `HTTP 503`.
+    pub cause: String,
+    /// Codes that failed of it.
+    pub count: usize,
+}
+
+/// The counts of `results`, by their outcome kinds (`unfinished` is not
+/// counted).
+pub fn tally(results: &[CodeResult]) -> StatusCounts {
+    let mut counts = StatusCounts::default();
+    for result in results {
+        counts.record_kind(&result.outcome);
+    }
+    counts
+}
+
 /// One run, as the history keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -76,6 +96,10 @@ pub struct RunRecord {
     /// Why a failed run failed (`null` otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The causes of its errors, most common first, 10 at
+    /// most (`model::causes` counts them); empty until it ends, and for a run without errors.
+    #[serde(default)]
+    pub causes: Vec<Cause>,
     /// In a fleet, the node (or `flagsd run`) that started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
@@ -98,6 +122,7 @@ impl RunRecord {
             counts: None,
             exit_status: None,
             error: None,
+            causes: Vec::new(),
             started_by: None,
         }
     }

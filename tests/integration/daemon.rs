@@ -186,13 +186,17 @@ fn verbose_batches_log_each_failed_code_as_a_warning() {
     let text = format!("{}verbose = true\n", batch("loud", "[\"BR\", \"AR\"]", &server.url(), "1h"));
     write_file(dir.path(), "flagsd.toml", &text);
     let mut daemon = Daemon::start(dir.path(), &[]);
-    assert!(wait_until(LONG, || daemon.log().contains("run finished batch=loud")), "{}", daemon.log());
+    let ended = "run finished with errors batch=loud";
+    assert!(wait_until(LONG, || daemon.log().contains(ended)), "{}", daemon.log());
     let log = daemon.log();
     for cc in ["AR", "BR"] {
         let line = log.lines().find(|l| l.contains(&format!("cc={cc}"))).unwrap_or_else(|| panic!("{log}"));
         assert!(line.contains("WARN") && line.contains("download failed batch=loud"), "{line}");
         assert!(line.contains("kind=\"http_error\"") && line.contains("status=418"), "{line}");
     }
+    // The run's own line is a warning too, with its causes.
+    let run = log.lines().find(|l| l.contains(ended)).unwrap_or_default();
+    assert!(run.contains("WARN") && run.contains("errors=2") && run.contains("causes=2 HTTP 418"), "{run}");
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0));
 }

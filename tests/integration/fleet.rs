@@ -340,3 +340,21 @@ fn of_two_starts_of_a_batch_at_once_one_runs() {
     let running: Vec<&RunRecord> = runs.iter().filter(|r| r.state == RunState::Running).collect();
     assert_eq!(running.len(), 1, "{runs:?}");
 }
+
+#[test]
+fn a_fleet_run_with_errors_keeps_their_causes_in_its_record() {
+    let Some(nats) = NatsServer::start() else { return };
+    let flags = server(TestServerOptions {
+        faults: flagsd::testserver::Faults { error_rate: 1.0, ..Default::default() },
+        ..TestServerOptions::default()
+    });
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &[nats.url()], &flags.url(), "[\"BR\", \"AR\", \"CL\"]", "");
+    let _nodes = start_nodes(&config, &["a", "b"]);
+    let (status, document) = finish(submit(&config));
+    assert_eq!(status, 1, "{document}");
+    let runs = fleet_runs(&[nats.url()]);
+    let [run] = runs.as_slice() else { panic!("{runs:?}") };
+    let causes: Vec<(&str, usize)> = run.causes.iter().map(|c| (c.cause.as_str(), c.count)).collect();
+    assert_eq!(causes, [("HTTP 418", 3)], "{run:?}");
+}

@@ -94,7 +94,7 @@ pub enum Trigger {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cancel {
     /// The run was cancelled (`200`, with its record).
-    Cancelled(RunRecord),
+    Cancelled(Box<RunRecord>),
     /// The batch has no run in progress (`409`).
     NotRunning,
     /// No batch has that name (`404`).

@@ -421,12 +421,12 @@ mod tests {
                     }
                     AdminRequest::Cancel { batch, reply } => {
                         let _ = reply.send(match batch.as_str() {
-                            "daily" => Cancel::Cancelled(crate::model::run::RunRecord::started(
+                            "daily" => Cancel::Cancelled(Box::new(crate::model::run::RunRecord::started(
                                 7,
                                 "daily",
                                 "admin",
                                 "t".into(),
-                            )),
+                            ))),
                             "idle" => Cancel::NotRunning,
                             _ => Cancel::Unknown,
                         });

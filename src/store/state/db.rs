@@ -12,6 +12,7 @@ use super::error::{StateError, classify};
 use super::records::{FileRecord, KnownFiles};
 use super::schema::{MIGRATIONS, SCHEMA_VERSION};
 
+use crate::model::causes::Causes;
 use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
 use crate::model::run::{CodeResult, RunRecord, RunState};
 use crate::model::time::{self, unix_seconds};
@@ -216,7 +217,7 @@ impl StateDb {
         let tx = self.conn.transaction().map_err(fail)?;
         tx.execute(
             "UPDATE runs SET ended_at = ?2, downloaded = ?3, unchanged = ?4, not_found = ?5, errors = ?6,
-                 exit_status = ?7, state = ?8, error = ?9 WHERE id = ?1",
+                 exit_status = ?7, state = ?8, error = ?9, causes = ?10 WHERE id = ?1",
             params![
                 id,
                 now,
@@ -226,7 +227,8 @@ impl StateDb {
                 count(counts.errors),
                 end.exit_status,
                 end.state.as_str(),
-                end.error
+                end.error,
+                causes_json(end.outcomes)
             ],
         )
         .map_err(fail)?;
@@ -320,6 +322,9 @@ impl StateDb {
                 };
                 let mut error: Option<String> = row.get(11)?;
                 let owner: Option<String> = row.get(12)?;
+                let causes: Option<String> = row.get(13)?;
+                // Written by this module: anything else reads as none.
+                let causes = causes.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
                 if state == RunState::Running
                     && let Some(gone) =
                         owner.as_deref().and_then(Stamp::parse).filter(|o| o.is_running() == Some(false))
@@ -333,6 +338,7 @@ impl StateDb {
                     counts,
                     exit_status,
                     error,
+                    causes,
                     ..RunRecord::started(
                         row.get(0)?,
                         &row.get::<_, String>(1)?,
@@ -353,7 +359,14 @@ impl StateDb {
 }
 
 const RUN_COLUMNS: &str = "SELECT id, batch, trigger, started_at, ended_at, downloaded, unchanged, not_found, errors,
-     exit_status, state, error, owner";
+     exit_status, state, error, owner, causes";
+
+/// The causes of the errors among `outcomes`, as the `causes` column keeps
+/// them (`NULL` when there is none).
+fn causes_json(outcomes: &[CodeOutcome]) -> Option<String> {
+    let causes = Causes::of(&outcomes.iter().map(CodeResult::of).collect::<Vec<_>>());
+    if causes.is_empty() { None } else { serde_json::to_string(&causes.kept()).ok() }
+}
 
 /// Why a run whose process is gone failed.
 fn abandoned(pid: u32) -> String {
@@ -501,6 +514,26 @@ mod tests {
         let reader = StateDb::open_read_only(dir.path()).unwrap().unwrap();
         let states: Vec<RunState> = reader.runs(Some("pop"), 10, None).unwrap().iter().map(|r| r.state).collect();
         assert_eq!(states, [RunState::Running, RunState::Failed, RunState::Running]);
+    }
+
+    #[test]
+    fn an_ended_run_keeps_the_causes_of_its_errors() {
+        use crate::model::causes::Cause;
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StateDb::open(dir.path()).unwrap();
+        let refused = || Outcome::Failed(DownloadError::Connection { detail: Some("connection refused".into()) });
+        let http = Outcome::Failed(DownloadError::Http { status: 503, reason: "x".into(), retry_after: None });
+        let outcomes =
+            [outcome("BR", refused()), outcome("AR", http), outcome("CL", refused()), outcome("ZZ", Outcome::NotFound)];
+        let counts = StatusCounts { downloaded: 0, unchanged: 0, not_found: 1, errors: 3 };
+        let failed = db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        db.finish_run(failed, "pop", &end(counts, 1, &outcomes)).unwrap();
+        let fine = db.begin_run("pop", "run", SystemTime::now()).unwrap();
+        db.finish_run(fine, "pop", &end(StatusCounts::default(), 0, &outcomes[3..])).unwrap();
+        let cause = |cause: &str, count| Cause { cause: cause.into(), count };
+        let failed = db.run(failed).unwrap().unwrap();
+        assert_eq!(failed.causes, [cause("connection refused", 2), cause("HTTP 503", 1)]);
+        assert!(db.run(fine).unwrap().unwrap().causes.is_empty());
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- The process that runs a run (sys::process::Stamp): a running run whose
     -- process is gone reads as failed.
     ALTER TABLE runs ADD COLUMN owner TEXT;
+    -- The causes of an ended run's errors, most common first: a JSON array
+    -- of objects with a cause and a count.
+    ALTER TABLE runs ADD COLUMN causes TEXT;
 ",
 ];
 
