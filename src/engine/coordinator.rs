@@ -45,7 +45,7 @@ use super::slots::Slots;
 use super::threads::Placement;
 use super::worker::{Download, Settled, Worker, no_answer};
 use crate::model::codes::CountryCode;
-use crate::model::outcome::{CodeOutcome, DownloadError, Outcome, StatusCounts};
+use crate::model::outcome::{CodeOutcome, DownloadError, Outcome, RetryCause, StatusCounts};
 use crate::model::random::Dice;
 
 /// How much longer than the attempt deadline the coordinator waits for a
@@ -261,7 +261,8 @@ impl Coordinator {
         let delay = self.options.retry.delay(&outcome, task.attempts, &self.dice);
         let Some(delay) = delay.or_else(|| self.source.hand_back(&task, &outcome)) else {
             let url = self.fetcher.display_url(task.code);
-            let outcome = CodeOutcome { code: task.code, url, outcome, attempts: task.attempts };
+            let (code, attempts, retry_cause) = (task.code, task.attempts, task.retry_cause);
+            let outcome = CodeOutcome { code, url, outcome, attempts, retry_cause };
             self.counts.record(&outcome.outcome);
             self.sink.record(&outcome);
             self.source.done(task, &outcome);
@@ -270,8 +271,11 @@ impl Coordinator {
             }
             return;
         };
+        let cause = RetryCause::of(&outcome);
+        let task = Task { retry_cause: cause.or(task.retry_cause), ..task };
         let (cc, attempts, delay_ms) = (task.code, task.attempts, delay.as_millis() as u64);
-        tracing::debug!(%cc, attempts, delay_ms, kind = outcome.kind(), "will retry");
+        let cause = cause.map(|c| c.to_string());
+        tracing::debug!(%cc, attempts, delay_ms, kind = outcome.kind(), cause, "will retry");
         self.sink.retry_scheduled(task.code);
         self.source.retry(task, delay);
     }

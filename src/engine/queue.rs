@@ -27,7 +27,11 @@ pub struct LocalQueue {
 impl LocalQueue {
     /// A queue of `codes`, in order, none attempted yet.
     pub fn new(codes: impl IntoIterator<Item = CountryCode>) -> Self {
-        let ready = codes.into_iter().zip(0..).map(|(code, ticket)| Task { code, attempts: 0, ticket }).collect();
+        let ready = codes
+            .into_iter()
+            .zip(0..)
+            .map(|(code, ticket)| Task { code, attempts: 0, ticket, retry_cause: None })
+            .collect();
         Self { ready: RefCell::new(ready), waiting: RefCell::default(), changed: watch::Sender::new(()) }
     }
 
@@ -101,7 +105,8 @@ mod tests {
             assert_eq!(tasks(queue.take(2)), ["BA:0", "BB:0"]);
             assert_eq!(tasks(queue.take(2)), ["BC:0"]);
             assert_eq!(tasks(queue.take(2)), ["finished"]);
-            let failed = Task { code: CountryCode::new(b'B', b'A').unwrap(), attempts: 1, ticket: 0 };
+            let failed =
+                Task { code: CountryCode::new(b'B', b'A').unwrap(), attempts: 1, ticket: 0, retry_cause: None };
             queue.retry(failed, Duration::from_millis(30));
             assert_eq!(queue.remaining(), 1);
             let Supply::Later(wait) = queue.take(2) else { panic!("a retry is waiting") };
@@ -118,9 +123,9 @@ mod tests {
         actix_rt::System::new().block_on(async {
             let queue = LocalQueue::new([]);
             let code = CountryCode::new(b'A', b'R').unwrap();
-            queue.retry(Task { code, attempts: 1, ticket: 0 }, Duration::from_secs(60));
+            queue.retry(Task { code, attempts: 1, ticket: 0, retry_cause: None }, Duration::from_secs(60));
             let Supply::Later(wait) = queue.take(1) else { panic!("a retry is waiting") };
-            queue.retry(Task { code, attempts: 1, ticket: 1 }, Duration::ZERO);
+            queue.retry(Task { code, attempts: 1, ticket: 1, retry_cause: None }, Duration::ZERO);
             tokio::time::timeout(Duration::from_secs(5), wait).await.expect("woken before the later retry");
             assert_eq!(tasks(queue.take(1)), ["AR:1"]);
         });

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::codes::CountryCode;
-use crate::model::outcome::{CodeOutcome, Outcome};
+use crate::model::outcome::{CodeOutcome, Outcome, RetryCause};
 
 /// A boxed, single-threaded future yielding one outcome.
 pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome>>>;
@@ -62,6 +62,8 @@ pub struct Task {
     pub code: CountryCode,
     /// Attempts already made at it, wherever they ran.
     pub attempts: u32,
+    /// Why the last of them failed, when this process saw it.
+    pub retry_cause: Option<RetryCause>,
     /// The source's own handle for it (a message, a slot in a list).
     pub ticket: u64,
 }

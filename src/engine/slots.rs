@@ -110,7 +110,7 @@ mod tests {
     }
 
     fn task(ticket: u64) -> Task {
-        Task { code: CountryCode::new(b'B', b'R').expect("a code"), attempts: 0, ticket }
+        Task { code: CountryCode::new(b'B', b'R').expect("a code"), attempts: 0, ticket, retry_cause: None }
     }
 
     #[test]

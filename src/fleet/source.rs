@@ -565,7 +565,7 @@ impl Inner {
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket + 1);
         self.held.borrow_mut().insert(ticket, Held { message, run: view });
-        self.buffer.borrow_mut().push_back(Task { code, attempts, ticket });
+        self.buffer.borrow_mut().push_back(Task { code, attempts, ticket, retry_cause: None });
         self.changed.send_replace(());
     }
 

@@ -271,7 +271,13 @@ mod tests {
     use crate::model::outcome::{DownloadError, Outcome};
 
     fn outcome(code: &str, outcome: Outcome) -> CodeOutcome {
-        CodeOutcome { code: parse_code(code).expect("a code"), url: String::new(), outcome, attempts: 1 }
+        CodeOutcome {
+            code: parse_code(code).expect("a code"),
+            url: String::new(),
+            outcome,
+            attempts: 1,
+            retry_cause: None,
+        }
     }
 
     #[test]

@@ -156,6 +156,7 @@ mod tests {
             file: None,
             url: "http://h/BR".into(),
             node: None,
+            retry_cause: None,
         }
     }
 

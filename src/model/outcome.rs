@@ -173,6 +173,61 @@ pub struct CodeOutcome {
     pub outcome: Outcome,
     /// Requests made for this code (1 without retries).
     pub attempts: u32,
+    /// Why it was tried again, when it was: the failure of the attempt
+    /// before the last one that this process saw.
+    pub retry_cause: Option<RetryCause>,
+}
+
+/// The failure that made a code be tried again, in a few words; small
+/// enough to travel with the code's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryCause {
+    /// A response with this status.
+    Http(u16),
+    /// No answer in time.
+    TimedOut,
+    /// Any other failure to get a response.
+    Connection,
+    /// A body over the size cap.
+    TooLarge,
+    /// The file could not be written.
+    Io,
+    /// The country's metadata was not usable.
+    Metadata,
+    /// The worker failed.
+    Internal,
+}
+
+impl RetryCause {
+    /// The cause of a failed attempt; `None` for anything but a failure.
+    pub fn of(outcome: &Outcome) -> Option<Self> {
+        let Outcome::Failed(error) = outcome else { return None };
+        Some(match error {
+            DownloadError::Http { status, .. } => Self::Http(*status),
+            DownloadError::Connection { detail } if detail.as_deref() == Some("timed out") => Self::TimedOut,
+            DownloadError::Connection { .. } => Self::Connection,
+            DownloadError::TooLarge { .. } => Self::TooLarge,
+            DownloadError::Io { .. } => Self::Io,
+            DownloadError::Metadata { .. } => Self::Metadata,
+            DownloadError::Internal { .. } => Self::Internal,
+        })
+    }
+}
+
+/// `HTTP 503`, `a timeout`, `a connection error`…: what follows "retried
+/// after".
+impl std::fmt::Display for RetryCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http(status) => write!(f, "HTTP {status}"),
+            Self::TimedOut => f.write_str("a timeout"),
+            Self::Connection => f.write_str("a connection error"),
+            Self::TooLarge => f.write_str("a response too large"),
+            Self::Io => f.write_str("an I/O error"),
+            Self::Metadata => f.write_str("a metadata error"),
+            Self::Internal => f.write_str("an internal error"),
+        }
+    }
 }
 
 /// The counts of a run, as the final report shows them, the records keep

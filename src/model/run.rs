@@ -163,6 +163,10 @@ pub struct CodeResult {
     /// The fleet node that fetched it (`null` outside a fleet).
     #[serde(default)]
     pub node: Option<String>,
+    /// Why it was tried again (`HTTP 503`, `a timeout`…), when it was;
+    /// `null` otherwise.
+    #[serde(default)]
+    pub retry_cause: Option<String>,
 }
 
 impl CodeResult {
@@ -181,6 +185,7 @@ impl CodeResult {
             file: o.outcome.file().map(|p| p.display().to_string()),
             url: o.url.clone(),
             node: None,
+            retry_cause: o.retry_cause.map(|cause| cause.to_string()),
         }
     }
 
@@ -196,6 +201,7 @@ impl CodeResult {
             file: None,
             url,
             node: None,
+            retry_cause: None,
         }
     }
 

@@ -80,10 +80,16 @@ pub fn verbose_line(outcome: &CodeOutcome) -> String {
 /// The verbose line for one code's result (as a fleet reports it).
 pub fn result_line(result: &CodeResult) -> String {
     let code = &result.code;
+    // A code that took more than one attempt says how many, and why.
+    let retried = match (result.attempts, &result.retry_cause) {
+        (0 | 1, _) => String::new(),
+        (n, Some(cause)) => format!(" (after {n} attempts; retried after {})", terminal_safe(cause, MAX_SHOWN)),
+        (n, None) => format!(" (after {n} attempts)"),
+    };
     match result.outcome.as_str() {
-        "downloaded" => format!("{code} OK"),
-        "unchanged" => format!("{code} unchanged"),
-        "not_found" => format!("{code} not found: {}", terminal_safe(&result.url, MAX_SHOWN)),
+        "downloaded" => format!("{code} OK{retried}"),
+        "unchanged" => format!("{code} unchanged{retried}"),
+        "not_found" => format!("{code} not found: {}{retried}", terminal_safe(&result.url, MAX_SHOWN)),
         _ => {
             let message = terminal_safe(result.message.as_deref().unwrap_or(&result.outcome), MAX_SHOWN);
             if result.attempts > 1 {
@@ -156,7 +162,7 @@ impl OutcomeSink for ConsoleSink {
 mod tests {
     use super::*;
     use crate::model::codes::expand_argument;
-    use crate::model::outcome::{DownloadError, SavedFile};
+    use crate::model::outcome::{DownloadError, RetryCause, SavedFile};
 
     fn codes(args: &[&str]) -> Vec<CountryCode> {
         args.iter().flat_map(|a| expand_argument(a).unwrap()).collect()
@@ -203,15 +209,36 @@ mod tests {
     #[test]
     fn verbose_lines_match_the_spec() {
         let code = codes(&["BR"])[0];
-        let line =
-            |outcome| verbose_line(&CodeOutcome { code, url: "http://h/flags/br/br.gif".into(), outcome, attempts: 1 });
+        let line = |outcome| {
+            verbose_line(&CodeOutcome {
+                code,
+                url: "http://h/flags/br/br.gif".into(),
+                outcome,
+                attempts: 1,
+                retry_cause: None,
+            })
+        };
         assert_eq!(line(Outcome::Downloaded(SavedFile::new("BR.gif", 3))), "BR OK");
         assert_eq!(line(Outcome::Unchanged("BR.gif".into())), "BR unchanged");
         assert_eq!(line(Outcome::NotFound), "BR not found: http://h/flags/br/br.gif");
         let teapot = DownloadError::Http { status: 418, reason: "I'm a Teapot".into(), retry_after: None };
         assert_eq!(line(Outcome::Failed(teapot.clone())), "*** Error for BR: HTTP 418 - I'm a Teapot");
-        let retried = CodeOutcome { code, url: String::new(), outcome: Outcome::Failed(teapot), attempts: 3 };
+        let retried =
+            CodeOutcome { code, url: String::new(), outcome: Outcome::Failed(teapot), attempts: 3, retry_cause: None };
         assert_eq!(verbose_line(&retried), "*** Error for BR: HTTP 418 - I'm a Teapot (after 3 attempts)");
+        let saved = Outcome::Downloaded(SavedFile::new("BR.gif", 1));
+        let recovered =
+            CodeOutcome { outcome: saved, attempts: 4, retry_cause: Some(RetryCause::Http(503)), ..retried };
+        assert_eq!(verbose_line(&recovered), "BR OK (after 4 attempts; retried after HTTP 503)");
+        let timed_out = CodeOutcome {
+            outcome: Outcome::NotFound,
+            attempts: 2,
+            retry_cause: Some(RetryCause::TimedOut),
+            ..recovered.clone()
+        };
+        assert_eq!(verbose_line(&timed_out), "BR not found:  (after 2 attempts; retried after a timeout)");
+        let elsewhere = CodeOutcome { retry_cause: None, ..recovered };
+        assert_eq!(verbose_line(&elsewhere), "BR OK (after 4 attempts)");
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn outcome(code: &str, kind: &str, node: &str) -> CodeResult {
         file: None,
         url: "http://127.0.0.1:9/flags".to_owned(),
         node: Some(node.to_owned()),
+        retry_cause: None,
     }
 }
 

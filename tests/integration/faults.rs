@@ -93,11 +93,18 @@ fn a_body_over_the_size_cap_is_refused() {
 fn retries_cure_a_flapping_server() {
     let server = faulty(Faults { flap_rate: 1.0, flap_failures: 2, ..Faults::default() });
     let dir = tempfile::tempdir().unwrap();
-    let (status, stdout, _) =
-        fetch(dir.path(), &["-v", "BR", "AR", "-s", &server.url(), "--retries", "2", "--retry-base", "10ms"]);
+    let args = ["-v", "BR", "AR", "-s", &server.url(), "--retries", "2", "--retry-base", "10ms", "--log-level", "debug"];
+    let (status, stdout, stderr) = fetch(dir.path(), &args);
     assert_eq!(status, 0, "{stdout}");
     assert_eq!(assert_only_complete_flags(dir.path()), 2);
     assert_eq!(server.hits(), 6, "two failures and a success for each code");
+    // Each line says how many attempts it took, and why it was retried.
+    for cc in ["AR", "BR"] {
+        assert_eq!(verbose_lines(&stdout)[cc], [format!("{cc} OK (after 3 attempts; retried after HTTP 503)")]);
+        let retries = stderr.lines().filter(|l| l.contains("will retry") && l.contains(&format!("cc={cc}")));
+        let causes: Vec<bool> = retries.map(|l| l.contains("cause=\"HTTP 503\"")).collect();
+        assert_eq!(causes, [true, true], "{stderr}");
+    }
 }
 
 #[test]

@@ -230,7 +230,11 @@ struct RecordingSource {
 
 impl RecordingSource {
     fn new(codes: Vec<CountryCode>, endless: bool) -> (Rc<Self>, Rc<RefCell<Vec<String>>>) {
-        let tasks = codes.into_iter().zip(0..).map(|(code, ticket)| Task { code, attempts: 0, ticket }).collect();
+        let tasks = codes
+            .into_iter()
+            .zip(0..)
+            .map(|(code, ticket)| Task { code, attempts: 0, ticket, retry_cause: None })
+            .collect();
         let log = Rc::default();
         (Rc::new(Self { tasks: RefCell::new(tasks), endless, log: Rc::clone(&log) }), log)
     }

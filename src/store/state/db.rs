@@ -257,7 +257,7 @@ impl StateDb {
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT code, outcome, status, message, attempts, bytes, file, url FROM outcomes
+                "SELECT code, outcome, status, message, attempts, bytes, file, url, retry_cause FROM outcomes
                  WHERE run_id = ?1 ORDER BY seq",
             )
             .map_err(|e| self.error(e))?;
@@ -273,6 +273,7 @@ impl StateDb {
                     file: row.get(6)?,
                     url: row.get(7)?,
                     node: None,
+                    retry_cause: row.get(8)?,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -435,8 +436,9 @@ fn record_files(
 /// Records each of `outcomes` as run `id`'s, in order.
 fn record_outcomes(tx: &rusqlite::Transaction<'_>, id: i64, outcomes: &[CodeOutcome]) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO outcomes (run_id, seq, code, outcome, status, message, attempts, bytes, file, url)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT OR IGNORE INTO outcomes (run_id, seq, code, outcome, status, message, attempts, bytes, file, url,
+             retry_cause)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for (seq, o) in outcomes.iter().enumerate() {
         let r = CodeResult::of(o);
@@ -451,7 +453,8 @@ fn record_outcomes(tx: &rusqlite::Transaction<'_>, id: i64, outcomes: &[CodeOutc
             r.attempts,
             bytes,
             r.file,
-            r.url
+            r.url,
+            r.retry_cause
         ])?;
     }
     Ok(())
@@ -472,7 +475,7 @@ mod tests {
     }
 
     fn outcome(cc: &str, outcome: Outcome) -> CodeOutcome {
-        CodeOutcome { code: code(cc), url: format!("http://h/{cc}"), outcome, attempts: 1 }
+        CodeOutcome { code: code(cc), url: format!("http://h/{cc}"), outcome, attempts: 1, retry_cause: None }
     }
 
     #[test]

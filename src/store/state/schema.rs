@@ -61,6 +61,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- The causes of an ended run's errors, most common first: a JSON array
     -- of objects with a cause and a count.
     ALTER TABLE runs ADD COLUMN causes TEXT;
+    -- Why a code was tried again, when it was.
+    ALTER TABLE outcomes ADD COLUMN retry_cause TEXT;
 ",
 ];
 
