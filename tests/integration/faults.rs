@@ -108,6 +108,17 @@ fn retries_cure_a_flapping_server() {
 }
 
 #[test]
+fn the_error_servers_teapot_is_not_retried_as_the_docs_say() {
+    let server = faulty(Faults { error_rate: 1.0, ..Faults::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, _) =
+        fetch(dir.path(), &["-v", "BR", "AR", "-s", &server.url(), "--retries", "2", "--retry-base", "10ms"]);
+    assert_eq!(status, 1);
+    assert_eq!(verbose_lines(&stdout)["BR"], ["*** Error for BR: HTTP 418 - I'm a Teapot"]);
+    assert_eq!(server.hits(), 2, "one request a code: 418 is not transient");
+}
+
+#[test]
 fn without_retries_a_flapping_server_is_an_error() {
     let (status, line, _) = fetch_br(Faults { flap_rate: 1.0, flap_failures: 1, ..Faults::default() }, &[]);
     assert_eq!(status, 1);
