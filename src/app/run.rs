@@ -124,6 +124,9 @@ impl Printer {
     fn print(&mut self, name: &str, batch: BatchReport) {
         if !self.json {
             emit(&format!("{}{}", if self.results.is_empty() { "" } else { "\n" }, batch.report));
+            if let Some(opened) = batch.opened {
+                eprintln!("{opened}");
+            }
         }
         if let Some(error) = batch.error {
             eprintln!("{error}");
@@ -172,6 +175,7 @@ async fn run_here(settings: &Settings, batches: Vec<BatchConfig>, printer: &mut 
             let error = format!("batch task failed: {e}");
             BatchReport {
                 report: String::new(),
+                opened: None,
                 error: Some(format!("*** Error: {error}")),
                 status: ExitStatus::Fatal,
                 result: JobResult::failed("", "", SystemTime::now(), error, ExitStatus::Fatal),

@@ -216,3 +216,17 @@ fn the_man_pages_have_the_sections_help_lacks() {
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{name}");
     }
 }
+
+#[test]
+fn a_verbose_batch_says_what_it_opened_on_stderr_after_its_report() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{}verbose = true\n", batch("b", "[\"BR\", \"AR\"]", &server.url(), "1h"));
+    write_file(dir.path(), "flagsd.toml", &config);
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "-c", "flagsd.toml"], &[]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.contains("BR OK\n") && !stdout.contains("opened"), "{stdout}");
+    assert_eq!(stderr, "2 connections opened (HTTP/1.1).\n");
+    let (_, _, stderr) = flagsd_in(dir.path(), &["run", "-c", "flagsd.toml", "--json"], &[]);
+    assert_eq!(stderr, "", "--json says it in the document");
+}
