@@ -182,7 +182,12 @@ fn run(cli: Cli, name: &str) -> Result<ExitStatus, FatalError> {
         }
         Command::Run(args) => {
             let settings = ConfigSource::from_args(&args.config)?.load_for_run()?;
-            system.block_on(app::run::run(settings, &args.batches, args.json))
+            let printed = match (args.json, args.quiet) {
+                (true, _) => app::run::Printed::Json,
+                (_, true) => app::run::Printed::Nothing,
+                _ => app::run::Printed::Reports,
+            };
+            system.block_on(app::run::run(settings, &args.batches, printed))
         }
         Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),
         Command::CheckConfig(args) => app::check_config::check_config(&ConfigSource::from_args(&args)?),

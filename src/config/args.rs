@@ -201,6 +201,10 @@ pub struct RunArgs {
     /// Print one JSON document (every batch's counts and per-code outcomes) instead of the reports
     #[arg(long)]
     pub json: bool,
+
+    /// Print no report: the exit status says how it went (a batch's fatal error is still said on stderr)
+    #[arg(short, long, conflicts_with_all = ["json", "verbose"])]
+    pub quiet: bool,
 }
 
 const RUN_AFTER_HELP: &str = "\
@@ -251,6 +255,11 @@ pub struct FetchArgs {
     /// Print one line per country instead of the progress bar
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Print nothing, no progress bar, no report: the exit status says how it went (an error that stops
+    /// flagsd, or an interruption, is still said on stderr)
+    #[arg(short, long, conflicts_with_all = ["verbose", "json"])]
+    pub quiet: bool,
 
     /// Limit for establishing a connection (humantime: 500ms, 5s, 1m)
     #[arg(long, value_name = "DURATION", default_value_t = defaults::duration_text(defaults::TIMEOUTS.connect))]

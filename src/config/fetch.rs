@@ -30,6 +30,8 @@ pub struct FetchConfig {
     pub verbose: bool,
     /// Print the JSON document instead of the report.
     pub json: bool,
+    /// Print nothing (`-q`): no progress bar, no report.
+    pub quiet: bool,
     /// Where to write the codes to try again, if anywhere.
     pub failed: Option<PathBuf>,
     /// The state directory, when state is kept.
@@ -170,6 +172,7 @@ impl FetchConfig {
             threads,
             verbose: args.verbose,
             json: args.json,
+            quiet: args.quiet,
             failed: args.failed.clone(),
             state_dir: args.state.clone(),
         })

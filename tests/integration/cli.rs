@@ -2,6 +2,8 @@
 //! (man pages, completion scripts), the completions the binary answers,
 //! where `run -v` says what it opened, `-q`.
 
+use flagsd::testserver::Faults;
+
 use crate::helpers::*;
 
 /// The batch names in the rows of a `status` table.
@@ -229,4 +231,39 @@ fn a_verbose_batch_says_what_it_opened_on_stderr_after_its_report() {
     assert_eq!(stderr, "2 connections opened (HTTP/1.1).\n");
     let (_, _, stderr) = flagsd_in(dir.path(), &["run", "-c", "flagsd.toml", "--json"], &[]);
     assert_eq!(stderr, "", "--json says it in the document");
+}
+
+#[test]
+fn quiet_prints_nothing_and_the_status_says_how_it_went() {
+    let (good, bad) = (clean_server(), faulty(Faults { error_rate: 1.0, ..Faults::default() }));
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = fetch(&dir.path().join("a"), &["-q", "-s", &good.url(), "BR", "ZZ"]);
+    assert_eq!((status, stdout.as_str(), stderr.as_str()), (0, "", ""));
+    assert_only_complete_flags(&dir.path().join("a"));
+    assert_eq!(files_in(&dir.path().join("a")), ["BR.gif"]);
+    let (status, stdout, stderr) = fetch(&dir.path().join("b"), &["--quiet", "-s", &bad.url(), "BR"]);
+    assert_eq!((status, stdout.as_str(), stderr.as_str()), (1, "", ""));
+    // An error that stops flagsd is still said.
+    let below_a_file = write_file(dir.path(), "file", "x").join("out");
+    let (status, stdout, stderr) = fetch(&below_a_file, &["-q", "-s", &good.url(), "BR"]);
+    assert_eq!((status, stdout.as_str()), (3, ""));
+    assert!(stderr.starts_with("*** Error: cannot write to output directory"), "{stderr}");
+
+    let config =
+        format!("{}{}", batch("good", "[\"BR\"]", &good.url(), "1h"), batch("bad", "[\"BR\"]", &bad.url(), "1h"));
+    write_file(dir.path(), "flagsd.toml", &format!("{config}verbose = true\n"));
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "-q", "-c", "flagsd.toml"], &[]);
+    assert_eq!((status, stdout.as_str(), stderr.as_str()), (1, "", ""));
+    assert!(dir.path().join("downloaded/good/BR.gif").exists());
+}
+
+#[test]
+fn quiet_goes_with_neither_verbose_nor_json() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [["fetch", "-q", "-v"], ["fetch", "-q", "--json"], ["run", "--json", "-q"], ["run", "-v", "--quiet"]] {
+        let (status, stdout, stderr) = flagsd_in(dir.path(), &args, &[]);
+        assert_eq!((status, stdout.as_str()), (2, ""), "{args:?}");
+        assert!(stderr.starts_with("*** Usage error: the argument '-"), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot be used with"), "{args:?}: {stderr}");
+    }
 }

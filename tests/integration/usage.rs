@@ -280,3 +280,14 @@ fn under_the_journal_logs_have_no_timestamps_or_colours() {
     assert!(line.starts_with("DEBUG download finished cc=BR"), "{line}");
     assert!(!journal.contains('\u{1b}'), "colour codes in {journal}");
 }
+
+#[test]
+fn quiet_draws_no_progress_bar_on_a_terminal() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display();
+    let Some(shown) = under_a_terminal(&format!("fetch -s {} -o {out} -a", server.url()), &[]) else { return };
+    assert!(shown.contains("194/194"), "without -q, a bar: {shown}");
+    let Some(shown) = under_a_terminal(&format!("fetch -q -s {} -o {out} -a", server.url()), &[]) else { return };
+    assert_eq!(shown, "");
+}
