@@ -42,7 +42,7 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
         }
         Box::new(ConsoleSink::new(verbose, job.codes.len()))
     };
-    let context = JobContext::new(config.threads, 0);
+    let context = JobContext::new(config.threads, 0).with_timestamps(config.timestamping);
     // Only `-v` and `--json` report the connections opened.
     let context = if config.verbose || config.json { context } else { context.without_connection_counts() };
     let end = recording.run(job, &context, sink, signals.recv()).await;

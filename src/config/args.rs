@@ -261,6 +261,12 @@ pub struct FetchArgs {
     #[arg(short, long, conflicts_with_all = ["verbose", "json"])]
     pub quiet: bool,
 
+    /// Skip files that have not changed: ask for each {CC}.gif already in the output directory only if
+    /// the server's is newer (If-Modified-Since, from the file's time; wget -N); saved files get the
+    /// server's Last-Modified as their time
+    #[arg(short = 'N', long)]
+    pub timestamping: bool,
+
     /// Limit for establishing a connection (humantime: 500ms, 5s, 1m)
     #[arg(long, value_name = "DURATION", default_value_t = defaults::duration_text(defaults::TIMEOUTS.connect))]
     pub connect_timeout: String,

@@ -32,6 +32,9 @@ pub struct FetchConfig {
     pub json: bool,
     /// Print nothing (`-q`): no progress bar, no report.
     pub quiet: bool,
+    /// Skip files that have not changed since the server's copy
+    /// (`--timestamping`).
+    pub timestamping: bool,
     /// Where to write the codes to try again, if anywhere.
     pub failed: Option<PathBuf>,
     /// The state directory, when state is kept.
@@ -173,6 +176,7 @@ impl FetchConfig {
             verbose: args.verbose,
             json: args.json,
             quiet: args.quiet,
+            timestamping: args.timestamping,
             failed: args.failed.clone(),
             state_dir: args.state.clone(),
         })

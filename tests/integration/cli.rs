@@ -267,3 +267,69 @@ fn quiet_goes_with_neither_verbose_nor_json() {
         assert!(stderr.contains("cannot be used with"), "{args:?}: {stderr}");
     }
 }
+
+/// The modification time of `path`.
+fn mtime(path: &std::path::Path) -> std::time::SystemTime {
+    std::fs::metadata(path).and_then(|m| m.modified()).expect("a file's time")
+}
+
+#[test]
+fn timestamping_asks_with_each_file_s_time_and_fetches_a_changed_or_missing_file_again() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let url = server.url();
+    let run = |args: &[&str]| {
+        let mut all = vec!["-v", "-s", url.as_str()];
+        all.extend_from_slice(args);
+        let (status, stdout, stderr) = fetch(&out, &all);
+        assert_eq!(status, 0, "{stderr}");
+        verbose_lines(&stdout)
+    };
+    let lines = run(&["--timestamping", "BR", "AR"]);
+    assert_eq!((lines["AR"][0].as_str(), lines["BR"][0].as_str()), ("AR OK", "BR OK"));
+    // Saved with the server's Last-Modified (the data set's: 2024-01-01).
+    let served = httpdate::parse_http_date("Mon, 01 Jan 2024 00:00:00 GMT").unwrap();
+    assert_eq!((mtime(&out.join("AR.gif")), mtime(&out.join("BR.gif"))), (served, served));
+
+    let lines = run(&["-N", "BR", "AR"]);
+    assert_eq!((lines["AR"][0].as_str(), lines["BR"][0].as_str()), ("AR unchanged", "BR unchanged"));
+    assert_eq!((server.bodies(), server.not_modified()), (2, 2), "two conditional requests, no body");
+
+    // A file whose size changed, and a missing one, are fetched again.
+    std::fs::OpenOptions::new().write(true).open(out.join("AR.gif")).unwrap().set_len(10).unwrap();
+    std::fs::remove_file(out.join("BR.gif")).unwrap();
+    let lines = run(&["-N", "BR", "AR"]);
+    assert_eq!((lines["AR"][0].as_str(), lines["BR"][0].as_str()), ("AR OK", "BR OK"));
+    assert_eq!((server.bodies(), server.not_modified()), (4, 2));
+    assert_eq!(assert_only_complete_flags(&out), 2);
+
+    // Without the option nothing is conditional.
+    let lines = run(&["BR", "AR"]);
+    assert_eq!((lines["AR"][0].as_str(), lines["BR"][0].as_str()), ("AR OK", "BR OK"));
+    assert_eq!((server.bodies(), server.not_modified()), (6, 2));
+}
+
+#[test]
+fn timestamping_fetches_a_flag_the_server_changed_since() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("br")).unwrap();
+    let served = root.path().join("br/br.gif");
+    std::fs::write(&served, b"GIF89a first").unwrap();
+    let server =
+        server(flagsd::testserver::TestServerOptions { root: Some(root.path().to_owned()), ..Default::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let (status, stdout, stderr) = fetch(dir.path(), &["-N", "-v", "-s", &server.url(), "BR"]);
+        assert_eq!(status, 0, "{stderr}");
+        verbose_lines(&stdout)["BR"][0].clone()
+    };
+    assert_eq!(run(), "BR OK");
+    assert_eq!(run(), "BR unchanged");
+    std::fs::write(&served, b"GIF89a second, longer").unwrap();
+    let later = mtime(&dir.path().join("BR.gif")) + std::time::Duration::from_secs(60);
+    std::fs::File::options().write(true).open(&served).unwrap().set_modified(later).unwrap();
+    assert_eq!(run(), "BR OK");
+    assert_eq!(std::fs::read(dir.path().join("BR.gif")).unwrap(), b"GIF89a second, longer");
+    assert_eq!(run(), "BR unchanged");
+}
