@@ -17,7 +17,7 @@ use flagsd::model::exit::ExitStatus;
 /// The usage line of `fetch`, as flags2 prints it (the shared spec asks for
 /// this one-line hint).
 const FETCH_USAGE: &str =
-    "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
+    "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v | -q] [-o DIR] [CC ...]  (see flagsd fetch --help)";
 
 fn main() {
     app::complete::answer_if_asked();
@@ -70,20 +70,18 @@ fn clap_error(command: &clap::Command, error: &clap::Error) -> ExitStatus {
         message.push_str(&listed.join(", "));
     }
     let usage = match text.lines().find_map(|l| l.strip_prefix("Usage: ")) {
-        Some(clap_usage) => {
-            let path: Vec<String> =
-                clap_usage.split(' ').take_while(|w| !w.starts_with(['[', '<'])).skip(1).map(str::to_owned).collect();
-            if path.first().is_some_and(|c| c == "fetch") {
-                FETCH_USAGE.to_owned()
-            } else {
-                described(clap_usage, &path)
-            }
-        }
+        Some(clap_usage) => described(clap_usage, &usage_path(clap_usage)),
         // Some errors (a missing value) come without a usage line: the
         // command is then the one the words name.
         None => usage_line(command, &named_path(command)),
     };
     usage_error(&message, &usage)
+}
+
+/// The subcommands a usage line of clap's names
+/// (`flagsd generate man [OPTIONS] [PAGE]`: `generate`, `man`).
+fn usage_path(clap_usage: &str) -> Vec<String> {
+    clap_usage.split(' ').take_while(|w| !w.starts_with(['[', '<'])).skip(1).map(str::to_owned).collect()
 }
 
 /// The subcommands the command line names, as far as it names them.
@@ -105,8 +103,7 @@ fn named_path(command: &clap::Command) -> Vec<String> {
 fn missing_command(command: &mut clap::Command, error: &clap::Error) -> ExitStatus {
     let text = error.render().to_string();
     let clap_usage = text.lines().find_map(|l| l.strip_prefix("Usage: ")).unwrap_or_default();
-    let path: Vec<String> =
-        clap_usage.split(' ').take_while(|w| !w.starts_with(['[', '<'])).skip(1).map(str::to_owned).collect();
+    let path = usage_path(clap_usage);
     let Some(sub) = path.iter().try_fold(command.clone(), |at, name| at.find_subcommand(name).cloned()) else {
         return usage_error(text.lines().next().unwrap_or_default(), &described(clap_usage, &path));
     };
@@ -139,9 +136,6 @@ fn subcommand_path(matches: &clap::ArgMatches) -> Vec<String> {
 
 /// The usage line of the command at `path` (the root when empty).
 fn usage_line(command: &clap::Command, path: &[String]) -> String {
-    if path.first().is_some_and(|c| c == "fetch") {
-        return FETCH_USAGE.to_owned();
-    }
     let mut at = command.clone();
     for name in path {
         match at.find_subcommand(name) {
@@ -153,9 +147,13 @@ fn usage_line(command: &clap::Command, path: &[String]) -> String {
     described(usage.strip_prefix("Usage: ").unwrap_or(&usage), path)
 }
 
-/// `usage` as flagsd prints it: `usage: …  (see flagsd COMMAND --help)`;
-/// the root's lists the commands.
+/// `usage`, the usage line of the command at `path`, as flagsd prints it:
+/// `usage: …  (see flagsd COMMAND --help)`; the root's lists the commands,
+/// `fetch`'s is flags2's.
 fn described(usage: &str, path: &[String]) -> String {
+    if path.first().is_some_and(|c| c == "fetch") {
+        return FETCH_USAGE.to_owned();
+    }
     if path.is_empty() {
         let commands: Vec<String> =
             cli::command().get_subcommands().filter(|c| !c.is_hide_set()).map(|c| c.get_name().to_owned()).collect();
