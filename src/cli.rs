@@ -28,11 +28,11 @@ const LOG_LEVEL_HELP: &str = "Diagnostics level on stderr, as an EnvFilter (`deb
 #[command(name = "flagsd", version, about = ABOUT, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     /// Diagnostics level on stderr, as an EnvFilter (`debug`, `flagsd=trace`, ...)
-    #[arg(long, global = true, env = "FLAGSD_LOG", value_name = "FILTER")]
+    #[arg(long, global = true, env = "FLAGSD_LOG", value_name = "FILTER", display_order = 900)]
     pub log_level: Option<String>,
 
     /// Diagnostics format: human-readable lines, or one JSON object per line
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, display_order = 901)]
     pub log_format: LogFormat,
 
     /// What to do.
