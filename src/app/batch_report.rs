@@ -14,11 +14,15 @@ use crate::model::run::CodeResult;
 use crate::present::report::{final_report, initial_report, result_line};
 use crate::present::results::{JobFacts, JobResult, job_result_of};
 
-/// What a batch run leaves to print: its report (stdout) and any fatal
-/// error (stderr), its exit status, and its result for `--json`.
+/// What a batch run leaves to print: its report (stdout), what a verbose
+/// batch says of its connections and any fatal error (stderr), its exit
+/// status, and its result for `--json`.
 pub struct BatchReport {
     /// The report text.
     pub report: String,
+    /// After the report of a verbose batch, on stderr (as `fetch -v` says
+    /// it): the connections it opened.
+    pub opened: Option<String>,
     /// The fatal error, said on stderr.
     pub error: Option<String>,
     /// The batch's exit status.
@@ -70,9 +74,6 @@ impl BatchReport {
                 text.push_str(&result_line(result));
                 text.push('\n');
             }
-            if let Some(opened) = ran.opened {
-                text.push_str(&format!("{}.\n", opened.describe()));
-            }
         }
         text.push_str(&final_report(&ran.counts, ran.timing.1));
         let facts = JobFacts {
@@ -86,7 +87,8 @@ impl BatchReport {
             elapsed: ran.timing.1,
         };
         let result = job_result_of(&facts, ran.codes, ran.interrupted, ran.status, ran.run_id);
-        Self { report: text, error: None, status: ran.status, result }
+        let opened = ran.opened.filter(|_| batch.verbose).map(|opened| format!("{}.", opened.describe()));
+        Self { report: text, opened, error: None, status: ran.status, result }
     }
 
     /// The report of `batch` that `error` stopped before or while it ran
@@ -110,6 +112,7 @@ impl BatchReport {
         };
         Self {
             report,
+            opened: None,
             error: Some(format!("*** Error in batch {}: {error}", batch.name)),
             status: error.exit_status(),
             result,

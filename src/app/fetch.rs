@@ -3,7 +3,8 @@
 //! With `--state DIR` the run is recorded in the state database (under the
 //! batch name [`FETCH_BATCH`]) and files saved by earlier runs are asked for
 //! conditionally; with `--json` the report is one JSON document; with
-//! `--failed FILE` the codes to try again are written to FILE.
+//! `--failed FILE` the codes to try again are written to FILE; with `-q`
+//! nothing is printed but what stops the run (an error, a signal).
 
 use crate::config::FetchConfig;
 use crate::engine::OutcomeSink;
@@ -33,12 +34,15 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     };
     let verbose = config.verbose && !config.json;
     let sink = |prepared: &PreparedJob| -> Box<dyn OutcomeSink> {
+        if config.quiet {
+            return Box::new(ConsoleSink::silent());
+        }
         if !config.json {
             emit(&initial_report(&job.server.label, &prepared.display_url, &job.codes, prepared.pool_size));
         }
         Box::new(ConsoleSink::new(verbose, job.codes.len()))
     };
-    let context = JobContext::new(config.threads, 0);
+    let context = JobContext::new(config.threads, 0).with_timestamps(config.timestamping);
     // Only `-v` and `--json` report the connections opened.
     let context = if config.verbose || config.json { context } else { context.without_connection_counts() };
     let end = recording.run(job, &context, sink, signals.recv()).await;
@@ -69,7 +73,7 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
             result.error = Some(error.to_string());
         }
         emit(&to_json(&FetchDocument { schema_version: SCHEMA_VERSION, command: "fetch", result }));
-    } else {
+    } else if !config.quiet {
         emit(&final_report(&summary.counts, finished.elapsed));
     }
     if verbose {

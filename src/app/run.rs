@@ -89,20 +89,31 @@ async fn run_batch(
     }
 }
 
+/// What `flagsd run` prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Printed {
+    /// Each batch's report (the default).
+    Reports,
+    /// One JSON document (`--json`).
+    Json,
+    /// Nothing (`-q`): the exit status says how it went; a batch's fatal
+    /// error is still said on stderr.
+    Nothing,
+}
+
 /// Runs the batches named in `names` (all when empty) once, here or (with
-/// `[fleet]`) in the fleet; prints one JSON document instead of the
-/// reports with `json`.
-pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<ExitStatus, FatalError> {
+/// `[fleet]`) in the fleet, printing what `printed` says.
+pub async fn run(settings: Settings, names: &[String], printed: Printed) -> Result<ExitStatus, FatalError> {
     let batches: Vec<BatchConfig> = settings.select(names).map_err(UsageError)?.into_iter().cloned().collect();
     if batches.is_empty() {
         return Err(FatalError::Usage(UsageError(
             "no batch is configured: add a [[batch]] table to the configuration file".to_owned(),
         )));
     }
-    let mut printer = Printer { json, status: ExitStatus::Success, results: Vec::new() };
+    let mut printer = Printer { printed, status: ExitStatus::Success, results: Vec::new() };
     match &settings.fleet {
         Some(fleet) => {
-            let reports = super::fleet_run::run(fleet, &batches, json).await?;
+            let reports = super::fleet_run::run(fleet, &batches, printed == Printed::Json).await?;
             for (batch, report) in batches.iter().zip(reports) {
                 printer.print(&batch.name, report);
             }
@@ -115,15 +126,18 @@ pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<Exi
 /// Prints each batch's report as it comes, in file order, and the JSON
 /// document at the end.
 struct Printer {
-    json: bool,
+    printed: Printed,
     status: ExitStatus,
     results: Vec<BatchResult>,
 }
 
 impl Printer {
     fn print(&mut self, name: &str, batch: BatchReport) {
-        if !self.json {
+        if self.printed == Printed::Reports {
             emit(&format!("{}{}", if self.results.is_empty() { "" } else { "\n" }, batch.report));
+            if let Some(opened) = batch.opened {
+                eprintln!("{opened}");
+            }
         }
         if let Some(error) = batch.error {
             eprintln!("{error}");
@@ -134,7 +148,7 @@ impl Printer {
 
     /// Prints the JSON document (with `--json`); the exit status.
     fn finish(self) -> ExitStatus {
-        if self.json {
+        if self.printed == Printed::Json {
             let document = RunDocument {
                 schema_version: SCHEMA_VERSION,
                 command: "run",
@@ -172,6 +186,7 @@ async fn run_here(settings: &Settings, batches: Vec<BatchConfig>, printer: &mut 
             let error = format!("batch task failed: {e}");
             BatchReport {
                 report: String::new(),
+                opened: None,
                 error: Some(format!("*** Error: {error}")),
                 status: ExitStatus::Fatal,
                 result: JobResult::failed("", "", SystemTime::now(), error, ExitStatus::Fatal),

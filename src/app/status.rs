@@ -42,7 +42,9 @@ pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
             Err(e) => Err(e),
         };
         match answer {
-            Ok((views, client)) => {
+            Ok((mut views, client)) => {
+                // Only the batches asked for (`flagsd status NAME ...`), which the file configures.
+                views.retain(|v| settings.batches.iter().any(|b| b.name == v.name));
                 emit(&table(&views, &Source::Admin(client.url().to_owned())));
                 return Ok(ExitStatus::Success);
             }

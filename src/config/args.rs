@@ -51,6 +51,30 @@ pub struct ConfigArgs {
     pub verbose: bool,
 }
 
+/// The value name of every argument that takes a batch name: the shell
+/// completions offer the configured batches' names for each of them, so a
+/// new command that takes batch names needs only this as its value name.
+pub const BATCH: &str = "BATCH";
+
+/// `flagsd status`: the batches' last and next runs.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Configuration file [default: /etc/flagsd/flagsd.toml when present]
+    #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Batches to show, by name [default: all]
+    #[arg(value_name = BATCH)]
+    pub batches: Vec<String>,
+}
+
+impl StatusArgs {
+    /// The configuration arguments, without overrides.
+    pub fn config_args(&self) -> ConfigArgs {
+        ConfigArgs { config: self.config.clone(), max_req: None, output: None, verbose: false }
+    }
+}
+
 /// `flagsd cancel`: cancel a batch's run in progress.
 #[derive(Debug, Args)]
 #[command(after_help = CANCEL_AFTER_HELP)]
@@ -60,7 +84,7 @@ pub struct CancelArgs {
     pub config: Option<PathBuf>,
 
     /// The batch whose run to cancel
-    #[arg(value_name = "BATCH")]
+    #[arg(value_name = BATCH)]
     pub batch: String,
 }
 
@@ -94,30 +118,73 @@ pub struct ReloadArgs {
     pub pid: u32,
 }
 
-/// What `flagsd generate` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Generated {
-    /// The man pages: `flagsd.1` and one per command (`flagsd-fetch.1`, …).
-    Man,
-    /// Bash completions, `flagsd.bash`.
-    Bash,
-    /// Zsh completions, `_flagsd`.
-    Zsh,
-    /// Fish completions, `flagsd.fish`.
-    Fish,
-}
-
-/// `flagsd generate`: files generated from the command-line definitions.
+/// `flagsd generate`: files made from the command-line definitions, so
+/// that they never drift from `--help`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// What to write
-    #[arg(value_enum)]
+    /// What to write.
+    #[command(subcommand)]
     pub what: Generated,
-
-    /// Directory to write it into (it must exist)
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    pub output: std::path::PathBuf,
 }
+
+/// What `flagsd generate` writes.
+#[derive(Debug, clap::Subcommand)]
+pub enum Generated {
+    /// Print a man page (flagsd.1 unless PAGE says), or write every page into DIR.
+    #[command(after_help = MAN_AFTER_HELP)]
+    Man {
+        /// The page: flagsd.1, flagsd-COMMAND.1 or flagsd.toml.5 [default: flagsd.1, or with --output every page]
+        #[arg(value_name = "PAGE")]
+        page: Option<String>,
+
+        /// Write the pages into DIR (created if missing) instead of stdout
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
+    /// Print the completion script of SHELL, or write it into DIR.
+    #[command(after_help = COMPLETIONS_AFTER_HELP)]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: CompletionShell,
+
+        /// Write the script into DIR (created if missing) instead of stdout
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// The shells `flagsd generate completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    /// Bash: `flagsd.bash`.
+    Bash,
+    /// Zsh: `_flagsd`.
+    Zsh,
+    /// Fish: `flagsd.fish`.
+    Fish,
+    /// Elvish: `flagsd.elv`.
+    Elvish,
+    /// PowerShell: `_flagsd.ps1`.
+    Powershell,
+}
+
+const MAN_AFTER_HELP: &str = "\
+Examples:
+  flagsd generate man | man -l -
+  flagsd generate man flagsd.toml.5 | man -l -
+  flagsd generate man --output target/man        # flagsd.1, flagsd-fetch.1, ..., flagsd.toml.5";
+
+const COMPLETIONS_AFTER_HELP: &str = "\
+The script asks flagsd itself for what to offer: options and their values,
+the server labels of the configuration after -s, and its batch names after
+run, status and cancel. It calls flagsd as this command was called (by name
+when on PATH).
+
+Examples:
+  source <(flagsd generate completions bash)      # in ~/.bashrc
+  flagsd generate completions zsh --output ~/.zfunc
+  flagsd generate completions fish > ~/.config/fish/completions/flagsd.fish";
 
 /// `flagsd run`: configured batches, once.
 #[derive(Debug, Args)]
@@ -128,12 +195,16 @@ pub struct RunArgs {
     pub config: ConfigArgs,
 
     /// Batches to run, by name [default: all]
-    #[arg(value_name = "BATCH")]
+    #[arg(value_name = BATCH)]
     pub batches: Vec<String>,
 
     /// Print one JSON document (every batch's counts and per-code outcomes) instead of the reports
     #[arg(long)]
     pub json: bool,
+
+    /// Print no report: the exit status says how it went (a batch's fatal error is still said on stderr)
+    #[arg(short, long, conflicts_with_all = ["json", "verbose"])]
+    pub quiet: bool,
 }
 
 const RUN_AFTER_HELP: &str = "\
@@ -184,6 +255,17 @@ pub struct FetchArgs {
     /// Print one line per country instead of the progress bar
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Print nothing, no progress bar, no report: the exit status says how it went (an error that stops
+    /// flagsd, or an interruption, is still said on stderr)
+    #[arg(short, long, conflicts_with_all = ["verbose", "json"])]
+    pub quiet: bool,
+
+    /// Skip files that have not changed: ask for each {CC}.gif already in the output directory only if
+    /// the server's is newer (If-Modified-Since, from the file's time; wget -N); saved files get the
+    /// server's Last-Modified as their time
+    #[arg(short = 'N', long)]
+    pub timestamping: bool,
 
     /// Limit for establishing a connection (humantime: 500ms, 5s, 1m)
     #[arg(long, value_name = "DURATION", default_value_t = defaults::duration_text(defaults::TIMEOUTS.connect))]

@@ -153,7 +153,7 @@ pub(super) fn check_codes(checker: &mut Checker, key: &str, batch: &RawBatch) ->
             for (j, arg) in list.iter().enumerate() {
                 match expand_argument(arg) {
                     Ok(c) => codes.extend(c),
-                    Err(e) => checker.problem(format!("{key}[{j}]"), format!("'{arg}': {e}")),
+                    Err(e) => checker.problem(format!("{key}[{j}]"), e.to_string()),
                 }
             }
             if list.is_empty() {

@@ -30,6 +30,11 @@ pub struct FetchConfig {
     pub verbose: bool,
     /// Print the JSON document instead of the report.
     pub json: bool,
+    /// Print nothing (`-q`): no progress bar, no report.
+    pub quiet: bool,
+    /// Skip files that have not changed since the server's copy
+    /// (`--timestamping`).
+    pub timestamping: bool,
     /// Where to write the codes to try again, if anywhere.
     pub failed: Option<PathBuf>,
     /// The state directory, when state is kept.
@@ -91,7 +96,7 @@ impl FetchConfig {
             explicit.extend(codes);
         }
         let limit = args.limit.as_deref().map(|l| count(l, "--limit N must be >= 1")).transpose()?;
-        let max_req = count(&args.max_req, "--max_req CONCURRENT must be >= 1")?;
+        let max_req = count(&args.max_req, "--max-req N must be >= 1")?;
         let mut server = servers.resolve(&args.server)?;
         if let Some(rate) = &args.rate {
             server.rate = Some(rate.parse().map_err(|e| UsageError(format!("--rate: {e}")))?);
@@ -170,6 +175,8 @@ impl FetchConfig {
             threads,
             verbose: args.verbose,
             json: args.json,
+            quiet: args.quiet,
+            timestamping: args.timestamping,
             failed: args.failed.clone(),
             state_dir: args.state.clone(),
         })
@@ -224,11 +231,11 @@ mod tests {
     #[test]
     fn bad_values_have_the_flags2_messages() {
         let message = |args: &[&str]| config(args).unwrap_err().0;
-        assert_eq!(message(&["ABC"]), "each CC argument must be A to Z or AA to ZZ.");
+        assert_eq!(message(&["ABC"]), "'ABC': each CC argument must be A to Z or AA to ZZ.");
         assert_eq!(message(&["-l", "0"]), "--limit N must be >= 1");
         assert_eq!(message(&["-l", "-3"]), "--limit N must be >= 1");
-        assert_eq!(message(&["-m", "0"]), "--max_req CONCURRENT must be >= 1");
-        assert!(message(&["-m", "lots"]).starts_with("--max_req CONCURRENT must be >= 1 (got 'lots'"));
+        assert_eq!(message(&["-m", "0"]), "--max-req N must be >= 1");
+        assert!(message(&["-m", "lots"]).starts_with("--max-req N must be >= 1 (got 'lots'"));
         assert!(message(&["-s", "NOWHERE"]).starts_with("--server LABEL must be one of LOCAL"));
         assert!(message(&["-s", "ftp://x/flags"]).starts_with("--server LABEL must be one of"));
         assert!(message(&["-s", "http://"]).contains("is not valid"));

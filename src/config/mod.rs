@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod file;
 pub mod fleet;
 pub mod job;
+pub mod names;
 mod problems;
 pub mod server;
 pub mod settings;

@@ -35,7 +35,7 @@ impl ConfigSource {
         let max_req = args
             .max_req
             .as_deref()
-            .map(|m| validate::count_flag(m, "--max_req CONCURRENT must be >= 1"))
+            .map(|m| validate::count_flag(m, "--max-req N must be >= 1"))
             .transpose()
             .map_err(UsageError)?;
         let path = Self::file_or_default(args.config.clone());

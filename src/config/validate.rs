@@ -14,10 +14,30 @@ use std::time::Duration;
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// A humantime duration (`500ms`, `5s`, `2m`), at most [`MAX_DURATION`].
+/// A refusal says what is wrong in words and what a duration looks like.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let parsed = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("'{text}' is not a duration such as 500ms, 5s or 2m ({e})"))?;
+    let trimmed = text.trim();
+    let parsed = humantime::parse_duration(trimmed).map_err(|e| {
+        let why = duration_problem(trimmed, e);
+        format!("'{text}' is not a duration ({why}): write a number and a unit, such as 500ms, 5s, 2m or 1h30m")
+    })?;
     at_most_max(parsed)
+}
+
+/// What is wrong with `text`, which humantime refused with `error`.
+fn duration_problem(text: &str, error: humantime::DurationError) -> String {
+    use humantime::DurationError;
+    let at = |offset: usize| text.get(offset..).and_then(|rest| rest.chars().next()).unwrap_or(' ');
+    match error {
+        DurationError::Empty => "it is empty".to_owned(),
+        _ if text.starts_with('-') => "it is negative".to_owned(),
+        DurationError::UnknownUnit { unit, .. } if unit.is_empty() => "the number has no unit".to_owned(),
+        DurationError::UnknownUnit { unit, .. } => format!("'{unit}' is not a unit: use ms, s, m, h or d"),
+        DurationError::NumberOverflow => "the number is too large".to_owned(),
+        DurationError::InvalidCharacter(offset) | DurationError::NumberExpected(offset) => {
+            format!("'{}' where a number or a unit should be", at(offset).escape_debug())
+        }
+    }
 }
 
 /// `duration`, if it is at most [`MAX_DURATION`].
@@ -154,6 +174,23 @@ mod tests {
         assert!(longer_than_zero(MAX_DURATION + Duration::from_nanos(1)).is_err());
         assert!(parse_duration("soon").unwrap_err().starts_with("'soon' is not a duration"));
         assert_eq!(at_least_one(0), Err("must be >= 1"));
+    }
+
+    #[test]
+    fn a_refused_duration_says_why_and_what_one_looks_like() {
+        let why = |text: &str| {
+            let message = parse_duration(text).unwrap_err();
+            assert!(message.ends_with("): write a number and a unit, such as 500ms, 5s, 2m or 1h30m"), "{message}");
+            message
+        };
+        assert!(why("-5s").starts_with("'-5s' is not a duration (it is negative)"));
+        assert!(why("5").starts_with("'5' is not a duration (the number has no unit)"));
+        assert!(
+            why("5parsecs").starts_with("'5parsecs' is not a duration ('parsecs' is not a unit: use ms, s, m, h or d)")
+        );
+        assert!(why("").starts_with("'' is not a duration (it is empty)"));
+        assert!(why("5s!").starts_with("'5s!' is not a duration ('!' where a number or a unit should be)"));
+        assert!(why("soon").starts_with("'soon' is not a duration ('s' where a number or a unit should be)"));
         assert_eq!(at_least_one(3), Ok(3));
     }
 

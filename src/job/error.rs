@@ -55,9 +55,9 @@ pub enum FatalError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     /// A generated file (man page, completions) cannot be written (status 3).
-    #[error("cannot write into '{}': {source}", path.display())]
+    #[error("cannot write '{}': {source}", path.display())]
     Generate {
-        /// The directory asked for.
+        /// The file or directory (`-`: stdout).
         path: std::path::PathBuf,
         /// What the operating system said.
         #[source]

@@ -37,7 +37,10 @@ impl FlagFetcher {
             FlagAnswer::NotFound => return Ok(Outcome::NotFound),
             FlagAnswer::Body(body) => body,
         };
-        let (incoming, FlagHead { status, etag, last_modified }) = self.receive(code, body).await?;
+        let (mut incoming, FlagHead { status, etag, last_modified }) = self.receive(code, body).await?;
+        if self.saver.keeps_timestamps() {
+            incoming.dated(last_modified.as_deref().and_then(|date| httpdate::parse_http_date(date).ok()));
+        }
         let saved = self.saver.save(code, incoming, || self.source.country_name(code, lane)).await?;
         let origin = Some(self.source.record_url(code));
         Ok(Outcome::Downloaded(SavedFile { status, etag, last_modified, origin, ..saved }))

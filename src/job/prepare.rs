@@ -45,6 +45,8 @@ pub struct JobContext {
     /// Count the connections the jobs open (see
     /// [`ClientOptions::count_connections`]).
     count_connections: bool,
+    /// Keep timestamps (`fetch --timestamping`; see [`Saver::timestamping`]).
+    timestamps: bool,
 }
 
 impl JobContext {
@@ -53,7 +55,20 @@ impl JobContext {
     /// its pool decides).
     pub fn new(threads: usize, workload: usize) -> Self {
         let threads = WorkerThreads::new(threads, workload);
-        Self { limiters: RateLimiters::default(), clients: ClientCache::default(), threads, count_connections: true }
+        Self {
+            limiters: RateLimiters::default(),
+            clients: ClientCache::default(),
+            threads,
+            count_connections: true,
+            timestamps: false,
+        }
+    }
+
+    /// Saves files with the server's time, and asks for a file that has no
+    /// earlier record with its own (`fetch --timestamping`).
+    pub fn with_timestamps(mut self, on: bool) -> Self {
+        self.timestamps = on;
+        self
     }
 
     /// Counts no connections: for a `fetch` that reports none (neither
@@ -138,7 +153,7 @@ impl PreparedJob {
             Naming::Code => Names::ByCode,
             Naming::Country => Names::ByCountry(saving.claims),
         };
-        let saver = Saver::new(output, names, saving.known, job.max_size);
+        let saver = Saver::new(output, names, saving.known, job.max_size).timestamping(context.timestamps);
         let fetcher: Arc<dyn Fetch> = Arc::new(FlagFetcher::new(source, saver));
         // Naming by country costs a second request (metadata.json) per code;
         // a first request to a TLS server may wait up to a connect timeout

@@ -53,9 +53,10 @@ impl fmt::Debug for CountryCode {
     }
 }
 
-/// A command-line code argument that is neither one nor two ASCII letters.
+/// A command-line code argument that is neither one nor two ASCII letters;
+/// the message names it (as [`shown`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("each CC argument must be A to Z or AA to ZZ.")]
+#[error("'{}': each CC argument must be A to Z or AA to ZZ.", shown(.0))]
 pub struct BadCodeArgument(pub String);
 
 /// Expands one argument: two letters are one code, one letter `X` is `XA`…`XZ`.
@@ -296,6 +297,8 @@ mod tests {
         for bad in ["", "ABC", "1", "a1", "é", "-", "b r"] {
             assert_eq!(expand_argument(bad), Err(BadCodeArgument(bad.to_owned())), "{bad:?}");
         }
+        let long = expand_argument("\u{1b}[31mBRAZIL-AND-MORE-THAN-TWENTY").unwrap_err().to_string();
+        assert_eq!(long, "'\\u{1b}[31mBRAZIL-AND-MORE…': each CC argument must be A to Z or AA to ZZ.");
     }
 
     #[test]

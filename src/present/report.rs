@@ -128,6 +128,12 @@ impl ConsoleSink {
         let progress = (!verbose && std::io::stderr().is_terminal()).then(|| progress_bar(total));
         Self { verbose, progress }
     }
+
+    /// A sink that shows nothing, neither lines nor a progress bar (`-q`):
+    /// outcomes are only logged.
+    pub fn silent() -> Self {
+        Self { verbose: false, progress: None }
+    }
 }
 
 fn progress_bar(total: usize) -> ProgressBar {

@@ -18,11 +18,21 @@
 //! With run state, a code whose file from an earlier run is still there,
 //! unaltered (same size and SHA-256), has [`Earlier`] validators to ask
 //! with; every saved file's SHA-256 is computed as it streams.
+//!
+//! With timestamps (`fetch --timestamping`, as `wget -N`), a saved file
+//! gets the server's `Last-Modified` as its modification time, and a file
+//! with no earlier record is asked for with its own time
+//! (`If-Modified-Since`) while it still looks as it was saved: a regular
+//! file, not empty, within the size cap, whose time is whole seconds (an
+//! HTTP date, as flagsd, `wget -N` and `curl -R` set it). A file written
+//! since, whatever its new size, has the time of that write, and is asked
+//! for again in full.
 
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLockReadGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
@@ -67,9 +77,17 @@ pub struct Incoming {
     /// `Some` when run state is kept.
     hasher: Option<Sha256>,
     bytes: u64,
+    /// The time to give the file, with timestamps.
+    modified: Option<SystemTime>,
 }
 
 impl Incoming {
+    /// Gives the file `modified` (the server's `Last-Modified`) as its
+    /// time once saved, if the saver keeps timestamps.
+    pub fn dated(&mut self, modified: Option<SystemTime>) {
+        self.modified = modified;
+    }
+
     /// Adds `chunk` to the file (and to its hash).
     pub fn push(&mut self, chunk: Bytes) -> Result<(), DownloadError> {
         self.bytes += chunk.len() as u64;
@@ -89,6 +107,9 @@ pub struct Saver {
     known: Option<SharedKnownFiles>,
     /// Largest body saved, in bytes: a larger earlier file is not read.
     max_size: u64,
+    /// Files get the server's time, and files without a record are asked
+    /// for with theirs (`--timestamping`).
+    timestamps: bool,
 }
 
 impl Saver {
@@ -109,7 +130,19 @@ impl Saver {
                 Some(Arc::new(seeded) as Arc<dyn NameClaims>)
             }
         };
-        Self { output, claims, known, max_size }
+        Self { output, claims, known, max_size, timestamps: false }
+    }
+
+    /// The same saver, keeping timestamps when `on` (see the module's
+    /// description): only for files named by code.
+    pub fn timestamping(mut self, on: bool) -> Self {
+        self.timestamps = on && self.claims.is_none();
+        self
+    }
+
+    /// Whether saved files get the server's time ([`Incoming::dated`]).
+    pub fn keeps_timestamps(&self) -> bool {
+        self.timestamps
     }
 
     /// The file an earlier run saved for `code`, if it is still in this
@@ -123,7 +156,19 @@ impl Saver {
     /// file of the recorded size is read, on a blocking thread, so that a
     /// FIFO, a device or a huge file put in its place cannot stall or bloat
     /// the event loop.
+    ///
+    /// With timestamps, a code that has no such file has its `{CC}.gif`
+    /// offered with its own time, if it still looks as it was saved.
     pub async fn earlier(&self, code: CountryCode, recorded_as: impl FnOnce(&str) -> bool) -> Option<Earlier> {
+        let recorded = match &self.known {
+            Some(_) => self.recorded(code, recorded_as).await,
+            None => None,
+        };
+        if recorded.is_none() && self.timestamps { self.dated(code).await } else { recorded }
+    }
+
+    /// The file of `code` as run state recorded it (see [`Saver::earlier`]).
+    async fn recorded(&self, code: CountryCode, recorded_as: impl FnOnce(&str) -> bool) -> Option<Earlier> {
         let (path, size, sha256, etag, last_modified) = {
             let known = read(self.known.as_ref()?);
             let record = known.get(&code)?;
@@ -147,12 +192,30 @@ impl Saver {
         (hash? == sha256).then_some(Earlier { path, etag, last_modified })
     }
 
+    /// `code`'s `{CC}.gif` with its time as `Last-Modified`, if it is a
+    /// regular file, not empty, within the size cap, whose time is whole
+    /// seconds. Looked at on a blocking thread, as the earlier files of
+    /// run state are read.
+    async fn dated(&self, code: CountryCode) -> Option<Earlier> {
+        let path = self.output.target_path(code);
+        let max_size = self.max_size;
+        let looked = tokio::task::spawn_blocking(move || {
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            let since_epoch = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+            let as_saved =
+                meta.file_type().is_file() && (1..=max_size).contains(&meta.len()) && since_epoch.subsec_nanos() == 0;
+            as_saved.then(|| (path, UNIX_EPOCH + since_epoch))
+        });
+        let (path, modified) = looked.await.ok()??;
+        Some(Earlier { path, etag: None, last_modified: Some(httpdate::fmt_http_date(modified)) })
+    }
+
     /// A new temporary file for `code`'s body.
     pub fn incoming(&self, code: CountryCode) -> Result<Incoming, DownloadError> {
         let target = self.output.target_path(code);
         let file = self.output.temp_file(code).map_err(|e| io_error(&target, e))?;
         let hasher = self.known.is_some().then(Sha256::new);
-        Ok(Incoming { target, file: BodyWriter::new(file), hasher, bytes: 0 })
+        Ok(Incoming { target, file: BodyWriter::new(file), hasher, bytes: 0, modified: None })
     }
 
     /// Gives `code`'s complete body its final name, and retires the name an
@@ -174,8 +237,14 @@ impl Saver {
     {
         // The (large) future of `country` is made here, where it is awaited:
         // taken as an argument, it would be kept twice in this one.
-        let Incoming { mut target, file, hasher, bytes } = incoming;
+        let Incoming { mut target, file, hasher, bytes, modified } = incoming;
         let file = file.finish().map_err(|e| io_error(&target, e))?;
+        if let Some(modified) = modified.filter(|_| self.timestamps) {
+            // Without it the file is only asked for in full next time.
+            if let Err(e) = file.as_file().set_modified(modified) {
+                tracing::warn!(cc = %code, error = %e, "cannot give the file the server's time");
+            }
+        }
         if let Some(claims) = &self.claims {
             let country = country().await?;
             let claimed = claim_file_name(&**claims, code, &country).await;

@@ -34,7 +34,8 @@ pub fn closed_port_url() -> String {
 }
 
 /// Variables of the caller's environment that would change what flagsd
-/// does: its own settings, proxies, and systemd's.
+/// does: its own settings, proxies, systemd's, and the shells' completion
+/// requests.
 pub fn leaked_vars() -> Vec<String> {
     std::env::vars()
         .map(|(k, _)| k)
@@ -42,7 +43,8 @@ pub fn leaked_vars() -> Vec<String> {
             let lower = k.to_ascii_lowercase();
             k.starts_with("FLAGSD_")
                 || lower.ends_with("_proxy")
-                || ["JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"].contains(&k.as_str())
+                || ["JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "COMPLETE"]
+                    .contains(&k.as_str())
         })
         .collect()
 }

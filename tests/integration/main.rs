@@ -6,6 +6,7 @@ mod natsd;
 
 mod admin;
 mod alerts;
+mod cli;
 mod config;
 mod daemon;
 mod disk;

@@ -22,7 +22,7 @@ fn assert_usage_error(args: &[&str], message: &str) {
 #[test]
 fn bad_code_arguments_are_rejected() {
     for bad in ["ABC", "1", "B-"] {
-        assert_usage_error(&["BR", bad], "each CC argument must be A to Z or AA to ZZ.");
+        assert_usage_error(&["BR", bad], &format!("'{bad}': each CC argument must be A to Z or AA to ZZ."));
     }
 }
 
@@ -41,8 +41,126 @@ fn threads_out_of_range_are_rejected() {
 
 #[test]
 fn max_req_below_one_is_rejected() {
-    assert_usage_error(&["-m", "0"], "--max_req CONCURRENT must be >= 1");
-    assert_usage_error(&["--max_req", "-1"], "--max_req CONCURRENT must be >= 1");
+    assert_usage_error(&["-m", "0"], "--max-req N must be >= 1");
+    assert_usage_error(&["--max_req", "-1"], "--max-req N must be >= 1");
+    assert_usage_error(&["--max-req", "lots"], "--max-req N must be >= 1 (got 'lots', not a whole number)");
+}
+
+#[test]
+fn a_bad_duration_says_what_a_duration_looks_like() {
+    let looks_like = "write a number and a unit, such as 500ms, 5s, 2m or 1h30m";
+    assert_usage_error(
+        &["--timeout=-5s"],
+        &format!("--timeout: '-5s' is not a duration (it is negative): {looks_like}"),
+    );
+    assert_usage_error(
+        &["--connect-timeout", "5"],
+        &format!("--connect-timeout: '5' is not a duration (the number has no unit): {looks_like}"),
+    );
+}
+
+/// Runs `flagsd ARGS` in an empty directory: (status, stdout, stderr).
+fn run_flagsd(args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    flagsd_in(dir.path(), args, &[])
+}
+
+/// Asserts that `flagsd ARGS` is a usage error: `message`, then `usage`,
+/// and nothing else, status 2.
+fn assert_usage(args: &[&str], message: &str, usage: &str) {
+    let (status, stdout, stderr) = run_flagsd(args);
+    assert_eq!(status, 2, "{args:?}: {stderr}");
+    assert_eq!(stdout, "", "{args:?}");
+    assert_eq!(stderr, format!("*** Usage error: {message}\n{usage}\n"), "{args:?}");
+}
+
+#[test]
+fn a_missing_argument_is_named_with_the_usage_line_of_its_command() {
+    let missing = "the following required arguments were not provided:";
+    assert_usage(&["reload"], &format!("{missing} <PID>"), "usage: flagsd reload <PID>  (see flagsd reload --help)");
+    assert_usage(
+        &["generate", "completions"],
+        &format!("{missing} <SHELL>"),
+        "usage: flagsd generate completions <SHELL>  (see flagsd generate completions --help)",
+    );
+    assert_usage(
+        &["cancel"],
+        &format!("{missing} <BATCH>"),
+        "usage: flagsd cancel <BATCH>  (see flagsd cancel --help)",
+    );
+    assert_usage(
+        &["generate"],
+        "'flagsd generate' needs a command: man, completions",
+        "usage: flagsd generate [OPTIONS] <COMMAND>  (see flagsd generate --help)",
+    );
+    let (_, _, stderr) = run_flagsd(&["no-such-command"]);
+    assert!(
+        stderr.ends_with(
+            "usage: flagsd [OPTIONS] <fetch|run|serve|check-config|reload|status|cancel|testserver|generate> ...  \
+             (see flagsd --help)\n"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_value_flagsd_refuses_gets_the_usage_line_of_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(dir.path(), "flagsd.toml", "[[batch]]\nname = \"a\"\n");
+    let config = config.to_str().unwrap();
+    assert_usage(
+        &["status", "-c", config, "nope"],
+        "no batch named 'nope' (configured: a)",
+        "usage: flagsd status [OPTIONS] [BATCH]...  (see flagsd status --help)",
+    );
+    assert_usage(
+        &["generate", "man", "flagsd.9"],
+        &format!("no man page 'flagsd.9' (pages: {})", MAN_PAGES.join(", ")),
+        "usage: flagsd generate man [OPTIONS] [PAGE]  (see flagsd generate man --help)",
+    );
+}
+
+/// Every man page, as `generate man` lists them.
+const MAN_PAGES: [&str; 13] = [
+    "flagsd.1",
+    "flagsd-cancel.1",
+    "flagsd-check-config.1",
+    "flagsd-fetch.1",
+    "flagsd-generate-completions.1",
+    "flagsd-generate-man.1",
+    "flagsd-generate.1",
+    "flagsd-reload.1",
+    "flagsd-run.1",
+    "flagsd-serve.1",
+    "flagsd-status.1",
+    "flagsd-testserver.1",
+    "flagsd.toml.5",
+];
+
+#[test]
+fn a_bare_flagsd_prints_the_help_and_status_2() {
+    let (status, stdout, stderr) = run_flagsd(&[]);
+    assert_eq!(status, 2, "{stderr}");
+    assert_eq!(stderr, "");
+    assert!(stdout.starts_with("Download country flags by two-letter code"), "{stdout}");
+    for command in ["fetch", "run", "serve", "status", "cancel", "check-config", "reload", "testserver", "generate"] {
+        assert!(stdout.contains(&format!("\n  {command} ")), "{command} not in\n{stdout}");
+    }
+}
+
+#[test]
+fn each_command_shows_only_its_own_options_and_its_own_log_default() {
+    let help = |command: &str| run_flagsd(&[command, "--help"]).1;
+    let status = help("status");
+    for absent in ["--max-req", "--output", "--verbose"] {
+        assert!(!status.contains(absent), "status --help offers {absent}:\n{status}");
+    }
+    assert!(status.contains("[BATCH]..."), "{status}");
+    assert!(help("serve").contains("[default: info]"), "serve logs at info");
+    for command in ["fetch", "run", "status", "check-config", "testserver"] {
+        let text = help(command);
+        assert!(text.contains("[default: warn]") && !text.contains("[default: info]"), "{command}: {text}");
+    }
 }
 
 #[test]
@@ -161,4 +279,15 @@ fn under_the_journal_logs_have_no_timestamps_or_colours() {
     let line = journal.lines().find(|l| l.contains("download finished")).expect("an outcome line");
     assert!(line.starts_with("DEBUG download finished cc=BR"), "{line}");
     assert!(!journal.contains('\u{1b}'), "colour codes in {journal}");
+}
+
+#[test]
+fn quiet_draws_no_progress_bar_on_a_terminal() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display();
+    let Some(shown) = under_a_terminal(&format!("fetch -s {} -o {out} -a", server.url()), &[]) else { return };
+    assert!(shown.contains("194/194"), "without -q, a bar: {shown}");
+    let Some(shown) = under_a_terminal(&format!("fetch -q -s {} -o {out} -a", server.url()), &[]) else { return };
+    assert_eq!(shown, "");
 }
