@@ -7,16 +7,137 @@
 //! fails, with the reason in the journal, on a bad file, and the daemon
 //! keeps its old configuration. The signal is sent by flagsd itself: a
 //! minimal system has no `/bin/kill`.
+//!
+//! Before it signals, it checks that the process is the daemon of this
+//! configuration: a `flagsd` program (`/proc/PID/exe`) running `serve`
+//! with the same configuration file (its arguments, else its
+//! `FLAGSD_CONFIG`, else the default path; relative to its working
+//! directory). Any other process is left alone (status 3), so a stale or
+//! mistyped PID never signals something else.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
 
 use crate::config::ConfigSource;
 use crate::job::FatalError;
 use crate::model::exit::ExitStatus;
+use crate::sys::process::ProcessView;
 use crate::sys::signals::send_hangup;
 
-/// Checks the configuration of `source`, then sends SIGHUP to `pid`.
+/// Checks the configuration of `source` and that `pid` is its daemon, then
+/// sends SIGHUP to `pid`.
 pub fn reload(source: &ConfigSource, pid: u32) -> Result<ExitStatus, FatalError> {
     let settings = source.load_checked()?;
+    let view =
+        ProcessView::of(pid).map_err(|e| FatalError::NotTheDaemon { pid, why: format!("cannot inspect it ({e})") })?;
+    check_daemon(&view, source.path.as_deref()).map_err(|why| FatalError::NotTheDaemon { pid, why })?;
     send_hangup(pid).map_err(|source| FatalError::Signal { pid, source })?;
     println!("{}: OK ({} batches); asked flagsd (process {pid}) to reload it", source.origin(), settings.batches.len());
     Ok(ExitStatus::Success)
+}
+
+/// Whether `daemon` is `flagsd serve` of the configuration file `ours`
+/// (`None`: no file); why not, otherwise.
+fn check_daemon(daemon: &ProcessView, ours: Option<&Path>) -> Result<(), String> {
+    let me = std::env::current_exe().ok();
+    let flagsd = me.as_ref().and_then(|me| me.file_name()).is_some_and(|name| daemon.exe.file_name() == Some(name))
+        || me.as_ref().is_some_and(|me| same_file(me, &daemon.exe));
+    if !flagsd {
+        return Err(format!("it runs {}, not flagsd", daemon.exe.display()));
+    }
+    let Some(serve_args) = serve_args(&daemon.args) else {
+        return Err(format!("it runs {}, not flagsd serve", shown(&daemon.args)));
+    };
+    let theirs = config_arg(serve_args)
+        .or_else(|| daemon.env("FLAGSD_CONFIG").map(PathBuf::from))
+        .map(|path| daemon.cwd.join(path));
+    let theirs = ConfigSource::file_or_default(theirs);
+    let same = match (&theirs, ours) {
+        (None, None) => true,
+        (Some(theirs), Some(ours)) => same_file(theirs, ours),
+        _ => false,
+    };
+    if !same {
+        let name = |path: Option<&Path>| path.map_or("no configuration file".to_owned(), |p| p.display().to_string());
+        return Err(format!("it is flagsd serve of {}, not of {}", name(theirs.as_deref()), name(ours)));
+    }
+    Ok(())
+}
+
+/// The arguments after `serve` in a flagsd command line; `None` when it
+/// runs another command. The global options before it may take a value.
+fn serve_args(args: &[OsString]) -> Option<&[OsString]> {
+    let mut i = 1;
+    while let Some(arg) = args.get(i) {
+        match arg.to_str() {
+            Some("serve") => return Some(&args[i + 1..]),
+            Some("--log-level" | "--log-format") => i += 2,
+            Some(option) if option.starts_with('-') => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The configuration file `serve`'s arguments name: `-c FILE`, `-cFILE`,
+/// `--config FILE` or `--config=FILE` (the last one wins, as clap reads it).
+fn config_arg(args: &[OsString]) -> Option<PathBuf> {
+    let mut found = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let bytes = arg.as_bytes();
+        if bytes == b"-c" || bytes == b"--config" {
+            found = args.next().map(PathBuf::from);
+        } else if let Some(value) = bytes.strip_prefix(b"--config=") {
+            found = Some(PathBuf::from(OsStr::from_bytes(value)));
+        } else if let Some(value) = bytes.strip_prefix(b"-c").filter(|v| !v.is_empty() && !bytes.starts_with(b"--")) {
+            found = Some(PathBuf::from(OsStr::from_bytes(value)));
+        }
+    }
+    found
+}
+
+/// Whether `a` and `b` name the same file (as the file system resolves
+/// them; two paths to a missing file compare as written).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// A command line as one line of text.
+fn shown(args: &[OsString]) -> String {
+    let words: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    crate::model::text::terminal_safe(&words.join(" "), 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<OsString> {
+        line.split(' ').map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_configuration_file_is_read_from_the_serve_arguments() {
+        let cases = [
+            ("flagsd serve", None),
+            ("flagsd serve -c a.toml", Some("a.toml")),
+            ("flagsd serve -ca.toml", Some("a.toml")),
+            ("flagsd serve --config a.toml -v", Some("a.toml")),
+            ("flagsd --log-level debug serve --config=/etc/b.toml", Some("/etc/b.toml")),
+            ("flagsd serve -c a.toml -c b.toml", Some("b.toml")),
+        ];
+        for (line, expected) in cases {
+            let line_args = args(line);
+            let serve = serve_args(&line_args).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(config_arg(serve), expected.map(PathBuf::from), "{line}");
+        }
+        for other in ["flagsd status", "flagsd run serve", "flagsd", "flagsd --log-level serve status"] {
+            assert_eq!(serve_args(&args(other)), None, "{other}");
+        }
+    }
 }

@@ -38,6 +38,15 @@ pub enum FatalError {
     /// The daemon's admin endpoint cannot be reached, or refused (status 3).
     #[error("{0}")]
     Admin(String),
+    /// The process named is not the daemon of this configuration, so it
+    /// is not signalled (status 3).
+    #[error("not signalling process {pid}: {why}")]
+    NotTheDaemon {
+        /// The process.
+        pid: u32,
+        /// What it is instead.
+        why: String,
+    },
     /// A signal could not be sent to a process (status 3).
     #[error("cannot signal process {pid}: {source}")]
     Signal {

@@ -2,10 +2,12 @@
 //! memory, open descriptors and their limit, and when it started. The
 //! daemon exports them as Prometheus' standard `process_*` metrics. And a
 //! process's [`Stamp`], which tells later whether that very process still
-//! runs.
+//! runs, and a [`ProcessView`] of what another process runs.
 
+use std::ffi::OsString;
 use std::io;
-use std::path::Path;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::path::{Path, PathBuf};
 
 /// One reading of this process's resources.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -99,6 +101,57 @@ impl std::fmt::Display for Stamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}/{}", self.boot, self.pid, self.start_ticks)
     }
+}
+
+/// What another process runs, read from `/proc/PID`: its program, its
+/// arguments, its working directory and its environment. Reading them
+/// takes the right to inspect it (the same user, or root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessView {
+    /// The program's path (`/proc/PID/exe`), without the ` (deleted)` the
+    /// kernel adds when the file was replaced since (an upgrade).
+    pub exe: PathBuf,
+    /// Its arguments, the program's name first.
+    pub args: Vec<OsString>,
+    /// Its working directory.
+    pub cwd: PathBuf,
+    environ: Vec<OsString>,
+}
+
+impl ProcessView {
+    /// Reads process `pid`; an error names the file that could not be read.
+    pub fn of(pid: u32) -> io::Result<Self> {
+        let path = |name: &str| PathBuf::from(format!("/proc/{pid}/{name}"));
+        let named = |path: &Path, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let link = |name: &str| {
+            let path = path(name);
+            std::fs::read_link(&path).map_err(|e| named(&path, e))
+        };
+        let strings = |name: &str| {
+            let path = path(name);
+            std::fs::read(&path).map(|bytes| nul_separated(&bytes)).map_err(|e| named(&path, e))
+        };
+        let exe = link("exe")?;
+        let exe = match exe.to_str().and_then(|text| text.strip_suffix(" (deleted)")) {
+            Some(kept) => PathBuf::from(kept),
+            None => exe,
+        };
+        Ok(Self { exe, cwd: link("cwd")?, args: strings("cmdline")?, environ: strings("environ")? })
+    }
+
+    /// The value of environment variable `name` in the process.
+    pub fn env(&self, name: &str) -> Option<OsString> {
+        let prefix = format!("{name}=");
+        self.environ.iter().find_map(|entry| {
+            let bytes = entry.as_bytes().strip_prefix(prefix.as_bytes())?;
+            Some(OsString::from_vec(bytes.to_vec()))
+        })
+    }
+}
+
+/// The strings of a NUL-separated `/proc` file.
+fn nul_separated(bytes: &[u8]) -> Vec<OsString> {
+    bytes.split(|b| *b == 0).filter(|part| !part.is_empty()).map(|part| OsString::from_vec(part.to_vec())).collect()
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
@@ -241,6 +294,28 @@ mod tests {
         for bad in ["", "x", "b/1", "b/one/2", "b/1/2/3", "/1/2"] {
             assert_eq!(Stamp::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_view_of_a_child_shows_what_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .current_dir(dir.path())
+            .env("FLAGSD_VIEW_TEST", "a value")
+            .spawn()
+            .unwrap();
+        let view = ProcessView::of(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let view = view.unwrap();
+        assert_eq!(view.exe.file_name().and_then(|n| n.to_str()), Some("sleep"), "{view:?}");
+        assert_eq!(view.args, [OsString::from("sleep"), OsString::from("60")]);
+        assert_eq!(view.cwd, dir.path().canonicalize().unwrap());
+        assert_eq!(view.env("FLAGSD_VIEW_TEST"), Some(OsString::from("a value")));
+        assert_eq!(view.env("FLAGSD_VIEW"), None);
+        let gone = ProcessView::of(child.id()).unwrap_err();
+        assert!(gone.to_string().contains(&format!("/proc/{}/exe", child.id())), "{gone}");
     }
 
     #[test]

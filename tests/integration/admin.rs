@@ -282,8 +282,46 @@ fn flagsd_reload_checks_without_the_token_then_signals_the_daemon() {
     write_file(dir.path(), "flagsd.toml", &one);
     let (status, _, stderr) = flagsd_in(dir.path(), &["reload", "--config", "flagsd.toml", "999999999"], &[]);
     assert_eq!(status, 3, "{stderr}");
-    assert!(stderr.contains("cannot signal process 999999999: No such process"), "{stderr}");
+    assert!(stderr.contains("not signalling process 999999999: cannot inspect it (/proc/999999999/exe"), "{stderr}");
 
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
+}
+
+#[test]
+fn flagsd_reload_signals_nothing_but_the_daemon_of_its_configuration() {
+    let server = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", &batch("a", "[\"BR\"]", &server.url(), "1h"));
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    write_file(&other, "flagsd.toml", &batch("b", "[\"AR\"]", &server.url(), "1h"));
+    let mut daemon = Daemon::start(&other, &[]);
+    assert!(wait_until(LONG, || daemon.log().contains("serving")), "{}", daemon.log());
+    let reload = |pid: u32| flagsd_in(dir.path(), &["reload", "--config", "flagsd.toml", &pid.to_string()], &[]);
+
+    // Not flagsd at all: left alone, and still running.
+    let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let (status, stdout, stderr) = reload(sleeper.id());
+    assert_eq!((status, stdout.as_str()), (3, ""), "{stderr}");
+    let expected = format!("*** Error: not signalling process {}: it runs ", sleeper.id());
+    assert!(stderr.starts_with(&expected) && stderr.contains("sleep, not flagsd"), "{stderr}");
+    assert_eq!(sleeper.try_wait().unwrap(), None, "the process was signalled");
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+
+    // flagsd serve, but of another file: left alone too.
+    let (status, _, stderr) = reload(daemon.pid());
+    assert_eq!(status, 3, "{stderr}");
+    let theirs = other.join("flagsd.toml");
+    assert!(stderr.contains(&format!("it is flagsd serve of {}, not of flagsd.toml", theirs.display())), "{stderr}");
+    assert!(!daemon.log().contains("reload"), "{}", daemon.log());
+
+    // Its own file, named another way (absolute): signalled.
+    let (status, stdout, stderr) =
+        flagsd_in(dir.path(), &["reload", "-c", &theirs.display().to_string(), &daemon.pid().to_string()], &[]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert!(wait_until(LONG, || daemon.log().contains("configuration reloaded")), "{}", daemon.log());
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
 }

@@ -93,7 +93,8 @@ fn a_body_over_the_size_cap_is_refused() {
 fn retries_cure_a_flapping_server() {
     let server = faulty(Faults { flap_rate: 1.0, flap_failures: 2, ..Faults::default() });
     let dir = tempfile::tempdir().unwrap();
-    let args = ["-v", "BR", "AR", "-s", &server.url(), "--retries", "2", "--retry-base", "10ms", "--log-level", "debug"];
+    let args =
+        ["-v", "BR", "AR", "-s", &server.url(), "--retries", "2", "--retry-base", "10ms", "--log-level", "debug"];
     let (status, stdout, stderr) = fetch(dir.path(), &args);
     assert_eq!(status, 0, "{stdout}");
     assert_eq!(assert_only_complete_flags(dir.path()), 2);
