@@ -14,6 +14,13 @@
 //! `FLAGSD_CONFIG`, else the default path; relative to its working
 //! directory). Any other process is left alone (status 3), so a stale or
 //! mistyped PID never signals something else.
+//!
+//! The one exception is the PID that systemd itself names in `$MAINPID`,
+//! which it sets for a unit's `ExecReload=`: that is the unit's main
+//! process by the service manager's own account, and under the unit's
+//! `PrivateUsers=` the reload runs in a user namespace of its own, where
+//! the daemon's `/proc` entry is hidden (`ProtectProc=invisible` shows only
+//! the processes one may trace).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt as _;
@@ -29,12 +36,20 @@ use crate::sys::signals::send_hangup;
 /// sends SIGHUP to `pid`.
 pub fn reload(source: &ConfigSource, pid: u32) -> Result<ExitStatus, FatalError> {
     let settings = source.load_checked()?;
-    let view =
-        ProcessView::of(pid).map_err(|e| FatalError::NotTheDaemon { pid, why: format!("cannot inspect it ({e})") })?;
-    check_daemon(&view, source.path.as_deref()).map_err(|why| FatalError::NotTheDaemon { pid, why })?;
+    if !named_by_systemd(pid) {
+        let view = ProcessView::of(pid)
+            .map_err(|e| FatalError::NotTheDaemon { pid, why: format!("cannot inspect it ({e})") })?;
+        check_daemon(&view, source.path.as_deref()).map_err(|why| FatalError::NotTheDaemon { pid, why })?;
+    }
     send_hangup(pid).map_err(|source| FatalError::Signal { pid, source })?;
     println!("{}: OK ({} batches); asked flagsd (process {pid}) to reload it", source.origin(), settings.batches.len());
     Ok(ExitStatus::Success)
+}
+
+/// Whether systemd runs this process as a control process (`ExecReload=`)
+/// of the unit whose main process is `pid`.
+fn named_by_systemd(pid: u32) -> bool {
+    std::env::var("MAINPID").is_ok_and(|main| main.trim() == pid.to_string())
 }
 
 /// Whether `daemon` is `flagsd serve` of the configuration file `ours`

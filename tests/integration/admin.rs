@@ -307,6 +307,13 @@ fn flagsd_reload_signals_nothing_but_the_daemon_of_its_configuration() {
     let expected = format!("*** Error: not signalling process {}: it runs ", sleeper.id());
     assert!(stderr.starts_with(&expected) && stderr.contains("sleep, not flagsd"), "{stderr}");
     assert_eq!(sleeper.try_wait().unwrap(), None, "the process was signalled");
+    // systemd's $MAINPID vouches only for the PID it names.
+    let other_main = (sleeper.id() + 1).to_string();
+    let pid = sleeper.id().to_string();
+    let (status, _, stderr) =
+        flagsd_in(dir.path(), &["reload", "--config", "flagsd.toml", &pid], &[("MAINPID", other_main.as_str())]);
+    assert_eq!(status, 3, "{stderr}");
+    assert_eq!(sleeper.try_wait().unwrap(), None, "the process was signalled");
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
 
