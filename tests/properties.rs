@@ -1,7 +1,8 @@
 //! Property tests of everything that parses untrusted text: configuration
 //! files, codes files, country names from a server, durations, sizes and
-//! rates, and the `Retry-After` and conditional-request headers. Each
-//! property must hold on any input, and nothing may panic.
+//! rates, the `Retry-After` and conditional-request headers, URLs that
+//! carry secrets, and text shown on a terminal. Each property must hold on
+//! any input, and nothing may panic.
 //!
 //! Each property runs 256 cases (`FLAGSD_PROPTEST_CASES` to fuzz longer);
 //! together they take a few seconds. A failing case is shrunk and kept in
@@ -11,12 +12,16 @@
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
-use flagsd::config::ConfigSource;
 use flagsd::config::file::Overrides;
+use flagsd::config::file::{RawFleet, RawUrls};
+use flagsd::config::server::check_base_url;
 use flagsd::config::validate::{MAX_DURATION, parse_duration, parse_listen, parse_size};
+use flagsd::config::{ConfigSource, Server};
 use flagsd::engine::retry::RetryPolicy;
+use flagsd::http::proxy::parse_proxy;
 use flagsd::http::rate::Rate;
 use flagsd::http::response::parse_retry_after;
+use flagsd::http::url::{parse_typed, redact_credentials, shown};
 use flagsd::model::codes::{CountryCode, SHOWN_WORD_CHARS, parse_code_list};
 use flagsd::model::outcome::{DownloadError, Outcome};
 use flagsd::model::random::Dice;
@@ -89,6 +94,21 @@ fn config_text() -> impl Strategy<Value = String> {
         1 => "[ -~]{0,30}",
     ];
     prop::collection::vec(line, 0..24).prop_map(|lines| lines.join("\n"))
+}
+
+/// A URL as someone may type it with a password: any scheme flagsd meets
+/// (or refuses), a user, a password that starts with `Z` and ends with `Q`
+/// (letters no generated host holds) and holds any printable ASCII, `@`,
+/// `:`, `/`, `?`, `#` and `%` included, and a host that may not parse.
+fn url_with_secret() -> impl Strategy<Value = (String, String)> {
+    let scheme = prop::sample::select(vec!["http", "https", "HTTP", "nats", "tls", "socks5", "ftp", ""]);
+    let host = prop::sample::select(vec!["127.0.0.1:1", "h", "[::1]:8080", "bad host:1", "", "h:99999", "[::1"]);
+    let tail = prop::sample::select(vec!["", "/", "/flags", "/flags?a=b", "/flags#x", "/a@b"]);
+    (scheme, "[a-z]{0,6}", "[ -~]{0,16}", host, tail).prop_map(|(scheme, user, core, host, tail)| {
+        let secret = format!("Z{core}Q");
+        let prefix = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+        (format!("{prefix}{user}:{secret}@{host}{tail}"), secret)
+    })
 }
 
 proptest! {
@@ -193,6 +213,33 @@ proptest! {
         let listed = format!("{list}, {etag}");
         if !list.contains('"') {
             prop_assert!(is_not_modified(Some(&listed), None, etag, modified), "{listed}");
+        }
+    }
+
+    #[test]
+    fn a_password_never_shows_in_any_message_about_its_url((url, secret) in url_with_secret()) {
+        let mut said = vec![redact_credentials(&url)];
+        said.extend(parse_typed(&url).map(|u| shown(&u)).map_err(|e| format!("{e} {e:?}")).err());
+        if let Ok(parsed) = parse_typed(&url) {
+            said.push(shown(&parsed));
+        }
+        said.push(match parse_proxy(&url) {
+            Ok(Some(proxy)) => format!("{} {:?}", proxy.shown, proxy.shown),
+            Ok(None) => String::new(),
+            Err(e) => e,
+        });
+        said.extend(check_base_url(&url).err());
+        said.push(match Server::parse(&url) {
+            Ok(server) => format!("{:?}", server.label),
+            Err(e) => e.to_string(),
+        });
+        let fleet = RawFleet { nats: Some(RawUrls::One(url.clone())), ..RawFleet::default() };
+        match flagsd::config::fleet::check(&fleet) {
+            Ok(settings) => said.extend([settings.display_servers(), format!("{settings:?}")]),
+            Err(problems) => said.extend(problems.into_iter().map(|(key, message)| format!("{key}: {message}"))),
+        }
+        for text in &said {
+            prop_assert!(!text.contains(&secret), "{secret:?} shows in {text:?} (from {url:?})");
         }
     }
 }

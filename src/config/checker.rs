@@ -132,7 +132,11 @@ pub(super) fn check_server(checker: &mut Checker, key: &str, value: &str, server
             let labels: Vec<&str> = servers.labels().chain(["DEMO"]).collect();
             checker.problem(
                 key.to_owned(),
-                format!("unknown server label '{value}' (known: {}; or an http(s):// URL)", labels.join(", ")),
+                format!(
+                    "unknown server label '{}' (known: {}; or an http(s):// URL)",
+                    redact_credentials(value),
+                    labels.join(", ")
+                ),
             );
             None
         }

@@ -31,7 +31,7 @@ use super::connections::{ConnectionsLayer, Counters, OnConnect, Opened};
 use super::protocol::Protocol;
 use super::proxy::{ProxyFailure, ProxySettings, Routes, Tunnel, ask_tunnel};
 use super::tls::TlsFiles;
-use super::url::redact_credentials;
+use super::url::{parse_typed, redact_credentials};
 
 /// Timeouts of the HTTP client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -251,7 +251,7 @@ impl Clients {
     /// https job ends it before any request).
     pub fn prepare_for(&self, url: &str) -> Result<reqwest::Url, RequestError> {
         let bad = |problem: &str| RequestError::BaseUrl(format!("{}: {problem}", redact_credentials(url)));
-        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        let parsed = parse_typed(url).map_err(|e| bad(&e.reason))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(bad("not an http:// or https:// URL"));
         }

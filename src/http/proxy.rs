@@ -20,7 +20,7 @@ use base64::Engine as _;
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::url::redact_credentials;
+use super::url::{parse_typed, redact_credentials, shown, split_credentials};
 
 /// A server's proxy settings as given; `None` leaves the environment in
 /// charge.
@@ -54,29 +54,29 @@ pub fn parse_proxy(value: &str) -> Result<Option<Proxy>, String> {
         return Ok(None);
     }
     let with_scheme = if value.contains("://") { value.to_owned() } else { format!("http://{value}") };
-    let shown = redact_credentials(&with_scheme);
-    let mut url = reqwest::Url::parse(&with_scheme).map_err(|e| format!("'{shown}' is not a valid proxy URL: {e}"))?;
+    let masked = redact_credentials(&with_scheme);
+    let mut url =
+        parse_typed(&with_scheme).map_err(|e| format!("'{masked}' is not a valid proxy URL: {}", e.reason))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("'{shown}': only http:// and https:// proxies are supported, not {}://", url.scheme()));
+        return Err(format!("'{masked}': only http:// and https:// proxies are supported, not {}://", url.scheme()));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("'{shown}' has no host"));
+        return Err(format!("'{masked}' has no host"));
     }
-    if !names_port(&with_scheme) {
+    if !names_port(&split_credentials(&with_scheme).0) {
         // The URL crate drops a scheme's default port, so set it only when
         // none was written.
-        url.set_port(Some(DEFAULT_PORT)).map_err(|()| format!("'{shown}' cannot take a port"))?;
+        url.set_port(Some(DEFAULT_PORT)).map_err(|()| format!("'{masked}' cannot take a port"))?;
     }
-    let shown = redact_credentials(url.as_str()).trim_end_matches('/').to_owned();
-    Ok(Some(Proxy { url, shown }))
+    let display = shown(&url).trim_end_matches('/').to_owned();
+    Ok(Some(Proxy { url, shown: display }))
 }
 
-/// Whether the authority of `url` (`scheme://[user@]host[:port][/…]`)
-/// writes a port.
-fn names_port(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+/// Whether the authority of `bare` (`scheme://host[:port][/…]`, a URL
+/// whose credentials were taken out) writes a port.
+fn names_port(bare: &str) -> bool {
+    let rest = bare.split_once("://").map_or(bare, |(_, rest)| rest);
+    let host_port = rest.split(['/', '?', '#']).next().unwrap_or_default();
     match host_port.rsplit_once(']') {
         Some((_, after)) => after.starts_with(':'),
         None => host_port.contains(':'),
@@ -284,6 +284,14 @@ mod tests {
         let socks = parse_proxy("socks5://user:pw@h:1").unwrap_err();
         assert!(socks.ends_with("are supported, not socks5://") && !socks.contains("pw"), "{socks}");
         assert!(parse_proxy("http://:80").is_err());
+        for typed in ["http://user:pa#ss@127.0.0.1:3128", "user:pa/ss@127.0.0.1:3128", "http://u:p?s@127.0.0.1:3128"] {
+            let proxy = parse_proxy(typed).unwrap().unwrap();
+            assert_eq!(proxy.shown, "http://***@127.0.0.1:3128", "{typed}");
+            assert_eq!(proxy.url.port(), Some(3128), "{typed}");
+        }
+        let no_port = parse_proxy("http://user:1234/x@127.0.0.1").unwrap().unwrap();
+        assert_eq!((no_port.url.host_str(), no_port.url.port()), (Some("127.0.0.1"), Some(1080)));
+        assert_eq!(percent_decode(no_port.url.password().unwrap_or_default()), "1234/x");
     }
 
     #[test]

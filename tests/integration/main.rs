@@ -20,6 +20,7 @@ mod interrupt;
 mod naming;
 mod proxy;
 mod results;
+mod secrets;
 mod selection;
 mod state;
 mod testserver;
