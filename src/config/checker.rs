@@ -105,8 +105,8 @@ pub(super) fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawSer
             None => None,
         };
         let transport = entry.transport();
-        for (file, message) in transport.tls.check_public() {
-            checker.problem(format!("{key}.{}", tls_key(file)), message);
+        for (file, problem) in transport.tls.check_public() {
+            checker.problem(format!("{key}.{}", tls_key(file)), problem.to_string());
         }
         if let Some(Err(why)) = transport.proxy.proxy.as_deref().map(parse_proxy) {
             checker.problem(format!("{key}.proxy"), why);

@@ -101,13 +101,13 @@ impl FetchConfig {
         if args.cert.is_some() {
             (tls.client_cert, tls.client_key) = (args.cert.clone(), args.key.clone());
         }
-        if let Some((file, message)) = tls.check().into_iter().next() {
+        if let Some((file, problem)) = tls.check().into_iter().next() {
             let flag = match file {
                 TlsFile::Ca => "--cacert",
                 TlsFile::Cert => "--cert",
                 TlsFile::Key => "--key",
             };
-            return Err(UsageError(format!("{flag}: {message}")));
+            return Err(UsageError(format!("{flag}: {problem}")));
         }
         let transport = &mut server.transport;
         if let Some(proxy) = &args.proxy {

@@ -263,7 +263,7 @@ impl Settings {
                     .tls
                     .check()
                     .into_iter()
-                    .map(move |(file, m)| (format!("servers.{label}.{}", tls_key(file)), m))
+                    .map(move |(file, problem)| (format!("servers.{label}.{}", tls_key(file)), problem.to_string()))
             })
             .collect();
         found.into_iter()

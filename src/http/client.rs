@@ -30,7 +30,7 @@ use reqwest::header::{HeaderMap, LOCATION};
 use super::connections::{ConnectionsLayer, Counters, OnConnect, Opened};
 use super::protocol::Protocol;
 use super::proxy::{ProxyFailure, ProxySettings, Routes, Tunnel, ask_tunnel};
-use super::tls::TlsFiles;
+use super::tls::{TlsError, TlsFiles};
 use super::url::{parse_typed, redact_credentials};
 
 /// Timeouts of the HTTP client.
@@ -88,7 +88,7 @@ pub enum RequestError {
     Client(reqwest::Error),
     /// A TLS file cannot be used.
     #[error("cannot set up TLS: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     /// A proxy setting of the environment cannot be used.
     #[error("cannot set up the proxy: {0}")]
     ProxySetup(String),
