@@ -25,6 +25,7 @@ use flagsd::http::url::{parse_typed, redact_credentials, shown};
 use flagsd::model::codes::{CountryCode, SHOWN_WORD_CHARS, parse_code_list};
 use flagsd::model::outcome::{DownloadError, Outcome};
 use flagsd::model::random::Dice;
+use flagsd::model::text::{is_invisible, terminal_safe};
 use flagsd::store::claims::{LocalClaims, claim_file_name};
 use flagsd::store::naming::sanitize_stem;
 use flagsd::store::state::KnownFiles;
@@ -94,6 +95,54 @@ fn config_text() -> impl Strategy<Value = String> {
         1 => "[ -~]{0,30}",
     ];
     prop::collection::vec(line, 0..24).prop_map(|lines| lines.join("\n"))
+}
+
+/// Characters that hide or reorder text, and the separators of paths:
+/// what [`any_text`] mixes in more often than chance would.
+const SPECIAL: [char; 29] = [
+    '/',
+    '\\',
+    '.',
+    '-',
+    ' ',
+    '\u{0}',
+    '\u{1b}',
+    '\r',
+    '\u{7}',
+    '\u{9b}',
+    '\u{61c}',
+    '\u{180e}',
+    '\u{200b}',
+    '\u{202e}',
+    '\u{2066}',
+    '\u{2028}',
+    '\u{2800}',
+    '\u{3164}',
+    '\u{115f}',
+    '\u{fff9}',
+    '\u{feff}',
+    '\u{e0001}',
+    '\u{e0041}',
+    '\u{e000}',
+    '\u{ff0e}',
+    '\u{ff0f}',
+    '\u{2024}',
+    '\u{301}',
+    '\u{200d}',
+];
+
+/// Text from anywhere in Unicode (every plane, unassigned and private-use
+/// code points included; surrogates become U+FFFD), with [`SPECIAL`]
+/// characters and plain letters overrepresented. Each character is drawn
+/// from one number (two fifths any code point, one fifth a special, two
+/// fifths a letter): far cheaper than a union of strategies per character.
+fn any_text(max: usize) -> impl Strategy<Value = String> {
+    let char_of = |n: u32| match n % 5 {
+        0 | 1 => char::from_u32((n / 5) % 0x11_0000).unwrap_or('\u{fffd}'),
+        2 => SPECIAL[(n / 5) as usize % SPECIAL.len()],
+        _ => char::from(b'a' + ((n / 5) % 26) as u8),
+    };
+    prop::collection::vec(any::<u32>(), 0..max).prop_map(move |numbers| numbers.into_iter().map(char_of).collect())
 }
 
 /// A URL as someone may type it with a password: any scheme flagsd meets
@@ -240,6 +289,28 @@ proptest! {
         }
         for text in &said {
             prop_assert!(!text.contains(&secret), "{secret:?} shows in {text:?} (from {url:?})");
+        }
+    }
+
+    #[test]
+    fn names_from_anywhere_in_unicode_lose_everything_invisible(raw in any_text(90)) {
+        if let Some(stem) = sanitize_stem(&raw) {
+            prop_assert!(!stem.is_empty() && stem.chars().count() <= 60, "{stem:?}");
+            prop_assert!(!stem.chars().any(is_invisible), "{raw:?} -> {stem:?}");
+            prop_assert!(!stem.contains('/') && !stem.contains('\\') && !stem.contains(".."), "{stem:?}");
+            prop_assert!(!stem.starts_with(['.', '-']) && !stem.ends_with('.'), "{stem:?}");
+            let again = sanitize_stem(&stem);
+            prop_assert_eq!(again.as_deref(), Some(stem.as_str()), "not stable");
+        }
+    }
+
+    #[test]
+    fn terminal_safe_text_holds_nothing_a_terminal_obeys(raw in any_text(100), max in 1usize..120) {
+        let safe = terminal_safe(&raw, max);
+        prop_assert!(!safe.chars().any(is_invisible), "{raw:?} -> {safe:?}");
+        prop_assert!(safe.chars().count() <= max + 1, "{} > {max} + 1", safe.chars().count());
+        if !raw.chars().any(is_invisible) && raw.chars().count() <= max {
+            prop_assert_eq!(&safe, &raw);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Text from outside (a server's reason phrase, a fleet message, a proxy's
-//! answer) made safe to print on a terminal.
+//! answer) made safe to print on a terminal, and the one test of what is
+//! invisible that file names share.
 //!
 //! A terminal obeys what it prints: an escape sequence can move the cursor,
 //! rewrite earlier lines or set the window title, a carriage return can
@@ -7,42 +8,35 @@
 //! [`terminal_safe`] keeps printable text as it is and writes every other
 //! character as an escape (`\x1b`, `\u{202e}`), so that what was sent stays
 //! visible without being obeyed, and caps the length.
+//!
+//! What counts as invisible is Unicode's, not a list kept by hand
+//! ([`is_invisible`]): the general categories of controls (Cc), formats
+//! (Cf: bidi controls, zero-width characters, tags, the Arabic letter mark
+//! U+061C, the Mongolian vowel separator U+180E, interlinear annotations
+//! U+FFF9…), line and paragraph separators (Zl, Zp), private use (Co),
+//! surrogates (Cs) and unassigned code points (Cn), and every
+//! Default_Ignorable_Code_Point (the Hangul fillers U+115F, U+1160, U+3164
+//! and U+FFA0, variation selectors, the combining grapheme joiner), plus
+//! the one blank that Unicode calls a symbol, U+2800 BRAILLE PATTERN BLANK.
 
 use std::fmt::Write as _;
 
-/// Invisible formatting characters (Unicode's `Cf` category, and the line
-/// and paragraph separators): bidi controls, zero-width characters, soft
-/// hyphens, interlinear annotations, tags.
-fn is_format(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{0600}'..='\u{0605}'
-            | '\u{061C}'
-            | '\u{06DD}'
-            | '\u{070F}'
-            | '\u{0890}'..='\u{0891}'
-            | '\u{08E2}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{110BD}'
-            | '\u{110CD}'
-            | '\u{13430}'..='\u{1343F}'
-            | '\u{1BCA0}'..='\u{1BCA3}'
-            | '\u{1D173}'..='\u{1D17A}'
-            | '\u{E0001}'
-            | '\u{E0020}'..='\u{E007F}'
-    )
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{CodePointMapData, CodePointSetData};
+
+/// Whether `c` shows nothing, or acts on the text around it instead of
+/// showing: see the module documentation for the exact set.
+pub fn is_invisible(c: char) -> bool {
+    use GeneralCategory::*;
+    let category = CodePointMapData::<GeneralCategory>::new().get(c);
+    matches!(category, Control | Format | LineSeparator | ParagraphSeparator | PrivateUse | Surrogate | Unassigned)
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || c == '\u{2800}'
 }
 
-/// `text` with every control and invisible formatting character written as
-/// an escape, and at most `max_chars` characters of the result (an
-/// ellipsis marks a cut).
+/// `text` with every invisible character ([`is_invisible`]: controls,
+/// formats, separators, …) written as an escape, and at most `max_chars`
+/// characters of the result (an ellipsis marks a cut).
 pub fn terminal_safe(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars * 4));
     let mut chars = 0;
@@ -50,7 +44,7 @@ pub fn terminal_safe(text: &str, max_chars: usize) -> String {
         let before = out.len();
         if c.is_control() && (c as u32) < 0x100 {
             let _ = write!(out, "\\x{:02x}", c as u32);
-        } else if c.is_control() || is_format(c) {
+        } else if is_invisible(c) {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         } else {
             out.push(c);
