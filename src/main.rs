@@ -6,16 +6,19 @@ use flagsd::cli::{Cli, Command};
 use flagsd::config::{ConfigSource, FetchConfig, UsageError};
 use flagsd::job::FatalError;
 use flagsd::model::exit::ExitStatus;
+use flagsd::model::text::{log_safe, terminal_safe_lines};
 
 const FETCH_USAGE: &str =
     "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v] [-o DIR] [CC ...]  (see flagsd fetch --help)";
 const GENERAL_USAGE: &str =
     "usage: flagsd <fetch|run|serve|status|cancel|check-config|reload|testserver> [OPTIONS]  (see flagsd --help)";
 
+/// Error lines quote what servers, fleet nodes, files and arguments hold:
+/// each line is made safe for a terminal before it is printed.
 fn main() {
     let fetching = std::env::args().skip(1).any(|a| a == "fetch");
     let usage_error = |message: &str| {
-        eprintln!("*** Usage error: {message}");
+        eprintln!("*** Usage error: {}", terminal_safe_lines(message));
         eprintln!("{}", if fetching { FETCH_USAGE } else { GENERAL_USAGE });
         ExitStatus::Usage
     };
@@ -23,11 +26,11 @@ fn main() {
         Ok(cli) => run(cli).unwrap_or_else(|error| match &error {
             FatalError::Usage(usage) => usage_error(&usage.to_string()),
             FatalError::Config(problems) => {
-                eprintln!("{problems}");
+                eprintln!("{}", terminal_safe_lines(&problems.to_string()));
                 error.exit_status()
             }
             other => {
-                eprintln!("*** Error: {other}");
+                eprintln!("*** Error: {}", terminal_safe_lines(&other.to_string()));
                 error.exit_status()
             }
         }),
@@ -53,7 +56,7 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
         Command::Testserver(_) => "warn,actix_http=off",
         _ => "warn",
     };
-    flagsd::sys::logging::init(cli.log_level.as_deref(), default_level, cli.log_format)
+    flagsd::sys::logging::init(cli.log_level.as_deref(), default_level, cli.log_format, log_safe)
         .map_err(|e| UsageError(e.to_string()))?;
     // The system (and with it every abandoned download and its temporary
     // file) is dropped before `main` exits.

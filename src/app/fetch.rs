@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use crate::job::{FETCH_BATCH, FatalError, JobContext, LocalLedger, PreparedJob, Recording};
 use crate::model::exit::ExitStatus;
+use crate::model::text::terminal_safe_lines;
 use crate::present::report::{ConsoleSink, emit, final_report, initial_report};
 use crate::present::results::{FetchDocument, SCHEMA_VERSION, failed_codes, to_json, write_code_list};
 use crate::store::state::{StateDb, StateHandle};
@@ -54,7 +55,7 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     let written = match (written, end.record_error) {
         (Err(list), Some(state)) => {
             // Both failed: the list's error is the status, the state's is said too.
-            eprintln!("*** Error: {state}");
+            eprintln!("*** Error: {}", terminal_safe_lines(&state.to_string()));
             Err(list)
         }
         (Err(list), None) => Err(list),

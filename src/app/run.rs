@@ -20,6 +20,7 @@ use crate::job::{FatalError, JobContext, Ledger, LocalLedger, PreparedJob, Recor
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::CodeOutcome;
 use crate::model::run::CodeResult;
+use crate::model::text::terminal_safe_lines;
 use crate::present::report::{emit, initial_report, log_outcome};
 use crate::present::results::{BatchResult, JobResult, RunDocument, SCHEMA_VERSION, to_json};
 use crate::store::state::{StateDb, StateHandle};
@@ -126,7 +127,7 @@ impl Printer {
             emit(&format!("{}{}", if self.results.is_empty() { "" } else { "\n" }, batch.report));
         }
         if let Some(error) = batch.error {
-            eprintln!("{error}");
+            eprintln!("{}", terminal_safe_lines(&error));
         }
         self.status = self.status.worst(batch.status);
         self.results.push(BatchResult { name: name.to_owned(), result: batch.result });

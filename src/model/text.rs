@@ -59,6 +59,24 @@ pub fn terminal_safe(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// The most characters of one line of a message [`terminal_safe_lines`]
+/// shows, and of one logged value: far more than any message of flagsd's
+/// own needs, little enough that a hostile one cannot flood a terminal.
+pub const MAX_LINE_CHARS: usize = 4096;
+
+/// `text` made safe as [`terminal_safe`] does, line by line: the line
+/// breaks of a message of several lines (a configuration's problems) are
+/// kept, and each line is cut at [`MAX_LINE_CHARS`].
+pub fn terminal_safe_lines(text: &str) -> String {
+    text.split('\n').map(|line| terminal_safe(line, MAX_LINE_CHARS)).collect::<Vec<_>>().join("\n")
+}
+
+/// `text` made safe as [`terminal_safe`] does, cut at [`MAX_LINE_CHARS`]:
+/// the escape of the human log format and the journal.
+pub fn log_safe(text: &str) -> String {
+    terminal_safe(text, MAX_LINE_CHARS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +96,7 @@ mod tests {
         assert_eq!(terminal_safe("abcd", 4), "abcd");
         // An escape is never cut in half.
         assert_eq!(terminal_safe("ab\x1b", 4), "ab…");
+        assert_eq!(terminal_safe_lines("a\rb\nc\x07"), "a\\x0db\nc\\x07");
+        assert_eq!(log_safe(&"x".repeat(5000)).chars().count(), MAX_LINE_CHARS + 1);
     }
 }

@@ -33,27 +33,32 @@ pub const FIELD_PREFIX: &str = "FLAGSD_";
 /// Largest `MESSAGE` sent; longer ones are cut.
 const MAX_MESSAGE: usize = 16 * 1024;
 
+/// Makes a logged value safe to show on a terminal (see [`super::logging`]).
+pub type Escape = fn(&str) -> String;
+
 /// Sends each event to journald; see the module documentation.
 #[derive(Debug)]
 pub struct JournalLayer {
     socket: UnixDatagram,
     path: PathBuf,
     identifier: String,
+    escape: Escape,
 }
 
 impl JournalLayer {
     /// A layer sending to journald's socket; fails if nothing listens there.
-    pub fn connect(identifier: &str) -> io::Result<Self> {
-        Self::at(Path::new(JOURNAL_SOCKET), identifier)
+    /// Every value goes through `escape` (see [`super::logging`]).
+    pub fn connect(identifier: &str, escape: Escape) -> io::Result<Self> {
+        Self::at(Path::new(JOURNAL_SOCKET), identifier, escape)
     }
 
     /// A layer sending to the socket at `path` (tests use their own).
-    pub fn at(path: &Path, identifier: &str) -> io::Result<Self> {
+    pub fn at(path: &Path, identifier: &str, escape: Escape) -> io::Result<Self> {
         let socket = UnixDatagram::unbound()?;
         // An empty datagram is discarded by journald: it only proves that
         // something listens.
         socket.send_to(&[], path)?;
-        Ok(Self { socket, path: path.to_owned(), identifier: identifier.to_owned() })
+        Ok(Self { socket, path: path.to_owned(), identifier: identifier.to_owned(), escape })
     }
 }
 
@@ -151,6 +156,10 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        fields.message = (self.escape)(&fields.message);
+        for (_, value) in &mut fields.fields {
+            *value = (self.escape)(value);
+        }
         let datagram = entry(&self.identifier, event.metadata().level(), &fields);
         // Nowhere to report a failure to log: the entry is dropped.
         let _ = self.socket.send_to(&datagram, &self.path);
@@ -168,7 +177,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a directory");
         let path = dir.path().join("journal.socket");
         let journald = UnixDatagram::bind(&path).expect("a fake journald");
-        let layer = JournalLayer::at(&path, "flagsd").expect("it connects");
+        let layer = JournalLayer::at(&path, "flagsd", str::to_owned).expect("it connects");
         let mut probe = [0u8; 16];
         assert_eq!(journald.recv(&mut probe).expect("the probe"), 0);
         let subscriber = tracing_subscriber::registry().with(layer);
@@ -194,7 +203,7 @@ mod tests {
     #[test]
     fn nothing_listening_is_an_error_and_levels_map_to_priorities() {
         let dir = tempfile::tempdir().expect("a directory");
-        assert!(JournalLayer::at(&dir.path().join("none"), "flagsd").is_err());
+        assert!(JournalLayer::at(&dir.path().join("none"), "flagsd", str::to_owned).is_err());
         let levels = [Level::ERROR, Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE];
         assert_eq!(levels.map(|l| priority(&l)), [3, 4, 6, 7, 7]);
         assert_eq!(field_name("cc"), "FLAGSD_CC");

@@ -23,6 +23,7 @@ mod results;
 mod secrets;
 mod selection;
 mod state;
+mod terminal;
 mod testserver;
 mod tls;
 mod usage;
