@@ -25,10 +25,11 @@ use flagsd::http::url::{parse_typed, redact_credentials, shown};
 use flagsd::model::codes::{CountryCode, SHOWN_WORD_CHARS, parse_code_list};
 use flagsd::model::outcome::{DownloadError, Outcome};
 use flagsd::model::random::Dice;
-use flagsd::model::text::{is_invisible, terminal_safe};
+use flagsd::model::text::{capped, is_invisible, terminal_safe};
 use flagsd::store::claims::{LocalClaims, claim_file_name};
 use flagsd::store::naming::sanitize_stem;
 use flagsd::store::state::KnownFiles;
+use flagsd::sys::journal::{JournalLayer, MAX_ENTRY, MAX_FIELD, MAX_MESSAGE};
 use flagsd::testserver::conditional::is_not_modified;
 use proptest::prelude::*;
 
@@ -143,6 +144,13 @@ fn any_text(max: usize) -> impl Strategy<Value = String> {
         _ => char::from(b'a' + ((n / 5) % 26) as u8),
     };
     prop::collection::vec(any::<u32>(), 0..max).prop_map(move |numbers| numbers.into_iter().map(char_of).collect())
+}
+
+/// Text of any size, from nothing to about a megabyte: a short text
+/// repeated (what a server may send as a reason phrase or a header value).
+fn text_of_any_size() -> impl Strategy<Value = String> {
+    let times = prop::sample::select(vec![0usize, 1, 2, 100, 1_000, 12_000]);
+    (any_text(16), times).prop_map(|(text, times)| text.repeat(times))
 }
 
 /// A URL as someone may type it with a password: any scheme flagsd meets
@@ -312,5 +320,53 @@ proptest! {
         if !raw.chars().any(is_invisible) && raw.chars().count() <= max {
             prop_assert_eq!(&safe, &raw);
         }
+    }
+
+    #[test]
+    fn text_of_any_size_is_capped_at_a_character_boundary(text in text_of_any_size(), max in 0usize..2048) {
+        let cut = capped(&text, max);
+        prop_assert!(cut.len() <= max + '…'.len_utf8(), "{} > {max}", cut.len());
+        prop_assert!(*cut == *text || text.starts_with(cut.strip_suffix('…').unwrap_or(&cut)), "not a prefix");
+        if text.len() <= max {
+            prop_assert_eq!(&*cut, text.as_str());
+        }
+    }
+
+    #[test]
+    fn journal_entries_of_any_size_arrive_cut(message in text_of_any_size(), value in text_of_any_size()) {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("journal.socket");
+        let journald = std::os::unix::net::UnixDatagram::bind(&path).expect("a fake journald");
+        journald.set_read_timeout(Some(Duration::from_secs(5))).expect("a timeout");
+        let layer = JournalLayer::at(&path, "flagsd", str::to_owned).expect("it connects");
+        let mut buffer = vec![0u8; MAX_ENTRY + 1];
+        prop_assert_eq!(journald.recv(&mut buffer).expect("the probe"), 0);
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!(reason = %value, url = %value, "{message}");
+        });
+        let n = journald.recv(&mut buffer).expect("every event arrives");
+        prop_assert!(n <= MAX_ENTRY, "{n} bytes");
+        let entry = &buffer[..n];
+        prop_assert!(entry.starts_with(b"PRIORITY=4\nSYSLOG_IDENTIFIER=flagsd\nMESSAGE"));
+        // A value with a line break is sent with its length: none is longer
+        // than the caps.
+        let mut rest = entry;
+        while let Some(at) = rest.iter().position(|b| *b == b'\n') {
+            let (line, after) = rest.split_at(at);
+            if line.iter().all(|b| b.is_ascii_uppercase() || *b == b'_') && after.len() > 9 {
+                let length = u64::from_le_bytes(after[1..9].try_into().expect("8 bytes"));
+                prop_assert!(length as usize <= MAX_MESSAGE.max(MAX_FIELD) + 16, "{length}");
+                rest = &after[(9 + length as usize + 1).min(after.len())..];
+            } else {
+                prop_assert!(line.len() <= MAX_MESSAGE + 40, "{} bytes", line.len());
+                rest = &after[1..];
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_values_of_any_size_parse_or_not_without_panicking(value in text_of_any_size()) {
+        let _ = parse_retry_after(&value, SystemTime::now());
     }
 }

@@ -21,6 +21,7 @@ use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::url::{parse_typed, redact_credentials, shown, split_credentials};
+use crate::model::text::capped;
 
 /// A server's proxy settings as given; `None` leaves the environment in
 /// charge.
@@ -40,6 +41,10 @@ pub struct Proxy {
     /// The URL with its credentials masked, for messages.
     pub shown: String,
 }
+
+/// Longest part of a proxy's status line kept, in bytes (as a server's
+/// reason phrase is).
+const MAX_STATUS: usize = 256;
 
 /// curl's port for a proxy URL that names none.
 const DEFAULT_PORT: u16 = 1080;
@@ -223,7 +228,7 @@ pub async fn ask_tunnel(proxy: &Proxy, target: &str, limit: Duration) -> Tunnel 
         let text = String::from_utf8_lossy(&head);
         let status = text.lines().next().and_then(|line| line.trim().split_once(' ')).map(|(_, s)| s.trim());
         match status {
-            Some(status) if !status.starts_with('2') => Tunnel::Refused(status.to_owned()),
+            Some(status) if !status.starts_with('2') => Tunnel::Refused(capped(status, MAX_STATUS).into_owned()),
             _ => Tunnel::Open,
         }
     };

@@ -59,6 +59,17 @@ pub fn terminal_safe(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// `text` cut to at most `max_bytes` bytes and an ellipsis, at a character
+/// boundary: for what a server sends that flagsd keeps or quotes (a reason
+/// phrase, a status line, a redirect's target), cut where it is read.
+pub fn capped(text: &str, max_bytes: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max_bytes {
+        return text.into();
+    }
+    let end = (0..=max_bytes).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}…", &text[..end]).into()
+}
+
 /// The most characters of one line of a message [`terminal_safe_lines`]
 /// shows, and of one logged value: far more than any message of flagsd's
 /// own needs, little enough that a hostile one cannot flood a terminal.
@@ -97,6 +108,9 @@ mod tests {
         // An escape is never cut in half.
         assert_eq!(terminal_safe("ab\x1b", 4), "ab…");
         assert_eq!(terminal_safe_lines("a\rb\nc\x07"), "a\\x0db\nc\\x07");
+        assert_eq!(capped("abc", 3), "abc");
+        assert_eq!(capped("abcd", 3), "abc…");
+        assert_eq!(capped("éé", 3), "é…");
         assert_eq!(log_safe(&"x".repeat(5000)).chars().count(), MAX_LINE_CHARS + 1);
     }
 }

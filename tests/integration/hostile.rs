@@ -280,3 +280,28 @@ fn status_reads_a_bounded_answer() {
     assert_eq!(status, 0, "{stdout}");
     assert!(stdout.lines().next().unwrap().contains("answer larger than 4194304 bytes"), "{stdout}");
 }
+
+#[test]
+fn a_reason_phrase_of_300_kb_is_cut_where_it_is_read_and_its_event_reaches_the_journal() {
+    let reason = "A".repeat(300_000);
+    let server = Hostile::start(move |_| response(&format!("500 {reason}"), &[], b""));
+    let out = tempfile::tempdir().unwrap();
+    let (status, stdout, _) = fetch(out.path(), &["BR", "--json", "-s", &server.url()]);
+    assert_eq!(status, 1, "{}", &stdout[..stdout.len().min(500)]);
+    let document: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON document");
+    let message = document["codes"][0]["message"].as_str().expect("a message");
+    assert!(message.starts_with("HTTP 500 - AAA") && message.len() < 300, "{} bytes", message.len());
+
+    let journal = FakeJournal::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{}verbose = true\n", batch("b", "[\"BR\"]", &server.url(), "1h"));
+    write_file(dir.path(), "flagsd.toml", &config);
+    let log = write_file(dir.path(), "daemon.log", "");
+    let env = journal.env(&log);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let daemon = Daemon::start(dir.path(), &env);
+    assert!(wait_until(LONG, || journal.text().contains("MESSAGE=download failed")), "{}", daemon.log());
+    let entry = journal.entries().into_iter().find(|e| e.windows(15).any(|w| w == b"download failed")).unwrap();
+    assert!(entry.len() < 16 * 1024, "{} bytes", entry.len());
+    assert!(String::from_utf8_lossy(&entry).contains("HTTP 500 - AAA"));
+}
