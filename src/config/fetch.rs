@@ -118,6 +118,7 @@ impl FetchConfig {
             transport.proxy.no_proxy = Some(list.clone());
         }
         transport.http2_prior_knowledge |= args.http2_prior_knowledge;
+        transport.allow_internal_redirects |= args.allow_internal_redirects;
         let timeouts = Timeouts {
             connect: duration("--connect-timeout", &args.connect_timeout)?,
             read: duration("--read-timeout", &args.read_timeout)?,

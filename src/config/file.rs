@@ -81,6 +81,10 @@ pub enum RawServer {
         /// Speak HTTP/2 without negotiating it (h2c for `http://`).
         #[serde(default)]
         http2_prior_knowledge: bool,
+        /// Follow redirects to more internal addresses than the server
+        /// that sent them (`http::redirect`).
+        #[serde(default)]
+        allow_internal_redirects: bool,
     },
 }
 
@@ -104,7 +108,16 @@ impl RawServer {
     pub fn transport(&self) -> Transport {
         match self {
             Self::Url(_) => Transport::default(),
-            Self::Table { ca_file, client_cert, client_key, proxy, no_proxy, http2_prior_knowledge, .. } => Transport {
+            Self::Table {
+                ca_file,
+                client_cert,
+                client_key,
+                proxy,
+                no_proxy,
+                http2_prior_knowledge,
+                allow_internal_redirects,
+                ..
+            } => Transport {
                 tls: TlsFiles {
                     ca_file: ca_file.clone(),
                     client_cert: client_cert.clone(),
@@ -112,6 +125,7 @@ impl RawServer {
                 },
                 proxy: ProxySettings { proxy: proxy.clone(), no_proxy: no_proxy.clone() },
                 http2_prior_knowledge: *http2_prior_knowledge,
+                allow_internal_redirects: *allow_internal_redirects,
             },
         }
     }

@@ -334,6 +334,7 @@ mod tests {
             proxy: None,
             no_proxy: None,
             http2_prior_knowledge: false,
+            allow_internal_redirects: false,
         };
         r.servers.insert("Mirror".into(), mirror);
         r.batch[1].server = Some("mirror".into());

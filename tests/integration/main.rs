@@ -19,6 +19,7 @@ mod http2;
 mod interrupt;
 mod naming;
 mod proxy;
+mod redirects;
 mod results;
 mod secrets;
 mod selection;
