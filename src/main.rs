@@ -71,7 +71,7 @@ fn run(cli: Cli) -> Result<ExitStatus, FatalError> {
             system.block_on(app::fetch::run(config))
         }
         Command::Run(args) => {
-            let settings = ConfigSource::from_args(&args.config)?.load_for_run()?;
+            let settings = ConfigSource::from_args(&args.config)?.load_for_run(&args.batches)?;
             system.block_on(app::run::run(settings, &args.batches, args.json))
         }
         Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),

@@ -23,6 +23,9 @@ use crate::sys::signals::StopSignals;
 /// SIGTERM stops it early, still with a final report.
 pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     let job = &config.job;
+    for warning in config.secret_warnings() {
+        tracing::warn!("{warning}");
+    }
     raise_open_files_limit();
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
     let recording = match &config.state_dir {

@@ -94,6 +94,9 @@ async fn run_batch(
 /// `[fleet]`) in the fleet; prints one JSON document instead of the
 /// reports with `json`.
 pub async fn run(settings: Settings, names: &[String], json: bool) -> Result<ExitStatus, FatalError> {
+    for warning in settings.secret_warnings("configuration", names) {
+        tracing::warn!(key = warning.key.as_deref().unwrap_or_default(), "{}", warning.message);
+    }
     let batches: Vec<BatchConfig> = settings.select(names).map_err(UsageError)?.into_iter().cloned().collect();
     if batches.is_empty() {
         return Err(FatalError::Usage(UsageError(

@@ -85,6 +85,12 @@ pub enum RawServer {
         /// that sent them (`http::redirect`).
         #[serde(default)]
         allow_internal_redirects: bool,
+        /// A file holding `user:password` for the server (a secret).
+        #[serde(default)]
+        credentials_file: Option<PathBuf>,
+        /// A file holding `user:password` for the proxy (a secret).
+        #[serde(default)]
+        proxy_credentials_file: Option<PathBuf>,
     },
 }
 
@@ -116,6 +122,8 @@ impl RawServer {
                 no_proxy,
                 http2_prior_knowledge,
                 allow_internal_redirects,
+                credentials_file,
+                proxy_credentials_file,
                 ..
             } => Transport {
                 tls: TlsFiles {
@@ -123,9 +131,14 @@ impl RawServer {
                     client_cert: client_cert.clone(),
                     client_key: client_key.clone(),
                 },
-                proxy: ProxySettings { proxy: proxy.clone(), no_proxy: no_proxy.clone() },
+                proxy: ProxySettings {
+                    proxy: proxy.clone(),
+                    no_proxy: no_proxy.clone(),
+                    credentials_file: proxy_credentials_file.clone(),
+                },
                 http2_prior_knowledge: *http2_prior_knowledge,
                 allow_internal_redirects: *allow_internal_redirects,
+                credentials_file: credentials_file.clone(),
             },
         }
     }

@@ -28,6 +28,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -40,7 +41,7 @@ use super::protocol::Protocol;
 use super::proxy::{ProxyFailure, ProxySettings, Routes, Tunnel, ask_tunnel};
 use super::redirect::{AddressClass, GuardedResolver, InternalAddress, InternalRedirect, ip_host};
 use super::tls::{TlsError, TlsFiles};
-use super::url::{parse_typed, redact_credentials};
+use super::url::{CredentialsFileError, parse_typed, read_credentials_file, redact_credentials, set_credentials};
 
 /// Timeouts of the HTTP client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +75,21 @@ pub struct Transport {
     /// Follow redirects to more internal addresses than the server that
     /// sent them (see [`super::redirect`]).
     pub allow_internal_redirects: bool,
+    /// A file holding the server's `user:password`, set on its base URL.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl Transport {
+    /// The secret files among these settings, each with its key in a
+    /// `[servers]` entry.
+    pub fn secret_files(&self) -> Vec<(&'static str, &Path)> {
+        let files = [
+            ("client_key", &self.tls.client_key),
+            ("credentials_file", &self.credentials_file),
+            ("proxy_credentials_file", &self.proxy.credentials_file),
+        ];
+        files.into_iter().filter_map(|(key, path)| Some((key, path.as_deref()?))).collect()
+    }
 }
 
 /// What a client is built with.
@@ -119,6 +135,9 @@ pub enum RequestError {
     /// A redirect to a more internal address than the server that sent it.
     #[error(transparent)]
     InternalRedirect(#[from] InternalRedirect),
+    /// The server's credentials file cannot be used.
+    #[error("cannot read the server's credentials: {0}")]
+    Credentials(#[from] CredentialsFileError),
 }
 
 /// The plain and TLS clients of one set of options, each built on first use.
@@ -298,9 +317,13 @@ impl Clients {
     /// https job ends it before any request).
     pub fn prepare_for(&self, url: &str) -> Result<reqwest::Url, RequestError> {
         let bad = |problem: &str| RequestError::BaseUrl(format!("{}: {problem}", redact_credentials(url)));
-        let parsed = parse_typed(url).map_err(|e| bad(&e.reason))?;
+        let mut parsed = parse_typed(url).map_err(|e| bad(&e.reason))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(bad("not an http:// or https:// URL"));
+        }
+        if let Some(path) = &self.options.transport.credentials_file {
+            let credentials = read_credentials_file(path)?;
+            set_credentials(&mut parsed, &credentials).map_err(|e| bad(&e.to_string()))?;
         }
         // Lane 0: the first worker's, on this thread.
         self.for_scheme(parsed.scheme(), 0)?;

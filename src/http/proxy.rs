@@ -14,13 +14,16 @@
 //! flagsd decides the route itself and hands reqwest a custom proxy.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::url::{parse_typed, redact_credentials, shown, split_credentials};
+use super::url::{
+    FileCredentials, parse_typed, read_credentials_file, redact_credentials, set_credentials, shown, split_credentials,
+};
 use crate::model::text::capped;
 
 /// A server's proxy settings as given; `None` leaves the environment in
@@ -31,6 +34,9 @@ pub struct ProxySettings {
     pub proxy: Option<String>,
     /// Hosts that bypass the proxy, comma-separated.
     pub no_proxy: Option<String>,
+    /// A file holding the proxy's `user:password`, set on whichever proxy
+    /// is in force (given or from the environment).
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// A proxy: its URL and how it is shown (credentials masked).
@@ -40,6 +46,15 @@ pub struct Proxy {
     pub url: reqwest::Url,
     /// The URL with its credentials masked, for messages.
     pub shown: String,
+}
+
+impl Proxy {
+    /// This proxy, with `credentials` as its user name and password.
+    fn with_credentials(mut self, credentials: &FileCredentials) -> Result<Self, String> {
+        set_credentials(&mut self.url, credentials).map_err(|e| format!("'{}': {e}", self.shown))?;
+        self.shown = shown(&self.url).trim_end_matches('/').to_owned();
+        Ok(self)
+    }
 }
 
 /// Longest part of a proxy's status line kept, in bytes (as a server's
@@ -158,6 +173,14 @@ impl Routes {
                 let https = first(&["https_proxy", "HTTPS_PROXY"]).or(all).map(parse).transpose()?.flatten();
                 (http, https)
             }
+        };
+        let (http, https) = match &settings.credentials_file {
+            Some(path) => {
+                let credentials = read_credentials_file(path).map_err(|e| format!("proxy_credentials_file: {e}"))?;
+                let with = |proxy: Option<Proxy>| proxy.map(|p| p.with_credentials(&credentials)).transpose();
+                (with(http)?, with(https)?)
+            }
+            None => (http, https),
         };
         let list = settings.no_proxy.clone().or_else(|| env("no_proxy")).or_else(|| env("NO_PROXY"));
         Ok(Self { http, https, bypass: Bypass::parse(list.as_deref().unwrap_or_default()) })
@@ -317,13 +340,15 @@ mod tests {
         let vars = env(&[("http_proxy", "http://env:1"), ("NO_PROXY", "*"), ("ALL_PROXY", "http://all:2")]);
         let from_env = Routes::resolve(&ProxySettings::default(), &vars).unwrap();
         assert_eq!(from_env.proxy_for(&url("http://127.0.0.1/")), None);
-        let no_list = ProxySettings { proxy: None, no_proxy: Some(String::new()) };
+        let no_list = ProxySettings { proxy: None, no_proxy: Some(String::new()), credentials_file: None };
         let routes = Routes::resolve(&no_list, &vars).unwrap();
         assert_eq!(routes.proxy_for(&url("http://127.0.0.1/")).unwrap().url.as_str(), "http://env:1/");
         assert_eq!(routes.proxy_for(&url("https://127.0.0.1/")).unwrap().url.as_str(), "http://all:2/");
-        let direct = ProxySettings { proxy: Some(String::new()), no_proxy: Some(String::new()) };
+        let direct =
+            ProxySettings { proxy: Some(String::new()), no_proxy: Some(String::new()), credentials_file: None };
         assert!(!Routes::resolve(&direct, &vars).unwrap().any());
-        let explicit = ProxySettings { proxy: Some("p:3".into()), no_proxy: Some("localhost".into()) };
+        let explicit =
+            ProxySettings { proxy: Some("p:3".into()), no_proxy: Some("localhost".into()), credentials_file: None };
         let routes = Routes::resolve(&explicit, &vars).unwrap();
         assert_eq!(routes.proxy_for(&url("https://h/")).unwrap().url.as_str(), "http://p:3/");
         assert_eq!(routes.proxy_for(&url("https://localhost:8/")), None);

@@ -15,6 +15,9 @@
 //! URL parser parses it, since that is where a request would go; it is
 //! shown with [`shown`].
 
+use std::path::{Path, PathBuf};
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
 
 use crate::model::codes::CountryCode;
@@ -112,6 +115,86 @@ pub fn shown(url: &Url) -> String {
     masked.to_string()
 }
 
+/// A user name and password read from a file (a server's
+/// `credentials_file`, its `proxy_credentials_file`), so that they need not
+/// be written in a configuration every user can read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileCredentials {
+    /// The user name.
+    pub user: String,
+    /// The password, if the file gives one.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for FileCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileCredentials(***)")
+    }
+}
+
+/// Why a credentials file cannot be used: the file and the kind of
+/// problem, never what it holds.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsFileError {
+    /// It cannot be read.
+    #[error("cannot read '{}': {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// It is not one short line of text with a user name.
+    #[error("'{}' does not hold user:password on one line of text", path.display())]
+    NotCredentials {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// The largest credentials file read, in bytes.
+const MAX_CREDENTIALS_FILE: u64 = 4096;
+
+/// Reads `user:password` (or a user name alone) from the file at `path`:
+/// one line of UTF-8 text, surrounding whitespace ignored, split at its
+/// first `:`, taken as it is (no percent-escapes).
+pub fn read_credentials_file(path: &Path) -> Result<FileCredentials, CredentialsFileError> {
+    use std::io::Read as _;
+    let read = |source| CredentialsFileError::Read { path: path.to_owned(), source };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_CREDENTIALS_FILE + 1).read_to_end(&mut bytes)).map_err(read)?;
+    let not_credentials = || CredentialsFileError::NotCredentials { path: path.to_owned() };
+    let text = std::str::from_utf8(&bytes).map_err(|_| not_credentials())?.trim();
+    if bytes.len() as u64 > MAX_CREDENTIALS_FILE || text.is_empty() || text.contains(['\n', '\r']) {
+        return Err(not_credentials());
+    }
+    let (user, password) = match text.split_once(':') {
+        Some((user, password)) => (user, Some(password.to_owned())),
+        None => (text, None),
+    };
+    if user.is_empty() {
+        return Err(not_credentials());
+    }
+    Ok(FileCredentials { user: user.to_owned(), password })
+}
+
+/// Every byte but the unreserved ones (RFC 3986), escaped: what a user
+/// name or password read as is becomes in a URL.
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// A URL that cannot carry a user name and password (it has no host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the URL cannot carry a user name and password")]
+pub struct NoCredentialsHere;
+
+/// Sets `credentials` as `url`'s user name and password, escaped so that
+/// the server receives them as they were read.
+pub fn set_credentials(url: &mut Url, credentials: &FileCredentials) -> Result<(), NoCredentialsHere> {
+    url.set_username(&utf8_percent_encode(&credentials.user, USERINFO).to_string()).map_err(|()| NoCredentialsHere)?;
+    let password = credentials.password.as_deref().map(|p| utf8_percent_encode(p, USERINFO).to_string());
+    url.set_password(password.as_deref()).map_err(|()| NoCredentialsHere)
+}
+
 /// The URL of `code`'s flag under the base URL `base` (one trailing slash
 /// of `base` is ignored): `{base}/{cc}/{cc}.gif`, `cc` in lower case.
 pub fn flag_url(base: &str, code: CountryCode) -> String {
@@ -193,6 +276,40 @@ mod tests {
         assert_eq!(bare, "nats://h:4222");
         assert_eq!(credentials.map(|c| Credentials::decode(c.user)), Some("tok@en".to_owned()));
         assert_eq!(format!("{credentials:?}"), "Some(Credentials(***))");
+    }
+
+    #[test]
+    fn credentials_files_hold_one_line_and_are_sent_as_read() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let file = |name: &str, text: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("written");
+            path
+        };
+        let good = file("good", b"  ann:p%41 #?/@:x \n");
+        let credentials = read_credentials_file(&good).expect("credentials");
+        assert_eq!((credentials.user.as_str(), credentials.password.as_deref()), ("ann", Some("p%41 #?/@:x")));
+        assert_eq!(format!("{credentials:?}"), "FileCredentials(***)");
+        let mut url = Url::parse("http://h:1/flags").expect("a URL");
+        set_credentials(&mut url, &credentials).expect("a host");
+        assert_eq!(url.host_str(), Some("h"));
+        assert_eq!(Credentials::decode(url.password().unwrap_or_default()), "p%41 #?/@:x");
+        assert_eq!(shown(&url), "http://***@h:1/flags");
+        let user_only = read_credentials_file(&file("user", b"token\n")).expect("a user");
+        assert_eq!((user_only.user.as_str(), user_only.password), ("token", None));
+        for (name, text) in [
+            ("empty", &b" \n"[..]),
+            ("lines", b"a:b\nc:d"),
+            ("binary", b"a:\xff"),
+            ("nouser", b":pw"),
+            ("big", &[b'a'; 5000]),
+        ] {
+            let error = read_credentials_file(&file(name, text)).expect_err(name).to_string();
+            assert!(error.ends_with("does not hold user:password on one line of text"), "{name}: {error}");
+            assert!(!error.contains("pw") && !error.contains("c:d"), "{error}");
+        }
+        let missing = read_credentials_file(&dir.path().join("missing")).expect_err("missing").to_string();
+        assert!(missing.starts_with("cannot read '") && missing.contains("No such file"), "{missing}");
     }
 
     #[test]

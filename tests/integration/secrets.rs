@@ -59,3 +59,116 @@ fn passwords_with_a_hash_a_slash_or_a_question_mark_are_masked_and_used_as_typed
     assert_eq!((status, final_counts(&stdout)), (0, (1, 0, 0)), "{stdout}{stderr}");
     assert!(!stdout.contains("1234") && !stdout.contains("user"), "{stdout}");
 }
+
+/// Sets the mode of `path`.
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn secret_files_that_others_can_read_are_warned_of() {
+    let pki = crate::tls::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o755);
+    let token = write_file(dir.path(), "admin-token", "s3cret-token\n");
+    let key = dir.path().join("client.key");
+    std::fs::copy(pki.file("client.key"), &key).unwrap();
+    let config = format!(
+        "[admin]\nlisten = \"0\"\ntoken_file = \"admin-token\"\n\
+         [servers]\nmirror = {{ url = \"https://127.0.0.1:9/flags\", client_cert = \"{}\", client_key = \"client.key\" }}\n\
+         [[batch]]\nname = \"b\"\ncodes = [\"BR\"]\nserver = \"mirror\"\n",
+        pki.file("client.pem").display()
+    );
+    write_file(dir.path(), "flagsd.toml", &config);
+    let check = || flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
+    for (mode, who) in [(0o644, Some("every user")), (0o640, Some("its group")), (0o600, None)] {
+        chmod(&token, mode);
+        chmod(&key, mode);
+        let (status, stdout, stderr) = check();
+        assert_eq!(status, 0, "a warning is no error: {stderr}");
+        assert!(stdout.starts_with("flagsd.toml: OK (1 batches"), "{stdout}");
+        match who {
+            Some(who) => {
+                let token_warning = format!(
+                    "flagsd.toml: admin.token_file: warning: 'admin-token' can be read by {who} (mode 0{mode:o}): \
+                     keep it to its owner (chmod 600), or hand it to the service with LoadCredential="
+                );
+                assert!(stderr.contains(&token_warning), "{stderr}");
+                assert!(stderr.contains("flagsd.toml: servers.mirror.client_key: warning: 'client.key'"), "{stderr}");
+            }
+            None => assert_eq!(stderr, "", "mode {mode:o}"),
+        }
+        assert!(!stderr.contains("s3cret-token"), "{stderr}");
+    }
+    // In a directory only its owner enters (as systemd's credentials
+    // directory), a file of mode 0644 is still private.
+    let private = dir.path().join("credentials");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::rename(&token, private.join("admin-token")).unwrap();
+    chmod(&private.join("admin-token"), 0o644);
+    chmod(&private, 0o700);
+    write_file(dir.path(), "flagsd.toml", &config.replace("\"admin-token\"", "\"credentials/admin-token\""));
+    let (status, _, stderr) = check();
+    assert!(status == 0 && !stderr.contains("admin.token_file"), "{stderr}");
+
+    // fetch --key says it too, and serve logs it at start.
+    chmod(&key, 0o644);
+    let (cert, key_text) = (pki.file("client.pem"), key.to_str().unwrap().to_owned());
+    let args = ["BR", "-s", "https://127.0.0.1:9/flags", "--cert", cert.to_str().unwrap(), "--key", &key_text];
+    let (_, _, stderr) = fetch(dir.path(), &args);
+    assert!(stderr.contains(&format!("warning: '{key_text}' can be read by every user (mode 0644)")), "{stderr}");
+    let daemon = Daemon::start(dir.path(), &[]);
+    let logged = "warning: 'client.key' can be read by every user (mode 0644)";
+    assert!(wait_until(LONG, || daemon.log().contains(logged)), "{}", daemon.log());
+}
+
+/// A server under `/flags` that wants `user:password` in Basic
+/// authentication, and says 401 otherwise.
+fn guarded_server(user_password: &'static str) -> crate::hostile::Hostile {
+    use base64::Engine as _;
+    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_password));
+    crate::hostile::Hostile::start(move |seen| {
+        let last = &seen[seen.len() - 1];
+        match last.header("Authorization") {
+            Some(given) if given == expected => crate::hostile::response("200 OK", &[], &crate::hostile::flag("br")),
+            _ => crate::hostile::response("401 Unauthorized", &["WWW-Authenticate: Basic".to_owned()], b""),
+        }
+    })
+}
+
+#[test]
+fn a_servers_credentials_file_is_sent_and_never_shown() {
+    let server = guarded_server("ann:pa#ss:w/rd");
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = write_file(dir.path(), "mirror-credentials", "ann:pa#ss:w/rd\n");
+    chmod(&credentials, 0o600);
+    let config = |extra: &str| {
+        format!(
+            "[servers]\nmirror = {{ url = \"{}\", credentials_file = \"mirror-credentials\" }}\n\
+             [[batch]]\nname = \"b\"\ncodes = [\"BR\"]\nserver = \"mirror\"\nverbose = true\n{extra}",
+            server.url()
+        )
+    };
+    write_file(dir.path(), "flagsd.toml", &config(""));
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml"], &[]);
+    assert_eq!((status, final_counts(&stdout)), (0, (1, 0, 0)), "{stdout}{stderr}");
+    let (status, stdout, stderr) =
+        flagsd_in(dir.path(), &["fetch", "BR", "-s", "mirror", "-c", "flagsd.toml", "--json"], &[]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert_hidden("pa#ss:w/rd", &[&stdout, &stderr]);
+
+    std::fs::remove_file(&credentials).unwrap();
+    let (status, _, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("flagsd.toml: servers.mirror.credentials_file: cannot read 'mirror-credentials'"),
+        "{stderr}"
+    );
+
+    let twice = config("").replace(&server.url(), &server.url().replace("http://", "http://bob:pw@"));
+    write_file(dir.path(), "flagsd.toml", &twice);
+    let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("servers.mirror.credentials_file: the URL carries credentials too"), "{stderr}");
+}
