@@ -172,3 +172,116 @@ fn a_servers_credentials_file_is_sent_and_never_shown() {
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.contains("servers.mirror.credentials_file: the URL carries credentials too"), "{stderr}");
 }
+
+/// What a notify socket received so far (systemd's `READY=1`, `STATUS=…`).
+fn notified(socket: &std::os::unix::net::UnixDatagram) -> String {
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buffer) {
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        text.push('\n');
+    }
+    text
+}
+
+/// The admin endpoint's address, as a log (or the journal) says it.
+fn admin_address(log: &str) -> Option<String> {
+    let marker = "admin endpoint listening address=";
+    let rest = &log[log.find(marker)? + marker.len()..];
+    rest.split_whitespace().next().map(str::to_owned)
+}
+
+#[test]
+fn a_secret_given_everywhere_shows_in_no_output_channel() {
+    use crate::fleetctl::{FLEET, FLEET_WAIT, Node, finish, submit};
+    use crate::tls::{Pki, TlsFront, assert_no_key_in, base64_lines};
+    let Some(nats) = crate::natsd::NatsServer::start_with_user("flagsd", PASSWORD) else { return };
+    let (flags, pki) = (clean_server(), Pki::new());
+    let front = TlsFront::start(flags.addr(), &pki, true);
+    let key_lines = base64_lines(&pki.file("client.key"));
+    let closed = closed_port_url();
+    let closed = closed.trim_start_matches("http://").trim_end_matches("/flags");
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_file(dir.path(), "admin-token", &format!("{PASSWORD}\n"));
+    chmod(&token, 0o600);
+    let server_url = flags.url().replace("http://", &format!("http://user:{PASSWORD}@"));
+    let text = format!(
+        "[fleet]\nnats = \"nats://flagsd:{PASSWORD}@127.0.0.1:{}\"\nname = \"{FLEET}\"\nack_wait = \"3s\"\n\
+         [admin]\nlisten = \"0\"\ntoken_file = \"admin-token\"\n\
+         [defaults]\noutput = \"out\"\nretries = 0\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n\
+         [servers]\nproxied = {{ url = \"{server_url}\", proxy = \"http://user:{PASSWORD}@{closed}\" }}\n\
+         tls = {{ url = \"{}\", ca_file = \"{}\", client_cert = \"{}\", client_key = \"{}\" }}\n\
+         [[batch]]\nname = \"proxied\"\ncodes = [\"BR\", \"AR\"]\nserver = \"proxied\"\nverbose = true\n\
+         [[batch]]\nname = \"tls\"\ncodes = [\"BR\"]\nserver = \"tls\"\nverbose = true\n",
+        nats.port(),
+        front.url(),
+        pki.file("ca.pem").display(),
+        pki.file("client.pem").display(),
+        pki.file("client.key").display(),
+    );
+    let config = write_file(dir.path(), "flagsd.toml", &text);
+    let notify = |name: &str| {
+        let path = dir.path().join(format!("{name}.notify"));
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+        (path, socket)
+    };
+    let ((notify_a, socket_a), (notify_b, socket_b)) = (notify("a"), notify("b"));
+    // Node a logs everything, debug included, on stderr; node b to the journal.
+    let a = Node::start(&config, "a", &[("FLAGSD_LOG", "debug"), ("NOTIFY_SOCKET", notify_a.to_str().unwrap())]);
+    let journal = FakeJournal::start();
+    let journal_env = journal.env(&write_file(dir.path(), "b.log", ""));
+    let mut env: Vec<(&str, &str)> = journal_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("NOTIFY_SOCKET", notify_b.to_str().unwrap()));
+    let b = Node::start(&config, "b", &env);
+    a.wait_joined();
+    assert!(wait_until(FLEET_WAIT, || journal.text().contains("MESSAGE=lane open")), "{}", journal.text());
+
+    let (status, document) = finish(submit(&config));
+    assert_eq!(status, 1, "the proxied batch fails, the TLS one downloads: {document}");
+    let (_, status_out, status_err) = flagsd_in(dir.path(), &["status", "--config", "flagsd.toml"], &[]);
+    let fetch_args = ["fetch", "BR", "-v", "--json", "-c", "flagsd.toml", "-o", "fetched", "-s"];
+    let (_, proxied_out, proxied_err) = flagsd_in(dir.path(), &[&fetch_args[..], &["proxied"]].concat(), &[]);
+    let (_, tls_out, tls_err) = flagsd_in(dir.path(), &[&fetch_args[..], &["tls"]].concat(), &[]);
+    let (_, check_out, check_err) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
+    let endpoints: Vec<String> = [admin_address(&a.log()), admin_address(&journal.text())]
+        .into_iter()
+        .map(|addr| addr.expect("an admin endpoint"))
+        .flat_map(|addr| {
+            ["/readyz", "/metrics", "/batches", "/runs"].map(|path| http(&addr, "GET", path, Some(PASSWORD)).1)
+        })
+        .collect();
+    drop(b);
+    let (notified_a, notified_b) = (notified(&socket_a), notified(&socket_b));
+
+    // The channels did say something, where the secrets were.
+    assert!(a.log().contains("cannot reach proxy http://***@"), "{}", a.log());
+    assert!(journal.text().contains("download failed"), "{}", journal.text());
+    assert!(notified_a.contains("STATUS=") && notified_b.contains("nats://***@127.0.0.1"), "{notified_b}");
+    assert!(status_out.contains(&format!("nats://***@127.0.0.1:{}", nats.port())), "{status_out}{status_err}");
+    let document = document.to_string();
+    assert!(
+        document.contains(&format!("\"url\":\"http://***@{}/br/br.gif\"", flags.url().trim_start_matches("http://"))),
+        "{document}"
+    );
+    let texts = [
+        a.log(),
+        journal.text(),
+        notified_a,
+        notified_b,
+        document,
+        status_out,
+        status_err,
+        proxied_out,
+        proxied_err,
+        tls_out,
+        tls_err,
+        check_out,
+        check_err,
+    ];
+    let all: Vec<&str> = texts.iter().chain(&endpoints).map(String::as_str).collect();
+    assert_hidden(PASSWORD, &all);
+    for text in &all {
+        assert_no_key_in(&key_lines, text);
+    }
+}

@@ -212,14 +212,14 @@ fn servers_carry_their_tls_files_in_the_configuration() {
 
 /// The lines of base64 of the PEM file `path`, for looking for any of them
 /// where a key must not show.
-fn base64_lines(path: &Path) -> Vec<String> {
+pub fn base64_lines(path: &Path) -> Vec<String> {
     let pem = std::fs::read_to_string(path).expect("a PEM file");
     pem.lines().filter(|l| !l.starts_with("-----") && !l.is_empty()).map(str::to_owned).collect()
 }
 
 /// Asserts that nothing of the key whose base64 lines are `lines` shows in
 /// `text`: no 8 characters of it, and not its bytes written as numbers.
-fn assert_no_key_in(lines: &[String], text: &str) {
+pub fn assert_no_key_in(lines: &[String], text: &str) {
     for line in lines {
         for piece in line.as_bytes().chunks_exact(8) {
             let piece = std::str::from_utf8(piece).expect("base64 is ASCII");
