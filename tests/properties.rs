@@ -1,8 +1,10 @@
 //! Property tests of everything that parses untrusted text: configuration
-//! files, codes files, country names from a server, durations, sizes and
-//! rates, the `Retry-After` and conditional-request headers, URLs that
-//! carry secrets, and text shown on a terminal. Each property must hold on
-//! any input, and nothing may panic.
+//! files, codes files, country names from a server (from anywhere in
+//! Unicode), durations, sizes and rates, the `Retry-After` and
+//! conditional-request headers, URLs that carry secrets, text shown on a
+//! terminal, values of any size in the journal, and the fleet's work items
+//! and outcomes as another node may publish them. Each property must hold
+//! on any input, and nothing may panic.
 //!
 //! Each property runs 256 cases (`FLAGSD_PROPTEST_CASES` to fuzz longer);
 //! together they take a few seconds. A failing case is shrunk and kept in
@@ -18,14 +20,17 @@ use flagsd::config::server::check_base_url;
 use flagsd::config::validate::{MAX_DURATION, parse_duration, parse_listen, parse_size};
 use flagsd::config::{ConfigSource, Server};
 use flagsd::engine::retry::RetryPolicy;
+use flagsd::fleet::messages::{MAX_BATCH, MAX_OUTCOMES, MAX_WORK_ITEM, read_outcomes, read_work};
 use flagsd::http::proxy::parse_proxy;
 use flagsd::http::rate::Rate;
 use flagsd::http::response::parse_retry_after;
 use flagsd::http::url::{parse_typed, redact_credentials, shown};
-use flagsd::model::codes::{CountryCode, SHOWN_WORD_CHARS, parse_code_list};
+use flagsd::model::codes::{CodeSet, CountryCode, SHOWN_WORD_CHARS, parse_code, parse_code_list};
 use flagsd::model::outcome::{DownloadError, Outcome};
 use flagsd::model::random::Dice;
+use flagsd::model::run::CodeResult;
 use flagsd::model::text::{capped, is_invisible, terminal_safe};
+use flagsd::present::report::result_line;
 use flagsd::store::claims::{LocalClaims, claim_file_name};
 use flagsd::store::naming::sanitize_stem;
 use flagsd::store::state::KnownFiles;
@@ -151,6 +156,42 @@ fn any_text(max: usize) -> impl Strategy<Value = String> {
 fn text_of_any_size() -> impl Strategy<Value = String> {
     let times = prop::sample::select(vec![0usize, 1, 2, 100, 1_000, 12_000]);
     (any_text(16), times).prop_map(|(text, times)| text.repeat(times))
+}
+
+/// The codes of a fleet's run in the fleet-message properties.
+fn run_codes() -> CodeSet {
+    ["BR", "AR", "ZZ"].iter().filter_map(|c| parse_code(c)).collect()
+}
+
+/// A code as a hostile node may write one.
+fn any_code() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["BR", "AR", "ZZ", "CL", "br", "B", "BRA", "", "\u{1b}R"]).prop_map(str::to_owned),
+        1 => any_text(4),
+    ]
+}
+
+/// An outcome as a hostile node may publish one: fields of any size and
+/// content, kinds known and unknown, and now and then a field missing or
+/// of another type.
+fn any_outcome() -> impl Strategy<Value = serde_json::Value> {
+    let kind = prop::sample::select(vec!["downloaded", "not_found", "http_error", "unfinished", "bogus", ""]);
+    let text = prop_oneof![8 => any_text(40), 1 => text_of_any_size()];
+    (any_code(), kind, text.clone(), text.clone(), text, any::<u32>(), 0u8..8).prop_map(
+        |(code, kind, message, url, node, n, shape)| {
+            let mut outcome = serde_json::json!({
+                "code": code, "outcome": kind, "status": n % 600, "message": message, "attempts": n % 5,
+                "bytes": n, "file": null, "url": url, "node": node,
+            });
+            match shape {
+                0 => outcome["attempts"] = serde_json::json!("many"),
+                1 => outcome = serde_json::json!(n),
+                2 => drop(outcome.as_object_mut().map(|o| o.remove("url"))),
+                _ => {}
+            }
+            outcome
+        },
+    )
 }
 
 /// A URL as someone may type it with a password: any scheme flagsd meets
@@ -368,5 +409,47 @@ proptest! {
     #[test]
     fn retry_after_values_of_any_size_parse_or_not_without_panicking(value in text_of_any_size()) {
         let _ = parse_retry_after(&value, SystemTime::now());
+    }
+
+    #[test]
+    fn a_work_item_of_any_bytes_is_a_code_of_its_run_or_dropped(
+        payload in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..400),
+            any_code().prop_map(|code| serde_json::json!({"code": code}).to_string().into_bytes()),
+        ]
+    ) {
+        let codes = run_codes();
+        match read_work(&payload, &codes) {
+            Ok(code) => {
+                prop_assert!(codes.contains(code) && payload.len() <= MAX_WORK_ITEM);
+            }
+            Err((_, why)) => prop_assert!(!why.is_empty()),
+        }
+    }
+
+    #[test]
+    fn outcomes_of_any_content_are_read_within_bounds_and_shown_safely(
+        entries in prop::collection::vec(any_outcome(), 0..8),
+        raw in prop::collection::vec(any::<u8>(), 0..64),
+        as_raw in any::<bool>(),
+    ) {
+        let codes = run_codes();
+        let payload = if as_raw { raw } else { serde_json::to_vec(&entries).expect("JSON") };
+        let (results, drops) = read_outcomes(&payload, &codes);
+        if payload.len() > MAX_OUTCOMES {
+            prop_assert!(results.is_empty() && drops.len() == 1);
+        }
+        prop_assert!(results.len() + drops.len() <= (4 * MAX_BATCH).max(1));
+        for (code, result) in &results {
+            prop_assert!(codes.contains(*code) && result.code == code.as_str());
+            let texts = [result.message.as_deref(), Some(result.url.as_str()), result.file.as_deref(), result.node.as_deref()];
+            for text in texts.into_iter().flatten() {
+                prop_assert!(text.len() <= 2048, "{} bytes", text.len());
+            }
+            let line = result_line(result);
+            prop_assert!(!line.chars().any(is_invisible), "{line:?}");
+            prop_assert!(line.chars().count() < 700, "{} characters", line.chars().count());
+        }
+        let _: Vec<CodeResult> = results.into_iter().map(|(_, r)| r).collect();
     }
 }
