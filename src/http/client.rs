@@ -341,7 +341,9 @@ impl Clients {
         headers: &HeaderMap,
         lane: usize,
     ) -> Result<reqwest::Response, RequestError> {
-        let origin = url.host_str().map(str::to_owned);
+        // The job's own host, kept when the first redirect comes (most
+        // requests are never redirected: nothing is copied for them).
+        let mut origin = None;
         let (mut redirects, mut guard) = (0, None);
         loop {
             if let Some(limit) = guard {
@@ -355,7 +357,7 @@ impl Clients {
                         });
                     }
                 };
-                match self.follow(response, &url, origin.as_deref(), &mut redirects)? {
+                match self.follow(response, &url, &mut origin, &mut redirects)? {
                     Followed::Answer(response) => return Ok(response),
                     Followed::To(next, limit) => (url, guard) = (next, limit),
                 }
@@ -389,22 +391,22 @@ impl Clients {
                 Ok(response) => response,
                 Err(error) => return Err(self.explain(error, &url).await),
             };
-            match self.follow(response, &url, origin.as_deref(), &mut redirects)? {
+            match self.follow(response, &url, &mut origin, &mut redirects)? {
                 Followed::Answer(response) => return Ok(response),
                 Followed::To(next, limit) => (url, guard) = (next, limit),
             }
         }
     }
 
-    /// What becomes of `response` to a request for `url` (the request of a
-    /// job whose base URL's host is `origin`), after `redirects` redirects:
-    /// the answer, or the redirect to follow and the class its name must
-    /// resolve within, if it must.
+    /// What becomes of `response` to a request for `url`, after `redirects`
+    /// redirects: the answer, or the redirect to follow and the class its
+    /// name must resolve within, if it must. `origin` is the host of the
+    /// job's URL, set here at the first redirect.
     fn follow(
         &self,
         response: reqwest::Response,
         url: &reqwest::Url,
-        origin: Option<&str>,
+        origin: &mut Option<Option<String>>,
         redirects: &mut usize,
     ) -> Result<Followed, RequestError> {
         let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
@@ -415,6 +417,7 @@ impl Clients {
         if !matches!(next.scheme(), "http" | "https") {
             return Err(RequestError::Redirect(format!("redirect to a {}: URL", next.scheme())));
         }
+        let origin = origin.get_or_insert_with(|| url.host_str().map(str::to_owned)).as_deref();
         *redirects += 1;
         if *redirects > MAX_REDIRECTS {
             return Err(RequestError::Redirect(format!("more than {MAX_REDIRECTS} redirects")));
