@@ -137,3 +137,34 @@ fn a_redirect_to_another_loopback_address_is_followed() {
     assert_eq!((status, final_counts(&stdout)), (0, (1, 0, 0)), "{stdout}");
     assert_eq!(std::fs::read(out.path().join("BR.gif")).unwrap(), flag("br"));
 }
+
+#[test]
+fn credentials_are_not_sent_to_another_host() {
+    use std::io::{BufRead as _, Write as _};
+    let Ok(listener) = std::net::TcpListener::bind(("127.0.0.2", 0)) else {
+        println!("skipped: cannot listen on 127.0.0.2");
+        return;
+    };
+    let other = listener.local_addr().unwrap();
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&heads);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut head = String::new();
+            let mut reader = std::io::BufReader::new(&stream);
+            while reader.read_line(&mut head).unwrap_or(0) > 2 {}
+            seen.lock().unwrap().push(head.to_ascii_lowercase());
+            let body = flag("br");
+            let _ = (&stream).write_all(&response("200 OK", &[], &body));
+        }
+    });
+    let first = redirecting_to(format!("http://{other}/flags/br/br.gif"));
+    let url = first.url().replace("http://", "http://alice:s3cret@");
+    let out = tempfile::tempdir().unwrap();
+    let (status, stdout, _) = fetch(out.path(), &["BR", "-v", "-s", &url]);
+    assert_eq!((status, final_counts(&stdout)), (0, (1, 0, 0)), "{stdout}");
+    assert!(first.seen()[0].header("Authorization").is_some(), "the server itself gets them");
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 1);
+    assert!(!heads[0].contains("authorization"), "{}", heads[0]);
+}
