@@ -357,9 +357,9 @@ impl Clients {
                         });
                     }
                 };
-                match self.follow(response, &url, &mut origin, &mut redirects)? {
-                    Followed::Answer(response) => return Ok(response),
-                    Followed::To(next, limit) => (url, guard) = (next, limit),
+                match self.follow(&response, &url, &mut origin, &mut redirects)? {
+                    None => return Ok(response),
+                    Some((next, limit)) => (url, guard) = (next, limit),
                 }
                 continue;
             }
@@ -391,27 +391,29 @@ impl Clients {
                 Ok(response) => response,
                 Err(error) => return Err(self.explain(error, &url).await),
             };
-            match self.follow(response, &url, &mut origin, &mut redirects)? {
-                Followed::Answer(response) => return Ok(response),
-                Followed::To(next, limit) => (url, guard) = (next, limit),
+            match self.follow(&response, &url, &mut origin, &mut redirects)? {
+                None => return Ok(response),
+                Some((next, limit)) => (url, guard) = (next, limit),
             }
         }
     }
 
-    /// What becomes of `response` to a request for `url`, after `redirects`
-    /// redirects: the answer, or the redirect to follow and the class its
-    /// name must resolve within, if it must. `origin` is the host of the
-    /// job's URL, set here at the first redirect.
+    /// Whether `response` to a request for `url`, after `redirects`
+    /// redirects, is a redirect to follow: `None` for an answer, else where
+    /// it leads and the class its name must resolve within, if it must.
+    /// `origin` is the host of the job's URL, set here at the first
+    /// redirect. The response is borrowed: most are answers, returned as
+    /// they are.
     fn follow(
         &self,
-        response: reqwest::Response,
+        response: &reqwest::Response,
         url: &reqwest::Url,
         origin: &mut Option<Option<String>>,
         redirects: &mut usize,
-    ) -> Result<Followed, RequestError> {
+    ) -> Result<Option<(reqwest::Url, Option<AddressClass>)>, RequestError> {
         let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
         let Some(location) = location.filter(|_| REDIRECTS.contains(&response.status().as_u16())) else {
-            return Ok(Followed::Answer(response));
+            return Ok(None);
         };
         let next = url.join(location).map_err(|e| RequestError::Redirect(format!("bad redirect: {e}")))?;
         if !matches!(next.scheme(), "http" | "https") {
@@ -423,13 +425,13 @@ impl Clients {
             return Err(RequestError::Redirect(format!("more than {MAX_REDIRECTS} redirects")));
         }
         if self.options.transport.allow_internal_redirects {
-            return Ok(Followed::To(next, None));
+            return Ok(Some((next, None)));
         }
         let proxied = |url: &reqwest::Url| self.routes.get().is_some_and(|routes| routes.proxy_for(url).is_some());
         let peer = if proxied(url) { None } else { response.remote_addr().map(|addr| addr.ip()) };
         let hop = Hop { sender: sender_class(peer, url), next: &next, origin, next_proxied: proxied(&next) };
         let limit = hop.guard()?;
-        Ok(Followed::To(next, limit))
+        Ok(Some((next, limit)))
     }
 
     /// A failed request's error; through a proxy, with what the proxy did.
@@ -448,13 +450,6 @@ impl Clients {
         };
         RequestError::Proxy(Box::new(ProxyFailure { proxy: proxy.shown.clone(), target, tunnel, error }))
     }
-}
-
-/// What becomes of an answer: kept, or a redirect followed (to a name
-/// resolved within a class, if given).
-enum Followed {
-    Answer(reqwest::Response),
-    To(reqwest::Url, Option<AddressClass>),
 }
 
 /// The class of the server that answered `url` from the address `peer`
