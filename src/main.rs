@@ -13,12 +13,15 @@ use flagsd::cli::{self, Cli, Command};
 use flagsd::config::{ConfigSource, FetchConfig, UsageError};
 use flagsd::job::FatalError;
 use flagsd::model::exit::ExitStatus;
+use flagsd::model::text::{log_safe, terminal_safe_lines};
 
 /// The usage line of `fetch`, as flags2 prints it (the shared spec asks for
 /// this one-line hint).
 const FETCH_USAGE: &str =
     "usage: flagsd fetch [-a | -e] [-l N] [-m N] [-s LABEL|URL] [-v | -q] [-o DIR] [CC ...]  (see flagsd fetch --help)";
 
+/// Error lines quote what servers, fleet nodes, files and arguments hold:
+/// each line is made safe for a terminal before it is printed.
 fn main() {
     app::complete::answer_if_asked();
     let mut command = cli::command();
@@ -30,11 +33,11 @@ fn main() {
                     run(parsed, path.first().map_or("", String::as_str)).unwrap_or_else(|error| match &error {
                         FatalError::Usage(usage) => usage_error(&usage.to_string(), &usage_line(&command, &path)),
                         FatalError::Config(problems) => {
-                            eprintln!("{problems}");
+                            eprintln!("{}", terminal_safe_lines(&problems.to_string()));
                             error.exit_status()
                         }
                         other => {
-                            eprintln!("*** Error: {other}");
+                            eprintln!("*** Error: {}", terminal_safe_lines(&other.to_string()));
                             error.exit_status()
                         }
                     })
@@ -52,7 +55,7 @@ fn main() {
 
 /// Says a usage error: the message, then the usage line.
 fn usage_error(message: &str, usage: &str) -> ExitStatus {
-    eprintln!("*** Usage error: {message}");
+    eprintln!("*** Usage error: {}", terminal_safe_lines(message));
     eprintln!("{usage}");
     ExitStatus::Usage
 }
@@ -164,7 +167,7 @@ fn described(usage: &str, path: &[String]) -> String {
 
 /// Runs `cli`'s command, whose name is `name`.
 fn run(cli: Cli, name: &str) -> Result<ExitStatus, FatalError> {
-    flagsd::sys::logging::init(cli.log_level.as_deref(), cli::log_default(name).filter, cli.log_format)
+    flagsd::sys::logging::init(cli.log_level.as_deref(), cli::log_default(name).filter, cli.log_format, log_safe)
         .map_err(|e| UsageError(e.to_string()))?;
     // The system (and with it every abandoned download and its temporary
     // file) is dropped before `main` exits.
@@ -179,7 +182,7 @@ fn run(cli: Cli, name: &str) -> Result<ExitStatus, FatalError> {
             system.block_on(app::fetch::run(config))
         }
         Command::Run(args) => {
-            let settings = ConfigSource::from_args(&args.config)?.load_for_run()?;
+            let settings = ConfigSource::from_args(&args.config)?.load_for_run(&args.batches)?;
             let printed = match (args.json, args.quiet) {
                 (true, _) => app::run::Printed::Json,
                 (_, true) => app::run::Printed::Nothing,

@@ -1,7 +1,10 @@
 //! Property tests of everything that parses untrusted text: configuration
-//! files, codes files, country names from a server, durations, sizes and
-//! rates, and the `Retry-After` and conditional-request headers. Each
-//! property must hold on any input, and nothing may panic.
+//! files, codes files, country names from a server (from anywhere in
+//! Unicode), durations, sizes and rates, the `Retry-After` and
+//! conditional-request headers, URLs that carry secrets, text shown on a
+//! terminal, values of any size in the journal, and the fleet's work items
+//! and outcomes as another node may publish them. Each property must hold
+//! on any input, and nothing may panic.
 //!
 //! Each property runs 256 cases (`FLAGSD_PROPTEST_CASES` to fuzz longer);
 //! together they take a few seconds. A failing case is shrunk and kept in
@@ -11,18 +14,27 @@
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
-use flagsd::config::ConfigSource;
 use flagsd::config::file::Overrides;
+use flagsd::config::file::{RawFleet, RawUrls};
+use flagsd::config::server::check_base_url;
 use flagsd::config::validate::{MAX_DURATION, parse_duration, parse_listen, parse_size};
+use flagsd::config::{ConfigSource, Server};
 use flagsd::engine::retry::RetryPolicy;
+use flagsd::fleet::messages::{MAX_BATCH, MAX_OUTCOMES, MAX_WORK_ITEM, read_outcomes, read_work};
+use flagsd::http::proxy::parse_proxy;
 use flagsd::http::rate::Rate;
 use flagsd::http::response::parse_retry_after;
-use flagsd::model::codes::{CountryCode, SHOWN_WORD_CHARS, parse_code_list};
+use flagsd::http::url::{parse_typed, redact_credentials, shown};
+use flagsd::model::codes::{CodeSet, CountryCode, SHOWN_WORD_CHARS, parse_code, parse_code_list};
 use flagsd::model::outcome::{DownloadError, Outcome};
 use flagsd::model::random::Dice;
+use flagsd::model::run::CodeResult;
+use flagsd::model::text::{capped, is_invisible, terminal_safe};
+use flagsd::present::report::result_line;
 use flagsd::store::claims::{LocalClaims, claim_file_name};
 use flagsd::store::naming::sanitize_stem;
 use flagsd::store::state::KnownFiles;
+use flagsd::sys::journal::{JournalLayer, MAX_ENTRY, MAX_FIELD, MAX_MESSAGE};
 use flagsd::testserver::conditional::is_not_modified;
 use proptest::prelude::*;
 
@@ -89,6 +101,112 @@ fn config_text() -> impl Strategy<Value = String> {
         1 => "[ -~]{0,30}",
     ];
     prop::collection::vec(line, 0..24).prop_map(|lines| lines.join("\n"))
+}
+
+/// Characters that hide or reorder text, and the separators of paths:
+/// what [`any_text`] mixes in more often than chance would.
+const SPECIAL: [char; 29] = [
+    '/',
+    '\\',
+    '.',
+    '-',
+    ' ',
+    '\u{0}',
+    '\u{1b}',
+    '\r',
+    '\u{7}',
+    '\u{9b}',
+    '\u{61c}',
+    '\u{180e}',
+    '\u{200b}',
+    '\u{202e}',
+    '\u{2066}',
+    '\u{2028}',
+    '\u{2800}',
+    '\u{3164}',
+    '\u{115f}',
+    '\u{fff9}',
+    '\u{feff}',
+    '\u{e0001}',
+    '\u{e0041}',
+    '\u{e000}',
+    '\u{ff0e}',
+    '\u{ff0f}',
+    '\u{2024}',
+    '\u{301}',
+    '\u{200d}',
+];
+
+/// Text from anywhere in Unicode (every plane, unassigned and private-use
+/// code points included; surrogates become U+FFFD), with [`SPECIAL`]
+/// characters and plain letters overrepresented. Each character is drawn
+/// from one number (two fifths any code point, one fifth a special, two
+/// fifths a letter): far cheaper than a union of strategies per character.
+fn any_text(max: usize) -> impl Strategy<Value = String> {
+    let char_of = |n: u32| match n % 5 {
+        0 | 1 => char::from_u32((n / 5) % 0x11_0000).unwrap_or('\u{fffd}'),
+        2 => SPECIAL[(n / 5) as usize % SPECIAL.len()],
+        _ => char::from(b'a' + ((n / 5) % 26) as u8),
+    };
+    prop::collection::vec(any::<u32>(), 0..max).prop_map(move |numbers| numbers.into_iter().map(char_of).collect())
+}
+
+/// Text of any size, from nothing to about a megabyte: a short text
+/// repeated (what a server may send as a reason phrase or a header value).
+fn text_of_any_size() -> impl Strategy<Value = String> {
+    let times = prop::sample::select(vec![0usize, 1, 2, 100, 1_000, 12_000]);
+    (any_text(16), times).prop_map(|(text, times)| text.repeat(times))
+}
+
+/// The codes of a fleet's run in the fleet-message properties.
+fn run_codes() -> CodeSet {
+    ["BR", "AR", "ZZ"].iter().filter_map(|c| parse_code(c)).collect()
+}
+
+/// A code as a hostile node may write one.
+fn any_code() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["BR", "AR", "ZZ", "CL", "br", "B", "BRA", "", "\u{1b}R"]).prop_map(str::to_owned),
+        1 => any_text(4),
+    ]
+}
+
+/// An outcome as a hostile node may publish one: fields of any size and
+/// content, kinds known and unknown, and now and then a field missing or
+/// of another type.
+fn any_outcome() -> impl Strategy<Value = serde_json::Value> {
+    let kind = prop::sample::select(vec!["downloaded", "not_found", "http_error", "unfinished", "bogus", ""]);
+    let text = prop_oneof![8 => any_text(40), 1 => text_of_any_size()];
+    (any_code(), kind, text.clone(), text.clone(), text, any::<u32>(), 0u8..8).prop_map(
+        |(code, kind, message, url, node, n, shape)| {
+            let mut outcome = serde_json::json!({
+                "code": code, "outcome": kind, "status": n % 600, "message": message, "attempts": n % 5,
+                "bytes": n, "file": null, "url": url, "node": node,
+            });
+            match shape {
+                0 => outcome["attempts"] = serde_json::json!("many"),
+                1 => outcome = serde_json::json!(n),
+                2 => drop(outcome.as_object_mut().map(|o| o.remove("url"))),
+                _ => {}
+            }
+            outcome
+        },
+    )
+}
+
+/// A URL as someone may type it with a password: any scheme flagsd meets
+/// (or refuses), a user, a password that starts with `Z` and ends with `Q`
+/// (letters no generated host holds) and holds any printable ASCII, `@`,
+/// `:`, `/`, `?`, `#` and `%` included, and a host that may not parse.
+fn url_with_secret() -> impl Strategy<Value = (String, String)> {
+    let scheme = prop::sample::select(vec!["http", "https", "HTTP", "nats", "tls", "socks5", "ftp", ""]);
+    let host = prop::sample::select(vec!["127.0.0.1:1", "h", "[::1]:8080", "bad host:1", "", "h:99999", "[::1"]);
+    let tail = prop::sample::select(vec!["", "/", "/flags", "/flags?a=b", "/flags#x", "/a@b"]);
+    (scheme, "[a-z]{0,6}", "[ -~]{0,16}", host, tail).prop_map(|(scheme, user, core, host, tail)| {
+        let secret = format!("Z{core}Q");
+        let prefix = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+        (format!("{prefix}{user}:{secret}@{host}{tail}"), secret)
+    })
 }
 
 proptest! {
@@ -194,5 +312,144 @@ proptest! {
         if !list.contains('"') {
             prop_assert!(is_not_modified(Some(&listed), None, etag, modified), "{listed}");
         }
+    }
+
+    #[test]
+    fn a_password_never_shows_in_any_message_about_its_url((url, secret) in url_with_secret()) {
+        let mut said = vec![redact_credentials(&url)];
+        said.extend(parse_typed(&url).map(|u| shown(&u)).map_err(|e| format!("{e} {e:?}")).err());
+        if let Ok(parsed) = parse_typed(&url) {
+            said.push(shown(&parsed));
+        }
+        said.push(match parse_proxy(&url) {
+            Ok(Some(proxy)) => format!("{} {:?}", proxy.shown, proxy.shown),
+            Ok(None) => String::new(),
+            Err(e) => e,
+        });
+        said.extend(check_base_url(&url).err());
+        said.push(match Server::parse(&url) {
+            Ok(server) => format!("{:?}", server.label),
+            Err(e) => e.to_string(),
+        });
+        let fleet = RawFleet { nats: Some(RawUrls::One(url.clone())), ..RawFleet::default() };
+        match flagsd::config::fleet::check(&fleet) {
+            Ok(settings) => said.extend([settings.display_servers(), format!("{settings:?}")]),
+            Err(problems) => said.extend(problems.into_iter().map(|(key, message)| format!("{key}: {message}"))),
+        }
+        for text in &said {
+            prop_assert!(!text.contains(&secret), "{secret:?} shows in {text:?} (from {url:?})");
+        }
+    }
+
+    #[test]
+    fn names_from_anywhere_in_unicode_lose_everything_invisible(raw in any_text(90)) {
+        if let Some(stem) = sanitize_stem(&raw) {
+            prop_assert!(!stem.is_empty() && stem.chars().count() <= 60, "{stem:?}");
+            prop_assert!(!stem.chars().any(is_invisible), "{raw:?} -> {stem:?}");
+            prop_assert!(!stem.contains('/') && !stem.contains('\\') && !stem.contains(".."), "{stem:?}");
+            prop_assert!(!stem.starts_with(['.', '-']) && !stem.ends_with('.'), "{stem:?}");
+            let again = sanitize_stem(&stem);
+            prop_assert_eq!(again.as_deref(), Some(stem.as_str()), "not stable");
+        }
+    }
+
+    #[test]
+    fn terminal_safe_text_holds_nothing_a_terminal_obeys(raw in any_text(100), max in 1usize..120) {
+        let safe = terminal_safe(&raw, max);
+        prop_assert!(!safe.chars().any(is_invisible), "{raw:?} -> {safe:?}");
+        prop_assert!(safe.chars().count() <= max + 1, "{} > {max} + 1", safe.chars().count());
+        if !raw.chars().any(is_invisible) && raw.chars().count() <= max {
+            prop_assert_eq!(&safe, &raw);
+        }
+    }
+
+    #[test]
+    fn text_of_any_size_is_capped_at_a_character_boundary(text in text_of_any_size(), max in 0usize..2048) {
+        let cut = capped(&text, max);
+        prop_assert!(cut.len() <= max + '…'.len_utf8(), "{} > {max}", cut.len());
+        prop_assert!(*cut == *text || text.starts_with(cut.strip_suffix('…').unwrap_or(&cut)), "not a prefix");
+        if text.len() <= max {
+            prop_assert_eq!(&*cut, text.as_str());
+        }
+    }
+
+    #[test]
+    fn journal_entries_of_any_size_arrive_cut(message in text_of_any_size(), value in text_of_any_size()) {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("journal.socket");
+        let journald = std::os::unix::net::UnixDatagram::bind(&path).expect("a fake journald");
+        journald.set_read_timeout(Some(Duration::from_secs(5))).expect("a timeout");
+        let layer = JournalLayer::at(&path, "flagsd", str::to_owned).expect("it connects");
+        let mut buffer = vec![0u8; MAX_ENTRY + 1];
+        prop_assert_eq!(journald.recv(&mut buffer).expect("the probe"), 0);
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!(reason = %value, url = %value, "{message}");
+        });
+        let n = journald.recv(&mut buffer).expect("every event arrives");
+        prop_assert!(n <= MAX_ENTRY, "{n} bytes");
+        let entry = &buffer[..n];
+        prop_assert!(entry.starts_with(b"PRIORITY=4\nSYSLOG_IDENTIFIER=flagsd\nMESSAGE"));
+        // A value with a line break is sent with its length: none is longer
+        // than the caps.
+        let mut rest = entry;
+        while let Some(at) = rest.iter().position(|b| *b == b'\n') {
+            let (line, after) = rest.split_at(at);
+            if line.iter().all(|b| b.is_ascii_uppercase() || *b == b'_') && after.len() > 9 {
+                let length = u64::from_le_bytes(after[1..9].try_into().expect("8 bytes"));
+                prop_assert!(length as usize <= MAX_MESSAGE.max(MAX_FIELD) + 16, "{length}");
+                rest = &after[(9 + length as usize + 1).min(after.len())..];
+            } else {
+                prop_assert!(line.len() <= MAX_MESSAGE + 40, "{} bytes", line.len());
+                rest = &after[1..];
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_values_of_any_size_parse_or_not_without_panicking(value in text_of_any_size()) {
+        let _ = parse_retry_after(&value, SystemTime::now());
+    }
+
+    #[test]
+    fn a_work_item_of_any_bytes_is_a_code_of_its_run_or_dropped(
+        payload in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..400),
+            any_code().prop_map(|code| serde_json::json!({"code": code}).to_string().into_bytes()),
+        ]
+    ) {
+        let codes = run_codes();
+        match read_work(&payload, &codes) {
+            Ok(code) => {
+                prop_assert!(codes.contains(code) && payload.len() <= MAX_WORK_ITEM);
+            }
+            Err((_, why)) => prop_assert!(!why.is_empty()),
+        }
+    }
+
+    #[test]
+    fn outcomes_of_any_content_are_read_within_bounds_and_shown_safely(
+        entries in prop::collection::vec(any_outcome(), 0..8),
+        raw in prop::collection::vec(any::<u8>(), 0..64),
+        as_raw in any::<bool>(),
+    ) {
+        let codes = run_codes();
+        let payload = if as_raw { raw } else { serde_json::to_vec(&entries).expect("JSON") };
+        let (results, drops) = read_outcomes(&payload, &codes);
+        if payload.len() > MAX_OUTCOMES {
+            prop_assert!(results.is_empty() && drops.len() == 1);
+        }
+        prop_assert!(results.len() + drops.len() <= (4 * MAX_BATCH).max(1));
+        for (code, result) in &results {
+            prop_assert!(codes.contains(*code) && result.code == code.as_str());
+            let texts = [result.message.as_deref(), Some(result.url.as_str()), result.file.as_deref(), result.node.as_deref()];
+            for text in texts.into_iter().flatten() {
+                prop_assert!(text.len() <= 2048, "{} bytes", text.len());
+            }
+            let line = result_line(result);
+            prop_assert!(!line.chars().any(is_invisible), "{line:?}");
+            prop_assert!(line.chars().count() < 700, "{} characters", line.chars().count());
+        }
+        let _: Vec<CodeResult> = results.into_iter().map(|(_, r)| r).collect();
     }
 }

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use crate::job::{FETCH_BATCH, FatalError, JobContext, LocalLedger, PreparedJob, Recording};
 use crate::model::exit::ExitStatus;
+use crate::model::text::terminal_safe_lines;
 use crate::present::report::{ConsoleSink, emit, final_report, initial_report};
 use crate::present::results::{FetchDocument, SCHEMA_VERSION, failed_codes, to_json, write_code_list};
 use crate::store::state::{StateDb, StateHandle};
@@ -23,6 +24,9 @@ use crate::sys::signals::StopSignals;
 /// SIGTERM stops it early, still with a final report.
 pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     let job = &config.job;
+    for warning in config.secret_warnings() {
+        tracing::warn!("{warning}");
+    }
     raise_open_files_limit();
     let mut signals = StopSignals::install().map_err(FatalError::Signals)?;
     let recording = match &config.state_dir {
@@ -58,7 +62,7 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
     let written = match (written, end.record_error) {
         (Err(list), Some(state)) => {
             // Both failed: the list's error is the status, the state's is said too.
-            eprintln!("*** Error: {state}");
+            eprintln!("*** Error: {}", terminal_safe_lines(&state.to_string()));
             Err(list)
         }
         (Err(list), None) => Err(list),

@@ -20,6 +20,7 @@ use crate::job::ledger::{FleetFailure, Ledger, RunKey, RunStart, Stop};
 use crate::job::lifecycle::signal_status;
 use crate::model::exit::ExitStatus;
 use crate::model::run::{RunRecord, RunState};
+use crate::model::text::terminal_safe_lines;
 use crate::sys::signals::StopSignals;
 
 /// How often a waiting `run` reads its runs' records, besides watching
@@ -120,7 +121,7 @@ pub async fn run(
     if let Some(signal) = stopped_by {
         for key in &keys {
             if let Err(e) = fleet.stop(key, Stop::Cancelled(signal_status(signal))).await {
-                eprintln!("*** Error: {e}");
+                eprintln!("*** Error: {}", terminal_safe_lines(&e.to_string()));
             }
         }
     }

@@ -20,6 +20,7 @@ use crate::job::{FatalError, JobContext, Ledger, LocalLedger, PreparedJob, Recor
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::CodeOutcome;
 use crate::model::run::CodeResult;
+use crate::model::text::terminal_safe_lines;
 use crate::present::report::{emit, initial_report, log_outcome};
 use crate::present::results::{BatchResult, JobResult, RunDocument, SCHEMA_VERSION, to_json};
 use crate::store::state::{StateDb, StateHandle};
@@ -104,6 +105,9 @@ pub enum Printed {
 /// Runs the batches named in `names` (all when empty) once, here or (with
 /// `[fleet]`) in the fleet, printing what `printed` says.
 pub async fn run(settings: Settings, names: &[String], printed: Printed) -> Result<ExitStatus, FatalError> {
+    for warning in settings.secret_warnings("configuration", names) {
+        tracing::warn!(key = warning.key.as_deref().unwrap_or_default(), "{}", warning.message);
+    }
     let batches: Vec<BatchConfig> = settings.select(names).map_err(UsageError)?.into_iter().cloned().collect();
     if batches.is_empty() {
         return Err(FatalError::Usage(UsageError(
@@ -140,7 +144,7 @@ impl Printer {
             }
         }
         if let Some(error) = batch.error {
-            eprintln!("{error}");
+            eprintln!("{}", terminal_safe_lines(&error));
         }
         self.status = self.status.worst(batch.status);
         self.results.push(BatchResult { name: name.to_owned(), result: batch.result });

@@ -329,6 +329,11 @@ pub struct FetchArgs {
     #[arg(long)]
     pub http2_prior_knowledge: bool,
 
+    /// Follow redirects to more internal addresses (private, loopback,
+    /// link-local) than the server that sent them
+    #[arg(long)]
+    pub allow_internal_redirects: bool,
+
     /// Most threads the workers run on, the coordinator's included [default: one per core]
     #[arg(long, value_name = "N")]
     pub threads: Option<String>,

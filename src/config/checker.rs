@@ -11,10 +11,11 @@ use super::error::{ConfigError, Problem};
 use super::file::{RawBatch, RawCodes, RawConfig, RawServer};
 use super::server::{Server, Servers, check_base_url};
 use super::validate;
+use crate::http::client::Transport;
 use crate::http::proxy::parse_proxy;
 use crate::http::rate::Rate;
 use crate::http::tls::TlsFile;
-use crate::http::url::redact_credentials;
+use crate::http::url::{read_credentials_file, redact_credentials, split_credentials};
 use crate::model::codes::{CountryCode, Selection, expand_argument};
 
 /// Collects problems while checking.
@@ -105,15 +106,54 @@ pub(super) fn check_servers(checker: &mut Checker, raw: &BTreeMap<String, RawSer
             None => None,
         };
         let transport = entry.transport();
-        for (file, message) in transport.tls.check_public() {
-            checker.problem(format!("{key}.{}", tls_key(file)), message);
+        for (file, problem) in transport.tls.check_public() {
+            checker.problem(format!("{key}.{}", tls_key(file)), problem.to_string());
         }
         if let Some(Err(why)) = transport.proxy.proxy.as_deref().map(parse_proxy) {
             checker.problem(format!("{key}.proxy"), why);
         }
+        let twice = "the URL carries credentials too: give them one way";
+        if transport.credentials_file.is_some() && split_credentials(url).1.is_some() {
+            checker.problem(format!("{key}.credentials_file"), twice);
+        }
+        let proxy_credentials = transport.proxy.proxy.as_deref().is_some_and(|p| split_credentials(p).1.is_some());
+        if transport.proxy.credentials_file.is_some() && proxy_credentials {
+            checker.problem(format!("{key}.proxy_credentials_file"), twice);
+        }
         servers.insert(label, url, rate, transport);
     }
     servers
+}
+
+/// Problems with the secrets of a server reached as `transport` (its entry
+/// in `[servers]` is `key`): its client key, read and paired with its
+/// certificate, and its credentials files, read. What `run`, `serve` and
+/// `fetch` check before their first request; `check-config` does not read
+/// secrets.
+pub(super) fn transport_secret_problems(key: &str, transport: &Transport) -> Vec<(String, String)> {
+    let mut problems: Vec<(String, String)> = transport
+        .tls
+        .check()
+        .into_iter()
+        .map(|(file, p)| (format!("{key}.{}", tls_key(file)), p.to_string()))
+        .collect();
+    let files = [
+        ("credentials_file", &transport.credentials_file),
+        ("proxy_credentials_file", &transport.proxy.credentials_file),
+    ];
+    for (name, path) in files {
+        if let Some(Err(problem)) = path.as_deref().map(read_credentials_file) {
+            problems.push((format!("{key}.{name}"), problem.to_string()));
+        }
+    }
+    problems
+}
+
+/// Warnings about secret files (`files`: each with its key) that others
+/// than their owner can read; nothing when a file's permissions cannot be
+/// read (it may be the service's alone).
+pub(super) fn exposed_secrets<'a>(files: impl IntoIterator<Item = (String, &'a Path)>) -> Vec<(String, String)> {
+    files.into_iter().filter_map(|(key, path)| validate::exposed_secret(path).map(|warning| (key, warning))).collect()
 }
 
 /// The key of a TLS file in a `[servers]` entry.
@@ -132,7 +172,11 @@ pub(super) fn check_server(checker: &mut Checker, key: &str, value: &str, server
             let labels: Vec<&str> = servers.labels().chain(["DEMO"]).collect();
             checker.problem(
                 key.to_owned(),
-                format!("unknown server label '{value}' (known: {}; or an http(s):// URL)", labels.join(", ")),
+                format!(
+                    "unknown server label '{}' (known: {}; or an http(s):// URL)",
+                    redact_credentials(value),
+                    labels.join(", ")
+                ),
             );
             None
         }

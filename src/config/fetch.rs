@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::args::FetchArgs;
+use super::checker::{exposed_secrets, transport_secret_problems};
 use super::error::UsageError;
 use super::file::Naming;
 use super::job::{JobConfig, pool_size};
@@ -87,6 +88,14 @@ fn count(text: &str, message: &str) -> Result<usize, UsageError> {
 }
 
 impl FetchConfig {
+    /// Warnings about the secret files of the server (`--key`, and the
+    /// credentials files of a configured label) that others than their
+    /// owner can read; nothing read from them.
+    pub fn secret_warnings(&self) -> Vec<String> {
+        let files = self.job.server.transport.secret_files().into_iter().map(|(key, path)| (key.to_owned(), path));
+        exposed_secrets(files).into_iter().map(|(_, warning)| warning).collect()
+    }
+
     /// Checks the `fetch` arguments; `servers` resolves server labels (the
     /// built-in ones, as overridden by the configuration).
     pub fn from_args(args: &FetchArgs, servers: &Servers) -> Result<Self, UsageError> {
@@ -106,13 +115,17 @@ impl FetchConfig {
         if args.cert.is_some() {
             (tls.client_cert, tls.client_key) = (args.cert.clone(), args.key.clone());
         }
-        if let Some((file, message)) = tls.check().into_iter().next() {
+        if let Some((file, problem)) = tls.check().into_iter().next() {
             let flag = match file {
                 TlsFile::Ca => "--cacert",
                 TlsFile::Cert => "--cert",
                 TlsFile::Key => "--key",
             };
-            return Err(UsageError(format!("{flag}: {message}")));
+            return Err(UsageError(format!("{flag}: {problem}")));
+        }
+        let entry = format!("servers.{}", server.label.to_ascii_lowercase());
+        if let Some((key, problem)) = transport_secret_problems(&entry, &server.transport).into_iter().next() {
+            return Err(UsageError(format!("--server {}: {key}: {problem}", server.label)));
         }
         let transport = &mut server.transport;
         if let Some(proxy) = &args.proxy {
@@ -123,6 +136,7 @@ impl FetchConfig {
             transport.proxy.no_proxy = Some(list.clone());
         }
         transport.http2_prior_knowledge |= args.http2_prior_knowledge;
+        transport.allow_internal_redirects |= args.allow_internal_redirects;
         let timeouts = Timeouts {
             connect: duration("--connect-timeout", &args.connect_timeout)?,
             read: duration("--read-timeout", &args.read_timeout)?,

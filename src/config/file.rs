@@ -81,6 +81,16 @@ pub enum RawServer {
         /// Speak HTTP/2 without negotiating it (h2c for `http://`).
         #[serde(default)]
         http2_prior_knowledge: bool,
+        /// Follow redirects to more internal addresses than the server
+        /// that sent them (`http::redirect`).
+        #[serde(default)]
+        allow_internal_redirects: bool,
+        /// A file holding `user:password` for the server (a secret).
+        #[serde(default)]
+        credentials_file: Option<PathBuf>,
+        /// A file holding `user:password` for the proxy (a secret).
+        #[serde(default)]
+        proxy_credentials_file: Option<PathBuf>,
     },
 }
 
@@ -104,14 +114,31 @@ impl RawServer {
     pub fn transport(&self) -> Transport {
         match self {
             Self::Url(_) => Transport::default(),
-            Self::Table { ca_file, client_cert, client_key, proxy, no_proxy, http2_prior_knowledge, .. } => Transport {
+            Self::Table {
+                ca_file,
+                client_cert,
+                client_key,
+                proxy,
+                no_proxy,
+                http2_prior_knowledge,
+                allow_internal_redirects,
+                credentials_file,
+                proxy_credentials_file,
+                ..
+            } => Transport {
                 tls: TlsFiles {
                     ca_file: ca_file.clone(),
                     client_cert: client_cert.clone(),
                     client_key: client_key.clone(),
                 },
-                proxy: ProxySettings { proxy: proxy.clone(), no_proxy: no_proxy.clone() },
+                proxy: ProxySettings {
+                    proxy: proxy.clone(),
+                    no_proxy: no_proxy.clone(),
+                    credentials_file: proxy_credentials_file.clone(),
+                },
                 http2_prior_knowledge: *http2_prior_knowledge,
+                allow_internal_redirects: *allow_internal_redirects,
+                credentials_file: credentials_file.clone(),
             },
         }
     }

@@ -14,10 +14,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
-
 use super::defaults;
 use super::file::{RawFleet, RawUrls};
+use crate::http::url::{Credentials, redact_credentials, split_credentials};
 
 /// Most JetStream replicas of a stream or bucket.
 pub const MAX_REPLICAS: i64 = 5;
@@ -105,7 +104,7 @@ pub fn check(raw: &RawFleet) -> Result<FleetSettings, Vec<(String, String)>> {
     let mut servers = Vec::new();
     let mut auths = Vec::new();
     for (i, url) in urls.iter().enumerate().filter(|(_, u)| !u.is_empty()) {
-        let (bare, auth) = split_credentials(url);
+        let (bare, auth) = take_credentials(url);
         match check_url(&bare, url) {
             Ok(()) => servers.push(bare),
             Err(message) => problem(&format!("nats[{i}]"), message),
@@ -165,24 +164,24 @@ pub fn check(raw: &RawFleet) -> Result<FleetSettings, Vec<(String, String)>> {
     })
 }
 
-/// `url` without its credentials, and the credentials: everything between
-/// the scheme and the last `@` of the URL, as typed (percent-escapes
-/// decoded), before anything parses it.
-pub fn split_credentials(url: &str) -> (String, Option<UrlAuth>) {
-    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else { return (url.to_owned(), None) };
-    let decode = |text: &str| percent_decode_str(text).decode_utf8_lossy().into_owned();
-    let auth = match userinfo.split_once(':') {
-        Some((user, password)) => UrlAuth::UserPassword { user: decode(user), password: decode(password) },
-        None => UrlAuth::Token(decode(userinfo)),
-    };
-    (format!("{scheme}://{host}"), Some(auth))
+/// `url` without its credentials, and the credentials, split as typed by
+/// the one rule of every typed URL ([`split_credentials`]: everything
+/// between the scheme and the last `@`), percent-escapes decoded.
+pub fn take_credentials(url: &str) -> (String, Option<UrlAuth>) {
+    let (bare, credentials) = split_credentials(url);
+    let auth = credentials.map(|Credentials { user, password }| match password {
+        Some(password) => {
+            UrlAuth::UserPassword { user: Credentials::decode(user), password: Credentials::decode(password) }
+        }
+        None => UrlAuth::Token(Credentials::decode(user)),
+    });
+    (bare, auth)
 }
 
 /// A NATS URL (`bare`, without credentials): `nats://` or `tls://`, with a
 /// host. Messages show `typed` masked.
 fn check_url(bare: &str, typed: &str) -> Result<(), String> {
-    let shown = if bare == typed { bare.to_owned() } else { bare.replacen("://", "://***@", 1) };
+    let shown = redact_credentials(typed);
     let url = reqwest::Url::parse(bare).map_err(|e| format!("'{shown}' is not a URL ({e})"))?;
     if !matches!(url.scheme(), "nats" | "tls") {
         return Err(format!("'{shown}' must start with nats:// or tls://"));
@@ -304,7 +303,7 @@ mod tests {
             ("nats://alice:p%40ss?w@h:1", "alice", "p@ss?w"),
             ("tls://bob:a@b@h:1", "bob:a@b", ""),
         ] {
-            let (bare, auth) = split_credentials(typed);
+            let (bare, auth) = take_credentials(typed);
             assert!(!bare.contains('@'), "{bare}");
             match auth {
                 Some(UrlAuth::UserPassword { user: u, password: p }) if password.is_empty() => {
@@ -317,7 +316,7 @@ mod tests {
                 other => panic!("{typed}: {other:?}"),
             }
         }
-        assert_eq!(split_credentials("nats://s3cret@h:1").1, Some(UrlAuth::Token("s3cret".into())));
+        assert_eq!(take_credentials("nats://s3cret@h:1").1, Some(UrlAuth::Token("s3cret".into())));
         let fleet = check(&raw("nats://alice:pa/ss@h:4222, nats://alice:pa/ss@g:4222")).expect("valid");
         assert_eq!(fleet.servers, ["nats://h:4222", "nats://g:4222"]);
         assert_eq!(fleet.display_servers(), "nats://***@h:4222, nats://***@g:4222");

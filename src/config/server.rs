@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::error::UsageError;
 use crate::http::client::Transport;
 use crate::http::rate::Rate;
-use crate::http::url::redact_credentials;
+use crate::http::url::{parse_typed, redact_credentials};
 
 /// The built-in server labels and their base URLs.
 pub const SERVER_LABELS: [(&str, &str); 4] = [
@@ -43,7 +43,7 @@ pub struct Server {
 /// `{base}/{cc}/{cc}.gif`. The reason names the URL, credentials masked.
 pub fn check_base_url(value: &str) -> Result<(), String> {
     let shown = redact_credentials(value);
-    let url = reqwest::Url::parse(value).map_err(|e| format!("'{shown}' is not valid: {e}"))?;
+    let url = parse_typed(value).map_err(|e| e.to_string())?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("'{shown}' has no host"));
     }
@@ -84,8 +84,9 @@ impl Server {
         }
         let labels: Vec<&str> = SERVER_LABELS.iter().map(|(l, _)| *l).chain(["DEMO"]).collect();
         Err(UsageError(format!(
-            "--server LABEL must be one of {}, or an http:// or https:// URL (got '{value}')",
-            labels.join(", ")
+            "--server LABEL must be one of {}, or an http:// or https:// URL (got '{}')",
+            labels.join(", "),
+            redact_credentials(value)
         )))
     }
 }

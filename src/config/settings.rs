@@ -10,11 +10,15 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::checker::{Checker, check_codes, check_server, check_servers, problems, tls_key, writable_or_creatable};
-use super::error::ConfigError;
+use super::checker::{
+    Checker, check_codes, check_server, check_servers, exposed_secrets, problems, transport_secret_problems,
+    writable_or_creatable,
+};
+use super::error::{ConfigError, Problem};
 use super::file::{RawAdmin, RawConfig, RawSize};
 use super::fleet::{self, FleetSettings};
 use super::job::{JobConfig, pool_size};
+use super::server::Server;
 use super::{defaults, validate};
 use crate::engine::retry::RetryPolicy;
 use crate::http::client::Timeouts;
@@ -243,30 +247,56 @@ impl Settings {
         let token = self.admin.as_ref().and_then(|admin| admin.token().err());
         let admin = token.map(|message| ("admin.token_file".to_owned(), message)).into_iter();
         let fleet = self.fleet.iter().flat_map(FleetSettings::check_secrets);
-        problems(origin, admin.chain(fleet).chain(self.client_key_problems()))
+        problems(origin, admin.chain(fleet).chain(self.server_secret_problems(&[])))
     }
 
-    /// Problems with the client keys of the batches' servers (a key is read
-    /// and paired with its certificate): what `run` checks before its first
-    /// request, and `serve` with the other secrets.
-    pub fn check_client_keys(&self, origin: &str) -> Result<(), ConfigError> {
-        problems(origin, self.client_key_problems())
+    /// Problems with the secrets of the servers of the batches named in
+    /// `names` (all when empty; unknown names are left to
+    /// [`select`](Self::select)): a client key is read and paired with its
+    /// certificate, a credentials file read. What `run` checks before its
+    /// first request, and `serve` with the other secrets.
+    pub fn check_client_keys(&self, origin: &str, names: &[String]) -> Result<(), ConfigError> {
+        problems(origin, self.server_secret_problems(names))
     }
 
-    fn client_key_problems(&self) -> impl Iterator<Item = (String, String)> {
+    /// The servers of the batches named in `names` (all when empty), each
+    /// once, with the key of its `[servers]` entry.
+    fn servers<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = (String, &'a Server)> {
         let mut seen = std::collections::BTreeSet::new();
-        let servers = self.batches.iter().map(|b| &b.job.server).filter(|s| seen.insert(s.label.clone()));
-        let found: Vec<_> = servers
-            .flat_map(|s| {
-                let label = s.label.to_ascii_lowercase();
-                s.transport
-                    .tls
-                    .check()
-                    .into_iter()
-                    .map(move |(file, m)| (format!("servers.{label}.{}", tls_key(file)), m))
-            })
-            .collect();
+        self.batches
+            .iter()
+            .filter(move |b| names.is_empty() || names.contains(&b.name))
+            .map(|b| &b.job.server)
+            .filter(move |s| seen.insert(s.label.clone()))
+            .map(|s| (format!("servers.{}", s.label.to_ascii_lowercase()), s))
+    }
+
+    fn server_secret_problems(&self, names: &[String]) -> impl Iterator<Item = (String, String)> {
+        let servers = self.servers(names);
+        let found: Vec<_> = servers.flat_map(|(key, s)| transport_secret_problems(&key, &s.transport)).collect();
         found.into_iter()
+    }
+
+    /// Warnings, one a secret file that others than its owner can read
+    /// (the admin token, the fleet's credentials, the keys and credentials
+    /// files of the servers of the batches named in `names`, all when
+    /// empty): told by `check-config`, logged by `run` and `serve`, none an
+    /// error. Only permissions are read, never a secret.
+    pub fn secret_warnings(&self, origin: &str, names: &[String]) -> Vec<Problem> {
+        let admin = self.admin.iter().filter_map(|a| Some(("admin.token_file".to_owned(), a.token_file.as_deref()?)));
+        let fleet = self.fleet.iter().flat_map(|f| {
+            [("fleet.creds_file", &f.creds_file), ("fleet.token_file", &f.token_file)]
+                .into_iter()
+                .filter_map(|(key, path)| Some((key.to_owned(), path.as_deref()?)))
+        });
+        let servers = self.servers(names).flat_map(|(key, s)| {
+            s.transport.secret_files().into_iter().map(move |(name, path)| (format!("{key}.{name}"), path))
+        });
+        let files: Vec<(String, &std::path::Path)> = admin.chain(fleet).chain(servers).collect();
+        exposed_secrets(files)
+            .into_iter()
+            .map(|(key, message)| Problem { origin: origin.to_owned(), line: None, key: Some(key), message })
+            .collect()
     }
 }
 
@@ -334,6 +364,9 @@ mod tests {
             proxy: None,
             no_proxy: None,
             http2_prior_knowledge: false,
+            allow_internal_redirects: false,
+            credentials_file: None,
+            proxy_credentials_file: None,
         };
         r.servers.insert("Mirror".into(), mirror);
         r.batch[1].server = Some("mirror".into());

@@ -76,11 +76,12 @@ impl ConfigSource {
         Ok(settings)
     }
 
-    /// [`load`](Self::load), then reads the client keys of the batches'
-    /// servers (as `run` does before its first request).
-    pub fn load_for_run(&self) -> Result<Settings, ConfigError> {
+    /// [`load`](Self::load), then reads the secrets of the servers of the
+    /// batches named in `names` (all when empty), as `run` does before its
+    /// first request: a batch unit does not read another batch's secrets.
+    pub fn load_for_run(&self, names: &[String]) -> Result<Settings, ConfigError> {
         let settings = self.load()?;
-        settings.check_client_keys(&self.origin())?;
+        settings.check_client_keys(&self.origin(), names)?;
         Ok(settings)
     }
 

@@ -147,6 +147,23 @@ pub fn read_token_file(path: &Path) -> Result<String, String> {
     Ok(token.to_owned())
 }
 
+/// A warning if the secret file at `path` can be read by others than its
+/// owner (its group, or every user: its mode allows it and so do the
+/// directories above it); `None` if it cannot, or if that cannot be told.
+pub fn exposed_secret(path: &Path) -> Option<String> {
+    let (readers, mode) = crate::sys::files::other_readers(path).ok()??;
+    let who = match readers {
+        crate::sys::files::Readers::Group => "its group",
+        crate::sys::files::Readers::Everyone => "every user",
+    };
+    Some(format!(
+        "warning: '{}' can be read by {who} (mode {:04o}): keep it to its owner (chmod 600), or hand it to the \
+         service with LoadCredential= (see flagsd.service)",
+        path.display(),
+        mode & 0o7777
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

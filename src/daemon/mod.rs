@@ -108,6 +108,9 @@ fn configured(metrics: &RefCell<Metrics>, settings: &Settings) {
 /// opened or an admin address that cannot be bound (status 3).
 pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
     let mut settings = source.load_for_start()?;
+    for warning in settings.secret_warnings(&source.origin(), &[]) {
+        tracing::warn!(key = warning.key.as_deref().unwrap_or_default(), "{}", warning.message);
+    }
     crate::sys::limits::raise_open_files_limit();
     let mut hangups = signal(SignalKind::hangup()).map_err(FatalError::Signals)?;
     let mut stops = StopSignals::install().map_err(FatalError::Signals)?;

@@ -212,6 +212,8 @@ fn read_entry(
     let code = parse_code(&result.code)
         .filter(|_| result.code.len() == 2)
         .ok_or((DropReason::Malformed, "not a country code"))?;
+    // `br` is read as BR: shown and recorded as BR, as a code is everywhere.
+    result.code = code.to_string();
     if !codes.contains(code) {
         return Err((DropReason::Foreign, "a code that is not in its run"));
     }
@@ -289,6 +291,9 @@ mod tests {
                 &bad[..bad.len().min(20)]
             );
         }
+        let lower = serde_json::to_vec(&[result("BR", "downloaded")]).expect("JSON");
+        let lower = String::from_utf8(lower).expect("UTF-8").replace("\"BR\"", "\"br\"");
+        assert_eq!(read_outcomes(lower.as_bytes(), &codes).0[0].1.code, "BR");
         let garbage = br#"[{"code":"B","outcome":"downloaded"}, 7]"#;
         assert_eq!(read_outcomes(garbage, &codes).1.len(), 2);
     }

@@ -22,7 +22,7 @@ use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue, IF_MODIFIED_SINC
 use super::client::Clients;
 use super::rate::RateLimiter;
 use super::response::{body_error, connection_error, drain, reason_phrase, request_error, retry_after};
-use super::url::{flag_url, is_flag_url, redact_credentials, url_under};
+use super::url::{flag_url, is_flag_url, shown, url_under};
 use crate::engine::retry::retryable_status;
 use crate::model::codes::CountryCode;
 use crate::model::outcome::DownloadError;
@@ -128,8 +128,8 @@ impl FlagSource {
     /// [`Clients::prepare_for`] gives; one trailing slash is ignored),
     /// asked through `clients` (shared with other jobs).
     pub fn new(clients: Arc<Clients>, base: reqwest::Url) -> Self {
-        let text = base.as_str();
-        let display_base: Arc<str> = redact_credentials(text.strip_suffix('/').unwrap_or(text)).into();
+        let text = shown(&base);
+        let display_base: Arc<str> = text.strip_suffix('/').unwrap_or(&text).into();
         Self { clients, base, record_base: Arc::clone(&display_base), display_base, max_size: u64::MAX, limiter: None }
     }
 

@@ -18,20 +18,30 @@
 //! A [`ClientCache`] shares clients between the jobs of one process (the
 //! batches of `run` and `serve`), so that 50 batches do not load the roots
 //! 50 times.
+//!
+//! A redirect is checked against the rule of [`super::redirect`] before it
+//! is followed: a target whose address is more internal than the server
+//! that sent it is refused, and a name on another host is asked through a
+//! guarded client, one per thread and class, whose resolver keeps only the
+//! addresses the rule allows.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::ThreadId;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, LOCATION};
 
+use super::causes::find_source;
 use super::connections::{ConnectionsLayer, Counters, OnConnect, Opened};
 use super::protocol::Protocol;
 use super::proxy::{ProxyFailure, ProxySettings, Routes, Tunnel, ask_tunnel};
-use super::tls::TlsFiles;
-use super::url::redact_credentials;
+use super::redirect::{AddressClass, GuardedResolver, InternalAddress, InternalRedirect, ip_host};
+use super::tls::{TlsError, TlsFiles};
+use super::url::{CredentialsFileError, parse_typed, read_credentials_file, redact_credentials, set_credentials};
 
 /// Timeouts of the HTTP client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +72,24 @@ pub struct Transport {
     /// Speak HTTP/2 from the first byte, without negotiating it: `h2c` for
     /// `http://` (curl's `--http2-prior-knowledge`).
     pub http2_prior_knowledge: bool,
+    /// Follow redirects to more internal addresses than the server that
+    /// sent them (see [`super::redirect`]).
+    pub allow_internal_redirects: bool,
+    /// A file holding the server's `user:password`, set on its base URL.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl Transport {
+    /// The secret files among these settings, each with its key in a
+    /// `[servers]` entry.
+    pub fn secret_files(&self) -> Vec<(&'static str, &Path)> {
+        let files = [
+            ("client_key", &self.tls.client_key),
+            ("credentials_file", &self.credentials_file),
+            ("proxy_credentials_file", &self.proxy.credentials_file),
+        ];
+        files.into_iter().filter_map(|(key, path)| Some((key, path.as_deref()?))).collect()
+    }
 }
 
 /// What a client is built with.
@@ -88,7 +116,7 @@ pub enum RequestError {
     Client(reqwest::Error),
     /// A TLS file cannot be used.
     #[error("cannot set up TLS: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     /// A proxy setting of the environment cannot be used.
     #[error("cannot set up the proxy: {0}")]
     ProxySetup(String),
@@ -104,6 +132,12 @@ pub enum RequestError {
     /// A redirect that is not followed.
     #[error("{0}")]
     Redirect(String),
+    /// A redirect to a more internal address than the server that sent it.
+    #[error(transparent)]
+    InternalRedirect(#[from] InternalRedirect),
+    /// The server's credentials file cannot be used.
+    #[error("cannot read the server's credentials: {0}")]
+    Credentials(#[from] CredentialsFileError),
 }
 
 /// The plain and TLS clients of one set of options, each built on first use.
@@ -118,15 +152,23 @@ pub struct Clients {
     protocols: Mutex<Vec<(String, u16, Arc<Protocol>)>>,
     plain: PerLane,
     tls: PerLane,
+    /// The clients of redirects to names on other hosts, whose resolver
+    /// keeps only addresses of a class: by [`guarded_lane`].
+    guarded: PerLane,
+}
+
+/// The lane of the guarded client for `scheme` and the class `limit`.
+fn guarded_lane(tls: bool, limit: AddressClass) -> usize {
+    usize::from(tls) * 4 + limit as usize
 }
 
 impl Clients {
     /// Clients for `options`; nothing is built yet.
     pub fn new(options: ClientOptions) -> Self {
         let opened = Arc::default();
-        let (plain, tls) = (PerLane::default(), PerLane::default());
+        let (plain, tls, guarded) = (PerLane::default(), PerLane::default(), PerLane::default());
         let (routes, tls_config, protocols) = (OnceLock::new(), OnceLock::new(), Mutex::default());
-        Self { options, routes, opened, tls_config, protocols, plain, tls }
+        Self { options, routes, opened, tls_config, protocols, plain, tls, guarded }
     }
 
     /// Where requests go: read from the settings and the environment once.
@@ -176,7 +218,18 @@ impl Clients {
     /// A client for `https://` (or plain HTTP), speaking HTTP/2 alone if
     /// `http2_only`, whose new connections are also reported to `learn`.
     fn build(&self, tls: bool, http2_only: bool, learn: Option<OnConnect>) -> Result<reqwest::Client, RequestError> {
-        let mut builder = self.builder(http2_only)?;
+        let builder = self.builder(http2_only)?;
+        self.finish(builder, tls, http2_only, learn)
+    }
+
+    /// [`build`](Self::build)'s end, for a builder set up already.
+    fn finish(
+        &self,
+        mut builder: reqwest::ClientBuilder,
+        tls: bool,
+        http2_only: bool,
+        learn: Option<OnConnect>,
+    ) -> Result<reqwest::Client, RequestError> {
         if let Some(learn) = learn {
             builder = builder.connector_layer(ConnectionsLayer::new(learn, http2_only));
         }
@@ -246,14 +299,31 @@ impl Clients {
         Ok(cell.insert(lane, self.build(tls, http2_only, None)?))
     }
 
+    /// This thread's client for redirects to a name of another host over
+    /// `scheme`, which resolves names to addresses no more internal than
+    /// `limit` only.
+    fn guarded(&self, scheme: &str, limit: AddressClass) -> Result<reqwest::Client, RequestError> {
+        let tls = scheme == "https";
+        let lane = guarded_lane(tls, limit);
+        if let Some(client) = self.guarded.get(lane) {
+            return Ok(client);
+        }
+        let builder = self.builder(false)?.dns_resolver(Arc::new(GuardedResolver::new(limit)));
+        Ok(self.guarded.insert(lane, self.finish(builder, tls, false, None)?))
+    }
+
     /// Parses a job's base URL, once for all its requests, and checks that
     /// its client can be built (at start, so that a TLS problem of an
     /// https job ends it before any request).
     pub fn prepare_for(&self, url: &str) -> Result<reqwest::Url, RequestError> {
         let bad = |problem: &str| RequestError::BaseUrl(format!("{}: {problem}", redact_credentials(url)));
-        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        let mut parsed = parse_typed(url).map_err(|e| bad(&e.reason))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(bad("not an http:// or https:// URL"));
+        }
+        if let Some(path) = &self.options.transport.credentials_file {
+            let credentials = read_credentials_file(path)?;
+            set_credentials(&mut parsed, &credentials).map_err(|e| bad(&e.to_string()))?;
         }
         // Lane 0: the first worker's, on this thread.
         self.for_scheme(parsed.scheme(), 0)?;
@@ -262,16 +332,37 @@ impl Clients {
 
     /// GETs `url` with `headers` (sent again to each redirect's target)
     /// through the client of `lane` (the asking worker's: see [`PerLane`]),
-    /// following at most [`MAX_REDIRECTS`] redirects to http(s) URLs; returns
-    /// the first response that is not a followed redirect.
+    /// following at most [`MAX_REDIRECTS`] redirects to http(s) URLs that
+    /// the rule of [`super::redirect`] allows; returns the first response
+    /// that is not a followed redirect.
     pub async fn get(
         &self,
         mut url: reqwest::Url,
         headers: &HeaderMap,
         lane: usize,
     ) -> Result<reqwest::Response, RequestError> {
-        let mut redirects = 0;
+        // The job's own host, kept when the first redirect comes (most
+        // requests are never redirected: nothing is copied for them).
+        let mut origin = None;
+        let (mut redirects, mut guard) = (0, None);
         loop {
+            if let Some(limit) = guard {
+                let sent = self.guarded(url.scheme(), limit)?.get(url.clone()).headers(headers.clone()).send().await;
+                let response = match sent {
+                    Ok(response) => response,
+                    Err(error) => {
+                        return Err(match find_source::<InternalAddress>(&error) {
+                            Some(refused) => InternalRedirect::new(&url, refused.address, limit).into(),
+                            None => self.explain(error, &url).await,
+                        });
+                    }
+                };
+                match self.follow(&response, &url, &mut origin, &mut redirects)? {
+                    None => return Ok(response),
+                    Some((next, limit)) => (url, guard) = (next, limit),
+                }
+                continue;
+            }
             let protocol = (url.scheme() == "https").then(|| self.protocol_of(&url));
             let probe = match &protocol {
                 Some(protocol) => protocol.known_or_probe(self.options.timeouts.connect).await,
@@ -300,20 +391,47 @@ impl Clients {
                 Ok(response) => response,
                 Err(error) => return Err(self.explain(error, &url).await),
             };
-            let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
-            let Some(location) = location.filter(|_| REDIRECTS.contains(&response.status().as_u16())) else {
-                return Ok(response);
-            };
-            let next = url.join(location).map_err(|e| RequestError::Redirect(format!("bad redirect: {e}")))?;
-            if !matches!(next.scheme(), "http" | "https") {
-                return Err(RequestError::Redirect(format!("redirect to a {}: URL", next.scheme())));
+            match self.follow(&response, &url, &mut origin, &mut redirects)? {
+                None => return Ok(response),
+                Some((next, limit)) => (url, guard) = (next, limit),
             }
-            redirects += 1;
-            if redirects > MAX_REDIRECTS {
-                return Err(RequestError::Redirect(format!("more than {MAX_REDIRECTS} redirects")));
-            }
-            url = next;
         }
+    }
+
+    /// Whether `response` to a request for `url`, after `redirects`
+    /// redirects, is a redirect to follow: `None` for an answer, else where
+    /// it leads and the class its name must resolve within, if it must.
+    /// `origin` is the host of the job's URL, set here at the first
+    /// redirect. The response is borrowed: most are answers, returned as
+    /// they are.
+    fn follow(
+        &self,
+        response: &reqwest::Response,
+        url: &reqwest::Url,
+        origin: &mut Option<Option<String>>,
+        redirects: &mut usize,
+    ) -> Result<Option<(reqwest::Url, Option<AddressClass>)>, RequestError> {
+        let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
+        let Some(location) = location.filter(|_| REDIRECTS.contains(&response.status().as_u16())) else {
+            return Ok(None);
+        };
+        let next = url.join(location).map_err(|e| RequestError::Redirect(format!("bad redirect: {e}")))?;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(RequestError::Redirect(format!("redirect to a {}: URL", next.scheme())));
+        }
+        let origin = origin.get_or_insert_with(|| url.host_str().map(str::to_owned)).as_deref();
+        *redirects += 1;
+        if *redirects > MAX_REDIRECTS {
+            return Err(RequestError::Redirect(format!("more than {MAX_REDIRECTS} redirects")));
+        }
+        if self.options.transport.allow_internal_redirects {
+            return Ok(Some((next, None)));
+        }
+        let proxied = |url: &reqwest::Url| self.routes.get().is_some_and(|routes| routes.proxy_for(url).is_some());
+        let peer = if proxied(url) { None } else { response.remote_addr().map(|addr| addr.ip()) };
+        let hop = Hop { sender: sender_class(peer, url), next: &next, origin, next_proxied: proxied(&next) };
+        let limit = hop.guard()?;
+        Ok(Some((next, limit)))
     }
 
     /// A failed request's error; through a proxy, with what the proxy did.
@@ -331,6 +449,40 @@ impl Clients {
             Tunnel::Unreachable
         };
         RequestError::Proxy(Box::new(ProxyFailure { proxy: proxy.shown.clone(), target, tunnel, error }))
+    }
+}
+
+/// The class of the server that answered `url` from the address `peer`
+/// (`None` through a proxy, or when not known): that of its address, else
+/// that of the URL's host when it is an IP address, else public.
+fn sender_class(peer: Option<IpAddr>, url: &reqwest::Url) -> AddressClass {
+    peer.map(AddressClass::of).or_else(|| AddressClass::of_literal(url)).unwrap_or(AddressClass::Public)
+}
+
+/// One redirect, as the rule of [`super::redirect`] judges it.
+struct Hop<'a> {
+    /// The class of the server that sent it.
+    sender: AddressClass,
+    /// Where it leads.
+    next: &'a reqwest::Url,
+    /// The host of the job's base URL (its own name is the operator's).
+    origin: Option<&'a str>,
+    /// Whether `next` is asked through a proxy, which resolves its names.
+    next_proxied: bool,
+}
+
+impl Hop<'_> {
+    /// Refused, or followed: through a guarded client of the sender's class
+    /// (`Some`) for a name of another host than the job's, else as usual.
+    fn guard(&self) -> Result<Option<AddressClass>, InternalRedirect> {
+        if let Some(ip) = ip_host(self.next) {
+            return match AddressClass::of(ip) > self.sender {
+                true => Err(InternalRedirect::new(self.next, ip, self.sender)),
+                false => Ok(None),
+            };
+        }
+        let unguarded = self.sender == AddressClass::Local || self.next_proxied || self.next.host_str() == self.origin;
+        Ok((!unguarded).then_some(self.sender))
     }
 }
 
@@ -418,6 +570,100 @@ mod tests {
         let b = ClientOptions { no_proxy: true, ..a.clone() };
         assert!(Arc::ptr_eq(&cache.get(a.clone()), &cache.get(a.clone())));
         assert!(!Arc::ptr_eq(&cache.get(a), &cache.get(b)));
+    }
+
+    fn url(text: &str) -> reqwest::Url {
+        reqwest::Url::parse(text).expect("a URL")
+    }
+
+    #[test]
+    fn each_hop_is_judged_by_the_class_of_its_sender() {
+        use AddressClass::*;
+        let judge = |sender, next: &str, origin: Option<&str>, next_proxied| {
+            let next = url(next);
+            Hop { sender, next: &next, origin, next_proxied }.guard().map_err(|refused| refused.class)
+        };
+        let origin = Some("flags.example");
+        // Addresses written in the URL: judged at once.
+        assert_eq!(judge(Public, "http://127.0.0.1:9090/metrics", origin, false), Err(Local));
+        assert_eq!(judge(Public, "http://[::ffff:a9fe:a9fe]/", origin, true), Err(Local), "through a proxy too");
+        assert_eq!(judge(Public, "http://10.0.0.1/", origin, false), Err(Private));
+        assert_eq!(judge(Private, "http://10.0.0.1/", origin, false), Ok(None));
+        assert_eq!(judge(Private, "http://169.254.169.254/", origin, false), Err(Local));
+        assert_eq!(judge(Local, "http://127.0.0.2:1/", origin, false), Ok(None));
+        assert_eq!(judge(Public, "http://93.184.216.34/", origin, false), Ok(None));
+        // Names: resolved under the sender's class, unless nothing is above
+        // it, a proxy resolves them, or it is the job's own server.
+        assert_eq!(judge(Public, "http://cdn.example/x", origin, false), Ok(Some(Public)));
+        assert_eq!(judge(Private, "http://cdn.example/x", origin, false), Ok(Some(Private)));
+        assert_eq!(judge(Local, "http://cdn.example/x", origin, false), Ok(None));
+        assert_eq!(judge(Public, "http://cdn.example/x", origin, true), Ok(None));
+        assert_eq!(judge(Public, "https://flags.example:8443/x", origin, false), Ok(None));
+        assert_eq!(sender_class(None, &url("http://10.0.0.1/")), Private);
+        assert_eq!(sender_class(None, &url("http://flags.example/")), Public);
+        assert_eq!(sender_class(Some("127.0.0.1".parse().expect("an IP")), &url("http://flags.example/")), Local);
+    }
+
+    /// A server on `ip` that answers every request with `answer`; its port.
+    async fn answering(ip: [u8; 4], answer: String) -> u16 {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::from(ip), 0)).await.expect("a listener");
+        let port = listener.local_addr().expect("an address").port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let mut byte = [0];
+                        if stream.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        port
+    }
+
+    fn clients() -> Clients {
+        let transport = Transport::default();
+        Clients::new(ClientOptions { timeouts: TIMEOUTS, no_proxy: true, transport, count_connections: true })
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_redirect_within_the_senders_class_is_followed() {
+        let body = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nsecond!".to_owned();
+        let second = answering([127, 0, 0, 2], body).await;
+        let redirect =
+            format!("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:{second}/x\r\nContent-Length: 0\r\n\r\n");
+        let first = answering([127, 0, 0, 1], redirect).await;
+        let clients = clients();
+        let base = clients.prepare_for(&format!("http://127.0.0.1:{first}/flags")).expect("a base URL");
+        let answer = clients.get(base, &HeaderMap::new(), 0).await.expect("followed: loopback to loopback");
+        assert_eq!(answer.remote_addr().map(|a| a.ip().to_string()).as_deref(), Some("127.0.0.2"));
+        assert_eq!(answer.text().await.expect("a body"), "second!");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_guarded_client_resolves_names_within_its_class_only() {
+        let body = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_owned();
+        let port = answering([127, 0, 0, 1], body).await;
+        let clients = clients();
+        let target = url(&format!("http://localhost:{port}/secret"));
+        for limit in [AddressClass::Public, AddressClass::Private] {
+            let error = clients.guarded("http", limit).expect("a client").get(target.clone()).send().await;
+            let error = error.expect_err("localhost is local");
+            let refused = find_source::<InternalAddress>(&error).expect("the guard's refusal");
+            assert_eq!(
+                (refused.host.as_str(), refused.class, refused.limit),
+                ("localhost", AddressClass::Local, limit)
+            );
+        }
+        let answer = clients.guarded("http", AddressClass::Local).expect("a client").get(target).send().await;
+        assert_eq!(answer.expect("allowed").text().await.expect("a body"), "ok");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod protocol;
 pub mod proxy;
 pub mod rate;
+pub mod redirect;
 pub mod refused;
 pub mod response;
 pub mod tls;

@@ -14,13 +14,17 @@
 //! flagsd decides the route itself and hands reqwest a custom proxy.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::url::redact_credentials;
+use super::url::{
+    FileCredentials, parse_typed, read_credentials_file, redact_credentials, set_credentials, shown, split_credentials,
+};
+use crate::model::text::capped;
 
 /// A server's proxy settings as given; `None` leaves the environment in
 /// charge.
@@ -30,6 +34,9 @@ pub struct ProxySettings {
     pub proxy: Option<String>,
     /// Hosts that bypass the proxy, comma-separated.
     pub no_proxy: Option<String>,
+    /// A file holding the proxy's `user:password`, set on whichever proxy
+    /// is in force (given or from the environment).
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// A proxy: its URL and how it is shown (credentials masked).
@@ -40,6 +47,19 @@ pub struct Proxy {
     /// The URL with its credentials masked, for messages.
     pub shown: String,
 }
+
+impl Proxy {
+    /// This proxy, with `credentials` as its user name and password.
+    fn with_credentials(mut self, credentials: &FileCredentials) -> Result<Self, String> {
+        set_credentials(&mut self.url, credentials).map_err(|e| format!("'{}': {e}", self.shown))?;
+        self.shown = shown(&self.url).trim_end_matches('/').to_owned();
+        Ok(self)
+    }
+}
+
+/// Longest part of a proxy's status line kept, in bytes (as a server's
+/// reason phrase is).
+const MAX_STATUS: usize = 256;
 
 /// curl's port for a proxy URL that names none.
 const DEFAULT_PORT: u16 = 1080;
@@ -54,29 +74,29 @@ pub fn parse_proxy(value: &str) -> Result<Option<Proxy>, String> {
         return Ok(None);
     }
     let with_scheme = if value.contains("://") { value.to_owned() } else { format!("http://{value}") };
-    let shown = redact_credentials(&with_scheme);
-    let mut url = reqwest::Url::parse(&with_scheme).map_err(|e| format!("'{shown}' is not a valid proxy URL: {e}"))?;
+    let masked = redact_credentials(&with_scheme);
+    let mut url =
+        parse_typed(&with_scheme).map_err(|e| format!("'{masked}' is not a valid proxy URL: {}", e.reason))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("'{shown}': only http:// and https:// proxies are supported, not {}://", url.scheme()));
+        return Err(format!("'{masked}': only http:// and https:// proxies are supported, not {}://", url.scheme()));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("'{shown}' has no host"));
+        return Err(format!("'{masked}' has no host"));
     }
-    if !names_port(&with_scheme) {
+    if !names_port(&split_credentials(&with_scheme).0) {
         // The URL crate drops a scheme's default port, so set it only when
         // none was written.
-        url.set_port(Some(DEFAULT_PORT)).map_err(|()| format!("'{shown}' cannot take a port"))?;
+        url.set_port(Some(DEFAULT_PORT)).map_err(|()| format!("'{masked}' cannot take a port"))?;
     }
-    let shown = redact_credentials(url.as_str()).trim_end_matches('/').to_owned();
-    Ok(Some(Proxy { url, shown }))
+    let display = shown(&url).trim_end_matches('/').to_owned();
+    Ok(Some(Proxy { url, shown: display }))
 }
 
-/// Whether the authority of `url` (`scheme://[user@]host[:port][/…]`)
-/// writes a port.
-fn names_port(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+/// Whether the authority of `bare` (`scheme://host[:port][/…]`, a URL
+/// whose credentials were taken out) writes a port.
+fn names_port(bare: &str) -> bool {
+    let rest = bare.split_once("://").map_or(bare, |(_, rest)| rest);
+    let host_port = rest.split(['/', '?', '#']).next().unwrap_or_default();
     match host_port.rsplit_once(']') {
         Some((_, after)) => after.starts_with(':'),
         None => host_port.contains(':'),
@@ -154,6 +174,14 @@ impl Routes {
                 (http, https)
             }
         };
+        let (http, https) = match &settings.credentials_file {
+            Some(path) => {
+                let credentials = read_credentials_file(path).map_err(|e| format!("proxy_credentials_file: {e}"))?;
+                let with = |proxy: Option<Proxy>| proxy.map(|p| p.with_credentials(&credentials)).transpose();
+                (with(http)?, with(https)?)
+            }
+            None => (http, https),
+        };
         let list = settings.no_proxy.clone().or_else(|| env("no_proxy")).or_else(|| env("NO_PROXY"));
         Ok(Self { http, https, bypass: Bypass::parse(list.as_deref().unwrap_or_default()) })
     }
@@ -223,7 +251,7 @@ pub async fn ask_tunnel(proxy: &Proxy, target: &str, limit: Duration) -> Tunnel 
         let text = String::from_utf8_lossy(&head);
         let status = text.lines().next().and_then(|line| line.trim().split_once(' ')).map(|(_, s)| s.trim());
         match status {
-            Some(status) if !status.starts_with('2') => Tunnel::Refused(status.to_owned()),
+            Some(status) if !status.starts_with('2') => Tunnel::Refused(capped(status, MAX_STATUS).into_owned()),
             _ => Tunnel::Open,
         }
     };
@@ -284,6 +312,14 @@ mod tests {
         let socks = parse_proxy("socks5://user:pw@h:1").unwrap_err();
         assert!(socks.ends_with("are supported, not socks5://") && !socks.contains("pw"), "{socks}");
         assert!(parse_proxy("http://:80").is_err());
+        for typed in ["http://user:pa#ss@127.0.0.1:3128", "user:pa/ss@127.0.0.1:3128", "http://u:p?s@127.0.0.1:3128"] {
+            let proxy = parse_proxy(typed).unwrap().unwrap();
+            assert_eq!(proxy.shown, "http://***@127.0.0.1:3128", "{typed}");
+            assert_eq!(proxy.url.port(), Some(3128), "{typed}");
+        }
+        let no_port = parse_proxy("http://user:1234/x@127.0.0.1").unwrap().unwrap();
+        assert_eq!((no_port.url.host_str(), no_port.url.port()), (Some("127.0.0.1"), Some(1080)));
+        assert_eq!(percent_decode(no_port.url.password().unwrap_or_default()), "1234/x");
     }
 
     #[test]
@@ -304,13 +340,15 @@ mod tests {
         let vars = env(&[("http_proxy", "http://env:1"), ("NO_PROXY", "*"), ("ALL_PROXY", "http://all:2")]);
         let from_env = Routes::resolve(&ProxySettings::default(), &vars).unwrap();
         assert_eq!(from_env.proxy_for(&url("http://127.0.0.1/")), None);
-        let no_list = ProxySettings { proxy: None, no_proxy: Some(String::new()) };
+        let no_list = ProxySettings { proxy: None, no_proxy: Some(String::new()), credentials_file: None };
         let routes = Routes::resolve(&no_list, &vars).unwrap();
         assert_eq!(routes.proxy_for(&url("http://127.0.0.1/")).unwrap().url.as_str(), "http://env:1/");
         assert_eq!(routes.proxy_for(&url("https://127.0.0.1/")).unwrap().url.as_str(), "http://all:2/");
-        let direct = ProxySettings { proxy: Some(String::new()), no_proxy: Some(String::new()) };
+        let direct =
+            ProxySettings { proxy: Some(String::new()), no_proxy: Some(String::new()), credentials_file: None };
         assert!(!Routes::resolve(&direct, &vars).unwrap().any());
-        let explicit = ProxySettings { proxy: Some("p:3".into()), no_proxy: Some("localhost".into()) };
+        let explicit =
+            ProxySettings { proxy: Some("p:3".into()), no_proxy: Some("localhost".into()), credentials_file: None };
         let routes = Routes::resolve(&explicit, &vars).unwrap();
         assert_eq!(routes.proxy_for(&url("https://h/")).unwrap().url.as_str(), "http://p:3/");
         assert_eq!(routes.proxy_for(&url("https://localhost:8/")), None);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::causes::{find_source, innermost_message};
 use super::client::RequestError;
 use crate::model::outcome::DownloadError;
+use crate::model::text::capped;
 
 /// How much of an unwanted body (404, errors) is read so that the
 /// connection can go back to the pool; larger bodies close the connection.
@@ -22,11 +23,16 @@ pub async fn drain(response: &mut reqwest::Response) {
     }
 }
 
-/// The reason phrase as the server sent it; the canonical one when the
-/// server sent the canonical one (hyper only keeps non-canonical phrases).
+/// Longest reason phrase kept, in bytes: a real one is a few words, and a
+/// server can send 400 KB of one.
+pub const MAX_REASON: usize = 256;
+
+/// The reason phrase as the server sent it (cut at [`MAX_REASON`] bytes);
+/// the canonical one when the server sent the canonical one (hyper only
+/// keeps non-canonical phrases).
 pub fn reason_phrase(response: &reqwest::Response) -> String {
     match response.extensions().get::<hyper::ext::ReasonPhrase>() {
-        Some(reason) => String::from_utf8_lossy(reason.as_bytes()).into_owned(),
+        Some(reason) => capped(&String::from_utf8_lossy(reason.as_bytes()), MAX_REASON).into_owned(),
         None => response.status().canonical_reason().unwrap_or("").to_owned(),
     }
 }

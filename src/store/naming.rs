@@ -6,9 +6,12 @@
 //! name. It is NFKC-normalised first, so look-alikes become what they look
 //! like (fullwidth `．．／` and the one-dot leader `․` are dots and a slash,
 //! then removed as such) and composed and decomposed accents are one name;
-//! separators, `..`, leading dots, control, line-separator and invisible
-//! formatting characters go; a leading `-` (an option to many tools)
-//! becomes `_`; the length is bounded.
+//! then every invisible character goes, as Unicode classes them
+//! ([`is_invisible`]: controls, formats such as bidi controls and the Arabic
+//! letter mark, line and paragraph separators, private-use and unassigned
+//! code points, every default-ignorable code point such as the Hangul
+//! fillers and tags); separators, `..` and leading dots go; a leading `-`
+//! (an option to many tools) becomes `_`; the length is bounded.
 //!
 //! A safe name may still be another code's: [`candidate_name`] gives the
 //! names a code tries, in order (` (CC)` appended after the first, then a
@@ -17,30 +20,21 @@
 use icu_normalizer::ComposingNormalizerBorrowed;
 
 use crate::model::codes::CountryCode;
+use crate::model::text::is_invisible;
 
 /// Longest stem kept, in characters (well below the 255-byte name limit
 /// even at four bytes a character).
 const MAX_STEM_CHARS: usize = 60;
 
-/// Invisible formatting characters that can disguise a name: bidi
-/// overrides and isolates (`U+202E` turns `gif.exe` around), zero-width
-/// characters, the soft hyphen and the byte-order mark; and the line and
-/// paragraph separators, which break a listing's lines.
-fn is_invisible_format(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
-    )
-}
-
 /// A safe file stem for `raw`, or `None` if nothing usable is left.
 pub fn sanitize_stem(raw: &str) -> Option<String> {
-    let normalized = ComposingNormalizerBorrowed::new_nfkc().normalize(raw);
-    let mut stem: String = normalized
-        .chars()
-        .filter(|c| !c.is_control() && !is_invisible_format(*c))
-        .map(|c| if c == '/' || c == '\\' { '_' } else { c })
-        .collect();
+    let nfkc = ComposingNormalizerBorrowed::new_nfkc();
+    let normalized = nfkc.normalize(raw);
+    let visible: String = normalized.chars().filter(|c| !is_invisible(*c)).collect();
+    // What was around a removed character may compose now (`e`, U+200B,
+    // U+0301): normalised again, so that the name is its own stem.
+    let visible = if visible.len() == normalized.len() { visible } else { nfkc.normalize(&visible).into_owned() };
+    let mut stem: String = visible.chars().map(|c| if c == '/' || c == '\\' { '_' } else { c }).collect();
     while stem.contains("..") {
         stem = stem.replace("..", ".");
     }
@@ -116,5 +110,23 @@ mod tests {
         assert_eq!(sanitize_stem("--help").as_deref(), Some("_-help"));
         let (nfc, nfd) = ("C\u{00F4}te", "Co\u{0302}te");
         assert_eq!(sanitize_stem(nfc), sanitize_stem(nfd), "one name, however composed");
+    }
+
+    #[test]
+    fn invisible_characters_of_every_kind_go() {
+        for (raw, expected) in [
+            ("Evil\u{061C}ALM", "EvilALM"),
+            ("a\u{180E}b\u{FFF9}c\u{FFFB}d", "abcd"),
+            ("tag\u{E0041}\u{E0001}\u{E007F}\u{E0000}s", "tags"),
+            ("\u{115F}\u{1160}Han\u{3164}gul\u{FFA0}", "Hangul"),
+            ("pri\u{E000}vate\u{F0000}", "private"),
+            ("un\u{0378}assigned\u{E0080}", "unassigned"),
+            ("blank\u{2800}\u{034F}\u{FE0F}", "blank"),
+            ("bidi\u{2066}\u{202E}\u{200F}\u{061C}", "bidi"),
+        ] {
+            assert_eq!(sanitize_stem(raw).as_deref(), Some(expected), "{raw:?}");
+        }
+        assert_eq!(sanitize_stem("\u{3164}\u{115F}"), None, "only fillers: nothing usable");
+        assert_eq!(sanitize_stem("e\u{200B}\u{0301}").as_deref(), Some("\u{E9}"), "composed once the gap is gone");
     }
 }

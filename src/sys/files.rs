@@ -22,6 +22,35 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
     if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// Who besides its owner can read a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// Its group.
+    Group,
+    /// Every user.
+    Everyone,
+}
+
+/// Who besides its owner can read the file at `path`, and its mode: the
+/// file's mode must let them read it, and every directory above it (links
+/// resolved) let them through. `None` when nobody else can.
+pub fn other_readers(path: &Path) -> io::Result<Option<(Readers, u32)>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::fs::canonicalize(path)?;
+    let mode = std::fs::metadata(&path)?.permissions().mode();
+    let (mut others, mut group) = (mode & 0o004 != 0, mode & 0o040 != 0);
+    for dir in path.ancestors().skip(1) {
+        let dir_mode = std::fs::metadata(dir)?.permissions().mode();
+        others &= dir_mode & 0o001 != 0;
+        group &= dir_mode & 0o010 != 0;
+    }
+    Ok(match (others, group) {
+        (true, _) => Some((Readers::Everyone, mode)),
+        (false, true) => Some((Readers::Group, mode)),
+        (false, false) => None,
+    })
+}
+
 /// The contents of `path` if it is a regular file, not a symbolic link,
 /// of exactly `size` bytes; `None` otherwise (a FIFO, a device, a link, a
 /// directory, another size, no file).
@@ -62,6 +91,34 @@ fn read_at_most(file: File, size: u64) -> io::Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readers_are_those_the_file_and_every_directory_above_let_through() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("a directory");
+        let chmod =
+            |path: &Path, mode| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("a directory");
+        let file = open.join("token");
+        std::fs::write(&file, "s3cret").expect("written");
+        chmod(dir.path(), 0o755);
+        chmod(&open, 0o755);
+        let readers = |mode| {
+            chmod(&file, mode);
+            other_readers(&file).expect("metadata").map(|(readers, _)| readers)
+        };
+        assert_eq!(readers(0o644), Some(Readers::Everyone));
+        assert_eq!(readers(0o640), Some(Readers::Group));
+        assert_eq!(readers(0o600), None);
+        assert_eq!(readers(0o400), None);
+        chmod(&file, 0o644);
+        chmod(&open, 0o750);
+        assert_eq!(other_readers(&file).expect("metadata").map(|(r, m)| (r, m & 0o777)), Some((Readers::Group, 0o644)));
+        chmod(&open, 0o700);
+        assert_eq!(other_readers(&file).expect("metadata"), None, "a private directory keeps it private");
+        assert!(other_readers(&open.join("missing")).is_err());
+    }
 
     #[test]
     fn only_regular_files_of_the_size_are_read() {

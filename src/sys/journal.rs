@@ -14,6 +14,17 @@
 //! Written here rather than with `tracing-journald`, which puts only the
 //! event's message in `MESSAGE`: an operator reading `journalctl -u flagsd`
 //! would see `run finished` without its counts.
+//!
+//! An entry is one datagram, and a datagram larger than the socket's send
+//! buffer (about 208 KiB by default) is refused whole: an event quoting a
+//! 300 KB reason phrase vanished. So every value is cut ([`MAX_FIELD`]
+//! bytes, `MESSAGE` [`MAX_MESSAGE`]), fields stop being added past
+//! [`MAX_ENTRY`] (their text stays in `MESSAGE`), and an entry the socket
+//! still refuses as too large is sent again as its priority, identifier and
+//! the start of its message: an event is cut, never dropped.
+//!
+//! `FLAGSD_JOURNAL_SOCKET` names another socket than journald's, for tests
+//! and for a journal listening elsewhere.
 
 use std::fmt::{self, Write as _};
 use std::io;
@@ -30,8 +41,24 @@ pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 /// The prefix of the journal fields made from an event's fields.
 pub const FIELD_PREFIX: &str = "FLAGSD_";
 
-/// Largest `MESSAGE` sent; longer ones are cut.
-const MAX_MESSAGE: usize = 16 * 1024;
+/// Largest `MESSAGE` sent, in bytes; a longer one is cut.
+pub const MAX_MESSAGE: usize = 16 * 1024;
+
+/// Largest value of any other field sent, in bytes; a longer one is cut.
+pub const MAX_FIELD: usize = 4 * 1024;
+
+/// Largest entry built, in bytes: fields that would make it larger are
+/// left out (`MESSAGE` holds them too).
+pub const MAX_ENTRY: usize = 96 * 1024;
+
+/// What is sent of `MESSAGE` when even a capped entry is refused.
+const FALLBACK_MESSAGE: usize = 1024;
+
+/// Marks a value that was cut.
+const CUT: &str = "…[cut]";
+
+/// Makes a logged value safe to show on a terminal (see [`super::logging`]).
+pub type Escape = fn(&str) -> String;
 
 /// Sends each event to journald; see the module documentation.
 #[derive(Debug)]
@@ -39,21 +66,26 @@ pub struct JournalLayer {
     socket: UnixDatagram,
     path: PathBuf,
     identifier: String,
+    escape: Escape,
 }
 
 impl JournalLayer {
-    /// A layer sending to journald's socket; fails if nothing listens there.
-    pub fn connect(identifier: &str) -> io::Result<Self> {
-        Self::at(Path::new(JOURNAL_SOCKET), identifier)
+    /// A layer sending to journald's socket (or `FLAGSD_JOURNAL_SOCKET`'s);
+    /// fails if nothing listens there. Every value goes through `escape`
+    /// (see [`super::logging`]).
+    pub fn connect(identifier: &str, escape: Escape) -> io::Result<Self> {
+        let path =
+            std::env::var_os("FLAGSD_JOURNAL_SOCKET").map_or_else(|| PathBuf::from(JOURNAL_SOCKET), PathBuf::from);
+        Self::at(&path, identifier, escape)
     }
 
     /// A layer sending to the socket at `path` (tests use their own).
-    pub fn at(path: &Path, identifier: &str) -> io::Result<Self> {
+    pub fn at(path: &Path, identifier: &str, escape: Escape) -> io::Result<Self> {
         let socket = UnixDatagram::unbound()?;
         // An empty datagram is discarded by journald: it only proves that
         // something listens.
         socket.send_to(&[], path)?;
-        Ok(Self { socket, path: path.to_owned(), identifier: identifier.to_owned() })
+        Ok(Self { socket, path: path.to_owned(), identifier: identifier.to_owned(), escape })
     }
 }
 
@@ -126,24 +158,49 @@ fn field_name(name: &str) -> String {
     format!("{FIELD_PREFIX}{upper}")
 }
 
-/// The datagram of one event.
+/// `text` cut to at most `max` bytes (at a character boundary, the cut
+/// marked).
+fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let keep = max.saturating_sub(CUT.len());
+    let end = (0..=keep).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}{CUT}", &text[..end]).into()
+}
+
+/// The datagram of one event, within [`MAX_ENTRY`] bytes.
 fn entry(identifier: &str, level: &Level, fields: &Fields) -> Vec<u8> {
-    let mut message = fields.message.clone();
+    let mut message = cut(&fields.message, MAX_MESSAGE).into_owned();
     for (name, value) in &fields.fields {
+        if message.len() > MAX_MESSAGE {
+            break;
+        }
         // Writing to a String cannot fail.
-        let _ = write!(message, " {name}={value}");
+        let _ = write!(message, " {name}={}", cut(value, MAX_FIELD));
     }
-    if message.len() > MAX_MESSAGE {
-        let cut = (0..=MAX_MESSAGE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
-        message.truncate(cut);
-    }
-    let mut buffer = Vec::with_capacity(message.len() + 128);
+    let message = cut(&message, MAX_MESSAGE);
+    let mut buffer = Vec::with_capacity(message.len() + 256);
     put(&mut buffer, "PRIORITY", &priority(level).to_string());
-    put(&mut buffer, "SYSLOG_IDENTIFIER", identifier);
+    put(&mut buffer, "SYSLOG_IDENTIFIER", &cut(identifier, MAX_FIELD));
     put(&mut buffer, "MESSAGE", &message);
     for (name, value) in &fields.fields {
-        put(&mut buffer, &field_name(name), value);
+        let (name, value) = (field_name(&cut(name, 64)), cut(value, MAX_FIELD));
+        if buffer.len() + name.len() + value.len() + 10 > MAX_ENTRY {
+            break;
+        }
+        put(&mut buffer, &name, &value);
     }
+    buffer
+}
+
+/// The smallest entry of an event: what is sent when its whole entry is
+/// refused.
+fn fallback_entry(identifier: &str, level: &Level, fields: &Fields) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(FALLBACK_MESSAGE + 128);
+    put(&mut buffer, "PRIORITY", &priority(level).to_string());
+    put(&mut buffer, "SYSLOG_IDENTIFIER", &cut(identifier, 64));
+    put(&mut buffer, "MESSAGE", &cut(&fields.message, FALLBACK_MESSAGE));
     buffer
 }
 
@@ -151,9 +208,17 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let datagram = entry(&self.identifier, event.metadata().level(), &fields);
-        // Nowhere to report a failure to log: the entry is dropped.
-        let _ = self.socket.send_to(&datagram, &self.path);
+        fields.message = (self.escape)(&fields.message);
+        for (_, value) in &mut fields.fields {
+            *value = (self.escape)(value);
+        }
+        let level = event.metadata().level();
+        let sent = self.socket.send_to(&entry(&self.identifier, level, &fields), &self.path);
+        if sent.is_err_and(|e| matches!(e.raw_os_error(), Some(libc::EMSGSIZE | libc::ENOBUFS))) {
+            // Nowhere to report a failure to log: the smallest entry is
+            // the last try.
+            let _ = self.socket.send_to(&fallback_entry(&self.identifier, level, &fields), &self.path);
+        }
     }
 }
 
@@ -168,7 +233,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a directory");
         let path = dir.path().join("journal.socket");
         let journald = UnixDatagram::bind(&path).expect("a fake journald");
-        let layer = JournalLayer::at(&path, "flagsd").expect("it connects");
+        let layer = JournalLayer::at(&path, "flagsd", str::to_owned).expect("it connects");
         let mut probe = [0u8; 16];
         assert_eq!(journald.recv(&mut probe).expect("the probe"), 0);
         let subscriber = tracing_subscriber::registry().with(layer);
@@ -191,10 +256,73 @@ mod tests {
         assert!(bytes.ends_with(&expected), "{}", String::from_utf8_lossy(bytes));
     }
 
+    /// A fake journald at a socket in `dir`, and a layer sending to it
+    /// (its probe already read).
+    fn fake_journald(dir: &Path) -> (UnixDatagram, JournalLayer) {
+        let path = dir.join("journal.socket");
+        let journald = UnixDatagram::bind(&path).expect("a fake journald");
+        let layer = JournalLayer::at(&path, "flagsd", str::to_owned).expect("it connects");
+        assert_eq!(journald.recv(&mut [0u8; 16]).expect("the probe"), 0);
+        journald.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("a timeout");
+        (journald, layer)
+    }
+
+    #[test]
+    fn values_of_any_size_are_cut_and_the_event_still_arrives() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let (journald, layer) = fake_journald(dir.path());
+        let reason = "é".repeat(150_000);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(reason = %reason, other = %"x".repeat(300_000), "{}", "m".repeat(200_000));
+        });
+        let mut datagram = vec![0u8; 1 << 20];
+        let n = journald.recv(&mut datagram).expect("the event, cut");
+        assert!(n <= MAX_ENTRY, "{n} bytes");
+        let text = String::from_utf8(datagram[..n].to_vec()).expect("cut at character boundaries");
+        let field = |name: &str| {
+            let start = text.find(&format!("\n{name}=")).map(|i| i + name.len() + 2).expect(name);
+            text[start..].split('\n').next().unwrap_or_default().to_owned()
+        };
+        assert!(field("MESSAGE").len() <= MAX_MESSAGE && field("MESSAGE").ends_with(CUT), "{}", field("MESSAGE").len());
+        assert!(field("FLAGSD_REASON").len() <= MAX_FIELD && field("FLAGSD_REASON").starts_with("ééé"));
+        assert!(field("FLAGSD_OTHER").len() <= MAX_FIELD && field("FLAGSD_OTHER").ends_with(CUT));
+    }
+
+    #[test]
+    fn an_entry_the_socket_refuses_is_sent_again_smaller() {
+        use std::os::fd::AsRawFd as _;
+        let dir = tempfile::tempdir().expect("a directory");
+        let (journald, layer) = fake_journald(dir.path());
+        // A send buffer far smaller than an entry of 16 KiB.
+        let size: libc::c_int = 4096;
+        // SAFETY: the socket is open, and the option's value is a live c_int
+        // of the size given.
+        let set = unsafe {
+            libc::setsockopt(
+                layer.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "{}", io::Error::last_os_error());
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(detail = %"d".repeat(20_000), "{}", "m".repeat(20_000));
+        });
+        let mut datagram = vec![0u8; 1 << 16];
+        let n = journald.recv(&mut datagram).expect("the event, smaller");
+        let text = String::from_utf8_lossy(&datagram[..n]).into_owned();
+        assert!(text.starts_with("PRIORITY=3\nSYSLOG_IDENTIFIER=flagsd\nMESSAGE=mmm"), "{}", &text[..60]);
+        assert!(n <= FALLBACK_MESSAGE + 64 && text.ends_with(&format!("{CUT}\n")), "{n} bytes");
+    }
+
     #[test]
     fn nothing_listening_is_an_error_and_levels_map_to_priorities() {
         let dir = tempfile::tempdir().expect("a directory");
-        assert!(JournalLayer::at(&dir.path().join("none"), "flagsd").is_err());
+        assert!(JournalLayer::at(&dir.path().join("none"), "flagsd", str::to_owned).is_err());
         let levels = [Level::ERROR, Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE];
         assert_eq!(levels.map(|l| priority(&l)), [3, 4, 6, 7, 7]);
         assert_eq!(field_name("cc"), "FLAGSD_CC");

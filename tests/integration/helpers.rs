@@ -467,3 +467,54 @@ pub fn country_root(countries: &[(&str, &str)]) -> tempfile::TempDir {
     }
     root
 }
+
+/// A fake journald: a datagram socket that `flagsd`'s journal layer sends
+/// to (`FLAGSD_JOURNAL_SOCKET`), read by a thread of its own as entries
+/// come (a sender blocks when a few datagrams wait unread).
+pub struct FakeJournal {
+    path: PathBuf,
+    entries: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeJournal {
+    /// Binds the socket and starts reading it.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("journal.socket");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("a fake journald");
+        let entries: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>> = std::sync::Arc::default();
+        let kept = std::sync::Arc::clone(&entries);
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 1 << 20];
+            while let Ok(n) = socket.recv(&mut buffer) {
+                if n > 0 {
+                    kept.lock().expect("lock").push(buffer[..n].to_vec());
+                }
+            }
+        });
+        Self { path, entries, _dir: dir }
+    }
+
+    /// The environment that makes a process whose stderr is the file
+    /// `stderr` (already created) log here: `JOURNAL_STREAM` names that
+    /// file as systemd names the journal's stream.
+    pub fn env(&self, stderr: &Path) -> [(String, String); 2] {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(stderr).expect("the stderr file");
+        [
+            ("JOURNAL_STREAM".to_owned(), format!("{}:{}", meta.dev(), meta.ino())),
+            ("FLAGSD_JOURNAL_SOCKET".to_owned(), self.path.display().to_string()),
+        ]
+    }
+
+    /// The entries received so far, each as sent.
+    pub fn entries(&self) -> Vec<Vec<u8>> {
+        self.entries.lock().expect("lock").clone()
+    }
+
+    /// The entries received so far as text (binary field values lossily).
+    pub fn text(&self) -> String {
+        self.entries().iter().map(|e| String::from_utf8_lossy(e).into_owned()).collect::<Vec<_>>().join("\n")
+    }
+}

@@ -280,3 +280,60 @@ fn status_reads_a_bounded_answer() {
     assert_eq!(status, 0, "{stdout}");
     assert!(stdout.lines().next().unwrap().contains("answer larger than 4194304 bytes"), "{stdout}");
 }
+
+#[test]
+fn a_reason_phrase_of_300_kb_is_cut_where_it_is_read_and_its_event_reaches_the_journal() {
+    let reason = "A".repeat(300_000);
+    let server = Hostile::start(move |_| response(&format!("500 {reason}"), &[], b""));
+    let out = tempfile::tempdir().unwrap();
+    let (status, stdout, _) = fetch(out.path(), &["BR", "--json", "-s", &server.url()]);
+    assert_eq!(status, 1, "{}", &stdout[..stdout.len().min(500)]);
+    let document: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON document");
+    let message = document["codes"][0]["message"].as_str().expect("a message");
+    assert!(message.starts_with("HTTP 500 - AAA") && message.len() < 300, "{} bytes", message.len());
+
+    let journal = FakeJournal::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{}verbose = true\n", batch("b", "[\"BR\"]", &server.url(), "1h"));
+    write_file(dir.path(), "flagsd.toml", &config);
+    let log = write_file(dir.path(), "daemon.log", "");
+    let env = journal.env(&log);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let daemon = Daemon::start(dir.path(), &env);
+    assert!(wait_until(LONG, || journal.text().contains("MESSAGE=download failed")), "{}", daemon.log());
+    let entry = journal.entries().into_iter().find(|e| e.windows(15).any(|w| w == b"download failed")).unwrap();
+    assert!(entry.len() < 16 * 1024, "{} bytes", entry.len());
+    assert!(String::from_utf8_lossy(&entry).contains("HTTP 500 - AAA"));
+}
+
+#[test]
+fn endless_headers_end_the_response() {
+    let headers: Vec<String> = (0..200).map(|i| format!("X-Filler-{i}: {}", "x".repeat(50))).collect();
+    let server = Hostile::start(move |_| response("200 OK", &headers, &flag("br")));
+    let out = tempfile::tempdir().unwrap();
+    let (status, stdout, _) = fetch(out.path(), &["BR", "-v", "-s", &server.url()]);
+    assert_eq!(status, 1, "{stdout}");
+    assert!(stdout.contains("*** Error for BR: Connection error ("), "{stdout}");
+    assert!(files_in(out.path()).is_empty());
+}
+
+#[test]
+fn a_huge_metadata_json_is_read_only_to_its_limit() {
+    let server = Hostile::start(|seen| {
+        if seen[seen.len() - 1].path().ends_with("metadata.json") {
+            let padding = " ".repeat(100 * 1024);
+            response("200 OK", &[], format!("{{\"country\": \"Brazil\"{padding}}}").as_bytes())
+        } else {
+            response("200 OK", &[], &flag("br"))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[defaults]\nretries = 0\n[[batch]]\nname = \"v\"\ncodes = [\"BR\"]\nserver = \"{}\"\nnaming = \"country\"\nverbose = true\n",
+        server.url()
+    );
+    write_file(dir.path(), "flagsd.toml", &config);
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml", "v"], &[]);
+    assert_eq!(status, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("*** Error for BR: Metadata error (larger than 65536 bytes)"), "{stdout}");
+}

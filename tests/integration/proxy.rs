@@ -242,3 +242,30 @@ fn a_bad_proxy_is_a_usage_error_and_a_bad_environment_proxy_a_fatal_one() {
     assert!(stderr.contains("cannot set up the proxy: http_proxy: 'http://***@bad host:1' is not"), "{stderr}");
     assert!(!stderr.contains("pw"), "{stderr}");
 }
+
+#[test]
+fn a_proxys_credentials_file_is_sent_and_never_shown() {
+    let (server, proxy) =
+        (clean_server(), ForwardProxy::start(Rules { credentials: Some("ann:pa#ss w"), refuse_tunnels: false }));
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = write_file(dir.path(), "proxy-credentials", "ann:pa#ss w\n");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = format!(
+        "[servers]\nmirror = {{ url = \"{}\", proxy = \"{}\", proxy_credentials_file = \"proxy-credentials\" }}\n\
+         [[batch]]\nname = \"b\"\ncodes = [\"BR\", \"AR\"]\nserver = \"mirror\"\n",
+        server.url(),
+        proxy.url(None)
+    );
+    write_file(dir.path(), "flagsd.toml", &config);
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml", "--json"], &[]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert_eq!(proxy.forwarded(), 2);
+    assert!(!stdout.contains("pa#ss") && !stderr.contains("pa#ss"), "{stdout}{stderr}");
+    write_file(dir.path(), "flagsd.toml", &config.replace(&proxy.url(None), &proxy.url(Some("x:y"))));
+    let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("servers.mirror.proxy_credentials_file: the URL carries credentials too"), "{stderr}");
+}

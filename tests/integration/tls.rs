@@ -12,10 +12,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::helpers::*;
 
-/// A CA, a server certificate and a client certificate, the PEM files a
-/// client needs written to a directory.
+/// A CA, a server certificate and a client certificate, their PEM files
+/// written to a directory.
 pub struct Pki {
-    /// Holds `ca.pem`, `client.pem` and `client.key`.
+    /// Holds `ca.pem`, `client.pem` and `client.key` (what a client needs),
+    /// `ca.key`, `server.pem` and `server.key`.
     pub dir: tempfile::TempDir,
     ca: CertificateDer<'static>,
     server: (CertificateDer<'static>, Vec<u8>),
@@ -29,6 +30,7 @@ impl Pki {
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.distinguished_name.push(rcgen::DnType::CommonName, "flagsd test CA");
         let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+        let ca_key_pem = ca_key.serialize_pem();
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf = |name: &str, purpose| {
             let key = KeyPair::generate().expect("a key");
@@ -40,6 +42,9 @@ impl Pki {
         let (client, client_key) = leaf("flagsd-client", ExtendedKeyUsagePurpose::ClientAuth);
         let dir = tempfile::tempdir().expect("a directory");
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("written");
+        std::fs::write(dir.path().join("ca.key"), ca_key_pem).expect("written");
+        std::fs::write(dir.path().join("server.pem"), server.pem()).expect("written");
+        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).expect("written");
         std::fs::write(dir.path().join("client.pem"), client.pem()).expect("written");
         std::fs::write(dir.path().join("client.key"), client_key.serialize_pem()).expect("written");
         Self { dir, ca: ca.der().clone(), server: (server.der().clone(), server_key.serialize_der()) }
@@ -203,4 +208,121 @@ fn servers_carry_their_tls_files_in_the_configuration() {
     let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 2, "{stderr}");
     assert!(stderr.starts_with("flagsd.toml: servers.internal.ca_file: cannot read '/nonexistent/ca.pem'"), "{stderr}");
+}
+
+/// The lines of base64 of the PEM file `path`, for looking for any of them
+/// where a key must not show.
+pub fn base64_lines(path: &Path) -> Vec<String> {
+    let pem = std::fs::read_to_string(path).expect("a PEM file");
+    pem.lines().filter(|l| !l.starts_with("-----") && !l.is_empty()).map(str::to_owned).collect()
+}
+
+/// Asserts that nothing of the key whose base64 lines are `lines` shows in
+/// `text`: no 8 characters of it, and not its bytes written as numbers.
+pub fn assert_no_key_in(lines: &[String], text: &str) {
+    for line in lines {
+        for piece in line.as_bytes().chunks_exact(8) {
+            let piece = std::str::from_utf8(piece).expect("base64 is ASCII");
+            assert!(!text.contains(piece), "'{piece}' of the key shows in:\n{text}");
+        }
+        let bytes = format!("{:?}", &line.as_bytes()[..6]);
+        assert!(!text.contains(bytes.trim_matches(['[', ']'])), "the key's bytes show in:\n{text}");
+    }
+}
+
+#[test]
+fn a_key_flattened_onto_one_line_is_refused_without_a_byte_of_it() {
+    let pki = Pki::new();
+    let key = pki.file("client.key");
+    let lines = base64_lines(&key);
+    let flat = write_file(pki.dir.path(), "flat.key", &std::fs::read_to_string(&key).unwrap().replace('\n', " "));
+    let (cert, flat_text) = (path(&pki.file("client.pem")).to_owned(), path(&flat).to_owned());
+    let out = tempfile::tempdir().unwrap();
+    let args = ["BR", "-s", "https://127.0.0.1:9/flags", "--cert", &cert, "--key", &flat_text];
+    let (status, stdout, stderr) = fetch(out.path(), &args);
+    assert_eq!((status, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(stderr.starts_with(&format!("*** Usage error: --key: '{flat_text}' holds a PEM key whose")), "{stderr}");
+    assert!(stderr.contains("flattened onto one line"), "{stderr}");
+    assert_no_key_in(&lines, &stderr);
+
+    let config = format!(
+        "[servers]\ninternal = {{ url = \"https://127.0.0.1:9/flags\", client_cert = \"{cert}\", client_key = \"{flat_text}\" }}\n\
+         [[batch]]\nname = \"b\"\ncodes = [\"BR\"]\nserver = \"internal\"\n"
+    );
+    write_file(out.path(), "flagsd.toml", &config);
+    for command in ["run", "serve"] {
+        let (status, stdout, stderr) = flagsd_in(out.path(), &[command, "--config", "flagsd.toml"], &[]);
+        assert_eq!(status, 2, "{command}: {stdout}{stderr}");
+        let expected = format!("flagsd.toml: servers.internal.client_key: '{flat_text}' holds a PEM key whose");
+        assert!(stderr.contains(&expected), "{command}: {stderr}");
+        assert_no_key_in(&lines, &format!("{stdout}{stderr}"));
+    }
+}
+
+/// `openssl s_server` serving the files under `root` (`-WWW`) on a free
+/// loopback port with `pki`'s server certificate, requiring a client
+/// certificate of `pki`'s CA; killed when dropped.
+struct OpensslServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OpensslServer {
+    fn start(openssl: &Path, pki: &Pki, root: &Path) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(openssl)
+            .current_dir(root)
+            .args(["s_server", "-accept", "127.0.0.1:0", "-WWW", "-Verify", "1", "-cert"])
+            .args([pki.file("server.pem"), "-key".into(), pki.file("server.key"), "-CAfile".into(), pki.file("ca.pem")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server starts");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("its output"));
+        let port = stdout
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix("ACCEPT 127.0.0.1:").and_then(|p| p.trim().parse().ok()))
+            .expect("openssl s_server says where it listens");
+        Self { child, port }
+    }
+}
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_version_1_client_certificate_is_presented() {
+    let Some(openssl) = tool("openssl") else { return };
+    let pki = Pki::new();
+    let openssl_in = |args: &[&str]| {
+        let out = std::process::Command::new(&openssl).current_dir(pki.dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A certificate request signed without extensions: X.509 version 1.
+    let curve = "ec_paramgen_curve:P-256";
+    let subject = "/CN=flagsd-v1";
+    let key_out = ["-keyout", "v1.key", "-subj", subject, "-out", "v1.csr"];
+    openssl_in(&[&["req", "-new", "-newkey", "ec", "-pkeyopt", curve, "-nodes"][..], &key_out].concat());
+    openssl_in(&["x509", "-req", "-in", "v1.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-days", "1", "-out", "v1.pem"]);
+    if !openssl_in(&["x509", "-in", "v1.pem", "-noout", "-text"]).contains("Version: 1 (0x0)") {
+        println!("skipped: this openssl makes version 3 certificates with x509 -req");
+        return;
+    }
+    let root = flag_root(&["br"]);
+    std::fs::create_dir(root.path().join("flags")).unwrap();
+    std::fs::rename(root.path().join("br"), root.path().join("flags/br")).unwrap();
+    let server = OpensslServer::start(&openssl, &pki, root.path());
+    let out = tempfile::tempdir().unwrap();
+    let url = format!("https://127.0.0.1:{}/flags", server.port);
+    let (ca, cert, key) = (pki.file("ca.pem"), pki.file("v1.pem"), pki.file("v1.key"));
+    let args = ["BR", "-v", "-s", &url, "--cacert", path(&ca), "--cert", path(&cert), "--key", path(&key)];
+    let (status, stdout, stderr) = fetch(out.path(), &args);
+    assert_eq!((status, final_counts(&stdout)), (0, (1, 0, 0)), "{stdout}{stderr}");
+    assert_eq!(assert_only_complete_flags(out.path()), 1);
 }
