@@ -14,9 +14,11 @@
 //! server.
 //!
 //! The parts: [`routes`] (what each path asks and answers), [`auth`] (the
-//! bearer token), [`requests`] (the typed messages to the daemon).
+//! bearer token and signed requests), [`nonce`] (the nonces signed requests
+//! spend), [`requests`] (the typed messages to the daemon).
 
 pub mod auth;
+pub mod nonce;
 pub mod requests;
 pub mod routes;
 
@@ -44,8 +46,9 @@ const WHAT: &str = "admin endpoint";
 pub struct AdminOptions {
     /// The address to listen on (port 0 for any free port).
     pub listen: SocketAddr,
-    /// The bearer token required by every endpoint but `/healthz` and
-    /// `/readyz`; `None` leaves them all open.
+    /// The token required by every endpoint but the open ones
+    /// ([`auth::OPEN_PATHS`]), as a bearer token or by signed requests;
+    /// `None` leaves them all open.
     pub token: Option<String>,
 }
 
@@ -64,7 +67,17 @@ fn build(
     daemon: mpsc::Sender<AdminRequest>,
 ) -> Result<(actix_web::dev::Server, SocketAddr), ServerError> {
     let bind = options.listen;
-    let state = web::Data::new(routes::State { daemon, token: options.token, timeout: ANSWER_TIMEOUT });
+    let credentials = match options.token {
+        Some(token) => {
+            let nonces = nonce::Nonces::random().map_err(|e| ServerError::Thread {
+                what: WHAT,
+                detail: format!("no random secret for its nonces: {e}"),
+            })?;
+            Some(auth::Credentials::new(token, nonces))
+        }
+        None => None,
+    };
+    let state = web::Data::new(routes::State { daemon, credentials, timeout: ANSWER_TIMEOUT });
     let server = HttpServer::new(move || routes::app(state.clone()))
         .workers(1)
         // A flood of connections waits in the backlog instead of taking
