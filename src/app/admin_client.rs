@@ -75,8 +75,12 @@ impl AdminClient {
         let url = format!("http://{}", admin.connect_address());
         let unreachable = |why: String| AdminError::Unreachable { url: url.clone(), why };
         let token = admin.token().map_err(unreachable)?;
+        // A new connection for each request: under a flood the endpoint
+        // closes idle connections oldest first, and a pooled one waiting
+        // between `/nonce` and the request would be among the oldest.
         let client = reqwest::Client::builder()
             .no_proxy()
+            .pool_max_idle_per_host(0)
             .timeout(TIMEOUT)
             .tls_certs_only(Vec::new())
             .build()

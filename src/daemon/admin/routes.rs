@@ -24,6 +24,7 @@
 //! ([`response_mac`](crate::present::api::response_mac)): the client learns
 //! that a holder of the token answered this very request.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, to_bytes};
@@ -35,7 +36,9 @@ use futures_util::future::LocalBoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use super::auth::{self, Access, Credentials};
+use super::connections::Held;
 use super::requests::{AdminRequest, Cancel, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, Trigger, Unavailable};
+use super::throttle::{Kind, Throttle};
 use crate::daemon::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use crate::present::api::{
     ApiError, Mac, NONCE_LIFETIME, NONCE_PATH, NonceAnswer, Started, authentication_info, response_mac,
@@ -52,6 +55,8 @@ pub struct State {
     pub credentials: Option<Credentials>,
     /// How long a handler waits for the daemon.
     pub timeout: Duration,
+    /// The rate limit of the lines logged for refusals.
+    pub throttle: Arc<Throttle>,
 }
 
 impl State {
@@ -89,11 +94,14 @@ fn text(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(body)
 }
 
-/// `503`, logged: the daemon did not answer `what`.
-fn unanswered(what: &str, why: NoAnswer) -> HttpResponse {
-    match why {
-        NoAnswer::Gone => tracing::warn!(request = what, "the daemon is not taking admin requests"),
-        NoAnswer::Timeout => tracing::warn!(request = what, "the daemon did not answer an admin request in time"),
+/// `503`, logged (rate-limited): the daemon did not answer `what`.
+fn unanswered(state: &State, what: &str, why: NoAnswer) -> HttpResponse {
+    let reason = match why {
+        NoAnswer::Gone => "the daemon is not taking admin requests",
+        NoAnswer::Timeout => "the daemon did not answer an admin request in time",
+    };
+    if state.throttle.allow(Kind::Unanswered, Instant::now(), || format!("{what}: {reason}")) {
+        tracing::warn!(kind = %Kind::Unanswered.name(), request = what, "{reason}");
     }
     json_error(StatusCode::SERVICE_UNAVAILABLE, "the daemon did not answer")
 }
@@ -101,7 +109,7 @@ fn unanswered(what: &str, why: NoAnswer) -> HttpResponse {
 async fn healthz(state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Ping).await {
         Ok(()) => text(StatusCode::OK, "ok\n".into()),
-        Err(why) => unanswered("ping", why),
+        Err(why) => unanswered(&state, "ping", why),
     }
 }
 
@@ -118,21 +126,21 @@ async fn readyz(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             };
             text(StatusCode::SERVICE_UNAVAILABLE, body)
         }
-        Err(why) => unanswered("ready", why),
+        Err(why) => unanswered(&state, "ready", why),
     }
 }
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Metrics).await {
         Ok(body) => HttpResponse::Ok().content_type(METRICS_CONTENT_TYPE).body(body),
-        Err(why) => unanswered("metrics", why),
+        Err(why) => unanswered(&state, "metrics", why),
     }
 }
 
 async fn batches(state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Batches).await {
         Ok(views) => HttpResponse::Ok().json(views),
-        Err(why) => unanswered("batches", why),
+        Err(why) => unanswered(&state, "batches", why),
     }
 }
 
@@ -190,7 +198,7 @@ async fn runs(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     match ask(&state, |reply| AdminRequest::Runs { batch, limit, before, reply }).await {
         Ok(Ok(runs)) => HttpResponse::Ok().json(runs),
         Ok(Err(why)) => unavailable(why),
-        Err(why) => unanswered("runs", why),
+        Err(why) => unanswered(&state, "runs", why),
     }
 }
 
@@ -202,7 +210,7 @@ async fn run(id: web::Path<String>, state: web::Data<State>) -> HttpResponse {
         Ok(Ok(Some(details))) => HttpResponse::Ok().json(details),
         Ok(Ok(None)) => json_error(StatusCode::NOT_FOUND, &format!("no run {id}")),
         Ok(Err(why)) => unavailable(why),
-        Err(why) => unanswered("run", why),
+        Err(why) => unanswered(&state, "run", why),
     }
 }
 
@@ -215,7 +223,7 @@ async fn trigger(name: web::Path<String>, state: web::Data<State>) -> HttpRespon
         Ok(Trigger::Unknown) => json_error(StatusCode::NOT_FOUND, &format!("no batch named {name}")),
         Ok(Trigger::NotReady(message)) => json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
         Ok(Trigger::Failed(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
-        Err(why) => unanswered("trigger", why),
+        Err(why) => unanswered(&state, "trigger", why),
     }
 }
 
@@ -228,7 +236,7 @@ async fn cancel(name: web::Path<String>, state: web::Data<State>) -> HttpRespons
         Ok(Cancel::Unknown) => json_error(StatusCode::NOT_FOUND, &format!("no batch named {name}")),
         Ok(Cancel::NotReady(message)) => json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
         Ok(Cancel::Failed(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
-        Err(why) => unanswered("cancel", why),
+        Err(why) => unanswered(&state, "cancel", why),
     }
 }
 
@@ -282,6 +290,16 @@ async fn sign(token: &str, request: &Mac, response: ServiceResponse<BoxBody>) ->
     ServiceResponse::new(req, response)
 }
 
+/// Logs a refused request (rate-limited): its method, path and peer, never
+/// its credentials.
+fn rejected(throttle: &Throttle, req: &ServiceRequest, refusal: auth::Refusal) {
+    let peer = req.peer_addr().map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+    let (method, path) = (req.method(), req.path());
+    if throttle.allow(Kind::Unauthorized, Instant::now(), || format!("{method} {path} from {peer}: {refusal}")) {
+        tracing::warn!(kind = %Kind::Unauthorized.name(), %method, %path, %peer, reason = %refusal, "admin request rejected");
+    }
+}
+
 /// The endpoint's application: the credentials checked around every route,
 /// and the answers to signed requests signed.
 pub fn app(
@@ -299,22 +317,32 @@ pub fn app(
     App::new()
         .app_data(state)
         .wrap_fn(move |req, service| -> LocalBoxFuture<'static, Result<ServiceResponse<BoxBody>, actix_web::Error>> {
+            // Inside a request, the connection is not idle: it is not closed
+            // to make room for another.
+            let busy = req.conn_data::<Held>().map(Held::busy);
             match auth::authorize(&req, guard.credentials.as_ref(), Instant::now()) {
                 Ok(Access::Signed(mac)) => {
                     let (call, state) = (service.call(req), guard.clone());
                     Box::pin(async move {
                         let response = call.await?;
-                        Ok(match state.token() {
+                        let response = match state.token() {
                             Some(token) => sign(token, &mac, response).await,
                             None => response,
-                        })
+                        };
+                        drop(busy);
+                        Ok(response)
                     })
                 }
-                Ok(Access::Open | Access::Bearer) => Box::pin(service.call(req)),
+                Ok(Access::Open | Access::Bearer) => {
+                    let call = service.call(req);
+                    Box::pin(async move {
+                        let response = call.await;
+                        drop(busy);
+                        response
+                    })
+                }
                 Err(refusal) => {
-                    let peer = req.peer_addr().map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
-                    // Method, path and peer only: never the token nor the header.
-                    tracing::warn!(method = %req.method(), path = %req.path(), %peer, reason = %refusal, "admin request rejected");
+                    rejected(&guard.throttle, &req, refusal);
                     Box::pin(std::future::ready(Ok(req.into_response(auth::refused(refusal)))))
                 }
             }
@@ -391,7 +419,7 @@ mod tests {
         requests: Vec<TestRequest>,
     ) -> Vec<Reply> {
         let credentials = token.map(|token| Credentials::new(token.to_owned(), Nonces::new(SECRET, epoch())));
-        let state = web::Data::new(State { daemon, credentials, timeout });
+        let state = web::Data::new(State { daemon, credentials, timeout, throttle: Arc::default() });
         actix_rt::System::new().block_on(async move {
             let app = init_service(app(state)).await;
             let mut replies = Vec::new();
