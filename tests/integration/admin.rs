@@ -576,6 +576,7 @@ fn a_flood_of_bad_requests_is_logged_in_a_few_lines() {
     let (_dir, mut daemon, addr) = idle_daemon();
     assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
     let before = daemon.log().lines().count();
+    let started = std::time::Instant::now();
     // 1,000 requests that are not HTTP, each on a connection of its own…
     for _ in 0..1000 {
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();
@@ -598,8 +599,11 @@ fn a_flood_of_bad_requests_is_logged_in_a_few_lines() {
         "{}",
         daemon.log()
     );
+    // A line a second of each kind at most: 4 or so here, more only if the
+    // machine was so busy that the flood took seconds.
+    let seconds = usize::try_from(started.elapsed().as_secs()).unwrap();
     let lines = lines_after(&daemon.log(), before);
-    assert!(lines.len() <= 8, "{} lines:\n{}", lines.len(), lines.join("\n"));
+    assert!(lines.len() <= 2 * (seconds + 2), "{} lines in {seconds} s:\n{}", lines.len(), lines.join("\n"));
     assert!(lines.iter().all(|l| !l.contains("ERROR")), "{}", lines.join("\n"));
     daemon.signal("TERM");
     assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());

@@ -32,7 +32,9 @@
 //! not do: once the connection ends, the number can belong to anything.)
 //! Idle connections past their deadline are closed too ([`Connections::reap`]),
 //! in case a client trickles a second request head, which actix-web does
-//! not time.
+//! not time. A connection whose whole request head already waits in its
+//! socket, unread, counts as inside a request: a probe is not closed in the
+//! instant between its arrival and its first reading.
 
 use std::any::Any;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpStream};
@@ -73,10 +75,20 @@ struct Entry {
     socket: Option<TcpStream>,
 }
 
+/// Whether a whole request head waits unread in `socket`: its
+/// connection's task has not read it yet (the worker accepts a batch of
+/// connections before their tasks first run), so it is a request about to
+/// be served, not an idle connection.
+fn head_waiting(socket: &TcpStream) -> bool {
+    let mut buffer = [0u8; 2048];
+    matches!(socket.peek(&mut buffer), Ok(n) if buffer[..n].windows(4).any(|w| w == b"\r\n\r\n"))
+}
+
 impl Entry {
-    /// Whether it may be closed to make room: idle, and closable.
+    /// Whether it may be closed to make room: idle, closable, and with no
+    /// request head waiting to be read.
     fn closable(&self) -> bool {
-        self.busy == 0 && self.socket.is_some()
+        self.busy == 0 && self.socket.as_ref().is_some_and(|socket| !head_waiting(socket))
     }
 }
 
@@ -172,6 +184,9 @@ impl Connections {
     /// Takes in a connection from `peer` at `now`, closing an idle one if
     /// that makes room; `None` (and `socket` shut down) when there is none.
     pub fn admit(self: &Arc<Self>, peer: IpAddr, socket: Option<TcpStream>, now: Instant) -> Option<Held> {
+        // Peeking at a socket must never wait (the runtime's sockets do not
+        // already; a socket that cannot be made so is not kept).
+        let socket = socket.filter(|socket| socket.set_nonblocking(true).is_ok());
         let (admitted, closed) = {
             let mut guard = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             let (next_id, entries) = &mut *guard;
@@ -346,6 +361,31 @@ mod tests {
         assert!(connections.admit(ip(5), Some(server), now).is_some());
         assert!(closed(&clients[0]));
         assert!(clients[1..].iter().all(|c| !closed(c)));
+    }
+
+    #[test]
+    fn a_request_waiting_to_be_read_is_not_closed_to_make_room() {
+        use std::io::Write as _;
+        let connections = Connections::new(LIMITS, Arc::default());
+        let start = Instant::now();
+        let at = |s| start + Duration::from_secs(s);
+        let (server, mut probe) = pair();
+        let _probe = connections.admit(ip(1), Some(server), at(0)).expect("room");
+        probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("sent");
+        let (server, slow) = pair();
+        let _slow = connections.admit(ip(1), Some(server), at(1)).expect("room");
+        (&slow).write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: a").expect("sent");
+        let mut clients = Vec::new();
+        let mut held = Vec::new();
+        for s in 2..=4 {
+            let (server, client) = pair();
+            held.push(connections.admit(ip(1), Some(server), at(s)).expect("room"));
+            clients.push(client);
+        }
+        // Over the cap of 3, twice: the slow head goes, then the oldest idle
+        // one; the whole head waiting to be read stays.
+        assert!(closed(&slow) && closed(&clients[0]));
+        assert!(!closed(&probe) && !closed(&clients[1]) && !closed(&clients[2]));
     }
 
     #[test]
