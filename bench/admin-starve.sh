@@ -7,15 +7,17 @@
 #
 #   quiet     nothing else connects;
 #   held      200 idle connections (connected, nothing sent) and 20 clients
-#             that send a request head a byte every 100 ms, reconnecting
-#             when cut off, all held while the probes run;
+#             that send a request head a byte every 100 ms, each connecting
+#             again as soon as the endpoint closes it, so that 220 are held
+#             or being opened all along while the probes run;
 #   churn     4 threads opening idle connections as fast as they can,
-#             closing each after 50 ms (to keep the caps full all along);
+#             closing each after 50 ms;
 #   garbage   1,000 requests that are not HTTP and 1,000 with a wrong token,
 #             then the lines the daemon logged meanwhile are counted.
 #
 #   bench/admin-starve.sh                        # builds target/release/flagsd first
 #   FLAGSD=target/debug/flagsd bench/admin-starve.sh
+#   PROBES=10 FLAGSD=old/flagsd bench/admin-starve.sh   # fewer probes (each waits 10 s at most)
 #
 # Results: printed, and bench/results/10-admin-starve.md.
 set -euo pipefail
@@ -57,13 +59,13 @@ for _ in $(seq 200); do
 done
 grep -q "admin endpoint listening" "$work/daemon.log" || { cat "$work/daemon.log" >&2; exit 1; }
 
-python3 - "$port" "$work/daemon.log" "$results/10-admin-starve.md" "$shown" <<'PY'
-import socket, statistics, sys, threading, time
+python3 - "$port" "$work/daemon.log" "$results/10-admin-starve.md" "$shown" "${PROBES:-100}" <<'PY'
+import multiprocessing, socket, statistics, sys, threading, time
 
 port, log_path, out_path, binary = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+PROBES = int(sys.argv[5])
 addr = ("127.0.0.1", port)
 TARGET_MS = 100.0
-PROBES = 100
 
 
 def probe():
@@ -97,6 +99,22 @@ def measure():
 
 
 stop = threading.Event()
+
+
+def idle_client():
+    """Holds an idle connection; connects again as soon as it is closed."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(addr, timeout=5) as s:
+                s.settimeout(0.5)
+                while not stop.is_set():
+                    try:
+                        if not s.recv(4096):
+                            break
+                    except socket.timeout:
+                        pass
+        except OSError:
+            pass
 
 
 def slow_client():
@@ -139,32 +157,28 @@ def case(name, what):
 
 case("quiet", "nothing else connects")
 
-idle = []
-for _ in range(200):
-    try:
-        idle.append(socket.create_connection(addr, timeout=2))
-    except OSError:
-        pass
-slow = [threading.Thread(target=slow_client, daemon=True) for _ in range(20)]
-for t in slow:
-    t.start()
-time.sleep(0.5)
-case("held", f"{len(idle)} idle connections and 20 slow clients held")
-stop.set()
-for t in slow:
-    t.join()
-for s in idle:
-    s.close()
+def attack(targets):
+    """Runs `targets` in threads until the process is terminated (a process
+    of its own: the probes must not wait for the attackers' interpreter
+    lock, as a real probe, another process, does not)."""
+    threads = [threading.Thread(target=t, daemon=True) for t in targets]
+    for t in threads:
+        t.start()
+    threading.Event().wait()
 
-stop.clear()
-churn = [threading.Thread(target=churner, daemon=True) for _ in range(4)]
-for t in churn:
-    t.start()
-time.sleep(0.5)
-case("churn", "4 threads opening idle connections without pause")
-stop.set()
-for t in churn:
-    t.join()
+
+def under(name, what, targets):
+    child = multiprocessing.Process(target=attack, args=(targets,))
+    child.start()
+    time.sleep(1)
+    case(name, what)
+    child.terminate()
+    child.join()
+
+
+under("held", "200 idle connections and 20 slow clients, each reopened when closed",
+      [idle_client] * 200 + [slow_client] * 20)
+under("churn", "4 threads opening idle connections without pause", [churner] * 4)
 
 time.sleep(1.5)
 before = open(log_path).read().count("\n")

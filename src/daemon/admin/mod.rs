@@ -78,6 +78,12 @@ pub const PER_PEER: usize = 8;
 /// one, this makes [`ADMIN_CONNECTIONS`] descriptors at most.
 pub const ACCEPTED: usize = ADMIN_CONNECTIONS as usize - HELD;
 
+/// Connections the kernel queues until the endpoint accepts them. They cost
+/// flagsd no descriptor; a queue too short for a reconnecting flood drops
+/// a probe's connection attempt, which the prober then repeats only a
+/// second later.
+pub const BACKLOG: u32 = 1024;
+
 const _: () = assert!(PER_PEER < HELD && HELD < ACCEPTED && ACCEPTED + HELD <= ADMIN_CONNECTIONS as usize);
 
 /// How often idle connections past their deadline are closed, used nonces
@@ -147,7 +153,7 @@ fn build(
     })
     .workers(1)
     .max_connections(ACCEPTED)
-    .backlog(64)
+    .backlog(BACKLOG)
     .client_request_timeout(HEAD_TIMEOUT)
     .client_disconnect_timeout(DISCONNECT_TIMEOUT)
     .keep_alive(KEEP_ALIVE)
