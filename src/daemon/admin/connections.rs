@@ -237,7 +237,8 @@ impl Connections {
     }
 
     /// How many connections are held.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).1.len()
     }
 

@@ -30,7 +30,9 @@
 //! first ([`connections`]). Held connections cost two descriptors each (the
 //! socket and the duplicate that closes it); with up to [`ACCEPTED`]
 //! connections accepted and not yet held or closed, the endpoint never
-//! holds more than the descriptors `sys::limits` keeps aside for it.
+//! holds more than the descriptors `sys::limits` keeps aside for it. More
+//! connections wait in a listen backlog of [`BACKLOG`], which costs no
+//! descriptor.
 
 pub mod auth;
 pub mod connections;
@@ -114,6 +116,9 @@ impl fmt::Debug for AdminOptions {
     }
 }
 
+/// Binds the endpoint with its limits, on the thread that will run it, and
+/// starts the ticker that closes overdue connections, forgets expired
+/// nonces and logs the summaries of refusals.
 fn build(
     options: AdminOptions,
     daemon: mpsc::Sender<AdminRequest>,

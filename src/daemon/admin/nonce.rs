@@ -163,7 +163,8 @@ impl Nonces {
     }
 
     /// How many used nonces are remembered.
-    pub fn remembered(&self) -> usize {
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
         self.used.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }

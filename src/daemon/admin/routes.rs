@@ -324,6 +324,9 @@ pub fn app(
                 Ok(Access::Signed(mac)) => {
                     let (call, state) = (service.call(req), guard.clone());
                     Box::pin(async move {
+                        // An error of the service itself (the routes answer
+                        // theirs) goes out unsigned: the client then trusts
+                        // it no more than an impostor's.
                         let response = call.await?;
                         let response = match state.token() {
                             Some(token) => sign(token, &mac, response).await,
