@@ -1,25 +1,36 @@
 //! The client side of the daemon's admin endpoint, as `flagsd status` and
 //! `flagsd cancel` use it.
 //!
-//! Whatever listens on the port may not be the daemon (the port is free
-//! while it is down): with a token, the endpoint must first prove it holds
-//! it (`/proof`, an HMAC of a fresh random challenge) before the token is
-//! sent; and no answer is read beyond [`MAX_ANSWER`].
+//! Whatever listens on the port may not be the daemon: another process may
+//! have taken the port while the daemon was down, and may relay what it
+//! gets to a real daemon that has the same token. So with a token the
+//! client never sends it: it asks `GET /nonce`, signs the request with the
+//! token ([`request_mac`]: the nonce, the method, the path and query, the
+//! empty body's digest), and believes only an answer signed in turn for
+//! that request ([`response_mac`]). What an impostor can do with what it
+//! receives is pass that one request on, once, within the nonce's 30 s.
+//! No answer is read beyond [`MAX_ANSWER`].
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::header::{AUTHORIZATION, HeaderName};
+use reqwest::{Method, StatusCode, Url};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::AdminSettings;
-use crate::model::digest::hex;
-use crate::present::api::{ApiError, Proof, proof_of};
+use crate::present::api::{
+    ApiError, Mac, NONCE_PATH, NonceAnswer, SignedAuthorization, parse_authentication_info, request_mac, response_mac,
+    valid_nonce,
+};
 
 /// How long a request to the admin endpoint may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest answer read from the admin endpoint.
 const MAX_ANSWER: usize = 4 << 20;
+
+/// The header of a signed answer's signature.
+const AUTHENTICATION_INFO: HeaderName = HeaderName::from_static("authentication-info");
 
 /// Why the admin endpoint gave no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +55,13 @@ pub enum AdminError {
     },
 }
 
+/// What an answer must be signed for: the token and the request's own
+/// signature.
+struct Expect<'a> {
+    token: &'a str,
+    request: Mac,
+}
+
 /// A client of one daemon's admin endpoint.
 pub struct AdminClient {
     url: String,
@@ -57,8 +75,12 @@ impl AdminClient {
         let url = format!("http://{}", admin.connect_address());
         let unreachable = |why: String| AdminError::Unreachable { url: url.clone(), why };
         let token = admin.token().map_err(unreachable)?;
+        // A new connection for each request: under a flood the endpoint
+        // closes idle connections oldest first, and a pooled one waiting
+        // between `/nonce` and the request would be among the oldest.
         let client = reqwest::Client::builder()
             .no_proxy()
+            .pool_max_idle_per_host(0)
             .timeout(TIMEOUT)
             .tls_certs_only(Vec::new())
             .build()
@@ -71,28 +93,33 @@ impl AdminClient {
         &self.url
     }
 
-    /// `method path` with the token (once the endpoint proved it holds
-    /// it), and its JSON answer.
+    /// `method path`, signed when a token is configured, and its JSON
+    /// answer (signed for this request, when the request was).
     pub async fn call<T: serde::de::DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, AdminError> {
-        let mut request = self.client.request(method, format!("{}{path}", self.url));
-        if let Some(token) = &self.token {
-            self.proven(token).await?;
-            request = request.bearer_auth(token);
-        }
-        self.json(request).await
+        let url = Url::parse(&format!("{}{path}", self.url)).map_err(|e| self.unreachable(format!("bad URL ({e})")))?;
+        let Some(token) = &self.token else {
+            return self.json(self.client.request(method, url), None).await;
+        };
+        let nonce = self.nonce().await?;
+        // The request target as it goes on the wire: the URL's path and query.
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mac = request_mac(token, &nonce, method.as_str(), &target, b"");
+        let credentials = SignedAuthorization { nonce, mac }.header_value();
+        let request = self.client.request(method, url).header(AUTHORIZATION, credentials);
+        self.json(request, Some(Expect { token, request: mac })).await
     }
 
-    /// Checks that the endpoint holds `token`, without sending it.
-    async fn proven(&self, token: &str) -> Result<(), AdminError> {
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random).map_err(|e| self.unreachable(format!("no random challenge ({e})")))?;
-        let challenge = hex(&random);
-        let answer: Proof = self.json(self.client.get(format!("{}/proof?challenge={challenge}", self.url))).await?;
-        let proven: bool = answer.proof.as_bytes().ct_eq(proof_of(token, &challenge).as_bytes()).into();
-        if proven {
-            Ok(())
+    /// A nonce from the endpoint, checked for its form (it goes back in a
+    /// header).
+    async fn nonce(&self) -> Result<String, AdminError> {
+        let answer: NonceAnswer = self.json(self.client.get(format!("{}{NONCE_PATH}", self.url)), None).await?;
+        if valid_nonce(&answer.nonce) {
+            Ok(answer.nonce)
         } else {
-            Err(self.unreachable("it could not prove it holds the token, which was not sent".to_owned()))
+            Err(self.unreachable("its nonce is not one (64 lower-case hex digits)".to_owned()))
         }
     }
 
@@ -100,14 +127,22 @@ impl AdminClient {
         AdminError::Unreachable { url: self.url.clone(), why }
     }
 
-    /// Sends `request` and reads its JSON answer, at most [`MAX_ANSWER`] bytes.
-    async fn json<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, AdminError> {
+    /// Sends `request` and reads its JSON answer, at most [`MAX_ANSWER`]
+    /// bytes; with `expect`, only an answer signed for that request counts,
+    /// whatever its status.
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        expect: Option<Expect<'_>>,
+    ) -> Result<T, AdminError> {
         let mut response = request.send().await.map_err(|e| self.unreachable(format!("not reachable ({e})")))?;
         let status = response.status();
         let too_large = || self.unreachable(format!("answer larger than {MAX_ANSWER} bytes"));
         if response.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
             return Err(too_large());
         }
+        let signature =
+            response.headers().get(AUTHENTICATION_INFO).and_then(|v| parse_authentication_info(v.as_bytes()));
         let mut body = Vec::new();
         while let Some(chunk) =
             response.chunk().await.map_err(|e| self.unreachable(format!("answer cut short ({e})")))?
@@ -117,10 +152,22 @@ impl AdminClient {
             }
             body.extend_from_slice(&chunk);
         }
-        if !status.is_success() {
+        let message = || {
             let message = serde_json::from_slice::<ApiError>(&body).map(|e| e.error).unwrap_or_default();
-            let message = crate::model::text::terminal_safe(&message, 300);
-            return Err(AdminError::Refused { url: self.url.clone(), status, message });
+            crate::model::text::terminal_safe(&message, 300)
+        };
+        if let Some(Expect { token, request }) = expect {
+            let expected = response_mac(token, &request, status.as_u16(), &body);
+            if !signature.is_some_and(|given| bool::from(given.ct_eq(&expected))) {
+                return Err(self.unreachable(format!(
+                    "its answer (HTTP {status}: {}) is not signed with the token: it may not be the daemon, or \
+                     holds another token",
+                    message()
+                )));
+            }
+        }
+        if !status.is_success() {
+            return Err(AdminError::Refused { url: self.url.clone(), status, message: message() });
         }
         serde_json::from_slice(&body).map_err(|e| self.unreachable(format!("unexpected answer ({e})")))
     }

@@ -463,3 +463,206 @@ fn cancel_stops_the_daemons_run_and_the_batch_can_run_again_at_once() {
     assert_eq!(status, 3, "{stderr}");
     assert!(stderr.contains("not reachable"), "{stderr}");
 }
+
+/// A daemon with an admin endpoint, a token, and the on-demand batch `a`
+/// (it never runs by itself): its directory, the daemon and the address.
+fn idle_daemon() -> (tempfile::TempDir, Daemon, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "token", "s3cret-token\n");
+    let on_demand = "[[batch]]\nname = \"a\"\ncodes = [\"BR\"]\nserver = \"DEMO\"\n";
+    write_file(dir.path(), "flagsd.toml", &with_admin(on_demand, "token_file = \"token\""));
+    let daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.admin_addr();
+    (dir, daemon, addr)
+}
+
+/// Clients that each send a request head a byte every 100 ms, and connect
+/// again when the endpoint cuts them off, until dropped.
+struct SlowClients {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl SlowClients {
+    fn start(addr: &str, count: usize) -> Self {
+        use std::io::Write as _;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..count)
+            .map(|_| {
+                let (stop, addr) = (std::sync::Arc::clone(&stop), addr.to_owned());
+                std::thread::spawn(move || {
+                    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(mut stream) = std::net::TcpStream::connect(&addr) else { continue };
+                        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+                            if stop.load(Ordering::Relaxed) || stream.write_all(&[*byte]).is_err() {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for SlowClients {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn healthz_answers_while_idle_and_slow_connections_are_held() {
+    let (_dir, mut daemon, addr) = idle_daemon();
+    let socket: std::net::SocketAddr = addr.parse().unwrap();
+    // 200 connections that send nothing, and 20 that send a byte at a time.
+    let idle: Vec<std::net::TcpStream> =
+        (0..200).filter_map(|_| std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(2)).ok()).collect();
+    assert!(idle.len() >= 150, "only {} connections", idle.len());
+    let slow = SlowClients::start(&addr, 20);
+    // A probe that gives up after 2 s (bench/admin-starve.sh measures how
+    // fast it really is: the target is 100 ms).
+    let probe = reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().unwrap();
+    for attempt in 0..5 {
+        let answer = probe.get(format!("http://{addr}/healthz")).send();
+        assert!(answer.as_ref().is_ok_and(|a| a.status() == 200), "attempt {attempt}: {answer:?}\n{}", daemon.log());
+    }
+    drop((slow, idle));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
+}
+
+#[test]
+fn a_client_that_sends_its_request_slowly_is_cut_off() {
+    use std::io::{Read as _, Write as _};
+    let (_dir, _daemon, addr) = idle_daemon();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let started = std::time::Instant::now();
+    let mut head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().chain(std::iter::repeat(&b'a'));
+    let mut answer = Vec::new();
+    // A byte every 100 ms until the endpoint answers or closes.
+    let cut = loop {
+        let mut buffer = [0u8; 256];
+        match stream.read(&mut buffer) {
+            Ok(0) => break true,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break true,
+        }
+        if started.elapsed() > LONG {
+            break false;
+        }
+        if let Some(byte) = head.next()
+            && stream.write_all(&[*byte]).is_err()
+        {
+            break true;
+        }
+    };
+    let elapsed = started.elapsed();
+    assert!(cut, "still connected after {elapsed:?}");
+    // The head timeout is 2 s: 4 s leaves room for a busy machine, and is
+    // still under the 5 s actix-web gives by default.
+    assert!(elapsed < Duration::from_secs(4), "cut off after {elapsed:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+/// A connection to `addr` from the loopback address `from` (any of
+/// 127.0.0.0/8 is this host).
+fn connect_from(from: std::net::Ipv4Addr, addr: &str) -> std::net::TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        socket.connect(addr.parse().unwrap()).await.unwrap().into_std().unwrap()
+    })
+}
+
+/// Whether the endpoint closed `stream` (it sent nothing, so an open
+/// connection has nothing to read).
+fn closed(stream: &std::net::TcpStream) -> bool {
+    use std::io::Read as _;
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    !matches!((&*stream).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn one_peer_cannot_take_the_connections_of_another() {
+    let (_dir, _daemon, addr) = idle_daemon();
+    let other = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let theirs: Vec<std::net::TcpStream> = (0..3).map(|_| connect_from(other, &addr)).collect();
+    let flood: Vec<std::net::TcpStream> = (0..60).map(|_| connect_from(std::net::Ipv4Addr::LOCALHOST, &addr)).collect();
+    // The flood's oldest connections are closed at once to make room (well
+    // before the 2 s head timeout), the other peer's are not.
+    assert!(
+        wait_until(Duration::from_millis(1500), || flood.iter().filter(|s| closed(s)).count() >= 50),
+        "{} of 60 closed",
+        flood.iter().filter(|s| closed(s)).count()
+    );
+    assert!(theirs.iter().all(|s| !closed(s)), "the other peer lost its connections");
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+}
+
+/// The lines of `log` after its first `skip` ones.
+fn lines_after(log: &str, skip: usize) -> Vec<String> {
+    log.lines().skip(skip).map(str::to_owned).collect()
+}
+
+/// How many events the lines of `lines` that contain `kind` account for:
+/// a line's `count=N`, or one.
+fn counted(lines: &[String], kind: &str) -> u64 {
+    lines
+        .iter()
+        .filter(|l| l.contains(kind))
+        .map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("count=")).map_or(Some(1), |n| n.parse().ok()))
+        .map(Option::unwrap_or_default)
+        .sum()
+}
+
+#[test]
+fn a_flood_of_bad_requests_is_logged_in_a_few_lines() {
+    use std::io::{Read as _, Write as _};
+    let (_dir, mut daemon, addr) = idle_daemon();
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    let before = daemon.log().lines().count();
+    let started = std::time::Instant::now();
+    // 1,000 requests that are not HTTP, each on a connection of its own…
+    for _ in 0..1000 {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\nthis is no header\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+    }
+    // … and 1,000 with a wrong token.
+    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..1000 {
+        let answer = client.get(format!("http://{addr}/batches")).bearer_auth("wrong").send().unwrap();
+        assert_eq!(answer.status(), 401);
+    }
+    // Every one is counted, in a line of its own kind each second at most.
+    assert!(
+        wait_until(LONG, || {
+            let lines = lines_after(&daemon.log(), before);
+            counted(&lines, "kind=protocol") >= 1000 && counted(&lines, "kind=unauthorized") >= 1000
+        }),
+        "{}",
+        daemon.log()
+    );
+    // A line a second of each kind at most: 4 or so here, more only if the
+    // machine was so busy that the flood took seconds.
+    let seconds = usize::try_from(started.elapsed().as_secs()).unwrap();
+    let lines = lines_after(&daemon.log(), before);
+    assert!(lines.len() <= 2 * (seconds + 2), "{} lines in {seconds} s:\n{}", lines.len(), lines.join("\n"));
+    assert!(lines.iter().all(|l| !l.contains("ERROR")), "{}", lines.join("\n"));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
+}

@@ -249,24 +249,34 @@ fn admin_at(dir: &std::path::Path, addr: &str, token: bool) {
 }
 
 #[test]
-fn status_sends_the_token_only_to_a_daemon_that_proves_it_holds_it() {
-    // Something else took the admin port while the daemon is down.
-    let impostor =
-        Hostile::start(|_| response("200 OK", &["Content-Type: application/json".to_owned()], b"{\"proof\": \"00\"}"));
+fn status_never_sends_the_token_and_believes_only_signed_answers() {
+    // Something else took the admin port while the daemon is down: it hands
+    // out a nonce, and answers anything else with a table of its own.
+    let json = || vec!["Content-Type: application/json".to_owned()];
+    let impostor = Hostile::start(move |seen| match seen.last().map(Seen::path) {
+        Some("/nonce") => {
+            response("200 OK", &json(), format!("{{\"nonce\":\"{}\",\"expires_in\":30}}", "0a".repeat(32)).as_bytes())
+        }
+        _ => response("200 OK", &json(), b"[]"),
+    });
     let addr = impostor.url().trim_start_matches("http://").trim_end_matches("/flags").to_owned();
     let dir = tempfile::tempdir().unwrap();
     admin_at(dir.path(), &addr, true);
     let (status, stdout, _) = flagsd_in(dir.path(), &["status", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 0, "{stdout}");
     assert!(stdout.starts_with("From the state database"), "{stdout}");
-    assert!(
-        stdout.lines().next().unwrap().contains("could not prove it holds the token, which was not sent"),
-        "{stdout}"
-    );
+    assert!(stdout.lines().next().unwrap().contains("is not signed with the token"), "{stdout}");
     let seen = impostor.seen();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert!(seen[0].path().starts_with("/proof?challenge="), "{seen:?}");
-    assert!(seen.iter().all(|r| r.header("Authorization").is_none()), "the token went to the impostor: {seen:?}");
+    let paths: Vec<&str> = seen.iter().map(Seen::path).collect();
+    assert_eq!(paths, ["/nonce", "/batches"], "{seen:?}");
+    assert!(seen[1].header("Authorization").is_some_and(|a| a.starts_with("flagsd-hmac ")), "{seen:?}");
+    for request in &seen {
+        let text = format!("{request:?}");
+        assert!(
+            !text.contains("s3cret-token") && !text.to_lowercase().contains("bearer"),
+            "the token went out: {text}"
+        );
+    }
 }
 
 #[test]

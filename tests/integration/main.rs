@@ -5,6 +5,7 @@ mod helpers;
 mod natsd;
 
 mod admin;
+mod admin_auth;
 mod alerts;
 mod cli;
 mod config;

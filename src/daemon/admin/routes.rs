@@ -11,36 +11,58 @@
 //! | `GET /runs/{id}` | JSON: the run and each code's outcome ([`RunDetails`](crate::model::run::RunDetails)), `404` if unknown |
 //! | `POST /batches/{name}/run` | `202` (started), `409` (running), `404` (unknown), `503` (not now), `500` (failed) |
 //! | `POST /batches/{name}/cancel` | `200` with the cancelled run, `409` (none running), `404` (unknown), `503`, `500` |
-//! | `GET /proof?challenge=HEX` | JSON: proof that the daemon holds the token ([`Proof`]); `404` without one |
+//! | `GET /nonce` | JSON: a nonce for one signed request ([`NonceAnswer`]); `404` without a token |
 //!
 //! Errors are JSON objects `{"error": "…"}` (except `/readyz`, whose reason
 //! is text); unknown paths get `404`, a wrong method on a known path `405`.
 //! A handler waits for the daemon's answer at most the endpoint's timeout: a
 //! daemon that is stuck, or gone, gives `503 Service Unavailable` rather
 //! than a hung connection.
+//!
+//! The answer to a signed request ([`auth`]) is signed in turn, in an
+//! `Authentication-Info: mac="…"` header
+//! ([`response_mac`](crate::present::api::response_mac)): the client learns
+//! that a holder of the token answered this very request.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix_web::body::BoxBody;
+use actix_web::body::{BoxBody, to_bytes};
 use actix_web::dev::{Service as _, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, web};
-use futures_util::future::{Either, ready};
+use futures_util::future::LocalBoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
-use super::auth;
+use super::auth::{self, Access, Credentials};
+use super::connections::Held;
 use super::requests::{AdminRequest, Cancel, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, Trigger, Unavailable};
+use super::throttle::{Kind, Throttle};
 use crate::daemon::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
-use crate::present::api::{ApiError, Proof, Started, proof_of, valid_challenge};
+use crate::present::api::{
+    ApiError, Mac, NONCE_LIFETIME, NONCE_PATH, NonceAnswer, Started, authentication_info, response_mac,
+};
 
-/// What every handler shares: the way to the daemon, and the token.
+/// The header that carries the signature of an answer to a signed request.
+const AUTHENTICATION_INFO: HeaderName = HeaderName::from_static("authentication-info");
+
+/// What every handler shares: the way to the daemon, and the credentials.
 pub struct State {
     /// Where requests go.
     pub daemon: mpsc::Sender<AdminRequest>,
-    /// The bearer token requests need, if any.
-    pub token: Option<String>,
+    /// The token requests need and the nonces they sign, if a token is set.
+    pub credentials: Option<Credentials>,
     /// How long a handler waits for the daemon.
     pub timeout: Duration,
+    /// The rate limit of the lines logged for refusals.
+    pub throttle: Arc<Throttle>,
+}
+
+impl State {
+    fn token(&self) -> Option<&str> {
+        self.credentials.as_ref().map(Credentials::token)
+    }
 }
 
 /// Why a request got no answer from the daemon.
@@ -72,11 +94,14 @@ fn text(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(body)
 }
 
-/// `503`, logged: the daemon did not answer `what`.
-fn unanswered(what: &str, why: NoAnswer) -> HttpResponse {
-    match why {
-        NoAnswer::Gone => tracing::warn!(request = what, "the daemon is not taking admin requests"),
-        NoAnswer::Timeout => tracing::warn!(request = what, "the daemon did not answer an admin request in time"),
+/// `503`, logged (rate-limited): the daemon did not answer `what`.
+fn unanswered(state: &State, what: &str, why: NoAnswer) -> HttpResponse {
+    let reason = match why {
+        NoAnswer::Gone => "the daemon is not taking admin requests",
+        NoAnswer::Timeout => "the daemon did not answer an admin request in time",
+    };
+    if state.throttle.allow(Kind::Unanswered, Instant::now(), || format!("{what}: {reason}")) {
+        tracing::warn!(kind = %Kind::Unanswered.name(), request = what, "{reason}");
     }
     json_error(StatusCode::SERVICE_UNAVAILABLE, "the daemon did not answer")
 }
@@ -84,7 +109,7 @@ fn unanswered(what: &str, why: NoAnswer) -> HttpResponse {
 async fn healthz(state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Ping).await {
         Ok(()) => text(StatusCode::OK, "ok\n".into()),
-        Err(why) => unanswered("ping", why),
+        Err(why) => unanswered(&state, "ping", why),
     }
 }
 
@@ -94,28 +119,28 @@ async fn readyz(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Ready).await {
         Ok(Ok(())) => text(StatusCode::OK, "ready\n".into()),
         Ok(Err(reason)) => {
-            let body = if auth::carries(req.headers(), state.token.as_deref()) {
+            let body = if auth::carries(req.headers(), state.token()) {
                 format!("{reason}\n")
             } else {
                 "not ready\n".to_owned()
             };
             text(StatusCode::SERVICE_UNAVAILABLE, body)
         }
-        Err(why) => unanswered("ready", why),
+        Err(why) => unanswered(&state, "ready", why),
     }
 }
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Metrics).await {
         Ok(body) => HttpResponse::Ok().content_type(METRICS_CONTENT_TYPE).body(body),
-        Err(why) => unanswered("metrics", why),
+        Err(why) => unanswered(&state, "metrics", why),
     }
 }
 
 async fn batches(state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Batches).await {
         Ok(views) => HttpResponse::Ok().json(views),
-        Err(why) => unanswered("batches", why),
+        Err(why) => unanswered(&state, "batches", why),
     }
 }
 
@@ -173,7 +198,7 @@ async fn runs(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     match ask(&state, |reply| AdminRequest::Runs { batch, limit, before, reply }).await {
         Ok(Ok(runs)) => HttpResponse::Ok().json(runs),
         Ok(Err(why)) => unavailable(why),
-        Err(why) => unanswered("runs", why),
+        Err(why) => unanswered(&state, "runs", why),
     }
 }
 
@@ -185,7 +210,7 @@ async fn run(id: web::Path<String>, state: web::Data<State>) -> HttpResponse {
         Ok(Ok(Some(details))) => HttpResponse::Ok().json(details),
         Ok(Ok(None)) => json_error(StatusCode::NOT_FOUND, &format!("no run {id}")),
         Ok(Err(why)) => unavailable(why),
-        Err(why) => unanswered("run", why),
+        Err(why) => unanswered(&state, "run", why),
     }
 }
 
@@ -198,7 +223,7 @@ async fn trigger(name: web::Path<String>, state: web::Data<State>) -> HttpRespon
         Ok(Trigger::Unknown) => json_error(StatusCode::NOT_FOUND, &format!("no batch named {name}")),
         Ok(Trigger::NotReady(message)) => json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
         Ok(Trigger::Failed(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
-        Err(why) => unanswered("trigger", why),
+        Err(why) => unanswered(&state, "trigger", why),
     }
 }
 
@@ -211,28 +236,19 @@ async fn cancel(name: web::Path<String>, state: web::Data<State>) -> HttpRespons
         Ok(Cancel::Unknown) => json_error(StatusCode::NOT_FOUND, &format!("no batch named {name}")),
         Ok(Cancel::NotReady(message)) => json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
         Ok(Cancel::Failed(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
-        Err(why) => unanswered("cancel", why),
+        Err(why) => unanswered(&state, "cancel", why),
     }
 }
 
-/// The query string of `GET /proof`.
-#[derive(Debug, serde::Deserialize)]
-struct ProofQuery {
-    challenge: String,
-}
-
-/// `GET /proof?challenge=HEX`: proof that this is the daemon, for `flagsd
-/// status` to check before it sends the token; `404` without a token.
-async fn proof(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    let Some(token) = state.token.as_deref() else {
-        return json_error(StatusCode::NOT_FOUND, "no token is configured: there is nothing to prove");
+/// `GET /nonce`: a nonce for one signed request; `404` without a token
+/// (nothing needs signing then).
+async fn nonce(state: web::Data<State>) -> HttpResponse {
+    let Some(credentials) = &state.credentials else {
+        return json_error(StatusCode::NOT_FOUND, "no token is configured: requests need no signature");
     };
-    match web::Query::<ProofQuery>::from_query(req.query_string()) {
-        Ok(query) if valid_challenge(&query.challenge) => {
-            HttpResponse::Ok().json(Proof { proof: proof_of(token, &query.challenge) })
-        }
-        _ => json_error(StatusCode::BAD_REQUEST, "challenge must be 32 to 128 hex digits"),
-    }
+    let answer =
+        NonceAnswer { nonce: credentials.nonces().issue(Instant::now()), expires_in: NONCE_LIFETIME.as_secs() };
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(answer)
 }
 
 fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> HttpResponse {
@@ -252,7 +268,40 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     json_error(StatusCode::NOT_FOUND, &format!("no such endpoint: {}", req.path()))
 }
 
-/// The endpoint's application: the token check around every route.
+/// `response` with its signature for the request signed `request`: the
+/// body is read whole (answers are small, and made here, not streamed).
+async fn sign(token: &str, request: &Mac, response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let (req, response) = response.into_parts();
+    let (head, body) = response.into_parts();
+    let response = match to_bytes(body).await {
+        Ok(body) => {
+            let mac = authentication_info(&response_mac(token, request, head.status().as_u16(), &body));
+            let mut response = head.set_body(BoxBody::new(body));
+            if let Ok(value) = HeaderValue::from_str(&mac) {
+                response.headers_mut().insert(AUTHENTICATION_INFO, value);
+            }
+            response
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "an admin answer could not be read to sign it");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "the answer could not be signed")
+        }
+    };
+    ServiceResponse::new(req, response)
+}
+
+/// Logs a refused request (rate-limited): its method, path and peer, never
+/// its credentials.
+fn rejected(throttle: &Throttle, req: &ServiceRequest, refusal: auth::Refusal) {
+    let peer = req.peer_addr().map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+    let (method, path) = (req.method(), req.path());
+    if throttle.allow(Kind::Unauthorized, Instant::now(), || format!("{method} {path} from {peer}: {refusal}")) {
+        tracing::warn!(kind = %Kind::Unauthorized.name(), %method, %path, %peer, reason = %refusal, "admin request rejected");
+    }
+}
+
+/// The endpoint's application: the credentials checked around every route,
+/// and the answers to signed requests signed.
 pub fn app(
     state: web::Data<State>,
 ) -> App<
@@ -267,11 +316,38 @@ pub fn app(
     let guard = state.clone();
     App::new()
         .app_data(state)
-        .wrap_fn(move |req, service| match auth::authorize(&req, guard.token.as_deref()) {
-            Ok(()) => Either::Left(service.call(req)),
-            Err(reason) => {
-                let response = auth::unauthorized(&req, reason);
-                Either::Right(ready(Ok(req.into_response(response))))
+        .wrap_fn(move |req, service| -> LocalBoxFuture<'static, Result<ServiceResponse<BoxBody>, actix_web::Error>> {
+            // Inside a request, the connection is not idle: it is not closed
+            // to make room for another.
+            let busy = req.conn_data::<Held>().map(Held::busy);
+            match auth::authorize(&req, guard.credentials.as_ref(), Instant::now()) {
+                Ok(Access::Signed(mac)) => {
+                    let (call, state) = (service.call(req), guard.clone());
+                    Box::pin(async move {
+                        // An error of the service itself (the routes answer
+                        // theirs) goes out unsigned: the client then trusts
+                        // it no more than an impostor's.
+                        let response = call.await?;
+                        let response = match state.token() {
+                            Some(token) => sign(token, &mac, response).await,
+                            None => response,
+                        };
+                        drop(busy);
+                        Ok(response)
+                    })
+                }
+                Ok(Access::Open | Access::Bearer) => {
+                    let call = service.call(req);
+                    Box::pin(async move {
+                        let response = call.await;
+                        drop(busy);
+                        response
+                    })
+                }
+                Err(refusal) => {
+                    rejected(&guard.throttle, &req, refusal);
+                    Box::pin(std::future::ready(Ok(req.into_response(auth::refused(refusal)))))
+                }
             }
         })
         .service(web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(get_only)))
@@ -280,7 +356,7 @@ pub fn app(
         .service(web::resource("/batches").route(web::get().to(batches)).default_service(web::to(get_only)))
         .service(web::resource("/runs").route(web::get().to(runs)).default_service(web::to(get_only)))
         .service(web::resource("/runs/{id}").route(web::get().to(run)).default_service(web::to(get_only)))
-        .service(web::resource("/proof").route(web::get().to(proof)).default_service(web::to(get_only)))
+        .service(web::resource(NONCE_PATH).route(web::get().to(nonce)).default_service(web::to(get_only)))
         .service(
             web::resource("/batches/{name}/run").route(web::post().to(trigger)).default_service(web::to(post_only)),
         )
@@ -301,7 +377,8 @@ mod tests {
 
     use super::*;
     use crate::daemon::admin::Unavailable;
-    use crate::present::api::BatchView;
+    use crate::daemon::admin::nonce::Nonces;
+    use crate::present::api::{BatchView, SignedAuthorization, request_mac, valid_nonce};
 
     /// An answer, read whole.
     #[derive(Debug)]
@@ -310,6 +387,7 @@ mod tests {
         content_type: Option<String>,
         allow: Option<String>,
         challenge: Option<String>,
+        info: Option<String>,
         body: String,
     }
 
@@ -327,6 +405,15 @@ mod tests {
         }
     }
 
+    /// The secret of the nonces of the tests' endpoints.
+    const SECRET: [u8; 32] = [5; 32];
+
+    /// The instant the tests' nonces count from.
+    fn epoch() -> Instant {
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
     /// Sends each request to the application in-process, in order.
     fn exchange(
         daemon: mpsc::Sender<AdminRequest>,
@@ -334,7 +421,8 @@ mod tests {
         timeout: Duration,
         requests: Vec<TestRequest>,
     ) -> Vec<Reply> {
-        let state = web::Data::new(State { daemon, token: token.map(str::to_owned), timeout });
+        let credentials = token.map(|token| Credentials::new(token.to_owned(), Nonces::new(SECRET, epoch())));
+        let state = web::Data::new(State { daemon, credentials, timeout, throttle: Arc::default() });
         actix_rt::System::new().block_on(async move {
             let app = init_service(app(state)).await;
             let mut replies = Vec::new();
@@ -342,10 +430,10 @@ mod tests {
                 let response = call_service(&app, request.to_request()).await;
                 let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let (content_type, allow) = (header(header::CONTENT_TYPE), header(header::ALLOW));
-                let challenge = header(header::WWW_AUTHENTICATE);
+                let (challenge, info) = (header(header::WWW_AUTHENTICATE), header(AUTHENTICATION_INFO));
                 let status = response.status().as_u16();
                 let body = String::from_utf8(read_body(response).await.to_vec()).expect("UTF-8 body");
-                replies.push(Reply { status, content_type, allow, challenge, body });
+                replies.push(Reply { status, content_type, allow, challenge, info, body });
             }
             replies
         })
@@ -487,22 +575,51 @@ mod tests {
         assert_eq!((replies[1].status, replies[1].body.as_str()), (503, "state '/x' is not writable\n"));
     }
 
+    /// A request of `method` to `target` signed with `token` for `nonce`.
+    fn signed(token: &str, nonce: &str, method: &str, target: &str) -> TestRequest {
+        let mac = request_mac(token, nonce, method, target, b"");
+        let value = SignedAuthorization { nonce: nonce.to_owned(), mac }.header_value();
+        let request = if method == "GET" { get(target) } else { post(target) };
+        request.insert_header((header::AUTHORIZATION, value))
+    }
+
     #[test]
-    fn proof_shows_the_token_is_held_without_sending_it() {
-        let (daemon, _log) = fake_daemon(Ok(()));
-        let challenge = "0123456789abcdef".repeat(4);
-        let requests = vec![get(&format!("/proof?challenge={challenge}")), get("/proof?challenge=zz"), post("/proof")];
+    fn nonces_are_open_and_signed_requests_get_signed_answers() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        // Nonces as the endpoint issues them (same secret, same epoch).
+        let twin = Nonces::new(SECRET, epoch());
+        let (first, second) = (twin.issue(Instant::now()), twin.issue(Instant::now()));
+        let requests = vec![
+            get("/nonce"),
+            post("/nonce"),
+            signed("s3cret", &first, "GET", "/batches"),
+            signed("s3cret", &first, "GET", "/batches"),
+            signed("s3cret", &second, "POST", "/batches/idle/cancel"),
+            signed("s3cret", &twin.issue(Instant::now()), "GET", "/nope"),
+        ];
         let replies = exchange(daemon, Some("s3cret"), Duration::from_secs(5), requests);
         assert_eq!(replies[0].status, 200, "open without the token: {:?}", replies[0]);
-        assert_eq!(replies[0].json(), json!({ "proof": proof_of("s3cret", &challenge) }));
-        assert!(!replies[0].body.contains("s3cret"));
-        assert_eq!(
-            (replies[1].status, replies[1].json()["error"].as_str()),
-            (400, Some("challenge must be 32 to 128 hex digits"))
-        );
-        assert_eq!(replies[2].status, 405);
-        let (daemon, _log) = fake_daemon(Ok(()));
-        assert_eq!(one(daemon, None, get(&format!("/proof?challenge={challenge}"))).status, 404, "no token, no proof");
+        let nonce = replies[0].json();
+        assert!(nonce["nonce"].as_str().is_some_and(valid_nonce), "{nonce}");
+        assert_eq!(nonce["expires_in"], 30);
+        assert_eq!(replies[1].status, 405);
+        // Signed, and answered with a signature over this very answer.
+        for (reply, nonce, method, target) in
+            [(&replies[2], &first, "GET", "/batches"), (&replies[4], &second, "POST", "/batches/idle/cancel")]
+        {
+            let mac = request_mac("s3cret", nonce, method, target, b"");
+            let expected = response_mac("s3cret", &mac, reply.status, reply.body.as_bytes());
+            assert_eq!(reply.info, Some(authentication_info(&expected)), "{reply:?}");
+        }
+        assert_eq!(replies[2].status, 200);
+        assert_eq!((replies[3].status, replies[3].error()), (401, "the nonce was used already".to_owned()));
+        assert_eq!(replies[3].info, None, "a refusal is not signed");
+        assert_eq!(replies[4].status, 409, "errors of a signed request are signed too");
+        assert_eq!(replies[5].status, 404);
+        assert!(replies[5].info.is_some());
+        assert_eq!(log.try_iter().collect::<Vec<_>>(), ["batches", "cancel idle"]);
+        // Without a token there are no nonces.
+        assert_eq!(one(fake_daemon(Ok(())).0, None, get("/nonce")).status, 404);
     }
 
     #[test]
