@@ -198,7 +198,8 @@ fn run(cli: Cli, name: &str) -> Result<ExitStatus, FatalError> {
             let shown: Vec<String> =
                 settings.select(&args.batches).map_err(UsageError)?.iter().map(|b| b.name.clone()).collect();
             settings.batches.retain(|b| shown.contains(&b.name));
-            system.block_on(app::status::status(&settings))
+            let shown = app::status::Shown { json: args.json, failures: !args.batches.is_empty() };
+            system.block_on(app::status::status(&settings, shown))
         }
         Command::Cancel(args) => {
             let settings = ConfigSource::from_args(&args.config_args())?.load()?;

@@ -8,10 +8,11 @@ use crate::config::{BatchConfig, ServerTarget};
 use crate::http::connections::Opened;
 use crate::http::url::{flag_url, redact_credentials};
 use crate::job::FatalError;
+use crate::model::causes::Causes;
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::StatusCounts;
 use crate::model::run::CodeResult;
-use crate::present::report::{final_report, initial_report, result_line};
+use crate::present::report::{causes_note, final_report, initial_report, result_line};
 use crate::present::results::{JobFacts, JobResult, job_result_of};
 
 /// What a batch run leaves to print: its report (stdout), what a verbose
@@ -20,9 +21,10 @@ use crate::present::results::{JobFacts, JobResult, job_result_of};
 pub struct BatchReport {
     /// The report text.
     pub report: String,
-    /// After the report of a verbose batch, on stderr (as `fetch -v` says
-    /// it): the connections it opened.
-    pub opened: Option<String>,
+    /// What is said after the report, on stderr: why its errors happened
+    /// and, for a verbose batch (as `fetch -v` says it), the connections it
+    /// opened.
+    pub notes: Vec<String>,
     /// The fatal error, said on stderr.
     pub error: Option<String>,
     /// The batch's exit status.
@@ -86,9 +88,12 @@ impl BatchReport {
             started: ran.timing.0,
             elapsed: ran.timing.1,
         };
+        let hint = "is a server listening there? server = \"DEMO\" uses the built-in one";
+        let causes = causes_note(&Causes::of(&ran.codes), &ran.url, hint);
         let result = job_result_of(&facts, ran.codes, ran.interrupted, ran.status, ran.run_id);
         let opened = ran.opened.filter(|_| batch.verbose).map(|opened| format!("{}.", opened.describe()));
-        Self { report: text, opened, error: None, status: ran.status, result }
+        let notes = causes.into_iter().chain(opened).collect();
+        Self { report: text, notes, error: None, status: ran.status, result }
     }
 
     /// The report of `batch` that `error` stopped before or while it ran
@@ -112,7 +117,7 @@ impl BatchReport {
         };
         Self {
             report,
-            opened: None,
+            notes: Vec::new(),
             error: Some(format!("*** Error in batch {}: {error}", batch.name)),
             status: error.exit_status(),
             result,

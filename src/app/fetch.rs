@@ -11,9 +11,11 @@ use crate::engine::OutcomeSink;
 use std::rc::Rc;
 
 use crate::job::{FETCH_BATCH, FatalError, JobContext, LocalLedger, PreparedJob, Recording};
+use crate::model::causes::Causes;
 use crate::model::exit::ExitStatus;
+use crate::model::run::CodeResult;
 use crate::model::text::terminal_safe_lines;
-use crate::present::report::{ConsoleSink, emit, final_report, initial_report};
+use crate::present::report::{ConsoleSink, causes_note, emit, final_report, initial_report};
 use crate::present::results::{FetchDocument, SCHEMA_VERSION, failed_codes, to_json, write_code_list};
 use crate::store::state::{StateDb, StateHandle};
 use crate::sys::limits::raise_open_files_limit;
@@ -79,6 +81,11 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
         emit(&to_json(&FetchDocument { schema_version: SCHEMA_VERSION, command: "fetch", result }));
     } else if !config.quiet {
         emit(&final_report(&summary.counts, finished.elapsed));
+        let results: Vec<CodeResult> = summary.outcomes.iter().map(CodeResult::of).collect();
+        let hint = "is a server listening there? -s DEMO uses the built-in one";
+        if let Some(note) = causes_note(&Causes::of(&results), &finished.prepared.display_url, hint) {
+            eprintln!("{}", terminal_safe_lines(&note));
+        }
     }
     if verbose {
         eprintln!("{}.", finished.prepared.opened().describe());

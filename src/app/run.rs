@@ -139,8 +139,8 @@ impl Printer {
     fn print(&mut self, name: &str, batch: BatchReport) {
         if self.printed == Printed::Reports {
             emit(&format!("{}{}", if self.results.is_empty() { "" } else { "\n" }, batch.report));
-            if let Some(opened) = batch.opened {
-                eprintln!("{opened}");
+            for note in &batch.notes {
+                eprintln!("{}", terminal_safe_lines(note));
             }
         }
         if let Some(error) = batch.error {
@@ -190,7 +190,7 @@ async fn run_here(settings: &Settings, batches: Vec<BatchConfig>, printer: &mut 
             let error = format!("batch task failed: {e}");
             BatchReport {
                 report: String::new(),
-                opened: None,
+                notes: Vec::new(),
                 error: Some(format!("*** Error: {error}")),
                 status: ExitStatus::Fatal,
                 result: JobResult::failed("", "", SystemTime::now(), error, ExitStatus::Fatal),

@@ -7,34 +7,107 @@
 //! (only the daemon knows it) and without `running`. It never creates a
 //! database: a missing one means no batch has run yet.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
+use serde::Serialize;
 
 use super::admin_client::AdminClient;
 use crate::config::{FleetSettings, Settings};
+use crate::fleet::messages::NodeBeat;
 use crate::fleet::schedule::ticks_around;
 use crate::fleet::{Fleet, Patience};
 use crate::job::FatalError;
+use crate::model::causes::Causes;
 use crate::model::exit::ExitStatus;
+use crate::model::run::{CodeResult, RunDetails, RunState};
 use crate::model::time::rfc3339;
 use crate::present::api::{BatchView, RunRecord};
-use crate::present::report::emit;
+use crate::present::report::{emit, result_line};
+use crate::present::results::to_json;
 use crate::store::state::{DB_FILE, StateDb};
 
-/// Where the views came from, said above the table.
+/// Where the views came from, said above the table (and in `--json`).
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 enum Source {
-    Admin(String),
-    StateDb { path: String, why: String },
+    /// The daemon's admin endpoint.
+    Daemon { url: String },
+    /// The state database, and why not the daemon.
+    StateDatabase { path: String, why: String },
+    /// The fleet's NATS servers.
     Fleet { name: String, servers: String },
 }
 
+/// What `flagsd status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shown {
+    /// One JSON document instead of the table (`--json`).
+    pub json: bool,
+    /// The failed codes of each batch's last run, below the table (the
+    /// batches were named: `flagsd status BATCH`).
+    pub failures: bool,
+}
+
+/// What `flagsd status` found.
+struct Found {
+    source: Source,
+    views: Vec<BatchView>,
+    /// A fleet's live nodes.
+    nodes: Option<Vec<NodeBeat>>,
+    /// The failed codes of each batch's last run with errors, by batch
+    /// (when asked for).
+    failures: BTreeMap<String, Vec<CodeResult>>,
+}
+
+/// `flagsd status --json`: what the table shows, as one document.
+#[derive(Debug, Serialize)]
+struct StatusDocument<'a> {
+    /// `"status"`.
+    command: &'static str,
+    source: &'a Source,
+    batches: &'a [BatchView],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<&'a [NodeBeat]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failures: Option<&'a BTreeMap<String, Vec<CodeResult>>>,
+}
+
 /// `flagsd status`: prints a table of the configured batches with their
-/// last and next run.
-pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
-    if let Some(fleet) = &settings.fleet {
-        return fleet_status(settings, fleet).await;
+/// last and next run (or, with `--json`, one document), and, as `shown`
+/// asks, the failures of their last runs.
+pub async fn status(settings: &Settings, shown: Shown) -> Result<ExitStatus, FatalError> {
+    let found = match &settings.fleet {
+        Some(fleet) => fleet_status(settings, fleet, shown).await?,
+        None => local_status(settings, shown).await?,
+    };
+    if shown.json {
+        let document = StatusDocument {
+            command: "status",
+            source: &found.source,
+            batches: &found.views,
+            nodes: found.nodes.as_deref(),
+            failures: shown.failures.then_some(&found.failures),
+        };
+        emit(&to_json(&document));
+        return Ok(ExitStatus::Success);
     }
+    let mut text = table(&found.views, &found.source);
+    if let Some(nodes) = &found.nodes {
+        text.push_str(&nodes_table(nodes));
+    }
+    if shown.failures {
+        for view in &found.views {
+            text.push_str(&failures_text(view, found.failures.get(&view.name)));
+        }
+    }
+    emit(&text);
+    Ok(ExitStatus::Success)
+}
+
+/// The batches as the daemon sees them, else as the state database does.
+async fn local_status(settings: &Settings, shown: Shown) -> Result<Found, FatalError> {
     let mut why = "the admin endpoint is not configured".to_owned();
     if let Some(admin) = &settings.admin {
         let answer = match AdminClient::new(admin) {
@@ -45,14 +118,25 @@ pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
             Ok((mut views, client)) => {
                 // Only the batches asked for (`flagsd status NAME ...`), which the file configures.
                 views.retain(|v| settings.batches.iter().any(|b| b.name == v.name));
-                emit(&table(&views, &Source::Admin(client.url().to_owned())));
-                return Ok(ExitStatus::Success);
+                let mut failures = BTreeMap::new();
+                if shown.failures {
+                    for id in with_errors(&views) {
+                        let details = client.call::<RunDetails>(Method::GET, &format!("/runs/{id}")).await;
+                        // A run the daemon no longer keeps the outcomes of shows none.
+                        if let Ok(details) = details {
+                            failures.insert(details.record.batch.clone(), failed(details.codes));
+                        }
+                    }
+                }
+                let source = Source::Daemon { url: client.url().to_owned() };
+                return Ok(Found { source, views, nodes: None, failures });
             }
             Err(e) => why = e.to_string(),
         }
     }
     let path = settings.state_dir.join(DB_FILE).display().to_string();
-    let mut last = match StateDb::open_read_only(&settings.state_dir)? {
+    let db = StateDb::open_read_only(&settings.state_dir)?;
+    let mut last = match &db {
         Some(db) => db.last_runs()?,
         None => {
             why.push_str("; no state database yet");
@@ -60,23 +144,90 @@ pub async fn status(settings: &Settings) -> Result<ExitStatus, FatalError> {
         }
     };
     let views: Vec<BatchView> = settings.batches.iter().map(|b| BatchView::of(b, last.remove(&b.name))).collect();
-    let source = Source::StateDb { path, why };
-    emit(&table(&views, &source));
-    Ok(ExitStatus::Success)
-}
-
-/// A run's result in a few words: `0 (20 downloaded, 174 unchanged)`.
-fn run_result(run: &RunRecord) -> String {
-    let (Some(status), Some(c)) = (run.exit_status, run.counts) else {
-        return "running or incomplete".to_owned();
-    };
-    let mut parts = vec![format!("{} downloaded", c.downloaded)];
-    for (n, what) in [(c.unchanged, "unchanged"), (c.not_found, "not found"), (c.errors, "errors")] {
-        if n > 0 {
-            parts.push(format!("{n} {what}"));
+    let mut failures = BTreeMap::new();
+    if let (Some(db), true) = (&db, shown.failures) {
+        for view in &views {
+            if let Some(run) = view.last_run.as_ref().filter(|r| has_errors(r)) {
+                failures.insert(view.name.clone(), failed(db.outcomes(run.id)?));
+            }
         }
     }
-    format!("exit {status}: {}", parts.join(", "))
+    Ok(Found { source: Source::StateDatabase { path, why }, views, nodes: None, failures })
+}
+
+/// The ids of the last runs among `views` that had errors.
+fn with_errors(views: &[BatchView]) -> Vec<i64> {
+    views.iter().filter_map(|v| v.last_run.as_ref()).filter(|r| has_errors(r)).map(|r| r.id).collect()
+}
+
+/// Whether `run` ended with codes in error.
+fn has_errors(run: &RunRecord) -> bool {
+    run.counts.is_some_and(|c| c.errors > 0)
+}
+
+/// The codes of `codes` that ended in an error.
+fn failed(codes: Vec<CodeResult>) -> Vec<CodeResult> {
+    codes.into_iter().filter(CodeResult::is_error).collect()
+}
+
+/// A run's result in a few words: `exit 0: 20 downloaded, 174 unchanged`,
+/// `running`, `failed: …`.
+fn run_result(run: &RunRecord) -> String {
+    let counted = |c: crate::model::outcome::StatusCounts| {
+        let mut parts = vec![format!("{} downloaded", c.downloaded)];
+        for (n, what) in [(c.unchanged, "unchanged"), (c.not_found, "not found"), (c.errors, "errors")] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        parts.join(", ")
+    };
+    match (run.state, run.exit_status, run.counts) {
+        (RunState::Running, _, _) => "running".to_owned(),
+        (RunState::Failed, _, _) => format!("failed: {}", run.error.as_deref().unwrap_or("no reason recorded")),
+        (RunState::Cancelled, Some(status), Some(c)) => format!("cancelled (exit {status}): {}", counted(c)),
+        (RunState::Cancelled, _, _) => "cancelled".to_owned(),
+        (RunState::Finished, Some(status), Some(c)) => format!("exit {status}: {}", counted(c)),
+        (RunState::Finished, _, _) => "finished, counts not recorded".to_owned(),
+    }
+}
+
+/// What `flagsd status BATCH` says below the table about the last run of
+/// `view`: its failed codes (`failures`, when they were read), else why
+/// there are none to show.
+fn failures_text(view: &BatchView, failures: Option<&Vec<CodeResult>>) -> String {
+    let name = &view.name;
+    let Some(run) = &view.last_run else {
+        return format!("\n{name} has never run.\n");
+    };
+    let id = run.id;
+    if run.state == RunState::Failed {
+        return format!(
+            "\n{name}'s last run (run {id}) failed: {}\n",
+            run.error.as_deref().unwrap_or("no reason recorded")
+        );
+    }
+    if !has_errors(run) {
+        return format!("\n{name}'s last run (run {id}) had no errors.\n");
+    }
+    let errors = run.counts.map_or(0, |c| c.errors);
+    let causes = Causes::from_kept(&run.causes);
+    let causes = if causes.is_empty() { String::new() } else { format!(": {causes}") };
+    let mut text =
+        format!("\n{name}'s last run (run {id}) had {errors} error{}{causes}\n", if errors == 1 { "" } else { "s" });
+    match failures {
+        Some(codes) => {
+            for code in codes {
+                text.push_str(&result_line(code));
+                if let Some(node) = &code.node {
+                    text.push_str(&format!(" [node {}]", crate::model::text::terminal_safe(node, 64)));
+                }
+                text.push('\n');
+            }
+        }
+        None => text.push_str("(the outcomes of its codes are no longer kept)\n"),
+    }
+    text
 }
 
 /// The status table: one line a batch, columns padded to fit.
@@ -96,8 +247,8 @@ fn table(views: &[BatchView], source: &Source) -> String {
         })
         .collect();
     let mut text = match source {
-        Source::Admin(url) => format!("From the daemon at {url}:\n"),
-        Source::StateDb { path, why } => format!("From the state database {path} ({why}; next runs unknown):\n"),
+        Source::Daemon { url } => format!("From the daemon at {url}:\n"),
+        Source::StateDatabase { path, why } => format!("From the state database {path} ({why}; next runs unknown):\n"),
         Source::Fleet { name, servers } => format!("From the fleet {name} at {servers}:\n"),
     };
     text.push_str(&columns(&["BATCH", "EVERY", "RUNNING", "LAST RUN", "RESULT", "NEXT RUN"], &rows));
@@ -126,9 +277,22 @@ fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
     text
 }
 
-/// `flagsd status` of a fleet: its batches' last and next runs, and its
-/// live nodes, read from NATS.
-async fn fleet_status(settings: &Settings, fleet: &FleetSettings) -> Result<ExitStatus, FatalError> {
+/// The live nodes of a fleet, as a table below the batches.
+fn nodes_table(nodes: &[NodeBeat]) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| vec![n.node.clone(), n.heartbeat_at.clone(), n.in_flight.to_string(), n.joined_at.clone()])
+        .collect();
+    let mut text = format!("\nLive nodes: {}\n", nodes.len());
+    if !rows.is_empty() {
+        text.push_str(&columns(&["NODE", "LAST HEARTBEAT", "IN FLIGHT", "JOINED"], &rows));
+    }
+    text
+}
+
+/// A fleet's batches, their last and next runs, and its live nodes, read
+/// from NATS.
+async fn fleet_status(settings: &Settings, fleet: &FleetSettings, shown: Shown) -> Result<Found, FatalError> {
     let nats = Fleet::join(fleet, "flagsd-status", Patience::Once, |_| {}).await?;
     let names: Vec<String> = settings.batches.iter().map(|b| b.name.clone()).collect();
     let mut last = nats.last_runs(&names).await?;
@@ -145,19 +309,18 @@ async fn fleet_status(settings: &Settings, fleet: &FleetSettings) -> Result<Exit
             }
         })
         .collect();
-    let source = Source::Fleet { name: fleet.name.clone(), servers: fleet.display_servers() };
-    let mut text = table(&views, &source);
-    let nodes = nats.live_nodes().await?;
-    let rows: Vec<Vec<String>> = nodes
-        .iter()
-        .map(|n| vec![n.node.clone(), n.heartbeat_at.clone(), n.in_flight.to_string(), n.joined_at.clone()])
-        .collect();
-    text.push_str(&format!("\nLive nodes: {}\n", nodes.len()));
-    if !rows.is_empty() {
-        text.push_str(&columns(&["NODE", "LAST HEARTBEAT", "IN FLIGHT", "JOINED"], &rows));
+    let mut failures = BTreeMap::new();
+    if shown.failures {
+        for id in with_errors(&views) {
+            if let Some(run) = nats.run_record(id).await? {
+                let (codes, _) = nats.outcomes_of(&run).await?;
+                failures.insert(run.record.batch.clone(), failed(codes));
+            }
+        }
     }
-    emit(&text);
-    Ok(ExitStatus::Success)
+    let nodes = nats.live_nodes().await?;
+    let source = Source::Fleet { name: fleet.name.clone(), servers: fleet.display_servers() };
+    Ok(Found { source, views, nodes: Some(nodes), failures })
 }
 
 #[cfg(test)]
@@ -183,8 +346,10 @@ mod tests {
             exit_status: Some(1),
             ..RunRecord::started(7, "populous", "schedule", "2026-11-25T06:00:00.000Z".to_owned())
         };
-        let text =
-            table(&[view("populous", Some("6h"), Some(run)), view("adhoc", None, None)], &Source::Admin("u".into()));
+        let text = table(
+            &[view("populous", Some("6h"), Some(run)), view("adhoc", None, None)],
+            &Source::Daemon { url: "u".into() },
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "From the daemon at u:");
         assert!(lines[1].starts_with("BATCH     EVERY      RUNNING  LAST RUN"), "{text}");
@@ -192,5 +357,29 @@ mod tests {
         assert!(lines[2].ends_with("2026-11-25T12:00:00.000Z"), "{text}");
         assert!(lines[3].starts_with("adhoc     on demand  no       -"), "{text}");
         assert!(lines[3].contains("never run"), "{text}");
+    }
+
+    #[test]
+    fn a_runs_result_says_its_state() {
+        let started = || RunRecord::started(3, "b", "run", "2026-11-25T06:00:00.000Z".to_owned());
+        let counts = StatusCounts { downloaded: 1, unchanged: 0, not_found: 0, errors: 2 };
+        let cases = [
+            (started(), "running"),
+            (
+                RunRecord { state: RunState::Failed, error: Some("output directory gone".into()), ..started() },
+                "failed: output directory gone",
+            ),
+            (
+                RunRecord { state: RunState::Cancelled, exit_status: Some(130), counts: Some(counts), ..started() },
+                "cancelled (exit 130): 1 downloaded, 2 errors",
+            ),
+            (
+                RunRecord { state: RunState::Finished, exit_status: Some(1), counts: Some(counts), ..started() },
+                "exit 1: 1 downloaded, 2 errors",
+            ),
+        ];
+        for (run, expected) in cases {
+            assert_eq!(run_result(&run), expected, "{run:?}");
+        }
     }
 }

@@ -63,9 +63,14 @@ pub struct StatusArgs {
     #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Batches to show, by name [default: all]
+    /// Batches to show, by name, each with its last run's failed codes
+    /// [default: all, without them]
     #[arg(value_name = BATCH)]
     pub batches: Vec<String>,
+
+    /// Print one JSON document (what the table shows) instead of the table
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl StatusArgs {

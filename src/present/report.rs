@@ -2,7 +2,8 @@
 //! of each code, and the progress bar.
 //!
 //! Reports go to stdout byte for byte as flags2 prints them (see SPEC.md);
-//! the progress bar goes to stderr, and only when stderr is a terminal.
+//! the progress bar goes to stderr, and only when stderr is a terminal, as
+//! does what flags2 does not print: why the errors happened.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
@@ -12,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use super::results::CodeResult;
 use crate::engine::OutcomeSink;
+use crate::model::causes::Causes;
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, Outcome, StatusCounts};
 use crate::model::text::terminal_safe;
@@ -69,6 +71,22 @@ pub fn final_report(counts: &StatusCounts, elapsed: Duration) -> String {
     }
     let _ = writeln!(text, "Elapsed time: {:.2}s", elapsed.as_secs_f64());
     text
+}
+
+/// What a report with errors says after it, on stderr: the causes of the
+/// errors and where they were asked for (`20 errors: 20 connection refused
+/// (http://localhost:8000/flags)`), and `hint` on a line of its own when
+/// no request reached a server at all. `None` without errors.
+pub fn causes_note(causes: &Causes, url: &str, hint: &str) -> Option<String> {
+    let errors: usize = causes.all().iter().map(|c| c.count).sum();
+    if errors == 0 {
+        return None;
+    }
+    let mut note = format!("{errors} error{}: {causes} ({})", plural(errors), terminal_safe(url, MAX_SHOWN));
+    if causes.unreachable() {
+        let _ = write!(note, "\n{hint}");
+    }
+    Some(note)
 }
 
 /// The verbose line for one code (`BR OK`, `AR unchanged`,
@@ -210,6 +228,41 @@ mod tests {
             final_report(&counts, Duration::from_secs(1)),
             "--------------------\n  0 flags downloaded.\n193 unchanged.\n  1 not found.\nElapsed time: 1.00s\n"
         );
+    }
+
+    fn failure(code: &str, outcome: &str, status: Option<u16>, message: &str) -> CodeResult {
+        CodeResult {
+            code: code.to_owned(),
+            outcome: outcome.to_owned(),
+            status,
+            message: Some(message.to_owned()),
+            attempts: 1,
+            bytes: 0,
+            file: None,
+            url: format!("http://h/{code}"),
+            node: None,
+            retry_cause: None,
+        }
+    }
+
+    #[test]
+    fn the_causes_note_counts_the_errors_and_hints_only_when_nothing_answered() {
+        let url = "http://localhost:8000/flags";
+        let refused = |code| failure(code, "connection_error", None, "Connection error (connection refused)");
+        let none: [CodeResult; 0] = [];
+        assert_eq!(causes_note(&Causes::of(&none), url, "hint"), None);
+        let all_refused = [refused("BR"), refused("CN")];
+        assert_eq!(
+            causes_note(&Causes::of(&all_refused), url, "is a server listening there?").as_deref(),
+            Some("2 errors: 2 connection refused (http://localhost:8000/flags)\nis a server listening there?")
+        );
+        let mixed = [refused("BR"), failure("CN", "http_error", Some(503), "HTTP 503 Service Unavailable")];
+        assert_eq!(
+            causes_note(&Causes::of(&mixed), url, "hint").as_deref(),
+            Some("2 errors: 1 HTTP 503, 1 connection refused (http://localhost:8000/flags)")
+        );
+        let one = [refused("BR")];
+        assert!(causes_note(&Causes::of(&one), url, "").is_some_and(|n| n.starts_with("1 error: ")));
     }
 
     #[test]

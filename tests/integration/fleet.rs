@@ -357,4 +357,12 @@ fn a_fleet_run_with_errors_keeps_their_causes_in_its_record() {
     let [run] = runs.as_slice() else { panic!("{runs:?}") };
     let causes: Vec<(&str, usize)> = run.causes.iter().map(|c| (c.cause.as_str(), c.count)).collect();
     assert_eq!(causes, [("HTTP 418", 3)], "{run:?}");
+    // flagsd status BATCH lists them, each with the node that fetched it.
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["status", "--config", "flagsd.toml", "world"], &[]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.contains(&format!("\nworld's last run (run {}) had 3 errors: 3 HTTP 418\n", run.id)), "{stdout}");
+    for code in ["BR", "AR", "CL"] {
+        let line = stdout.lines().find(|l| l.starts_with(&format!("*** Error for {code}: HTTP 418")));
+        assert!(line.is_some_and(|l| l.ends_with("[node a]") || l.ends_with("[node b]")), "{code}: {stdout}");
+    }
 }

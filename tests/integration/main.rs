@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod daemon;
 mod disk;
+mod explain;
 mod faults;
 mod fetch;
 mod fleet;

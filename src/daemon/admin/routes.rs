@@ -7,6 +7,7 @@
 //! | `GET /readyz` | `200 ready`, or `503` with the reason (with a token configured, only for requests that carry it) |
 //! | `GET /metrics` | the Prometheus text format 0.0.4 |
 //! | `GET /batches` | JSON: the batches ([`BatchView`](crate::present::api::BatchView)) |
+//! | `GET /batches/{name}` | JSON: one batch's view; `404` for a name not configured |
 //! | `GET /runs?batch=NAME&limit=N&before=ID` | JSON: the runs, newest first; `limit` from 1 to 1000, 20 by default; `before` pages |
 //! | `GET /runs/{id}` | JSON: the run and each code's outcome ([`RunDetails`](crate::model::run::RunDetails)), `404` if unknown |
 //! | `POST /batches/{name}/run` | `202` (started), `409` (running), `404` (unknown), `503` (not now), `500` (failed) |
@@ -140,6 +141,18 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
 async fn batches(state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Batches).await {
         Ok(views) => HttpResponse::Ok().json(views),
+        Err(why) => unanswered(&state, "batches", why),
+    }
+}
+
+/// `GET /batches/{name}`: one batch's view, as in `GET /batches`.
+async fn batch(name: web::Path<String>, state: web::Data<State>) -> HttpResponse {
+    let name = name.into_inner();
+    match ask(&state, AdminRequest::Batches).await {
+        Ok(views) => match views.into_iter().find(|view| view.name == name) {
+            Some(view) => HttpResponse::Ok().json(view),
+            None => json_error(StatusCode::NOT_FOUND, &format!("no batch named {name}")),
+        },
         Err(why) => unanswered(&state, "batches", why),
     }
 }
@@ -354,6 +367,7 @@ pub fn app(
         .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(get_only)))
         .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(get_only)))
         .service(web::resource("/batches").route(web::get().to(batches)).default_service(web::to(get_only)))
+        .service(web::resource("/batches/{name}").route(web::get().to(batch)).default_service(web::to(get_only)))
         .service(web::resource("/runs").route(web::get().to(runs)).default_service(web::to(get_only)))
         .service(web::resource("/runs/{id}").route(web::get().to(run)).default_service(web::to(get_only)))
         .service(web::resource(NONCE_PATH).route(web::get().to(nonce)).default_service(web::to(get_only)))
@@ -645,6 +659,17 @@ mod tests {
     }
 
     #[test]
+    fn one_batch_has_a_page_of_its_own() {
+        let (daemon, _log) = fake_daemon(Ok(()));
+        let replies = exchange(daemon, None, Duration::from_secs(5), vec![get("/batches/daily"), get("/batches/nope")]);
+        assert_eq!(replies[0].status, 200, "{:?}", replies[0]);
+        let back: BatchView = serde_json::from_str(&replies[0].body).expect("the typed API reads it back");
+        assert_eq!(back, view("daily"));
+        assert_eq!(replies[1].status, 404, "{:?}", replies[1]);
+        assert_eq!(replies[1].error(), "no batch named nope");
+    }
+
+    #[test]
     fn runs_forward_the_batch_and_the_limit() {
         let (daemon, log) = fake_daemon(Ok(()));
         let targets = [
@@ -748,7 +773,7 @@ mod tests {
     #[test]
     fn unknown_paths_are_404_and_wrong_methods_405() {
         let (daemon, log) = fake_daemon(Ok(()));
-        let unknown = ["/", "/nope", "/healthz/", "/batches/daily", "/batches/daily/run/now"];
+        let unknown = ["/", "/nope", "/healthz/", "/batches/daily/", "/batches/daily/run/now"];
         for (target, reply) in
             unknown.iter().zip(exchange(daemon.clone(), None, Duration::from_secs(5), unknown.map(get).into()))
         {
