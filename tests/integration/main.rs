@@ -23,6 +23,7 @@ mod http2;
 mod interrupt;
 mod naming;
 mod proxy;
+mod readme;
 mod redirects;
 mod results;
 mod secrets;
