@@ -250,6 +250,9 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     /// A file holding the bearer token the endpoint requires.
     pub token_file: Option<PathBuf>,
+    /// Host names (besides `localhost` and IP addresses) the endpoint
+    /// answers for, as browsers send them in `Host`.
+    pub hosts: Vec<String>,
 }
 
 /// `[fleet]`: the NATS servers and the fleet's names.

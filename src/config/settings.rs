@@ -60,6 +60,8 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// The file holding its bearer token, if requests need one.
     pub token_file: Option<PathBuf>,
+    /// Host names it answers for besides `localhost` and IP addresses.
+    pub hosts: Vec<String>,
 }
 
 impl AdminSettings {
@@ -93,7 +95,13 @@ fn check_admin(checker: &mut Checker, raw: &RawAdmin) -> Option<AdminSettings> {
             );
             None
         }
-        Ok(listen) => Some(AdminSettings { listen, token_file: raw.token_file.clone() }),
+        Ok(listen) => {
+            let hosts: Vec<String> = raw.hosts.iter().map(|h| h.trim().trim_end_matches('.').to_owned()).collect();
+            for host in hosts.iter().filter(|h| !validate::is_host_name(h)) {
+                checker.problem("admin.hosts".into(), format!("'{host}' is not a host name"));
+            }
+            Some(AdminSettings { listen, token_file: raw.token_file.clone(), hosts })
+        }
         Err(e) => {
             checker.problem("admin.listen".into(), e);
             None

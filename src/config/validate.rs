@@ -133,6 +133,20 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
     }
 }
 
+/// Whether `name` is a DNS host name: dot-separated labels of letters,
+/// digits and inner hyphens, 63 bytes each, 253 in all.
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// Reads a secret (a bearer token) from `path`: the file's content without
 /// surrounding whitespace. An empty file, or one that cannot be read, is an
 /// error whose message names the path (and the operating system's error);
@@ -167,6 +181,16 @@ pub fn exposed_secret(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names_are_labels_of_letters_digits_and_hyphens() {
+        for good in ["flagsd", "flagsd.example", "a-1.b2.example"] {
+            assert!(is_host_name(good), "{good}");
+        }
+        for bad in ["", "-a.example", "a-.example", "a..b", "a b", "a/b", "[::1]", &"a".repeat(64)] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_parse_with_units() {

@@ -5,7 +5,9 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::SystemTime;
 
+use super::admin::requests::DaemonFacts;
 use super::admin::{AdminRequest, Cancel, Trigger, Unavailable};
 use super::metrics::Metrics;
 use super::runner::{Refused, Runner};
@@ -19,8 +21,14 @@ fn ledger(runner: &Rc<dyn Runner>) -> Result<Rc<dyn Ledger>, Unavailable> {
     runner.ledger().ok_or_else(|| Unavailable::NotReady(runner.ready().err().unwrap_or_default()))
 }
 
-/// Answers one request of the admin endpoint.
-pub fn answer(runner: &Rc<dyn Runner>, metrics: &Rc<RefCell<Metrics>>, settings: &Settings, request: AdminRequest) {
+/// Answers one request of the admin endpoint; the configuration in force
+/// is `settings`, loaded at `loaded_at`.
+pub fn answer(
+    runner: &Rc<dyn Runner>,
+    metrics: &Rc<RefCell<Metrics>>,
+    (settings, loaded_at): (&Settings, SystemTime),
+    request: AdminRequest,
+) {
     // A reply that cannot be delivered means the HTTP request is gone.
     match request {
         AdminRequest::Ping(reply) => {
@@ -40,6 +48,24 @@ pub fn answer(runner: &Rc<dyn Runner>, metrics: &Rc<RefCell<Metrics>>, settings:
                 let _ = reply.send(batch_views(&runner, &batches).await);
             });
         }
+        AdminRequest::About(reply) => {
+            let _ = reply.send(DaemonFacts {
+                loaded_at: rfc3339(loaded_at),
+                batches: settings.batches.len(),
+                fleet: settings.fleet.as_ref().map(|f| f.name.clone()),
+                ready: runner.ready(),
+            });
+        }
+        AdminRequest::Fleet(reply) => match runner.fleet_view() {
+            None => {
+                let _ = reply.send(Ok(None));
+            }
+            Some(view) => {
+                actix_rt::spawn(async move {
+                    let _ = reply.send(view.await.map(Some).map_err(Unavailable::NotReady));
+                });
+            }
+        },
         AdminRequest::Runs { batch, limit, before, reply } => {
             let ledger = ledger(runner);
             actix_rt::spawn(async move {
@@ -130,6 +156,7 @@ async fn batch_views(runner: &Rc<dyn Runner>, batches: &[BatchConfig]) -> Vec<Ba
             BatchView {
                 running: runner.running(&b.name).or(from_ledger).or(Some(false)),
                 next_run: runner.next_run(&b.name).map(rfc3339),
+                progress: runner.progress(&b.name),
                 ..BatchView::of(b, last_run)
             }
         })

@@ -25,6 +25,7 @@ use crate::job::ledger::{LedgerError, Stop};
 use crate::job::{FatalError, Ledger};
 use crate::model::exit::ExitStatus;
 use crate::model::run::RunRecord;
+use crate::present::api::{FleetView, NodeView, Progress};
 use crate::sys::signals::StopSignal;
 
 /// The daemon as a node of a fleet; see the module documentation.
@@ -172,6 +173,47 @@ impl Runner for Member {
 
     fn next_run(&self, batch: &str) -> Option<SystemTime> {
         self.node.borrow().as_ref().and_then(|node| node.next_run(batch))
+    }
+
+    fn fleet_view(&self) -> Option<Local<'static, Result<FleetView, String>>> {
+        let node = self.node.borrow().as_ref().map(Rc::clone);
+        let waiting = self.waiting.borrow().clone();
+        Some(Box::pin(async move {
+            let node = node.ok_or(waiting)?;
+            let fleet = node.fleet();
+            let nodes = fleet.live_nodes().await.map_err(|e| e.to_string())?;
+            let gauges = node.gauges();
+            Ok(FleetView {
+                name: fleet.names.fleet().to_owned(),
+                node: fleet.node.clone(),
+                nodes: nodes
+                    .into_iter()
+                    .map(|n| NodeView {
+                        node: n.node,
+                        joined_at: n.joined_at,
+                        heartbeat_at: n.heartbeat_at,
+                        in_flight: n.in_flight,
+                    })
+                    .collect(),
+                queued: gauges.queued,
+                in_flight: gauges.in_flight,
+            })
+        }))
+    }
+
+    /// From the fleet's gauges: the codes neither queued nor in flight are
+    /// done (the node's last look at the fleet, a second old at most).
+    fn progress(&self, batch: &str) -> Option<Progress> {
+        let node = self.node.borrow().as_ref().map(Rc::clone)?;
+        let gauges = node.gauges();
+        if !gauges.running.get(batch).copied().unwrap_or(false) {
+            return None;
+        }
+        let total = self.settings.borrow().batches.iter().find(|b| b.name == batch)?.job.codes.len() as u64;
+        let left = gauges.queued.get(batch).copied().unwrap_or(0) + gauges.in_flight.get(batch).copied().unwrap_or(0);
+        let done = usize::try_from(total.saturating_sub(left)).unwrap_or(usize::MAX);
+        let started = gauges.started.get(batch)?;
+        Some(Progress::of(done, total as usize, started.elapsed().unwrap_or_default()))
     }
 
     fn measure(&self, metrics: &mut Metrics) {

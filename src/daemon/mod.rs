@@ -41,6 +41,7 @@ mod schedule;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::SystemTime;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -73,7 +74,8 @@ fn start_admin(
     let Some(admin) = &settings.admin else { return Ok(None) };
     let token = admin.token().map_err(|message| ConfigError::single(origin, Some("admin.token_file"), message))?;
     let with_token = token.is_some();
-    let server = AdminServer::spawn(AdminOptions { listen: admin.listen, token }, requests)?;
+    let options = AdminOptions { listen: admin.listen, token, hosts: admin.hosts.clone(), config: origin.to_owned() };
+    let server = AdminServer::spawn(options, requests)?;
     tracing::info!(address = %server.addr(), token = with_token, "admin endpoint listening");
     Ok(Some(server))
 }
@@ -132,6 +134,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
     };
     tracing::info!(config = %source.origin(), batches = settings.batches.len(), "serving");
 
+    let mut loaded_at = SystemTime::now();
     let ended = loop {
         tokio::select! {
             _ = hangups.recv() => {
@@ -140,10 +143,11 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
                     Rc::clone(&runner).apply(&new);
                     configured(&metrics, &new);
                     settings = new;
+                    loaded_at = SystemTime::now();
                 }
                 notify(&[sd_notify::NotifyState::Ready]);
             }
-            Some(request) = admin_requests.recv() => answer(&runner, &metrics, &settings, request),
+            Some(request) = admin_requests.recv() => answer(&runner, &metrics, (&settings, loaded_at), request),
             Some(error) = fatal.recv() => break Err(error),
             signal = stops.recv() => {
                 tracing::info!(?signal, "stop requested");

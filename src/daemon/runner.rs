@@ -21,6 +21,7 @@ use crate::job::Ledger;
 use crate::model::causes::Causes;
 use crate::model::exit::ExitStatus;
 use crate::model::run::{RunRecord, RunState};
+use crate::present::api::{FleetView, Progress};
 
 /// A future on the daemon's thread.
 pub type Local<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -65,6 +66,14 @@ pub trait Runner {
 
     /// When `batch` runs next, if it is scheduled.
     fn next_run(&self, batch: &str) -> Option<SystemTime>;
+
+    /// How far `batch`'s run in progress has come, when one runs and the
+    /// runner can tell.
+    fn progress(&self, batch: &str) -> Option<Progress>;
+
+    /// The fleet's live nodes and queues (`None`: not a node of a fleet;
+    /// `Err`: not joined yet, or NATS failed, and why).
+    fn fleet_view(&self) -> Option<Local<'static, Result<FleetView, String>>>;
 
     /// Adds what the runner measures (a node's fleet gauges) to `metrics`.
     fn measure(&self, metrics: &mut Metrics);

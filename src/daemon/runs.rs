@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_rt::task::JoinHandle;
 use tokio::sync::{oneshot, watch};
@@ -24,6 +24,7 @@ use crate::job::{JobContext, Ledger, LocalLedger, Recording};
 use crate::model::codes::CountryCode;
 use crate::model::outcome::{CodeOutcome, Outcome};
 use crate::model::run::RunRecord;
+use crate::present::api::{FleetView, Progress};
 use crate::sys::signals::StopSignal;
 
 /// Logs each outcome of a daemon run (errors as warnings when the batch is
@@ -32,17 +33,25 @@ pub struct LogSink {
     batch: Rc<str>,
     verbose: bool,
     metrics: Rc<RefCell<Metrics>>,
+    /// Codes with an outcome so far, for the run's progress.
+    done: Rc<Cell<usize>>,
 }
 
 impl LogSink {
     /// A sink for `batch`'s outcomes, counted in `metrics`.
     pub fn new(batch: &BatchConfig, metrics: Rc<RefCell<Metrics>>) -> Self {
-        Self { batch: batch.name.as_str().into(), verbose: batch.verbose, metrics }
+        Self { batch: batch.name.as_str().into(), verbose: batch.verbose, metrics, done: Rc::default() }
+    }
+
+    /// The sink, also counting the outcomes in `done`.
+    fn counting(self, done: Rc<Cell<usize>>) -> Self {
+        Self { done, ..self }
     }
 }
 
 impl OutcomeSink for LogSink {
     fn record(&mut self, o: &CodeOutcome) {
+        self.done.set(self.done.get() + 1);
         let (kind, status) = (o.outcome.kind(), o.outcome.http_status());
         self.metrics.borrow_mut().outcome(&self.batch, kind, o.outcome.bytes());
         match &o.outcome {
@@ -75,6 +84,12 @@ struct LocalRun {
     cancel: watch::Sender<bool>,
     /// The run's record once it ended.
     ended: watch::Receiver<Option<RunRecord>>,
+    /// Codes with an outcome so far.
+    done: Rc<Cell<usize>>,
+    /// Codes in the run.
+    total: usize,
+    /// When it started.
+    started: Instant,
 }
 
 /// The daemon alone; see the module documentation.
@@ -148,6 +163,9 @@ impl Alone {
         let (started, record) = oneshot::channel();
         let (cancel, cancelled) = watch::channel(false);
         let (ended_tx, ended) = watch::channel(None);
+        let done: Rc<Cell<usize>> = Rc::default();
+        let counted = Rc::clone(&done);
+        let total = batch.job.codes.len();
         let me = Rc::clone(self);
         let batch = Rc::clone(batch);
         let (name, trigger) = (batch.name.clone(), trigger.to_owned());
@@ -160,7 +178,7 @@ impl Alone {
                         RunRecord::started(id, &batch.name, &trigger, crate::model::time::rfc3339(SystemTime::now()));
                     run_started(&mut me.metrics.borrow_mut(), &record);
                     let _ = started.send(Ok(record));
-                    let ended = me.run(&batch, recording, cancelled).await;
+                    let ended = me.run(&batch, recording, cancelled, counted).await;
                     ended_tx.send_replace(ended);
                 }
                 Err(e) => {
@@ -177,7 +195,8 @@ impl Alone {
                 });
             }
         });
-        self.running.borrow_mut().insert(name, LocalRun { task, cancel, ended });
+        let run = LocalRun { task, cancel, ended, done, total, started: Instant::now() };
+        self.running.borrow_mut().insert(name, run);
         Ok(record)
     }
 
@@ -189,9 +208,10 @@ impl Alone {
         batch: &BatchConfig,
         recording: Recording,
         mut cancelled: watch::Receiver<bool>,
+        done: Rc<Cell<usize>>,
     ) -> Option<RunRecord> {
         let sink = |_: &crate::job::PreparedJob| -> Box<dyn OutcomeSink> {
-            Box::new(LogSink::new(batch, Rc::clone(&self.metrics)))
+            Box::new(LogSink::new(batch, Rc::clone(&self.metrics)).counting(Rc::clone(&done)))
         };
         let mut abandon = self.abandon.subscribe();
         let stop = async move {
@@ -293,6 +313,16 @@ impl Runner for Alone {
 
     fn running(&self, batch: &str) -> Option<bool> {
         Some(self.is_running(batch))
+    }
+
+    fn fleet_view(&self) -> Option<Local<'static, Result<FleetView, String>>> {
+        None
+    }
+
+    fn progress(&self, batch: &str) -> Option<Progress> {
+        let running = self.running.borrow();
+        let run = running.get(batch).filter(|r| !r.task.is_finished())?;
+        Some(Progress::of(run.done.get(), run.total, run.started.elapsed()))
     }
 
     fn next_run(&self, batch: &str) -> Option<SystemTime> {

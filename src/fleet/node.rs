@@ -86,6 +86,8 @@ pub struct Gauges {
     pub in_flight: BTreeMap<String, u64>,
     /// Whether each batch has a run in progress in the fleet.
     pub running: BTreeMap<String, bool>,
+    /// When each batch's run in progress started.
+    pub started: BTreeMap<String, SystemTime>,
 }
 
 /// A scheduled batch and its schedule's task.
@@ -348,8 +350,14 @@ impl Node {
                     }
                 }
                 if let Ok(last) = self.fleet.last_run(&name).await {
-                    let running = last.is_some_and(|(run, _)| run.record.is_running());
-                    self.gauges.borrow_mut().running.insert(name, running);
+                    let running = last.filter(|(run, _)| run.record.is_running());
+                    let mut gauges = self.gauges.borrow_mut();
+                    gauges.running.insert(name.clone(), running.is_some());
+                    let started = running.and_then(|(run, _)| humantime::parse_rfc3339(&run.record.started_at).ok());
+                    match started {
+                        Some(at) => gauges.started.insert(name, at),
+                        None => gauges.started.remove(&name),
+                    };
                 }
             }
         }

@@ -39,6 +39,30 @@ pub struct BatchView {
     pub next_run: Option<String>,
     /// The newest run in the history, if any.
     pub last_run: Option<RunRecord>,
+    /// How far the run in progress has come (`null` when none runs, or
+    /// when the daemon cannot tell).
+    #[serde(default)]
+    pub progress: Option<Progress>,
+}
+
+/// How far a run in progress has come.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Codes with an outcome.
+    pub done: usize,
+    /// Codes in the run.
+    pub total: usize,
+    /// Codes with an outcome per second since the run started.
+    pub rate: f64,
+}
+
+impl Progress {
+    /// `done` of `total` codes, `elapsed` after the run started.
+    pub fn of(done: usize, total: usize, elapsed: std::time::Duration) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        let rate = if seconds > 0.0 { done as f64 / seconds } else { 0.0 };
+        Self { done: done.min(total), total, rate: (rate * 10.0).round() / 10.0 }
+    }
 }
 
 impl BatchView {
@@ -60,6 +84,7 @@ impl BatchView {
             running: None,
             next_run: None,
             last_run,
+            progress: None,
         }
     }
 }
@@ -80,8 +105,59 @@ impl BatchView {
             running: Some(false),
             next_run: None,
             last_run: None,
+            progress: None,
         }
     }
+}
+
+/// `GET /about`: which flagsd this is and what it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct About {
+    /// flagsd's version.
+    pub version: String,
+    /// The configuration file, as the daemon's messages name it.
+    pub config: String,
+    /// When the configuration in force was loaded, RFC 3339 UTC.
+    pub loaded_at: String,
+    /// The batches configured.
+    pub batches: usize,
+    /// The fleet's name, for a node of a fleet; `null` otherwise.
+    pub fleet: Option<String>,
+    /// Whether the daemon can take work (`/readyz`).
+    pub ready: bool,
+    /// Why not, when it cannot.
+    pub reason: Option<String>,
+    /// Whether the endpoint needs a token.
+    pub token_required: bool,
+}
+
+/// A node of a fleet, as `GET /fleet` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// The node's name.
+    pub node: String,
+    /// When it joined, RFC 3339 UTC.
+    pub joined_at: String,
+    /// When it last said it was alive, RFC 3339 UTC.
+    pub heartbeat_at: String,
+    /// Codes it is fetching right now.
+    pub in_flight: u64,
+}
+
+/// `GET /fleet`: the fleet's live nodes, and its codes queued and in flight
+/// by batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetView {
+    /// The fleet's name.
+    pub name: String,
+    /// The node that answered.
+    pub node: String,
+    /// Nodes with a live heartbeat.
+    pub nodes: Vec<NodeView>,
+    /// Codes queued and not yet handed out, by batch.
+    pub queued: std::collections::BTreeMap<String, u64>,
+    /// Codes handed out and not yet settled, by batch.
+    pub in_flight: std::collections::BTreeMap<String, u64>,
 }
 
 /// `POST /batches/{name}/run` started a run (`202 Accepted`).

@@ -35,6 +35,11 @@ const CHALLENGE: &str = r#"Bearer realm="flagsd""#;
 /// a client asks before it signs.
 pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", NONCE_PATH];
 
+/// The console's paths that need no token: the page and what it loads, and
+/// `/session`, which signs in with the token (or says the request is not
+/// signed in); see [`super::console`].
+pub const CONSOLE_PATHS: [&str; 4] = ["/", "/console.js", "/console.css", "/session"];
+
 /// The token and the nonces signed requests use.
 pub struct Credentials {
     token: String,
@@ -163,7 +168,7 @@ fn signed(value: &[u8], req: &ServiceRequest, credentials: &Credentials, now: In
 /// Checks the credentials of a request at `now`.
 pub fn authorize(req: &ServiceRequest, credentials: Option<&Credentials>, now: Instant) -> Result<Access, Refusal> {
     let Some(credentials) = credentials else { return Ok(Access::Open) };
-    if OPEN_PATHS.contains(&req.path()) {
+    if OPEN_PATHS.contains(&req.path()) || CONSOLE_PATHS.contains(&req.path()) {
         return Ok(Access::Open);
     }
     let Some(value) = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()) else {

@@ -13,8 +13,10 @@
 //! events, answers from its own thread, and never shares memory with the
 //! server.
 //!
-//! The parts: [`routes`] (what each path asks and answers), [`auth`] (the
-//! bearer token and signed requests), [`nonce`] (the nonces signed requests
+//! The parts: [`routes`] (what each path asks and answers), [`exchange`]
+//! (the state handlers share, and the way to the daemon and back),
+//! [`console`] (the operator's web page), [`session`] (its sign-in),
+//! [`guard`] (what keeps other sites out), [`auth`] (the bearer token and signed requests), [`nonce`] (the nonces signed requests
 //! spend), [`requests`] (the typed messages to the daemon), and what keeps
 //! the endpoint answering under a flood: [`connections`] (caps that close
 //! idle connections to make room), [`throttle`] (rejections logged a line a
@@ -36,10 +38,14 @@
 
 pub mod auth;
 pub mod connections;
+pub mod console;
+pub mod exchange;
+pub mod guard;
 pub mod http_errors;
 pub mod nonce;
 pub mod requests;
 pub mod routes;
+pub mod session;
 pub mod throttle;
 
 use std::fmt;
@@ -104,6 +110,10 @@ pub struct AdminOptions {
     /// ([`auth::OPEN_PATHS`]), as a bearer token or by signed requests;
     /// `None` leaves them all open.
     pub token: Option<String>,
+    /// Host names it answers for besides `localhost` and IP addresses.
+    pub hosts: Vec<String>,
+    /// The configuration file the daemon serves, as its messages name it.
+    pub config: String,
 }
 
 impl fmt::Debug for AdminOptions {
@@ -112,6 +122,8 @@ impl fmt::Debug for AdminOptions {
         f.debug_struct("AdminOptions")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("hosts", &self.hosts)
+            .field("config", &self.config)
             .finish()
     }
 }
@@ -144,8 +156,16 @@ fn build(
         between_requests: KEEP_ALIVE + HEAD_TIMEOUT,
     };
     let held = connections::Connections::new(limits, Arc::clone(&throttle));
-    let state =
-        web::Data::new(routes::State { daemon, credentials, timeout: ANSWER_TIMEOUT, throttle: Arc::clone(&throttle) });
+    let state = web::Data::new(exchange::State {
+        daemon,
+        credentials,
+        timeout: ANSWER_TIMEOUT,
+        throttle: Arc::clone(&throttle),
+        sessions: session::Sessions::default(),
+        hosts: options.hosts,
+        config: options.config,
+        streams: Arc::new(tokio::sync::Semaphore::new(console::STREAMS)),
+    });
     // The subscriber of this thread now is the global one.
     let global = tracing::dispatcher::get_default(Dispatch::clone);
     let app_state = state.clone();
@@ -176,6 +196,7 @@ fn build(
             if let Some(credentials) = &state.credentials {
                 credentials.nonces().prune(now);
             }
+            state.sessions.forget_expired(now);
             throttle.log_due(now);
         }
     });
@@ -222,12 +243,16 @@ mod tests {
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
     }
 
+    fn options(listen: SocketAddr, token: Option<String>) -> AdminOptions {
+        AdminOptions { listen, token, hosts: Vec::new(), config: "flagsd.toml".into() }
+    }
+
     #[test]
     fn binding_a_taken_address_fails_naming_it() {
         let taken = TcpListener::bind(local()).expect("bind a port");
         let addr = taken.local_addr().expect("its address");
         let (daemon, _requests) = mpsc::channel(1);
-        match AdminServer::spawn(AdminOptions { listen: addr, token: None }, daemon) {
+        match AdminServer::spawn(options(addr, None), daemon) {
             Err(error @ ServerError::Bind { .. }) => {
                 let expected = format!("cannot bind the admin endpoint to {addr}: ");
                 assert!(error.to_string().starts_with(&expected), "{error}");
@@ -240,7 +265,7 @@ mod tests {
     #[test]
     fn the_server_listens_until_dropped() {
         let (daemon, _requests) = mpsc::channel(1);
-        let server = AdminServer::spawn(AdminOptions { listen: local(), token: None }, daemon).expect("it starts");
+        let server = AdminServer::spawn(options(local(), None), daemon).expect("it starts");
         let addr = server.addr();
         assert_ne!(addr.port(), 0);
         TcpStream::connect(addr).expect("it listens");
@@ -254,7 +279,7 @@ mod tests {
 
     #[test]
     fn options_never_show_the_token() {
-        let options = AdminOptions { listen: local(), token: Some("s3cret-token".into()) };
+        let options = options(local(), Some("s3cret-token".into()));
         let shown = format!("{options:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("redacted"), "{shown}");

@@ -8,7 +8,7 @@
 use tokio::sync::oneshot;
 
 use crate::model::run::{RunDetails, RunRecord};
-use crate::present::api::BatchView;
+use crate::present::api::{BatchView, FleetView};
 
 /// Runs listed by `GET /runs` when the request gives no `limit`.
 pub const DEFAULT_RUNS_LIMIT: usize = 20;
@@ -27,6 +27,11 @@ pub enum AdminRequest {
     Metrics(oneshot::Sender<String>),
     /// `GET /batches`: every configured batch with its live facts.
     Batches(oneshot::Sender<Vec<BatchView>>),
+    /// `GET /about`: what the daemon says of itself.
+    About(oneshot::Sender<DaemonFacts>),
+    /// `GET /fleet`: the fleet's live nodes and queues (`None`: the daemon
+    /// is not a node of a fleet).
+    Fleet(oneshot::Sender<Result<Option<FleetView>, Unavailable>>),
     /// `GET /runs`: the latest `limit` runs, of one batch or of all, with
     /// an id below `before` (the next page).
     Runs {
@@ -60,6 +65,20 @@ pub enum AdminRequest {
         /// Where the answer goes.
         reply: oneshot::Sender<Cancel>,
     },
+}
+
+/// What the daemon says of itself in `GET /about`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonFacts {
+    /// When the configuration in force was loaded (at start, or by the
+    /// last good reload), RFC 3339 UTC.
+    pub loaded_at: String,
+    /// The batches configured.
+    pub batches: usize,
+    /// The fleet's name, for a node of a fleet.
+    pub fleet: Option<String>,
+    /// `Ok` when ready, else why not.
+    pub ready: Result<(), String>,
 }
 
 /// Why the daemon cannot answer a request about runs.

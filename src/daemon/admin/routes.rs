@@ -25,19 +25,20 @@
 //! ([`response_mac`](crate::present::api::response_mac)): the client learns
 //! that a holder of the token answered this very request.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::body::{BoxBody, to_bytes};
 use actix_web::dev::{Service as _, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{StatusCode, header};
-use actix_web::{App, HttpRequest, HttpResponse, web};
+use actix_web::{App, HttpMessage as _, HttpRequest, HttpResponse, web};
 use futures_util::future::LocalBoxFuture;
-use tokio::sync::{mpsc, oneshot};
 
-use super::auth::{self, Access, Credentials};
+use super::auth::{self, Access};
 use super::connections::Held;
+use super::console;
+use super::exchange::{State, ask, json_error, text, unanswered};
+use super::guard::{self, Forbidden};
 use super::requests::{AdminRequest, Cancel, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, Trigger, Unavailable};
 use super::throttle::{Kind, Throttle};
 use crate::daemon::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
@@ -47,65 +48,6 @@ use crate::present::api::{
 
 /// The header that carries the signature of an answer to a signed request.
 const AUTHENTICATION_INFO: HeaderName = HeaderName::from_static("authentication-info");
-
-/// What every handler shares: the way to the daemon, and the credentials.
-pub struct State {
-    /// Where requests go.
-    pub daemon: mpsc::Sender<AdminRequest>,
-    /// The token requests need and the nonces they sign, if a token is set.
-    pub credentials: Option<Credentials>,
-    /// How long a handler waits for the daemon.
-    pub timeout: Duration,
-    /// The rate limit of the lines logged for refusals.
-    pub throttle: Arc<Throttle>,
-}
-
-impl State {
-    fn token(&self) -> Option<&str> {
-        self.credentials.as_ref().map(Credentials::token)
-    }
-}
-
-/// Why a request got no answer from the daemon.
-#[derive(Debug)]
-enum NoAnswer {
-    /// The channel is closed or the reply sender was dropped.
-    Gone,
-    /// No answer within the timeout.
-    Timeout,
-}
-
-/// Sends the request made by `request` to the daemon and waits for its
-/// answer, [`State::timeout`] at most (sending included: a full channel
-/// counts against it too).
-async fn ask<T>(state: &State, request: impl FnOnce(oneshot::Sender<T>) -> AdminRequest) -> Result<T, NoAnswer> {
-    let (reply, answer) = oneshot::channel();
-    let exchange = async {
-        state.daemon.send(request(reply)).await.map_err(|_| NoAnswer::Gone)?;
-        answer.await.map_err(|_| NoAnswer::Gone)
-    };
-    tokio::time::timeout(state.timeout, exchange).await.unwrap_or(Err(NoAnswer::Timeout))
-}
-
-fn json_error(status: StatusCode, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(ApiError::new(message))
-}
-
-fn text(status: StatusCode, body: String) -> HttpResponse {
-    HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(body)
-}
-
-/// `503`, logged (rate-limited): the daemon did not answer `what`.
-fn unanswered(state: &State, what: &str, why: NoAnswer) -> HttpResponse {
-    let reason = match why {
-        NoAnswer::Gone => "the daemon is not taking admin requests",
-        NoAnswer::Timeout => "the daemon did not answer an admin request in time",
-    };
-    if state.throttle.allow(Kind::Unanswered, Instant::now(), || format!("{what}: {reason}")) {
-        tracing::warn!(kind = %Kind::Unanswered.name(), request = what, "{reason}");
-    }
-    json_error(StatusCode::SERVICE_UNAVAILABLE, "the daemon did not answer")
-}
 
 async fn healthz(state: web::Data<State>) -> HttpResponse {
     match ask(&state, AdminRequest::Ping).await {
@@ -277,6 +219,17 @@ async fn post_only(req: HttpRequest) -> HttpResponse {
     method_not_allowed(&req, "POST")
 }
 
+async fn session_methods(req: HttpRequest) -> HttpResponse {
+    method_not_allowed(&req, "GET, POST, DELETE")
+}
+
+/// [`console::SECURITY_HEADERS`] on every answer.
+fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    console::SECURITY_HEADERS
+        .iter()
+        .fold(actix_web::middleware::DefaultHeaders::new(), |headers, pair| headers.add(*pair))
+}
+
 async fn not_found(req: HttpRequest) -> HttpResponse {
     json_error(StatusCode::NOT_FOUND, &format!("no such endpoint: {}", req.path()))
 }
@@ -313,6 +266,17 @@ fn rejected(throttle: &Throttle, req: &ServiceRequest, refusal: auth::Refusal) {
     }
 }
 
+/// Logs a request refused before its credentials were looked at
+/// (rate-limited), and gives its `403`.
+fn forbidden(throttle: &Throttle, req: &ServiceRequest, forbidden: &Forbidden) -> HttpResponse {
+    let peer = req.peer_addr().map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+    let (method, path) = (req.method(), req.path());
+    if throttle.allow(Kind::Unauthorized, Instant::now(), || format!("{method} {path} from {peer}: {forbidden}")) {
+        tracing::warn!(kind = %Kind::Unauthorized.name(), %method, %path, %peer, reason = %forbidden, "admin request forbidden");
+    }
+    json_error(StatusCode::FORBIDDEN, &forbidden.to_string())
+}
+
 /// The endpoint's application: the credentials checked around every route,
 /// and the answers to signed requests signed.
 pub fn app(
@@ -333,7 +297,25 @@ pub fn app(
             // Inside a request, the connection is not idle: it is not closed
             // to make room for another.
             let busy = req.conn_data::<Held>().map(Held::busy);
-            match auth::authorize(&req, guard.credentials.as_ref(), Instant::now()) {
+            let now = Instant::now();
+            if let Err(refusal) = guard::screen(req.method(), req.headers(), &guard.hosts) {
+                let answer = forbidden(&guard.throttle, &req, &refusal);
+                return Box::pin(std::future::ready(Ok(req.into_response(answer))));
+            }
+            // A signed-in browser: its cookie lets it in, and it changes
+            // nothing without its session's CSRF token.
+            let access = match guard.sessions.of(req.headers(), now) {
+                Some(session) if !guard::is_safe(req.method()) && !session.csrf_matches(req.headers()) => {
+                    let answer = forbidden(&guard.throttle, &req, &Forbidden::Csrf);
+                    return Box::pin(std::future::ready(Ok(req.into_response(answer))));
+                }
+                Some(session) => {
+                    req.extensions_mut().insert(session);
+                    Ok(Access::Open)
+                }
+                None => auth::authorize(&req, guard.credentials.as_ref(), now),
+            };
+            match access {
                 Ok(Access::Signed(mac)) => {
                     let (call, state) = (service.call(req), guard.clone());
                     Box::pin(async move {
@@ -363,6 +345,20 @@ pub fn app(
                 }
             }
         })
+        .wrap(security_headers())
+        .service(web::resource("/").route(web::get().to(console::page)).default_service(web::to(get_only)))
+        .service(web::resource("/console.js").route(web::get().to(console::script)).default_service(web::to(get_only)))
+        .service(web::resource("/console.css").route(web::get().to(console::style)).default_service(web::to(get_only)))
+        .service(
+            web::resource("/session")
+                .route(web::get().to(console::session_status))
+                .route(web::post().to(console::sign_in))
+                .route(web::delete().to(console::sign_out))
+                .default_service(web::to(session_methods)),
+        )
+        .service(web::resource("/about").route(web::get().to(console::about)).default_service(web::to(get_only)))
+        .service(web::resource("/fleet").route(web::get().to(console::fleet)).default_service(web::to(get_only)))
+        .service(web::resource("/events").route(web::get().to(console::events)).default_service(web::to(get_only)))
         .service(web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(get_only)))
         .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(get_only)))
         .service(web::resource("/metrics").route(web::get().to(metrics)).default_service(web::to(get_only)))
@@ -382,15 +378,19 @@ pub fn app(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::mpsc as std_mpsc;
     use std::thread;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
+
+    use tokio::sync::mpsc;
 
     use actix_web::test::{TestRequest, call_service, init_service, read_body};
     use serde_json::{Value, json};
 
     use super::*;
     use crate::daemon::admin::Unavailable;
+    use crate::daemon::admin::auth::Credentials;
     use crate::daemon::admin::nonce::Nonces;
     use crate::present::api::{BatchView, SignedAuthorization, request_mac, valid_nonce};
 
@@ -436,7 +436,16 @@ mod tests {
         requests: Vec<TestRequest>,
     ) -> Vec<Reply> {
         let credentials = token.map(|token| Credentials::new(token.to_owned(), Nonces::new(SECRET, epoch())));
-        let state = web::Data::new(State { daemon, credentials, timeout, throttle: Arc::default() });
+        let state = web::Data::new(State {
+            daemon,
+            credentials,
+            timeout,
+            throttle: Arc::default(),
+            sessions: Default::default(),
+            hosts: Vec::new(),
+            config: "flagsd.toml".to_owned(),
+            streams: Arc::new(tokio::sync::Semaphore::new(console::STREAMS)),
+        });
         actix_rt::System::new().block_on(async move {
             let app = init_service(app(state)).await;
             let mut replies = Vec::new();
@@ -485,6 +494,8 @@ mod tests {
                     AdminRequest::Ready(_) => "ready".to_owned(),
                     AdminRequest::Metrics(_) => "metrics".to_owned(),
                     AdminRequest::Batches(_) => "batches".to_owned(),
+                    AdminRequest::About(_) => "about".to_owned(),
+                    AdminRequest::Fleet(_) => "fleet".to_owned(),
                     AdminRequest::Runs { batch, limit, before, .. } => format!("runs {batch:?} {limit} {before:?}"),
                     AdminRequest::Run { id, .. } => format!("run {id}"),
                     AdminRequest::Trigger { batch, .. } => format!("trigger {batch}"),
@@ -502,6 +513,17 @@ mod tests {
                     }
                     AdminRequest::Batches(reply) => {
                         let _ = reply.send(vec![view("daily")]);
+                    }
+                    AdminRequest::About(reply) => {
+                        let _ = reply.send(crate::daemon::admin::requests::DaemonFacts {
+                            loaded_at: "2026-12-07T06:00:00.000Z".to_owned(),
+                            batches: 1,
+                            fleet: None,
+                            ready: ready.clone(),
+                        });
+                    }
+                    AdminRequest::Fleet(reply) => {
+                        let _ = reply.send(Ok(None));
                     }
                     AdminRequest::Runs { batch, reply, .. } => {
                         let answer = match batch.as_deref() {
@@ -773,7 +795,7 @@ mod tests {
     #[test]
     fn unknown_paths_are_404_and_wrong_methods_405() {
         let (daemon, log) = fake_daemon(Ok(()));
-        let unknown = ["/", "/nope", "/healthz/", "/batches/daily/", "/batches/daily/run/now"];
+        let unknown = ["/index.html", "/nope", "/healthz/", "/batches/daily/", "/batches/daily/run/now"];
         for (target, reply) in
             unknown.iter().zip(exchange(daemon.clone(), None, Duration::from_secs(5), unknown.map(get).into()))
         {
