@@ -11,7 +11,8 @@
 //!
 //! `GET /events` is a stream of Server-Sent Events: the endpoint looks at
 //! the daemon's batches once every [`EVERY`] for each open stream (at most
-//! [`STREAMS`]; more get `503` and the page polls instead) and sends what
+//! [`STREAMS`], which are never closed to make room for other connections;
+//! more get `503` and the page polls instead) and sends what
 //! changed: `batches` (every batch's view), `run-started`,
 //! `run-progress`, `run-finished` (the batch's view), and in a fleet
 //! `nodes` (as `GET /fleet`).
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::auth::tokens_match;
+use super::connections::{Busy, Held};
 use super::exchange::{State, ask, json_error, unanswered};
 use super::requests::{AdminRequest, Unavailable};
 use super::session::{self, SignedIn};
@@ -197,12 +199,15 @@ pub async fn fleet(state: web::Data<State>) -> HttpResponse {
     }
 }
 
-/// `GET /events`: Server-Sent Events of what changes.
-pub async fn events(state: web::Data<State>) -> HttpResponse {
+/// `GET /events`: Server-Sent Events of what changes. The connection
+/// counts as inside a request while the stream lasts, so it is not closed
+/// to make room for another.
+pub async fn events(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     let Ok(permit) = Arc::clone(&state.streams).try_acquire_owned() else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "too many event streams are open: poll /batches");
     };
-    let watch = Watch { state, _permit: permit, last: None, last_nodes: None, looks: 0, quiet: 0 };
+    let busy = req.conn_data::<Held>().map(Held::busy);
+    let watch = Watch { state, _held: (permit, busy), last: None, last_nodes: None, looks: 0, quiet: 0 };
     let stream = futures_util::stream::unfold(watch, |mut watch| async move {
         let chunk = watch.next().await?;
         Some((Ok::<Bytes, Infallible>(chunk), watch))
@@ -216,7 +221,9 @@ pub async fn events(state: web::Data<State>) -> HttpResponse {
 /// One event stream: what it last sent.
 struct Watch {
     state: web::Data<State>,
-    _permit: OwnedSemaphorePermit,
+    /// The stream's place among the [`STREAMS`], and its connection kept
+    /// busy.
+    _held: (OwnedSemaphorePermit, Option<Busy>),
     last: Option<Vec<BatchView>>,
     last_nodes: Option<String>,
     looks: u32,
@@ -271,15 +278,25 @@ fn changes(before: Option<&[BatchView]>, after: &[BatchView], out: &mut String) 
     for view in after {
         let was = before.and_then(|views| views.iter().find(|v| v.name == view.name));
         let Some(was) = was else { continue };
-        let name = match (was.running, view.running) {
-            (Some(true), Some(true)) if was.progress != view.progress => "run-progress",
-            (Some(true), Some(true)) => continue,
-            (_, Some(true)) => "run-started",
-            (Some(true), _) => "run-finished",
-            _ => continue,
-        };
+        // A short run can start and end between two looks: its record
+        // tells.
+        let (was_last, last) = (was.last_run.as_ref(), view.last_run.as_ref());
+        let new_run = last.map(|r| r.id) != was_last.map(|r| r.id);
+        let ended = last.is_some_and(|r| !r.is_running()) && (new_run || was_last.is_some_and(|r| r.is_running()));
+        let (running, was_running) = (view.running == Some(true), was.running == Some(true));
+        let mut names = Vec::new();
+        if running && (!was_running || new_run) {
+            names.push("run-started");
+        } else if running && was.progress != view.progress {
+            names.push("run-progress");
+        }
+        if ended || (was_running && !running) {
+            names.push("run-finished");
+        }
         if let Ok(json) = serde_json::to_string(view) {
-            out.push_str(&event(name, &json));
+            for name in names {
+                out.push_str(&event(name, &json));
+            }
         }
     }
     if let Ok(json) = serde_json::to_string(after) {
@@ -315,6 +332,15 @@ mod tests {
             (vec![view("a", true, Some(0))], vec![view("a", true, Some(4))], vec!["run-progress", "batches"]),
             (vec![view("a", true, Some(4))], vec![view("a", false, None)], vec!["run-finished", "batches"]),
         ];
+        let ended = |id| {
+            let mut record = crate::model::run::RunRecord::started(id, "a", "admin", "t".into());
+            record.state = crate::model::run::RunState::Finished;
+            BatchView { last_run: Some(record), ..view("a", false, None) }
+        };
+        // A run that started and ended between two looks.
+        let mut out = String::new();
+        changes(Some(&[ended(1)]), &[ended(2)], &mut out);
+        assert_eq!(names(&out), ["run-finished", "batches"]);
         for (before, after, expected) in steps {
             let mut out = String::new();
             changes(Some(&before), &after, &mut out);
