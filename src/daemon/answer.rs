@@ -1,11 +1,12 @@
 //! The daemon's answers to the admin endpoint's requests: one path for a
 //! daemon alone and a node of a fleet, through its [`Runner`] and the run
-//! ledger behind it. What needs the ledger is answered by a task of its
+//! ledger behind it; a reload through the same code as SIGHUP's. What needs the ledger is answered by a task of its
 //! own, so the daemon's loop never waits.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::Configuration;
 use super::admin::{AdminRequest, Cancel, Trigger, Unavailable};
 use super::metrics::Metrics;
 use super::runner::{Refused, Runner};
@@ -19,8 +20,15 @@ fn ledger(runner: &Rc<dyn Runner>) -> Result<Rc<dyn Ledger>, Unavailable> {
     runner.ledger().ok_or_else(|| Unavailable::NotReady(runner.ready().err().unwrap_or_default()))
 }
 
-/// Answers one request of the admin endpoint.
-pub fn answer(runner: &Rc<dyn Runner>, metrics: &Rc<RefCell<Metrics>>, settings: &Settings, request: AdminRequest) {
+/// Answers one request of the admin endpoint; a reload replaces the
+/// configuration in `config`.
+pub(super) fn answer(
+    runner: &Rc<dyn Runner>,
+    metrics: &Rc<RefCell<Metrics>>,
+    config: &mut Configuration,
+    request: AdminRequest,
+) {
+    let settings = &config.settings;
     // A reply that cannot be delivered means the HTTP request is gone.
     match request {
         AdminRequest::Ping(reply) => {
@@ -64,11 +72,11 @@ pub fn answer(runner: &Rc<dyn Runner>, metrics: &Rc<RefCell<Metrics>>, settings:
             });
         }
         AdminRequest::Trigger { batch, reply } => {
-            let Some(config) = find(settings, &batch) else {
+            let Some(found) = find(settings, &batch) else {
                 let _ = reply.send(Trigger::Unknown);
                 return;
             };
-            let started = Rc::clone(runner).start(config, "admin");
+            let started = Rc::clone(runner).start(found, "admin");
             actix_rt::spawn(async move {
                 let answer = match started.await {
                     Ok(record) => {
@@ -102,6 +110,9 @@ pub fn answer(runner: &Rc<dyn Runner>, metrics: &Rc<RefCell<Metrics>>, settings:
                 };
                 let _ = reply.send(answer);
             });
+        }
+        AdminRequest::Reload(reply) => {
+            let _ = reply.send(config.reload(runner, metrics));
         }
     }
 }
