@@ -52,8 +52,8 @@ pub enum Command {
     /// Check the configuration and report every problem found (secrets are
     /// not read: the service reads them as it starts).
     CheckConfig(ConfigArgs),
-    /// Check the configuration, then ask the daemon with process id PID to
-    /// reload it (SIGHUP); for a unit's ExecReload=.
+    /// Ask the daemon to reload its configuration: through its admin endpoint,
+    /// or (with PID, for a unit's ExecReload=) by SIGHUP once the file checks.
     Reload(ReloadArgs),
     /// Show each batch's last and next run (from the daemon, else the state database).
     Status(StatusArgs),

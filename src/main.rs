@@ -192,7 +192,13 @@ fn run(cli: Cli, name: &str) -> Result<ExitStatus, FatalError> {
         }
         Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),
         Command::CheckConfig(args) => app::check_config::check_config(&ConfigSource::from_args(&args)?),
-        Command::Reload(args) => app::reload::reload(&ConfigSource::from_args(&args.config)?, args.pid),
+        Command::Reload(args) => {
+            let source = ConfigSource::from_args(&args.config)?;
+            match args.pid {
+                Some(pid) => app::reload::signal(&source, pid),
+                None => system.block_on(app::reload::through_endpoint(&source)),
+            }
+        }
         Command::Status(args) => {
             let mut settings = ConfigSource::from_args(&args.config_args())?.load()?;
             let shown: Vec<String> =

@@ -106,17 +106,34 @@ Exit status:
   2    usage or configuration error (no such batch)
   3    the daemon or NATS cannot be reached";
 
-/// `flagsd reload`: check the configuration, then ask the daemon to reload.
+/// `flagsd reload`: ask the daemon to reload its configuration, through its
+/// admin endpoint, or by signalling its process.
 #[derive(Debug, Args)]
+#[command(after_help = RELOAD_AFTER_HELP)]
 pub struct ReloadArgs {
     /// Configuration and overrides, as given to `serve`.
     #[command(flatten)]
     pub config: ConfigArgs,
 
-    /// The daemon's process id (`$MAINPID` in a unit's `ExecReload=`)
+    /// The daemon's process id (`$MAINPID` in a unit's `ExecReload=`): check the file here, then send it
+    /// SIGHUP [default: ask the daemon through its admin endpoint]
     #[arg(value_name = "PID")]
-    pub pid: u32,
+    pub pid: Option<u32>,
 }
+
+const RELOAD_AFTER_HELP: &str = "\
+Without PID, it finds the daemon of the file through its admin endpoint
+([admin] listen; POST /reload, signed with the token) and prints its answer:
+the batches it now runs, or the problems that kept the previous
+configuration. With PID, it checks the file, makes sure the process is
+flagsd serve of that file, and sends it SIGHUP.
+
+Exit status:
+  0    reloaded (with PID: the signal was sent)
+  2    usage or configuration error: the file has problems (nothing was sent), or
+       the daemon found problems and kept its previous configuration
+  3    no admin endpoint is configured, or no daemon answers (use PID); with PID,
+       the process is not the daemon of the file, or cannot be signalled";
 
 /// `flagsd generate`: files made from the command-line definitions, so
 /// that they never drift from `--help`.

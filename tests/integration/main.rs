@@ -9,6 +9,7 @@ mod admin_auth;
 mod alerts;
 mod cli;
 mod config;
+mod control;
 mod daemon;
 mod disk;
 mod faults;

@@ -77,7 +77,6 @@ fn assert_usage(args: &[&str], message: &str, usage: &str) {
 #[test]
 fn a_missing_argument_is_named_with_the_usage_line_of_its_command() {
     let missing = "the following required arguments were not provided:";
-    assert_usage(&["reload"], &format!("{missing} <PID>"), "usage: flagsd reload <PID>  (see flagsd reload --help)");
     assert_usage(
         &["generate", "completions"],
         &format!("{missing} <SHELL>"),
