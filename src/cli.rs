@@ -11,7 +11,7 @@
 use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::config::args::{
-    CancelArgs, ConfigArgs, EXIT_STATUS_HELP, FetchArgs, GenerateArgs, ReloadArgs, RunArgs, StatusArgs,
+    CancelArgs, ConfigArgs, EXIT_STATUS_HELP, FetchArgs, GenerateArgs, ReloadArgs, RunArgs, StatusArgs, TriggerArgs,
 };
 use crate::sys::logging::LogFormat;
 use crate::testserver::options::TestServerArgs;
@@ -57,6 +57,8 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Show each batch's last and next run (from the daemon, else the state database).
     Status(StatusArgs),
+    /// Start a batch's run now (in the fleet, or in the daemon), and wait for it if asked.
+    Trigger(TriggerArgs),
     /// Cancel a batch's run in progress (in the fleet, or in the daemon).
     Cancel(CancelArgs),
     /// Serve the bundled flags over HTTP, for tests, demos and benchmarks.

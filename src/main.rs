@@ -206,6 +206,10 @@ fn run(cli: Cli, name: &str) -> Result<ExitStatus, FatalError> {
             settings.batches.retain(|b| shown.contains(&b.name));
             system.block_on(app::status::status(&settings))
         }
+        Command::Trigger(args) => {
+            let settings = ConfigSource::from_args(&args.config_args())?.load()?;
+            system.block_on(app::trigger::trigger(&settings, &args.batch, args.wait))
+        }
         Command::Cancel(args) => {
             let settings = ConfigSource::from_args(&args.config_args())?.load()?;
             system.block_on(app::cancel::cancel(&settings, &args.batch))

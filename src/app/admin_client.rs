@@ -19,8 +19,8 @@ use subtle::ConstantTimeEq as _;
 
 use crate::config::AdminSettings;
 use crate::present::api::{
-    ApiError, Mac, NONCE_PATH, NonceAnswer, SignedAuthorization, parse_authentication_info, request_mac, response_mac,
-    valid_nonce,
+    ApiError, BatchView, Mac, NONCE_PATH, NonceAnswer, SignedAuthorization, parse_authentication_info, request_mac,
+    response_mac, valid_nonce,
 };
 
 /// How long a request to the admin endpoint may take.
@@ -58,6 +58,15 @@ pub enum AdminError {
         /// The problems behind it, one a line (a refused reload's).
         problems: Vec<String>,
     },
+}
+
+/// A batch the daemon is running now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InProgress {
+    /// The batch.
+    pub batch: String,
+    /// Its run in progress, when the daemon's history shows it.
+    pub run: Option<i64>,
 }
 
 /// What an answer must be signed for: the token and the request's own
@@ -115,6 +124,20 @@ impl AdminClient {
         let credentials = SignedAuthorization { nonce, mac }.header_value();
         let request = self.client.request(method, url).header(AUTHORIZATION, credentials);
         self.json(request, Some(Expect { token, request: mac })).await
+    }
+
+    /// Those of the batches named `names` that the daemon is running now
+    /// (`GET /batches`), in its order.
+    pub async fn running(&self, names: &[&str]) -> Result<Vec<InProgress>, AdminError> {
+        let views = self.call::<Vec<BatchView>>(Method::GET, "/batches").await?;
+        Ok(views
+            .into_iter()
+            .filter(|view| view.running == Some(true) && names.contains(&view.name.as_str()))
+            .map(|view| InProgress {
+                run: view.last_run.filter(|run| run.is_running()).map(|run| run.id),
+                batch: view.name,
+            })
+            .collect())
     }
 
     /// A nonce from the endpoint, checked for its form (it goes back in a

@@ -1,6 +1,6 @@
-//! What one batch of `flagsd run` leaves to print, whether it ran here or
-//! in the fleet: one path from a run's results to its report and its
-//! `--json` result.
+//! What one batch of `flagsd run` leaves to print, whether it ran here, in
+//! the fleet or (for `flagsd trigger --wait`) in the daemon: one path from a
+//! run's results to its report and its `--json` result.
 
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +10,7 @@ use crate::http::url::{flag_url, redact_credentials};
 use crate::job::FatalError;
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::StatusCounts;
-use crate::model::run::CodeResult;
+use crate::model::run::{CodeResult, RunRecord, RunState};
 use crate::present::report::{final_report, initial_report, result_line};
 use crate::present::results::{JobFacts, JobResult, job_result_of};
 
@@ -61,6 +61,41 @@ pub struct Ran {
     pub opened: Option<Opened>,
     /// Its id in the ledger.
     pub run_id: Option<i64>,
+}
+
+impl Ran {
+    /// What run `record` of `batch` left, read back from where it ran (the
+    /// fleet's records, the daemon's answers) with the results of its codes
+    /// in `codes` (empty when not needed): its counts, status and times
+    /// from the record, `submitted_at` standing in for a start it lacks.
+    pub fn of_record(
+        batch: &BatchConfig,
+        record: &RunRecord,
+        codes: Vec<CodeResult>,
+        submitted_at: SystemTime,
+    ) -> Self {
+        let counts = record.counts.unwrap_or_default();
+        Self {
+            url: display_url(batch),
+            pool: batch.job.pool_size,
+            counts,
+            codes,
+            interrupted: record.state == RunState::Cancelled,
+            status: record.status().unwrap_or_else(|| ExitStatus::of_counts(&counts)),
+            timing: (humantime::parse_rfc3339(&record.started_at).unwrap_or(submitted_at), elapsed(record)),
+            opened: None,
+            run_id: Some(record.id),
+        }
+    }
+}
+
+/// How long a run took, from its record.
+fn elapsed(record: &RunRecord) -> Duration {
+    let time = |text: &str| humantime::parse_rfc3339(text).ok();
+    match (time(&record.started_at), record.ended_at.as_deref().and_then(time)) {
+        (Some(start), Some(end)) => end.duration_since(start).unwrap_or_default(),
+        _ => Duration::ZERO,
+    }
 }
 
 impl BatchReport {

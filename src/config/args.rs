@@ -95,6 +95,42 @@ impl CancelArgs {
     }
 }
 
+/// `flagsd trigger`: start a batch's run now, in the daemon or the fleet.
+#[derive(Debug, Args)]
+#[command(after_help = TRIGGER_AFTER_HELP)]
+pub struct TriggerArgs {
+    /// Configuration file [default: /etc/flagsd/flagsd.toml when present]
+    #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The batch to run
+    #[arg(value_name = BATCH)]
+    pub batch: String,
+
+    /// Wait for the run to end, print its report and exit with its status
+    #[arg(short, long)]
+    pub wait: bool,
+}
+
+impl TriggerArgs {
+    /// The configuration arguments, without overrides.
+    pub fn config_args(&self) -> ConfigArgs {
+        ConfigArgs { config: self.config.clone(), max_req: None, output: None, verbose: false }
+    }
+}
+
+const TRIGGER_AFTER_HELP: &str = "\
+Starts the run in the fleet ([fleet]), else in the daemon (through its admin
+endpoint: POST /batches/NAME/run, signed with the token), and prints its id.
+With --wait, it then prints the report flagsd run prints for the run; Ctrl-C
+stops the waiting, not the run (flagsd cancel stops that).
+
+Exit status:
+  0    the run started (with --wait: the run's own status, 0, 1, 3, 130 or 143)
+  2    usage or configuration error (no such batch, here or in the daemon)
+  3    the batch is running already (nothing was started), or the daemon or
+       NATS cannot be reached";
+
 const CANCEL_AFTER_HELP: &str = "\
 Cancels the batch's run in the fleet ([fleet]), else in the daemon (through
 its admin endpoint). Queued codes are dropped, codes in flight finish, the
@@ -195,7 +231,7 @@ Examples:
 const COMPLETIONS_AFTER_HELP: &str = "\
 The script asks flagsd itself for what to offer: options and their values,
 the server labels of the configuration after -s, and its batch names after
-run, status and cancel. It calls flagsd as this command was called (by name
+run, status, trigger and cancel. It calls flagsd as this command was called (by name
 when on PATH).
 
 Examples:
