@@ -182,13 +182,15 @@ fn run(cli: Cli, name: &str) -> Result<ExitStatus, FatalError> {
             system.block_on(app::fetch::run(config))
         }
         Command::Run(args) => {
-            let settings = ConfigSource::from_args(&args.config)?.load_for_run(&args.batches)?;
+            let source = ConfigSource::from_args(&args.config)?;
+            let settings = source.load_for_run(&args.batches)?;
+            let overlap = app::run::Overlap::new(&source, args.exclusive);
             let printed = match (args.json, args.quiet) {
                 (true, _) => app::run::Printed::Json,
                 (_, true) => app::run::Printed::Nothing,
                 _ => app::run::Printed::Reports,
             };
-            system.block_on(app::run::run(settings, &args.batches, printed))
+            system.block_on(app::run::run(settings, &args.batches, printed, &overlap))
         }
         Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),
         Command::CheckConfig(args) => app::check_config::check_config(&ConfigSource::from_args(&args)?),

@@ -258,14 +258,25 @@ pub struct RunArgs {
     /// Print no report: the exit status says how it went (a batch's fatal error is still said on stderr)
     #[arg(short, long, conflicts_with_all = ["json", "verbose"])]
     pub quiet: bool,
+
+    /// Refuse to run (status 3, nothing downloaded) when the daemon of the configuration is running one of the
+    /// batches, instead of warning
+    #[arg(long)]
+    pub exclusive: bool,
 }
 
 const RUN_AFTER_HELP: &str = "\
+Before it starts, it asks the daemon of the configuration (through its admin
+endpoint, [admin] listen) whether it is running one of the batches: two runs
+would write the same directory at once. It warns on stderr, or with
+--exclusive refuses; a daemon that does not answer is taken for none.
+
 Exit status: the worst of the batches
   0    every code of every batch downloaded, unchanged or not found
   1    at least one code ended in an error
   2    configuration error (nothing was downloaded)
-  3    fatal runtime error in at least one batch (output directory, state database, ...)
+  3    fatal runtime error in at least one batch (output directory, state database, ...);
+       with --exclusive, the daemon is running one of the batches (nothing was downloaded)
   130  interrupted (Ctrl-C)
   143  terminated (SIGTERM)";
 

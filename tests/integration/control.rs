@@ -10,9 +10,12 @@ use crate::helpers::*;
 const TOKEN: &str = "s3cret-control";
 
 /// Writes `flagsd.toml` in `dir`: an admin endpoint on a free port with the
-/// token of the file `token`, then `rest` (batches, tables).
+/// token of the file `token` (its owner's only), then `rest` (batches,
+/// tables).
 fn configure(dir: &Path, rest: &str) {
-    write_file(dir, "token", &format!("{TOKEN}\n"));
+    use std::os::unix::fs::PermissionsExt as _;
+    let token = write_file(dir, "token", &format!("{TOKEN}\n"));
+    std::fs::set_permissions(token, std::fs::Permissions::from_mode(0o600)).unwrap();
     write_file(dir, "flagsd.toml", &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"token\"\n{rest}"));
 }
 
@@ -78,7 +81,7 @@ fn reload_without_a_pid_asks_the_daemon_and_prints_its_answer() {
 
     // Without the daemon's token there is no reload: the request is signed
     // with another, and the daemon's refusal is not signed with ours.
-    write_file(dir.path(), "token", "another-token\n");
+    std::fs::write(dir.path().join("token"), "another-token\n").unwrap();
     let (status, _, stderr) = reload();
     assert_eq!(status, 3, "{stderr}");
     assert!(stderr.contains("is not signed with the token"), "{stderr}");
@@ -257,4 +260,72 @@ fn trigger_refuses_unknown_and_running_batches_and_ends_with_a_cancelled_run() {
     let (status, _, stderr) = flagsd_in(dir.path(), &["trigger", "--config", "alone.toml", "slow"], &[]);
     assert_eq!(status, 3, "{stderr}");
     assert!(stderr.contains("no admin endpoint"), "{stderr}");
+}
+
+#[test]
+fn run_warns_while_the_daemon_runs_the_batch_and_exclusive_refuses() {
+    let slow = server(flagsd::testserver::TestServerOptions {
+        delay: Some("0.5".parse().unwrap()),
+        workers: 2,
+        ..Default::default()
+    });
+    let fast = clean_server();
+    let dir = tempfile::tempdir().unwrap();
+    // One batch, fetched by the daemon from the slow server and by `flagsd
+    // run` from the fast one: the label `mirror` names either.
+    let world = format!(
+        "[servers]\nmirror = \"{}\"\n[[batch]]\nname = \"world\"\ncodes = \"every\"\nserver = \"mirror\"\n",
+        fast.url()
+    );
+    configure(dir.path(), &world);
+    let mut daemon = Daemon::start(dir.path(), &[("FLAGSD_SERVERS__MIRROR", &slow.url())]);
+    let addr = daemon.admin_addr();
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--config", "flagsd.toml"];
+        all.extend_from_slice(args);
+        control(dir.path(), &addr, &all)
+    };
+    assert_eq!(
+        http(&addr, "POST", "/batches/world/run", Some(TOKEN)),
+        (202, "{\"run_id\":1,\"batch\":\"world\"}".to_owned())
+    );
+
+    // --exclusive: refused before any request.
+    let (status, stdout, stderr) = run(&["--exclusive", "world"]);
+    assert_eq!((status, stdout.as_str()), (3, ""), "{stderr}");
+    assert_eq!(stderr, "*** Error: the daemon of flagsd.toml is running batch world (run 1); nothing was started\n");
+    assert_eq!(fast.hits(), 0);
+
+    // Otherwise a warning, and the run.
+    let (status, stdout, stderr) = run(&["world"]);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stderr,
+        "warning: the daemon of flagsd.toml is running batch world (run 1); two runs would write the same directory \
+         at once\n"
+    );
+    assert!(stdout.starts_with("== batch world ==\n"), "{stdout}");
+    assert!(fast.hits() >= 676, "{}", fast.hits());
+    // -q says nothing.
+    let (status, stdout, stderr) = run(&["-q", "world"]);
+    assert_eq!((status, stdout.as_str(), stderr.as_str()), (0, "", ""));
+
+    // Once the daemon's run has ended, nothing is said.
+    let (status, _, stderr) = control(dir.path(), &addr, &["cancel", "--config", "flagsd.toml", "world"]);
+    assert_eq!(status, 0, "{stderr}");
+    let (status, _, stderr) = run(&["--exclusive", "world"]);
+    assert_eq!((status, stderr.as_str()), (0, ""));
+
+    // No daemon answering: no word, but --exclusive says it could not ask.
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(LONG), Some(0), "{}", daemon.log());
+    let (status, _, stderr) = run(&["world"]);
+    assert_eq!((status, stderr.as_str()), (0, ""));
+    let (status, _, stderr) = run(&["--exclusive", "world"]);
+    assert_eq!(status, 0, "{stderr}");
+    let expected = format!(
+        "note: --exclusive could not ask the daemon of flagsd.toml whether it runs these batches (the admin endpoint \
+         http://{addr}: not reachable"
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
 }
