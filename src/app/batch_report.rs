@@ -11,8 +11,13 @@ use crate::job::FatalError;
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::StatusCounts;
 use crate::model::run::{CodeResult, RunRecord, RunState};
+use crate::model::text::terminal_safe;
 use crate::present::report::{final_report, initial_report, result_line};
 use crate::present::results::{JobFacts, JobResult, job_result_of};
+
+/// The most characters of a base URL read back from a run's codes that a
+/// report shows.
+const MAX_URL: usize = 500;
 
 /// What a batch run leaves to print: its report (stdout), what a verbose
 /// batch says of its connections and any fatal error (stderr), its exit
@@ -67,7 +72,8 @@ impl Ran {
     /// What run `record` of `batch` left, read back from where it ran (the
     /// fleet's records, the daemon's answers) with the results of its codes
     /// in `codes` (empty when not needed): its counts, status and times
-    /// from the record, `submitted_at` standing in for a start it lacks.
+    /// from the record, `submitted_at` standing in for a start it lacks; a
+    /// `DEMO` batch's URL from its codes' when they are there.
     pub fn of_record(
         batch: &BatchConfig,
         record: &RunRecord,
@@ -75,8 +81,12 @@ impl Ran {
         submitted_at: SystemTime,
     ) -> Self {
         let counts = record.counts.unwrap_or_default();
+        let url = match display_url(batch) {
+            url if url.is_empty() => base_of(&codes).unwrap_or_default(),
+            url => url,
+        };
         Self {
-            url: display_url(batch),
+            url,
             pool: batch.job.pool_size,
             counts,
             codes,
@@ -87,6 +97,17 @@ impl Ran {
             run_id: Some(record.id),
         }
     }
+}
+
+/// The base URL that `codes` were fetched from, read back from the first
+/// flag URL among them (`{base}/{cc}/{cc}.gif`): a `DEMO` server's port is
+/// known only to the process that ran it. Made safe for a terminal.
+fn base_of(codes: &[CodeResult]) -> Option<String> {
+    codes.iter().find_map(|result| {
+        let cc = result.code.to_ascii_lowercase();
+        let base = result.url.strip_suffix(&format!("/{cc}/{cc}.gif"))?;
+        Some(terminal_safe(base, MAX_URL))
+    })
 }
 
 /// How long a run took, from its record.
@@ -152,5 +173,26 @@ impl BatchReport {
             status: error.exit_status(),
             result,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::codes::parse_code;
+
+    fn result(code: &str, url: &str) -> CodeResult {
+        CodeResult::unfinished(parse_code(code).expect("a code"), url.to_owned())
+    }
+
+    #[test]
+    fn the_base_url_is_read_back_from_a_flag_url() {
+        let flag = result("BR", "http://127.0.0.1:41237/flags/br/br.gif");
+        assert_eq!(base_of(&[flag]).as_deref(), Some("http://127.0.0.1:41237/flags"));
+        let other = result("AR", "http://127.0.0.1:41237/flags/br/br.gif");
+        let escaped = result("ZZ", "http://h/\u{1b}[2J/zz/zz.gif");
+        assert_eq!(base_of(&[other.clone()]), None, "not the flag of its own code");
+        assert_eq!(base_of(&[other, escaped]).as_deref(), Some("http://h/\\x1b[2J"));
+        assert_eq!(base_of(&[]), None);
     }
 }
