@@ -21,7 +21,8 @@ macro_rules! exit_status_help {
   1    at least one code ended in an error
   2    usage or configuration error (nothing was downloaded)
   3    fatal runtime error (output directory not writable, state database unusable,
-       server could not bind, --failed file not written, ...)
+       server could not bind, --failed file not written, the daemon unreachable, the
+       batch running already for trigger and run --exclusive, ...)
   130  interrupted (Ctrl-C); the final report for what finished is still printed
   143  terminated (SIGTERM); as for 130"
     };

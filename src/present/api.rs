@@ -2,7 +2,8 @@
 //! `POST /batches/{name}/run` and `POST /reload` answer, serialized by the
 //! daemon and read back by `flagsd status`, `trigger` and `reload`. Field names are a stable interface (see
 //! `docs/daemon.md`). Also the signed requests' scheme, which the daemon
-//! checks and `flagsd status` and `flagsd cancel` use.
+//! checks and flagsd's own clients (`status`, `trigger`, `cancel`,
+//! `reload`, `run`) use.
 
 use std::time::Duration;
 
@@ -126,9 +127,9 @@ pub type Mac = [u8; 32];
 /// `GET /nonce`: a nonce the daemon will accept once, for one signed
 /// request, within [`NONCE_LIFETIME`].
 ///
-/// Why signed requests: `flagsd status` and `flagsd cancel` must never send
-/// the token itself, since whatever listens on the admin port may not be
-/// the daemon (it may have taken the port while the daemon was down) and
+/// Why signed requests: flagsd's own clients (`flagsd status`, `cancel`,
+/// …) must never send the token itself, since whatever listens on the
+/// admin port may not be the daemon (it may have taken the port while the daemon was down) and
 /// may relay anything it gets to a real daemon. A signature over a nonce
 /// the daemon issued, the method and the path proves the client holds the
 /// token without revealing it, and is good for that one request once.
