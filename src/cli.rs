@@ -11,7 +11,7 @@
 use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::config::args::{
-    CancelArgs, ConfigArgs, EXIT_STATUS_HELP, FetchArgs, GenerateArgs, ReloadArgs, RunArgs, StatusArgs,
+    CancelArgs, ConfigArgs, EXIT_STATUS_HELP, FetchArgs, GenerateArgs, ReloadArgs, RunArgs, StatusArgs, TriggerArgs,
 };
 use crate::sys::logging::LogFormat;
 use crate::testserver::options::TestServerArgs;
@@ -52,11 +52,13 @@ pub enum Command {
     /// Check the configuration and report every problem found (secrets are
     /// not read: the service reads them as it starts).
     CheckConfig(ConfigArgs),
-    /// Check the configuration, then ask the daemon with process id PID to
-    /// reload it (SIGHUP); for a unit's ExecReload=.
+    /// Ask the daemon to reload its configuration: through its admin endpoint,
+    /// or (with PID, for a unit's ExecReload=) by SIGHUP once the file checks.
     Reload(ReloadArgs),
     /// Show each batch's last and next run (from the daemon, else the state database).
     Status(StatusArgs),
+    /// Start a batch's run now (in the fleet, or in the daemon), and wait for it if asked.
+    Trigger(TriggerArgs),
     /// Cancel a batch's run in progress (in the fleet, or in the daemon).
     Cancel(CancelArgs),
     /// Serve the bundled flags over HTTP, for tests, demos and benchmarks.

@@ -182,17 +182,25 @@ fn run(cli: Cli, name: &str) -> Result<ExitStatus, FatalError> {
             system.block_on(app::fetch::run(config))
         }
         Command::Run(args) => {
-            let settings = ConfigSource::from_args(&args.config)?.load_for_run(&args.batches)?;
+            let source = ConfigSource::from_args(&args.config)?;
+            let settings = source.load_for_run(&args.batches)?;
+            let overlap = app::run::Overlap::new(&source, args.exclusive);
             let printed = match (args.json, args.quiet) {
                 (true, _) => app::run::Printed::Json,
                 (_, true) => app::run::Printed::Nothing,
                 _ => app::run::Printed::Reports,
             };
-            system.block_on(app::run::run(settings, &args.batches, printed))
+            system.block_on(app::run::run(settings, &args.batches, printed, &overlap))
         }
         Command::Serve(args) => system.block_on(flagsd::daemon::serve(ConfigSource::from_args(&args)?)),
         Command::CheckConfig(args) => app::check_config::check_config(&ConfigSource::from_args(&args)?),
-        Command::Reload(args) => app::reload::reload(&ConfigSource::from_args(&args.config)?, args.pid),
+        Command::Reload(args) => {
+            let source = ConfigSource::from_args(&args.config)?;
+            match args.pid {
+                Some(pid) => app::reload::signal(&source, pid),
+                None => system.block_on(app::reload::through_endpoint(&source)),
+            }
+        }
         Command::Status(args) => {
             let mut settings = ConfigSource::from_args(&args.config_args())?.load()?;
             let shown: Vec<String> =
@@ -200,6 +208,10 @@ fn run(cli: Cli, name: &str) -> Result<ExitStatus, FatalError> {
             settings.batches.retain(|b| shown.contains(&b.name));
             let shown = app::status::Shown { json: args.json, failures: !args.batches.is_empty() };
             system.block_on(app::status::status(&settings, shown))
+        }
+        Command::Trigger(args) => {
+            let settings = ConfigSource::from_args(&args.config_args())?.load()?;
+            system.block_on(app::trigger::trigger(&settings, &args.batch, args.wait))
         }
         Command::Cancel(args) => {
             let settings = ConfigSource::from_args(&args.config_args())?.load()?;

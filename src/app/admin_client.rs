@@ -1,5 +1,5 @@
-//! The client side of the daemon's admin endpoint, as `flagsd status` and
-//! `flagsd cancel` use it.
+//! The client side of the daemon's admin endpoint, as `flagsd status`,
+//! `cancel`, `trigger`, `reload` and `run` use it.
 //!
 //! Whatever listens on the port may not be the daemon: another process may
 //! have taken the port while the daemon was down, and may relay what it
@@ -19,8 +19,8 @@ use subtle::ConstantTimeEq as _;
 
 use crate::config::AdminSettings;
 use crate::present::api::{
-    ApiError, Mac, NONCE_PATH, NonceAnswer, SignedAuthorization, parse_authentication_info, request_mac, response_mac,
-    valid_nonce,
+    ApiError, BatchView, Mac, NONCE_PATH, NonceAnswer, SignedAuthorization, parse_authentication_info, request_mac,
+    response_mac, valid_nonce,
 };
 
 /// How long a request to the admin endpoint may take.
@@ -28,6 +28,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest answer read from the admin endpoint.
 const MAX_ANSWER: usize = 4 << 20;
+
+/// The most characters of a problem the daemon lists that are shown.
+const MAX_PROBLEM: usize = 1000;
 
 /// The header of a signed answer's signature.
 const AUTHENTICATION_INFO: HeaderName = HeaderName::from_static("authentication-info");
@@ -52,7 +55,18 @@ pub enum AdminError {
         status: StatusCode,
         /// The daemon's message.
         message: String,
+        /// The problems behind it, one a line (a refused reload's).
+        problems: Vec<String>,
     },
+}
+
+/// A batch the daemon is running now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InProgress {
+    /// The batch.
+    pub batch: String,
+    /// Its run in progress, when the daemon's history shows it.
+    pub run: Option<i64>,
 }
 
 /// What an answer must be signed for: the token and the request's own
@@ -112,6 +126,20 @@ impl AdminClient {
         self.json(request, Some(Expect { token, request: mac })).await
     }
 
+    /// Those of the batches named `names` that the daemon is running now
+    /// (`GET /batches`), in its order.
+    pub async fn running(&self, names: &[&str]) -> Result<Vec<InProgress>, AdminError> {
+        let views = self.call::<Vec<BatchView>>(Method::GET, "/batches").await?;
+        Ok(views
+            .into_iter()
+            .filter(|view| view.running == Some(true) && names.contains(&view.name.as_str()))
+            .map(|view| InProgress {
+                run: view.last_run.filter(|run| run.is_running()).map(|run| run.id),
+                batch: view.name,
+            })
+            .collect())
+    }
+
     /// A nonce from the endpoint, checked for its form (it goes back in a
     /// header).
     async fn nonce(&self) -> Result<String, AdminError> {
@@ -152,10 +180,8 @@ impl AdminClient {
             }
             body.extend_from_slice(&chunk);
         }
-        let message = || {
-            let message = serde_json::from_slice::<ApiError>(&body).map(|e| e.error).unwrap_or_default();
-            crate::model::text::terminal_safe(&message, 300)
-        };
+        let error = || serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| ApiError::new(""));
+        let message = || crate::model::text::terminal_safe(&error().error, 300);
         if let Some(Expect { token, request }) = expect {
             let expected = response_mac(token, &request, status.as_u16(), &body);
             if !signature.is_some_and(|given| bool::from(given.ct_eq(&expected))) {
@@ -167,7 +193,8 @@ impl AdminClient {
             }
         }
         if !status.is_success() {
-            return Err(AdminError::Refused { url: self.url.clone(), status, message: message() });
+            let problems = error().problems.iter().map(|p| crate::model::text::terminal_safe(p, MAX_PROBLEM)).collect();
+            return Err(AdminError::Refused { url: self.url.clone(), status, message: message(), problems });
         }
         serde_json::from_slice(&body).map_err(|e| self.unreachable(format!("unexpected answer ({e})")))
     }

@@ -1,6 +1,6 @@
-//! What one batch of `flagsd run` leaves to print, whether it ran here or
-//! in the fleet: one path from a run's results to its report and its
-//! `--json` result.
+//! What one batch of `flagsd run` leaves to print, whether it ran here, in
+//! the fleet or (for `flagsd trigger --wait`) in the daemon: one path from a
+//! run's results to its report and its `--json` result.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,9 +11,14 @@ use crate::job::FatalError;
 use crate::model::causes::Causes;
 use crate::model::exit::ExitStatus;
 use crate::model::outcome::StatusCounts;
-use crate::model::run::CodeResult;
+use crate::model::run::{CodeResult, RunRecord, RunState};
+use crate::model::text::terminal_safe;
 use crate::present::report::{causes_note, final_report, initial_report, result_line};
 use crate::present::results::{JobFacts, JobResult, job_result_of};
+
+/// The most characters of a base URL read back from a run's codes that a
+/// report shows.
+const MAX_URL: usize = 500;
 
 /// What a batch run leaves to print: its report (stdout), what a verbose
 /// batch says of its connections and any fatal error (stderr), its exit
@@ -63,6 +68,57 @@ pub struct Ran {
     pub opened: Option<Opened>,
     /// Its id in the ledger.
     pub run_id: Option<i64>,
+}
+
+impl Ran {
+    /// What run `record` of `batch` left, read back from where it ran (the
+    /// fleet's records, the daemon's answers) with the results of its codes
+    /// in `codes` (empty when not needed): its counts, status and times
+    /// from the record, `submitted_at` standing in for a start it lacks; a
+    /// `DEMO` batch's URL from its codes' when they are there.
+    pub fn of_record(
+        batch: &BatchConfig,
+        record: &RunRecord,
+        codes: Vec<CodeResult>,
+        submitted_at: SystemTime,
+    ) -> Self {
+        let counts = record.counts.unwrap_or_default();
+        let url = match display_url(batch) {
+            url if url.is_empty() => base_of(&codes).unwrap_or_default(),
+            url => url,
+        };
+        Self {
+            url,
+            pool: batch.job.pool_size,
+            counts,
+            codes,
+            interrupted: record.state == RunState::Cancelled,
+            status: record.status().unwrap_or_else(|| ExitStatus::of_counts(&counts)),
+            timing: (humantime::parse_rfc3339(&record.started_at).unwrap_or(submitted_at), elapsed(record)),
+            opened: None,
+            run_id: Some(record.id),
+        }
+    }
+}
+
+/// The base URL that `codes` were fetched from, read back from the first
+/// flag URL among them (`{base}/{cc}/{cc}.gif`): a `DEMO` server's port is
+/// known only to the process that ran it. Made safe for a terminal.
+fn base_of(codes: &[CodeResult]) -> Option<String> {
+    codes.iter().find_map(|result| {
+        let cc = result.code.to_ascii_lowercase();
+        let base = result.url.strip_suffix(&format!("/{cc}/{cc}.gif"))?;
+        Some(terminal_safe(base, MAX_URL))
+    })
+}
+
+/// How long a run took, from its record.
+fn elapsed(record: &RunRecord) -> Duration {
+    let time = |text: &str| humantime::parse_rfc3339(text).ok();
+    match (time(&record.started_at), record.ended_at.as_deref().and_then(time)) {
+        (Some(start), Some(end)) => end.duration_since(start).unwrap_or_default(),
+        _ => Duration::ZERO,
+    }
 }
 
 impl BatchReport {
@@ -122,5 +178,26 @@ impl BatchReport {
             status: error.exit_status(),
             result,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::codes::parse_code;
+
+    fn result(code: &str, url: &str) -> CodeResult {
+        CodeResult::unfinished(parse_code(code).expect("a code"), url.to_owned())
+    }
+
+    #[test]
+    fn the_base_url_is_read_back_from_a_flag_url() {
+        let flag = result("BR", "http://127.0.0.1:41237/flags/br/br.gif");
+        assert_eq!(base_of(&[flag]).as_deref(), Some("http://127.0.0.1:41237/flags"));
+        let other = result("AR", "http://127.0.0.1:41237/flags/br/br.gif");
+        let escaped = result("ZZ", "http://h/\u{1b}[2J/zz/zz.gif");
+        assert_eq!(base_of(std::slice::from_ref(&other)), None, "not the flag of its own code");
+        assert_eq!(base_of(&[other, escaped]).as_deref(), Some("http://h/\\x1b[2J"));
+        assert_eq!(base_of(&[]), None);
     }
 }

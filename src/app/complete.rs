@@ -8,7 +8,7 @@
 //! - the server labels (built-in and `[servers]`, with their URLs) for
 //!   every argument whose id is `server` (`fetch -s`);
 //! - the batch names (with their schedules) for every argument whose value
-//!   name is [`BATCH`]: `run`, `status`, `cancel`, and any command added
+//!   name is [`BATCH`]: `run`, `status`, `trigger`, `cancel`, and any command added
 //!   with that value name.
 //!
 //! The configuration is the file that the words being completed name with
@@ -166,6 +166,6 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect();
-        assert_eq!(completed, ["run batches", "status batches", "cancel batch"]);
+        assert_eq!(completed, ["run batches", "status batches", "trigger batch", "cancel batch"]);
     }
 }

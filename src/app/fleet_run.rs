@@ -8,7 +8,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::batch_report::{BatchReport, Ran, display_url};
+use super::batch_report::{BatchReport, Ran};
 use crate::config::{BatchConfig, FleetSettings};
 use futures_util::StreamExt as _;
 
@@ -18,7 +18,6 @@ use crate::fleet::{Fleet, FleetError, Patience};
 use crate::job::FatalError;
 use crate::job::ledger::{FleetFailure, Ledger, RunKey, RunStart, Stop};
 use crate::job::lifecycle::signal_status;
-use crate::model::exit::ExitStatus;
 use crate::model::run::{RunRecord, RunState};
 use crate::model::text::terminal_safe_lines;
 use crate::sys::signals::StopSignals;
@@ -58,7 +57,7 @@ where
 /// watched (its end shows at once) and read again every [`CHECK_EVERY`]
 /// (a watch that NATS dropped). A run whose record is gone (NATS lost its
 /// state, the bucket was deleted) is an error: it will not end.
-async fn ended(fleet: &Fleet, key: &RunKey) -> Result<RunRecord, FleetError> {
+pub(super) async fn ended(fleet: &Fleet, key: &RunKey) -> Result<RunRecord, FleetError> {
     let mut changes = fleet.runs.watch(last_key(&key.batch)).await.ok();
     loop {
         let record = patiently(|| own_record(fleet, key)).await?;
@@ -141,7 +140,7 @@ pub async fn run(
 /// The report of run `key` of `batch`, from the fleet's records. The
 /// per-code outcomes are read only for verbose lines and the JSON document
 /// (`details`); the counts are in the run's record.
-async fn report(
+pub(super) async fn report(
     fleet: &Fleet,
     batch: &BatchConfig,
     key: &RunKey,
@@ -167,36 +166,12 @@ async fn report(
         }
         Err(e) => return BatchReport::failed(batch, header, &e.into(), Some(key.id), submitted_at),
     };
-    let interrupted = record.state == RunState::Cancelled;
-    if interrupted {
+    if record.state == RunState::Cancelled {
         eprintln!("*** Interrupted: run {} of batch {} was cancelled.", key.id, batch.name);
     }
     if let Some(error) = &record.error {
         let error = fleet_error(format!("run {} failed", key.id), FleetFailure::Other, error.clone());
         return BatchReport::failed(batch, header, &error.into(), Some(key.id), submitted_at);
     }
-    let counts = record.counts.unwrap_or_default();
-    let status = record.status().unwrap_or_else(|| ExitStatus::of_counts(&counts));
-    let started = humantime::parse_rfc3339(&record.started_at).unwrap_or(submitted_at);
-    let ran = Ran {
-        url: display_url(batch),
-        pool: batch.job.pool_size,
-        counts,
-        codes,
-        interrupted,
-        status,
-        timing: (started, elapsed(&record)),
-        opened: None,
-        run_id: Some(key.id),
-    };
-    BatchReport::of(batch, ran)
-}
-
-/// How long a run took, from its record.
-fn elapsed(record: &RunRecord) -> Duration {
-    let time = |text: &str| humantime::parse_rfc3339(text).ok();
-    match (time(&record.started_at), record.ended_at.as_deref().and_then(time)) {
-        (Some(start), Some(end)) => end.duration_since(start).unwrap_or_default(),
-        _ => Duration::ZERO,
-    }
+    BatchReport::of(batch, Ran::of_record(batch, &record, codes, submitted_at))
 }

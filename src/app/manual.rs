@@ -320,6 +320,13 @@ fn config_keys() -> Vec<Key> {
             "no token",
         ),
         key(
+            "admin",
+            "hosts",
+            "Host names the endpoint answers for besides localhost and IP addresses (a request naming another \
+             host is refused: DNS rebinding).",
+            "none",
+        ),
+        key(
             "fleet",
             "nats",
             "Required: the NATS servers, one URL, a list or a comma-separated string (nats:// or tls://).",
@@ -400,7 +407,8 @@ fn configuration_summary(roff: &mut Roff) {
     section(roff, "CONFIGURATION");
     roff.text([
         roman(
-            "run, serve, status, cancel, check-config and reload read a TOML file: --config FILE, else $FLAGSD_CONFIG, \
+            "run, serve, status, trigger, cancel, check-config and reload read a TOML file: --config FILE, else \
+             $FLAGSD_CONFIG, \
          else /etc/flagsd/flagsd.toml when it exists (fetch reads its [servers] only). Environment variables \
          FLAGSD_TABLE__KEY override it, and the flags -m, -o and -v override both. Unknown keys are errors. Its \
          keys, described in ",
@@ -431,9 +439,10 @@ fn signals(roff: &mut Roff) {
     entry(
         roff,
         "SIGHUP (serve)",
-        "Reload the configuration (flagsd reload PID checks it first, then sends SIGHUP). A bad file is logged and \
-         the running configuration stays; runs in progress finish under their old settings. [state], [admin] and \
-         [fleet] changes wait for a restart.",
+        "Reload the configuration (flagsd reload PID checks it first, then sends SIGHUP; POST /reload, which \
+         flagsd reload without a PID sends, does the same). A bad file is logged and the running configuration \
+         stays; runs in progress finish under their old settings. [state], [admin] and [fleet] changes wait for a \
+         restart.",
     );
     entry(
         roff,
@@ -454,11 +463,22 @@ fn admin_endpoints(roff: &mut Roff) {
         ("GET /healthz", "200 ok once the daemon's loop answers."),
         ("GET /readyz", "200 ready when the state directory and database are writable, else 503 with the reason."),
         ("GET /metrics", "Prometheus text format."),
+        ("GET /", "The operator console: a web page of the batches, their runs, the fleet and the health."),
         ("GET /batches", "The configured batches, with their last and next runs (JSON)."),
+        ("GET /batches/NAME", "One batch, as in GET /batches; 404 for a name not configured."),
         ("GET /runs?batch=NAME&limit=N&before=ID", "Runs, newest first, a page at a time (JSON)."),
         ("GET /runs/ID", "One run, with each code's outcome (JSON); 404 for an unknown run."),
         ("POST /batches/NAME/run", "Start a run of the batch now: 202 with its run_id; 409 while one is in progress."),
         ("POST /batches/NAME/cancel", "Cancel the batch's run in progress: 200 with the run; 409 when none is."),
+        ("GET /about", "The version, the configuration file, when it was loaded, readiness (JSON)."),
+        ("GET /fleet", "A fleet's live nodes and its codes queued and in flight (JSON); 404 outside a fleet."),
+        ("GET /events", "Server-Sent Events: the batches, runs started, progressing and finished, fleet nodes."),
+        ("POST /session, GET /session, DELETE /session", "The console's sign-in, its state, and sign-out."),
+        (
+            "POST /reload",
+            "Reload the configuration as SIGHUP does: 200 with its batches, or 422 with the problems that kept the \
+             previous one.",
+        ),
     ] {
         entry(roff, request, answer);
     }
@@ -471,14 +491,22 @@ fn exit_statuses(roff: &mut Roff) {
             "0",
             "Every code downloaded, unchanged or not found (serve: stopped by a signal; cancel: a run was cancelled).",
         ),
-        ("1", "At least one code ended in an error (cancel: the batch had no run in progress)."),
+        (
+            "1",
+            "At least one code ended in an error (cancel: the batch had no run in progress; trigger --wait: the \
+             run's).",
+        ),
         (
             "2",
-            "Usage or configuration error: a bad argument or file, named on stderr; nothing was requested. A bare flagsd prints its help with this status too.",
+            "Usage or configuration error: a bad argument or file, named on stderr; nothing was requested (reload: \
+             the daemon found problems in the file and kept its configuration; trigger: the daemon has no such \
+             batch). A bare flagsd prints its help with this status too.",
         ),
         (
             "3",
-            "Fatal runtime error: output directory not writable, state database unusable, address in use, client set-up failed, the --failed list not written, the daemon or NATS unreachable (cancel).",
+            "Fatal runtime error: output directory not writable, state database unusable, address in use, client \
+             set-up failed, the --failed list not written, the daemon or NATS unreachable (trigger, cancel, reload; \
+             status in a fleet), the batch running already (trigger, run --exclusive: nothing was started).",
         ),
         ("130", "Interrupted by SIGINT; the report of what finished is still printed."),
         ("143", "Terminated by SIGTERM; as for 130."),
@@ -547,7 +575,7 @@ fn config_page() -> String {
     section(&mut roff, "DESCRIPTION");
     for paragraph in [
         "A TOML file of batches, the named download jobs of flagsd run and flagsd serve, and of the settings they \
-         share. flagsd run, serve, status, cancel, check-config and reload read it; flagsd fetch reads its \
+         share. flagsd run, serve, status, trigger, cancel, check-config and reload read it; flagsd fetch reads its \
          [servers] table only. flagsd check-config checks all of it and names the file, line and key of each \
          problem.",
         "Layers, lowest first, each overriding the ones before: built-in defaults; the file; environment \

@@ -1,5 +1,5 @@
 //! The commands, one module each, from checked settings to an exit status:
-//! [`fetch`], [`run`], [`status`], [`cancel`], [`check_config`],
+//! [`fetch`], [`run`], [`status`], [`trigger`], [`cancel`], [`check_config`],
 //! [`reload`], [`testserver`] and [`generate`] (man pages, written by
 //! `manual`, and completions), and the shell's completion requests
 //! ([`complete`]). (`serve` is the [`daemon`](crate::daemon).) Only the
@@ -18,3 +18,4 @@ pub mod reload;
 pub mod run;
 pub mod status;
 pub mod testserver;
+pub mod trigger;

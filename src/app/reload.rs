@@ -1,9 +1,20 @@
-//! `flagsd reload PID`: what a unit's `ExecReload=` runs.
+//! `flagsd reload`: asks the daemon of a configuration file to read it
+//! again, in one of two ways.
 //!
-//! It checks the configuration as `check-config` does (every problem on its
-//! own line, status 2; secrets are not read, since systemd does not hand a
-//! service's credentials to `ExecReload=`), and only a good file is followed
-//! by SIGHUP to the daemon, which then reloads it. So `systemctl reload`
+//! **Without a PID**, through the daemon's admin endpoint (`[admin]
+//! listen` in the file): `POST /reload`, a signed request with a token,
+//! makes the daemon reload the file exactly as SIGHUP does, and answer with
+//! what came of it: its batches, or the problems that kept the previous
+//! configuration (status 2). The file is read here only to find the
+//! endpoint (and its token); the daemon checks it, with its own
+//! environment and permissions. No endpoint configured, or no daemon
+//! answering, is status 3, with the way to name the process instead.
+//!
+//! **With a PID**, what a unit's `ExecReload=` runs. It checks the
+//! configuration as `check-config` does (every problem on its own line,
+//! status 2; secrets are not read, since systemd does not hand a service's
+//! credentials to `ExecReload=`), and only a good file is followed by
+//! SIGHUP to the daemon, which then reloads it. So `systemctl reload`
 //! fails, with the reason in the journal, on a bad file, and the daemon
 //! keeps its old configuration. The signal is sent by flagsd itself: a
 //! minimal system has no `/bin/kill`.
@@ -26,15 +37,67 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
+use reqwest::{Method, StatusCode};
+
+use super::admin_client::{AdminClient, AdminError};
 use crate::config::ConfigSource;
 use crate::job::FatalError;
 use crate::model::exit::ExitStatus;
+use crate::model::text::terminal_safe;
+use crate::present::api::{RELOAD_PATH, Reloaded};
+use crate::present::report::emit;
 use crate::sys::process::ProcessView;
 use crate::sys::signals::send_hangup;
 
+/// The most characters of a name the daemon sends back that are shown.
+const MAX_NAME: usize = 200;
+
+/// Asks the daemon of the configuration of `source` to reload it, through
+/// its admin endpoint (`POST /reload`), and prints its answer.
+pub async fn through_endpoint(source: &ConfigSource) -> Result<ExitStatus, FatalError> {
+    let settings = source.load()?;
+    let cannot = |why: String| {
+        let (of, config) = match &source.path {
+            Some(path) => (format!(" of {}", path.display()), format!(" --config {}", path.display())),
+            None => (String::new(), String::new()),
+        };
+        FatalError::Admin(format!(
+            "cannot ask the daemon{of} to reload: {why}; to signal its process instead: flagsd reload{config} PID"
+        ))
+    };
+    let Some(admin) = &settings.admin else {
+        return Err(cannot("the configuration has no admin endpoint ([admin] listen)".to_owned()));
+    };
+    let client = AdminClient::new(admin).map_err(|e| cannot(e.to_string()))?;
+    match client.call::<Reloaded>(Method::POST, RELOAD_PATH).await {
+        Ok(reloaded) => {
+            let names: Vec<String> = reloaded.batches.iter().map(|b| terminal_safe(b, MAX_NAME)).collect();
+            let count = match names.len() {
+                1 => "1 batch".to_owned(),
+                n => format!("{n} batches"),
+            };
+            let listed = if names.is_empty() { String::new() } else { format!(" ({})", names.join(", ")) };
+            let config = terminal_safe(&reloaded.config, MAX_NAME);
+            emit(&format!("the daemon at {} reloaded {config}: {count}{listed}\n", client.url()));
+            for warning in &reloaded.warnings {
+                eprintln!("warning: {}", terminal_safe(warning, MAX_NAME));
+            }
+            Ok(ExitStatus::Success)
+        }
+        Err(AdminError::Refused { url, status: StatusCode::UNPROCESSABLE_ENTITY, message, problems }) => {
+            eprintln!("the daemon at {url}: {message}:");
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            Ok(ExitStatus::Usage)
+        }
+        Err(e) => Err(cannot(e.to_string())),
+    }
+}
+
 /// Checks the configuration of `source` and that `pid` is its daemon, then
 /// sends SIGHUP to `pid`.
-pub fn reload(source: &ConfigSource, pid: u32) -> Result<ExitStatus, FatalError> {
+pub fn signal(source: &ConfigSource, pid: u32) -> Result<ExitStatus, FatalError> {
     let settings = source.load_checked()?;
     if !named_by_systemd(pid) {
         let view = ProcessView::of(pid)

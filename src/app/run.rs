@@ -6,6 +6,14 @@
 //! With `--json` one JSON document describes every batch instead. Each run
 //! is recorded in the state database, and files saved by earlier runs of a
 //! batch are asked for conditionally.
+//!
+//! Before it starts, it asks the daemon of the same configuration (its
+//! admin endpoint, `GET /batches`, signed) whether it is running any of the
+//! batches: two runs of a batch would write the same directory at once. It
+//! warns on stderr and goes on, or with `--exclusive` refuses (status 3)
+//! before any request. A daemon that does not answer is taken for none:
+//! silently, or with `--exclusive` with a note saying why it could not be
+//! asked. In a fleet the fleet itself refuses a running batch.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -13,8 +21,9 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
+use super::admin_client::AdminClient;
 use super::batch_report::{BatchReport, Ran};
-use crate::config::{BatchConfig, Settings, UsageError};
+use crate::config::{BatchConfig, ConfigSource, Settings, UsageError};
 use crate::engine::OutcomeSink;
 use crate::job::{FatalError, JobContext, Ledger, LocalLedger, PreparedJob, Recording};
 use crate::model::exit::ExitStatus;
@@ -102,9 +111,80 @@ pub enum Printed {
     Nothing,
 }
 
+/// What `flagsd run` does about a batch that the daemon of its
+/// configuration is running: warn, or (`--exclusive`) refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlap {
+    /// The daemon, as messages name it: `the daemon of flagsd.toml`.
+    daemon: String,
+    /// Refuse instead of warning.
+    exclusive: bool,
+}
+
+impl Overlap {
+    /// For the daemon of the configuration of `source`; `exclusive` refuses.
+    pub fn new(source: &ConfigSource, exclusive: bool) -> Self {
+        let daemon = match &source.path {
+            Some(path) => format!("the daemon of {}", path.display()),
+            None => "the daemon".to_owned(),
+        };
+        Self { daemon, exclusive }
+    }
+
+    /// Asks the daemon of `settings` whether it is running any of
+    /// `batches`; see the module documentation.
+    async fn check(&self, settings: &Settings, batches: &[BatchConfig], printed: Printed) -> Result<(), FatalError> {
+        let daemon = &self.daemon;
+        let cannot_ask = |why: String| {
+            tracing::debug!(%why, "{daemon} was not asked what it runs");
+            if self.exclusive {
+                eprintln!(
+                    "note: --exclusive could not ask {daemon} whether it runs these batches ({why}); running them"
+                );
+            }
+        };
+        let Some(admin) = &settings.admin else {
+            cannot_ask("the configuration has no admin endpoint ([admin] listen)".to_owned());
+            return Ok(());
+        };
+        let names: Vec<&str> = batches.iter().map(|b| b.name.as_str()).collect();
+        let asked = match AdminClient::new(admin) {
+            Ok(client) => client.running(&names).await,
+            Err(e) => Err(e),
+        };
+        let running = match asked {
+            Ok(running) => running,
+            Err(e) => {
+                cannot_ask(e.to_string());
+                return Ok(());
+            }
+        };
+        if self.exclusive {
+            if let Some(first) = running.into_iter().next() {
+                return Err(FatalError::BatchRunning { by: daemon.clone(), batch: first.batch, run: first.run });
+            }
+        } else if printed != Printed::Nothing {
+            for other in running {
+                let run = other.run.map(|id| format!(" (run {id})")).unwrap_or_default();
+                eprintln!(
+                    "warning: {daemon} is running batch {}{run}; two runs would write the same directory at once",
+                    other.batch
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs the batches named in `names` (all when empty) once, here or (with
-/// `[fleet]`) in the fleet, printing what `printed` says.
-pub async fn run(settings: Settings, names: &[String], printed: Printed) -> Result<ExitStatus, FatalError> {
+/// `[fleet]`) in the fleet, printing what `printed` says; a batch that the
+/// daemon runs is dealt with as `overlap` says.
+pub async fn run(
+    settings: Settings,
+    names: &[String],
+    printed: Printed,
+    overlap: &Overlap,
+) -> Result<ExitStatus, FatalError> {
     for warning in settings.secret_warnings("configuration", names) {
         tracing::warn!(key = warning.key.as_deref().unwrap_or_default(), "{}", warning.message);
     }
@@ -122,7 +202,10 @@ pub async fn run(settings: Settings, names: &[String], printed: Printed) -> Resu
                 printer.print(&batch.name, report);
             }
         }
-        None => run_here(&settings, batches, &mut printer).await?,
+        None => {
+            overlap.check(&settings, &batches, printed).await?;
+            run_here(&settings, batches, &mut printer).await?
+        }
     }
     Ok(printer.finish())
 }

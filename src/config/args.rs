@@ -21,7 +21,8 @@ macro_rules! exit_status_help {
   1    at least one code ended in an error
   2    usage or configuration error (nothing was downloaded)
   3    fatal runtime error (output directory not writable, state database unusable,
-       server could not bind, --failed file not written, ...)
+       server could not bind, --failed file not written, the daemon unreachable, the
+       batch running already for trigger and run --exclusive, ...)
   130  interrupted (Ctrl-C); the final report for what finished is still printed
   143  terminated (SIGTERM); as for 130"
     };
@@ -100,6 +101,42 @@ impl CancelArgs {
     }
 }
 
+/// `flagsd trigger`: start a batch's run now, in the daemon or the fleet.
+#[derive(Debug, Args)]
+#[command(after_help = TRIGGER_AFTER_HELP)]
+pub struct TriggerArgs {
+    /// Configuration file [default: /etc/flagsd/flagsd.toml when present]
+    #[arg(short, long, env = "FLAGSD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The batch to run
+    #[arg(value_name = BATCH)]
+    pub batch: String,
+
+    /// Wait for the run to end, print its report and exit with its status
+    #[arg(short, long)]
+    pub wait: bool,
+}
+
+impl TriggerArgs {
+    /// The configuration arguments, without overrides.
+    pub fn config_args(&self) -> ConfigArgs {
+        ConfigArgs { config: self.config.clone(), max_req: None, output: None, verbose: false }
+    }
+}
+
+const TRIGGER_AFTER_HELP: &str = "\
+Starts the run in the fleet ([fleet]), else in the daemon (through its admin
+endpoint: POST /batches/NAME/run, signed with the token), and prints its id.
+With --wait, it then prints the report flagsd run prints for the run; Ctrl-C
+stops the waiting, not the run (flagsd cancel stops that).
+
+Exit status:
+  0    the run started (with --wait: the run's own status, 0, 1, 3, 130 or 143)
+  2    usage or configuration error (no such batch, here or in the daemon)
+  3    the batch is running already (nothing was started), or the daemon or
+       NATS cannot be reached";
+
 const CANCEL_AFTER_HELP: &str = "\
 Cancels the batch's run in the fleet ([fleet]), else in the daemon (through
 its admin endpoint). Queued codes are dropped, codes in flight finish, the
@@ -111,17 +148,34 @@ Exit status:
   2    usage or configuration error (no such batch)
   3    the daemon or NATS cannot be reached";
 
-/// `flagsd reload`: check the configuration, then ask the daemon to reload.
+/// `flagsd reload`: ask the daemon to reload its configuration, through its
+/// admin endpoint, or by signalling its process.
 #[derive(Debug, Args)]
+#[command(after_help = RELOAD_AFTER_HELP)]
 pub struct ReloadArgs {
     /// Configuration and overrides, as given to `serve`.
     #[command(flatten)]
     pub config: ConfigArgs,
 
-    /// The daemon's process id (`$MAINPID` in a unit's `ExecReload=`)
+    /// The daemon's process id (`$MAINPID` in a unit's `ExecReload=`): check the file here, then send it
+    /// SIGHUP [default: ask the daemon through its admin endpoint]
     #[arg(value_name = "PID")]
-    pub pid: u32,
+    pub pid: Option<u32>,
 }
+
+const RELOAD_AFTER_HELP: &str = "\
+Without PID, it finds the daemon of the file through its admin endpoint
+([admin] listen; POST /reload, signed with the token) and prints its answer:
+the batches it now runs, or the problems that kept the previous
+configuration. With PID, it checks the file, makes sure the process is
+flagsd serve of that file, and sends it SIGHUP.
+
+Exit status:
+  0    reloaded (with PID: the signal was sent)
+  2    usage or configuration error: the file has problems (nothing was sent), or
+       the daemon found problems and kept its previous configuration
+  3    no admin endpoint is configured, or no daemon answers (use PID); with PID,
+       the process is not the daemon of the file, or cannot be signalled";
 
 /// `flagsd generate`: files made from the command-line definitions, so
 /// that they never drift from `--help`.
@@ -183,7 +237,7 @@ Examples:
 const COMPLETIONS_AFTER_HELP: &str = "\
 The script asks flagsd itself for what to offer: options and their values,
 the server labels of the configuration after -s, and its batch names after
-run, status and cancel. It calls flagsd as this command was called (by name
+run, status, trigger and cancel. It calls flagsd as this command was called (by name
 when on PATH).
 
 Examples:
@@ -210,14 +264,25 @@ pub struct RunArgs {
     /// Print no report: the exit status says how it went (a batch's fatal error is still said on stderr)
     #[arg(short, long, conflicts_with_all = ["json", "verbose"])]
     pub quiet: bool,
+
+    /// Refuse to run (status 3, nothing downloaded) when the daemon of the configuration is running one of the
+    /// batches, instead of warning
+    #[arg(long)]
+    pub exclusive: bool,
 }
 
 const RUN_AFTER_HELP: &str = "\
+Before it starts, it asks the daemon of the configuration (through its admin
+endpoint, [admin] listen) whether it is running one of the batches: two runs
+would write the same directory at once. It warns on stderr, or with
+--exclusive refuses; a daemon that does not answer is taken for none.
+
 Exit status: the worst of the batches
   0    every code of every batch downloaded, unchanged or not found
   1    at least one code ended in an error
   2    configuration error (nothing was downloaded)
-  3    fatal runtime error in at least one batch (output directory, state database, ...)
+  3    fatal runtime error in at least one batch (output directory, state database, ...);
+       with --exclusive, the daemon is running one of the batches (nothing was downloaded)
   130  interrupted (Ctrl-C)
   143  terminated (SIGTERM)";
 

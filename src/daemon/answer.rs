@@ -1,12 +1,12 @@
 //! The daemon's answers to the admin endpoint's requests: one path for a
 //! daemon alone and a node of a fleet, through its [`Runner`] and the run
-//! ledger behind it. What needs the ledger is answered by a task of its
+//! ledger behind it; a reload through the same code as SIGHUP's. What needs the ledger is answered by a task of its
 //! own, so the daemon's loop never waits.
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::SystemTime;
 
+use super::Configuration;
 use super::admin::requests::DaemonFacts;
 use super::admin::{AdminRequest, Cancel, Trigger, Unavailable};
 use super::metrics::Metrics;
@@ -21,14 +21,15 @@ fn ledger(runner: &Rc<dyn Runner>) -> Result<Rc<dyn Ledger>, Unavailable> {
     runner.ledger().ok_or_else(|| Unavailable::NotReady(runner.ready().err().unwrap_or_default()))
 }
 
-/// Answers one request of the admin endpoint; the configuration in force
-/// is `settings`, loaded at `loaded_at`.
-pub fn answer(
+/// Answers one request of the admin endpoint; a reload replaces the
+/// configuration in `config`.
+pub(super) fn answer(
     runner: &Rc<dyn Runner>,
     metrics: &Rc<RefCell<Metrics>>,
-    (settings, loaded_at): (&Settings, SystemTime),
+    config: &mut Configuration,
     request: AdminRequest,
 ) {
+    let settings = &config.settings;
     // A reply that cannot be delivered means the HTTP request is gone.
     match request {
         AdminRequest::Ping(reply) => {
@@ -50,7 +51,7 @@ pub fn answer(
         }
         AdminRequest::About(reply) => {
             let _ = reply.send(DaemonFacts {
-                loaded_at: rfc3339(loaded_at),
+                loaded_at: rfc3339(config.loaded_at),
                 batches: settings.batches.len(),
                 fleet: settings.fleet.as_ref().map(|f| f.name.clone()),
                 ready: runner.ready(),
@@ -90,11 +91,11 @@ pub fn answer(
             });
         }
         AdminRequest::Trigger { batch, reply } => {
-            let Some(config) = find(settings, &batch) else {
+            let Some(found) = find(settings, &batch) else {
                 let _ = reply.send(Trigger::Unknown);
                 return;
             };
-            let started = Rc::clone(runner).start(config, "admin");
+            let started = Rc::clone(runner).start(found, "admin");
             actix_rt::spawn(async move {
                 let answer = match started.await {
                     Ok(record) => {
@@ -128,6 +129,9 @@ pub fn answer(
                 };
                 let _ = reply.send(answer);
             });
+        }
+        AdminRequest::Reload(reply) => {
+            let _ = reply.send(config.reload(runner, metrics));
         }
     }
 }

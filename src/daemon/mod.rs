@@ -11,7 +11,8 @@
 //! Signals: SIGHUP reloads the configuration (a bad file is logged and the
 //! old schedule keeps running; a good one replaces the schedules of new,
 //! changed and removed batches, while runs in progress finish under their
-//! old settings). SIGTERM or SIGINT stops scheduling, gives in-flight runs
+//! old settings); the admin endpoint's `POST /reload` does the same, and
+//! answers with what came of it. SIGTERM or SIGINT stops scheduling, gives in-flight runs
 //! `daemon.shutdown_timeout` to finish, then abandons them (their temporary
 //! files are deleted) and exits 0.
 //!
@@ -49,9 +50,10 @@ use tokio::sync::mpsc;
 use crate::config::{ConfigError, ConfigSource, Settings};
 use crate::job::{FatalError, LocalLedger};
 use crate::model::exit::ExitStatus;
+use crate::present::api::Reloaded;
 use crate::store::state::{StateDb, StateHandle};
 use crate::sys::signals::StopSignals;
-use admin::{AdminOptions, AdminRequest, AdminServer};
+use admin::{AdminOptions, AdminRequest, AdminServer, Reload};
 use answer::answer;
 use metrics::Metrics;
 use notify::{notify, start_watchdog};
@@ -80,22 +82,48 @@ fn start_admin(
     Ok(Some(server))
 }
 
-/// Reads the configuration of `source` again (on SIGHUP): the new
-/// settings, or `None` (logged) when the file does not load and the old
-/// ones stay. What a reload cannot change is compared with `at_start`.
-fn reload(source: &ConfigSource, at_start: &Settings) -> Option<Settings> {
-    match source.load_checked() {
-        Ok(new) => {
-            if new.state_dir != at_start.state_dir || new.admin != at_start.admin || new.fleet != at_start.fleet {
-                tracing::warn!("state.dir, [admin] and [fleet] changes take effect at the next start");
+/// The configuration in force, the file it comes from, and what it was at
+/// start (which a reload cannot change).
+struct Configuration {
+    source: ConfigSource,
+    at_start: Settings,
+    settings: Settings,
+    /// When `settings` was loaded: at start, or by the last good reload.
+    loaded_at: SystemTime,
+}
+
+impl Configuration {
+    /// Reads the file again (on SIGHUP and `POST /reload`), between
+    /// `RELOADING=1` and `READY=1`: a file that loads replaces the batches
+    /// of `runner` and `metrics`; one that does not is logged, and the
+    /// previous configuration stays. What came of it, for the endpoint.
+    fn reload(&mut self, runner: &Rc<dyn Runner>, metrics: &RefCell<Metrics>) -> Reload {
+        notify(&[sd_notify::NotifyState::Reloading]);
+        let config = self.source.origin();
+        let answer = match self.source.load_checked() {
+            Ok(new) => {
+                let at_start = &self.at_start;
+                let mut warnings = Vec::new();
+                if new.state_dir != at_start.state_dir || new.admin != at_start.admin || new.fleet != at_start.fleet {
+                    let warning = "state.dir, [admin] and [fleet] changes take effect at the next start";
+                    tracing::warn!("{warning}");
+                    warnings.push(warning.to_owned());
+                }
+                tracing::info!(batches = new.batches.len(), "configuration reloaded");
+                Rc::clone(runner).apply(&new);
+                configured(metrics, &new);
+                let batches = new.batches.iter().map(|b| b.name.clone()).collect();
+                self.settings = new;
+                self.loaded_at = SystemTime::now();
+                Reload::Reloaded(Reloaded { config, batches, warnings })
             }
-            tracing::info!(batches = new.batches.len(), "configuration reloaded");
-            Some(new)
-        }
-        Err(e) => {
-            log_config_error(&e, "configuration not reloaded; the previous one stays in force");
-            None
-        }
+            Err(e) => {
+                log_config_error(&e, "configuration not reloaded; the previous one stays in force");
+                Reload::Refused { config, problems: e.problems.iter().map(ToString::to_string).collect() }
+            }
+        };
+        notify(&[sd_notify::NotifyState::Ready]);
+        answer
     }
 }
 
@@ -109,7 +137,7 @@ fn configured(metrics: &RefCell<Metrics>, settings: &Settings) {
 /// error (status 2) before `READY=1`; so is a state database that cannot be
 /// opened or an admin address that cannot be bound (status 3).
 pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
-    let mut settings = source.load_for_start()?;
+    let settings = source.load_for_start()?;
     for warning in settings.secret_warnings(&source.origin(), &[]) {
         tracing::warn!(key = warning.key.as_deref().unwrap_or_default(), "{}", warning.message);
     }
@@ -118,7 +146,6 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
     let mut stops = StopSignals::install().map_err(FatalError::Signals)?;
     let (admin_tx, mut admin_requests) = mpsc::channel(64);
     let _admin = start_admin(&settings, &source.origin(), admin_tx)?;
-    let at_start = settings.clone();
     let metrics: Rc<RefCell<Metrics>> = Rc::default();
     configured(&metrics, &settings);
     let (fatal_tx, mut fatal) = mpsc::channel(1);
@@ -133,21 +160,14 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
         }
     };
     tracing::info!(config = %source.origin(), batches = settings.batches.len(), "serving");
+    let mut config = Configuration { source, at_start: settings.clone(), settings, loaded_at: SystemTime::now() };
 
-    let mut loaded_at = SystemTime::now();
     let ended = loop {
         tokio::select! {
             _ = hangups.recv() => {
-                notify(&[sd_notify::NotifyState::Reloading]);
-                if let Some(new) = reload(&source, &at_start) {
-                    Rc::clone(&runner).apply(&new);
-                    configured(&metrics, &new);
-                    settings = new;
-                    loaded_at = SystemTime::now();
-                }
-                notify(&[sd_notify::NotifyState::Ready]);
+                config.reload(&runner, &metrics);
             }
-            Some(request) = admin_requests.recv() => answer(&runner, &metrics, (&settings, loaded_at), request),
+            Some(request) = admin_requests.recv() => answer(&runner, &metrics, &mut config, request),
             Some(error) = fatal.recv() => break Err(error),
             signal = stops.recv() => {
                 tracing::info!(?signal, "stop requested");
@@ -158,7 +178,7 @@ pub async fn serve(source: ConfigSource) -> Result<ExitStatus, FatalError> {
     };
 
     notify(&[sd_notify::NotifyState::Stopping]);
-    runner.stop(settings.shutdown_timeout).await;
+    runner.stop(config.settings.shutdown_timeout).await;
     tracing::info!("stopped");
     ended
 }

@@ -38,6 +38,27 @@ pub enum FatalError {
     /// The daemon's admin endpoint cannot be reached, or refused (status 3).
     #[error("{0}")]
     Admin(String),
+    /// The daemon has no batch of that name: it runs another configuration
+    /// than the one read here (status 2).
+    #[error("{daemon} has no batch named {batch}: it has not loaded this configuration (flagsd reload loads it)")]
+    UnknownToDaemon {
+        /// The daemon: `the daemon at http://127.0.0.1:9090`.
+        daemon: String,
+        /// The batch.
+        batch: String,
+    },
+    /// The batch has a run in progress where another was asked for, so
+    /// nothing was started (status 3): a batch never runs twice at once.
+    #[error("{by} is running batch {batch}{}; nothing was started", .run.map(|id| format!(" (run {id})")).unwrap_or_default())]
+    BatchRunning {
+        /// Who runs it: `the daemon at http://127.0.0.1:9090`, `the daemon
+        /// of flagsd.toml`.
+        by: String,
+        /// The batch.
+        batch: String,
+        /// Its run in progress, when known.
+        run: Option<i64>,
+    },
     /// The process named is not the daemon of this configuration, so it
     /// is not signalled (status 3).
     #[error("not signalling process {pid}: {why}")]
@@ -93,7 +114,7 @@ impl FatalError {
     /// The exit status this error leads to.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Usage(_) | Self::Config(_) => ExitStatus::Usage,
+            Self::Usage(_) | Self::Config(_) | Self::UnknownToDaemon { .. } => ExitStatus::Usage,
             _ => ExitStatus::Fatal,
         }
     }

@@ -1,8 +1,9 @@
-//! The admin endpoint's API as types: what `GET /batches`, `GET /runs` and
-//! `POST /batches/{name}/run` answer, serialized by the daemon and read back
-//! by `flagsd status`. Field names are a stable interface (see
+//! The admin endpoint's API as types: what `GET /batches`, `GET /runs`,
+//! `POST /batches/{name}/run` and `POST /reload` answer, serialized by the
+//! daemon and read back by `flagsd status`, `trigger` and `reload`. Field names are a stable interface (see
 //! `docs/daemon.md`). Also the signed requests' scheme, which the daemon
-//! checks and `flagsd status` and `flagsd cancel` use.
+//! checks and flagsd's own clients (`status`, `trigger`, `cancel`,
+//! `reload`, `run`) use.
 
 use std::time::Duration;
 
@@ -169,6 +170,21 @@ pub struct Started {
     pub batch: String,
 }
 
+/// The path of `POST /reload`.
+pub const RELOAD_PATH: &str = "/reload";
+
+/// `POST /reload` reloaded the configuration (`200 OK`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// The file the daemon read, as it names it.
+    pub config: String,
+    /// The names of its batches, in file order.
+    pub batches: Vec<String>,
+    /// What the reload could not change until the next start.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
 /// The path of the endpoint that hands out nonces for signed requests.
 pub const NONCE_PATH: &str = "/nonce";
 
@@ -187,9 +203,9 @@ pub type Mac = [u8; 32];
 /// `GET /nonce`: a nonce the daemon will accept once, for one signed
 /// request, within [`NONCE_LIFETIME`].
 ///
-/// Why signed requests: `flagsd status` and `flagsd cancel` must never send
-/// the token itself, since whatever listens on the admin port may not be
-/// the daemon (it may have taken the port while the daemon was down) and
+/// Why signed requests: flagsd's own clients (`flagsd status`, `cancel`,
+/// …) must never send the token itself, since whatever listens on the
+/// admin port may not be the daemon (it may have taken the port while the daemon was down) and
 /// may relay anything it gets to a real daemon. A signature over a nonce
 /// the daemon issued, the method and the path proves the client holds the
 /// token without revealing it, and is good for that one request once.
@@ -326,12 +342,21 @@ fn mac_from_hex(text: &str) -> Option<Mac> {
 pub struct ApiError {
     /// What went wrong.
     pub error: String,
+    /// The problems behind it, one a line (a reload's: the configuration's
+    /// problems); left out when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 impl ApiError {
     /// An error saying `message`.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { error: message.into() }
+        Self { error: message.into(), problems: Vec::new() }
+    }
+
+    /// An error saying `message`, with the `problems` behind it.
+    pub fn with_problems(message: impl Into<String>, problems: Vec<String>) -> Self {
+        Self { error: message.into(), problems }
     }
 }
 

@@ -124,6 +124,10 @@ fn a_relaying_impostor_gets_neither_the_token_nor_a_request_it_can_replay() {
     assert!(stdout.starts_with(&format!("From the daemon at http://{through}:")), "{stdout}");
     let (status, _, stderr) = flagsd_in(dir.path(), &["cancel", "--config", "flagsd.toml", "a"], &env);
     assert_eq!((status, stderr.as_str()), (1, "batch a has no run in progress\n"), "{}", daemon.log());
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["reload", "--config", "flagsd.toml"], &env);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["trigger", "--config", "flagsd.toml", "a"], &env);
+    assert_eq!((status, stdout.as_str()), (0, "started run 1 of batch a\n"), "{stderr}");
 
     let requests = relay.requests();
     assert!(requests.len() >= 2, "{requests:?}");
@@ -133,19 +137,30 @@ fn a_relaying_impostor_gets_neither_the_token_nor_a_request_it_can_replay() {
         assert!(!text.to_ascii_lowercase().contains("bearer"), "a bearer credential went through: {text}");
     }
     let signed: Vec<&Vec<u8>> = requests.iter().filter(|raw| authorization(raw).is_some()).collect();
-    assert!(signed.len() >= 2, "status and cancel each sign their request: {requests:?}");
+    assert!(signed.len() >= 4, "status, cancel, reload and trigger each sign their request: {requests:?}");
     for raw in signed {
         // The same bytes again: refused.
         assert_eq!(replay(&addr, raw), 401, "replayed: {}", String::from_utf8_lossy(raw));
         // Its credentials on other requests: refused.
         let credentials = authorization(raw).unwrap();
-        for (method, path) in [("GET", "/batches"), ("GET", "/runs"), ("GET", "/metrics"), ("POST", "/batches/a/run")] {
+        let others = [
+            ("GET", "/batches"),
+            ("GET", "/runs"),
+            ("GET", "/metrics"),
+            ("POST", "/batches/a/run"),
+            ("POST", "/reload"),
+        ];
+        for (method, path) in others {
             let answer = raw_request(&addr, method, path, &[("Authorization", credentials.as_str())]);
             assert_eq!(answer.code(), 401, "{method} {path} with {credentials}");
         }
     }
-    assert_eq!(http(&addr, "GET", "/runs?batch=a", Some(TOKEN)), (200, "[]".to_owned()), "no run was started");
-    assert!(!daemon.log().contains(TOKEN));
+    let (status, runs) = http(&addr, "GET", "/runs?batch=a", Some(TOKEN));
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&runs).unwrap();
+    assert_eq!((status, runs.len()), (200, 1), "only the trigger's run was started: {runs:?}");
+    let log = daemon.log();
+    assert_eq!(log.matches("configuration reloaded").count(), 1, "only the reload's reload: {log}");
+    assert!(!log.contains(TOKEN));
 }
 
 #[test]

@@ -64,7 +64,7 @@ fn completions_offer_the_batches_and_labels_of_the_configuration_named() {
     write_file(dir.path(), "flagsd.toml", CONFIG);
     let path = dir.path().join("flagsd.toml");
     let path = path.to_str().unwrap();
-    for command in ["run", "status", "cancel"] {
+    for command in ["run", "status", "trigger", "cancel"] {
         for named in [vec!["-c", path], vec![&*format!("--config={path}")]] {
             let mut words = vec![command];
             words.extend(named.iter().copied());
@@ -145,7 +145,7 @@ fn generate_prints_to_stdout_or_writes_into_a_directory_it_creates() {
     assert_eq!(std::fs::read_to_string(out.join("_flagsd")).unwrap(), script);
     let (status, stdout, stderr) = flagsd_in(dir.path(), &["generate", "man", "-o", out.to_str().unwrap()], &[]);
     assert_eq!(status, 0, "{stderr}");
-    assert_eq!(stdout.lines().count(), 13, "{stdout}");
+    assert_eq!(stdout.lines().count(), 14, "{stdout}");
     assert_eq!(std::fs::read_to_string(out.join("flagsd.1")).unwrap(), man);
     for page in ["flagsd-fetch.1", "flagsd-generate-completions.1", "flagsd.toml.5"] {
         assert!(stdout.contains(&format!("{}\n", out.join(page).display())), "{page} not in {stdout}");

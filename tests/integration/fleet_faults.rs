@@ -3,7 +3,7 @@
 //! nodes: late and repeated outcomes, malformed and foreign messages, NATS
 //! losing its state, the runs bucket deleted, a tick missed while NATS was
 //! away, credentials in the NATS URL, a node whose disk is full, a starter
-//! that died before queueing, and `flagsd cancel`.
+//! that died before queueing, `flagsd cancel` and `flagsd trigger`.
 
 use std::collections::BTreeSet;
 use std::os::unix::net::UnixDatagram;
@@ -20,7 +20,7 @@ use flagsd::model::run::{RunRecord, RunState};
 use serde_json::Value;
 
 use crate::fleetctl::*;
-use crate::helpers::{Tmpfs, closed_port_url, country_root, flagsd_in, http, server, wait_until};
+use crate::helpers::{Tmpfs, clean_server, closed_port_url, count, country_root, flagsd_in, http, server, wait_until};
 use crate::natsd::NatsServer;
 
 /// Runs `work` with a client of the fleet on `nats`, on an actix system of
@@ -416,6 +416,41 @@ fn cancel_stops_a_fleet_run_and_the_batch_runs_again_at_once() {
         flagsd_in(dir.path(), &["cancel", "--config", other.to_str().expect("UTF-8"), "world"], &[]);
     assert_eq!(status, 3, "{stderr}");
     assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+}
+
+#[test]
+fn trigger_starts_a_fleet_run_waits_for_its_report_and_refuses_a_second() {
+    let Some(nats) = NatsServer::start() else { return };
+    let urls = [nats.url()];
+    let (flags, quick) = (slow_server("0.5"), clean_server());
+    let dir = tempfile::tempdir().expect("a directory");
+    let other =
+        format!("\n[[batch]]\nname = \"quick\"\ncodes = [\"BR\", \"AR\", \"ZZ\"]\nserver = \"{}\"\n", quick.url());
+    let config = config(dir.path(), &urls, &flags.url(), "\"every\"", &other);
+    let _node = start_nodes(&config, &["a"]);
+    let trigger = |args: &[&str]| {
+        let mut all = vec!["trigger", "--config", "flagsd.toml"];
+        all.extend_from_slice(args);
+        flagsd_in(dir.path(), &all, &[])
+    };
+
+    // Begun in the fleet, fetched by its node, and reported as `run` does.
+    let (status, stdout, stderr) = trigger(&["--wait", "quick"]);
+    assert_eq!((status, stderr.as_str()), (0, ""), "{stdout}{stderr}");
+    let report = stdout.strip_prefix("started run 1 of batch quick\n").unwrap_or_else(|| panic!("{stdout}"));
+    assert!(report.starts_with("== batch quick ==\n"), "{report}");
+    assert_eq!((count(report, "flags downloaded."), count(report, "not found.")), (2, 1), "{report}");
+    let record = fleet_runs(&urls).into_iter().find(|r| r.id == 1).expect("the run");
+    assert_eq!((record.batch.as_str(), record.trigger.as_str()), ("quick", "admin"), "{record:?}");
+
+    // A batch running in the fleet is not started twice.
+    let (status, stdout, stderr) = trigger(&["world"]);
+    assert_eq!((status, stdout.as_str()), (0, "started run 2 of batch world\n"), "{stderr}");
+    let (status, stdout, stderr) = trigger(&["world"]);
+    assert_eq!((status, stdout.as_str()), (3, ""), "{stderr}");
+    assert_eq!(stderr, "*** Error: batch world is running in the fleet (run 2)\n");
+    let (status, _, stderr) = flagsd_in(dir.path(), &["cancel", "--config", "flagsd.toml", "world"], &[]);
+    assert_eq!(status, 0, "{stderr}");
 }
 
 #[test]

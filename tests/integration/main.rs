@@ -10,6 +10,7 @@ mod alerts;
 mod cli;
 mod config;
 mod console;
+mod control;
 mod daemon;
 mod disk;
 mod explain;

@@ -16,6 +16,7 @@ const NOT_RUN: &[(&str, &str)] = &[
         "flagsd serve -c flagsd.toml &",
         "a daemon with the example's [admin] lines uncommented; tests/integration/admin.rs",
     ),
+    ("flagsd trigger -c flagsd.toml world", "a daemon with the example's [admin] lines; tests/integration/control.rs"),
     ("flagsd cancel -c flagsd.toml world", "a run in progress in a daemon; tests/integration/admin.rs"),
     ("flagsd status -c flagsd.toml", "a daemon's answer, with its next runs; tests/integration/explain.rs"),
     ("flagsd reload -c /etc/flagsd/flagsd.toml \"$MAINPID\"", "a daemon of /etc/flagsd; tests/systemd/check"),

@@ -77,7 +77,11 @@ fn assert_usage(args: &[&str], message: &str, usage: &str) {
 #[test]
 fn a_missing_argument_is_named_with_the_usage_line_of_its_command() {
     let missing = "the following required arguments were not provided:";
-    assert_usage(&["reload"], &format!("{missing} <PID>"), "usage: flagsd reload <PID>  (see flagsd reload --help)");
+    assert_usage(
+        &["trigger"],
+        &format!("{missing} <BATCH>"),
+        "usage: flagsd trigger <BATCH>  (see flagsd trigger --help)",
+    );
     assert_usage(
         &["generate", "completions"],
         &format!("{missing} <SHELL>"),
@@ -96,7 +100,7 @@ fn a_missing_argument_is_named_with_the_usage_line_of_its_command() {
     let (_, _, stderr) = run_flagsd(&["no-such-command"]);
     assert!(
         stderr.ends_with(
-            "usage: flagsd [OPTIONS] <fetch|run|serve|check-config|reload|status|cancel|testserver|generate> ...  \
+            "usage: flagsd [OPTIONS] <fetch|run|serve|check-config|reload|status|trigger|cancel|testserver|generate> ...  \
              (see flagsd --help)\n"
         ),
         "{stderr}"
@@ -121,7 +125,7 @@ fn a_value_flagsd_refuses_gets_the_usage_line_of_its_command() {
 }
 
 /// Every man page, as `generate man` lists them.
-const MAN_PAGES: [&str; 13] = [
+const MAN_PAGES: [&str; 14] = [
     "flagsd.1",
     "flagsd-cancel.1",
     "flagsd-check-config.1",
@@ -134,6 +138,7 @@ const MAN_PAGES: [&str; 13] = [
     "flagsd-serve.1",
     "flagsd-status.1",
     "flagsd-testserver.1",
+    "flagsd-trigger.1",
     "flagsd.toml.5",
 ];
 
@@ -143,7 +148,9 @@ fn a_bare_flagsd_prints_the_help_and_status_2() {
     assert_eq!(status, 2, "{stderr}");
     assert_eq!(stderr, "");
     assert!(stdout.starts_with("Download country flags by two-letter code"), "{stdout}");
-    for command in ["fetch", "run", "serve", "status", "cancel", "check-config", "reload", "testserver", "generate"] {
+    for command in
+        ["fetch", "run", "serve", "status", "trigger", "cancel", "check-config", "reload", "testserver", "generate"]
+    {
         assert!(stdout.contains(&format!("\n  {command} ")), "{command} not in\n{stdout}");
     }
 }

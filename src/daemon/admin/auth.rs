@@ -6,8 +6,8 @@
 //!
 //! - `Authorization: Bearer <token>`, for curl and Prometheus, compared in
 //!   constant time (`subtle`);
-//! - `Authorization: flagsd-hmac nonce="…", mac="…"`, what `flagsd status`
-//!   and `flagsd cancel` send: an HMAC under the token of a nonce from
+//! - `Authorization: flagsd-hmac nonce="…", mac="…"`, what flagsd's own
+//!   clients (`status`, `trigger`, `cancel`, `reload`, `run`) send: an HMAC under the token of a nonce from
 //!   `GET /nonce`, the method, the path and query, and the body's digest
 //!   ([`crate::present::api::request_mac`]). The token itself never leaves
 //!   the client, so whatever listens on the port learns nothing it can use:

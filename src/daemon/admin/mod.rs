@@ -1,5 +1,5 @@
 //! The admin HTTP endpoint of `flagsd serve`: health, readiness, metrics,
-//! batches, runs, and a way to start a run now.
+//! batches, runs, ways to start and cancel a run now, and a reload.
 //!
 //! # Why a channel
 //!
@@ -58,7 +58,7 @@ use actix_web::{HttpServer, web};
 use tokio::sync::mpsc;
 use tracing::Dispatch;
 
-pub use requests::{AdminRequest, Cancel, Trigger, Unavailable};
+pub use requests::{AdminRequest, Cancel, Reload, Trigger, Unavailable};
 
 use crate::sys::limits::ADMIN_CONNECTIONS;
 use crate::sys::server_thread::{self, ServerError};

@@ -8,7 +8,7 @@
 use tokio::sync::oneshot;
 
 use crate::model::run::{RunDetails, RunRecord};
-use crate::present::api::{BatchView, FleetView};
+use crate::present::api::{BatchView, FleetView, Reloaded};
 
 /// Runs listed by `GET /runs` when the request gives no `limit`.
 pub const DEFAULT_RUNS_LIMIT: usize = 20;
@@ -65,6 +65,8 @@ pub enum AdminRequest {
         /// Where the answer goes.
         reply: oneshot::Sender<Cancel>,
     },
+    /// `POST /reload`: read the configuration file again, as SIGHUP does.
+    Reload(oneshot::Sender<Reload>),
 }
 
 /// What the daemon says of itself in `GET /about`.
@@ -122,4 +124,19 @@ pub enum Cancel {
     NotReady(String),
     /// The run could not be cancelled (`500`): why.
     Failed(String),
+}
+
+/// The daemon's answer to a [`AdminRequest::Reload`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// The file loaded and is now in force (`200`).
+    Reloaded(Reloaded),
+    /// The file did not load, and the previous configuration stays in
+    /// force (`422`).
+    Refused {
+        /// The file, as the daemon names it.
+        config: String,
+        /// Every problem found, one a line, as `check-config` says them.
+        problems: Vec<String>,
+    },
 }

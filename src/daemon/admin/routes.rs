@@ -12,6 +12,7 @@
 //! | `GET /runs/{id}` | JSON: the run and each code's outcome ([`RunDetails`](crate::model::run::RunDetails)), `404` if unknown |
 //! | `POST /batches/{name}/run` | `202` (started), `409` (running), `404` (unknown), `503` (not now), `500` (failed) |
 //! | `POST /batches/{name}/cancel` | `200` with the cancelled run, `409` (none running), `404` (unknown), `503`, `500` |
+//! | `POST /reload` | the file read again as SIGHUP reads it: `200` with its batches ([`Reloaded`](crate::present::api::Reloaded)), or `422` with its problems (the previous configuration stays) |
 //! | `GET /nonce` | JSON: a nonce for one signed request ([`NonceAnswer`]); `404` without a token |
 //!
 //! Errors are JSON objects `{"error": "…"}` (except `/readyz`, whose reason
@@ -39,11 +40,11 @@ use super::connections::Held;
 use super::console;
 use super::exchange::{State, ask, json_error, text, unanswered};
 use super::guard::{self, Forbidden};
-use super::requests::{AdminRequest, Cancel, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, Trigger, Unavailable};
+use super::requests::{AdminRequest, Cancel, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, Reload, Trigger, Unavailable};
 use super::throttle::{Kind, Throttle};
 use crate::daemon::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use crate::present::api::{
-    ApiError, Mac, NONCE_LIFETIME, NONCE_PATH, NonceAnswer, Started, authentication_info, response_mac,
+    ApiError, Mac, NONCE_LIFETIME, NONCE_PATH, NonceAnswer, RELOAD_PATH, Started, authentication_info, response_mac,
 };
 
 /// The header that carries the signature of an answer to a signed request.
@@ -192,6 +193,19 @@ async fn cancel(name: web::Path<String>, state: web::Data<State>) -> HttpRespons
         Ok(Cancel::NotReady(message)) => json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
         Ok(Cancel::Failed(message)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
         Err(why) => unanswered(&state, "cancel", why),
+    }
+}
+
+/// `POST /reload`: the daemon reads its file again, as on SIGHUP, and says
+/// what came of it.
+async fn reload(state: web::Data<State>) -> HttpResponse {
+    match ask(&state, AdminRequest::Reload).await {
+        Ok(Reload::Reloaded(reloaded)) => HttpResponse::Ok().json(reloaded),
+        Ok(Reload::Refused { config, problems }) => {
+            let message = format!("{config} was not reloaded; the previous configuration stays in force");
+            HttpResponse::UnprocessableEntity().json(ApiError::with_problems(message, problems))
+        }
+        Err(why) => unanswered(&state, "reload", why),
     }
 }
 
@@ -373,6 +387,7 @@ pub fn app(
         .service(
             web::resource("/batches/{name}/cancel").route(web::post().to(cancel)).default_service(web::to(post_only)),
         )
+        .service(web::resource(RELOAD_PATH).route(web::post().to(reload)).default_service(web::to(post_only)))
         .default_service(web::to(not_found))
 }
 
@@ -483,11 +498,14 @@ mod tests {
     /// - readiness: `ready`;
     /// - runs: none, but batch `broken` fails;
     /// - trigger: `daily` starts run 7, `busy` is running, `bad` fails,
-    ///   any other name is unknown.
+    ///   any other name is unknown;
+    /// - reload: the first loads batches `daily` and `adhoc`, the next ones
+    ///   find a problem.
     fn fake_daemon(ready: Result<(), String>) -> (mpsc::Sender<AdminRequest>, std_mpsc::Receiver<String>) {
         let (tx, mut rx) = mpsc::channel(8);
         let (log_tx, log) = std_mpsc::channel();
         thread::spawn(move || {
+            let mut reloads = 0;
             while let Some(request) = rx.blocking_recv() {
                 let _ = log_tx.send(match &request {
                     AdminRequest::Ping(_) => "ping".to_owned(),
@@ -500,6 +518,7 @@ mod tests {
                     AdminRequest::Run { id, .. } => format!("run {id}"),
                     AdminRequest::Trigger { batch, .. } => format!("trigger {batch}"),
                     AdminRequest::Cancel { batch, .. } => format!("cancel {batch}"),
+                    AdminRequest::Reload(_) => "reload".to_owned(),
                 });
                 match request {
                     AdminRequest::Ping(reply) => {
@@ -561,6 +580,17 @@ mod tests {
                             "busy" => Trigger::Running,
                             "bad" => Trigger::Failed("cannot create the output directory".to_owned()),
                             _ => Trigger::Unknown,
+                        });
+                    }
+                    AdminRequest::Reload(reply) => {
+                        reloads += 1;
+                        let config = "flagsd.toml".to_owned();
+                        let _ = reply.send(if reloads == 1 {
+                            let batches = vec!["daily".to_owned(), "adhoc".to_owned()];
+                            Reload::Reloaded(crate::present::api::Reloaded { config, batches, warnings: Vec::new() })
+                        } else {
+                            let problems = vec!["flagsd.toml: batch[1].max_req: must be >= 1".to_owned()];
+                            Reload::Refused { config, problems }
                         });
                     }
                 }
@@ -793,6 +823,31 @@ mod tests {
     }
 
     #[test]
+    fn reloads_map_to_200_with_the_batches_and_422_with_the_problems() {
+        let (daemon, log) = fake_daemon(Ok(()));
+        let replies = exchange(daemon, None, Duration::from_secs(5), vec![post("/reload"), post("/reload")]);
+        assert_eq!(replies[0].status, 200, "{:?}", replies[0]);
+        assert_eq!(
+            replies[0].json(),
+            json!({ "config": "flagsd.toml", "batches": ["daily", "adhoc"], "warnings": [] })
+        );
+        assert_eq!(replies[1].status, 422, "{:?}", replies[1]);
+        assert_eq!(
+            replies[1].json(),
+            json!({
+                "error": "flagsd.toml was not reloaded; the previous configuration stays in force",
+                "problems": ["flagsd.toml: batch[1].max_req: must be >= 1"],
+            })
+        );
+        assert_eq!(log.try_iter().collect::<Vec<_>>(), ["reload", "reload"]);
+        let wrong = one(fake_daemon(Ok(())).0, None, get("/reload"));
+        assert_eq!((wrong.status, wrong.allow.as_deref()), (405, Some("POST")));
+        // Errors without problems say none.
+        let unknown = one(fake_daemon(Ok(())).0, None, post("/batches/nope/run"));
+        assert!(unknown.json().get("problems").is_none(), "{unknown:?}");
+    }
+
+    #[test]
     fn unknown_paths_are_404_and_wrong_methods_405() {
         let (daemon, log) = fake_daemon(Ok(()));
         let unknown = ["/index.html", "/nope", "/healthz/", "/batches/daily/", "/batches/daily/run/now"];
@@ -823,7 +878,13 @@ mod tests {
     fn a_token_is_required_except_for_the_probes() {
         let (daemon, log) = fake_daemon(Ok(()));
         let challenge = Some(r#"Bearer realm="flagsd""#);
-        let protected = [("GET", "/metrics"), ("GET", "/batches"), ("GET", "/runs"), ("POST", "/batches/daily/run")];
+        let protected = [
+            ("GET", "/metrics"),
+            ("GET", "/batches"),
+            ("GET", "/runs"),
+            ("POST", "/batches/daily/run"),
+            ("POST", "/reload"),
+        ];
         let request = |method: &str, target: &str, auth: Option<&str>| {
             let request = if method == "GET" { get(target) } else { post(target) };
             match auth {
