@@ -230,6 +230,14 @@ impl Settings {
         })
     }
 
+    /// The number of batches, in words: `1 batch`, `3 batches`.
+    pub fn batch_count(&self) -> String {
+        match self.batches.len() {
+            1 => "1 batch".to_owned(),
+            n => format!("{n} batches"),
+        }
+    }
+
     /// The batches named in `names` (all when empty), in file order; an
     /// unknown name is an error.
     pub fn select(&self, names: &[String]) -> Result<Vec<&BatchConfig>, String> {
@@ -446,6 +454,15 @@ mod tests {
         let said = |key: &str| settings.places.problem("flagsd.toml", key, "m").to_string();
         assert_eq!(said("batch[0].output"), "flagsd.toml:2:10: batch[0].output: m");
         assert_eq!(said("batch[1].name"), "flagsd.toml:7:8: batch[1].name: m");
+    }
+
+    #[test]
+    fn batches_are_counted_in_words() {
+        let count = |n: usize| {
+            let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+            Settings::check(&raw(names.iter().map(|n| batch(n)).collect()), "f").unwrap().batch_count()
+        };
+        assert_eq!([count(0), count(1), count(2)], ["0 batches", "1 batch", "2 batches"]);
     }
 
     #[test]

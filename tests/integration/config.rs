@@ -54,7 +54,7 @@ fn flagsd_config_names_the_file_when_no_flag_does() {
     let (status, stdout, stderr) =
         flagsd_in(dir.path(), &["check-config"], &[("FLAGSD_CONFIG", config.to_str().unwrap())]);
     assert_eq!(status, 0, "{stderr}");
-    assert!(stdout.contains("via-env.toml: OK (1 batches, 0 scheduled)"), "{stdout}");
+    assert!(stdout.contains("via-env.toml: OK (1 batch, 0 scheduled)"), "{stdout}");
 }
 
 /// Asserts that `check-config` and `run` both reject `text` with exit
@@ -277,4 +277,34 @@ fn a_value_from_the_environment_is_named_by_its_variable() {
     let env = [("FLAGSD_DEFAULTS__VERBOSE", "yes"), ("FLAGSD_DEFAULTS__MAX_REQ", "7")];
     let (status, stdout, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &env);
     assert_eq!((status, stdout.as_str()), (0, "flagsd.toml: OK (0 batches, 0 scheduled)\n"), "{stderr}");
+}
+
+#[test]
+fn check_config_without_a_file_says_so_and_an_empty_file_gets_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["check-config"], &[]);
+    let default = Path::new("/etc/flagsd/flagsd.toml");
+    if default.exists() {
+        // This machine has the default file: it is the one checked.
+        assert!(stdout.contains("/etc/flagsd/flagsd.toml") || stderr.contains("/etc/flagsd/flagsd.toml"), "{stderr}");
+    } else {
+        assert_eq!((status, stdout.as_str()), (2, ""));
+        assert!(
+            stderr.starts_with(
+                "*** Usage error: no configuration file to check: give --config FILE or set FLAGSD_CONFIG (the \
+                 default, /etc/flagsd/flagsd.toml, does not exist)\n"
+            ),
+            "{stderr}"
+        );
+    }
+    for text in ["", "# only a comment\n\n"] {
+        write_file(dir.path(), "empty.toml", text);
+        let (status, stdout, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "empty.toml"], &[]);
+        assert_eq!((status, stdout.as_str()), (0, "empty.toml: OK (0 batches, 0 scheduled)\n"), "{stderr}");
+        assert_eq!(
+            stderr,
+            "empty.toml: note: the file sets nothing (it is empty, or only comments): the built-in defaults apply, \
+             and there are no batches\n"
+        );
+    }
 }

@@ -89,7 +89,7 @@ fn secret_files_that_others_can_read_are_warned_of() {
         chmod(&key, mode);
         let (status, stdout, stderr) = check();
         assert_eq!(status, 0, "a warning is no error: {stderr}");
-        assert!(stdout.starts_with("flagsd.toml: OK (1 batches"), "{stdout}");
+        assert!(stdout.starts_with("flagsd.toml: OK (1 batch,"), "{stdout}");
         match who {
             Some(who) => {
                 // Relative paths in the file start from its directory.
