@@ -218,17 +218,31 @@ pub(super) fn check_codes(checker: &mut Checker, key: &str, batch: &RawBatch) ->
     selection.resolve(limit)
 }
 
-/// `Ok` if `dir` is a writable directory or could be created below one.
+/// `Ok` if `dir` is a writable directory, or could be created below its
+/// nearest existing ancestor (a probe directory is made there, and
+/// removed). A refusal names `dir` and what stands in the way.
 pub(super) fn writable_or_creatable(dir: &Path) -> Result<(), String> {
     let mut probe = dir;
     loop {
         if probe.is_dir() {
-            return tempfile::tempfile_in(probe)
-                .map(drop)
-                .map_err(|e| format!("'{}' is not writable: {e}", probe.display()));
+            return if probe == dir {
+                tempfile::tempfile_in(probe).map(drop).map_err(|e| format!("'{}' is not writable: {e}", dir.display()))
+            } else {
+                can_make_directory_in(probe).map_err(|e| {
+                    format!(
+                        "'{}' cannot be created: no directory can be made in '{}': {e}",
+                        dir.display(),
+                        probe.display()
+                    )
+                })
+            };
         }
         if probe.exists() {
-            return Err(format!("'{}' is not a directory", probe.display()));
+            return Err(if probe == dir {
+                format!("'{}' is not a directory", dir.display())
+            } else {
+                format!("'{}' cannot be created: '{}' is not a directory", dir.display(), probe.display())
+            });
         }
         match probe.parent() {
             // A relative path ends in the working directory: probe it too.
@@ -236,5 +250,16 @@ pub(super) fn writable_or_creatable(dir: &Path) -> Result<(), String> {
             Some(parent) => probe = parent,
             None => return Ok(()),
         }
+    }
+}
+
+/// Whether a directory can be made in `parent`: one is made, and removed.
+fn can_make_directory_in(parent: &Path) -> std::io::Result<()> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let probe = parent.join(format!(".flagsd-check-{}-{nanos}", std::process::id()));
+    match std::fs::create_dir(&probe) {
+        Ok(()) => std::fs::remove_dir(&probe),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }

@@ -137,7 +137,11 @@ fn an_unwritable_output_directory_is_rejected_by_check_config() {
     write_file(dir.path(), "flagsd.toml", &text);
     let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 2);
-    let expected = format!("flagsd.toml:4:10: batch[0].output: '{}' is not a directory", file.display());
+    let expected = format!(
+        "flagsd.toml:4:10: batch[0].output: '{}' cannot be created: '{}' is not a directory",
+        output.display(),
+        file.display()
+    );
     assert!(stderr.starts_with(&expected), "{stderr}");
 }
 
@@ -201,7 +205,7 @@ const INTERNAL_NAMES: [&str; 6] = ["Raw", "Naming", "untagged", "variant constru
 #[test]
 fn check_config_names_the_place_the_key_and_the_types_of_every_bad_value() {
     let batch = "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n";
-    let cases: [(String, &str); 11] = [
+    let cases: [(String, &str); 12] = [
         (
             "[defaults]\nverbose = \"yes\"\n".into(),
             "flagsd.toml:2:11: defaults.verbose: expected a boolean (true or false), found a string (\"yes\")",
@@ -241,6 +245,10 @@ fn check_config_names_the_place_the_key_and_the_types_of_every_bad_value() {
         (
             "[servers]\nMIRROR = { url = \"http://m/flags\", ca_fille = \"ca.pem\" }\n".into(),
             "flagsd.toml:2:36: servers.MIRROR: unknown key ca_fille; did you mean ca_file?",
+        ),
+        (
+            format!("{batch}output = \"/proc/foo\"\n"),
+            "flagsd.toml:4:10: batch[0].output: '/proc/foo' cannot be created: no directory can be made in '/proc': ",
         ),
     ];
     let dir = tempfile::tempdir().unwrap();
@@ -307,4 +315,20 @@ fn check_config_without_a_file_says_so_and_an_empty_file_gets_a_note() {
              and there are no batches\n"
         );
     }
+}
+
+#[test]
+fn a_problem_with_a_value_from_the_command_line_names_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n");
+    let (status, _, stderr) =
+        flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml", "-o", "/proc/flagsd-test"], &[]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "option --output: batch[0].output: '/proc/flagsd-test/a' cannot be created: no directory can be made in \
+             '/proc': "
+        ),
+        "{stderr}"
+    );
 }
