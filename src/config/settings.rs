@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::checker::{
@@ -236,6 +236,47 @@ impl Settings {
             1 => "1 batch".to_owned(),
             n => format!("{n} batches"),
         }
+    }
+
+    /// Every file and directory the configuration names, each with its
+    /// key, as it will be used: the batches' output directories, the state
+    /// directory (without a fleet), the admin token, the fleet's files, and
+    /// the files of the servers the batches use. A relative path is
+    /// relative to the working directory: one written in the file was
+    /// resolved from the file's directory when it was read.
+    pub fn paths(&self) -> Vec<(String, &Path)> {
+        let mut paths: Vec<(String, &Path)> = self
+            .batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("batch[{i}].output"), b.job.output.as_path()))
+            .collect();
+        if self.fleet.is_none() {
+            paths.push(("state.dir".to_owned(), &self.state_dir));
+        }
+        let admin = self.admin.as_ref().and_then(|a| a.token_file.as_deref());
+        paths.extend(admin.map(|path| ("admin.token_file".to_owned(), path)));
+        if let Some(fleet) = &self.fleet {
+            let files = [
+                ("creds_file", &fleet.creds_file),
+                ("token_file", &fleet.token_file),
+                ("tls_ca_file", &fleet.tls_ca_file),
+            ];
+            paths.extend(files.into_iter().filter_map(|(key, path)| Some((format!("fleet.{key}"), path.as_deref()?))));
+        }
+        for (key, server) in self.servers(&[]) {
+            let transport = &server.transport;
+            let files = [
+                ("ca_file", &transport.tls.ca_file),
+                ("client_cert", &transport.tls.client_cert),
+                ("client_key", &transport.tls.client_key),
+                ("credentials_file", &transport.credentials_file),
+                ("proxy_credentials_file", &transport.proxy.credentials_file),
+            ];
+            paths
+                .extend(files.into_iter().filter_map(|(name, path)| Some((format!("{key}.{name}"), path.as_deref()?))));
+        }
+        paths
     }
 
     /// The batches named in `names` (all when empty), in file order; an

@@ -318,6 +318,56 @@ fn check_config_without_a_file_says_so_and_an_empty_file_gets_a_note() {
 }
 
 #[test]
+fn relative_paths_in_the_file_start_from_its_directory_and_others_from_the_working_directory() {
+    let server = clean_server();
+    let root = tempfile::tempdir().unwrap();
+    let (etc, work) = (root.path().join("etc"), root.path().join("work"));
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let text = format!(
+        "[defaults]\noutput = \"out\"\n[state]\ndir = \"st\"\n[admin]\nlisten = \"0\"\ntoken_file = \"admin-token\"\n\
+         [[batch]]\nname = \"a\"\ncodes = [\"BR\"]\nserver = \"{}\"\n[[batch]]\nname = \"b\"\ncodes = [\"CN\"]\n\
+         server = \"{}\"\noutput = \"/nonexistent-flagsd-dir/b\"\n",
+        server.url(),
+        server.url()
+    );
+    write_file(&etc, "flagsd.toml", &text);
+    let config = "../etc/flagsd.toml";
+    let (status, stdout, stderr) = flagsd_in(&work, &["check-config", "-v", "--config", config], &[]);
+    assert_eq!(status, 0, "{stderr}");
+    let etc = etc.canonicalize().unwrap();
+    let work = work.canonicalize().unwrap();
+    let expected = [
+        format!("{config}: OK (2 batches, 0 scheduled)"),
+        format!("  batch[0].output: {}/out/a ({config}:2:10)", etc.display()),
+        format!("  batch[1].output: /nonexistent-flagsd-dir/b ({config}:16:10)"),
+        format!("  state.dir: {}/st ({config}:4:7)", etc.display()),
+        format!("  admin.token_file: {}/admin-token ({config}:7:14)", etc.display()),
+    ];
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
+
+    let (status, _, stderr) = flagsd_in(&work, &["run", "--config", config, "a"], &[]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(files_in(&etc.join("out/a")), ["BR.gif"]);
+    assert!(etc.join("st/flagsd.db").exists());
+    assert!(!work.join("out").exists() && !work.join("st").exists());
+
+    // Paths from the environment and the command line start from the working directory.
+    let env = [("FLAGSD_STATE__DIR", "env-state")];
+    let (status, stdout, stderr) = flagsd_in(&work, &["check-config", "-v", "-o", "flag-out", "-c", config], &env);
+    assert_eq!(status, 0, "{stderr}");
+    for line in [
+        format!("  batch[0].output: {}/flag-out/a (option --output, from the working directory)", work.display()),
+        format!(
+            "  state.dir: {}/env-state (environment variable FLAGSD_STATE__DIR, from the working directory)",
+            work.display()
+        ),
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no {line:?} in\n{stdout}");
+    }
+}
+
+#[test]
 fn a_problem_with_a_value_from_the_command_line_names_the_option() {
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "flagsd.toml", "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n");
