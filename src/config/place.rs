@@ -72,7 +72,7 @@ impl Place {
 /// said at `place`: the file's line and column, or the variable or option
 /// that set the value. Without a place (a built-in default), at the file.
 /// A variable names its key, so the key is left out when the variable
-/// sets it or a key within it.
+/// sets that very key.
 pub fn problem_at(origin: &str, place: Option<&Place>, key: Option<&str>, message: impl Into<String>) -> Problem {
     let message = message.into();
     let key = key.map(str::to_owned);
@@ -81,7 +81,7 @@ pub fn problem_at(origin: &str, place: Option<&Place>, key: Option<&str>, messag
             Problem { origin: origin.to_owned(), line: Some(*line), column: Some(*column), key, message }
         }
         Some(Place::Environment { variable, key: set }) => {
-            let named = key.as_deref().is_some_and(|key| within(set, key));
+            let named = key.as_deref().is_some_and(|key| key.eq_ignore_ascii_case(set));
             Problem {
                 origin: format!("environment variable {variable}"),
                 line: None,
@@ -93,13 +93,6 @@ pub fn problem_at(origin: &str, place: Option<&Place>, key: Option<&str>, messag
         Some(Place::Flag(flag)) => Problem { origin: format!("option {flag}"), line: None, column: None, key, message },
         None => Problem { origin: origin.to_owned(), line: None, column: None, key, message },
     }
-}
-
-/// Whether the key path `inner` is `outer` or a key within it (without
-/// regard to case: server labels have any).
-fn within(inner: &str, outer: &str) -> bool {
-    let (inner, outer) = (inner.to_ascii_lowercase(), outer.to_ascii_lowercase());
-    inner == outer || inner.strip_prefix(&outer).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// The key path around `key`: `batch[0].codes[1]` is in `batch[0].codes`,
@@ -199,10 +192,11 @@ mod tests {
         assert_eq!(said("fleet.nats[1]"), "environment variable FLAGSD_FLEET__NATS: fleet.nats[1]: bad");
         assert_eq!(said("defaults.output"), "option --output: defaults.output: bad");
         assert_eq!(said("state.dir"), "f.toml: state.dir: bad");
-        let unknown = Place::Environment { variable: "FLAGSD_DEFAULTS__MAXREQ".into(), key: "defaults.maxreq".into() };
+        let deeper =
+            Place::Environment { variable: "FLAGSD_SERVERS__M__CA_FILE".into(), key: "servers.m.ca_file".into() };
         assert_eq!(
-            problem_at("f.toml", Some(&unknown), Some("defaults"), "unknown key maxreq").to_string(),
-            "environment variable FLAGSD_DEFAULTS__MAXREQ: unknown key maxreq"
+            problem_at("f.toml", Some(&deeper), Some("servers.M"), "missing key url").to_string(),
+            "environment variable FLAGSD_SERVERS__M__CA_FILE: servers.M: missing key url"
         );
     }
 

@@ -90,11 +90,13 @@ impl<'a> Fields<'a> {
         self.read(reader, key, read)
     }
 
-    /// Refuses the keys no one asked for.
+    /// Refuses the keys no one asked for: each at the table's key path, or
+    /// at the variable that names it.
     fn finish(self, reader: &mut Reader) {
         let within = (!self.path.is_empty()).then_some(self.path.as_str());
         for entry in self.entries.iter().filter(|e| !self.known.contains(&e.key.as_str())) {
-            reader.problem(&entry.place, within, unknown_key(&entry.key, &self.known));
+            let key = if entry.place.is_environment() { None } else { within };
+            reader.problem(&entry.place, key, unknown_key(&entry.key, &self.known));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! "Did you mean …?": the known word an unknown key or value was probably
-//! meant to be.
+//! meant to be. The edit distance is a few lines here rather than a
+//! dependency for one function.
 
 /// The number of characters to insert, delete or replace to turn `a` into
 /// `b` (the Levenshtein distance).

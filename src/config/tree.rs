@@ -5,6 +5,12 @@
 //! Values keep their TOML types: nothing is converted here. A variable's
 //! value is text, which the reader ([`super::reader`]) parses as the type
 //! its key takes.
+//!
+//! Written here rather than with the `config` crate, which layered the
+//! file and the environment before: it turned every value into a loosely
+//! typed one (`"yes"` read as a boolean, 2.5 as the integer 3) and forgot
+//! where each came from. The `toml` crate's spanned document gives both
+//! the types and the places.
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
