@@ -98,8 +98,8 @@ fn node(text: &str, value: &Spanned<DeValue<'_>>) -> Node {
 /// Lays the configuration variables of `env` over `root`: each
 /// `FLAGSD_{TABLE}__{KEY}` (more `__` for a deeper key, as in
 /// `FLAGSD_SERVERS__MIRROR__CA_FILE`) sets that key, whatever the file
-/// says, as text. Names are compared without regard to case (server
-/// labels have any). A server given as a URL in the file becomes the
+/// says, as text. The name is taken in lower case, and matches a server
+/// label in any case. A server given as a URL in the file becomes the
 /// table `{ url = "…" }` when a variable sets a key of it, and a variable
 /// that gives a server as a URL sets only the `url` of the file's table.
 /// Variables without `__` are not configuration (`FLAGSD_LOG`) and are
@@ -135,7 +135,10 @@ fn set(entries: &mut Vec<Entry>, within: &str, parts: &[String], node: Node) -> 
     let Some((first, rest)) = parts.split_first() else { return Ok(()) };
     let path = if within.is_empty() { first.clone() } else { format!("{within}.{first}") };
     let a_server = within == "servers";
-    let index = match entries.iter().position(|e| e.key.eq_ignore_ascii_case(first)) {
+    // Keys are lower case, as the variable's name is made; a server label
+    // is whatever case the file gives it.
+    let same = |e: &Entry| if a_server { e.key.eq_ignore_ascii_case(first) } else { e.key == *first };
+    let index = match entries.iter().position(same) {
         Some(index) => index,
         None if rest.is_empty() => {
             entries.push(Entry { key: first.clone(), place: node.place.clone(), node });
@@ -203,14 +206,15 @@ mod tests {
 
     #[test]
     fn variables_set_keys_as_text_over_the_file() {
-        let text =
-            "[defaults]\nmax_req = 5\n[servers]\nMIRROR = \"http://m/flags\"\nOTHER = { url = \"http://o/flags\" }\n";
+        let text = "[defaults]\nmax_req = 5\nRETRIES = 1\n[servers]\nMIRROR = \"http://m/flags\"\n\
+                    OTHER = { url = \"http://o/flags\" }\n";
         let env = [
             ("FLAGSD_DEFAULTS__MAX_REQ", "7"),
             ("FLAGSD_SERVERS__MIRROR__CA_FILE", "/ca.pem"),
             ("FLAGSD_SERVERS__OTHER", "http://o2/flags"),
             ("FLAGSD_LOG", "debug"),
             ("FLAGSD_STATE__DIR", "/s"),
+            ("FLAGSD_DEFAULTS__RETRIES", "3"),
         ];
         let (root, problems) = tree(text, &env);
         assert!(problems.is_empty(), "{problems:?}");
@@ -226,6 +230,10 @@ mod tests {
         let other = table(get(servers, "OTHER"));
         assert_eq!(get(other, "url").value, Value::String("http://o2/flags".into()));
         assert_eq!(get(table(get(&root, "state")), "dir").value, Value::String("/s".into()));
+        // Only labels match in any case: RETRIES stays the file's (an unknown key).
+        let defaults = table(get(&root, "defaults"));
+        assert_eq!(get(defaults, "RETRIES").value, Value::Integer { value: Some(1), text: "1".into() });
+        assert_eq!(get(defaults, "retries").value, Value::String("3".into()));
         assert!(!root.iter().any(|e| e.key == "log"));
     }
 
