@@ -25,7 +25,7 @@ use super::tree::{Entry, Node, Value};
 use super::validate;
 
 /// The sections of a file: its top-level keys.
-pub const SECTIONS: [&str; 7] = ["servers", "defaults", "daemon", "state", "admin", "fleet", "batch"];
+const SECTIONS: [&str; 7] = ["servers", "defaults", "daemon", "state", "admin", "fleet", "batch"];
 
 /// What reads the tree: the problems found and the places seen so far.
 pub struct Reader {
