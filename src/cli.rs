@@ -89,7 +89,8 @@ pub fn log_default(command: &str) -> LogDefault {
 }
 
 /// The command tree the binary parses: [`Cli`]'s, with `--log-level`'s
-/// default in each command's help.
+/// default in each command's help, and `check-config`'s `-v` described as
+/// what it does there (print the resolved paths).
 pub fn command() -> clap::Command {
     let root = Cli::command();
     let Some(log_level) = root.get_arguments().find(|a| a.get_id() == "log_level").cloned() else {
@@ -103,7 +104,16 @@ pub fn command() -> clap::Command {
         }
         // A command's own copy of a global argument is kept as it is when
         // clap hands the global one down.
-        sub.arg(log_level.clone().help(format!("{LOG_LEVEL_HELP} [default: {}]", default.level)))
+        let sub = sub.arg(log_level.clone().help(format!("{LOG_LEVEL_HELP} [default: {}]", default.level)));
+        if sub.get_name() == "check-config" {
+            sub.mut_arg("verbose", |arg| {
+                arg.help(
+                    "Also print every file and directory the configuration names, resolved, and where each was set",
+                )
+            })
+        } else {
+            sub
+        }
     });
     let mut shown = log_default("").level.to_owned();
     for other in &others {

@@ -265,7 +265,13 @@ fn config_keys() -> Vec<Key> {
             "Most threads the workers run on, 1 to 256, shared by every batch; read at start.",
             "one per core",
         ),
-        key("defaults", "output", "Base output directory.", defaults::OUTPUT),
+        key(
+            "defaults",
+            "output",
+            "Base output directory; a relative path starts from the file's directory (left out: in the working \
+             directory).",
+            defaults::OUTPUT,
+        ),
         key("defaults", "verbose", "Per-country lines in run, per-country warnings in serve.", "false"),
         key("defaults", "connect_timeout", "Limit for establishing a connection.", d(defaults::TIMEOUTS.connect)),
         key("defaults", "read_timeout", "Limit for any single read of a response.", d(defaults::TIMEOUTS.read)),
@@ -304,7 +310,8 @@ fn config_keys() -> Vec<Key> {
         key(
             "state",
             "dir",
-            "Directory of the state database flagsd.db, relative to the working directory or absolute.",
+            "Directory of the state database flagsd.db; a relative path starts from the file's directory (left out: in \
+             the working directory).",
             defaults::STATE_DIR,
         ),
         key(
@@ -576,8 +583,9 @@ fn config_page() -> String {
     for paragraph in [
         "A TOML file of batches, the named download jobs of flagsd run and flagsd serve, and of the settings they \
          share. flagsd run, serve, status, trigger, cancel, check-config and reload read it; flagsd fetch reads its \
-         [servers] table only. flagsd check-config checks all of it and names the file, line and key of each \
-         problem.",
+         [servers] table only. flagsd check-config checks all of it and names the file, line, column and key of \
+         each problem (or the environment variable or option that set the value), with the key meant for an \
+         unknown one.",
         "Layers, lowest first, each overriding the ones before: built-in defaults; the file; environment \
          variables FLAGSD_TABLE__KEY (FLAGSD_DEFAULTS__MAX_REQ=50); the flags -m/--max-req, -o/--output and \
          -v/--verbose of the command. Unknown keys are errors: a typo is never silently ignored.",
@@ -600,6 +608,20 @@ fn config_page() -> String {
         "Bytes, or a number and a unit: 512KiB, 10MiB, 1GiB (powers of 1024), KB, MB, GB (powers of 1000).",
     );
     entry(&mut roff, "Codes", "Two letters are one code, any case; a single letter X is the 26 codes XA to XZ.");
+    entry(
+        &mut roff,
+        "Types",
+        "Each key takes the TOML type its description gives, and nothing else: \"yes\" is not a boolean, \"3\" and \
+         2.5 are not integers, 5 is not a duration (\"5s\" is). An environment variable's text is read as its key's \
+         type: decimal integers; true, false, yes, no, on, off, 1 or 0 for booleans.",
+    );
+    entry(
+        &mut roff,
+        "Paths",
+        "A relative path written in the file starts from the file's directory (a batch's output, from \
+         defaults.output); one from an environment variable or an option, or a default, from the working \
+         directory. flagsd check-config -v prints them all, resolved.",
+    );
     section(&mut roff, "EXAMPLE");
     preformatted(&mut roff, EXAMPLE.lines());
     section(&mut roff, "SEE ALSO");
@@ -627,7 +649,8 @@ every = "1day""#;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::file::{Overrides, load};
+    use crate::config::file::Overrides;
+    use crate::config::layers::load;
 
     /// The fields a table of the configuration accepts, as the parser's
     /// refusal of an unknown one lists them.
@@ -641,10 +664,9 @@ mod tests {
         };
         std::fs::write(&path, text).unwrap();
         let error = load(Some(&path), std::iter::empty(), &Overrides::default()).unwrap_err().to_string();
-        let listed = error.split("expected one of ").nth(1).or_else(|| error.split("expected ").nth(1));
-        let listed = listed.unwrap_or_else(|| panic!("{error}"));
-        // "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, `c`"
-        listed.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+        // "unknown key zzz; known keys: a, b, c"
+        let listed = error.split("known keys: ").nth(1).unwrap_or_else(|| panic!("{error}"));
+        listed.trim().split(", ").map(str::to_owned).collect()
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub fn signal(source: &ConfigSource, pid: u32) -> Result<ExitStatus, FatalError>
         check_daemon(&view, source.path.as_deref()).map_err(|why| FatalError::NotTheDaemon { pid, why })?;
     }
     send_hangup(pid).map_err(|source| FatalError::Signal { pid, source })?;
-    println!("{}: OK ({} batches); asked flagsd (process {pid}) to reload it", source.origin(), settings.batches.len());
+    println!("{}: OK ({}); asked flagsd (process {pid}) to reload it", source.origin(), settings.batch_count());
     Ok(ExitStatus::Success)
 }
 

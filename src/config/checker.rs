@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Problem};
 use super::file::{RawBatch, RawCodes, RawConfig, RawServer};
+use super::place::{Places, in_file_order};
 use super::server::{Server, Servers, check_base_url};
+use super::suggest::closest;
 use super::validate;
 use crate::http::client::Transport;
 use crate::http::proxy::parse_proxy;
@@ -18,31 +20,29 @@ use crate::http::tls::TlsFile;
 use crate::http::url::{read_credentials_file, redact_credentials, split_credentials};
 use crate::model::codes::{CountryCode, Selection, expand_argument};
 
-/// Collects problems while checking.
-pub(super) struct Checker {
+/// Collects problems while checking, each said where its value was set.
+pub(super) struct Checker<'p> {
     origin: String,
+    places: &'p Places,
     problems: Vec<Problem>,
 }
 
-impl Checker {
+impl<'p> Checker<'p> {
     /// A checker of the configuration from `origin` (a file name, for
-    /// messages), with no problem yet.
-    pub(super) fn new(origin: &str) -> Self {
-        Self { origin: origin.to_owned(), problems: Vec::new() }
+    /// messages) whose values were set at `places`, with no problem yet.
+    pub(super) fn new(origin: &str, places: &'p Places) -> Self {
+        Self { origin: origin.to_owned(), places, problems: Vec::new() }
     }
 
-    /// `value` when no problem was found, else every problem.
-    pub(super) fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+    /// `value` when no problem was found, else every problem, in the
+    /// file's order.
+    pub(super) fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
+        in_file_order(&mut self.problems);
         if self.problems.is_empty() { Ok(value) } else { Err(ConfigError { problems: self.problems }) }
     }
 
     pub(super) fn problem(&mut self, key: String, message: impl Into<String>) {
-        self.problems.push(Problem {
-            origin: self.origin.clone(),
-            line: None,
-            key: Some(key),
-            message: message.into(),
-        });
+        self.problems.push(self.places.problem(&self.origin, &key, message));
     }
 
     pub(super) fn at_least_one(&mut self, key: String, value: i64) -> usize {
@@ -65,18 +65,22 @@ impl Checker {
     }
 }
 
-/// `Ok`, or the configuration error of `found` problems (key, message).
-pub(super) fn problems(origin: &str, found: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
-    let problems: Vec<Problem> = found
-        .map(|(key, message)| Problem { origin: origin.to_owned(), line: None, key: Some(key), message })
-        .collect();
+/// `Ok`, or the configuration error of `found` problems (key, message),
+/// each said where its value was set (`places`).
+pub(super) fn problems(
+    origin: &str,
+    places: &Places,
+    found: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let mut problems: Vec<Problem> = found.map(|(key, message)| places.problem(origin, &key, message)).collect();
+    in_file_order(&mut problems);
     if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
 }
 
 /// The built-in labels, overridden and extended by `raw`'s `[servers]`
 /// (what `fetch` uses of a configuration).
 pub(super) fn configured_servers(raw: &RawConfig, origin: &str) -> Result<Servers, ConfigError> {
-    let mut checker = Checker::new(origin);
+    let mut checker = Checker::new(origin, &raw.places);
     let servers = check_servers(&mut checker, &raw.servers);
     checker.finish(servers)
 }
@@ -189,7 +193,11 @@ pub(super) fn check_codes(checker: &mut Checker, key: &str, batch: &RawBatch) ->
         Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("all") => Selection::All,
         Some(RawCodes::Keyword(k)) if k.eq_ignore_ascii_case("every") => Selection::Every,
         Some(RawCodes::Keyword(k)) => {
-            checker.problem(key.to_owned(), format!("'{k}' must be \"all\", \"every\" or a list of codes"));
+            let message = match closest(k, ["all", "every"]) {
+                Some(meant) => format!("unknown value {k:?}; did you mean {meant:?}?"),
+                None => format!("unknown value {k:?}; expected \"all\", \"every\" or a list of codes"),
+            };
+            checker.problem(key.to_owned(), message);
             Selection::Explicit(Vec::new())
         }
         Some(RawCodes::List(list)) => {
@@ -210,17 +218,31 @@ pub(super) fn check_codes(checker: &mut Checker, key: &str, batch: &RawBatch) ->
     selection.resolve(limit)
 }
 
-/// `Ok` if `dir` is a writable directory or could be created below one.
+/// `Ok` if `dir` is a writable directory, or could be created below its
+/// nearest existing ancestor (a probe directory is made there, and
+/// removed). A refusal names `dir` and what stands in the way.
 pub(super) fn writable_or_creatable(dir: &Path) -> Result<(), String> {
     let mut probe = dir;
     loop {
         if probe.is_dir() {
-            return tempfile::tempfile_in(probe)
-                .map(drop)
-                .map_err(|e| format!("'{}' is not writable: {e}", probe.display()));
+            return if probe == dir {
+                tempfile::tempfile_in(probe).map(drop).map_err(|e| format!("'{}' is not writable: {e}", dir.display()))
+            } else {
+                can_make_directory_in(probe).map_err(|e| {
+                    format!(
+                        "'{}' cannot be created: no directory can be made in '{}': {e}",
+                        dir.display(),
+                        probe.display()
+                    )
+                })
+            };
         }
         if probe.exists() {
-            return Err(format!("'{}' is not a directory", probe.display()));
+            return Err(if probe == dir {
+                format!("'{}' is not a directory", dir.display())
+            } else {
+                format!("'{}' cannot be created: '{}' is not a directory", dir.display(), probe.display())
+            });
         }
         match probe.parent() {
             // A relative path ends in the working directory: probe it too.
@@ -228,5 +250,16 @@ pub(super) fn writable_or_creatable(dir: &Path) -> Result<(), String> {
             Some(parent) => probe = parent,
             None => return Ok(()),
         }
+    }
+}
+
+/// Whether a directory can be made in `parent`: one is made, and removed.
+fn can_make_directory_in(parent: &Path) -> std::io::Result<()> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let probe = parent.join(format!(".flagsd-check-{}-{nanos}", std::process::id()));
+    match std::fs::create_dir(&probe) {
+        Ok(()) => std::fs::remove_dir(&probe),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }

@@ -11,10 +11,13 @@ pub struct UsageError(pub String);
 /// One thing wrong with a configuration: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// The file (or `environment`) it comes from.
+    /// The file it comes from, or the environment variable or option
+    /// that set the value.
     pub origin: String,
     /// Line in the file, where known.
     pub line: Option<usize>,
+    /// Column in the line (in characters, from 1), where known.
+    pub column: Option<usize>,
     /// Key path such as `batch[2].max_req`, where known.
     pub key: Option<String>,
     /// What is wrong.
@@ -26,6 +29,9 @@ impl fmt::Display for Problem {
         write!(f, "{}", self.origin)?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
         }
         if let Some(key) = &self.key {
             write!(f, ": {key}")?;
@@ -49,6 +55,7 @@ impl ConfigError {
             problems: vec![Problem {
                 origin: origin.to_owned(),
                 line: None,
+                column: None,
                 key: key.map(str::to_owned),
                 message: message.into(),
             }],

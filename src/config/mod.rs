@@ -17,11 +17,15 @@ pub mod fetch;
 pub mod file;
 pub mod fleet;
 pub mod job;
+pub mod layers;
 pub mod names;
-mod problems;
+pub mod place;
+mod reader;
 pub mod server;
 pub mod settings;
 pub mod source;
+mod suggest;
+mod tree;
 pub mod validate;
 
 pub use error::{ConfigError, Problem, UsageError};

@@ -1,13 +1,13 @@
 //! The checked configuration of `run`, `serve` and `check-config`.
 //!
 //! [`Settings::check`] turns a [`RawConfig`] into typed settings, collecting
-//! every problem it finds (not only the first), each naming its key path:
-//! `flagsd.toml: batch[2].max_req: must be >= 1`. Batch indices count from 0,
-//! as in the `config` crate's own messages.
+//! every problem it finds (not only the first), each naming its key path
+//! and said where the value was set: `flagsd.toml:14:11: batch[2].max_req:
+//! must be >= 1`. Batch indices count from 0.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::checker::{
@@ -18,6 +18,7 @@ use super::error::{ConfigError, Problem};
 use super::file::{RawAdmin, RawConfig, RawSize};
 use super::fleet::{self, FleetSettings};
 use super::job::{JobConfig, pool_size};
+use super::place::{Place, Places};
 use super::server::Server;
 use super::{defaults, validate};
 use crate::engine::retry::RetryPolicy;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub fleet: Option<FleetSettings>,
     /// Most threads the batches' workers run on.
     pub threads: usize,
+    /// Where each value was set, to say a problem found later there.
+    pub places: Places,
 }
 
 /// The admin endpoint's settings, checked.
@@ -109,6 +112,20 @@ fn check_admin(checker: &mut Checker, raw: &RawAdmin) -> Option<AdminSettings> {
     }
 }
 
+/// The places of `raw`'s values, with the output directory of each batch
+/// that does not set one where `defaults.output` was set: a problem with
+/// `{defaults.output}/{name}` is one with `defaults.output`.
+fn with_batch_outputs(raw: &RawConfig) -> Places {
+    let mut places = raw.places.clone();
+    let base: Option<Place> = raw.places.exactly("defaults.output").cloned();
+    for (i, batch) in raw.batch.iter().enumerate() {
+        if let (None, Some(base)) = (&batch.output, &base) {
+            places.insert(&format!("batch[{i}].output"), base.clone());
+        }
+    }
+    places
+}
+
 /// The shortest schedule interval.
 const MIN_EVERY: Duration = Duration::from_secs(1);
 
@@ -121,7 +138,8 @@ impl Settings {
 
     /// Checks `raw`, read from `origin` (a file name, for messages).
     pub fn check(raw: &RawConfig, origin: &str) -> Result<Self, ConfigError> {
-        let mut checker = Checker::new(origin);
+        let places = with_batch_outputs(raw);
+        let mut checker = Checker::new(origin, &places);
         let servers = check_servers(&mut checker, &raw.servers);
         let d = &raw.defaults;
         let default_max_req = checker.at_least_one("defaults.max_req".into(), d.max_req);
@@ -216,7 +234,57 @@ impl Settings {
             admin,
             fleet,
             threads,
+            places: places.clone(),
         })
+    }
+
+    /// The number of batches, in words: `1 batch`, `3 batches`.
+    pub fn batch_count(&self) -> String {
+        match self.batches.len() {
+            1 => "1 batch".to_owned(),
+            n => format!("{n} batches"),
+        }
+    }
+
+    /// Every file and directory the configuration names, each with its
+    /// key, as it will be used: the batches' output directories, the state
+    /// directory (without a fleet), the admin token, the fleet's files, and
+    /// the files of the servers the batches use. A relative path is
+    /// relative to the working directory: one written in the file was
+    /// resolved from the file's directory when it was read.
+    pub fn paths(&self) -> Vec<(String, &Path)> {
+        let mut paths: Vec<(String, &Path)> = self
+            .batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("batch[{i}].output"), b.job.output.as_path()))
+            .collect();
+        if self.fleet.is_none() {
+            paths.push(("state.dir".to_owned(), &self.state_dir));
+        }
+        let admin = self.admin.as_ref().and_then(|a| a.token_file.as_deref());
+        paths.extend(admin.map(|path| ("admin.token_file".to_owned(), path)));
+        if let Some(fleet) = &self.fleet {
+            let files = [
+                ("creds_file", &fleet.creds_file),
+                ("token_file", &fleet.token_file),
+                ("tls_ca_file", &fleet.tls_ca_file),
+            ];
+            paths.extend(files.into_iter().filter_map(|(key, path)| Some((format!("fleet.{key}"), path.as_deref()?))));
+        }
+        for (key, server) in self.servers(&[]) {
+            let transport = &server.transport;
+            let files = [
+                ("ca_file", &transport.tls.ca_file),
+                ("client_cert", &transport.tls.client_cert),
+                ("client_key", &transport.tls.client_key),
+                ("credentials_file", &transport.credentials_file),
+                ("proxy_credentials_file", &transport.proxy.credentials_file),
+            ];
+            paths
+                .extend(files.into_iter().filter_map(|(name, path)| Some((format!("{key}.{name}"), path.as_deref()?))));
+        }
+        paths
     }
 
     /// The batches named in `names` (all when empty), in file order; an
@@ -246,7 +314,7 @@ impl Settings {
             .chain(state)
             .filter_map(|(key, dir)| writable_or_creatable(dir).err().map(|message| (key, message)));
         let fleet_files = self.fleet.iter().flat_map(FleetSettings::check_files);
-        problems(origin, dirs.chain(fleet_files))
+        problems(origin, &self.places, dirs.chain(fleet_files))
     }
 
     /// Problems with the secrets: the admin token file must hold a token,
@@ -255,7 +323,7 @@ impl Settings {
         let token = self.admin.as_ref().and_then(|admin| admin.token().err());
         let admin = token.map(|message| ("admin.token_file".to_owned(), message)).into_iter();
         let fleet = self.fleet.iter().flat_map(FleetSettings::check_secrets);
-        problems(origin, admin.chain(fleet).chain(self.server_secret_problems(&[])))
+        problems(origin, &self.places, admin.chain(fleet).chain(self.server_secret_problems(&[])))
     }
 
     /// Problems with the secrets of the servers of the batches named in
@@ -264,7 +332,7 @@ impl Settings {
     /// certificate, a credentials file read. What `run` checks before its
     /// first request, and `serve` with the other secrets.
     pub fn check_client_keys(&self, origin: &str, names: &[String]) -> Result<(), ConfigError> {
-        problems(origin, self.server_secret_problems(names))
+        problems(origin, &self.places, self.server_secret_problems(names))
     }
 
     /// The servers of the batches named in `names` (all when empty), each
@@ -301,10 +369,7 @@ impl Settings {
             s.transport.secret_files().into_iter().map(move |(name, path)| (format!("{key}.{name}"), path))
         });
         let files: Vec<(String, &std::path::Path)> = admin.chain(fleet).chain(servers).collect();
-        exposed_secrets(files)
-            .into_iter()
-            .map(|(key, message)| Problem { origin: origin.to_owned(), line: None, key: Some(key), message })
-            .collect()
+        exposed_secrets(files).into_iter().map(|(key, message)| self.places.problem(origin, &key, message)).collect()
     }
 }
 
@@ -314,7 +379,7 @@ mod tests {
     use crate::config::ServerTarget;
     use crate::config::file::{RawBatch, RawCodes, RawServer};
 
-    use crate::config::file::{Naming, RawDaemon, RawDefaults};
+    use crate::config::file::Naming;
 
     fn batch(name: &str) -> RawBatch {
         RawBatch {
@@ -331,15 +396,7 @@ mod tests {
     }
 
     fn raw(batches: Vec<RawBatch>) -> RawConfig {
-        RawConfig {
-            servers: BTreeMap::new(),
-            defaults: RawDefaults::default(),
-            daemon: RawDaemon::default(),
-            state: Default::default(),
-            admin: Default::default(),
-            fleet: None,
-            batch: batches,
-        }
+        RawConfig { batch: batches, ..RawConfig::default() }
     }
 
     fn messages(raw: &RawConfig) -> Vec<String> {
@@ -411,12 +468,50 @@ mod tests {
             "flagsd.toml: batch[1].limit: must be >= 1",
             "flagsd.toml: batch[1].server: unknown server label 'NOWHERE'",
             "flagsd.toml: batch[2].name: '../x' must be",
-            "flagsd.toml: batch[2].codes: 'most' must be",
+            "flagsd.toml: batch[2].codes: unknown value \"most\"; expected \"all\", \"every\" or a list of codes",
         ];
         assert_eq!(m.len(), expected_prefixes.len(), "{m:#?}");
         for prefix in expected_prefixes {
             assert!(m.iter().any(|l| l.starts_with(prefix)), "no {prefix:?} in {m:#?}");
         }
+    }
+
+    #[test]
+    fn problems_are_said_where_their_values_were_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flagsd.toml");
+        let load = |text: &str, env: &[(&str, &str)]| {
+            std::fs::write(&path, text).unwrap();
+            let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+            crate::config::layers::load(Some(&path), env, &Default::default()).unwrap()
+        };
+        let text = "[defaults]\noutput = \"out\"\n[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n\
+                    [[batch]]\nname = \"b\"\nserver = \"DEMO\"\n";
+        let raw = load(&format!("{text}max_req = 0\n"), &[("FLAGSD_DEFAULTS__RETRIES", "-1")]);
+        let error = Settings::check(&raw, "flagsd.toml").unwrap_err();
+        let lines: Vec<String> = error.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "flagsd.toml:9:11: batch[1].max_req: must be >= 1",
+                "environment variable FLAGSD_DEFAULTS__RETRIES: must be from 0 to 4294967295",
+            ]
+        );
+        // A batch without an output directory of its own writes under
+        // defaults.output: a problem with it is said where that was set.
+        let settings = Settings::check(&load(text, &[]), "flagsd.toml").unwrap();
+        let said = |key: &str| settings.places.problem("flagsd.toml", key, "m").to_string();
+        assert_eq!(said("batch[0].output"), "flagsd.toml:2:10: batch[0].output: m");
+        assert_eq!(said("batch[1].name"), "flagsd.toml:7:8: batch[1].name: m");
+    }
+
+    #[test]
+    fn batches_are_counted_in_words() {
+        let count = |n: usize| {
+            let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+            Settings::check(&raw(names.iter().map(|n| batch(n)).collect()), "f").unwrap().batch_count()
+        };
+        assert_eq!([count(0), count(1), count(2)], ["0 batches", "1 batch", "2 batches"]);
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use super::args::ConfigArgs;
 use super::checker;
 use super::defaults;
-use super::error::{ConfigError, UsageError};
+use super::error::{ConfigError, Problem, UsageError};
 use super::file::{self, Overrides};
+use super::layers;
 use super::server::Servers;
 use super::settings::Settings;
 use super::validate;
@@ -57,13 +58,13 @@ impl ConfigSource {
     /// The server labels for `fetch`: built-in, overridden by the file's and
     /// the environment's `[servers]`.
     pub fn servers(&self) -> Result<Servers, ConfigError> {
-        let raw = file::load(self.path.as_deref(), std::env::vars(), &self.overrides)?;
+        let raw = layers::load(self.path.as_deref(), configuration_variables()?, &self.overrides)?;
         checker::configured_servers(&raw, &self.origin())
     }
 
     /// Reads, layers and checks the configuration (environment from this process).
     pub fn load(&self) -> Result<Settings, ConfigError> {
-        let raw = file::load(self.path.as_deref(), std::env::vars(), &self.overrides)?;
+        let raw = layers::load(self.path.as_deref(), configuration_variables()?, &self.overrides)?;
         Settings::check(&raw, &self.origin())
     }
 
@@ -92,4 +93,25 @@ impl ConfigSource {
         settings.check_secrets(&self.origin())?;
         Ok(settings)
     }
+}
+
+/// The configuration variables of this process (`FLAGSD_…__…`); one whose
+/// value is not UTF-8 text is a problem, named.
+fn configuration_variables() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut variables = Vec::new();
+    let mut problems = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with("FLAGSD_") && n.contains("__")) else { continue };
+        match value.into_string() {
+            Ok(value) => variables.push((name.to_owned(), value)),
+            Err(_) => problems.push(Problem {
+                origin: format!("environment variable {name}"),
+                line: None,
+                column: None,
+                key: None,
+                message: "is not UTF-8 text".to_owned(),
+            }),
+        }
+    }
+    if problems.is_empty() { Ok(variables) } else { Err(ConfigError { problems }) }
 }

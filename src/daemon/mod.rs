@@ -74,7 +74,9 @@ fn start_admin(
     requests: mpsc::Sender<AdminRequest>,
 ) -> Result<Option<AdminServer>, FatalError> {
     let Some(admin) = &settings.admin else { return Ok(None) };
-    let token = admin.token().map_err(|message| ConfigError::single(origin, Some("admin.token_file"), message))?;
+    let token = admin.token().map_err(|message| ConfigError {
+        problems: vec![settings.places.problem(origin, "admin.token_file", message)],
+    })?;
     let with_token = token.is_some();
     let options = AdminOptions { listen: admin.listen, token, hosts: admin.hosts.clone(), config: origin.to_owned() };
     let server = AdminServer::spawn(options, requests)?;

@@ -54,7 +54,7 @@ fn flagsd_config_names_the_file_when_no_flag_does() {
     let (status, stdout, stderr) =
         flagsd_in(dir.path(), &["check-config"], &[("FLAGSD_CONFIG", config.to_str().unwrap())]);
     assert_eq!(status, 0, "{stderr}");
-    assert!(stdout.contains("via-env.toml: OK (1 batches, 0 scheduled)"), "{stdout}");
+    assert!(stdout.contains("via-env.toml: OK (1 batch, 0 scheduled)"), "{stdout}");
 }
 
 /// Asserts that `check-config` and `run` both reject `text` with exit
@@ -83,37 +83,40 @@ fn a_missing_file_is_rejected() {
 
 #[test]
 fn a_syntax_error_names_its_line() {
-    assert_rejected("[defaults]\nmax_req = 3\n\n[[batch]\nname = \"b\"\n", ":4: TOML syntax error: ");
+    assert_rejected("[defaults]\nmax_req = 3\n\n[[batch]\nname = \"b\"\n", ":4:9: TOML syntax error: ");
 }
 
 #[test]
 fn an_unknown_key_is_rejected() {
     assert_rejected(
         "[[batch]]\nname = \"b\"\nserver = \"URL\"\ncountries = [\"BR\"]\n",
-        ": batch[0]: unknown field `countries`",
+        ":4:1: batch[0]: unknown key countries; known keys: name, codes, limit, server, output, max_req, every, naming, verbose",
     );
 }
 
 #[test]
 fn a_wrong_type_is_rejected() {
-    assert_rejected("[defaults]\nverbose = \"very\"\n", ": defaults.verbose: expected a boolean");
-    assert_rejected("[[batch]]\nname = \"b\"\nserver = \"URL\"\nevery = \"often\"\n", ": batch[0].every: ");
+    assert_rejected("[defaults]\nverbose = \"very\"\n", ":2:11: defaults.verbose: expected a boolean");
+    assert_rejected(
+        "[[batch]]\nname = \"b\"\nserver = \"URL\"\nevery = \"often\"\n",
+        ":4:9: batch[0].every: 'often' is not a duration",
+    );
 }
 
 #[test]
 fn an_out_of_range_value_is_rejected() {
     assert_rejected(
         "[[batch]]\nname = \"a\"\nserver = \"URL\"\n[[batch]]\nname = \"b\"\nserver = \"URL\"\nmax_req = 0\n",
-        ": batch[1].max_req: must be >= 1",
+        ":7:11: batch[1].max_req: must be >= 1",
     );
-    assert_rejected("[defaults]\nthreads = 0\n", ": defaults.threads: must be from 1 to 256 (got 0)");
+    assert_rejected("[defaults]\nthreads = 0\n", ":2:11: defaults.threads: must be from 1 to 256 (got 0)");
 }
 
 #[test]
 fn a_duplicate_batch_is_rejected() {
     assert_rejected(
         "[[batch]]\nname = \"a\"\nserver = \"URL\"\n[[batch]]\nname = \"a\"\nserver = \"URL\"\n",
-        ": batch[1].name: duplicate batch name 'a' (also batch[0])",
+        ":5:8: batch[1].name: duplicate batch name 'a' (also batch[0])",
     );
 }
 
@@ -121,7 +124,7 @@ fn a_duplicate_batch_is_rejected() {
 fn an_unknown_server_label_is_rejected() {
     assert_rejected(
         "[[batch]]\nname = \"a\"\nserver = \"MIRROR\"\n",
-        ": batch[0].server: unknown server label 'MIRROR'",
+        ":3:10: batch[0].server: unknown server label 'MIRROR'",
     );
 }
 
@@ -134,7 +137,11 @@ fn an_unwritable_output_directory_is_rejected_by_check_config() {
     write_file(dir.path(), "flagsd.toml", &text);
     let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 2);
-    let expected = format!("flagsd.toml: batch[0].output: '{}' is not a directory", file.display());
+    let expected = format!(
+        "flagsd.toml:4:10: batch[0].output: '{}' cannot be created: '{}' is not a directory",
+        output.display(),
+        file.display()
+    );
     assert!(stderr.starts_with(&expected), "{stderr}");
 }
 
@@ -190,4 +197,188 @@ fn run_reports_each_batch_and_exits_with_the_worst_status() {
     assert_eq!(assert_only_complete_flags(&dir.path().join("downloaded/good")), 17);
     assert_eq!(files_in(&dir.path().join("downloaded/bad")), Vec::<String>::new());
     assert!(!dir.path().join("downloaded/unused").exists());
+}
+
+/// Internal type names that no message may show.
+const INTERNAL_NAMES: [&str; 6] = ["Raw", "Naming", "untagged", "variant constructor", "invalid type", "serde"];
+
+#[test]
+fn check_config_names_the_place_the_key_and_the_types_of_every_bad_value() {
+    let batch = "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n";
+    let cases: [(String, &str); 12] = [
+        (
+            "[defaults]\nverbose = \"yes\"\n".into(),
+            "flagsd.toml:2:11: defaults.verbose: expected a boolean (true or false), found a string (\"yes\")",
+        ),
+        (
+            "[defaults]\nverbose = 1\n".into(),
+            "flagsd.toml:2:11: defaults.verbose: expected a boolean (true or false), found an integer (1)",
+        ),
+        (
+            format!("{batch}limit = \"3\"\n"),
+            "flagsd.toml:4:9: batch[0].limit: expected an integer, found a string (\"3\")",
+        ),
+        (
+            "[defaults]\nmax_req = 2.5\n".into(),
+            "flagsd.toml:2:11: defaults.max_req: expected an integer, found a float (2.5)",
+        ),
+        (
+            "[defaults]\ntimeout = 5\n".into(),
+            "flagsd.toml:2:11: defaults.timeout: expected a duration: a string with a unit, such as \"5s\", found an \
+             integer (5)",
+        ),
+        (
+            format!("{batch}codes = 5\n"),
+            "flagsd.toml:4:9: batch[0].codes: expected a list of codes (such as [\"BR\", \"c\"]), \"all\" or \"every\", \
+             found an integer (5)",
+        ),
+        (
+            format!("{batch}codes = \"al\"\n"),
+            "flagsd.toml:4:9: batch[0].codes: unknown value \"al\"; did you mean \"all\"?",
+        ),
+        (
+            format!("{batch}naming = \"flag\"\n"),
+            "flagsd.toml:4:10: batch[0].naming: unknown value \"flag\"; expected one of \"code\", \"country\"",
+        ),
+        ("[defaults]\nmaxreq = 3\n".into(), "flagsd.toml:2:1: defaults: unknown key maxreq; did you mean max_req?"),
+        ("[defaulds]\nmax_req = 3\n".into(), "flagsd.toml:1:2: unknown key defaulds; did you mean defaults?"),
+        (
+            "[servers]\nMIRROR = { url = \"http://m/flags\", ca_fille = \"ca.pem\" }\n".into(),
+            "flagsd.toml:2:36: servers.MIRROR: unknown key ca_fille; did you mean ca_file?",
+        ),
+        (
+            format!("{batch}output = \"/proc/foo\"\n"),
+            "flagsd.toml:4:10: batch[0].output: '/proc/foo' cannot be created: no directory can be made in '/proc': ",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (text, expected) in cases {
+        write_file(dir.path(), "flagsd.toml", &text);
+        let (status, stdout, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
+        assert_eq!((status, stdout.as_str()), (2, ""), "{text}");
+        assert_eq!(stderr.lines().count(), 1, "{text}: {stderr}");
+        assert!(stderr.starts_with(expected), "{text}:\n{stderr}\nexpected {expected}");
+        assert!(!INTERNAL_NAMES.iter().any(|name| stderr.contains(name)), "{stderr}");
+    }
+}
+
+#[test]
+fn a_value_from_the_environment_is_named_by_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", "[defaults]\nmax_req = 5\n");
+    for (variable, value, expected) in [
+        ("FLAGSD_DEFAULTS__MAXREQ", "5", "unknown key maxreq; did you mean max_req?"),
+        ("FLAGSD_DEFAULTS__MAX_REQ", "0", "must be >= 1"),
+        ("FLAGSD_DEFAULTS__MAX_REQ", "2.5", "expected an integer, found \"2.5\""),
+        (
+            "FLAGSD_DEFAULTS__VERBOSE",
+            "maybe",
+            "expected a boolean (true, false, yes, no, on, off, 1 or 0), found \"maybe\"",
+        ),
+    ] {
+        let (status, _, stderr) =
+            flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[(variable, value)]);
+        assert_eq!(status, 2, "{variable}: {stderr}");
+        assert_eq!(stderr, format!("environment variable {variable}: {expected}\n"));
+    }
+    // Variables are text: their values are parsed as the key's type.
+    let env = [("FLAGSD_DEFAULTS__VERBOSE", "yes"), ("FLAGSD_DEFAULTS__MAX_REQ", "7")];
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &env);
+    assert_eq!((status, stdout.as_str()), (0, "flagsd.toml: OK (0 batches, 0 scheduled)\n"), "{stderr}");
+}
+
+#[test]
+fn check_config_without_a_file_says_so_and_an_empty_file_gets_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stdout, stderr) = flagsd_in(dir.path(), &["check-config"], &[]);
+    let default = Path::new("/etc/flagsd/flagsd.toml");
+    if default.exists() {
+        // This machine has the default file: it is the one checked.
+        assert!(stdout.contains("/etc/flagsd/flagsd.toml") || stderr.contains("/etc/flagsd/flagsd.toml"), "{stderr}");
+    } else {
+        assert_eq!((status, stdout.as_str()), (2, ""));
+        assert!(
+            stderr.starts_with(
+                "*** Usage error: no configuration file to check: give --config FILE or set FLAGSD_CONFIG (the \
+                 default, /etc/flagsd/flagsd.toml, does not exist)\n"
+            ),
+            "{stderr}"
+        );
+    }
+    for text in ["", "# only a comment\n\n"] {
+        write_file(dir.path(), "empty.toml", text);
+        let (status, stdout, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "empty.toml"], &[]);
+        assert_eq!((status, stdout.as_str()), (0, "empty.toml: OK (0 batches, 0 scheduled)\n"), "{stderr}");
+        assert_eq!(
+            stderr,
+            "empty.toml: note: the file sets nothing (it is empty, or only comments): the built-in defaults apply, \
+             and there are no batches\n"
+        );
+    }
+}
+
+#[test]
+fn relative_paths_in_the_file_start_from_its_directory_and_others_from_the_working_directory() {
+    let server = clean_server();
+    let root = tempfile::tempdir().unwrap();
+    let (etc, work) = (root.path().join("etc"), root.path().join("work"));
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let text = format!(
+        "[defaults]\noutput = \"out\"\n[state]\ndir = \"st\"\n[admin]\nlisten = \"0\"\ntoken_file = \"admin-token\"\n\
+         [[batch]]\nname = \"a\"\ncodes = [\"BR\"]\nserver = \"{}\"\n[[batch]]\nname = \"b\"\ncodes = [\"CN\"]\n\
+         server = \"{}\"\noutput = \"/nonexistent-flagsd-dir/b\"\n",
+        server.url(),
+        server.url()
+    );
+    write_file(&etc, "flagsd.toml", &text);
+    let config = "../etc/flagsd.toml";
+    let (status, stdout, stderr) = flagsd_in(&work, &["check-config", "-v", "--config", config], &[]);
+    assert_eq!(status, 0, "{stderr}");
+    let etc = etc.canonicalize().unwrap();
+    let work = work.canonicalize().unwrap();
+    let expected = [
+        format!("{config}: OK (2 batches, 0 scheduled)"),
+        format!("  batch[0].output: {}/out/a ({config}:2:10)", etc.display()),
+        format!("  batch[1].output: /nonexistent-flagsd-dir/b ({config}:16:10)"),
+        format!("  state.dir: {}/st ({config}:4:7)", etc.display()),
+        format!("  admin.token_file: {}/admin-token ({config}:7:14)", etc.display()),
+    ];
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stdout}");
+
+    let (status, _, stderr) = flagsd_in(&work, &["run", "--config", config, "a"], &[]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(files_in(&etc.join("out/a")), ["BR.gif"]);
+    assert!(etc.join("st/flagsd.db").exists());
+    assert!(!work.join("out").exists() && !work.join("st").exists());
+
+    // Paths from the environment and the command line start from the working directory.
+    let env = [("FLAGSD_STATE__DIR", "env-state")];
+    let (status, stdout, stderr) = flagsd_in(&work, &["check-config", "-v", "-o", "flag-out", "-c", config], &env);
+    assert_eq!(status, 0, "{stderr}");
+    for line in [
+        format!("  batch[0].output: {}/flag-out/a (option --output, from the working directory)", work.display()),
+        format!(
+            "  state.dir: {}/env-state (environment variable FLAGSD_STATE__DIR, from the working directory)",
+            work.display()
+        ),
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no {line:?} in\n{stdout}");
+    }
+}
+
+#[test]
+fn a_problem_with_a_value_from_the_command_line_names_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "flagsd.toml", "[[batch]]\nname = \"a\"\nserver = \"DEMO\"\n");
+    let (status, _, stderr) =
+        flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml", "-o", "/proc/flagsd-test"], &[]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "option --output: batch[0].output: '/proc/flagsd-test/a' cannot be created: no directory can be made in \
+             '/proc': "
+        ),
+        "{stderr}"
+    );
 }

@@ -60,7 +60,7 @@ fn reload_without_a_pid_asks_the_daemon_and_prints_its_answer() {
     assert_eq!((status, stdout.as_str()), (2, ""), "{stderr}");
     let expected = format!(
         "the daemon at http://{addr}: flagsd.toml was not reloaded; the previous configuration stays in force:\n\
-         flagsd.toml: batch[2].output: '/proc' is not writable"
+         flagsd.toml:17:10: batch[2].output: '/proc/flagsd-test' cannot be created: no directory can be made in '/proc'"
     );
     assert!(stderr.starts_with(&expected), "{stderr}");
     assert!(!batches().contains("\"name\":\"c\""), "{}", batches());
@@ -70,7 +70,7 @@ fn reload_without_a_pid_asks_the_daemon_and_prints_its_answer() {
     configure(dir.path(), &format!("{two}[[batch]]\nname = \"c\"\nmax_req = 0\n"));
     let (status, stdout, stderr) = reload();
     assert_eq!((status, stdout.as_str()), (2, ""), "{stderr}");
-    assert!(stderr.starts_with("flagsd.toml: batch[2].max_req: must be >= 1"), "{stderr}");
+    assert!(stderr.starts_with("flagsd.toml:16:11: batch[2].max_req: must be >= 1"), "{stderr}");
     assert_eq!(refusals(&daemon.log()), 1, "the daemon was asked: {}", daemon.log());
 
     // What waits for a restart is said as a warning.

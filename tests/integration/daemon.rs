@@ -35,7 +35,7 @@ fn batches_run_on_schedule_and_sighup_reloads_good_files_only() {
     write_file(dir.path(), "flagsd.toml", "[[batch]]\nname = \"a\"\nmax_req = 0\nserver = \"LOCAL\"\n");
     daemon.signal("HUP");
     assert!(
-        wait_until(LONG, || daemon.log().contains("flagsd.toml: batch[0].max_req: must be >= 1")),
+        wait_until(LONG, || daemon.log().contains("flagsd.toml:3:11: batch[0].max_req: must be >= 1")),
         "{}",
         daemon.log()
     );
@@ -87,7 +87,7 @@ fn a_bad_configuration_at_start_exits_2() {
     write_file(dir.path(), "flagsd.toml", "[defaults]\nmax_req = -1\n");
     let mut daemon = Daemon::start(dir.path(), &[]);
     assert_eq!(daemon.wait(LONG), Some(2));
-    assert!(daemon.log().starts_with("flagsd.toml: defaults.max_req: must be >= 1"), "{}", daemon.log());
+    assert!(daemon.log().starts_with("flagsd.toml:2:11: defaults.max_req: must be >= 1"), "{}", daemon.log());
 }
 
 /// Reads notify datagrams until one contains `wanted`; returns all states seen.

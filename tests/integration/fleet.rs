@@ -219,9 +219,9 @@ fn check_config_checks_the_fleet_section_without_nats() {
     let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "bad.toml"], &[]);
     assert_eq!(status, 2, "{stderr}");
     for expected in [
-        "bad.toml: fleet.nats[0]: 'http://127.0.0.1:4222' must start with nats:// or tls://",
-        "bad.toml: fleet.name: 'my.fleet' must be 1 to 32 letters, digits, '-' or '_'",
-        "bad.toml: fleet.replicas: must be from 1 to 5 (got 9)",
+        "bad.toml:2:9: fleet.nats[0]: 'http://127.0.0.1:4222' must start with nats:// or tls://",
+        "bad.toml:3:8: fleet.name: 'my.fleet' must be 1 to 32 letters, digits, '-' or '_'",
+        "bad.toml:4:12: fleet.replicas: must be from 1 to 5 (got 9)",
     ] {
         assert!(stderr.contains(expected), "no {expected:?} in\n{stderr}");
     }
@@ -233,7 +233,7 @@ fn check_config_checks_the_fleet_section_without_nats() {
     let env = [("FLAGSD_FLEET__REPLICAS", "0")];
     let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "good.toml"], &env);
     assert_eq!(status, 2, "{stderr}");
-    assert!(stderr.contains("fleet.replicas: must be from 1 to 5 (got 0)"), "{stderr}");
+    assert_eq!(stderr, "environment variable FLAGSD_FLEET__REPLICAS: must be from 1 to 5 (got 0)\n");
 }
 
 #[test]

@@ -219,7 +219,7 @@ fn servers_carry_their_proxy_in_the_configuration() {
     write_file(dir.path(), "flagsd.toml", &config("socks5://user:pw@127.0.0.1:1080"));
     let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 2, "{stderr}");
-    let expected = "flagsd.toml: servers.mirror.proxy: 'socks5://***@127.0.0.1:1080': only http:// and https:// \
+    let expected = "flagsd.toml:2:58: servers.mirror.proxy: 'socks5://***@127.0.0.1:1080': only http:// and https:// \
                     proxies are supported, not socks5://";
     assert!(stderr.starts_with(expected), "{stderr}");
 }

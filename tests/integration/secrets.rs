@@ -82,20 +82,28 @@ fn secret_files_that_others_can_read_are_warned_of() {
     );
     write_file(dir.path(), "flagsd.toml", &config);
     let check = || flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
+    let here = dir.path().canonicalize().unwrap();
+    let key_column = config.lines().nth(4).and_then(|line| line.find("\"client.key\"")).unwrap() + 1;
     for (mode, who) in [(0o644, Some("every user")), (0o640, Some("its group")), (0o600, None)] {
         chmod(&token, mode);
         chmod(&key, mode);
         let (status, stdout, stderr) = check();
         assert_eq!(status, 0, "a warning is no error: {stderr}");
-        assert!(stdout.starts_with("flagsd.toml: OK (1 batches"), "{stdout}");
+        assert!(stdout.starts_with("flagsd.toml: OK (1 batch,"), "{stdout}");
         match who {
             Some(who) => {
+                // Relative paths in the file start from its directory.
                 let token_warning = format!(
-                    "flagsd.toml: admin.token_file: warning: 'admin-token' can be read by {who} (mode 0{mode:o}): \
-                     keep it to its owner (chmod 600), or hand it to the service with LoadCredential="
+                    "flagsd.toml:3:14: admin.token_file: warning: '{}' can be read by {who} (mode 0{mode:o}): \
+                     keep it to its owner (chmod 600), or hand it to the service with LoadCredential=",
+                    here.join("admin-token").display()
                 );
                 assert!(stderr.contains(&token_warning), "{stderr}");
-                assert!(stderr.contains("flagsd.toml: servers.mirror.client_key: warning: 'client.key'"), "{stderr}");
+                let key_warning = format!(
+                    "flagsd.toml:5:{key_column}: servers.mirror.client_key: warning: '{}'",
+                    here.join("client.key").display()
+                );
+                assert!(stderr.contains(&key_warning), "{stderr}");
             }
             None => assert_eq!(stderr, "", "mode {mode:o}"),
         }
@@ -119,8 +127,8 @@ fn secret_files_that_others_can_read_are_warned_of() {
     let (_, _, stderr) = fetch(dir.path(), &args);
     assert!(stderr.contains(&format!("warning: '{key_text}' can be read by every user (mode 0644)")), "{stderr}");
     let daemon = Daemon::start(dir.path(), &[]);
-    let logged = "warning: 'client.key' can be read by every user (mode 0644)";
-    assert!(wait_until(LONG, || daemon.log().contains(logged)), "{}", daemon.log());
+    let logged = format!("warning: '{}' can be read by every user (mode 0644)", here.join("client.key").display());
+    assert!(wait_until(LONG, || daemon.log().contains(&logged)), "{}", daemon.log());
 }
 
 /// A server under `/flags` that wants `user:password` in Basic
@@ -161,10 +169,12 @@ fn a_servers_credentials_file_is_sent_and_never_shown() {
     std::fs::remove_file(&credentials).unwrap();
     let (status, _, stderr) = flagsd_in(dir.path(), &["run", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 2, "{stderr}");
-    assert!(
-        stderr.starts_with("flagsd.toml: servers.mirror.credentials_file: cannot read 'mirror-credentials'"),
-        "{stderr}"
+    // A relative path in the file starts from the file's directory.
+    let expected = format!(
+        "flagsd.toml:2:69: servers.mirror.credentials_file: cannot read '{}'",
+        dir.path().canonicalize().unwrap().join("mirror-credentials").display()
     );
+    assert!(stderr.starts_with(&expected), "{stderr}");
 
     let twice = config("").replace(&server.url(), &server.url().replace("http://", "http://bob:pw@"));
     write_file(dir.path(), "flagsd.toml", &twice);

@@ -85,7 +85,7 @@ fn error_lines_and_problems_quoting_values_are_escaped() {
     write_file(dir.path(), "flagsd.toml", &format!("[[batch]]\nname = {}\nserver = \"DEMO\"\n", toml_string(nasty)));
     let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 2, "{}", stderr.escape_debug());
-    assert!(stderr.starts_with("flagsd.toml: batch[0].name: 'x\\x1b]0;owned"), "{}", stderr.escape_debug());
+    assert!(stderr.starts_with("flagsd.toml:2:8: batch[0].name: 'x\\x1b]0;owned"), "{}", stderr.escape_debug());
     assert_inert("check-config's problems", &stderr);
 
     let output = toml_string(&format!("/proc/{nasty}"));

@@ -207,7 +207,10 @@ fn servers_carry_their_tls_files_in_the_configuration() {
     write_file(dir.path(), "flagsd.toml", &entry(Path::new("/nonexistent/ca.pem")));
     let (status, _, stderr) = flagsd_in(dir.path(), &["check-config", "--config", "flagsd.toml"], &[]);
     assert_eq!(status, 2, "{stderr}");
-    assert!(stderr.starts_with("flagsd.toml: servers.internal.ca_file: cannot read '/nonexistent/ca.pem'"), "{stderr}");
+    assert!(
+        stderr.starts_with("flagsd.toml:2:63: servers.internal.ca_file: cannot read '/nonexistent/ca.pem'"),
+        "{stderr}"
+    );
 }
 
 /// The lines of base64 of the PEM file `path`, for looking for any of them
@@ -250,10 +253,12 @@ fn a_key_flattened_onto_one_line_is_refused_without_a_byte_of_it() {
          [[batch]]\nname = \"b\"\ncodes = [\"BR\"]\nserver = \"internal\"\n"
     );
     write_file(out.path(), "flagsd.toml", &config);
+    let column = config.lines().nth(1).and_then(|line| line.find("client_key = ")).unwrap() + "client_key = ".len() + 1;
     for command in ["run", "serve"] {
         let (status, stdout, stderr) = flagsd_in(out.path(), &[command, "--config", "flagsd.toml"], &[]);
         assert_eq!(status, 2, "{command}: {stdout}{stderr}");
-        let expected = format!("flagsd.toml: servers.internal.client_key: '{flat_text}' holds a PEM key whose");
+        let expected =
+            format!("flagsd.toml:2:{column}: servers.internal.client_key: '{flat_text}' holds a PEM key whose");
         assert!(stderr.contains(&expected), "{command}: {stderr}");
         assert_no_key_in(&lines, &format!("{stdout}{stderr}"));
     }
