@@ -8,7 +8,14 @@ use crate::helpers::*;
 
 /// The batch names in the rows of a `status` table.
 fn status_rows(stdout: &str) -> Vec<String> {
-    stdout.lines().skip(2).filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect()
+    // The table ends at the first empty line (named batches' last runs follow).
+    stdout
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]

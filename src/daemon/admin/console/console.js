@@ -391,8 +391,8 @@
     const run = hash.match(/^#\/runs\/(\d+)$/);
     $('runs-view').hidden = !batch;
     $('run-view').hidden = !run;
-    if (batch) loadRuns(decodeURIComponent(batch[1]), null);
-    if (run) loadRun(run[1]);
+    if (batch) loadRuns(decodeURIComponent(batch[1]), null).then(() => $('runs-view').scrollIntoView());
+    if (run) loadRun(run[1]).then(() => $('run-view').scrollIntoView());
   }
 
   document.addEventListener('DOMContentLoaded', () => {
