@@ -13,6 +13,7 @@ use std::rc::Rc;
 use crate::job::{FETCH_BATCH, FatalError, JobContext, LocalLedger, PreparedJob, Recording};
 use crate::model::causes::Causes;
 use crate::model::exit::ExitStatus;
+use crate::model::outcome::Outcome;
 use crate::model::run::CodeResult;
 use crate::model::text::terminal_safe_lines;
 use crate::present::report::{ConsoleSink, causes_note, emit, final_report, initial_report};
@@ -81,10 +82,13 @@ pub async fn run(config: FetchConfig) -> Result<ExitStatus, FatalError> {
         emit(&to_json(&FetchDocument { schema_version: SCHEMA_VERSION, command: "fetch", result }));
     } else if !config.quiet {
         emit(&final_report(&summary.counts, finished.elapsed));
-        let results: Vec<CodeResult> = summary.outcomes.iter().map(CodeResult::of).collect();
-        let hint = "is a server listening there? -s DEMO uses the built-in one";
-        if let Some(note) = causes_note(&Causes::of(&results), &finished.prepared.display_url, hint) {
-            eprintln!("{}", terminal_safe_lines(&note));
+        if summary.counts.errors > 0 {
+            let failed = summary.outcomes.iter().filter(|o| matches!(o.outcome, Outcome::Failed(_)));
+            let results: Vec<CodeResult> = failed.map(CodeResult::of).collect();
+            let hint = "is a server listening there? -s DEMO uses the built-in one";
+            if let Some(note) = causes_note(&Causes::of(&results), &finished.prepared.display_url, hint) {
+                eprintln!("{}", terminal_safe_lines(&note));
+            }
         }
     }
     if verbose {

@@ -133,12 +133,20 @@ fn a_node_that_starts_before_nats_becomes_ready_when_it_comes() {
         assert!(body.contains("not in the fleet yet"), "{body}");
     }
     assert_eq!(http(&addr, "GET", "/healthz", None).0, 200, "alive, though not ready");
+    assert_eq!(http(&addr, "GET", "/fleet", None).0, 503, "the console's fleet view waits for the node too");
     assert!(wait_until(FLEET_WAIT, || node.log().contains("cannot join the fleet yet")), "{}", node.log());
     nats.launch();
     node.wait_joined();
     assert!(wait_until(FLEET_WAIT, || http(&addr, "GET", "/readyz", None).0 == 200), "{}", node.log());
     let live = format!("flagsd_fleet_nodes{{fleet=\"{FLEET}\"}} 1\n");
     assert!(wait_until(FLEET_WAIT, || http(&addr, "GET", "/metrics", None).1.contains(&live)), "{}", node.log());
+    // The console's fleet view: the fleet, this node, the live nodes.
+    let (status, body) = http(&addr, "GET", "/fleet", None);
+    assert_eq!(status, 200, "{body}");
+    let fleet: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((fleet["name"].as_str(), fleet["node"].as_str()), (Some(FLEET), Some("a")), "{body}");
+    let nodes: Vec<&str> = fleet["nodes"].as_array().into_iter().flatten().filter_map(|n| n["node"].as_str()).collect();
+    assert_eq!(nodes, ["a"], "{body}");
     let (status, document) = finish(submit(&config));
     assert_eq!(status, 0, "{document}");
     let counts = &batch(&document)["counts"];
