@@ -389,15 +389,18 @@ async fn make_all(js: &jetstream::Context, names: &Names, plan: &Plan) -> Result
         num_replicas: replicas,
         ..Default::default()
     };
-    Ok(Made {
-        work: make_stream(work).await?,
-        outcomes: make_stream(outcomes).await?,
-        runs: key_value(js, bucket(names.runs_bucket(), Duration::ZERO)).await?,
-        ticks: key_value(js, bucket(names.ticks_bucket(), Duration::ZERO)).await?,
-        files: key_value(js, bucket(names.files_bucket(), Duration::ZERO)).await?,
-        file_names: key_value(js, bucket(names.names_bucket(), Duration::ZERO)).await?,
-        nodes: key_value(js, bucket(names.nodes_bucket(), NODE_LEASE)).await?,
-    })
+    // All at once: each is a round trip to NATS of its own, and every
+    // `flagsd run` in a fleet waits for them before it queues anything.
+    let (work, outcomes, runs, ticks, files, file_names, nodes) = tokio::try_join!(
+        make_stream(work),
+        make_stream(outcomes),
+        key_value(js, bucket(names.runs_bucket(), Duration::ZERO)),
+        key_value(js, bucket(names.ticks_bucket(), Duration::ZERO)),
+        key_value(js, bucket(names.files_bucket(), Duration::ZERO)),
+        key_value(js, bucket(names.names_bucket(), Duration::ZERO)),
+        key_value(js, bucket(names.nodes_bucket(), NODE_LEASE)),
+    )?;
+    Ok(Made { work, outcomes, runs, ticks, files, file_names, nodes })
 }
 
 /// The bucket of `config`, created if missing (by this node or a concurrent
