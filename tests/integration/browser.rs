@@ -202,3 +202,32 @@ fn the_console_fits_a_narrow_screen_and_the_keyboard() {
         "return /finished/.test(document.querySelector('#batches td a')?.textContent ?? '');",
     );
 }
+
+#[test]
+fn a_fleet_nodes_console_shows_its_fleet_and_a_run_in_progress() {
+    let Some(browsers) = Browsers::find() else { return };
+    let Some(nats) = crate::natsd::NatsServer::start() else { return };
+    let slow = server(TestServerOptions {
+        delay: Some("0.2".parse::<DelayRange>().expect("a delay")),
+        ..TestServerOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::fleetctl::config(dir.path(), &[nats.url()], &slow.url(), "\"all\"", "max_req = 2\n");
+    let node = crate::fleetctl::Node::start(&config, "a", &[("FLAGSD_ADMIN__LISTEN", "0")]);
+    node.wait_joined();
+    let addr = node.admin_addr();
+    let browser = Browser::start(&browsers, 1280, 900);
+    browser.open(&format!("http://{addr}/"));
+    browser.wait_for("the fleet's node", "return document.querySelector('#nodes tbody th')?.textContent === 'a';");
+    assert!(browser.text("#fleet-name").starts_with(crate::fleetctl::FLEET), "{}", browser.text("#fleet-name"));
+    assert!(browser.text("#about").contains(crate::fleetctl::FLEET), "{}", browser.text("#about"));
+    // A run of the fleet shows its progress, read from the queue.
+    browser.click(&row("world", "button[data-action=run]"));
+    let progress = format!(
+        "return /^\\d+\\/194 · /.test(document.querySelector({})?.textContent ?? '');",
+        js(&row("world", "td.running"))
+    );
+    browser.wait_for("the run's progress", &progress);
+    browser.click(&row("world", "button[data-action=cancel]"));
+    browser.wait_for("the cancel", "return document.getElementById('notice').textContent.startsWith('Cancelled run');");
+}
