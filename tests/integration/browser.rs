@@ -201,6 +201,17 @@ fn the_console_fits_a_narrow_screen_and_the_keyboard() {
         "the run's end",
         "return /finished/.test(document.querySelector('#batches td a')?.textContent ?? '');",
     );
+    // Readable in both schemes: dark text on light, light text on dark.
+    let lightness = "const sum = c => c.match(/\\d+/g).slice(0, 3).map(Number).reduce((a, b) => a + b, 0); \
+                     const style = getComputedStyle(document.body); \
+                     return [sum(style.backgroundColor), sum(style.color)];";
+    for (scheme, dark_background) in [("light", false), ("dark", true)] {
+        browser.prefer_color_scheme(scheme);
+        let sums = browser.eval(lightness);
+        let (background, text) = (sums[0].as_i64().unwrap_or(-1), sums[1].as_i64().unwrap_or(-1));
+        assert_eq!(background < text, dark_background, "{scheme}: background {background}, text {text}");
+        assert!((background - text).abs() > 300, "{scheme}: too little contrast ({background} against {text})");
+    }
 }
 
 #[test]

@@ -165,6 +165,14 @@ impl Browser {
         panic!("the page never showed {what}; it shows:\n{}", body.as_str().unwrap_or_default());
     }
 
+    /// Makes the page see `prefers-color-scheme: scheme` (`light`, `dark`),
+    /// through the DevTools protocol that ChromeDriver passes on.
+    pub fn prefer_color_scheme(&self, scheme: &str) {
+        let features = json!([{ "name": "prefers-color-scheme", "value": scheme }]);
+        let command = json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "features": features } });
+        self.call(reqwest::Method::POST, "/goog/cdp/execute", Some(command));
+    }
+
     /// The browser's cookies for the page's site (`HttpOnly` ones too).
     pub fn cookies(&self) -> Vec<Value> {
         self.call(reqwest::Method::GET, "/cookie", None).as_array().cloned().unwrap_or_default()
