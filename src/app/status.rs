@@ -120,11 +120,11 @@ async fn local_status(settings: &Settings, shown: Shown) -> Result<Found, FatalE
                 views.retain(|v| settings.batches.iter().any(|b| b.name == v.name));
                 let mut failures = BTreeMap::new();
                 if shown.failures {
-                    for id in with_errors(&views) {
+                    for (batch, id) in with_errors(&views) {
                         let details = client.call::<RunDetails>(Method::GET, &format!("/runs/{id}")).await;
                         // A run the daemon no longer keeps the outcomes of shows none.
                         if let Ok(details) = details {
-                            failures.insert(details.record.batch.clone(), failed(details.codes));
+                            failures.insert(batch, failed(details.codes));
                         }
                     }
                 }
@@ -146,18 +146,17 @@ async fn local_status(settings: &Settings, shown: Shown) -> Result<Found, FatalE
     let views: Vec<BatchView> = settings.batches.iter().map(|b| BatchView::of(b, last.remove(&b.name))).collect();
     let mut failures = BTreeMap::new();
     if let (Some(db), true) = (&db, shown.failures) {
-        for view in &views {
-            if let Some(run) = view.last_run.as_ref().filter(|r| has_errors(r)) {
-                failures.insert(view.name.clone(), failed(db.outcomes(run.id)?));
-            }
+        for (batch, id) in with_errors(&views) {
+            failures.insert(batch, failed(db.outcomes(id)?));
         }
     }
     Ok(Found { source: Source::StateDatabase { path, why }, views, nodes: None, failures })
 }
 
-/// The ids of the last runs among `views` that had errors.
-fn with_errors(views: &[BatchView]) -> Vec<i64> {
-    views.iter().filter_map(|v| v.last_run.as_ref()).filter(|r| has_errors(r)).map(|r| r.id).collect()
+/// The batches among `views` whose last run had errors, with that run's id.
+fn with_errors(views: &[BatchView]) -> Vec<(String, i64)> {
+    let last_runs = views.iter().filter_map(|v| Some((&v.name, v.last_run.as_ref()?)));
+    last_runs.filter(|(_, run)| has_errors(run)).map(|(batch, run)| (batch.clone(), run.id)).collect()
 }
 
 /// Whether `run` ended with codes in error.
@@ -311,10 +310,10 @@ async fn fleet_status(settings: &Settings, fleet: &FleetSettings, shown: Shown) 
         .collect();
     let mut failures = BTreeMap::new();
     if shown.failures {
-        for id in with_errors(&views) {
+        for (batch, id) in with_errors(&views) {
             if let Some(run) = nats.run_record(id).await? {
                 let (codes, _) = nats.outcomes_of(&run).await?;
-                failures.insert(run.record.batch.clone(), failed(codes));
+                failures.insert(batch, failed(codes));
             }
         }
     }

@@ -270,24 +270,25 @@ async fn sign(token: &str, request: &Mac, response: ServiceResponse<BoxBody>) ->
     ServiceResponse::new(req, response)
 }
 
-/// Logs a refused request (rate-limited): its method, path and peer, never
-/// its credentials.
-fn rejected(throttle: &Throttle, req: &ServiceRequest, refusal: auth::Refusal) {
+/// Logs a refused request (rate-limited) as `what`: its method, path, peer
+/// and `reason`, never its credentials.
+fn log_refused(throttle: &Throttle, req: &ServiceRequest, reason: &dyn std::fmt::Display, what: &str) {
     let peer = req.peer_addr().map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
     let (method, path) = (req.method(), req.path());
-    if throttle.allow(Kind::Unauthorized, Instant::now(), || format!("{method} {path} from {peer}: {refusal}")) {
-        tracing::warn!(kind = %Kind::Unauthorized.name(), %method, %path, %peer, reason = %refusal, "admin request rejected");
+    if throttle.allow(Kind::Unauthorized, Instant::now(), || format!("{method} {path} from {peer}: {reason}")) {
+        tracing::warn!(kind = %Kind::Unauthorized.name(), %method, %path, %peer, %reason, "{what}");
     }
 }
 
-/// Logs a request refused before its credentials were looked at
-/// (rate-limited), and gives its `403`.
+/// Logs a request refused for its credentials.
+fn rejected(throttle: &Throttle, req: &ServiceRequest, refusal: auth::Refusal) {
+    log_refused(throttle, req, &refusal, "admin request rejected");
+}
+
+/// Logs a request refused before its credentials were looked at, and
+/// gives its `403`.
 fn forbidden(throttle: &Throttle, req: &ServiceRequest, forbidden: &Forbidden) -> HttpResponse {
-    let peer = req.peer_addr().map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
-    let (method, path) = (req.method(), req.path());
-    if throttle.allow(Kind::Unauthorized, Instant::now(), || format!("{method} {path} from {peer}: {forbidden}")) {
-        tracing::warn!(kind = %Kind::Unauthorized.name(), %method, %path, %peer, reason = %forbidden, "admin request forbidden");
-    }
+    log_refused(throttle, req, forbidden, "admin request forbidden");
     json_error(StatusCode::FORBIDDEN, &forbidden.to_string())
 }
 
