@@ -20,7 +20,7 @@ use flagsd::config::server::check_base_url;
 use flagsd::config::validate::{MAX_DURATION, parse_duration, parse_listen, parse_size};
 use flagsd::config::{ConfigSource, Server};
 use flagsd::engine::retry::RetryPolicy;
-use flagsd::fleet::messages::{MAX_BATCH, MAX_OUTCOMES, MAX_WORK_ITEM, read_outcomes, read_work};
+use flagsd::fleet::messages::{MAX_BATCH, MAX_OUTCOMES, MAX_PARCEL, MAX_WORK_ITEM, read_outcomes, read_work};
 use flagsd::http::proxy::parse_proxy;
 use flagsd::http::rate::Rate;
 use flagsd::http::response::parse_retry_after;
@@ -412,16 +412,19 @@ proptest! {
     }
 
     #[test]
-    fn a_work_item_of_any_bytes_is_a_code_of_its_run_or_dropped(
+    fn a_work_item_of_any_bytes_is_codes_of_its_run_or_dropped(
         payload in prop_oneof![
             prop::collection::vec(any::<u8>(), 0..400),
-            any_code().prop_map(|code| serde_json::json!({"code": code}).to_string().into_bytes()),
+            prop::collection::vec(any_code(), 1..20)
+                .prop_map(|codes| serde_json::json!({"codes": codes}).to_string().into_bytes()),
         ]
     ) {
         let codes = run_codes();
-        match read_work(&payload, &codes) {
-            Ok(code) => {
-                prop_assert!(codes.contains(code) && payload.len() <= MAX_WORK_ITEM);
+        match read_work(&payload, &codes, None) {
+            Ok(parcel) => {
+                prop_assert!(payload.len() <= MAX_WORK_ITEM);
+                prop_assert!(!parcel.codes.is_empty() && parcel.codes.len() <= MAX_PARCEL);
+                prop_assert!(parcel.codes.iter().all(|code| codes.contains(*code)));
             }
             Err((_, why)) => prop_assert!(!why.is_empty()),
         }

@@ -6,6 +6,7 @@
 //! code must belong to the run, and a message that fails is dropped and
 //! counted ([`Dropped`]), never trusted and never allowed to block.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,10 @@ use crate::model::run::{CodeResult, RunRecord};
 
 use super::names::run_token;
 
-/// Largest work item read, in bytes.
+/// Most codes queued in one work item.
+pub const MAX_PARCEL: usize = 16;
+
+/// Largest work item read, in bytes: room for [`MAX_PARCEL`] codes.
 pub const MAX_WORK_ITEM: usize = 256;
 
 /// Largest batch of outcomes read, in bytes.
@@ -42,12 +46,46 @@ const KINDS: [&str; 9] = [
     "internal_error",
 ];
 
-/// One code of one run, queued on the work stream; the run is the
-/// subject's (`{fleet}.work.{batch}.{run}`), never the payload's.
+/// A parcel of codes of one run, queued on the work stream as one message
+/// (fewer messages than codes: NATS's work is per message); the run is the
+/// subject's (`{fleet}.work.{batch}.{run}.{n}`), never the payload's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkItem {
-    /// The country code.
-    pub code: String,
+    /// The country codes, [`MAX_PARCEL`] at most.
+    pub codes: Vec<String>,
+    /// Attempts made at them before they were queued in this message (by
+    /// a node that handed them back); the server's delivery count adds the
+    /// attempts made since.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl WorkItem {
+    /// The work item of `codes`, `attempts` made at them already.
+    pub fn of(codes: &[CountryCode], attempts: u32) -> Self {
+        Self { codes: codes.iter().map(CountryCode::to_string).collect(), attempts }
+    }
+}
+
+/// A work item as read and checked: its codes (each once, all of its run)
+/// and the attempts made at them before it was queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parcel {
+    /// The codes.
+    pub codes: Vec<CountryCode>,
+    /// Attempts made before this message was queued.
+    pub attempts: u32,
+}
+
+/// How many codes a run of `codes` codes queues per work item: a sixteenth
+/// of the run (so that every node of a fleet gets a share of a small run),
+/// [`MAX_PARCEL`] at most.
+pub fn parcel_size(codes: usize) -> usize {
+    codes.div_ceil(16).clamp(1, MAX_PARCEL)
 }
 
 /// A run as the fleet records it: the batch's newest run under
@@ -107,6 +145,18 @@ pub struct NodeBeat {
     pub heartbeat_at: String,
     /// Codes it is fetching right now.
     pub in_flight: u64,
+    /// How much of each batch's work it holds.
+    #[serde(default)]
+    pub load: BTreeMap<String, Load>,
+}
+
+/// How much of a batch's work a node holds, as its heartbeat says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Load {
+    /// Codes of the work items it holds (their messages not acknowledged).
+    pub holding: u64,
+    /// Those of them not settled yet.
+    pub open: u64,
 }
 
 /// Why a message was dropped, as the metric's `reason` label says it.
@@ -166,17 +216,29 @@ impl Dropped {
     }
 }
 
-/// The code of a work item of a run with `codes`, or why it is dropped.
-pub fn read_work(payload: &[u8], codes: &CodeSet) -> Result<CountryCode, (DropReason, &'static str)> {
+/// The parcel of a work item of a run with `codes`, or why it is dropped:
+/// every code must be the run's, none twice, and (when its subject says
+/// how many there are, `size`) as many as its subject says.
+pub fn read_work(payload: &[u8], codes: &CodeSet, size: Option<usize>) -> Result<Parcel, Rejected> {
     if payload.len() > MAX_WORK_ITEM {
         return Err((DropReason::Malformed, "too large"));
     }
     let item: WorkItem = serde_json::from_slice(payload).map_err(|_| (DropReason::Malformed, "not a work item"))?;
-    let code = parse_code(&item.code).ok_or((DropReason::Malformed, "not a country code"))?;
-    if !codes.contains(code) {
-        return Err((DropReason::Foreign, "a code that is not in its run"));
+    if item.codes.is_empty() || item.codes.len() > MAX_PARCEL || size.is_some_and(|n| n != item.codes.len()) {
+        return Err((DropReason::Malformed, "not as many codes as its subject says"));
     }
-    Ok(code)
+    let mut parcel = Vec::with_capacity(item.codes.len());
+    for text in &item.codes {
+        let code = parse_code(text).filter(|_| text.len() == 2).ok_or((DropReason::Malformed, "not a country code"))?;
+        if !codes.contains(code) {
+            return Err((DropReason::Foreign, "a code that is not in its run"));
+        }
+        if parcel.contains(&code) {
+            return Err((DropReason::Malformed, "a code twice"));
+        }
+        parcel.push(code);
+    }
+    Ok(Parcel { codes: parcel, attempts: item.attempts })
 }
 
 /// A message or entry dropped: why, in a reason and in words.
@@ -246,15 +308,38 @@ mod tests {
     }
 
     #[test]
-    fn work_items_must_name_a_code_of_their_run() {
+    fn work_items_must_name_codes_of_their_run_each_once() {
         let codes: CodeSet = [code("BR"), code("AR")].into_iter().collect();
-        assert_eq!(read_work(br#"{"code":"BR"}"#, &codes), Ok(code("BR")));
-        assert_eq!(read_work(br#"{"code":"CL"}"#, &codes).map_err(|e| e.0), Err(DropReason::Foreign));
-        for bad in [&b"garbage"[..], br#"{"code":"B"}"#, br#"{"run":1}"#] {
-            assert_eq!(read_work(bad, &codes).map_err(|e| e.0), Err(DropReason::Malformed), "{bad:?}");
+        let parcel = |codes: &[&str], attempts| Parcel { codes: codes.iter().map(|c| code(c)).collect(), attempts };
+        assert_eq!(read_work(br#"{"codes":["BR","AR"]}"#, &codes, Some(2)), Ok(parcel(&["BR", "AR"], 0)));
+        assert_eq!(read_work(br#"{"codes":["AR"],"attempts":2}"#, &codes, None), Ok(parcel(&["AR"], 2)));
+        assert_eq!(read_work(br#"{"codes":["br"]}"#, &codes, Some(1)), Ok(parcel(&["BR"], 0)));
+        let foreign = read_work(br#"{"codes":["BR","CL"]}"#, &codes, Some(2));
+        assert_eq!(foreign.map_err(|e| e.0), Err(DropReason::Foreign));
+        for (bad, size) in [
+            (&b"garbage"[..], None),
+            (br#"{"code":"BR"}"#, None),
+            (br#"{"codes":["B"]}"#, None),
+            (br#"{"codes":[]}"#, None),
+            (br#"{"codes":["BR","BR"]}"#, Some(2)),
+            (br#"{"codes":["BR","AR"]}"#, Some(1)),
+        ] {
+            assert_eq!(read_work(bad, &codes, size).map_err(|e| e.0), Err(DropReason::Malformed), "{bad:?}");
         }
-        let huge = format!(r#"{{"code":"BR","pad":"{}"}}"#, "x".repeat(MAX_WORK_ITEM));
-        assert_eq!(read_work(huge.as_bytes(), &codes).map_err(|e| e.0), Err(DropReason::Malformed));
+        let huge = format!(r#"{{"codes":["BR"],"pad":"{}"}}"#, "x".repeat(MAX_WORK_ITEM));
+        assert_eq!(read_work(huge.as_bytes(), &codes, None).map_err(|e| e.0), Err(DropReason::Malformed));
+        let full: Vec<CountryCode> = crate::model::codes::every_code().into_iter().take(MAX_PARCEL).collect();
+        let item = serde_json::to_vec(&WorkItem::of(&full, u32::MAX)).expect("JSON");
+        assert!(item.len() <= MAX_WORK_ITEM, "a full parcel is {} bytes", item.len());
+    }
+
+    #[test]
+    fn parcels_are_small_for_small_runs() {
+        assert_eq!(parcel_size(676), MAX_PARCEL);
+        assert_eq!(parcel_size(100), 7);
+        assert_eq!(parcel_size(20), 2);
+        assert_eq!(parcel_size(16), 1);
+        assert_eq!(parcel_size(0), 1);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!
 //! | what | name |
 //! |---|---|
-//! | work-queue stream | `{fleet}_work`, subjects `{fleet}.work.{batch}.{run}` |
-//! | a batch's consumer | `{fleet}-{batch}`, filter `{fleet}.work.{batch}.*` |
+//! | work-queue stream | `{fleet}_work`, subjects `{fleet}.work.{batch}.{run}.{n}` (`n` codes) |
+//! | a batch's consumer | `{fleet}-{batch}`, filter `{fleet}.work.{batch}.>` |
 //! | outcome stream | `{fleet}_outcomes`, subjects `{fleet}.outcomes.{run}.{node}` |
 //! | run records | bucket `{fleet}_runs`: `last.{batch}`, `run.{id}`, `next-id` |
 //! | tick claims | bucket `{fleet}_ticks`: `{batch}.{tick}` |
@@ -60,21 +60,38 @@ impl Names {
         format!("{}.work.>", self.fleet)
     }
 
-    /// The subject of run `run`'s codes of `batch` (`run`: a run key,
-    /// [`run_token`]).
-    pub fn work_subject(&self, batch: &str, run: &str) -> String {
-        format!("{}.work.{}.{run}", self.fleet, token(batch))
+    /// The subject of a work item of `n` codes of run `run` of `batch`
+    /// (`run`: a run key, as [`run_token`] makes it).
+    pub fn work_subject(&self, batch: &str, run: &str, n: usize) -> String {
+        format!("{}.work.{}.{run}.{n}", self.fleet, token(batch))
     }
 
-    /// The run key in a work subject of `batch`, if the subject is one.
-    pub fn run_of_work_subject<'a>(&self, batch: &str, subject: &'a str) -> Option<&'a str> {
+    /// The subjects of every work item of run `run` of `batch`.
+    pub fn run_work(&self, batch: &str, run: &str) -> String {
+        format!("{}.work.{}.{run}.*", self.fleet, token(batch))
+    }
+
+    /// The run key in a work subject of `batch`, and the number of codes
+    /// the subject says its item has (`None` when it does not say), if the
+    /// subject is one.
+    pub fn parse_work_subject<'a>(&self, batch: &str, subject: &'a str) -> Option<(&'a str, Option<usize>)> {
         let prefix = format!("{}.work.{}.", self.fleet, token(batch));
-        subject.strip_prefix(&prefix).filter(|run| !run.is_empty() && !run.contains('.'))
+        let rest = subject.strip_prefix(&prefix)?;
+        let (run, n) = match rest.split_once('.') {
+            Some((run, n)) => (run, Some(n.parse().ok()?)),
+            None => (rest, None),
+        };
+        (!run.is_empty()).then_some((run, n))
     }
 
-    /// The subjects of every run of `batch`.
+    /// The codes a work subject says its item has: one when it does not say.
+    pub fn codes_of_work_subject(subject: &str) -> u64 {
+        subject.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(1)
+    }
+
+    /// The filter of every work subject of `batch`.
     pub fn batch_filter(&self, batch: &str) -> String {
-        format!("{}.work.{}.*", self.fleet, token(batch))
+        format!("{}.work.{}.>", self.fleet, token(batch))
     }
 
     /// The durable consumer every node pulls `batch`'s codes from.
@@ -156,10 +173,14 @@ pub fn name_key(batch: &str, folded_name: &str) -> String {
     format!("{}.{}", token(batch), &digest[..32])
 }
 
-/// The de-duplication id of `code`'s message or outcome in run `run` (a
-/// run key).
-pub fn message_id(run: &str, code: CountryCode) -> String {
-    format!("{run}/{code}")
+/// The de-duplication id of the work item of `codes` in run `run` (a run
+/// key): queueing the same codes twice queues them once.
+pub fn message_id(run: &str, codes: &[CountryCode]) -> String {
+    let mut id = format!("{run}/");
+    for code in codes {
+        id.push_str(code.as_str());
+    }
+    id
 }
 
 /// A run's key, `{id}-{nonce}`, as its subjects and ids carry it.
@@ -193,16 +214,27 @@ mod tests {
     fn names_live_under_the_fleet() {
         let names = Names::new("flags");
         let run = run_token(7, "k2x9");
-        assert_eq!(names.work_subject("daily", &run), "flags.work.daily.7-k2x9");
-        assert_eq!(names.run_of_work_subject("daily", "flags.work.daily.7-k2x9"), Some("7-k2x9"));
-        assert_eq!(names.run_of_work_subject("daily", "flags.work.other.7-k2x9"), None);
-        assert_eq!(names.batch_filter("daily"), "flags.work.daily.*");
+        assert_eq!(names.work_subject("daily", &run, 3), "flags.work.daily.7-k2x9.3");
+        assert_eq!(names.run_work("daily", &run), "flags.work.daily.7-k2x9.*");
+        assert_eq!(names.parse_work_subject("daily", "flags.work.daily.7-k2x9.3"), Some(("7-k2x9", Some(3))));
+        assert_eq!(names.parse_work_subject("daily", "flags.work.daily.7-k2x9"), Some(("7-k2x9", None)));
+        for bad in
+            ["flags.work.other.7-k2x9.1", "flags.work.daily.7-k2x9.x", "flags.work.daily.7.1.1", "flags.work.daily."]
+        {
+            assert_eq!(names.parse_work_subject("daily", bad), None, "{bad}");
+        }
+        assert_eq!(Names::codes_of_work_subject("flags.work.daily.7-k2x9.12"), 12);
+        assert_eq!(Names::codes_of_work_subject("flags.work.daily.7-k2x9"), 1);
+        assert_eq!(names.batch_filter("daily"), "flags.work.daily.>");
         assert_eq!(names.consumer("daily"), "flags-daily");
         let br = CountryCode::new(b'B', b'R').expect("a code");
         assert_eq!(names.outcome_subject(&run, "n1"), "flags.outcomes.7-k2x9.n1");
         assert_eq!(names.run_outcomes(&run), "flags.outcomes.7-k2x9.*");
         assert_eq!((names.work_stream(), names.runs_bucket()), ("flags_work".to_owned(), "flags_runs".to_owned()));
-        assert_eq!((file_key("daily", br), message_id(&run, br)), ("daily.BR".to_owned(), "7-k2x9/BR".to_owned()));
+        assert_eq!(
+            (file_key("daily", br), message_id(&run, &[br, br])),
+            ("daily.BR".to_owned(), "7-k2x9/BRBR".to_owned())
+        );
         assert_eq!(parse_run_token("7-k2x9"), Some((7, "k2x9")));
         for bad in ["7", "x-k2", "0-k2", "7-", "7-a.b", "-1-ab"] {
             assert_eq!(parse_run_token(bad), None, "{bad}");

@@ -13,8 +13,10 @@
 //!   queue gone, its disk failing, NATS away) removes its key instead, so
 //!   it is not shown live.
 //! - **Finisher.** A run is finished by whichever node first sees every code
-//!   accounted for: the runs this node recorded outcomes of are checked at
-//!   once, and every batch's running run every [`SWEEP_EVERY`], so the run
+//!   accounted for: a run this node settled a work item of is checked at
+//!   once, unless the node still holds another of its items (it is not
+//!   complete, and that item touches it again), and every batch's running
+//!   run every [`SWEEP_EVERY`], so the run
 //!   of a dead node ends too; a running run of which nothing is queued any
 //!   more and codes are missing (the queue was lost, its starter died while
 //!   queueing) gets those codes queued again.
@@ -31,7 +33,7 @@ use futures_util::StreamExt as _;
 use super::claims::FleetClaims;
 use super::core::{Fleet, FleetError, nats_error};
 use super::health::Health;
-use super::messages::NodeBeat;
+use super::messages::{Load, NodeBeat};
 use super::schedule::Scheduling;
 use super::source::{FleetSource, Settling, Shared, Touched};
 use crate::config::{BatchConfig, Settings};
@@ -45,11 +47,6 @@ use crate::store::claims::NameClaims;
 
 /// How often a node renews its heartbeat (and reads the fleet's gauges).
 pub const BEAT_EVERY: Duration = Duration::from_secs(2);
-
-/// How long the finisher gathers outcomes after the first one it hears of
-/// before it checks their runs (a node publishes outcomes in batches
-/// already; this only merges batches that come together).
-const FINISH_COALESCE: Duration = Duration::from_millis(2);
 
 /// How often the finisher checks every batch's running run.
 const SWEEP_EVERY: Duration = Duration::from_secs(3);
@@ -314,8 +311,14 @@ impl Node {
                     continue;
                 }
             }
+            let mut loads: BTreeMap<String, Load> = BTreeMap::new();
             match self.fleet.live_nodes().await {
                 Ok(nodes) => {
+                    for (batch, load) in nodes.iter().flat_map(|n| &n.load) {
+                        let sum = loads.entry(batch.clone()).or_default();
+                        sum.holding += load.holding;
+                        sum.open += load.open;
+                    }
                     let live = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
                     self.context.limiters.share_among(live.max(1));
                     // Alone only when two counts in a row say so: a node
@@ -333,10 +336,20 @@ impl Node {
             let batches: Vec<String> = self.lanes.borrow().keys().cloned().collect();
             for name in batches {
                 match self.fleet.work.consumer_info(self.fleet.names.consumer(&name)).await {
-                    Ok(info) => {
+                    Ok(_) => {
+                        // Codes in the queue, less those the live nodes hold;
+                        // in flight: those they hold and have not settled.
+                        let codes = self.fleet.codes_in_queue(&self.fleet.names.batch_filter(&name)).await;
+                        let load = loads.get(&name).copied().unwrap_or_default();
                         let mut gauges = self.gauges.borrow_mut();
-                        gauges.queued.insert(name.clone(), info.num_pending);
-                        gauges.in_flight.insert(name.clone(), info.num_ack_pending as u64);
+                        match codes {
+                            Ok(codes) => gauges.queued.insert(name.clone(), codes.saturating_sub(load.holding)),
+                            Err(e) => {
+                                tracing::debug!(batch = %name, error = %e, "cannot count the queued codes");
+                                gauges.queued.remove(&name)
+                            }
+                        };
+                        gauges.in_flight.insert(name.clone(), load.open);
                     }
                     Err(e) => {
                         let e = nats_error(format!("the queue of batch {name} is gone"), e);
@@ -365,30 +378,36 @@ impl Node {
 
     /// Writes this node's heartbeat.
     async fn beat(&self) -> Result<bool, async_nats::jetstream::kv::PutError> {
-        let in_flight = self.lanes.borrow().values().map(|l| l.source.held() as u64).sum();
+        let load: BTreeMap<String, Load> =
+            self.lanes.borrow().iter().map(|(name, lane)| (name.clone(), lane.source.load())).collect();
         let beat = NodeBeat {
             node: self.fleet.node.clone(),
             joined_at: rfc3339(self.joined_at),
             heartbeat_at: rfc3339(SystemTime::now()),
-            in_flight,
+            in_flight: load.values().map(|l| l.open).sum(),
+            load,
         };
         let value = serde_json::to_vec(&beat).unwrap_or_default();
         self.fleet.nodes.put(&self.fleet.node, value.into()).await.map(|_| true)
     }
 
     /// Finishes the runs whose codes are all accounted for: those this node
-    /// recorded an outcome of, as soon as it did, and every batch's running
-    /// run every [`SWEEP_EVERY`] (whoever worked on it).
+    /// settled its last held work item of, as soon as it did, and every
+    /// batch's running run every [`SWEEP_EVERY`] (whoever worked on it).
     async fn finisher(self: Rc<Self>) {
         let mut wake = self.shared.touched.subscribe();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
             tokio::select! {
-                // Outcomes come in bursts: check once a burst, not once an outcome.
-                _ = wake.changed() => tokio::time::sleep(FINISH_COALESCE).await,
+                _ = wake.changed() => {}
                 _ = sweep.tick() => self.sweep().await,
             }
             for key in self.shared.touched.take() {
+                // Not complete while this node holds some of it: its items
+                // touch the run again when they are settled.
+                if self.lanes.borrow().get(&key.batch).is_some_and(|lane| lane.source.holds(&key)) {
+                    continue;
+                }
                 match self.fleet.finish_if_complete(&key).await {
                     Ok(Some(record)) => {
                         self.stalled.borrow_mut().remove(&key);

@@ -121,7 +121,7 @@ impl Fleet {
             return Ok(None);
         }
         let (outcomes, _) = self.outcomes_of(&run).await?;
-        let subject = self.names.work_subject(&key.batch, &run.token());
+        let subject = self.names.run_work(&key.batch, &run.token());
         let (state, status, error) = match stop {
             Stop::Cancelled(status) => (RunState::Cancelled, status, None),
             Stop::Failed { status, error } => (RunState::Failed, status, Some(error)),

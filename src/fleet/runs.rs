@@ -24,7 +24,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::core::{Fleet, FleetError, fleet_error, nats_error};
-use super::messages::{FleetRun, WorkItem};
+use super::messages::{FleetRun, MAX_PARCEL, WorkItem, parcel_size};
+use super::names::Names;
 use super::names::{last_key, message_id, run_key};
 use crate::job::ledger::{FleetFailure, LedgerError, RunQuery, RunStart};
 use crate::model::causes::Causes;
@@ -194,18 +195,20 @@ impl Fleet {
         }
     }
 
-    /// Queues `codes` of `run` of `batch`, each with its de-duplication id
-    /// (so queueing a code twice within the window queues it once).
+    /// Queues `codes` of `run` of `batch` in parcels (work items of
+    /// several codes: [`parcel_size`]), each with its de-duplication id (so
+    /// queueing the same codes twice within the window queues them once).
     pub(super) async fn queue(&self, batch: &str, run: &FleetRun, codes: &[CountryCode]) -> Result<(), FleetError> {
         let what = || format!("cannot queue the codes of run {}", run.record.id);
         let token = run.token();
-        let subject = self.names.work_subject(batch, &token);
-        for chunk in codes.chunks(PUBLISH_WINDOW) {
-            let mut acks = Vec::with_capacity(chunk.len());
-            for &code in chunk {
-                let item = WorkItem { code: code.to_string() };
-                let message = PublishMessage::build().payload(json(&item)).message_id(message_id(&token, code));
-                acks.push(self.js.send_publish(subject.clone(), message).await.map_err(|e| nats_error(what(), e))?);
+        let parcels: Vec<&[CountryCode]> = codes.chunks(parcel_size(run.codes.len())).collect();
+        for window in parcels.chunks(PUBLISH_WINDOW) {
+            let mut acks = Vec::with_capacity(window.len());
+            for parcel in window {
+                let subject = self.names.work_subject(batch, &token, parcel.len());
+                let item = WorkItem::of(parcel, 0);
+                let message = PublishMessage::build().payload(json(&item)).message_id(message_id(&token, parcel));
+                acks.push(self.js.send_publish(subject, message).await.map_err(|e| nats_error(what(), e))?);
             }
             for ack in acks {
                 ack.await.map_err(|e| nats_error(what(), e))?;
@@ -214,18 +217,52 @@ impl Fleet {
         Ok(())
     }
 
+    /// Queues again codes of run `token` of `batch` that a node gave back,
+    /// each with the attempts made at it (in work items of codes with as
+    /// many attempts, without de-duplication ids: they are new messages).
+    pub(super) async fn queue_again(
+        &self,
+        batch: &str,
+        token: &str,
+        codes: &[(CountryCode, u32)],
+    ) -> Result<(), FleetError> {
+        let what = || format!("cannot queue {} codes of run {token} again", codes.len());
+        let mut by_attempts: BTreeMap<u32, Vec<CountryCode>> = BTreeMap::new();
+        for &(code, attempts) in codes {
+            by_attempts.entry(attempts).or_default().push(code);
+        }
+        let mut acks = Vec::new();
+        for (attempts, codes) in &by_attempts {
+            for parcel in codes.chunks(MAX_PARCEL) {
+                let subject = self.names.work_subject(batch, token, parcel.len());
+                let message = PublishMessage::build().payload(json(&WorkItem::of(parcel, *attempts)));
+                acks.push(self.js.send_publish(subject, message).await.map_err(|e| nats_error(what(), e))?);
+            }
+        }
+        for ack in acks {
+            ack.await.map_err(|e| nats_error(what(), e))?;
+        }
+        Ok(())
+    }
+
     /// How many of `run`'s codes of `batch` wait in the work queue (queued
     /// or held by a node).
     pub(super) async fn queued(&self, batch: &str, run: &FleetRun) -> Result<u64, FleetError> {
-        use futures_util::StreamExt as _;
         let what = || format!("cannot count the queued codes of run {}", run.record.id);
-        let subject = self.names.work_subject(batch, &run.token());
-        let mut subjects = self.work.info_with_subjects(&subject).await.map_err(|e| nats_error(what(), e))?;
-        let mut queued = 0;
+        self.codes_in_queue(&self.names.run_work(batch, &run.token())).await.map_err(|e| nats_error(what(), e))
+    }
+
+    /// How many codes the work items on `filter` hold (queued or held by
+    /// a node), as their subjects say.
+    pub(super) async fn codes_in_queue(&self, filter: &str) -> Result<u64, async_nats::Error> {
+        use futures_util::StreamExt as _;
+        let mut subjects = self.work.info_with_subjects(filter).await?;
+        let mut codes = 0;
         while let Some(item) = subjects.next().await {
-            queued += item.map_err(|e| nats_error(what(), e))?.1 as u64;
+            let (subject, messages) = item?;
+            codes += Names::codes_of_work_subject(&subject) * messages as u64;
         }
-        Ok(queued)
+        Ok(codes)
     }
 
     /// Queues again the codes of `batch`'s running `run` that have no

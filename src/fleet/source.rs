@@ -1,30 +1,35 @@
 //! A batch's shared work queue as the engine's [`WorkSource`]: a node's
-//! lane takes codes from the batch's durable JetStream consumer, which
-//! every node shares, through one long-lived pull subscription.
+//! lane takes work items (parcels of a few codes of one run) from the
+//! batch's durable JetStream consumer, which every node shares, through one
+//! long-lived pull subscription.
 //!
 //! Nothing that comes off the queue is trusted ([`super::messages`]): the
 //! run is the subject's, and must be the batch's running run (or an ended
-//! one: its code is dropped), the code must be one of the run's, the
+//! one: its codes are dropped), every code must be one of the run's, the
 //! payload is size-capped. A message that fails is terminated and counted,
 //! and blocks nothing.
 //!
-//! Settling a task maps onto JetStream: a final outcome is recorded first
-//! (the first of its code wins: [`Fleet::record_outcome`]), and only then
-//! is the message acknowledged; a retry is a negative acknowledgement with
-//! the backoff delay, so that any node may take the next attempt, and the
-//! attempt count is the message's delivery count, which the server keeps
-//! across nodes; a released task is handed back at once. While a worker
-//! holds a code, the lane tells the server every third of the ack wait that
-//! it is still at it, so the ack wait can be short and a dead node's codes
-//! come back soon, however long a download takes.
+//! Settling maps onto JetStream per work item: each code's final outcome is
+//! recorded (the first of its code wins: [`Fleet::record_outcomes`]), and
+//! once every code of the item is recorded or given back, the message is
+//! acknowledged. A code given back (not started when the lane closed, or
+//! handed to another node) is queued again in a work item of its own
+//! before the message is acknowledged; when every code of an item is given
+//! back, the message is handed back as it is. A retry waits on this node,
+//! as in a run on one host; the attempts a code made on other nodes are the
+//! message's delivery count, which the server keeps, plus those its item
+//! says were made before it was queued. While the lane holds a work item,
+//! it tells the server every third of the ack wait that it is still at it,
+//! so the ack wait can be short and a dead node's codes come back soon,
+//! however long a download takes.
 //!
 //! A code that fails here with an error of this node's own (its disk full,
 //! read-only or gone) is handed back for another node rather than ended
-//! (when another node is live), and the lane stops prefetching and takes
-//! one code every few seconds, the node not ready, until a write to its
-//! output directory succeeds again; once the code's attempts are spent (or
-//! when no other node is live) it ends with the error, as it would on one
-//! host.
+//! (when another node is live), with the codes not started yet, and the
+//! lane stops prefetching and takes one code every few seconds, the node
+//! not ready, until a write to its output directory succeeds again; once
+//! the code's attempts are spent (or when no other node is live) it ends
+//! with the error, as it would on one host.
 //!
 //! The queue itself is looked after too: a consumer or stream that
 //! disappears (NATS lost its state) is created again, the lane's problem
@@ -44,12 +49,12 @@ use tokio::sync::watch;
 
 use super::core::{Fleet, nats_error};
 use super::health::Health;
-use super::messages::{DropReason, FleetRun, MAX_BATCH, read_work};
+use super::messages::{DropReason, FleetRun, Load, MAX_BATCH, parcel_size, read_work};
 use super::names::parse_run_token;
 use crate::config::BatchConfig;
 use crate::engine::{Supply, Task, WorkSource};
 use crate::job::ledger::{FleetFailure, RunKey};
-use crate::model::codes::CodeSet;
+use crate::model::codes::{CodeSet, CountryCode};
 use crate::model::outcome::{CodeOutcome, DownloadError, Outcome};
 use crate::model::run::CodeResult;
 use crate::store::state::{FileRecord, KnownFiles};
@@ -72,10 +77,6 @@ const FLUSH_AFTER: Duration = Duration::from_millis(2);
 /// How many more times than its attempts a code is handed back for an error
 /// of a node's own (its disk), before it ends with that error.
 const HANDBACKS: u32 = 3;
-
-/// How long a code handed back for an error of this node's own waits, so
-/// that another node takes it first.
-const HANDBACK_DELAY: Duration = Duration::from_secs(1);
 
 /// How often a lane whose output directory failed tries a write.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -152,42 +153,23 @@ impl Touched {
     }
 }
 
-/// Tells the server every `every` that `messages` are still in progress,
-/// until dropped.
-async fn in_progress(messages: &[Message], every: Duration) -> std::convert::Infallible {
-    let mut ticks = tokio::time::interval(every);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        for message in messages {
-            if let Err(e) = message.ack_with(AckKind::Progress).await {
-                tracing::debug!(error = %e, "cannot say a code is in progress");
-            }
-        }
-    }
-}
-
-/// Outcomes of one run settled here and not published yet.
+/// Outcomes of one run settled here and not published yet, and the work
+/// items (by ticket) their codes came in.
 struct Pending {
     run: Rc<RunView>,
     results: Vec<CodeResult>,
-    messages: Vec<Message>,
-    validators: Vec<(crate::model::codes::CountryCode, FileRecord)>,
+    tickets: Vec<u64>,
+    validators: Vec<(CountryCode, FileRecord)>,
 }
 
 impl Pending {
     fn new(run: Rc<RunView>) -> Self {
-        Self { run, results: Vec::new(), messages: Vec::new(), validators: Vec::new() }
+        Self { run, results: Vec::new(), tickets: Vec::new(), validators: Vec::new() }
     }
 
-    fn add(
-        &mut self,
-        result: CodeResult,
-        message: Message,
-        validators: Option<(crate::model::codes::CountryCode, FileRecord)>,
-    ) {
+    fn add(&mut self, result: CodeResult, ticket: u64, validators: Option<(CountryCode, FileRecord)>) {
         self.results.push(result);
-        self.messages.push(message);
+        self.tickets.push(ticket);
         self.validators.extend(validators);
     }
 }
@@ -202,10 +184,16 @@ struct RunView {
     read_at: Instant,
 }
 
-/// A message this node holds, and its run.
+/// A work item this node holds, its run, and where its codes are.
 struct Held {
     message: Message,
     run: Rc<RunView>,
+    /// How many codes it has.
+    size: usize,
+    /// Its codes neither recorded nor given back yet.
+    open: usize,
+    /// Its codes given back, each with the attempts made at it.
+    returned: Vec<(CountryCode, u32)>,
 }
 
 /// What the node shares with each of its lanes.
@@ -236,8 +224,13 @@ struct Inner {
     outbox: RefCell<HashMap<String, Pending>>,
     /// A flush of the outbox is on its way.
     flush_due: Cell<bool>,
-    /// Messages of tasks pulled and not settled, by ticket.
+    /// Work items pulled and not settled, by ticket (each task carries its
+    /// item's ticket).
     held: RefCell<HashMap<u64, Held>>,
+    /// Tasks waiting for their retry time, and that time.
+    waiting: RefCell<Vec<(Instant, Task)>>,
+    /// Tasks the engine is handing back (to another node), not retrying.
+    handing: RefCell<Vec<(u64, CountryCode)>>,
     next_ticket: Cell<u64>,
     /// How many tasks the coordinator asked for and did not get.
     demand: Cell<usize>,
@@ -292,6 +285,8 @@ impl FleetSource {
             outbox: RefCell::default(),
             flush_due: Cell::new(false),
             held: RefCell::default(),
+            waiting: RefCell::default(),
+            handing: RefCell::default(),
             next_ticket: Cell::new(0),
             demand: Cell::new(0),
             pump: watch::Sender::new(()),
@@ -306,9 +301,17 @@ impl FleetSource {
         (Self { inner }, tasks)
     }
 
-    /// Codes of this batch held by this node (pulled and not settled).
-    pub fn held(&self) -> usize {
-        self.inner.held.borrow().len()
+    /// Whether this node holds a work item of run `key`: the run is not
+    /// complete, and its finisher hears of it when the item is settled.
+    pub fn holds(&self, key: &RunKey) -> bool {
+        self.inner.held.borrow().values().any(|h| h.run.key == *key)
+    }
+
+    /// How much of the batch's work this node holds.
+    pub fn load(&self) -> Load {
+        let held = self.inner.held.borrow();
+        let holding = held.values().map(|h| h.size as u64).sum();
+        Load { holding, open: held.values().map(|h| h.open as u64).sum() }
     }
 
     /// The batch's consumer is gone (NATS lost its state): the lane
@@ -323,10 +326,7 @@ impl FleetSource {
     pub fn close(&self) {
         let inner = &self.inner;
         inner.closed.set(true);
-        let tasks: Vec<Task> = inner.buffer.borrow_mut().drain(..).collect();
-        for task in tasks {
-            inner.settle(task, |message| async move { message.ack_with(AckKind::Nak(None)).await });
-        }
+        inner.give_back_unstarted();
         inner.flush();
         inner.pump.send_replace(());
         inner.changed.send_replace(());
@@ -430,7 +430,9 @@ impl Inner {
                 return None;
             }
         };
-        let batch = self.batch.job.pool_size.clamp(1, 1000);
+        // Work items enough for every worker, as the batch's runs parcel them.
+        let parcel = parcel_size(self.batch.job.codes.len());
+        let batch = self.batch.job.pool_size.div_ceil(parcel).clamp(1, 1000);
         match consumer.stream().max_messages_per_batch(batch).expires(PULL_EXPIRES).messages().await {
             Ok(messages) => {
                 self.shared.health.clear(&self.part());
@@ -536,7 +538,7 @@ impl Inner {
             });
             return;
         }
-        let Some(token) = self.fleet.names.run_of_work_subject(&self.batch.name, &subject) else {
+        let Some((token, size)) = self.fleet.names.parse_work_subject(&self.batch.name, &subject) else {
             return drop(DropReason::Foreign, "not a subject of this batch's runs", message);
         };
         let Some((id, nonce)) = parse_run_token(token) else {
@@ -556,31 +558,98 @@ impl Inner {
         if !view.running {
             return drop(DropReason::Ended, "a code of a run that has ended", message);
         }
-        let code = match read_work(&message.payload, &view.codes) {
-            Ok(code) => code,
+        let parcel = match read_work(&message.payload, &view.codes, size) {
+            Ok(parcel) => parcel,
             Err((reason, why)) => return drop(reason, why, message),
         };
         let delivered = message.info().map_or(1, |info| info.delivered.max(1));
-        let attempts = u32::try_from(delivered - 1).unwrap_or(u32::MAX);
+        let attempts = u32::try_from(delivered - 1).unwrap_or(u32::MAX).saturating_add(parcel.attempts);
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket + 1);
-        self.held.borrow_mut().insert(ticket, Held { message, run: view });
-        self.buffer.borrow_mut().push_back(Task { code, attempts, ticket, retry_cause: None });
+        let size = parcel.codes.len();
+        self.held.borrow_mut().insert(ticket, Held { message, run: view, size, open: size, returned: Vec::new() });
+        self.buffer.borrow_mut().extend(parcel.codes.into_iter().map(|code| Task {
+            code,
+            attempts,
+            ticket,
+            retry_cause: None,
+        }));
         self.changed.send_replace(());
     }
 
-    /// Settles `task`'s message with `act`, in the background.
-    fn settle<F, Fut>(&self, task: Task, act: F)
-    where
-        F: FnOnce(Message) -> Fut + 'static,
-        Fut: Future<Output = Result<(), async_nats::Error>>,
-    {
-        let Some(held) = self.held.borrow_mut().remove(&task.ticket) else { return };
-        let batch = self.batch.name.clone();
+    /// Codes held here and not settled.
+    fn open_codes(&self) -> usize {
+        self.held.borrow().values().map(|h| h.open).sum()
+    }
+
+    /// Gives back every task not started (pulled, or waiting for a retry),
+    /// for another node to take.
+    fn give_back_unstarted(&self) {
+        let mut tasks: Vec<Task> = self.buffer.borrow_mut().drain(..).collect();
+        tasks.extend(self.waiting.borrow_mut().drain(..).map(|(_, task)| task));
+        for task in tasks {
+            self.give_back(&task);
+        }
+    }
+
+    /// `task` goes back to the fleet: its work item is settled without it.
+    fn give_back(&self, task: &Task) {
+        if let Some(held) = self.held.borrow_mut().get_mut(&task.ticket) {
+            held.returned.push((task.code, task.attempts));
+        }
+        self.close_code(task.ticket);
+    }
+
+    /// One more code of work item `ticket` is recorded or given back: once
+    /// none is left, the item is acknowledged (after its codes given back
+    /// are queued again), or handed back whole when every code was given
+    /// back.
+    fn close_code(&self, ticket: u64) {
+        let done = {
+            let mut held = self.held.borrow_mut();
+            let Some(item) = held.get_mut(&ticket) else { return };
+            item.open = item.open.saturating_sub(1);
+            if item.open > 0 {
+                return;
+            }
+            held.remove(&ticket)
+        };
         self.changed.send_replace(());
+        let Some(Held { message, run, size, returned, .. }) = done else { return };
+        let (fleet, batch, touched) = (self.fleet.clone(), self.batch.name.clone(), Rc::clone(&self.shared.touched));
         self.shared.settling.spawn(async move {
-            if let Err(e) = act(held.message).await {
-                tracing::warn!(%batch, cc = %task.code, error = %e, "cannot acknowledge a code");
+            let settled = if returned.is_empty() {
+                // Confirmed before the finisher looks: a run none of whose
+                // codes is queued any more has all its outcomes stored.
+                message.double_ack().await
+            } else if returned.len() == size {
+                message.ack_with(AckKind::Nak(None)).await
+            } else {
+                match fleet.queue_again(&batch, &run.token, &returned).await {
+                    Ok(()) => message.double_ack().await,
+                    Err(e) => {
+                        tracing::warn!(%batch, codes = returned.len(), error = %e, "cannot queue codes again; handing back their work item");
+                        message.ack_with(AckKind::Nak(None)).await
+                    }
+                }
+            };
+            match settled {
+                // The run may be complete: its finisher looks.
+                Ok(()) => touched.add(run.key.clone()),
+                Err(e) => tracing::warn!(%batch, error = %e, "cannot acknowledge a work item"),
+            }
+        });
+    }
+
+    /// Work item `ticket` goes back to the fleet whole, at once (its
+    /// outcomes could not be stored): the codes of it still here are dropped.
+    fn abandon(&self, ticket: u64) {
+        let Some(held) = self.held.borrow_mut().remove(&ticket) else { return };
+        self.changed.send_replace(());
+        let batch = self.batch.name.clone();
+        self.shared.settling.spawn(async move {
+            if let Err(e) = held.message.ack_with(AckKind::Nak(None)).await {
+                tracing::warn!(%batch, error = %e, "cannot hand back a work item");
             }
         });
     }
@@ -590,8 +659,8 @@ impl Inner {
         (self.fleet.ack_wait() / 3).max(Duration::from_millis(300))
     }
 
-    /// Tells the server, every third of the ack wait, that the codes this
-    /// lane holds are still being worked on.
+    /// Tells the server, every third of the ack wait, that the work items
+    /// this lane holds are still being worked on.
     async fn signs_of_life(self: Rc<Self>) {
         let every = self.progress_every();
         let mut ticks = tokio::time::interval(every);
@@ -614,6 +683,7 @@ impl Inner {
         if self.degraded.replace(true) {
             return;
         }
+        self.give_back_unstarted();
         let me = Rc::clone(self);
         actix_rt::spawn(async move {
             while me.degraded.get() && !me.closed.get() {
@@ -641,55 +711,41 @@ impl Inner {
     }
 
     /// Publishes every pending batch of outcomes, in the background; then
-    /// acknowledges their codes (a code whose outcome could not be stored
-    /// is handed back instead).
-    fn flush(&self) {
+    /// counts their codes settled in their work items (a work item of which
+    /// an outcome could not be stored is handed back whole instead). The
+    /// lane keeps saying the items are in progress meanwhile, however slow
+    /// NATS is.
+    fn flush(self: &Rc<Self>) {
         self.flush_due.set(false);
         let batches: Vec<Pending> = self.outbox.borrow_mut().drain().map(|(_, pending)| pending).collect();
         for pending in batches {
-            let (fleet, batch, touched) =
-                (self.fleet.clone(), self.batch.name.clone(), Rc::clone(&self.shared.touched));
-            let every = self.progress_every();
+            let me = Rc::clone(self);
             self.shared.settling.spawn(async move {
-                let Pending { run, results, messages, validators } = pending;
-                let publish = async {
-                    for (code, record) in validators {
-                        fleet.save_validators(&batch, code, &record).await;
+                let Pending { run, results, tickets, validators } = pending;
+                let (fleet, batch) = (&me.fleet, &me.batch.name);
+                for (code, record) in validators {
+                    fleet.save_validators(batch, code, &record).await;
+                }
+                let mut recorded = fleet.record_outcomes(&run.token, &results).await;
+                for _ in 1..RECORD_TRIES {
+                    if recorded.is_ok() {
+                        break;
                     }
-                    let mut recorded = fleet.record_outcomes(&run.token, &results).await;
-                    for _ in 1..RECORD_TRIES {
-                        if recorded.is_ok() {
-                            break;
-                        }
-                        tokio::time::sleep(BACKOFF).await;
-                        recorded = fleet.record_outcomes(&run.token, &results).await;
-                    }
-                    recorded
-                };
-                // A slow NATS must not let the ack wait run out on codes
-                // that are done: they still say they are in progress.
-                let recorded = tokio::select! {
-                    recorded = publish => recorded,
-                    never = in_progress(&messages, every) => match never {},
-                };
-                let acks = messages.iter().map(|message| async {
-                    match &recorded {
-                        // Acknowledged, and confirmed, before the finisher
-                        // looks: a run none of whose codes is queued any
-                        // more has all its outcomes stored.
-                        Ok(()) => message.double_ack().await,
-                        Err(_) => message.ack_with(AckKind::Nak(None)).await,
-                    }
-                });
-                let acked = futures_util::future::join_all(acks).await;
+                    tokio::time::sleep(BACKOFF).await;
+                    recorded = fleet.record_outcomes(&run.token, &results).await;
+                }
                 match recorded {
-                    Ok(()) => touched.add(run.key.clone()),
+                    Ok(()) => {
+                        for ticket in tickets {
+                            me.close_code(ticket);
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(%batch, codes = results.len(), error = %e, "outcomes not recorded; handing the codes back");
+                        for ticket in tickets {
+                            me.abandon(ticket);
+                        }
                     }
-                }
-                if let Some(Err(e)) = acked.into_iter().find(Result::is_err) {
-                    tracing::warn!(%batch, error = %e, "cannot acknowledge a code");
                 }
             });
         }
@@ -718,32 +774,54 @@ impl WorkSource for FleetSource {
         if inner.closed.get() {
             return Supply::Finished;
         }
+        let now = Instant::now();
+        let due: Vec<Task> = {
+            let mut waiting = inner.waiting.borrow_mut();
+            let (due, later) = waiting.drain(..).partition(|(at, _)| *at <= now);
+            *waiting = later;
+            due.into_iter().map(|(_, task)| task).collect()
+        };
+        let mut buffer = inner.buffer.borrow_mut();
+        buffer.extend(due);
+        // Tasks of a work item handed back whole are another node's now.
+        let held = inner.held.borrow();
+        buffer.retain(|task| held.contains_key(&task.ticket));
         if inner.degraded.get() {
             // One code at a time until a write works again.
-            let in_flight = inner.held.borrow().len().saturating_sub(inner.buffer.borrow().len());
+            let open: usize = held.values().map(|h| h.open).sum();
+            let in_flight = open.saturating_sub(buffer.len() + inner.waiting.borrow().len());
             max = if in_flight == 0 { max.min(1) } else { 0 };
         }
-        let mut buffer = inner.buffer.borrow_mut();
+        drop(held);
         let n = max.min(buffer.len());
         if n > 0 {
             inner.demand.set(inner.demand.get().saturating_sub(n));
             return Supply::Tasks(buffer.drain(..n).collect());
         }
-        let changed = inner.changed.subscribe();
+        let mut changed = inner.changed.subscribe();
         if inner.demand.get() != max {
             inner.demand.set(max);
             inner.pump.send_replace(());
         }
-        let mut changed = changed;
+        let next_retry = inner.waiting.borrow().iter().map(|(at, _)| *at).min();
         Supply::Later(Box::pin(async move {
-            let _ = changed.changed().await;
+            match next_retry {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        _ = changed.changed() => {}
+                    }
+                }
+                None => {
+                    let _ = changed.changed().await;
+                }
+            }
         }))
     }
 
     fn done(&self, task: Task, outcome: &CodeOutcome) {
         let inner = &self.inner;
-        let Some(held) = inner.held.borrow_mut().remove(&task.ticket) else { return };
-        inner.changed.send_replace(());
+        let Some(run) = inner.held.borrow().get(&task.ticket).map(|held| Rc::clone(&held.run)) else { return };
         if matches!(outcome.outcome, Outcome::Downloaded(_)) {
             inner.recovered();
         }
@@ -752,14 +830,15 @@ impl WorkSource for FleetSource {
         let validators = inner.validators(outcome).map(|record| (task.code, record));
         let full = {
             let mut outbox = inner.outbox.borrow_mut();
-            let token = held.run.token.clone();
-            let pending = outbox.entry(token).or_insert_with(|| Pending::new(Rc::clone(&held.run)));
-            pending.add(result, held.message, validators);
+            let pending = outbox.entry(run.token.clone()).or_insert_with(|| Pending::new(Rc::clone(&run)));
+            pending.add(result, task.ticket, validators);
             pending.results.len() >= MAX_BATCH
         };
         // Flush at once when the batch is full or nothing else is in
         // flight here; else soon, with what settles meanwhile.
-        if full || inner.held.borrow().len() <= inner.buffer.borrow().len() {
+        let unsettled =
+            inner.open_codes().saturating_sub(inner.outbox.borrow().values().map(|p| p.results.len()).sum());
+        if full || unsettled <= inner.buffer.borrow().len() + inner.waiting.borrow().len() {
             inner.flush();
         } else if !inner.flush_due.replace(true) {
             // Counted with the settling tasks, so a stopping node waits for it.
@@ -772,15 +851,26 @@ impl WorkSource for FleetSource {
     }
 
     fn retry(&self, task: Task, delay: Duration) {
-        self.inner.settle(task, move |message| async move { message.ack_with(AckKind::Nak(Some(delay))).await });
+        let inner = &self.inner;
+        let handing = {
+            let mut handing = inner.handing.borrow_mut();
+            let found = handing.iter().position(|h| *h == (task.ticket, task.code));
+            found.map(|i| handing.swap_remove(i)).is_some()
+        };
+        if handing {
+            inner.give_back(&task);
+        } else {
+            inner.waiting.borrow_mut().push((Instant::now() + delay, task));
+            inner.changed.send_replace(());
+        }
     }
 
     fn release(&self, task: Task) {
-        self.inner.settle(task, |message| async move { message.ack_with(AckKind::Nak(None)).await });
+        self.inner.give_back(&task);
     }
 
     fn remaining(&self) -> usize {
-        self.inner.buffer.borrow().len()
+        self.inner.buffer.borrow().len() + self.inner.waiting.borrow().len()
     }
 
     fn hand_back(&self, task: &Task, outcome: &Outcome) -> Option<Duration> {
@@ -792,6 +882,8 @@ impl WorkSource for FleetSource {
         }
         self.inner.degrade(detail);
         tracing::warn!(batch = %self.inner.batch.name, cc = %task.code, error = %detail, "a local disk error; handing the code to another node");
-        Some(HANDBACK_DELAY)
+        // The engine gives the task back through `retry`, which sees this.
+        self.inner.handing.borrow_mut().push((task.ticket, task.code));
+        Some(Duration::ZERO)
     }
 }

@@ -7,12 +7,12 @@ use std::future::IntoFuture as _;
 use std::time::Duration;
 
 use flagsd::config::FleetSettings;
-use flagsd::fleet::messages::FleetRun;
+use flagsd::fleet::messages::{FleetRun, read_work};
 use flagsd::fleet::names::{last_key, run_key};
 use flagsd::fleet::{Fleet, Patience};
 use flagsd::job::Ledger as _;
 use flagsd::job::ledger::RunStart;
-use flagsd::model::codes::{CountryCode, parse_code};
+use flagsd::model::codes::{CountryCode, every_code, parse_code};
 use flagsd::model::outcome::StatusCounts;
 use flagsd::model::run::{CodeResult, RunRecord, RunState};
 use flagsd::testserver::TestServerOptions;
@@ -83,6 +83,31 @@ fn a_late_second_outcome_after_a_malformed_message_is_a_duplicate() {
     assert_eq!(read, [("BR", "downloaded")], "the second outcome was taken as the code's");
 }
 
+/// `runs.rs`: a run's codes are queued in work items of a few codes (a
+/// sixteenth of the run, 16 at most), each code once, each item's subject
+/// saying how many codes it holds: 676 codes are 43 messages, not 676.
+#[test]
+fn a_runs_codes_are_queued_in_work_items_each_code_once() {
+    let Some(server) = NatsServer::start() else { return };
+    let observer = Nats::connect(&server.url());
+    let settings = client(&server.url(), Duration::from_secs(60));
+    let fleet = observer.block_on(Fleet::join(&settings, "finding", Patience::Once, |_| {})).expect("join");
+    let codes = every_code();
+    let start = RunStart { batch: "world", codes: &codes, trigger: "run", tick: None };
+    let run = observer.block_on(fleet.start_run(start)).expect("a run");
+    let items = observer.work_items("world", &run.token()).expect("the work items");
+    assert_eq!(items.len(), 43, "676 codes in items of 16");
+    let mut queued = Vec::new();
+    for (subject, payload) in &items {
+        let size = subject.rsplit_once('.').and_then(|(_, n)| n.parse().ok());
+        let parcel = read_work(payload, &run.codes, size).expect("a work item of the run");
+        assert!(parcel.codes.len() <= 16 && parcel.attempts == 0, "{subject}: {parcel:?}");
+        queued.extend(parcel.codes);
+    }
+    queued.sort();
+    assert_eq!(queued, codes, "every code queued once");
+}
+
 /// `outcomes.rs`: "a malformed or forged message counts for nothing". Once
 /// a run has ended, its record no longer lists its codes, and its details
 /// take an outcome of any code: a well-formed outcome published for a code
@@ -99,7 +124,7 @@ fn an_ended_runs_details_leave_out_codes_that_were_not_in_it() {
     let run = observer.block_on(fleet.start_run(start)).expect("a run");
     observer.block_on(fleet.record_outcomes(&run.token(), &[outcome("BR", "downloaded", "a")])).expect("recorded");
     // As the node that recorded it would, the code leaves the queue.
-    let queued = fleet.names.work_subject("world", &run.token());
+    let queued = fleet.names.run_work("world", &run.token());
     observer.block_on(fleet.work.purge().filter(queued).into_future()).expect("the code acknowledged");
     let ended = observer.block_on(fleet.finish_if_complete(&run.key())).expect("the check").expect("finished");
     assert_eq!(ended.counts.map(|c| c.downloaded), Some(1));

@@ -150,6 +150,28 @@ impl Nats {
         })
     }
 
+    /// Every work item queued for run `token` of `batch`: its subject and
+    /// payload, read without being acknowledged (they stay queued).
+    pub fn work_items(&self, batch: &str, token: &str) -> Result<Vec<(String, Bytes)>, String> {
+        self.block_on(async {
+            let stream = self.js.get_stream(format!("{FLEET}_work")).await.map_err(|e| chain(&e))?;
+            let filter_subject = format!("{FLEET}.work.{batch}.{token}.*");
+            let config = pull::Config { filter_subject, ack_wait: Duration::from_secs(60), ..Default::default() };
+            let consumer = stream.create_consumer(config).await.map_err(|e| chain(&e))?;
+            let pending = consumer.cached_info().num_pending as usize;
+            let mut messages = consumer.fetch().max_messages(pending).messages().await.map_err(|e| chain(&e))?;
+            let mut items = Vec::new();
+            while items.len() < pending {
+                match messages.next().await {
+                    Some(Ok(message)) => items.push((message.subject.to_string(), message.payload.clone())),
+                    Some(Err(e)) => return Err(chain(&*e)),
+                    None => break,
+                }
+            }
+            Ok(items)
+        })
+    }
+
     /// Every message on the outcome subjects of run `token`, in stream order.
     pub fn outcomes(&self, token: &str) -> Result<Vec<RawOutcome>, String> {
         self.block_on(async {
@@ -229,10 +251,11 @@ impl Nats {
         let foreign = [run_token(id + 1000, nonce), run_token(*id, &other_nonce)];
         let code = rng.pick(target.codes);
         let outside = every_code().into_iter().filter(|c| !target.codes.contains(c)).collect::<Vec<_>>();
-        let work = |run: &str| format!("{FLEET}.work.{}.{run}", target.batch);
+        // Work items of one code, on a subject that says so.
+        let work = |run: &str| format!("{FLEET}.work.{}.{run}.1", target.batch);
         // Outcomes come in batches, on a subject a node: a forger's.
         let outcome = |run: &str, _code: &str| format!("{FLEET}.outcomes.{run}.forger");
-        let item = |code: &str| Bytes::from(json!({ "code": code }).to_string());
+        let item = |code: &str| Bytes::from(json!({ "codes": [code] }).to_string());
         let result = |code: &str, kind: &str, message: Option<String>| {
             let value = json!([{
                 "code": code, "outcome": kind, "status": 200, "message": message, "attempts": 1,
@@ -245,7 +268,7 @@ impl Nats {
         match forgery {
             Forgery::WorkNotJson => messages.push((work(&token), None, garbage)),
             Forgery::WorkOversize => {
-                let padded = json!({ "code": code.as_str(), "pad": "x".repeat(400) }).to_string();
+                let padded = json!({ "codes": [code.as_str()], "pad": "x".repeat(400) }).to_string();
                 messages.push((work(&token), None, Bytes::from(padded)));
             }
             Forgery::WorkCodeNotInRun => {
@@ -260,7 +283,7 @@ impl Nats {
             Forgery::WorkReplay => {
                 let (id, nonce) = target.previous.as_ref().ok_or("a replay needs a previous run")?;
                 let previous = run_token(*id, nonce);
-                let id = message_id(&previous, code);
+                let id = message_id(&previous, &[code]);
                 messages.push((work(&previous), Some(id), item(code.as_str())));
             }
             Forgery::OutcomeNotJson => messages.push((outcome(&token, code.as_str()), None, garbage)),

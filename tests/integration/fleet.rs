@@ -256,7 +256,7 @@ fn a_fleet_run_without_nats_is_a_clear_fatal_error() {
 }
 
 #[test]
-fn retries_are_handed_to_the_fleet_with_their_attempts_counted() {
+fn retries_wait_on_their_node_with_their_attempts_counted() {
     let Some(nats) = NatsServer::start() else { return };
     // Half of the flag paths answer 503 once, then the flag.
     let flags = server(TestServerOptions {
