@@ -8,8 +8,9 @@
 # 1. scaling: 1, 2 and 3 nodes (30 workers each) fetch the 676 codes from a
 #    test server answering after 0.2 s (hyperfine, 5 runs each);
 # 2. overhead: a fleet of one node against plain `flagsd run`, on the same
-#    fast server (nginx when installed, else the test server), 30 workers;
-#    the fleet's codes per second give the per-code cost of its NATS path;
+#    fast server (nginx when installed, else the test server), 30 workers,
+#    RUNS (60) rounds alternating the two, compared by their medians; then
+#    the node's and nats-server's CPU per code over 20 more fleet runs;
 # 3. memory: 50 batches x 676 codes (2 workers each) through 2 nodes: peak
 #    RSS of each node and of nats-server, sampled every 50 ms.
 # Needs hyperfine (installed from Debian when missing) and a nats-server
@@ -141,6 +142,32 @@ print(f"CPU per code over {codes:,} codes: node(s) {per(node):.0f} µs, nats-ser
 PY
 }
 
+# alternate RUNS PLAIN FLEET: RUNS rounds of one PLAIN run then one FLEET
+# run (output and state removed before each), so that both see the same
+# machine; prints their wall-time medians and quartiles, and the ratio of
+# the medians.
+alternate() {
+    python3 - "$1" "$work" "$2" "$3" <<'PY'
+import shutil, statistics, subprocess, sys, time
+
+runs, work, plain, fleet = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+walls = {"plain run": [], "fleet of one": []}
+for round_ in range(runs + 3):  # the first three rounds warm up
+    for name, command in (("plain run", plain), ("fleet of one", fleet)):
+        for gone in ("out", "state"):
+            shutil.rmtree(f"{work}/{gone}", ignore_errors=True)
+        started = time.perf_counter()
+        subprocess.run(command.split(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        if round_ >= 3:
+            walls[name].append((time.perf_counter() - started) * 1000)
+for name, figures in walls.items():
+    q1, median, q3 = statistics.quantiles(figures, n=4)
+    print(f"{name:12}: median {median:5.1f} ms (quartiles {q1:5.1f} / {q3:5.1f} ms) over {runs} runs")
+ratio = statistics.median(walls["fleet of one"]) / statistics.median(walls["plain run"])
+print(f"fleet of one / plain run: {ratio:.2f}x (medians)")
+PY
+}
+
 for part in "${parts[@]}"; do
     case $part in
     scaling)
@@ -166,9 +193,7 @@ for part in "${parts[@]}"; do
         sed '1,4d' "$work/fleet.toml" >"$work/plain.toml"
         start_nodes "$work/fleet.toml" 1
         check_run "$work/fleet.toml"
-        hyperfine -N --runs 20 --warmup 2 --style basic --prepare "rm -rf $work/out $work/state" \
-            -n "plain run" "$flagsd run --config $work/plain.toml" \
-            -n "fleet of one" "$flagsd run --config $work/fleet.toml"
+        alternate "${RUNS:-60}" "$flagsd run --config $work/plain.toml" "$flagsd run --config $work/fleet.toml"
         cpu_per_code "$work/fleet.toml" 20
         stop_nodes
         stop_servers

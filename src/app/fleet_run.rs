@@ -13,6 +13,7 @@ use crate::config::{BatchConfig, FleetSettings};
 use futures_util::StreamExt as _;
 
 use crate::fleet::core::fleet_error;
+use crate::fleet::messages::FleetRun;
 use crate::fleet::names::last_key;
 use crate::fleet::{Fleet, FleetError, Patience};
 use crate::job::FatalError;
@@ -54,9 +55,10 @@ where
 }
 
 /// Waits until run `key` has ended; its record. The batch's record is
-/// watched (its end shows at once) and read again every [`CHECK_EVERY`]
-/// (a watch that NATS dropped). A run whose record is gone (NATS lost its
-/// state, the bucket was deleted) is an error: it will not end.
+/// watched (its end shows at once, and is taken from the watch) and read
+/// again every [`CHECK_EVERY`] (a watch that NATS dropped). A run whose
+/// record is gone (NATS lost its state, the bucket was deleted) is an
+/// error: it will not end.
 pub(super) async fn ended(fleet: &Fleet, key: &RunKey) -> Result<RunRecord, FleetError> {
     let mut changes = fleet.runs.watch(last_key(&key.batch)).await.ok();
     loop {
@@ -71,15 +73,21 @@ pub(super) async fn ended(fleet: &Fleet, key: &RunKey) -> Result<RunRecord, Flee
         }
         let changed = async {
             match &mut changes {
-                Some(watch) => {
-                    if !matches!(watch.next().await, Some(Ok(_))) {
+                Some(watch) => match watch.next().await {
+                    Some(Ok(entry)) => serde_json::from_slice::<FleetRun>(&entry.value)
+                        .ok()
+                        .filter(|run| run.key() == *key && !run.record.is_running()),
+                    _ => {
                         changes = None;
+                        None
                     }
-                }
+                },
                 None => std::future::pending().await,
             }
         };
-        let _ = tokio::time::timeout(CHECK_EVERY, changed).await;
+        if let Ok(Some(run)) = tokio::time::timeout(CHECK_EVERY, changed).await {
+            return Ok(run.record);
+        }
     }
 }
 
@@ -90,12 +98,13 @@ async fn own_record(fleet: &Fleet, key: &RunKey) -> Result<Option<RunRecord>, Fl
     Ok(run.filter(|run| run.key() == *key).map(|run| run.record))
 }
 
-/// Waits until every run of `keys` has ended.
-async fn all_ended(fleet: &Fleet, keys: &[RunKey]) -> Result<(), FleetError> {
+/// Waits until every run of `keys` has ended; their records.
+async fn all_ended(fleet: &Fleet, keys: &[RunKey]) -> Result<Vec<RunRecord>, FleetError> {
+    let mut records = Vec::with_capacity(keys.len());
     for key in keys {
-        ended(fleet, key).await?;
+        records.push(ended(fleet, key).await?);
     }
-    Ok(())
+    Ok(records)
 }
 
 /// Begins `batches` in the fleet of `settings`, waits for their runs, and
@@ -113,8 +122,9 @@ pub async fn run(
         begun.push(fleet.begin(RunStart::of(batch, "run")).await.map(|begun| begun.key));
     }
     let keys: Vec<RunKey> = begun.iter().filter_map(|b| b.as_ref().ok().cloned()).collect();
+    let mut records = Vec::new();
     let stopped_by = tokio::select! {
-        done = all_ended(&fleet, &keys) => { done?; None }
+        done = all_ended(&fleet, &keys) => { records = done?; None }
         signal = signals.recv() => Some(signal),
     };
     if let Some(signal) = stopped_by {
@@ -127,7 +137,12 @@ pub async fn run(
     let mut reports = Vec::new();
     for (batch, begun) in batches.iter().zip(begun) {
         let report = match begun {
-            Ok(key) => report(&fleet, batch, &key, submitted_at, json || batch.verbose).await,
+            Ok(key) => {
+                // A run's end as it was seen, when it has no details to read.
+                let known = records.iter().find(|r| r.id == key.id && r.batch == key.batch).cloned();
+                let known = known.filter(|_| !(json || batch.verbose));
+                report(&fleet, batch, &key, submitted_at, json || batch.verbose, known).await
+            }
             Err(e) => {
                 BatchReport::failed(batch, format!("== batch {} ==\n", batch.name), &e.into(), None, submitted_at)
             }
@@ -137,18 +152,23 @@ pub async fn run(
     Ok(reports)
 }
 
-/// The report of run `key` of `batch`, from the fleet's records. The
-/// per-code outcomes are read only for verbose lines and the JSON document
-/// (`details`); the counts are in the run's record.
+/// The report of run `key` of `batch`, from the fleet's records (or from
+/// `known`, its ended record, when given). The per-code outcomes are read
+/// only for verbose lines and the JSON document (`details`); the counts
+/// are in the run's record.
 pub(super) async fn report(
     fleet: &Fleet,
     batch: &BatchConfig,
     key: &RunKey,
     submitted_at: SystemTime,
     details: bool,
+    known: Option<RunRecord>,
 ) -> BatchReport {
     let header = format!("== batch {} ==\n", batch.name);
     let read = patiently(|| async {
+        if let Some(record) = known.clone().filter(|_| !details) {
+            return Ok(Some((record, Vec::new())));
+        }
         match fleet.run_record(key.id).await?.filter(|run| run.key() == *key) {
             Some(run) if details => {
                 let (codes, _) = fleet.outcomes_of(&run).await?;

@@ -72,8 +72,8 @@ async fn in_fleet(settings: &FleetSettings, batch: &BatchConfig, wait: bool) -> 
     if !wait {
         return Ok(ExitStatus::Success);
     }
-    fleet_run::ended(&fleet, &begun.key).await?;
-    Ok(print(fleet_run::report(&fleet, batch, &begun.key, submitted_at, batch.verbose).await))
+    let record = fleet_run::ended(&fleet, &begun.key).await?;
+    Ok(print(fleet_run::report(&fleet, batch, &begun.key, submitted_at, batch.verbose, Some(record)).await))
 }
 
 /// Asks the daemon of `settings` to start a run of `batch`; with `wait`,

@@ -52,16 +52,13 @@ impl Fleet {
         let token = run.token();
         let what = || format!("cannot read the outcomes of run {}", run.record.id);
         let filter = self.names.run_outcomes(&token);
-        let mut subjects = self.outcomes.info_with_subjects(&filter).await.map_err(|e| nats_error(what(), e))?;
-        let mut expected = 0;
-        while let Some(item) = subjects.next().await {
-            expected += item.map_err(|e| nats_error(what(), e))?.1;
-        }
+        let config = pull::OrderedConfig { filter_subject: filter.clone(), ..Default::default() };
+        let consumer = self.outcomes.create_consumer(config).await.map_err(|e| nats_error(what(), e))?;
+        // The messages stored when the reader was made: what there is to read.
+        let expected = consumer.cached_info().num_pending;
         if expected == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
-        let config = pull::OrderedConfig { filter_subject: filter.clone(), ..Default::default() };
-        let consumer = self.outcomes.create_consumer(config).await.map_err(|e| nats_error(what(), e))?;
         let mut messages = consumer.messages().await.map_err(|e| nats_error(what(), e))?;
         let mut seen = HashSet::new();
         let (mut outcomes, mut drops) = (Vec::new(), Vec::new());

@@ -176,8 +176,9 @@ impl Fleet {
             }
             Err(Err(e)) => return Err(fleet_error(format!("cannot record run {id}"), FleetFailure::Other, e)),
         }
-        self.save_copy(&run).await;
-        match self.queue(batch, &run, start.codes).await {
+        // The history's copy is written while the codes are queued.
+        let ((), queued) = tokio::join!(self.save_copy(&run), self.queue(batch, &run, start.codes));
+        match queued {
             Ok(()) => {
                 tracing::info!(%batch, run = id, codes = run.codes.len(), trigger = start.trigger, "run queued in the fleet");
             }

@@ -224,6 +224,8 @@ struct Inner {
     outbox: RefCell<HashMap<String, Pending>>,
     /// A flush of the outbox is on its way.
     flush_due: Cell<bool>,
+    /// Tasks handed to the engine and not settled by it yet.
+    started: Cell<usize>,
     /// Work items pulled and not settled, by ticket (each task carries its
     /// item's ticket).
     held: RefCell<HashMap<u64, Held>>,
@@ -284,6 +286,7 @@ impl FleetSource {
             buffer: RefCell::default(),
             outbox: RefCell::default(),
             flush_due: Cell::new(false),
+            started: Cell::new(0),
             held: RefCell::default(),
             waiting: RefCell::default(),
             handing: RefCell::default(),
@@ -577,9 +580,11 @@ impl Inner {
         self.changed.send_replace(());
     }
 
-    /// Codes held here and not settled.
-    fn open_codes(&self) -> usize {
-        self.held.borrow().values().map(|h| h.open).sum()
+    /// The engine settled a task it had: one fewer in flight, and the
+    /// engine may take another (a lane whose disk fails takes one at a time).
+    fn settled_by_engine(&self) {
+        self.started.set(self.started.get().saturating_sub(1));
+        self.changed.send_replace(());
     }
 
     /// Gives back every task not started (pulled, or waiting for a retry),
@@ -680,10 +685,11 @@ impl Inner {
     /// ready, until a write to it succeeds again.
     fn degrade(self: &Rc<Self>, error: &str) {
         self.shared.health.set(&format!("disk {}", self.batch.name), error);
+        // What this node has not started goes to the others at once.
+        self.give_back_unstarted();
         if self.degraded.replace(true) {
             return;
         }
-        self.give_back_unstarted();
         let me = Rc::clone(self);
         actix_rt::spawn(async move {
             while me.degraded.get() && !me.closed.get() {
@@ -788,14 +794,13 @@ impl WorkSource for FleetSource {
         buffer.retain(|task| held.contains_key(&task.ticket));
         if inner.degraded.get() {
             // One code at a time until a write works again.
-            let open: usize = held.values().map(|h| h.open).sum();
-            let in_flight = open.saturating_sub(buffer.len() + inner.waiting.borrow().len());
-            max = if in_flight == 0 { max.min(1) } else { 0 };
+            max = if inner.started.get() == 0 { max.min(1) } else { 0 };
         }
         drop(held);
         let n = max.min(buffer.len());
         if n > 0 {
             inner.demand.set(inner.demand.get().saturating_sub(n));
+            inner.started.set(inner.started.get() + n);
             return Supply::Tasks(buffer.drain(..n).collect());
         }
         let mut changed = inner.changed.subscribe();
@@ -821,6 +826,7 @@ impl WorkSource for FleetSource {
 
     fn done(&self, task: Task, outcome: &CodeOutcome) {
         let inner = &self.inner;
+        inner.settled_by_engine();
         let Some(run) = inner.held.borrow().get(&task.ticket).map(|held| Rc::clone(&held.run)) else { return };
         if matches!(outcome.outcome, Outcome::Downloaded(_)) {
             inner.recovered();
@@ -836,9 +842,7 @@ impl WorkSource for FleetSource {
         };
         // Flush at once when the batch is full or nothing else is in
         // flight here; else soon, with what settles meanwhile.
-        let unsettled =
-            inner.open_codes().saturating_sub(inner.outbox.borrow().values().map(|p| p.results.len()).sum());
-        if full || unsettled <= inner.buffer.borrow().len() + inner.waiting.borrow().len() {
+        if full || inner.started.get() == 0 {
             inner.flush();
         } else if !inner.flush_due.replace(true) {
             // Counted with the settling tasks, so a stopping node waits for it.
@@ -852,6 +856,7 @@ impl WorkSource for FleetSource {
 
     fn retry(&self, task: Task, delay: Duration) {
         let inner = &self.inner;
+        inner.settled_by_engine();
         let handing = {
             let mut handing = inner.handing.borrow_mut();
             let found = handing.iter().position(|h| *h == (task.ticket, task.code));
@@ -866,6 +871,7 @@ impl WorkSource for FleetSource {
     }
 
     fn release(&self, task: Task) {
+        self.inner.settled_by_engine();
         self.inner.give_back(&task);
     }
 

@@ -336,13 +336,24 @@ fn a_node_whose_disk_is_full_hands_its_codes_to_the_others() {
     b.wait_joined();
     let (status, document) = finish(submit(&config));
     assert_eq!(status, 0, "{document}\n{}", b.log());
-    let batch = batch(&document);
-    assert_eq!(batch["counts"]["downloaded"].as_u64(), Some(194), "{document}");
-    let (by_node, _) = shares(batch);
+    let first = batch(&document);
+    assert_eq!(first["counts"]["downloaded"].as_u64(), Some(194), "{document}");
+    let (by_node, _) = shares(first);
     assert_eq!(by_node.get("a"), Some(&194), "node a saved every flag: {by_node:?}");
     let (status, reason) = http(&b.admin_addr(), "GET", "/readyz", None);
     assert_eq!(status, 503, "{reason}");
     assert!(reason.contains("disk world"), "{reason}");
+    // While its disk stays full, the node still takes a work item now and
+    // then (to see whether a write works again) and gives its codes back:
+    // runs keep finishing, every code once.
+    for _ in 0..2 {
+        std::fs::remove_dir_all(dir.path().join("out")).expect("a's files removed");
+        let (status, document) = finish(submit(&config));
+        assert_eq!(status, 0, "{document}\n{}", b.log());
+        let again = batch(&document);
+        assert_eq!(again["counts"]["downloaded"].as_u64(), Some(194), "{document}");
+        assert_eq!(shares(again).0.get("a"), Some(&194), "node a saved every flag");
+    }
     // Room again: the node is ready again.
     std::fs::remove_file(disk.path.join("filler")).expect("room");
     assert!(wait_until(FLEET_WAIT, || http(&b.admin_addr(), "GET", "/readyz", None).0 == 200), "{}", b.log());
