@@ -457,15 +457,20 @@ impl Inner {
         let what = || format!("cannot join the queue of batch {}", self.batch.name);
         let existing = self.fleet.work.get_consumer::<pull::Config>(&name).await;
         if let Ok(mut consumer) = existing {
-            let theirs = consumer.info().await.map(|info| info.config.ack_wait).map_err(|e| nats_error(what(), e))?;
-            if theirs == self.consumer_config.ack_wait {
+            let theirs = consumer.info().await.map(|info| info.config.clone()).map_err(|e| nats_error(what(), e))?;
+            let ours = &self.consumer_config;
+            if theirs.ack_wait == ours.ack_wait && theirs.filter_subject == ours.filter_subject {
                 return Ok(consumer);
             }
-            tracing::warn!(
-                batch = %self.batch.name, theirs_ms = theirs.as_millis() as u64,
-                ours_ms = self.consumer_config.ack_wait.as_millis() as u64,
-                "the queue's ack wait is not this node's fleet.ack_wait: every node must run the same configuration"
-            );
+            if theirs.ack_wait != ours.ack_wait {
+                tracing::warn!(
+                    batch = %self.batch.name, theirs_ms = theirs.ack_wait.as_millis() as u64,
+                    ours_ms = ours.ack_wait.as_millis() as u64,
+                    "the queue's ack wait is not this node's fleet.ack_wait: every node must run the same configuration"
+                );
+            }
+            // Another filter: an older flagsd's consumer (one code per
+            // message), updated in place.
         }
         self.fleet.work.create_consumer(self.consumer_config.clone()).await.map_err(|e| nats_error(what(), e))
     }

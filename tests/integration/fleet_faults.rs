@@ -507,3 +507,38 @@ fn files_named_by_country_get_one_name_each_across_nodes() {
     }
     assert_eq!(std::fs::read_dir(dir.path().join("out/world")).expect("the files").count(), 20);
 }
+
+/// The batch's consumer as a flagsd whose work messages held one code each
+/// left it (filtered on `{fleet}.work.{batch}.*`) is updated in place by
+/// a node: the node takes this version's work items, and the run ends.
+#[test]
+fn a_consumer_of_an_older_flagsd_is_updated_to_take_work_items() {
+    let Some(nats) = NatsServer::start() else { return };
+    let urls = [nats.url()];
+    let flags = server(Default::default());
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = config(dir.path(), &urls, &flags.url(), "\"every\"", "");
+    with_fleet(&urls, async |fleet| {
+        let old = async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some(fleet.names.consumer("world")),
+            filter_subject: format!("{FLEET}.work.world.*"),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            // The configuration's: only the filter differs.
+            ack_wait: Duration::from_secs(3),
+            max_deliver: -1,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        };
+        fleet.work.create_consumer(old).await.expect("an older flagsd's consumer");
+    });
+    let node = Node::start(&config, "a", &[]);
+    node.wait_joined();
+    let run = submit(&config);
+    let (ended, end) = std::sync::mpsc::channel();
+    std::thread::spawn(move || ended.send(finish(run)));
+    let Ok((status, document)) = end.recv_timeout(FLEET_WAIT) else {
+        panic!("the run did not end: the node took no work item\n{}", node.log());
+    };
+    assert_eq!(status, 0, "{document}");
+    assert_every_code_once(batch(&document), &dir.path().join("out/world"));
+}
