@@ -116,7 +116,7 @@ impl Settling {
     }
 }
 
-/// The runs this node recorded an outcome of, for the finisher to check at
+/// The runs this node settled a work item of, for the finisher to check at
 /// once: adding one wakes it.
 #[derive(Debug)]
 pub struct Touched {
@@ -131,7 +131,7 @@ impl Default for Touched {
 }
 
 impl Touched {
-    /// Run `run` got an outcome: wakes the finisher.
+    /// A work item of run `run` was settled here: wakes the finisher.
     pub fn add(&self, run: RunKey) {
         self.runs.borrow_mut().insert(run);
         self.wake.send_replace(());
