@@ -138,9 +138,8 @@ pub async fn run(
     for (batch, begun) in batches.iter().zip(begun) {
         let report = match begun {
             Ok(key) => {
-                // A run's end as it was seen, when it has no details to read.
+                // The run's end as it was seen.
                 let known = records.iter().find(|r| r.id == key.id && r.batch == key.batch).cloned();
-                let known = known.filter(|_| !(json || batch.verbose));
                 report(&fleet, batch, &key, submitted_at, json || batch.verbose, known).await
             }
             Err(e) => {

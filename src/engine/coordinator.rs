@@ -258,26 +258,37 @@ impl Coordinator {
     /// tried again after the retry delay.
     fn settle(&mut self, task: Task, outcome: Outcome) {
         let task = Task { attempts: task.attempts + 1, ..task };
-        let delay = self.options.retry.delay(&outcome, task.attempts, &self.dice);
-        let Some(delay) = delay.or_else(|| self.source.hand_back(&task, &outcome)) else {
-            let url = self.fetcher.display_url(task.code);
-            let (code, attempts, retry_cause) = (task.code, task.attempts, task.retry_cause);
-            let outcome = CodeOutcome { code, url, outcome, attempts, retry_cause };
-            self.counts.record(&outcome.outcome);
-            self.sink.record(&outcome);
-            self.source.done(task, &outcome);
-            if self.options.keep_outcomes {
-                self.outcomes.push(outcome);
+        let (cc, attempts) = (task.code, task.attempts);
+        let Some(delay) = self.options.retry.delay(&outcome, task.attempts, &self.dice) else {
+            match self.source.hand_back(task, &outcome) {
+                Ok(()) => {
+                    tracing::debug!(%cc, attempts, kind = outcome.kind(), "handed back to the source");
+                    self.sink.retry_scheduled(cc);
+                }
+                Err(task) => self.end(task, outcome),
             }
             return;
         };
         let cause = RetryCause::of(&outcome);
         let task = Task { retry_cause: cause.or(task.retry_cause), ..task };
-        let (cc, attempts, delay_ms) = (task.code, task.attempts, delay.as_millis() as u64);
+        let delay_ms = delay.as_millis() as u64;
         let cause = cause.map(|c| c.to_string());
         tracing::debug!(%cc, attempts, delay_ms, kind = outcome.kind(), cause, "will retry");
-        self.sink.retry_scheduled(task.code);
+        self.sink.retry_scheduled(cc);
         self.source.retry(task, delay);
+    }
+
+    /// `task` ends in `outcome`: counted, and sent to the sink and the source.
+    fn end(&mut self, task: Task, outcome: Outcome) {
+        let url = self.fetcher.display_url(task.code);
+        let (code, attempts, retry_cause) = (task.code, task.attempts, task.retry_cause);
+        let outcome = CodeOutcome { code, url, outcome, attempts, retry_cause };
+        self.counts.record(&outcome.outcome);
+        self.sink.record(&outcome);
+        self.source.done(task, &outcome);
+        if self.options.keep_outcomes {
+            self.outcomes.push(outcome);
+        }
     }
 
     /// Resolves the run's future with what has finished, and stops. Tasks

@@ -22,7 +22,7 @@ mod threads;
 mod worker;
 
 pub use coordinator::{Coordinator, CoordinatorLost, Pool, PoolOptions, Run, RunControls, RunSummary};
-pub use queue::LocalQueue;
+pub use queue::{LocalQueue, Waiting, due_or_changed};
 pub use seams::{Fetch, OutcomeFuture, OutcomeSink, Supply, Task, WorkSource};
 pub use threads::{MIN_WORKERS_PER_THREAD, Placement, WorkerThreads};
 pub use worker::{Download, Settled, Ticket, Worker};

@@ -1,6 +1,7 @@
 //! A run's own list of codes as a [`WorkSource`]: codes handed out in
 //! order, and a failed code queued again once its retry delay has passed
-//! (no worker waits for it meanwhile).
+//! (no worker waits for it meanwhile). The tasks waiting for their retry
+//! time are a [`Waiting`], which a fleet's queue keeps too.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -13,12 +14,74 @@ use super::seams::{Supply, Task, WorkSource};
 use crate::model::codes::CountryCode;
 use crate::model::outcome::CodeOutcome;
 
+/// Tasks waiting for their retry time, each with that time.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    tasks: Vec<(Instant, Task)>,
+}
+
+impl Waiting {
+    /// `task` waits `delay` from now.
+    pub fn push(&mut self, task: Task, delay: Duration) {
+        self.tasks.push((Instant::now() + delay, task));
+    }
+
+    /// The tasks whose time has come, taken out (in the order they came).
+    pub fn take_due(&mut self) -> Vec<Task> {
+        let now = Instant::now();
+        // The common case on every take: nothing due, nothing allocated.
+        if !self.tasks.iter().any(|(at, _)| *at <= now) {
+            return Vec::new();
+        }
+        let (due, later) = self.tasks.drain(..).partition(|(at, _)| *at <= now);
+        self.tasks = later;
+        due.into_iter().map(|(_, task)| task).collect()
+    }
+
+    /// Every task, due or not, taken out.
+    pub fn take_all(&mut self) -> Vec<Task> {
+        self.tasks.drain(..).map(|(_, task)| task).collect()
+    }
+
+    /// When the next task is due, if one waits.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.tasks.iter().map(|(at, _)| *at).min()
+    }
+
+    /// How many tasks wait.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether no task waits.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+/// Completes at `due` (if given) or at the next change `changed` sees,
+/// whichever comes first: what a source's [`Supply::Later`] waits for.
+pub async fn due_or_changed(due: Option<Instant>, mut changed: watch::Receiver<()>) {
+    match due {
+        Some(due) => {
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                // An error means the source is gone: nothing to wait for.
+                _ = changed.changed() => {}
+            }
+        }
+        None => {
+            let _ = changed.changed().await;
+        }
+    }
+}
+
 /// The codes of one run, with the ones waiting for a retry.
 #[derive(Debug)]
 pub struct LocalQueue {
     ready: RefCell<VecDeque<Task>>,
-    /// Tasks waiting for their retry time, and that time.
-    waiting: RefCell<Vec<(Instant, Task)>>,
+    /// Tasks waiting for their retry time.
+    waiting: RefCell<Waiting>,
     /// Wakes a wait for the next retry time when a retry is added (each
     /// wait subscribes when it is made, so no change is missed).
     changed: watch::Sender<()>,
@@ -34,46 +97,26 @@ impl LocalQueue {
             .collect();
         Self { ready: RefCell::new(ready), waiting: RefCell::default(), changed: watch::Sender::new(()) }
     }
-
-    /// Moves the tasks whose retry time has come to the ready queue.
-    fn promote_due(&self, now: Instant) {
-        let mut waiting = self.waiting.borrow_mut();
-        let mut ready = self.ready.borrow_mut();
-        waiting.retain(|(due, task)| {
-            let is_due = *due <= now;
-            if is_due {
-                ready.push_back(*task);
-            }
-            !is_due
-        });
-    }
 }
 
 impl WorkSource for LocalQueue {
     fn take(&self, max: usize) -> Supply {
-        self.promote_due(Instant::now());
         let mut ready = self.ready.borrow_mut();
+        ready.extend(self.waiting.borrow_mut().take_due());
         if !ready.is_empty() {
             let n = max.min(ready.len());
             return Supply::Tasks(ready.drain(..n).collect());
         }
-        let Some(next) = self.waiting.borrow().iter().map(|(due, _)| *due).min() else {
+        let Some(next) = self.waiting.borrow().next_due() else {
             return Supply::Finished;
         };
-        let mut changed = self.changed.subscribe();
-        Supply::Later(Box::pin(async move {
-            tokio::select! {
-                () = tokio::time::sleep_until(next) => {}
-                // An error means the queue is gone: nothing to wait for.
-                _ = changed.changed() => {}
-            }
-        }))
+        Supply::Later(Box::pin(due_or_changed(Some(next), self.changed.subscribe())))
     }
 
     fn done(&self, _task: Task, _outcome: &CodeOutcome) {}
 
     fn retry(&self, task: Task, delay: Duration) {
-        self.waiting.borrow_mut().push((Instant::now() + delay, task));
+        self.waiting.borrow_mut().push(task, delay);
         self.changed.send_replace(());
     }
 

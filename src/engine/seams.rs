@@ -98,11 +98,12 @@ pub trait WorkSource {
     /// Tasks known to the source and not handed out yet (queued, or waiting
     /// for their retry time).
     fn remaining(&self) -> usize;
-    /// Whether the source takes `task` back, after `delay`, rather than let
-    /// `outcome` (which the retry policy made final) end it here: a shared
-    /// queue hands a fault of this process (its disk) to another process.
-    /// `task.attempts` counts the attempt that failed.
-    fn hand_back(&self, _task: &Task, _outcome: &Outcome) -> Option<Duration> {
-        None
+    /// Takes `task` back (`Ok`: it is settled) rather than let `outcome`
+    /// (which the retry policy made final) end it here (`Err`, the task
+    /// given back to the engine): a shared queue hands a fault of this
+    /// process (its disk) to another process. `task.attempts` counts the
+    /// attempt that failed.
+    fn hand_back(&self, task: Task, _outcome: &Outcome) -> Result<(), Task> {
+        Err(task)
     }
 }

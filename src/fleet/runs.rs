@@ -200,22 +200,8 @@ impl Fleet {
     /// several codes: [`parcel_size`]), each with its de-duplication id (so
     /// queueing the same codes twice within the window queues them once).
     pub(super) async fn queue(&self, batch: &str, run: &FleetRun, codes: &[CountryCode]) -> Result<(), FleetError> {
-        let what = || format!("cannot queue the codes of run {}", run.record.id);
-        let token = run.token();
-        let parcels: Vec<&[CountryCode]> = codes.chunks(parcel_size(run.codes.len())).collect();
-        for window in parcels.chunks(PUBLISH_WINDOW) {
-            let mut acks = Vec::with_capacity(window.len());
-            for parcel in window {
-                let subject = self.names.work_subject(batch, &token, parcel.len());
-                let item = WorkItem::of(parcel, 0);
-                let message = PublishMessage::build().payload(json(&item)).message_id(message_id(&token, parcel));
-                acks.push(self.js.send_publish(subject, message).await.map_err(|e| nats_error(what(), e))?);
-            }
-            for ack in acks {
-                ack.await.map_err(|e| nats_error(what(), e))?;
-            }
-        }
-        Ok(())
+        let items = codes.chunks(parcel_size(run.codes.len())).map(|parcel| (parcel, 0));
+        self.publish_work(batch, &run.token(), items, true).await
     }
 
     /// Queues again codes of run `token` of `batch` that a node gave back,
@@ -227,21 +213,41 @@ impl Fleet {
         token: &str,
         codes: &[(CountryCode, u32)],
     ) -> Result<(), FleetError> {
-        let what = || format!("cannot queue {} codes of run {token} again", codes.len());
         let mut by_attempts: BTreeMap<u32, Vec<CountryCode>> = BTreeMap::new();
         for &(code, attempts) in codes {
             by_attempts.entry(attempts).or_default().push(code);
         }
+        let items = by_attempts
+            .iter()
+            .flat_map(|(attempts, codes)| codes.chunks(MAX_PARCEL).map(move |parcel| (parcel, *attempts)));
+        self.publish_work(batch, token, items, false).await
+    }
+
+    /// Publishes `items` (codes, and the attempts made at them) as work
+    /// items of run `token` of `batch`, with de-duplication ids when
+    /// `dedupe`, awaiting the acknowledgements [`PUBLISH_WINDOW`] at a time.
+    async fn publish_work<'a>(
+        &self,
+        batch: &str,
+        token: &str,
+        items: impl Iterator<Item = (&'a [CountryCode], u32)>,
+        dedupe: bool,
+    ) -> Result<(), FleetError> {
+        let what = || format!("cannot queue the codes of run {token}");
         let mut acks = Vec::new();
-        for (attempts, codes) in &by_attempts {
-            for parcel in codes.chunks(MAX_PARCEL) {
+        let mut items = items.peekable();
+        while items.peek().is_some() {
+            for (parcel, attempts) in items.by_ref().take(PUBLISH_WINDOW) {
                 let subject = self.names.work_subject(batch, token, parcel.len());
-                let message = PublishMessage::build().payload(json(&WorkItem::of(parcel, *attempts)));
+                let mut message = PublishMessage::build().payload(json(&WorkItem::of(parcel, attempts)));
+                if dedupe {
+                    message = message.message_id(message_id(token, parcel));
+                }
                 acks.push(self.js.send_publish(subject, message).await.map_err(|e| nats_error(what(), e))?);
             }
-        }
-        for ack in acks {
-            ack.await.map_err(|e| nats_error(what(), e))?;
+            for ack in acks.drain(..) {
+                ack.await.map_err(|e| nats_error(what(), e))?;
+            }
         }
         Ok(())
     }

@@ -52,7 +52,7 @@ use super::health::Health;
 use super::messages::{DropReason, FleetRun, Load, MAX_BATCH, parcel_size, read_work};
 use super::names::parse_run_token;
 use crate::config::BatchConfig;
-use crate::engine::{Supply, Task, WorkSource};
+use crate::engine::{Supply, Task, Waiting, WorkSource, due_or_changed};
 use crate::job::ledger::{FleetFailure, RunKey};
 use crate::model::codes::{CodeSet, CountryCode};
 use crate::model::outcome::{CodeOutcome, DownloadError, Outcome};
@@ -229,10 +229,8 @@ struct Inner {
     /// Work items pulled and not settled, by ticket (each task carries its
     /// item's ticket).
     held: RefCell<HashMap<u64, Held>>,
-    /// Tasks waiting for their retry time, and that time.
-    waiting: RefCell<Vec<(Instant, Task)>>,
-    /// Tasks the engine is handing back (to another node), not retrying.
-    handing: RefCell<Vec<(u64, CountryCode)>>,
+    /// Tasks waiting for their retry time.
+    waiting: RefCell<Waiting>,
     next_ticket: Cell<u64>,
     /// How many tasks the coordinator asked for and did not get.
     demand: Cell<usize>,
@@ -289,7 +287,6 @@ impl FleetSource {
             started: Cell::new(0),
             held: RefCell::default(),
             waiting: RefCell::default(),
-            handing: RefCell::default(),
             next_ticket: Cell::new(0),
             demand: Cell::new(0),
             pump: watch::Sender::new(()),
@@ -596,7 +593,7 @@ impl Inner {
     /// for another node to take.
     fn give_back_unstarted(&self) {
         let mut tasks: Vec<Task> = self.buffer.borrow_mut().drain(..).collect();
-        tasks.extend(self.waiting.borrow_mut().drain(..).map(|(_, task)| task));
+        tasks.extend(self.waiting.borrow_mut().take_all());
         for task in tasks {
             self.give_back(&task);
         }
@@ -785,15 +782,8 @@ impl WorkSource for FleetSource {
         if inner.closed.get() {
             return Supply::Finished;
         }
-        let now = Instant::now();
-        let due: Vec<Task> = {
-            let mut waiting = inner.waiting.borrow_mut();
-            let (due, later) = waiting.drain(..).partition(|(at, _)| *at <= now);
-            *waiting = later;
-            due.into_iter().map(|(_, task)| task).collect()
-        };
         let mut buffer = inner.buffer.borrow_mut();
-        buffer.extend(due);
+        buffer.extend(inner.waiting.borrow_mut().take_due());
         // Tasks of a work item handed back whole are another node's now.
         let held = inner.held.borrow();
         buffer.retain(|task| held.contains_key(&task.ticket));
@@ -808,25 +798,12 @@ impl WorkSource for FleetSource {
             inner.started.set(inner.started.get() + n);
             return Supply::Tasks(buffer.drain(..n).collect());
         }
-        let mut changed = inner.changed.subscribe();
+        let changed = inner.changed.subscribe();
         if inner.demand.get() != max {
             inner.demand.set(max);
             inner.pump.send_replace(());
         }
-        let next_retry = inner.waiting.borrow().iter().map(|(at, _)| *at).min();
-        Supply::Later(Box::pin(async move {
-            match next_retry {
-                Some(at) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(at.into()) => {}
-                        _ = changed.changed() => {}
-                    }
-                }
-                None => {
-                    let _ = changed.changed().await;
-                }
-            }
-        }))
+        Supply::Later(Box::pin(due_or_changed(inner.waiting.borrow().next_due(), changed)))
     }
 
     fn done(&self, task: Task, outcome: &CodeOutcome) {
@@ -862,17 +839,7 @@ impl WorkSource for FleetSource {
     fn retry(&self, task: Task, delay: Duration) {
         let inner = &self.inner;
         inner.settled_by_engine();
-        let handing = {
-            let mut handing = inner.handing.borrow_mut();
-            let found = handing.iter().position(|h| *h == (task.ticket, task.code));
-            found.map(|i| handing.swap_remove(i)).is_some()
-        };
-        if handing {
-            inner.give_back(&task);
-        } else {
-            inner.waiting.borrow_mut().push((Instant::now() + delay, task));
-            inner.changed.send_replace(());
-        }
+        inner.waiting.borrow_mut().push(task, delay);
     }
 
     fn release(&self, task: Task) {
@@ -884,17 +851,17 @@ impl WorkSource for FleetSource {
         self.inner.buffer.borrow().len() + self.inner.waiting.borrow().len()
     }
 
-    fn hand_back(&self, task: &Task, outcome: &Outcome) -> Option<Duration> {
-        let Outcome::Failed(DownloadError::Io { detail }) = outcome else { return None };
+    fn hand_back(&self, task: Task, outcome: &Outcome) -> Result<(), Task> {
+        let Outcome::Failed(DownloadError::Io { detail }) = outcome else { return Err(task) };
         // Alone in the fleet, there is nobody to hand it to: it ends here,
         // as on one host.
         if self.inner.shared.others.get() == 0 || task.attempts >= self.inner.attempts.saturating_add(HANDBACKS) {
-            return None;
+            return Err(task);
         }
         self.inner.degrade(detail);
         tracing::warn!(batch = %self.inner.batch.name, cc = %task.code, error = %detail, "a local disk error; handing the code to another node");
-        // The engine gives the task back through `retry`, which sees this.
-        self.inner.handing.borrow_mut().push((task.ticket, task.code));
-        Some(Duration::ZERO)
+        self.inner.settled_by_engine();
+        self.inner.give_back(&task);
+        Ok(())
     }
 }

@@ -59,6 +59,16 @@ fn code(text: &str) -> CountryCode {
     parse_code(text).expect("a code")
 }
 
+/// A client of the fleet at `server` (de-duplication window `window`),
+/// and a run of `codes` of batch `world` it started.
+fn start_run(server: &NatsServer, observer: &Nats, window: Duration, codes: &[CountryCode]) -> (Fleet, FleetRun) {
+    let settings = client(&server.url(), window);
+    let fleet = observer.block_on(Fleet::join(&settings, "finding", Patience::Once, |_| {})).expect("join");
+    let start = RunStart { batch: "world", codes, trigger: "run", tick: None };
+    let run = observer.block_on(fleet.start_run(start)).expect("a run");
+    (fleet, run)
+}
+
 /// `outcomes.rs`: "the first outcome of a code in the stream's order is
 /// the code's outcome". A second outcome published after a malformed
 /// message (and after the de-duplication window), as a node paused past it
@@ -67,11 +77,8 @@ fn code(text: &str) -> CountryCode {
 fn a_late_second_outcome_after_a_malformed_message_is_a_duplicate() {
     let Some(server) = NatsServer::start() else { return };
     let observer = Nats::connect(&server.url());
-    let settings = client(&server.url(), Duration::from_secs(1));
-    let fleet = observer.block_on(Fleet::join(&settings, "finding", Patience::Once, |_| {})).expect("join");
     let codes = [code("BR")];
-    let start = RunStart { batch: "world", codes: &codes, trigger: "run", tick: None };
-    let run = observer.block_on(fleet.start_run(start)).expect("a run");
+    let (fleet, run) = start_run(&server, &observer, Duration::from_secs(1), &codes);
     let token = run.token();
     observer.block_on(fleet.record_outcomes(&token, &[outcome("BR", "downloaded", "a")])).expect("the first outcome");
     let target = Target { batch: "world", codes: &codes, current: (run.record.id, run.nonce.clone()), previous: None };
@@ -90,11 +97,8 @@ fn a_late_second_outcome_after_a_malformed_message_is_a_duplicate() {
 fn a_runs_codes_are_queued_in_work_items_each_code_once() {
     let Some(server) = NatsServer::start() else { return };
     let observer = Nats::connect(&server.url());
-    let settings = client(&server.url(), Duration::from_secs(60));
-    let fleet = observer.block_on(Fleet::join(&settings, "finding", Patience::Once, |_| {})).expect("join");
     let codes = every_code();
-    let start = RunStart { batch: "world", codes: &codes, trigger: "run", tick: None };
-    let run = observer.block_on(fleet.start_run(start)).expect("a run");
+    let (_fleet, run) = start_run(&server, &observer, Duration::from_secs(60), &codes);
     let items = observer.work_items("world", &run.token()).expect("the work items");
     assert_eq!(items.len(), 43, "676 codes in items of 16");
     let mut queued = Vec::new();
@@ -117,11 +121,8 @@ fn a_runs_codes_are_queued_in_work_items_each_code_once() {
 fn an_ended_runs_details_leave_out_codes_that_were_not_in_it() {
     let Some(server) = NatsServer::start() else { return };
     let observer = Nats::connect(&server.url());
-    let settings = client(&server.url(), Duration::from_secs(2));
-    let fleet = observer.block_on(Fleet::join(&settings, "finding", Patience::Once, |_| {})).expect("join");
     let codes = [code("BR")];
-    let start = RunStart { batch: "world", codes: &codes, trigger: "run", tick: None };
-    let run = observer.block_on(fleet.start_run(start)).expect("a run");
+    let (fleet, run) = start_run(&server, &observer, Duration::from_secs(2), &codes);
     observer.block_on(fleet.record_outcomes(&run.token(), &[outcome("BR", "downloaded", "a")])).expect("recorded");
     // As the node that recorded it would, the code leaves the queue.
     let queued = fleet.names.run_work("world", &run.token());
