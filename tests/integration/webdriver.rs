@@ -13,6 +13,10 @@ use serde_json::{Value, json};
 /// The key under which WebDriver names an element.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// Times an action finds its element again when the page replaced it
+/// between the finding and the action.
+const STALE_TRIES: usize = 5;
+
 /// How long a wait for the page lasts before the test fails.
 pub const PAGE_WAIT: Duration = Duration::from_secs(30);
 
@@ -102,16 +106,36 @@ impl Browser {
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body).unwrap_or_else(|(error, message)| panic!("{path}: {error}: {message}"))
+    }
+
+    /// The answer's value, or its WebDriver error and message.
+    fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, (Value, Value)> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut request = self.client.request(method, url);
         if let Some(body) = body {
             request = request.header("Content-Type", "application/json").body(body.to_string());
         }
         let answer = read(request).unwrap_or_else(|e| panic!("{path}: {e}"));
-        if let Some(error) = answer["value"].get("error") {
-            panic!("{path}: {error}: {}", answer["value"]["message"]);
+        match answer["value"].get("error") {
+            Some(error) => Err((error.clone(), answer["value"]["message"].clone())),
+            None => Ok(answer["value"].clone()),
         }
-        answer["value"].clone()
+    }
+
+    /// Calls `method` on `/element/{id}{path}` for the element `css`
+    /// selects, finding it again when the page replaced it in between (the
+    /// console redraws its tables as it samples).
+    fn on_element(&self, css: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        for _ in 0..STALE_TRIES {
+            let element = self.find(css);
+            match self.try_call(method.clone(), &format!("/element/{element}{path}"), body.clone()) {
+                Err((error, _)) if error == "stale element reference" => continue,
+                Err((error, message)) => panic!("{css}{path}: {error}: {message}"),
+                Ok(value) => return value,
+            }
+        }
+        panic!("{css}{path}: the element was replaced {STALE_TRIES} times in a row")
     }
 
     /// Opens `url`.
@@ -127,23 +151,17 @@ impl Browser {
 
     /// Clicks the element `css` selects.
     pub fn click(&self, css: &str) {
-        let element = self.find(css);
-        self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({})));
+        self.on_element(css, reqwest::Method::POST, "/click", Some(json!({})));
     }
 
     /// Types `text` into the element `css` selects.
     pub fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css);
-        self.call(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({ "text": text })));
+        self.on_element(css, reqwest::Method::POST, "/value", Some(json!({ "text": text })));
     }
 
     /// The text the element `css` selects shows.
     pub fn text(&self, css: &str) -> String {
-        let element = self.find(css);
-        self.call(reqwest::Method::GET, &format!("/element/{element}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.on_element(css, reqwest::Method::GET, "/text", None).as_str().unwrap_or_default().to_owned()
     }
 
     /// What `script` (a function body, `return …`) returns in the page.
